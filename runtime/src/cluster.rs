@@ -1,0 +1,431 @@
+//! Running a topology: wiring tasks together, the handle that watches and stops them, and
+//! [`LocalCluster`], which owns the worker threads.
+//!
+//! [`submit`] lays out the tasks (consecutive task ids per component, then the ackers), makes one
+//! bounded queue per bolt and acker task and one notice queue per spout task, gives every task an
+//! emitter holding the senders of exactly the queues its streams reach, and spawns the tasks.
+//! Nobody else holds a sender, so a queue closes when every task upstream of it has ended: a stop
+//! runs down the graph by itself, draining each queue on the way.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+use smol_str::SmolStr;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::acker::{self, Acker};
+use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
+use crate::component::{ContextShared, TaskContext};
+use crate::grouping::Router;
+use crate::metrics::{ComponentKind, MetricsRegistry, MetricsSnapshot, TaskMetrics};
+use crate::task::{Control, TaskEnv};
+use crate::topology::{ComponentFactory, Topology};
+use crate::tuple::{StreamSchema, TaskId};
+
+/// The id of the runtime's acker component in metrics.
+pub const ACKER_ID: &str = "__acker";
+
+/// A running topology: read its metrics, wait for a condition, stop it.
+///
+/// Dropping the handle without [`stop`](TopologyHandle::stop) stops the spouts at once (trees in
+/// flight are failed) and lets the rest wind down in the background.
+pub struct TopologyHandle {
+    name: SmolStr,
+    started: Instant,
+    registry: Arc<MetricsRegistry>,
+    control: watch::Sender<Control>,
+    tasks: Vec<JoinHandle<()>>,
+    spouts: Vec<Arc<TaskMetrics>>,
+}
+
+/// How a stop went.
+#[derive(Debug, Clone)]
+pub struct StopReport {
+    /// Every tree completed and every task ended by itself within the deadline.
+    pub drained: bool,
+    /// Trees still pending when the drain deadline passed (failed to their spouts).
+    pub abandoned_trees: u64,
+    /// Tasks still running at the deadline, which were aborted.
+    pub aborted_tasks: usize,
+    /// The final figures.
+    pub metrics: MetricsSnapshot,
+}
+
+/// A wait ran out before its condition held.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("condition not met within {waited:?}")]
+pub struct WaitTimeout {
+    /// How long was waited.
+    pub waited: Duration,
+    /// The figures at the end of the wait.
+    pub metrics: Box<MetricsSnapshot>,
+}
+
+/// How often waits re-check their condition.
+const POLL: Duration = Duration::from_millis(2);
+
+impl TopologyHandle {
+    /// The topology's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every task's figures now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.registry.snapshot(self.started.elapsed())
+    }
+
+    /// Stops asking the spouts for tuples (in-flight trees still complete).
+    pub fn deactivate(&self) {
+        self.control.send_if_modified(|c| {
+            let change = *c == Control::Active;
+            if change {
+                *c = Control::Inactive;
+            }
+            change
+        });
+    }
+
+    /// Asks the spouts for tuples again.
+    pub fn activate(&self) {
+        self.control.send_if_modified(|c| {
+            let change = *c == Control::Inactive;
+            if change {
+                *c = Control::Active;
+            }
+            change
+        });
+    }
+
+    /// True when every spout is exhausted and no tree is pending.
+    pub fn is_idle(&self) -> bool {
+        self.spouts.iter().all(|m| m.idle.load(Relaxed))
+    }
+
+    /// Waits until `condition` holds for the figures, checking every 2 ms, for at most `timeout`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&MetricsSnapshot) -> bool,
+    ) -> Result<MetricsSnapshot, WaitTimeout> {
+        let start = Instant::now();
+        loop {
+            let m = self.metrics();
+            if condition(&m) {
+                return Ok(m);
+            }
+            if start.elapsed() >= timeout {
+                return Err(WaitTimeout {
+                    waited: start.elapsed(),
+                    metrics: Box::new(m),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the topology is idle ([`is_idle`](TopologyHandle::is_idle)), for at most
+    /// `timeout`.
+    pub async fn wait_until_idle(&self, timeout: Duration) -> Result<MetricsSnapshot, WaitTimeout> {
+        self.wait_until(timeout, |_| self.is_idle()).await
+    }
+
+    /// Stops gracefully: spouts are deactivated, in-flight trees drain until `drain_timeout`
+    /// (then the spouts fail what is left), every queue is drained down the graph, and each
+    /// component's `close`/`cleanup` runs. Tasks still running `drain_timeout` after the spouts
+    /// gave up are aborted.
+    pub async fn stop(mut self, drain_timeout: Duration) -> StopReport {
+        let deadline = Instant::now() + drain_timeout;
+        self.control.send_replace(Control::Stop { deadline });
+        let hard_deadline = deadline + drain_timeout.max(Duration::from_millis(100));
+        let mut aborted = 0;
+        for t in self.tasks.iter_mut() {
+            if tokio::time::timeout_at(hard_deadline.into(), &mut *t).await.is_err() {
+                t.abort();
+                aborted += 1;
+            }
+        }
+        let metrics = self.metrics();
+        let failed_at_stop: u64 = self
+            .spouts
+            .iter()
+            .map(|m| m.abandoned_at_stop.load(Relaxed))
+            .sum();
+        StopReport {
+            drained: aborted == 0 && failed_at_stop == 0,
+            abandoned_trees: failed_at_stop,
+            aborted_tasks: aborted,
+            metrics,
+        }
+    }
+
+    /// Runs for `duration`, then stops gracefully with `drain_timeout`.
+    pub async fn run_for(self, duration: Duration, drain_timeout: Duration) -> StopReport {
+        tokio::time::sleep(duration).await;
+        self.stop(drain_timeout).await
+    }
+}
+
+impl Drop for TopologyHandle {
+    fn drop(&mut self) {
+        // A stopped handle has sent `Stop` already; otherwise stop the spouts now.
+        if !matches!(*self.control.borrow(), Control::Stop { .. }) {
+            self.control.send_replace(Control::Stop {
+                deadline: Instant::now(),
+            });
+        }
+    }
+}
+
+/// Starts a validated topology on the current tokio runtime (call it from inside one; see
+/// [`LocalCluster`] to get one).
+pub fn submit(topology: Topology) -> TopologyHandle {
+    let config = topology.config.clone();
+    let slots = config.queue_slots();
+    let batch = config.batch_size;
+
+    // Task ids: consecutive per component, in declaration order, then the ackers.
+    let mut next = 0u32;
+    let mut tasks_of: HashMap<&str, Vec<TaskId>> = HashMap::new();
+    for c in &topology.components {
+        let ids: Vec<TaskId> = (0..c.spec.parallelism as u32).map(|i| TaskId(next + i)).collect();
+        next += c.spec.parallelism as u32;
+        tasks_of.insert(c.spec.id.as_str(), ids);
+    }
+    let acker_ids: Vec<TaskId> = (0..config.ackers as u32).map(|i| TaskId(next + i)).collect();
+    let total_tasks = next as usize + acker_ids.len();
+
+    let metrics: Vec<Arc<TaskMetrics>> = (0..total_tasks)
+        .map(|_| Arc::new(TaskMetrics::new(config.queue_capacity)))
+        .collect();
+
+    // Queues: bolts and ackers bounded, spout notices unbounded (bounded by pending trees).
+    let mut bolt_tx = HashMap::new();
+    let mut bolt_rx = HashMap::new();
+    let mut notice_tx: Vec<Option<flume::Sender<_>>> = vec![None; total_tasks];
+    let mut notice_rx = HashMap::new();
+    for c in &topology.components {
+        for &t in &tasks_of[c.spec.id.as_str()] {
+            match c.spec.factory {
+                ComponentFactory::Bolt(_) => {
+                    let (tx, rx) = flume::bounded(slots);
+                    bolt_tx.insert(t, tx);
+                    bolt_rx.insert(t, rx);
+                }
+                ComponentFactory::Spout(_) => {
+                    let (tx, rx) = flume::unbounded();
+                    notice_tx[t.0 as usize] = Some(tx);
+                    notice_rx.insert(t, rx);
+                }
+            }
+        }
+    }
+    let ackers: Vec<_> = acker_ids
+        .iter()
+        .map(|&t| {
+            let (tx, rx) = flume::bounded(slots);
+            (t, tx, rx)
+        })
+        .collect();
+
+    let shared = Arc::new(ContextShared {
+        topology: topology.name.clone(),
+        config: config.clone(),
+        components: topology
+            .components
+            .iter()
+            .map(|c| (c.spec.id.clone(), tasks_of[c.spec.id.as_str()].clone()))
+            .collect(),
+        tick_intervals: topology
+            .components
+            .iter()
+            .map(|c| (c.spec.id.clone(), c.spec.tick_interval))
+            .collect(),
+    });
+
+    let (control, control_rx) = watch::channel(Control::Active);
+    let mut handles = Vec::with_capacity(total_tasks);
+    let mut registry = MetricsRegistry::default();
+    let mut spouts = Vec::new();
+
+    for c in &topology.components {
+        let id = &c.spec.id;
+        let my_tasks = &tasks_of[id.as_str()];
+        let kind = match c.spec.factory {
+            ComponentFactory::Spout(_) => ComponentKind::Spout,
+            ComponentFactory::Bolt(_) => ComponentKind::Bolt,
+        };
+        registry.components.push((
+            id.clone(),
+            kind,
+            my_tasks.iter().map(|&t| (t, metrics[t.0 as usize].clone())).collect(),
+        ));
+        for (index, &task) in my_tasks.iter().enumerate() {
+            let m = metrics[task.0 as usize].clone();
+            let emitter = build_emitter(&topology, id, task, index, &tasks_of, &bolt_tx, &metrics, &ackers, batch, m.clone());
+            let env = TaskEnv {
+                ctx: TaskContext {
+                    inner: shared.clone(),
+                    component: id.clone(),
+                    task,
+                    task_index: index,
+                    parallelism: my_tasks.len(),
+                },
+                emitter,
+                metrics: m.clone(),
+            };
+            let fut = match &c.spec.factory {
+                ComponentFactory::Spout(f) => {
+                    spouts.push(m);
+                    let rx = notice_rx.remove(&task).expect("a notice queue per spout task");
+                    f.0.spawn(env, rx, control_rx.clone(), config.max_spout_pending, config.message_timeout)
+                }
+                ComponentFactory::Bolt(f) => {
+                    let rx = bolt_rx.remove(&task).expect("a queue per bolt task");
+                    f.0.spawn(env, rx, c.spec.tick_interval)
+                }
+            };
+            handles.push(tokio::spawn(fut));
+        }
+    }
+    // Senders to bolts live only in emitters from here on.
+    drop(bolt_tx);
+
+    let mut acker_metrics = Vec::new();
+    for (task, tx, rx) in ackers {
+        drop(tx);
+        let m = metrics[task.0 as usize].clone();
+        acker_metrics.push((task, m.clone()));
+        let a = Acker::new(notice_tx.clone());
+        handles.push(tokio::spawn(acker::run(a, rx, m.queue.clone(), config.message_timeout, m)));
+    }
+    drop(notice_tx);
+    if !acker_metrics.is_empty() {
+        registry.components.push((ACKER_ID.into(), ComponentKind::Acker, acker_metrics));
+    }
+
+    TopologyHandle {
+        name: topology.name.clone(),
+        started: Instant::now(),
+        registry: Arc::new(registry),
+        control,
+        tasks: handles,
+        spouts,
+    }
+}
+
+/// The output side of one task: a stream per declaration, each with a router per subscriber,
+/// and a target per downstream task.
+#[allow(clippy::too_many_arguments)]
+fn build_emitter(
+    topology: &Topology,
+    component: &SmolStr,
+    task: TaskId,
+    index: usize,
+    tasks_of: &HashMap<&str, Vec<TaskId>>,
+    bolt_tx: &HashMap<TaskId, flume::Sender<Vec<crate::Tuple>>>,
+    metrics: &[Arc<TaskMetrics>],
+    ackers: &[(TaskId, flume::Sender<Vec<acker::AckMsg>>, flume::Receiver<Vec<acker::AckMsg>>)],
+    batch: usize,
+    own: Arc<TaskMetrics>,
+) -> Emitter {
+    let me = topology
+        .components
+        .iter()
+        .find(|c| c.spec.id == *component)
+        .expect("the component being wired");
+    let mut targets: Vec<Target> = Vec::new();
+    let mut slot_of: HashMap<TaskId, usize> = HashMap::new();
+    let mut streams = Vec::new();
+    for decl in &me.outputs {
+        let schema = StreamSchema::intern(component, &decl.name, &decl.fields, decl.direct);
+        let mut subs = Vec::new();
+        for c in &topology.components {
+            for input in c.spec.inputs.iter().filter(|i| i.component == *component && i.stream == decl.name) {
+                let mut sub_tasks = tasks_of[c.spec.id.as_str()].clone();
+                sub_tasks.sort();
+                let slots = sub_tasks
+                    .iter()
+                    .map(|t| {
+                        *slot_of.entry(*t).or_insert_with(|| {
+                            targets.push(Target {
+                                buf: Vec::with_capacity(batch),
+                                tx: bolt_tx[t].clone(),
+                                gauge: metrics[t.0 as usize].queue.clone(),
+                            });
+                            targets.len() - 1
+                        })
+                    })
+                    .collect();
+                let field_index: SmallVec<[usize; 2]> = input
+                    .grouping
+                    .fields()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|f| schema.index_of(f))
+                    .collect();
+                subs.push(Subscription {
+                    router: Router::new(&input.grouping, field_index, &sub_tasks, &c.spec.id, index),
+                    loads: sub_tasks.iter().map(|t| metrics[t.0 as usize].queue.clone()).collect(),
+                    tasks: sub_tasks,
+                    slots,
+                });
+            }
+        }
+        streams.push(OutStream { schema, subs });
+    }
+    let acker_links = ackers
+        .iter()
+        .map(|(t, tx, _)| AckerLink {
+            buf: Vec::with_capacity(batch),
+            tx: tx.clone(),
+            gauge: metrics[t.0 as usize].queue.clone(),
+        })
+        .collect();
+    Emitter::new(task, streams, targets, acker_links, batch, own)
+}
+
+/// A tokio runtime sized by the topology's `worker_threads`, to run topologies from synchronous
+/// code (Storm's `LocalCluster`).
+///
+/// ```no_run
+/// # fn build() -> topo_runtime::Topology { unimplemented!() }
+/// use std::time::Duration;
+/// let topology = build();
+/// let cluster = topo_runtime::LocalCluster::new(topology.config().worker_threads)?;
+/// let handle = cluster.submit(topology);
+/// let report = cluster.block_on(handle.run_for(Duration::from_secs(10), Duration::from_secs(5)));
+/// println!("{:?}", report.metrics.component("count").map(|c| c.executed()));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct LocalCluster {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl LocalCluster {
+    /// A cluster with `worker_threads` threads.
+    pub fn new(worker_threads: usize) -> std::io::Result<LocalCluster> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads.max(1))
+            .thread_name("topo-worker")
+            .enable_all()
+            .build()?;
+        Ok(LocalCluster { runtime })
+    }
+
+    /// Starts a topology on this cluster's threads.
+    pub fn submit(&self, topology: Topology) -> TopologyHandle {
+        let _guard = self.runtime.enter();
+        submit(topology)
+    }
+
+    /// Runs a future (for example `handle.stop(..)`) to completion on this cluster.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}

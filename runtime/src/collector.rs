@@ -1,0 +1,640 @@
+//! Collectors: where components emit, and where emitted tuples are routed, anchored and batched.
+//!
+//! ```text
+//! component ── emit ──► collector ── Router::route ──► per-target batch ── flush ──► target queue
+//!                          │ (anchors: new random edge ids, XORed into the input's ack value)
+//!                          └── ack / fail / init ──► per-acker batch ── flush ──► acker queue
+//! ```
+//!
+//! A component only ever pushes into buffers its task owns ([`Emitter`]); it never touches a
+//! channel. The task flushes the buffers between calls into the component: a buffer is sent when
+//! it holds a whole batch, and every buffer is sent when the task's input runs dry (or a
+//! millisecond has passed), so batching costs no latency when the topology is idle. Sending to a
+//! full queue waits — that wait is backpressure.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nohash_hasher::NoHashHasher;
+use smallvec::SmallVec;
+use smol_str::SmolStr;
+
+use crate::acker::AckMsg;
+use crate::grouping::{Router, Targets};
+use crate::metrics::{QueueGauge, TaskMetrics};
+use crate::tuple::{Anchors, StreamSchema, TaskId, Tuple};
+use crate::value::Values;
+
+/// A hash map keyed by random 64-bit ids, which need no further hashing.
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<NoHashHasher<u64>>>;
+
+/// Why an emit was refused. The runtime fails the input (or the spout message) and logs this.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EmitError {
+    /// The component declared no stream of that name.
+    #[error("emit on undeclared stream `{stream}` (declared: {})", declared.join(", "))]
+    UnknownStream {
+        /// The stream named in the emit.
+        stream: SmolStr,
+        /// The streams the component declared.
+        declared: Vec<SmolStr>,
+    },
+    /// The number of values differs from the stream's declared fields.
+    #[error("emit on stream `{stream}` with {got} values, but it declares {} fields ({})", fields.len(), fields.join(", "))]
+    Arity {
+        /// The stream.
+        stream: SmolStr,
+        /// How many values were emitted.
+        got: usize,
+        /// The declared fields.
+        fields: Vec<SmolStr>,
+    },
+    /// `emit` on a direct stream, or `emit_direct` on a stream that is not direct.
+    #[error("stream `{stream}` is {}; use {}", if *direct { "direct" } else { "not direct" }, if *direct { "emit_direct" } else { "emit" })]
+    DirectMismatch {
+        /// The stream.
+        stream: SmolStr,
+        /// Whether the stream is declared direct.
+        direct: bool,
+    },
+    /// `emit_direct` named a task that does not subscribe to the stream.
+    #[error("emit_direct to task {task}, which does not subscribe to stream `{stream}`")]
+    UnknownTask {
+        /// The stream.
+        stream: SmolStr,
+        /// The task named.
+        task: TaskId,
+    },
+}
+
+/// One stream a task emits on, and who subscribes to it.
+pub(crate) struct OutStream {
+    pub(crate) schema: &'static StreamSchema,
+    pub(crate) subs: Vec<Subscription>,
+}
+
+/// One bolt's subscription to a stream, as seen by one emitting task.
+pub(crate) struct Subscription {
+    pub(crate) router: Router,
+    /// The subscriber's tasks, ascending.
+    pub(crate) tasks: Vec<TaskId>,
+    /// For each of those tasks, its position in `Emitter::targets`.
+    pub(crate) slots: Vec<usize>,
+    /// For each of those tasks, its receive queue's length.
+    pub(crate) loads: Vec<Arc<QueueGauge>>,
+}
+
+/// A downstream task this task sends to: its batch being filled and its queue.
+pub(crate) struct Target {
+    pub(crate) buf: Vec<Tuple>,
+    pub(crate) tx: flume::Sender<Vec<Tuple>>,
+    pub(crate) gauge: Arc<QueueGauge>,
+}
+
+/// An acker task this task reports to.
+pub(crate) struct AckerLink {
+    pub(crate) buf: Vec<AckMsg>,
+    pub(crate) tx: flume::Sender<Vec<AckMsg>>,
+    pub(crate) gauge: Arc<QueueGauge>,
+}
+
+/// A task's output side: streams, routers, batches and acker links. Owned by the task; survives
+/// restarts of the component instance.
+pub(crate) struct Emitter {
+    pub(crate) task: TaskId,
+    pub(crate) streams: Vec<OutStream>,
+    pub(crate) default_stream: Option<usize>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) ackers: Vec<AckerLink>,
+    pub(crate) batch_size: usize,
+    pub(crate) rng: fastrand::Rng,
+    pub(crate) metrics: Arc<TaskMetrics>,
+    /// The first emit error since it was last taken.
+    pub(crate) error: Option<EmitError>,
+    /// When the oldest tuple still buffered was buffered (for the time-based flush).
+    pub(crate) oldest_buffered: Option<Instant>,
+    scratch: Targets,
+    deliveries: SmallVec<[usize; 8]>,
+    // Counts not yet added to `metrics`.
+    emitted: u64,
+    transferred: u64,
+    pub(crate) acked: u64,
+    pub(crate) failed: u64,
+}
+
+impl Emitter {
+    pub(crate) fn new(
+        task: TaskId,
+        streams: Vec<OutStream>,
+        targets: Vec<Target>,
+        ackers: Vec<AckerLink>,
+        batch_size: usize,
+        metrics: Arc<TaskMetrics>,
+    ) -> Emitter {
+        let default_stream = streams
+            .iter()
+            .position(|s| s.schema.stream() == crate::DEFAULT_STREAM);
+        Emitter {
+            task,
+            streams,
+            default_stream,
+            targets,
+            ackers,
+            batch_size,
+            rng: fastrand::Rng::new(),
+            metrics,
+            error: None,
+            oldest_buffered: None,
+            scratch: Targets::new(),
+            deliveries: SmallVec::new(),
+            emitted: 0,
+            transferred: 0,
+            acked: 0,
+            failed: 0,
+        }
+    }
+
+    /// Whether tuple trees are tracked.
+    pub(crate) fn acking(&self) -> bool {
+        !self.ackers.is_empty()
+    }
+
+    /// A new random id; never 0, which would vanish in the XOR.
+    pub(crate) fn new_id(&mut self) -> u64 {
+        self.rng.u64(1..)
+    }
+
+    pub(crate) fn take_error(&mut self) -> Option<EmitError> {
+        self.error.take()
+    }
+
+    fn record_error(&mut self, e: EmitError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// Routes `values` on `stream` (None = default) to every target its subscriptions name,
+    /// giving each delivered copy the anchors `anchor` makes. Returns how many copies were
+    /// delivered, or `None` if the emit was refused (the error is recorded).
+    pub(crate) fn emit_with(
+        &mut self,
+        stream: Option<&str>,
+        direct: Option<TaskId>,
+        values: Values,
+        mut anchor: impl FnMut(&mut fastrand::Rng) -> Anchors,
+    ) -> Option<usize> {
+        let index = match stream {
+            None => self.default_stream,
+            Some(name) => self.streams.iter().position(|s| s.schema.stream() == name),
+        };
+        let Some(index) = index else {
+            let declared = self
+                .streams
+                .iter()
+                .map(|s| SmolStr::new(s.schema.stream()))
+                .collect();
+            self.record_error(EmitError::UnknownStream {
+                stream: stream.unwrap_or(crate::DEFAULT_STREAM).into(),
+                declared,
+            });
+            return None;
+        };
+        let out = &mut self.streams[index];
+        let schema = out.schema;
+        if values.len() != schema.fields().len() {
+            self.record_error(EmitError::Arity {
+                stream: schema.stream().into(),
+                got: values.len(),
+                fields: schema.fields().to_vec(),
+            });
+            return None;
+        }
+        if schema.is_direct() != direct.is_some() {
+            self.record_error(EmitError::DirectMismatch {
+                stream: schema.stream().into(),
+                direct: schema.is_direct(),
+            });
+            return None;
+        }
+
+        // Choose every target first, so the last copy can take the values without a clone.
+        self.deliveries.clear();
+        for sub in &mut out.subs {
+            match direct {
+                Some(task) => {
+                    if let Ok(pos) = sub.tasks.binary_search(&task) {
+                        self.deliveries.push(sub.slots[pos]);
+                    }
+                }
+                None => {
+                    self.scratch.clear();
+                    sub.router.route(&values, &sub.loads, &mut self.scratch);
+                    self.deliveries
+                        .extend(self.scratch.iter().map(|&pos| sub.slots[pos]));
+                }
+            }
+        }
+        if let (Some(task), true) = (direct, self.deliveries.is_empty()) {
+            self.record_error(EmitError::UnknownTask {
+                stream: schema.stream().into(),
+                task,
+            });
+            return None;
+        }
+
+        self.emitted += 1;
+        let n = self.deliveries.len();
+        self.transferred += n as u64;
+        if n > 0 && self.oldest_buffered.is_none() {
+            self.oldest_buffered = Some(Instant::now());
+        }
+        let mut values = Some(values);
+        for (i, &slot) in self.deliveries.iter().enumerate() {
+            let vals = if i + 1 == n {
+                values.take().unwrap_or_default()
+            } else {
+                values.clone().unwrap_or_default()
+            };
+            let anchors = anchor(&mut self.rng);
+            self.targets[slot]
+                .buf
+                .push(Tuple::with_anchors(schema, self.task, vals, anchors));
+        }
+        Some(n)
+    }
+
+    fn acker_for(&mut self, root: u64) -> &mut AckerLink {
+        let n = self.ackers.len();
+        &mut self.ackers[(root % n as u64) as usize]
+    }
+
+    /// Registers a new spout tree with its acker.
+    pub(crate) fn ack_init(&mut self, root: u64, val: u64) {
+        let spout = self.task;
+        self.acker_for(root)
+            .buf
+            .push(AckMsg::Init { root, val, spout });
+    }
+
+    /// Acks an input: for each of its trees, its id XOR the ids of the tuples anchored to it.
+    /// Consecutive acks for one tree are combined into one message (XOR is associative).
+    pub(crate) fn ack(&mut self, anchors: &Anchors, ack_val: u64) {
+        self.acked += 1;
+        if self.ackers.is_empty() {
+            return;
+        }
+        for &(root, id) in anchors {
+            let buf = &mut self.acker_for(root).buf;
+            match buf.last_mut() {
+                Some(AckMsg::Ack { root: r, val }) if *r == root => *val ^= id ^ ack_val,
+                _ => buf.push(AckMsg::Ack {
+                    root,
+                    val: id ^ ack_val,
+                }),
+            }
+        }
+    }
+
+    /// Fails an input: each of its trees fails at once.
+    pub(crate) fn fail(&mut self, anchors: &Anchors) {
+        self.failed += 1;
+        if self.ackers.is_empty() {
+            return;
+        }
+        for &(root, _) in anchors {
+            self.acker_for(root).buf.push(AckMsg::Fail { root });
+        }
+    }
+
+    /// Whether a time-based flush is due: something has been buffered for over a millisecond.
+    pub(crate) fn flush_due(&self, now: Instant) -> bool {
+        self.oldest_buffered
+            .is_some_and(|t| now.duration_since(t).as_micros() >= 1000)
+    }
+
+    /// Sends buffered batches: all of them if `all`, else only full ones. Waits while a target
+    /// queue is full (backpressure), and counts the time waited.
+    pub(crate) async fn flush(&mut self, all: bool) {
+        let batch = self.batch_size;
+        let mut waited = std::time::Duration::ZERO;
+        // Acker messages first, so a tree's init reaches its acker before any ack of it can.
+        for a in &mut self.ackers {
+            if !a.buf.is_empty() && (all || a.buf.len() >= batch) {
+                waited += send(&a.tx, &mut a.buf, &a.gauge, batch).await;
+            }
+        }
+        let mut pending = false;
+        for t in &mut self.targets {
+            if !t.buf.is_empty() {
+                if all || t.buf.len() >= batch {
+                    waited += send(&t.tx, &mut t.buf, &t.gauge, batch).await;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if !pending {
+            self.oldest_buffered = None;
+        }
+        if !waited.is_zero() {
+            TaskMetrics::add(&self.metrics.backpressure_ns, waited.as_nanos() as u64);
+        }
+        self.publish();
+    }
+
+    /// Adds the counts gathered since the last call to the task's metrics.
+    pub(crate) fn publish(&mut self) {
+        let m = &self.metrics;
+        TaskMetrics::add(&m.emitted, std::mem::take(&mut self.emitted));
+        TaskMetrics::add(&m.transferred, std::mem::take(&mut self.transferred));
+        TaskMetrics::add(&m.acked, std::mem::take(&mut self.acked));
+        TaskMetrics::add(&m.failed, std::mem::take(&mut self.failed));
+    }
+}
+
+/// Sends one batch, waiting while the queue is full; returns the time waited. A queue whose
+/// receiver is gone (the topology is being torn down) drops the batch.
+async fn send<T>(
+    tx: &flume::Sender<Vec<T>>,
+    buf: &mut Vec<T>,
+    gauge: &QueueGauge,
+    batch: usize,
+) -> std::time::Duration {
+    let n = buf.len();
+    let full = std::mem::replace(buf, Vec::with_capacity(batch));
+    gauge.add(n);
+    match tx.try_send(full) {
+        Ok(()) => std::time::Duration::ZERO,
+        Err(flume::TrySendError::Full(full)) => {
+            let start = Instant::now();
+            if tx.send_async(full).await.is_err() {
+                gauge.sub(n);
+            }
+            start.elapsed()
+        }
+        Err(flume::TrySendError::Disconnected(_)) => {
+            gauge.sub(n);
+            std::time::Duration::ZERO
+        }
+    }
+}
+
+/// XORs `id` into the entry for `root`, adding one if missing (Storm's `putXor`).
+fn put_xor(anchors: &mut Anchors, root: u64, id: u64) {
+    match anchors.iter_mut().find(|(r, _)| *r == root) {
+        Some((_, v)) => *v ^= id,
+        None => anchors.push((root, id)),
+    }
+}
+
+/// What a spout task remembers of one pending tree.
+pub(crate) struct PendingTree<M> {
+    pub(crate) msg_id: M,
+    pub(crate) emitted_at: Instant,
+}
+
+/// Where a spout emits. Given to [`Spout::next_tuple`](crate::Spout::next_tuple).
+///
+/// An emit with a message id starts a tracked tree: the spout later gets exactly one
+/// `ack(id)` or `fail(id)`. An emit without one (`None`) is not tracked.
+pub struct SpoutCollector<'a, M> {
+    pub(crate) emitter: &'a mut Emitter,
+    pub(crate) pending: &'a mut IdMap<PendingTree<M>>,
+    pub(crate) now: Instant,
+    /// Messages to ack right after this call (acking off, or a tree with no receivers).
+    pub(crate) ack_now: &'a mut Vec<M>,
+    /// Messages to fail right after this call (the emit was refused).
+    pub(crate) fail_now: &'a mut Vec<M>,
+    pub(crate) emitted: usize,
+}
+
+impl<M> SpoutCollector<'_, M> {
+    /// Emits on the `default` stream; pass a message id to track the tuple, or `None`.
+    pub fn emit(&mut self, values: Values, msg_id: impl Into<Option<M>>) {
+        self.emit_inner(None, None, values, msg_id.into());
+    }
+
+    /// Emits on a named stream.
+    pub fn emit_to(&mut self, stream: &str, values: Values, msg_id: impl Into<Option<M>>) {
+        self.emit_inner(Some(stream), None, values, msg_id.into());
+    }
+
+    /// Emits on a direct stream to one task of a subscribing bolt.
+    pub fn emit_direct(
+        &mut self,
+        task: TaskId,
+        stream: &str,
+        values: Values,
+        msg_id: impl Into<Option<M>>,
+    ) {
+        self.emit_inner(Some(stream), Some(task), values, msg_id.into());
+    }
+
+    /// How many tuples have been emitted in this call so far.
+    pub fn emitted(&self) -> usize {
+        self.emitted
+    }
+
+    /// How many trees this spout task has pending (emitted, not yet acked or failed).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn emit_inner(
+        &mut self,
+        stream: Option<&str>,
+        direct: Option<TaskId>,
+        values: Values,
+        msg_id: Option<M>,
+    ) {
+        let tracked = msg_id.is_some() && self.emitter.acking();
+        if !tracked {
+            let sent = self
+                .emitter
+                .emit_with(stream, direct, values, |_| Anchors::new());
+            if let Some(id) = msg_id {
+                if sent.is_some() {
+                    self.ack_now.push(id);
+                } else {
+                    self.fail_now.push(id);
+                }
+            }
+            self.emitted += sent.is_some() as usize;
+            return;
+        }
+        let Some(id) = msg_id else { return };
+        let root = self.emitter.new_id();
+        let mut seed = 0u64;
+        let sent = self.emitter.emit_with(stream, direct, values, |rng| {
+            let edge = rng.u64(1..);
+            seed ^= edge;
+            smallvec::smallvec![(root, edge)]
+        });
+        match sent {
+            None => self.fail_now.push(id),
+            Some(0) => {
+                self.emitted += 1;
+                self.ack_now.push(id);
+            }
+            Some(_) => {
+                self.emitted += 1;
+                self.emitter.ack_init(root, seed);
+                self.pending.insert(
+                    root,
+                    PendingTree {
+                        msg_id: id,
+                        emitted_at: self.now,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Where a [`BasicBolt`](crate::BasicBolt) emits. Every emit during `execute` is anchored to the
+/// input; the runtime acks or fails the input when `execute` returns.
+pub struct BasicCollector<'a> {
+    pub(crate) emitter: &'a mut Emitter,
+    pub(crate) anchors: &'a Anchors,
+    pub(crate) ack_val: u64,
+}
+
+impl BasicCollector<'_> {
+    /// Emits on the `default` stream.
+    pub fn emit(&mut self, values: Values) {
+        self.emit_inner(None, None, values);
+    }
+
+    /// Emits on a named stream.
+    pub fn emit_to(&mut self, stream: &str, values: Values) {
+        self.emit_inner(Some(stream), None, values);
+    }
+
+    /// Emits on a direct stream to one task of a subscribing bolt.
+    pub fn emit_direct(&mut self, task: TaskId, stream: &str, values: Values) {
+        self.emit_inner(Some(stream), Some(task), values);
+    }
+
+    fn emit_inner(&mut self, stream: Option<&str>, direct: Option<TaskId>, values: Values) {
+        let anchors = self.anchors;
+        if anchors.is_empty() {
+            self.emitter
+                .emit_with(stream, direct, values, |_| Anchors::new());
+            return;
+        }
+        let ack_val = &mut self.ack_val;
+        self.emitter.emit_with(stream, direct, values, |rng| {
+            let edge = rng.u64(1..);
+            *ack_val ^= edge;
+            anchors.iter().map(|&(root, _)| (root, edge)).collect()
+        });
+    }
+}
+
+/// A held input of a full bolt: its trees and the XOR of the ids anchored to it so far.
+pub(crate) struct Held {
+    pub(crate) anchors: Anchors,
+    pub(crate) ack_val: u64,
+}
+
+/// The inputs a full bolt's task has received and not yet acked or failed.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    pub(crate) held: IdMap<Held>,
+    next_seq: u64,
+}
+
+impl Ledger {
+    /// Records a tracked input; returns its sequence number (never 0).
+    pub(crate) fn hold(&mut self, anchors: &Anchors) -> u64 {
+        self.next_seq += 1;
+        self.held.insert(
+            self.next_seq,
+            Held {
+                anchors: anchors.clone(),
+                ack_val: 0,
+            },
+        );
+        self.next_seq
+    }
+}
+
+/// Where a full [`Bolt`](crate::Bolt) emits, acks and fails.
+pub struct OutputCollector<'a> {
+    pub(crate) emitter: &'a mut Emitter,
+    pub(crate) ledger: &'a mut Ledger,
+}
+
+impl OutputCollector<'_> {
+    /// Emits on the `default` stream, unanchored (not part of any tree).
+    pub fn emit(&mut self, values: Values) {
+        self.emit_inner(None, None, &[], values);
+    }
+
+    /// Emits on the `default` stream, anchored to `anchors`: the trees of those inputs complete
+    /// only when this tuple is acked too.
+    pub fn emit_anchored(&mut self, anchors: &[&Tuple], values: Values) {
+        self.emit_inner(None, None, anchors, values);
+    }
+
+    /// Emits on a named stream, anchored to `anchors` (may be empty).
+    pub fn emit_to(&mut self, stream: &str, anchors: &[&Tuple], values: Values) {
+        self.emit_inner(Some(stream), None, anchors, values);
+    }
+
+    /// Emits on a direct stream to one task, anchored to `anchors` (may be empty).
+    pub fn emit_direct(&mut self, task: TaskId, stream: &str, anchors: &[&Tuple], values: Values) {
+        self.emit_inner(Some(stream), Some(task), anchors, values);
+    }
+
+    /// Acks an input: it and everything anchored to it so far are done. Acking a tuple twice,
+    /// or after failing it, does nothing.
+    pub fn ack(&mut self, input: &Tuple) {
+        if input.seq == 0 {
+            self.emitter.acked += 1;
+        } else if let Some(h) = self.ledger.held.remove(&input.seq) {
+            self.emitter.ack(&h.anchors, h.ack_val);
+        }
+    }
+
+    /// Fails an input: its spout trees fail at once (the spouts see `fail`). Failing a tuple
+    /// twice, or after acking it, does nothing.
+    pub fn fail(&mut self, input: &Tuple) {
+        if input.seq == 0 {
+            self.emitter.failed += 1;
+        } else if let Some(h) = self.ledger.held.remove(&input.seq) {
+            self.emitter.fail(&h.anchors);
+        }
+    }
+
+    /// How many inputs this task holds un-acked.
+    pub fn held(&self) -> usize {
+        self.ledger.held.len()
+    }
+
+    fn emit_inner(
+        &mut self,
+        stream: Option<&str>,
+        direct: Option<TaskId>,
+        anchors: &[&Tuple],
+        values: Values,
+    ) {
+        let ledger = &mut *self.ledger;
+        self.emitter.emit_with(stream, direct, values, |rng| {
+            let mut out = Anchors::new();
+            for input in anchors {
+                if let Some(h) = ledger.held.get_mut(&input.seq) {
+                    let edge = rng.u64(1..);
+                    h.ack_val ^= edge;
+                    for &(root, _) in &h.anchors {
+                        put_xor(&mut out, root, edge);
+                    }
+                }
+            }
+            out
+        });
+    }
+}

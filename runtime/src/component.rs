@@ -1,0 +1,325 @@
+//! The component traits users implement: [`Spout`] (a source), [`BasicBolt`] (synchronous, acked
+//! for you) and [`Bolt`] (async, manual ack/fail), with the [`TaskContext`] each task is given and
+//! the [`OutputDeclarer`] that names a component's output streams.
+//!
+//! Each trait doc is the lifecycle contract: who calls which method, on which task, what must not
+//! block, and what the component owes the runtime.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smol_str::SmolStr;
+
+use crate::collector::{BasicCollector, OutputCollector, SpoutCollector};
+use crate::config::Config;
+use crate::tuple::{DEFAULT_STREAM, TaskId, Tuple};
+
+/// The error type components return: any error, boxed. Use `?` on anything that implements
+/// `std::error::Error`, or `"message".into()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One output stream a component declares: its name, its fields, and whether it is direct.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamDecl {
+    /// The stream name ([`DEFAULT_STREAM`] unless named).
+    pub name: SmolStr,
+    /// Field names, in emit order.
+    pub fields: Vec<SmolStr>,
+    /// A direct stream: every emit names the receiving task (`emit_direct`), and consumers must
+    /// subscribe with the direct grouping.
+    pub direct: bool,
+}
+
+/// Collects the output streams of a component; passed to `declare_outputs`.
+#[derive(Debug, Default)]
+pub struct OutputDeclarer {
+    pub(crate) streams: Vec<StreamDecl>,
+}
+
+impl OutputDeclarer {
+    /// Declares the `default` stream with these fields.
+    pub fn declare<I, S>(&mut self, fields: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        self.declare_stream(DEFAULT_STREAM, fields)
+    }
+
+    /// Declares a named stream with these fields.
+    pub fn declare_stream<I, S>(&mut self, stream: &str, fields: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        self.push(stream, fields, false)
+    }
+
+    /// Declares a direct stream: each emit names its receiving task (`emit_direct`).
+    pub fn declare_direct_stream<I, S>(&mut self, stream: &str, fields: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        self.push(stream, fields, true)
+    }
+
+    fn push<I, S>(&mut self, stream: &str, fields: I, direct: bool) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        self.streams.push(StreamDecl {
+            name: stream.into(),
+            fields: fields.into_iter().map(Into::into).collect(),
+            direct,
+        });
+        self
+    }
+
+    /// The streams declared so far.
+    pub fn streams(&self) -> &[StreamDecl] {
+        &self.streams
+    }
+}
+
+/// What a task knows about itself and the topology; given to `open`/`prepare`.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    pub(crate) inner: Arc<ContextShared>,
+    pub(crate) component: SmolStr,
+    pub(crate) task: TaskId,
+    pub(crate) task_index: usize,
+    pub(crate) parallelism: usize,
+}
+
+/// The part of the context every task of a topology shares.
+#[derive(Debug)]
+pub(crate) struct ContextShared {
+    pub(crate) topology: SmolStr,
+    pub(crate) config: Config,
+    /// Every component and its tasks, in declaration order.
+    pub(crate) components: Vec<(SmolStr, Vec<TaskId>)>,
+    pub(crate) tick_intervals: Vec<(SmolStr, Option<Duration>)>,
+}
+
+impl TaskContext {
+    /// The topology's name.
+    pub fn topology(&self) -> &str {
+        &self.inner.topology
+    }
+    /// This component's id.
+    pub fn component_id(&self) -> &str {
+        &self.component
+    }
+    /// This task's id (unique in the topology).
+    pub fn task_id(&self) -> TaskId {
+        self.task
+    }
+    /// This task's index among its component's tasks, from 0.
+    pub fn task_index(&self) -> usize {
+        self.task_index
+    }
+    /// How many tasks this component runs.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+    /// The topology's settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    /// The task ids of a component (for `emit_direct`), or `None` if there is no such component.
+    pub fn component_tasks(&self, component: &str) -> Option<&[TaskId]> {
+        self.inner
+            .components
+            .iter()
+            .find(|(id, _)| id == component)
+            .map(|(_, t)| t.as_slice())
+    }
+    /// This component's tick interval, if it has one.
+    pub fn tick_interval(&self) -> Option<Duration> {
+        self.inner
+            .tick_intervals
+            .iter()
+            .find(|(id, _)| *id == self.component)
+            .and_then(|(_, t)| *t)
+    }
+}
+
+/// A source of tuples.
+///
+/// # Lifecycle
+/// For each task the runtime creates one instance from the component's factory (a factory is also
+/// called once when the topology is built, only to read [`declare_outputs`](Spout::declare_outputs);
+/// keep construction cheap and free of I/O, and do that in `open`). Then, all on that task and
+/// never concurrently:
+///
+/// 1. [`open`](Spout::open) once;
+/// 2. [`activate`](Spout::activate);
+/// 3. repeatedly, [`next_tuple`](Spout::next_tuple), interleaved with [`ack`](Spout::ack) and
+///    [`fail`](Spout::fail) for the trees it emitted, as they complete;
+/// 4. [`deactivate`](Spout::deactivate) when the topology is stopped (acks keep arriving while
+///    in-flight trees drain);
+/// 5. [`close`](Spout::close) once, at the end.
+///
+/// # What must not block
+/// `next_tuple` is async: awaiting I/O in it does not block a thread, but acks and fails are only
+/// delivered between calls, so it should return within a few milliseconds when no data is ready
+/// (emitting nothing); the runtime then backs off briefly. `ack`, `fail`, `activate` and
+/// `deactivate` are synchronous and must return promptly.
+///
+/// # Delivery
+/// A tuple emitted with a message id is tracked: exactly one of `ack(id)` (the whole tree was
+/// processed) or `fail(id)` (a bolt failed it, it timed out, or a task failed) follows. Replaying
+/// a failed message is the spout's choice. With acking off, `ack` follows every tracked emit at
+/// once. If the spout panics or returns an error, the instance is dropped, a new one is created
+/// and opened, and every tree the old one had pending is failed to the new one (so it can replay).
+pub trait Spout: Send + 'static {
+    /// What identifies an emitted message to this spout in `ack`/`fail` (an offset, a key, ...).
+    type MessageId: Send + 'static;
+
+    /// Declares the output streams and their fields. Called on a fresh instance, on any thread.
+    fn declare_outputs(&self, out: &mut OutputDeclarer);
+
+    /// Connects to sources and sets up state. An error here is logged and counted, and the task
+    /// retries with a new instance after a back-off.
+    fn open(&mut self, ctx: &TaskContext) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Emits zero or more tuples through `out`. Emitting nothing tells the runtime there is
+    /// no data right now. An error is logged and counted and restarts the spout (see above).
+    fn next_tuple(
+        &mut self,
+        out: &mut SpoutCollector<'_, Self::MessageId>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// The tree of the tuple emitted with `msg_id` was fully processed.
+    fn ack(&mut self, msg_id: Self::MessageId) {
+        let _ = msg_id;
+    }
+
+    /// The tree of the tuple emitted with `msg_id` failed or timed out; replay it if wanted.
+    fn fail(&mut self, msg_id: Self::MessageId) {
+        let _ = msg_id;
+    }
+
+    /// The spout is (again) being asked for tuples.
+    fn activate(&mut self) {}
+
+    /// The spout will not be asked for tuples until activated again.
+    fn deactivate(&mut self) {}
+
+    /// True when the source has ended: nothing more will be emitted except replays of failed
+    /// messages. A topology whose spouts are all exhausted with nothing pending is *idle*
+    /// ([`TopologyHandle::wait_until_idle`](crate::TopologyHandle::wait_until_idle)).
+    fn is_exhausted(&self) -> bool {
+        false
+    }
+
+    /// Releases resources. Called once, last.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// A synchronous bolt whose inputs are anchored and acked for you: the common case (filter, map,
+/// split, count) with no per-tuple boxing or futures.
+///
+/// # Lifecycle
+/// One instance per task, created from the factory (which is also called once at build time to
+/// read [`declare_outputs`](BasicBolt::declare_outputs)). On that task, never concurrently:
+/// [`prepare`](BasicBolt::prepare) once, then [`execute`](BasicBolt::execute) for each input
+/// tuple and [`tick`](BasicBolt::tick) at the component's tick interval, then
+/// [`cleanup`](BasicBolt::cleanup) once when the topology stops and its inputs are drained.
+///
+/// # Acking
+/// Every tuple emitted during `execute` is anchored to the input. When `execute` returns `Ok`, the
+/// input is acked; when it returns `Err`, the input is failed (its spout sees `fail` and may
+/// replay), and the error is logged and counted. A panic fails the input too, and the task
+/// continues with a fresh instance (`prepare` again). Tuples emitted from `tick` are not anchored.
+///
+/// # What must not block
+/// All methods run on a runtime worker thread: they must not block on I/O or sleep. A bolt that
+/// needs I/O is a [`Bolt`].
+pub trait BasicBolt: Send + 'static {
+    /// Declares the output streams; the default declares none (a sink).
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        let _ = out;
+    }
+
+    /// Sets up state before the first tuple. An error is logged and counted, and the task retries
+    /// with a new instance after a back-off.
+    fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Processes one input tuple.
+    fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError>;
+
+    /// Called at the component's tick interval (windows, periodic flushes).
+    fn tick(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        let _ = out;
+        Ok(())
+    }
+
+    /// Releases resources when the task ends.
+    fn cleanup(&mut self) {}
+}
+
+/// A bolt with manual anchoring, ack and fail, and async I/O: sinks that ack after a durable
+/// write, joins and windows that hold tuples.
+///
+/// # Lifecycle
+/// As [`BasicBolt`]: [`prepare`](Bolt::prepare) once, then [`execute`](Bolt::execute) per input
+/// and [`tick`](Bolt::tick) per tick, never concurrently, then [`cleanup`](Bolt::cleanup).
+///
+/// # What the bolt owes the runtime
+/// Every input must eventually be acked ([`OutputCollector::ack`]) or failed
+/// ([`OutputCollector::fail`]), in `execute` or later (a bolt may keep tuples and ack them in a
+/// later `execute` or `tick`). An input never acked times out at its spout. Emits are anchored to
+/// the tuples named in [`OutputCollector::emit_anchored`]. An `Err` from `execute` fails that input
+/// if it is not yet acked or failed. A panic fails every input the bolt still holds and the task
+/// continues with a fresh instance (`prepare` again). When the task ends, inputs still held are
+/// failed.
+///
+/// # What must not block
+/// The methods are async: await I/O freely, but do not block the thread (no blocking I/O, no
+/// `std::thread::sleep`); while `execute` awaits, this task takes no other input.
+pub trait Bolt: Send + 'static {
+    /// Declares the output streams; the default declares none (a sink).
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        let _ = out;
+    }
+
+    /// Sets up state and connections before the first tuple. An error is logged and counted, and
+    /// the task retries with a new instance after a back-off.
+    fn prepare(&mut self, ctx: &TaskContext) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Processes one input tuple; it is the bolt's until acked or failed.
+    fn execute(
+        &mut self,
+        input: Tuple,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Called at the component's tick interval (windows, batch flushes).
+    fn tick(
+        &mut self,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = out;
+        async { Ok(()) }
+    }
+
+    /// Releases resources when the task ends.
+    fn cleanup(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}

@@ -1,0 +1,56 @@
+//! # topo-runtime
+//!
+//! The engine of topo: tuples, the [`Spout`] / [`BasicBolt`] / [`Bolt`] traits users implement,
+//! parallel tasks, groupings, XOR acking, backpressure and metrics.
+//!
+//! ## The flow, and where each arrow lives
+//!
+//! ```text
+//!  spout task ─emit─► collector ─route─► batch ─flush─► bounded queue ─► bolt task ─emit─► ...
+//!  (task.rs)         (collector.rs)  (grouping.rs)     (collector.rs)     (task.rs)
+//!      ▲                    │                                                │
+//!      │                    └──── init ───► acker task ◄──── ack / fail ─────┘
+//!      └──── ack(msg) / fail(msg) ◄─────── (acker.rs)
+//! ```
+//!
+//! ## Layout, in data-flow order
+//! - [`value`]: [`Value`] and [`Values`] — what a tuple carries.
+//! - [`tuple`]: [`Tuple`], [`StreamSchema`], [`TaskId`].
+//! - [`component`]: the traits users implement and their lifecycle contracts.
+//! - [`collector`]: where components emit; anchoring, batching, backpressure.
+//! - [`grouping`]: the one place that picks the target task(s) of a tuple.
+//! - [`acker`]: Storm's XOR tree tracking.
+//! - `task` (internal): the spout and bolt task loops, failure isolation and restarts.
+//! - [`topology`]: the declared topology and its one validation.
+//! - [`cluster`]: wiring, [`TopologyHandle`], [`LocalCluster`].
+//! - [`metrics`]: exact per-task counters and latency histograms.
+//! - [`config`]: topology settings.
+//! - [`testing`]: run one bolt on given tuples, or a small topology, and capture what happens.
+
+#![deny(missing_docs)]
+
+pub mod acker;
+pub mod cluster;
+pub mod collector;
+pub mod component;
+pub mod config;
+pub mod grouping;
+pub mod metrics;
+mod task;
+pub mod testing;
+pub mod topology;
+pub mod tuple;
+pub mod value;
+
+pub use cluster::{LocalCluster, StopReport, TopologyHandle, WaitTimeout, submit};
+pub use collector::{BasicCollector, EmitError, OutputCollector, SpoutCollector};
+pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl, TaskContext};
+pub use config::Config;
+pub use grouping::{CustomGrouping, CustomGroupingFactory, Grouping};
+pub use metrics::{ComponentSnapshot, LatencySummary, MetricsSnapshot, TaskSnapshot};
+pub use topology::{
+    BoltFactory, ComponentFactory, ComponentSpec, InputSpec, SpoutFactory, Topology, TopologySpec,
+    ValidationError, ValidationErrors,
+};
+pub use tuple::{DEFAULT_STREAM, FieldError, StreamSchema, TaskId, Tuple};
+pub use value::{Value, Values};

@@ -1,0 +1,313 @@
+//! Exact per-task counters and latency histograms, readable as a snapshot while the topology runs.
+//!
+//! Every task owns one [`TaskMetrics`]. Only that task writes its counters, and it adds what it
+//! counted once per batch, so counting costs next to nothing per tuple and no count is sampled. Readers ([`MetricsSnapshot`]) load the atomics and copy
+//! the histograms.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use smol_str::SmolStr;
+
+use crate::tuple::TaskId;
+
+/// Latencies are recorded in microseconds, from 1 µs to one hour, with 3 significant digits.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The number of tuples waiting in a task's receive queue; written by senders and the receiver.
+#[derive(Debug, Default)]
+pub(crate) struct QueueGauge {
+    len: AtomicUsize,
+}
+
+impl QueueGauge {
+    pub(crate) fn add(&self, n: usize) {
+        self.len.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn sub(&self, n: usize) {
+        self.len.fetch_sub(n, Relaxed);
+    }
+    pub(crate) fn get(&self) -> usize {
+        self.len.load(Relaxed)
+    }
+}
+
+/// The live figures of one task.
+#[derive(Debug)]
+pub struct TaskMetrics {
+    pub(crate) emitted: AtomicU64,
+    pub(crate) transferred: AtomicU64,
+    pub(crate) executed: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    pub(crate) pending: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
+    pub(crate) backpressure_ns: AtomicU64,
+    /// Spout tasks: the spout is exhausted and has no pending tree.
+    pub(crate) idle: AtomicBool,
+    /// Spout tasks: trees still pending when a stop's deadline passed (failed then).
+    pub(crate) abandoned_at_stop: AtomicU64,
+    pub(crate) queue: Arc<QueueGauge>,
+    pub(crate) queue_capacity: usize,
+    pub(crate) execute_latency: Mutex<Histogram<u64>>,
+    pub(crate) complete_latency: Mutex<Histogram<u64>>,
+}
+
+impl TaskMetrics {
+    pub(crate) fn new(queue_capacity: usize) -> TaskMetrics {
+        TaskMetrics {
+            emitted: AtomicU64::new(0),
+            transferred: AtomicU64::new(0),
+            executed: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            backpressure_ns: AtomicU64::new(0),
+            idle: AtomicBool::new(false),
+            abandoned_at_stop: AtomicU64::new(0),
+            queue: Arc::new(QueueGauge::default()),
+            queue_capacity,
+            execute_latency: Mutex::new(new_histogram()),
+            complete_latency: Mutex::new(new_histogram()),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Records `count` executions that took `total` together (their mean, `count` times).
+    pub(crate) fn record_execute(&self, total: Duration, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let mean_us = (total.as_micros() as u64 / count).max(1);
+        if let Ok(mut h) = self.execute_latency.lock() {
+            h.saturating_record_n(mean_us, count);
+        }
+    }
+
+    /// Records complete latencies of spout trees.
+    pub(crate) fn record_complete(&self, latencies: impl Iterator<Item = Duration>) {
+        if let Ok(mut h) = self.complete_latency.lock() {
+            for l in latencies {
+                h.saturating_record((l.as_micros() as u64).max(1));
+            }
+        }
+    }
+
+    fn snapshot(&self, task: TaskId) -> TaskSnapshot {
+        let lat = |h: &Mutex<Histogram<u64>>| {
+            h.lock()
+                .map(|h| LatencySummary::of(&h))
+                .unwrap_or_default()
+        };
+        TaskSnapshot {
+            task,
+            emitted: self.emitted.load(Relaxed),
+            transferred: self.transferred.load(Relaxed),
+            executed: self.executed.load(Relaxed),
+            acked: self.acked.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            timed_out: self.timed_out.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            restarts: self.restarts.load(Relaxed),
+            pending: self.pending.load(Relaxed),
+            busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
+            backpressure: Duration::from_nanos(self.backpressure_ns.load(Relaxed)),
+            queue_len: self.queue.get(),
+            queue_capacity: self.queue_capacity,
+            execute_latency: lat(&self.execute_latency),
+            complete_latency: lat(&self.complete_latency),
+        }
+    }
+}
+
+/// Percentiles of a latency histogram, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// How many latencies were recorded.
+    pub count: u64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// Largest, µs.
+    pub max_us: u64,
+    /// Mean, µs.
+    pub mean_us: f64,
+}
+
+impl LatencySummary {
+    fn of(h: &Histogram<u64>) -> LatencySummary {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        }
+    }
+}
+
+/// The figures of one task at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskSnapshot {
+    /// The task.
+    pub task: TaskId,
+    /// Tuples emitted (each `emit` counts once, however many tasks receive it).
+    pub emitted: u64,
+    /// Tuples sent to other tasks (an `emit` reaching three tasks counts three).
+    pub transferred: u64,
+    /// Input tuples executed (bolts).
+    pub executed: u64,
+    /// Bolts: inputs acked. Spouts: trees completed (`Spout::ack` called).
+    pub acked: u64,
+    /// Bolts: inputs failed. Spouts: trees failed explicitly or by a task failure.
+    pub failed: u64,
+    /// Spouts: trees failed because they did not complete within the message timeout.
+    pub timed_out: u64,
+    /// Errors returned or panics raised by the component.
+    pub errors: u64,
+    /// Times the component was re-created after a panic or failed start.
+    pub restarts: u64,
+    /// Spouts: trees emitted and not yet acked or failed.
+    pub pending: u64,
+    /// Time spent in the component's own code (execute, next_tuple, ...).
+    pub busy: Duration,
+    /// Time spent waiting for a full downstream queue.
+    pub backpressure: Duration,
+    /// Tuples waiting in this task's receive queue.
+    pub queue_len: usize,
+    /// Capacity of that queue, in tuples.
+    pub queue_capacity: usize,
+    /// Bolts: time per executed tuple (each batch's mean, recorded for each of its tuples).
+    pub execute_latency: LatencySummary,
+    /// Spouts: time from emit to tree completion.
+    pub complete_latency: LatencySummary,
+}
+
+/// Whether a component is a spout, a bolt or an acker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// A source.
+    Spout,
+    /// A processing step.
+    Bolt,
+    /// The runtime's acker (`__acker`).
+    Acker,
+}
+
+/// The figures of one component: each task, and the sums.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ComponentSnapshot {
+    /// The component id.
+    pub id: SmolStr,
+    /// Spout, bolt or acker.
+    pub kind: ComponentKind,
+    /// One entry per task.
+    pub tasks: Vec<TaskSnapshot>,
+}
+
+impl ComponentSnapshot {
+    fn sum(&self, f: impl Fn(&TaskSnapshot) -> u64) -> u64 {
+        self.tasks.iter().map(f).sum()
+    }
+    /// Emitted, over all tasks.
+    pub fn emitted(&self) -> u64 {
+        self.sum(|t| t.emitted)
+    }
+    /// Transferred, over all tasks.
+    pub fn transferred(&self) -> u64 {
+        self.sum(|t| t.transferred)
+    }
+    /// Executed, over all tasks.
+    pub fn executed(&self) -> u64 {
+        self.sum(|t| t.executed)
+    }
+    /// Acked, over all tasks.
+    pub fn acked(&self) -> u64 {
+        self.sum(|t| t.acked)
+    }
+    /// Failed, over all tasks.
+    pub fn failed(&self) -> u64 {
+        self.sum(|t| t.failed)
+    }
+    /// Timed out, over all tasks.
+    pub fn timed_out(&self) -> u64 {
+        self.sum(|t| t.timed_out)
+    }
+    /// Errors, over all tasks.
+    pub fn errors(&self) -> u64 {
+        self.sum(|t| t.errors)
+    }
+    /// Restarts, over all tasks.
+    pub fn restarts(&self) -> u64 {
+        self.sum(|t| t.restarts)
+    }
+    /// Pending trees, over all tasks.
+    pub fn pending(&self) -> u64 {
+        self.sum(|t| t.pending)
+    }
+    /// Queued tuples, over all tasks.
+    pub fn queue_len(&self) -> usize {
+        self.tasks.iter().map(|t| t.queue_len).sum()
+    }
+}
+
+/// The figures of every component of a running topology at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Time since the topology started.
+    pub uptime: Duration,
+    /// One entry per component, spouts and bolts in declaration order, then the ackers.
+    pub components: Vec<ComponentSnapshot>,
+}
+
+impl MetricsSnapshot {
+    /// The figures of one component.
+    pub fn component(&self, id: &str) -> Option<&ComponentSnapshot> {
+        self.components.iter().find(|c| c.id == id)
+    }
+}
+
+/// Where the runtime keeps every task's metrics.
+#[derive(Debug, Default)]
+pub(crate) struct MetricsRegistry {
+    pub(crate) components: Vec<(SmolStr, ComponentKind, Vec<(TaskId, Arc<TaskMetrics>)>)>,
+}
+
+impl MetricsRegistry {
+    pub(crate) fn snapshot(&self, uptime: Duration) -> MetricsSnapshot {
+        MetricsSnapshot {
+            uptime,
+            components: self
+                .components
+                .iter()
+                .map(|(id, kind, tasks)| ComponentSnapshot {
+                    id: id.clone(),
+                    kind: *kind,
+                    tasks: tasks.iter().map(|(t, m)| m.snapshot(*t)).collect(),
+                })
+                .collect(),
+        }
+    }
+}

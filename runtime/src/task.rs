@@ -1,0 +1,725 @@
+//! Task loops: how a spout task and a bolt task drive their component.
+//!
+//! ```text
+//! spout task:  acker notices ─► ack/fail ─┐   next_tuple ─► collector ─► flush ─► bolt queues
+//!                                         └── timeouts (sweep of pending trees)
+//! bolt task:   queue ─► batch ─► execute (each tuple) ─► collector ─► flush ─► next queues
+//!                                  └── ack/fail ─► acker queues
+//! ```
+//!
+//! Each task owns its component instance and its [`Emitter`]. A panic or an error escaping the
+//! component is caught here, logged (at most once a second per task, with how many were not
+//! logged) and counted; the tuples the instance held are failed, and a fresh instance is made from
+//! the factory and prepared again, with back-off while that keeps failing.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::sync::watch;
+
+use crate::acker::SpoutNotice;
+use crate::collector::{
+    BasicCollector, Emitter, IdMap, Ledger, OutputCollector, PendingTree, SpoutCollector,
+};
+use crate::component::{BasicBolt, Bolt, BoxError, Spout, TaskContext};
+use crate::metrics::TaskMetrics;
+use crate::tuple::{Anchors, Tuple};
+
+/// What the handle asks of the spouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Emit.
+    Active,
+    /// Do not emit (acks still processed).
+    Inactive,
+    /// Stop emitting, wait for pending trees until the deadline, then close.
+    Stop { deadline: Instant },
+}
+
+/// Everything a task needs besides its component.
+pub(crate) struct TaskEnv {
+    pub(crate) ctx: TaskContext,
+    pub(crate) emitter: Emitter,
+    pub(crate) metrics: Arc<TaskMetrics>,
+}
+
+/// Logs a component's failures without flooding: the first at once, then at most one a second
+/// with the count of those not logged. Counts every one.
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn new() -> ErrorLog {
+        ErrorLog {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    fn report(&mut self, ctx: &TaskContext, metrics: &TaskMetrics, what: &str, err: &dyn std::fmt::Display) {
+        metrics.errors.fetch_add(1, Relaxed);
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            self.suppressed += 1;
+            return;
+        }
+        self.last = Some(now);
+        let suppressed = std::mem::take(&mut self.suppressed);
+        tracing::error!(
+            component = ctx.component_id(),
+            task = ctx.task_index(),
+            task_id = ctx.task_id().0,
+            suppressed,
+            "{what}: {err}"
+        );
+    }
+}
+
+/// The message of a panic payload.
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The spout's side of a run: instance, pending trees, and bookkeeping between calls.
+struct SpoutTask<S: Spout> {
+    factory: Arc<dyn Fn() -> S + Send + Sync>,
+    spout: S,
+    pending: IdMap<PendingTree<S::MessageId>>,
+    ack_now: Vec<S::MessageId>,
+    fail_now: Vec<S::MessageId>,
+    env: TaskEnv,
+    errors: ErrorLog,
+    max_pending: Option<usize>,
+    timeout: Duration,
+    /// The instance failed; replace it before asking it for more tuples.
+    restart_pending: bool,
+}
+
+/// Makes and opens a spout instance, retrying with back-off until one opens.
+async fn open_spout<S: Spout>(
+    factory: &Arc<dyn Fn() -> S + Send + Sync>,
+    ctx: &TaskContext,
+    metrics: &TaskMetrics,
+    errors: &mut ErrorLog,
+) -> S {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let made = std::panic::catch_unwind(AssertUnwindSafe(|| factory()));
+        let outcome = match made {
+            Ok(mut s) => match AssertUnwindSafe(s.open(ctx)).catch_unwind().await {
+                Ok(Ok(())) => return s,
+                Ok(Err(e)) => e.to_string(),
+                Err(p) => panic_message(&*p),
+            },
+            Err(p) => panic_message(&*p),
+        };
+        errors.report(ctx, metrics, "spout failed to open; retrying", &outcome);
+        metrics.restarts.fetch_add(1, Relaxed);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Runs one spout task to the end (see [`Control`]).
+pub(crate) async fn run_spout<S: Spout>(
+    factory: Arc<dyn Fn() -> S + Send + Sync>,
+    env: TaskEnv,
+    notices: flume::Receiver<Vec<SpoutNotice>>,
+    mut control: watch::Receiver<Control>,
+    max_pending: Option<usize>,
+    timeout: Duration,
+) {
+    let mut errors = ErrorLog::new();
+    let spout = open_spout(&factory, &env.ctx, &env.metrics, &mut errors).await;
+    let mut t = SpoutTask {
+        factory,
+        spout,
+        pending: IdMap::default(),
+        ack_now: Vec::new(),
+        fail_now: Vec::new(),
+        env,
+        errors,
+        max_pending,
+        timeout,
+        restart_pending: false,
+    };
+    let sweep_every = (timeout / 10).max(Duration::from_millis(1));
+    let mut next_sweep = Instant::now() + sweep_every;
+    let mut active = false;
+    let mut stopping: Option<Instant> = None;
+    let mut idle_rounds = 0u32;
+    control.mark_changed();
+    loop {
+        if control.has_changed().unwrap_or(true) {
+            let c = *control.borrow_and_update();
+            match c {
+                Control::Active if stopping.is_none() && !active => {
+                    active = true;
+                    t.call_sync(|s| s.activate());
+                }
+                Control::Inactive if active => {
+                    active = false;
+                    t.call_sync(|s| s.deactivate());
+                }
+                Control::Stop { deadline } => {
+                    if active {
+                        active = false;
+                        t.call_sync(|s| s.deactivate());
+                    }
+                    stopping = Some(deadline);
+                }
+                _ => {}
+            }
+            if control.has_changed().is_err() && stopping.is_none() {
+                // The handle is gone without a stop: stop now.
+                stopping = Some(Instant::now());
+            }
+        }
+        while let Ok(batch) = notices.try_recv() {
+            t.on_notices(batch);
+        }
+        let now = Instant::now();
+        if now >= next_sweep {
+            t.sweep(now);
+            next_sweep = now + sweep_every;
+        }
+        t.publish_state();
+        if let Some(deadline) = stopping {
+            t.env.emitter.flush(true).await;
+            if t.pending.is_empty() || now >= deadline {
+                break;
+            }
+            let wait = deadline.min(next_sweep);
+            tokio::select! {
+                n = notices.recv_async() => if let Ok(b) = n { t.on_notices(b) },
+                _ = tokio::time::sleep_until(wait.into()) => {}
+            }
+            continue;
+        }
+        let room = t.max_pending.is_none_or(|m| t.pending.len() < m);
+        if active && room {
+            let emitted = t.next_tuple(now).await;
+            if emitted > 0 {
+                idle_rounds = 0;
+                if t.env.emitter.flush_due(Instant::now()) {
+                    t.env.emitter.flush(true).await;
+                } else {
+                    t.env.emitter.flush(false).await;
+                }
+                continue;
+            }
+            // No data right now: send what is buffered, then back off a little (yield first,
+            // then sleep up to 1 ms), waking early for acks and control.
+            t.env.emitter.flush(true).await;
+            idle_rounds = idle_rounds.saturating_add(1);
+            if idle_rounds < 8 {
+                tokio::task::yield_now().await;
+                continue;
+            }
+        } else {
+            t.env.emitter.flush(true).await;
+        }
+        let wait = if active && room {
+            Instant::now() + Duration::from_millis(1)
+        } else {
+            next_sweep
+        };
+        tokio::select! {
+            n = notices.recv_async() => if let Ok(b) = n { t.on_notices(b) },
+            _ = control.changed() => {}
+            _ = tokio::time::sleep_until(wait.into()) => {}
+        }
+    }
+    t.close().await;
+}
+
+impl<S: Spout> SpoutTask<S> {
+    /// Calls a synchronous spout method, treating a panic as a task failure.
+    fn call_sync(&mut self, f: impl FnOnce(&mut S)) {
+        if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut self.spout))) {
+            self.failed_instance(panic_message(&*p));
+        }
+    }
+
+    /// Records that the instance failed; the restart happens at the next `next_tuple`.
+    fn failed_instance(&mut self, why: String) {
+        self.errors
+            .report(&self.env.ctx, &self.env.metrics, "spout failed; restarting it", &why);
+        self.restart_pending = true;
+    }
+
+    async fn next_tuple(&mut self, now: Instant) -> usize {
+        if self.restart_pending {
+            self.restart().await;
+        }
+        let mut out = SpoutCollector {
+            emitter: &mut self.env.emitter,
+            pending: &mut self.pending,
+            now,
+            ack_now: &mut self.ack_now,
+            fail_now: &mut self.fail_now,
+            emitted: 0,
+        };
+        let result = AssertUnwindSafe(self.spout.next_tuple(&mut out)).catch_unwind().await;
+        let emitted = out.emitted;
+        let busy = now.elapsed();
+        TaskMetrics::add(&self.env.metrics.busy_ns, busy.as_nanos() as u64);
+        if let Some(e) = self.env.emitter.take_error() {
+            self.errors
+                .report(&self.env.ctx, &self.env.metrics, "spout emit refused", &e);
+        }
+        self.settle_now();
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.failed_instance(e.to_string()),
+            Err(p) => self.failed_instance(panic_message(&*p)),
+        }
+        emitted
+    }
+
+    /// Acks and fails decided during the last call (acking off; refused emits).
+    fn settle_now(&mut self) {
+        let acked = std::mem::take(&mut self.ack_now);
+        let failed = std::mem::take(&mut self.fail_now);
+        if acked.is_empty() && failed.is_empty() {
+            return;
+        }
+        TaskMetrics::add(&self.env.metrics.acked, acked.len() as u64);
+        TaskMetrics::add(&self.env.metrics.failed, failed.len() as u64);
+        for id in acked {
+            self.call_sync(|s| s.ack(id));
+        }
+        for id in failed {
+            self.call_sync(|s| s.fail(id));
+        }
+    }
+
+    /// Replaces a failed instance; every tree the old one had pending is failed to the new one.
+    async fn restart(&mut self) {
+        self.restart_pending = false;
+        self.env.metrics.restarts.fetch_add(1, Relaxed);
+        let old = std::mem::replace(
+            &mut self.spout,
+            open_spout(
+                &self.factory,
+                &self.env.ctx,
+                &self.env.metrics,
+                &mut self.errors,
+            )
+            .await,
+        );
+        drop(old);
+        let orphans: Vec<_> = self.pending.drain().map(|(_, p)| p.msg_id).collect();
+        TaskMetrics::add(&self.env.metrics.failed, orphans.len() as u64);
+        for id in orphans {
+            self.call_sync(|s| s.fail(id));
+        }
+        self.call_sync(|s| s.activate());
+    }
+
+    fn on_notices(&mut self, batch: Vec<SpoutNotice>) {
+        let now = Instant::now();
+        let mut latencies = Vec::new();
+        let (mut acked, mut failed) = (0u64, 0u64);
+        for n in batch {
+            match n {
+                SpoutNotice::Complete(root) => {
+                    if let Some(p) = self.pending.remove(&root) {
+                        latencies.push(now.saturating_duration_since(p.emitted_at));
+                        acked += 1;
+                        self.call_sync(|s| s.ack(p.msg_id));
+                    }
+                }
+                SpoutNotice::Failed(root) => {
+                    if let Some(p) = self.pending.remove(&root) {
+                        failed += 1;
+                        self.call_sync(|s| s.fail(p.msg_id));
+                    }
+                }
+            }
+        }
+        let m = &self.env.metrics;
+        TaskMetrics::add(&m.acked, acked);
+        TaskMetrics::add(&m.failed, failed);
+        if !latencies.is_empty() {
+            m.record_complete(latencies.into_iter());
+        }
+    }
+
+    /// Fails every tree pending for longer than the message timeout.
+    fn sweep(&mut self, now: Instant) {
+        let timeout = self.timeout;
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.emitted_at) >= timeout)
+            .map(|(root, _)| *root)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        TaskMetrics::add(&self.env.metrics.timed_out, expired.len() as u64);
+        for root in expired {
+            if let Some(p) = self.pending.remove(&root) {
+                self.call_sync(|s| s.fail(p.msg_id));
+            }
+        }
+    }
+
+    fn publish_state(&mut self) {
+        let m = &self.env.metrics;
+        m.pending.store(self.pending.len() as u64, Relaxed);
+        let idle = self.pending.is_empty() && !self.restart_pending && self.spout.is_exhausted();
+        if m.idle.load(Relaxed) != idle {
+            m.idle.store(idle, Relaxed);
+        }
+    }
+
+    /// The end: trees still pending are failed (the spout may persist them for a later replay),
+    /// then the spout is closed and the last batches are sent.
+    async fn close(mut self) {
+        let left: Vec<_> = self.pending.drain().map(|(_, p)| p.msg_id).collect();
+        if !left.is_empty() {
+            tracing::warn!(
+                component = self.env.ctx.component_id(),
+                task = self.env.ctx.task_index(),
+                trees = left.len(),
+                "stop deadline reached with trees pending; failing them"
+            );
+            TaskMetrics::add(&self.env.metrics.failed, left.len() as u64);
+            TaskMetrics::add(&self.env.metrics.abandoned_at_stop, left.len() as u64);
+            for id in left {
+                self.call_sync(|s| s.fail(id));
+            }
+        }
+        if AssertUnwindSafe(self.spout.close()).catch_unwind().await.is_err() {
+            self.errors
+                .report(&self.env.ctx, &self.env.metrics, "spout close", &"panicked");
+        }
+        self.env.emitter.flush(true).await;
+        self.env.metrics.pending.store(0, Relaxed);
+    }
+}
+
+/// How a bolt task drives its component: one implementation for basic bolts, one for full bolts.
+pub(crate) trait BoltDriver: Send + 'static {
+    /// Executes a batch of inputs.
+    fn execute_batch(
+        &mut self,
+        batch: Vec<Tuple>,
+        env: &mut TaskEnv,
+    ) -> impl std::future::Future<Output = ()> + Send;
+    /// Delivers a tick.
+    fn tick(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
+    /// The input is closed and drained: clean up.
+    fn finish(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Runs one bolt task until its input is closed (every upstream task ended) and drained.
+pub(crate) async fn run_bolt<D: BoltDriver>(
+    mut driver: D,
+    mut env: TaskEnv,
+    inbox: flume::Receiver<Vec<Tuple>>,
+    tick: Option<Duration>,
+) {
+    let gauge = env.metrics.queue.clone();
+    let mut next_tick = tick.map(|t| Instant::now() + t);
+    loop {
+        let batch = match inbox.try_recv() {
+            Ok(b) => b,
+            Err(flume::TryRecvError::Disconnected) => break,
+            Err(flume::TryRecvError::Empty) => {
+                env.emitter.flush(true).await;
+                let tick_at = next_tick;
+                let tick_wait = async move {
+                    match tick_at {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    b = inbox.recv_async() => match b {
+                        Ok(b) => b,
+                        Err(_) => break,
+                    },
+                    _ = tick_wait => {
+                        driver.tick(&mut env).await;
+                        next_tick = tick.map(|t| Instant::now() + t);
+                        continue;
+                    }
+                }
+            }
+        };
+        gauge.sub(batch.len());
+        driver.execute_batch(batch, &mut env).await;
+        let now = Instant::now();
+        if let (Some(at), Some(every)) = (next_tick, tick) {
+            if now >= at {
+                driver.tick(&mut env).await;
+                next_tick = Some(now + every);
+            }
+        }
+        let all = env.emitter.flush_due(now);
+        env.emitter.flush(all).await;
+    }
+    driver.finish(&mut env).await;
+    env.emitter.flush(true).await;
+}
+
+/// Drives a [`BasicBolt`]: acks each input after `execute` returns `Ok`, fails it otherwise.
+pub(crate) struct BasicDriver<B: BasicBolt> {
+    pub(crate) factory: Arc<dyn Fn() -> B + Send + Sync>,
+    pub(crate) bolt: Option<B>,
+    errors: ErrorLog,
+}
+
+impl<B: BasicBolt> BasicDriver<B> {
+    pub(crate) fn new(factory: Arc<dyn Fn() -> B + Send + Sync>) -> Self {
+        BasicDriver {
+            factory,
+            bolt: None,
+            errors: ErrorLog::new(),
+        }
+    }
+
+    /// Makes and prepares an instance, retrying with back-off until one is ready.
+    async fn ensure(&mut self, ctx: &TaskContext, metrics: &TaskMetrics) {
+        let mut backoff = FIRST_BACKOFF;
+        while self.bolt.is_none() {
+            let made = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let mut b = (self.factory)();
+                b.prepare(ctx).map(|()| b)
+            }));
+            let what = "bolt failed to prepare; retrying";
+            match made {
+                Ok(Ok(b)) => self.bolt = Some(b),
+                Ok(Err(e)) => self.errors.report(ctx, metrics, what, &e),
+                Err(p) => self.errors.report(ctx, metrics, what, &panic_message(&*p)),
+            }
+            if self.bolt.is_none() {
+                metrics.restarts.fetch_add(1, Relaxed);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
+    async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
+        let n = batch.len() as u64;
+        let start = Instant::now();
+        for input in batch {
+            self.ensure(&env.ctx, &env.metrics).await;
+            let Some(bolt) = self.bolt.as_mut() else { continue };
+            let mut out = BasicCollector {
+                emitter: &mut env.emitter,
+                anchors: &input.anchors,
+                ack_val: 0,
+            };
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.execute(&input, &mut out)));
+            let ack_val = out.ack_val;
+            let result = match result {
+                Ok(Ok(())) => match env.emitter.take_error() {
+                    None => Ok(()),
+                    Some(e) => Err(e.to_string()),
+                },
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(p) => {
+                    // The instance may be in any state: replace it before the next input.
+                    self.bolt = None;
+                    env.metrics.restarts.fetch_add(1, Relaxed);
+                    Err(panic_message(&*p))
+                }
+            };
+            match result {
+                Ok(()) => env.emitter.ack(&input.anchors, ack_val),
+                Err(why) => {
+                    env.emitter.fail(&input.anchors);
+                    self.errors.report(&env.ctx, &env.metrics, "bolt failed a tuple", &why);
+                }
+            }
+        }
+        let busy = start.elapsed();
+        TaskMetrics::add(&env.metrics.executed, n);
+        TaskMetrics::add(&env.metrics.busy_ns, busy.as_nanos() as u64);
+        env.metrics.record_execute(busy, n);
+    }
+
+    async fn tick(&mut self, env: &mut TaskEnv) {
+        self.ensure(&env.ctx, &env.metrics).await;
+        let Some(bolt) = self.bolt.as_mut() else { return };
+        let none = Anchors::new();
+        let mut out = BasicCollector {
+            emitter: &mut env.emitter,
+            anchors: &none,
+            ack_val: 0,
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.tick(&mut out)));
+        let why = match result {
+            Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => {
+                self.bolt = None;
+                env.metrics.restarts.fetch_add(1, Relaxed);
+                Some(panic_message(&*p))
+            }
+        };
+        if let Some(why) = why {
+            self.errors.report(&env.ctx, &env.metrics, "bolt tick failed", &why);
+        }
+    }
+
+    async fn finish(&mut self, env: &mut TaskEnv) {
+        if let Some(mut bolt) = self.bolt.take() {
+            if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.cleanup())) {
+                self.errors.report(&env.ctx, &env.metrics, "bolt cleanup", &panic_message(&*p));
+            }
+        }
+    }
+}
+
+/// Drives a full [`Bolt`]: keeps a ledger of the inputs it holds, so that a failing instance's
+/// inputs can be failed.
+pub(crate) struct FullDriver<B: Bolt> {
+    pub(crate) factory: Arc<dyn Fn() -> B + Send + Sync>,
+    pub(crate) bolt: Option<B>,
+    ledger: Ledger,
+    errors: ErrorLog,
+}
+
+impl<B: Bolt> FullDriver<B> {
+    pub(crate) fn new(factory: Arc<dyn Fn() -> B + Send + Sync>) -> Self {
+        FullDriver {
+            factory,
+            bolt: None,
+            ledger: Ledger::default(),
+            errors: ErrorLog::new(),
+        }
+    }
+
+    async fn ensure(&mut self, ctx: &TaskContext, metrics: &TaskMetrics) {
+        let mut backoff = FIRST_BACKOFF;
+        while self.bolt.is_none() {
+            let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.factory)())) {
+                Ok(mut b) => match AssertUnwindSafe(b.prepare(ctx)).catch_unwind().await {
+                    Ok(Ok(())) => {
+                        self.bolt = Some(b);
+                        break;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(p) => panic_message(&*p),
+                },
+                Err(p) => panic_message(&*p),
+            };
+            self.errors
+                .report(ctx, metrics, "bolt failed to prepare; retrying", &outcome);
+            metrics.restarts.fetch_add(1, Relaxed);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Fails every input the bolt holds (after a panic, or at the end).
+    fn fail_held(&mut self, env: &mut TaskEnv) -> usize {
+        let held: Vec<_> = self.ledger.held.drain().map(|(_, h)| h.anchors).collect();
+        for anchors in &held {
+            env.emitter.fail(anchors);
+        }
+        held.len()
+    }
+
+    /// Handles the outcome of a call into the instance; a panic replaces it.
+    fn settle(
+        &mut self,
+        env: &mut TaskEnv,
+        what: &str,
+        result: std::thread::Result<Result<(), BoxError>>,
+        input_seq: u64,
+    ) {
+        let why = match result {
+            Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => {
+                self.bolt = None;
+                env.metrics.restarts.fetch_add(1, Relaxed);
+                let n = self.fail_held(env);
+                Some(format!("{}; failed the {n} inputs it held", panic_message(&*p)))
+            }
+        };
+        if let Some(why) = why {
+            if let Some(h) = self.ledger.held.remove(&input_seq) {
+                env.emitter.fail(&h.anchors);
+            }
+            self.errors.report(&env.ctx, &env.metrics, what, &why);
+        }
+    }
+}
+
+impl<B: Bolt> BoltDriver for FullDriver<B> {
+    async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
+        let n = batch.len() as u64;
+        let start = Instant::now();
+        for mut input in batch {
+            self.ensure(&env.ctx, &env.metrics).await;
+            let Some(bolt) = self.bolt.as_mut() else { continue };
+            if input.is_tracked() {
+                input.seq = self.ledger.hold(&input.anchors);
+            }
+            let seq = input.seq;
+            let mut out = OutputCollector {
+                emitter: &mut env.emitter,
+                ledger: &mut self.ledger,
+            };
+            let result = AssertUnwindSafe(bolt.execute(input, &mut out)).catch_unwind().await;
+            self.settle(env, "bolt failed a tuple", result, seq);
+        }
+        let busy = start.elapsed();
+        TaskMetrics::add(&env.metrics.executed, n);
+        TaskMetrics::add(&env.metrics.busy_ns, busy.as_nanos() as u64);
+        env.metrics.record_execute(busy, n);
+    }
+
+    async fn tick(&mut self, env: &mut TaskEnv) {
+        self.ensure(&env.ctx, &env.metrics).await;
+        let Some(bolt) = self.bolt.as_mut() else { return };
+        let mut out = OutputCollector {
+            emitter: &mut env.emitter,
+            ledger: &mut self.ledger,
+        };
+        let result = AssertUnwindSafe(bolt.tick(&mut out)).catch_unwind().await;
+        self.settle(env, "bolt tick failed", result, 0);
+    }
+
+    async fn finish(&mut self, env: &mut TaskEnv) {
+        if let Some(mut bolt) = self.bolt.take() {
+            if AssertUnwindSafe(bolt.cleanup()).catch_unwind().await.is_err() {
+                self.errors.report(&env.ctx, &env.metrics, "bolt cleanup", &"panicked");
+            }
+        }
+        let n = self.fail_held(env);
+        if n > 0 {
+            tracing::warn!(
+                component = env.ctx.component_id(),
+                task = env.ctx.task_index(),
+                inputs = n,
+                "bolt ended holding inputs it never acked or failed; failed them"
+            );
+        }
+    }
+}

@@ -1,0 +1,638 @@
+//! The topology description and its one validation.
+//!
+//! A [`TopologySpec`] is what a user wrote — with the Rust builder (`topo-dsl`'s
+//! `TopologyBuilder`) or a topology file — and [`TopologySpec::validate`] is the only way to turn
+//! it into a runnable [`Topology`]. Validation reports every problem at once, each naming its
+//! component (and input), with the nearest valid name where one exists:
+//!
+//! ```text
+//! bolt `count`, input 0 (from `split`): grouping field `wrd` is not a field of stream `default` of `split` (its fields: word); did you mean `word`?
+//! cyclic dependency: count -> report -> count
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use smol_str::SmolStr;
+
+use crate::acker::SpoutNotice;
+use crate::component::{BasicBolt, Bolt, OutputDeclarer, Spout, StreamDecl};
+use crate::config::Config;
+use crate::grouping::Grouping;
+use crate::task::{self, BasicDriver, Control, FullDriver, TaskEnv};
+use crate::tuple::Tuple;
+
+/// Makes the instances of a spout component, one per task.
+#[derive(Clone)]
+pub struct SpoutFactory(pub(crate) Arc<dyn SpoutRunner>);
+
+/// Makes the instances of a bolt component, one per task.
+#[derive(Clone)]
+pub struct BoltFactory(pub(crate) Arc<dyn BoltRunner>);
+
+impl SpoutFactory {
+    /// A factory calling `make` for each task (and once at validation, to read the declared
+    /// outputs).
+    pub fn new<S: Spout, F: Fn() -> S + Send + Sync + 'static>(make: F) -> SpoutFactory {
+        SpoutFactory(Arc::new(SpoutFn(Arc::new(make))))
+    }
+}
+
+impl BoltFactory {
+    /// A factory for a [`BasicBolt`].
+    pub fn basic<B: BasicBolt, F: Fn() -> B + Send + Sync + 'static>(make: F) -> BoltFactory {
+        BoltFactory(Arc::new(BasicFn(Arc::new(make))))
+    }
+
+    /// A factory for a full [`Bolt`].
+    pub fn full<B: Bolt, F: Fn() -> B + Send + Sync + 'static>(make: F) -> BoltFactory {
+        BoltFactory(Arc::new(FullFn(Arc::new(make))))
+    }
+}
+
+/// A spout component's factory, with its concrete type erased at task start (not per tuple).
+pub(crate) trait SpoutRunner: Send + Sync {
+    fn declare(&self) -> Result<Vec<StreamDecl>, String>;
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        notices: flume::Receiver<Vec<SpoutNotice>>,
+        control: tokio::sync::watch::Receiver<Control>,
+        max_pending: Option<usize>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// A bolt component's factory, with its concrete type erased at task start.
+pub(crate) trait BoltRunner: Send + Sync {
+    fn declare(&self) -> Result<Vec<StreamDecl>, String>;
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        inbox: flume::Receiver<Vec<Tuple>>,
+        tick: Option<Duration>,
+    ) -> BoxFuture<'static, ()>;
+}
+
+struct SpoutFn<S>(Arc<dyn Fn() -> S + Send + Sync>);
+struct BasicFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
+struct FullFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
+
+/// Calls a factory once to read what the component declares; a panic becomes an error.
+fn declared<C>(make: &dyn Fn() -> C, declare: impl FnOnce(&C, &mut OutputDeclarer)) -> Result<Vec<StreamDecl>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let c = make();
+        let mut d = OutputDeclarer::default();
+        declare(&c, &mut d);
+        d.streams
+    }))
+    .map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string())
+    })
+}
+
+impl<S: Spout> SpoutRunner for SpoutFn<S> {
+    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
+        declared(&*self.0, |s, d| s.declare_outputs(d))
+    }
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        notices: flume::Receiver<Vec<SpoutNotice>>,
+        control: tokio::sync::watch::Receiver<Control>,
+        max_pending: Option<usize>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(task::run_spout(
+            self.0.clone(),
+            env,
+            notices,
+            control,
+            max_pending,
+            timeout,
+        ))
+    }
+}
+
+impl<B: BasicBolt> BoltRunner for BasicFn<B> {
+    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
+        declared(&*self.0, |b, d| b.declare_outputs(d))
+    }
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        inbox: flume::Receiver<Vec<Tuple>>,
+        tick: Option<Duration>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(task::run_bolt(BasicDriver::new(self.0.clone()), env, inbox, tick))
+    }
+}
+
+impl<B: Bolt> BoltRunner for FullFn<B> {
+    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
+        declared(&*self.0, |b, d| b.declare_outputs(d))
+    }
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        inbox: flume::Receiver<Vec<Tuple>>,
+        tick: Option<Duration>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(task::run_bolt(FullDriver::new(self.0.clone()), env, inbox, tick))
+    }
+}
+
+/// A spout or a bolt, with its factory.
+#[derive(Clone)]
+pub enum ComponentFactory {
+    /// A source.
+    Spout(SpoutFactory),
+    /// A processing step.
+    Bolt(BoltFactory),
+}
+
+impl ComponentFactory {
+    fn role(&self) -> &'static str {
+        match self {
+            ComponentFactory::Spout(_) => "spout",
+            ComponentFactory::Bolt(_) => "bolt",
+        }
+    }
+
+    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
+        match self {
+            ComponentFactory::Spout(f) => f.0.declare(),
+            ComponentFactory::Bolt(f) => f.0.declare(),
+        }
+    }
+}
+
+/// One subscription of a bolt: the upstream component, its stream, and the grouping.
+#[derive(Clone, Debug)]
+pub struct InputSpec {
+    /// The upstream component's id.
+    pub component: SmolStr,
+    /// The upstream stream (usually `default`).
+    pub stream: SmolStr,
+    /// How the stream's tuples are split over this bolt's tasks.
+    pub grouping: Grouping,
+}
+
+/// One component as declared: id, parallelism, factory, inputs and tick interval.
+#[derive(Clone)]
+pub struct ComponentSpec {
+    /// Unique id within the topology.
+    pub id: SmolStr,
+    /// How many tasks run this component.
+    pub parallelism: usize,
+    /// Makes the instances.
+    pub factory: ComponentFactory,
+    /// Subscriptions (bolts only).
+    pub inputs: Vec<InputSpec>,
+    /// Bolts: how often `tick` is called, if at all.
+    pub tick_interval: Option<Duration>,
+}
+
+/// A topology as declared, not yet checked. [`validate`](TopologySpec::validate) it to run it.
+#[derive(Clone)]
+pub struct TopologySpec {
+    /// The topology's name.
+    pub name: SmolStr,
+    /// Its settings.
+    pub config: Config,
+    /// Its components, in declaration order.
+    pub components: Vec<ComponentSpec>,
+}
+
+/// A component of a validated topology, with its declared outputs.
+#[derive(Clone)]
+pub(crate) struct Component {
+    pub(crate) spec: ComponentSpec,
+    pub(crate) outputs: Vec<StreamDecl>,
+}
+
+/// A validated, runnable topology. Made only by [`TopologySpec::validate`].
+#[derive(Clone)]
+pub struct Topology {
+    pub(crate) name: SmolStr,
+    pub(crate) config: Config,
+    pub(crate) components: Vec<Component>,
+}
+
+impl Topology {
+    /// The topology's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replaces settings after validation (for example a command line override); the new
+    /// settings are checked the same way.
+    pub fn with_config(mut self, config: Config) -> Result<Topology, ValidationErrors> {
+        let errors: Vec<_> = config
+            .problems()
+            .into_iter()
+            .map(|(key, message)| ValidationError::new(None, ErrorKind::Config { key, message }))
+            .collect();
+        if !errors.is_empty() {
+            return Err(ValidationErrors(errors));
+        }
+        self.config = config;
+        Ok(self)
+    }
+
+    /// The component ids, in declaration order.
+    pub fn component_ids(&self) -> impl Iterator<Item = &str> {
+        self.components.iter().map(|c| c.spec.id.as_str())
+    }
+
+    /// The output streams a component declared.
+    pub fn outputs(&self, component: &str) -> Option<&[StreamDecl]> {
+        self.components
+            .iter()
+            .find(|c| c.spec.id == component)
+            .map(|c| c.outputs.as_slice())
+    }
+
+    /// A component as declared.
+    pub fn component(&self, id: &str) -> Option<&ComponentSpec> {
+        self.components
+            .iter()
+            .find(|c| c.spec.id == id)
+            .map(|c| &c.spec)
+    }
+}
+
+/// What is wrong, in one [`ValidationError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A setting is out of range.
+    Config {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The topology has no spout.
+    NoSpout,
+    /// A component id is empty.
+    EmptyId,
+    /// A component id starts with `__`, which the runtime keeps for its own components.
+    ReservedId,
+    /// Two components share an id.
+    DuplicateId,
+    /// Parallelism 0.
+    ZeroParallelism,
+    /// A spout was given inputs.
+    SpoutWithInputs,
+    /// A bolt has no inputs.
+    BoltWithoutInputs,
+    /// Calling the factory to read the declared outputs panicked.
+    DeclarePanicked(String),
+    /// A stream is declared twice.
+    DuplicateStream(SmolStr),
+    /// A stream declares a field twice.
+    DuplicateField {
+        /// The stream.
+        stream: SmolStr,
+        /// The field.
+        field: SmolStr,
+    },
+    /// An input names a component that does not exist.
+    UnknownComponent {
+        /// The name given.
+        name: SmolStr,
+        /// The nearest existing id.
+        suggestion: Option<SmolStr>,
+    },
+    /// An input names a stream its component does not declare.
+    UnknownStream {
+        /// The upstream component.
+        upstream: SmolStr,
+        /// The stream named.
+        stream: SmolStr,
+        /// The streams it declares.
+        declared: Vec<SmolStr>,
+    },
+    /// A fields or partial-key grouping names a field the stream does not declare.
+    UnknownField {
+        /// The upstream component.
+        upstream: SmolStr,
+        /// The stream.
+        stream: SmolStr,
+        /// The field named.
+        field: SmolStr,
+        /// The stream's fields.
+        declared: Vec<SmolStr>,
+        /// The nearest declared field.
+        suggestion: Option<SmolStr>,
+    },
+    /// A fields or partial-key grouping with no fields.
+    NoGroupingFields,
+    /// A direct grouping on a stream that is not direct, or another grouping on a direct stream.
+    DirectMismatch {
+        /// The stream.
+        stream: SmolStr,
+        /// Whether the stream is direct.
+        stream_is_direct: bool,
+    },
+    /// The components form a cycle.
+    Cycle(Vec<SmolStr>),
+}
+
+/// One problem with a topology, naming where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationError {
+    /// The component, when the problem belongs to one.
+    pub component: Option<SmolStr>,
+    /// `spout` or `bolt`, when `component` is set.
+    pub role: Option<&'static str>,
+    /// The index of the input, when the problem is in one of the component's inputs.
+    pub input: Option<usize>,
+    /// What is wrong.
+    pub kind: ErrorKind,
+}
+
+impl ValidationError {
+    fn new(at: Option<(&ComponentSpec, Option<usize>)>, kind: ErrorKind) -> ValidationError {
+        ValidationError {
+            component: at.map(|(c, _)| c.id.clone()),
+            role: at.map(|(c, _)| c.factory.role()),
+            input: at.and_then(|(_, i)| i),
+            kind,
+        }
+    }
+}
+
+fn did_you_mean(s: &Option<SmolStr>) -> String {
+    s.as_ref()
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.component {
+            write!(f, "{} `{c}`", self.role.unwrap_or("component"))?;
+            if let Some(i) = self.input {
+                write!(f, ", input {i}")?;
+            }
+            f.write_str(": ")?;
+        }
+        match &self.kind {
+            ErrorKind::Config { key, message } => write!(f, "config `{key}` {message}"),
+            ErrorKind::NoSpout => f.write_str("the topology has no spout"),
+            ErrorKind::EmptyId => f.write_str("component id is empty"),
+            ErrorKind::ReservedId => f.write_str("ids starting with `__` are reserved for the runtime"),
+            ErrorKind::DuplicateId => f.write_str("id is used by more than one component"),
+            ErrorKind::ZeroParallelism => f.write_str("parallelism must be at least 1, got 0"),
+            ErrorKind::SpoutWithInputs => f.write_str("a spout cannot have inputs"),
+            ErrorKind::BoltWithoutInputs => f.write_str("a bolt needs at least one input"),
+            ErrorKind::DeclarePanicked(m) => write!(f, "declaring its outputs panicked: {m}"),
+            ErrorKind::DuplicateStream(s) => write!(f, "stream `{s}` is declared more than once"),
+            ErrorKind::DuplicateField { stream, field } => {
+                write!(f, "stream `{stream}` declares field `{field}` more than once")
+            }
+            ErrorKind::UnknownComponent { name, suggestion } => {
+                write!(f, "input from unknown component `{name}`{}", did_you_mean(suggestion))
+            }
+            ErrorKind::UnknownStream { upstream, stream, declared } => {
+                let list = if declared.is_empty() { "none".to_string() } else { declared.join(", ") };
+                write!(f, "`{upstream}` declares no stream `{stream}` (its streams: {list})")
+            }
+            ErrorKind::UnknownField { upstream, stream, field, declared, suggestion } => write!(
+                f,
+                "grouping field `{field}` is not a field of stream `{stream}` of `{upstream}` (its fields: {}){}",
+                declared.join(", "),
+                did_you_mean(suggestion)
+            ),
+            ErrorKind::NoGroupingFields => f.write_str("a fields or partial_key grouping needs at least one field"),
+            ErrorKind::DirectMismatch { stream, stream_is_direct: true } => {
+                write!(f, "stream `{stream}` is direct and needs the direct grouping")
+            }
+            ErrorKind::DirectMismatch { stream, stream_is_direct: false } => {
+                write!(f, "the direct grouping needs a direct stream, but `{stream}` is not direct")
+            }
+            ErrorKind::Cycle(path) => write!(f, "cyclic dependency: {}", path.join(" -> ")),
+        }
+    }
+}
+
+/// Every problem found in a topology.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(f, "the topology is invalid ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// The candidate nearest to `name`, if it is near enough to be a likely typo.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<SmolStr> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d > 0 && *d <= (name.len().max(c.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.into())
+}
+
+impl TopologySpec {
+    /// Checks everything and returns the runnable topology, or every problem found.
+    pub fn validate(self) -> Result<Topology, ValidationErrors> {
+        let mut errors: Vec<ValidationError> = self
+            .config
+            .problems()
+            .into_iter()
+            .map(|(key, message)| ValidationError::new(None, ErrorKind::Config { key, message }))
+            .collect();
+        let err = |c: &ComponentSpec, input: Option<usize>, kind| ValidationError::new(Some((c, input)), kind);
+
+        if !self.components.iter().any(|c| matches!(c.factory, ComponentFactory::Spout(_))) {
+            errors.push(ValidationError::new(None, ErrorKind::NoSpout));
+        }
+
+        // Ids, parallelism, inputs present or absent, and declarations.
+        let mut seen = HashSet::new();
+        let mut outputs: HashMap<SmolStr, Vec<StreamDecl>> = HashMap::new();
+        for c in &self.components {
+            if c.id.is_empty() {
+                errors.push(err(c, None, ErrorKind::EmptyId));
+            } else if c.id.starts_with("__") {
+                errors.push(err(c, None, ErrorKind::ReservedId));
+            }
+            if !seen.insert(c.id.as_str()) {
+                errors.push(err(c, None, ErrorKind::DuplicateId));
+            }
+            if c.parallelism == 0 {
+                errors.push(err(c, None, ErrorKind::ZeroParallelism));
+            }
+            match (&c.factory, c.inputs.is_empty()) {
+                (ComponentFactory::Spout(_), false) => errors.push(err(c, None, ErrorKind::SpoutWithInputs)),
+                (ComponentFactory::Bolt(_), true) => errors.push(err(c, None, ErrorKind::BoltWithoutInputs)),
+                _ => {}
+            }
+            match c.factory.declare() {
+                Ok(streams) => {
+                    let mut names = HashSet::new();
+                    for s in &streams {
+                        if !names.insert(s.name.as_str()) {
+                            errors.push(err(c, None, ErrorKind::DuplicateStream(s.name.clone())));
+                        }
+                        let mut fields = HashSet::new();
+                        for fld in &s.fields {
+                            if !fields.insert(fld.as_str()) {
+                                errors.push(err(
+                                    c,
+                                    None,
+                                    ErrorKind::DuplicateField { stream: s.name.clone(), field: fld.clone() },
+                                ));
+                            }
+                        }
+                    }
+                    outputs.entry(c.id.clone()).or_insert(streams);
+                }
+                Err(m) => errors.push(err(c, None, ErrorKind::DeclarePanicked(m))),
+            }
+        }
+
+        // Inputs: component, stream, grouping fields, direct or not.
+        let ids: Vec<&str> = self.components.iter().map(|c| c.id.as_str()).collect();
+        for c in &self.components {
+            for (i, input) in c.inputs.iter().enumerate() {
+                let Some(streams) = outputs.get(input.component.as_str()) else {
+                    if ids.contains(&input.component.as_str()) {
+                        continue; // its declaration failed; reported above
+                    }
+                    let suggestion = suggest(&input.component, ids.iter().copied());
+                    errors.push(err(c, Some(i), ErrorKind::UnknownComponent { name: input.component.clone(), suggestion }));
+                    continue;
+                };
+                let Some(stream) = streams.iter().find(|s| s.name == input.stream) else {
+                    errors.push(err(
+                        c,
+                        Some(i),
+                        ErrorKind::UnknownStream {
+                            upstream: input.component.clone(),
+                            stream: input.stream.clone(),
+                            declared: streams.iter().map(|s| s.name.clone()).collect(),
+                        },
+                    ));
+                    continue;
+                };
+                let is_direct_grouping = matches!(input.grouping, Grouping::Direct);
+                if stream.direct != is_direct_grouping {
+                    errors.push(err(
+                        c,
+                        Some(i),
+                        ErrorKind::DirectMismatch { stream: stream.name.clone(), stream_is_direct: stream.direct },
+                    ));
+                }
+                if let Some(fields) = input.grouping.fields() {
+                    if fields.is_empty() {
+                        errors.push(err(c, Some(i), ErrorKind::NoGroupingFields));
+                    }
+                    for field in fields {
+                        if !stream.fields.contains(field) {
+                            errors.push(err(
+                                c,
+                                Some(i),
+                                ErrorKind::UnknownField {
+                                    upstream: input.component.clone(),
+                                    stream: stream.name.clone(),
+                                    field: field.clone(),
+                                    declared: stream.fields.clone(),
+                                    suggestion: suggest(field, stream.fields.iter().map(|f| f.as_str())),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+
+        for cycle in cycles(&self.components) {
+            errors.push(ValidationError::new(None, ErrorKind::Cycle(cycle)));
+        }
+
+        if !errors.is_empty() {
+            return Err(ValidationErrors(errors));
+        }
+        let components = self
+            .components
+            .into_iter()
+            .map(|spec| {
+                let outputs = outputs.remove(&spec.id).unwrap_or_default();
+                Component { spec, outputs }
+            })
+            .collect();
+        Ok(Topology { name: self.name, config: self.config, components })
+    }
+}
+
+/// One cycle per strongly connected group of components, as a path that returns to its start.
+fn cycles(components: &[ComponentSpec]) -> Vec<Vec<SmolStr>> {
+    use petgraph::graph::DiGraph;
+    let mut g = DiGraph::<&str, ()>::new();
+    let nodes: HashMap<&str, _> = components.iter().map(|c| (c.id.as_str(), g.add_node(c.id.as_str()))).collect();
+    for c in components {
+        for input in &c.inputs {
+            if let (Some(&from), Some(&to)) = (nodes.get(input.component.as_str()), nodes.get(c.id.as_str())) {
+                g.update_edge(from, to, ());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for scc in petgraph::algo::tarjan_scc(&g) {
+        let start = *scc.iter().min_by_key(|n| n.index()).unwrap_or(&scc[0]);
+        if scc.len() == 1 && g.find_edge(start, start).is_none() {
+            continue;
+        }
+        // Walk inside the group back to the start (breadth first, so the cycle is short).
+        let members: HashSet<_> = scc.iter().copied().collect();
+        let mut prev = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut end = None;
+        'search: while let Some(n) = queue.pop_front() {
+            for m in g.neighbors(n) {
+                if m == start {
+                    end = Some(n);
+                    break 'search;
+                }
+                if members.contains(&m) && !prev.contains_key(&m) {
+                    prev.insert(m, n);
+                    queue.push_back(m);
+                }
+            }
+        }
+        let mut path = vec![start];
+        let mut n = end.unwrap_or(start);
+        let mut back = Vec::new();
+        while n != start {
+            back.push(n);
+            n = prev[&n];
+        }
+        path.extend(back.into_iter().rev());
+        path.push(start);
+        out.push(path.into_iter().map(|n| SmolStr::new(g[n])).collect());
+    }
+    out
+}
