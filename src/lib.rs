@@ -1,1 +1,19 @@
+//! # topo
+//!
+//! A Storm-like stream-processing runtime. Declare a directed graph of **spouts** (sources) and
+//! **bolts** (processing steps), run each as parallel tasks, route tuples between tasks by
+//! grouping, and track every spout tuple's tree with XOR acking so failed or timed-out tuples are
+//! replayed (at-least-once).
+//!
+//! This crate re-exports the public API: the runtime ([`topo_runtime`]) and the topology builder
+//! ([`topo_dsl`]).
+//!
+//! ```text
+//! spout task -> collector -> grouping -> bounded queue -> bolt task -> collector -> ...
+//!                    acks: bolt tasks -> acker tasks -> the emitting spout task
+//! ```
 
+#![deny(missing_docs)]
+
+pub use topo_dsl::{BoltDeclarer, TopologyBuilder};
+pub use topo_runtime::*;

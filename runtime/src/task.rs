@@ -163,9 +163,10 @@ pub(crate) async fn run_spout<S: Spout>(
     let mut active = false;
     let mut stopping: Option<Instant> = None;
     let mut idle_rounds = 0u32;
-    control.mark_changed();
+    // Set when a wait below consumed a control change (`changed()` marks it seen).
+    let mut control_seen = true;
     loop {
-        if control.has_changed().unwrap_or(true) {
+        if std::mem::take(&mut control_seen) || control.has_changed().unwrap_or(true) {
             let c = *control.borrow_and_update();
             match c {
                 Control::Active if stopping.is_none() && !active => {
@@ -241,7 +242,7 @@ pub(crate) async fn run_spout<S: Spout>(
         };
         tokio::select! {
             n = notices.recv_async() => if let Ok(b) = n { t.on_notices(b) },
-            _ = control.changed() => {}
+            _ = control.changed() => control_seen = true,
             _ = tokio::time::sleep_until(wait.into()) => {}
         }
     }

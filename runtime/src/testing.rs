@@ -1,1 +1,472 @@
-//! Test harness.
+//! Test harnesses, so a component test is a few lines of setup.
+//!
+//! - [`BoltTester`]: run one bolt (basic or full) on given tuples and see what it emitted and
+//!   whether it acked or failed each input — through the real task driver and collector.
+//! - [`VecSpout`]: an in-memory spout emitting a list of tuples with message ids, replaying
+//!   failed ones, and counting acks and fails per message.
+//! - [`CaptureBolt`]: a sink that records every tuple it receives and which task received it.
+//!
+//! ```
+//! use topo_runtime::testing::BoltTester;
+//! use topo_runtime::{values, BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple};
+//!
+//! struct Upper;
+//! impl BasicBolt for Upper {
+//!     fn declare_outputs(&self, out: &mut OutputDeclarer) { out.declare(["word"]); }
+//!     fn execute(&mut self, t: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+//!         out.emit(values![t.str_field("word")?.to_uppercase()]);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut tester = BoltTester::basic(|| Upper, ["word"]);
+//! let run = tester.execute(values!["hi"]);
+//! assert!(run.acked);
+//! assert_eq!(run.emitted[0].values[0].as_str(), Some("HI"));
+//! let bad = tester.execute(values![1]);
+//! assert!(bad.failed);
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use smol_str::SmolStr;
+
+use crate::acker::AckMsg;
+use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
+use crate::component::{
+    BasicBolt, Bolt, BoxError, ContextShared, OutputDeclarer, Spout, StreamDecl, TaskContext,
+};
+use crate::config::Config;
+use crate::grouping::{Grouping, Router};
+use crate::metrics::{QueueGauge, TaskMetrics};
+use crate::task::{BasicDriver, BoltDriver, FullDriver, TaskEnv};
+use crate::topology::{BoltFactory, SpoutFactory};
+use crate::tuple::{StreamSchema, TaskId, Tuple};
+use crate::value::Values;
+use crate::{BasicCollector, SpoutCollector};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One tuple a tested bolt emitted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Emitted {
+    /// The stream it was emitted on.
+    pub stream: SmolStr,
+    /// Its values.
+    pub values: Values,
+    /// Whether it was anchored to a tracked input.
+    pub anchored: bool,
+}
+
+/// What happened when a tested bolt executed one input (or a tick).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Executed {
+    /// Tuples emitted during the call, in order.
+    pub emitted: Vec<Emitted>,
+    /// The input was acked.
+    pub acked: bool,
+    /// The input was failed.
+    pub failed: bool,
+    /// Errors the runtime logged for the component during the call.
+    pub errors: u64,
+    /// Times the component was re-created during the call (after a panic).
+    pub restarts: u64,
+}
+
+/// Object-safe wrapper of a bolt driver, so a tester is not generic over the bolt type.
+trait DynDriver: Send {
+    fn execute<'a>(&'a mut self, batch: Vec<Tuple>, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
+    fn tick<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
+    fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
+}
+
+impl<D: BoltDriver> DynDriver for D {
+    fn execute<'a>(&'a mut self, batch: Vec<Tuple>, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(self.execute_batch(batch, env))
+    }
+    fn tick<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(BoltDriver::tick(self, env))
+    }
+    fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(BoltDriver::finish(self, env))
+    }
+}
+
+/// Runs one bolt on tuples you give it, through the runtime's real driver and collector, and
+/// reports what it emitted and whether it acked or failed each input.
+///
+/// Methods are synchronous (the tester owns a small runtime): call them from a plain `#[test]`.
+pub struct BoltTester {
+    runtime: tokio::runtime::Runtime,
+    driver: Box<dyn DynDriver>,
+    env: TaskEnv,
+    input: &'static StreamSchema,
+    captured: Vec<(SmolStr, flume::Receiver<Vec<Tuple>>)>,
+    acks: flume::Receiver<Vec<AckMsg>>,
+    next_root: u64,
+}
+
+impl BoltTester {
+    /// A tester for a [`BasicBolt`] whose input stream has `fields`.
+    pub fn basic<B, F, I, S>(make: F, fields: I) -> BoltTester
+    where
+        B: BasicBolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(BasicDriver::new(Arc::new(make)));
+        BoltTester::new(driver, decl, fields)
+    }
+
+    /// A tester for a full [`Bolt`] whose input stream has `fields`.
+    pub fn full<B, F, I, S>(make: F, fields: I) -> BoltTester
+    where
+        B: Bolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(FullDriver::new(Arc::new(make)));
+        BoltTester::new(driver, decl, fields)
+    }
+
+    fn new<I, S>(driver: Box<dyn DynDriver>, outputs: Vec<StreamDecl>, fields: I) -> BoltTester
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        let fields: Vec<SmolStr> = fields.into_iter().map(Into::into).collect();
+        let input = StreamSchema::intern("__input", crate::DEFAULT_STREAM, &fields, false);
+        let metrics = Arc::new(TaskMetrics::new(0));
+        let sink_task = TaskId(1);
+        let mut captured = Vec::new();
+        let mut targets = Vec::new();
+        let mut streams = Vec::new();
+        for d in &outputs {
+            let (tx, rx) = flume::unbounded();
+            targets.push(Target {
+                buf: Vec::new(),
+                tx,
+                gauge: Arc::new(QueueGauge::default()),
+            });
+            captured.push((d.name.clone(), rx));
+            let slot = targets.len() - 1;
+            let grouping = if d.direct { Grouping::Direct } else { Grouping::All };
+            streams.push(OutStream {
+                schema: StreamSchema::intern("__tested", &d.name, &d.fields, d.direct),
+                subs: vec![Subscription {
+                    router: Router::new(&grouping, Default::default(), &[sink_task], &"__capture".into(), 0),
+                    tasks: vec![sink_task],
+                    slots: vec![slot],
+                    loads: vec![targets[slot].gauge.clone()],
+                }],
+            });
+        }
+        let (ack_tx, acks) = flume::unbounded();
+        let ackers = vec![AckerLink {
+            buf: Vec::new(),
+            tx: ack_tx,
+            gauge: Arc::new(QueueGauge::default()),
+        }];
+        let emitter = Emitter::new(TaskId(0), streams, targets, ackers, 1024, metrics.clone());
+        let ctx = TaskContext {
+            inner: Arc::new(ContextShared {
+                topology: "test".into(),
+                config: Config::default(),
+                components: vec![("__tested".into(), vec![TaskId(0)]), ("__capture".into(), vec![sink_task])],
+                tick_intervals: Vec::new(),
+            }),
+            component: "__tested".into(),
+            task: TaskId(0),
+            task_index: 0,
+            parallelism: 1,
+        };
+        BoltTester {
+            runtime,
+            driver,
+            env: TaskEnv { ctx, emitter, metrics },
+            input,
+            captured,
+            acks,
+            next_root: 1,
+        }
+    }
+
+    /// Executes one tracked input tuple with these values.
+    pub fn execute(&mut self, values: Values) -> Executed {
+        let root = self.next_root;
+        self.next_root += 1;
+        let id = 0x5eed_0000 + root;
+        let mut tuple = Tuple::new(self.input, TaskId(99), values);
+        tuple.anchors.push((root, id));
+        let driver = &mut self.driver;
+        let env = &mut self.env;
+        self.runtime.block_on(async {
+            driver.execute(vec![tuple], env).await;
+            env.emitter.flush(true).await;
+        });
+        self.collect(Some((root, id)))
+    }
+
+    /// Executes several inputs in turn; one report per input.
+    pub fn execute_all(&mut self, inputs: impl IntoIterator<Item = Values>) -> Vec<Executed> {
+        inputs.into_iter().map(|v| self.execute(v)).collect()
+    }
+
+    /// Delivers a tick.
+    pub fn tick(&mut self) -> Executed {
+        let driver = &mut self.driver;
+        let env = &mut self.env;
+        self.runtime.block_on(async {
+            driver.tick(env).await;
+            env.emitter.flush(true).await;
+        });
+        self.collect(None)
+    }
+
+    /// Ends the bolt (cleanup; a full bolt's held inputs are failed) and reports what that did.
+    pub fn finish(&mut self) -> Executed {
+        let driver = &mut self.driver;
+        let env = &mut self.env;
+        self.runtime.block_on(async {
+            driver.finish(env).await;
+            env.emitter.flush(true).await;
+        });
+        self.collect(None)
+    }
+
+    fn collect(&mut self, input: Option<(u64, u64)>) -> Executed {
+        let mut out = Executed::default();
+        for (stream, rx) in &self.captured {
+            for t in rx.try_iter().flatten() {
+                out.emitted.push(Emitted {
+                    stream: stream.clone(),
+                    anchored: t.is_tracked(),
+                    values: t.into_values(),
+                });
+            }
+        }
+        for msg in self.acks.try_iter().flatten() {
+            match (msg, input) {
+                (AckMsg::Ack { root, .. }, Some((r, _))) if root == r => out.acked = true,
+                (AckMsg::Fail { root }, Some((r, _))) if root == r => out.failed = true,
+                _ => {}
+            }
+        }
+        out.errors = self.env.metrics.errors.swap(0, Relaxed);
+        out.restarts = self.env.metrics.restarts.swap(0, Relaxed);
+        out
+    }
+}
+
+fn declare(f: impl FnOnce(&mut OutputDeclarer)) -> Vec<StreamDecl> {
+    let mut d = OutputDeclarer::default();
+    f(&mut d);
+    d.streams
+}
+
+/// The shared state of a [`VecSpout`]: the messages to emit, and what happened to each.
+struct VecSpoutState {
+    fields: Vec<SmolStr>,
+    values: Vec<Values>,
+    queue: Mutex<VecDeque<u64>>,
+    acked: Mutex<Vec<u32>>,
+    failed: Mutex<Vec<u32>>,
+    emitted: AtomicU64,
+    replay: bool,
+    tracked: bool,
+}
+
+/// An in-memory spout: emits each of a list of tuples with its index as message id, replays
+/// failed ones (unless told not to), and counts acks and fails per message. All its tasks share
+/// one list, so each message is emitted by one task at a time.
+#[derive(Clone)]
+pub struct VecSpout {
+    state: Arc<VecSpoutState>,
+}
+
+impl VecSpout {
+    /// A spout emitting `values` on the default stream with `fields`, tracked, replaying fails.
+    pub fn new<I, S>(fields: I, values: Vec<Values>) -> VecSpout
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let n = values.len();
+        VecSpout {
+            state: Arc::new(VecSpoutState {
+                fields: fields.into_iter().map(Into::into).collect(),
+                values,
+                queue: Mutex::new((0..n as u64).collect()),
+                acked: Mutex::new(vec![0; n]),
+                failed: Mutex::new(vec![0; n]),
+                emitted: AtomicU64::new(0),
+                replay: true,
+                tracked: true,
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut VecSpoutState)) -> VecSpout {
+        f(Arc::get_mut(&mut self.state).expect("configure a VecSpout before sharing it"));
+        self
+    }
+
+    /// Do not replay failed messages.
+    pub fn without_replay(self) -> VecSpout {
+        self.with(|s| s.replay = false)
+    }
+
+    /// Emit without message ids (untracked).
+    pub fn untracked(self) -> VecSpout {
+        self.with(|s| s.tracked = false)
+    }
+
+    /// A factory for the builder's `set_spout`.
+    pub fn factory(&self) -> SpoutFactory {
+        let state = self.state.clone();
+        SpoutFactory::new(move || VecSpoutTask { state: state.clone() })
+    }
+
+    /// How many times each message was acked, by index.
+    pub fn acked(&self) -> Vec<u32> {
+        lock(&self.state.acked).clone()
+    }
+
+    /// How many times each message was failed, by index.
+    pub fn failed(&self) -> Vec<u32> {
+        lock(&self.state.failed).clone()
+    }
+
+    /// Whether every message has been acked at least once.
+    pub fn all_acked(&self) -> bool {
+        lock(&self.state.acked).iter().all(|&n| n > 0)
+    }
+
+    /// Tuples emitted so far, replays included.
+    pub fn emitted(&self) -> u64 {
+        self.state.emitted.load(Relaxed)
+    }
+}
+
+/// One task of a [`VecSpout`].
+pub struct VecSpoutTask {
+    state: Arc<VecSpoutState>,
+}
+
+impl Spout for VecSpoutTask {
+    type MessageId = u64;
+
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare(self.state.fields.iter().cloned());
+    }
+
+    async fn next_tuple(&mut self, out: &mut SpoutCollector<'_, u64>) -> Result<(), BoxError> {
+        let next = lock(&self.state.queue).pop_front();
+        if let Some(i) = next {
+            self.state.emitted.fetch_add(1, Relaxed);
+            let values = self.state.values[i as usize].clone();
+            out.emit(values, self.state.tracked.then_some(i));
+        }
+        Ok(())
+    }
+
+    fn ack(&mut self, i: u64) {
+        lock(&self.state.acked)[i as usize] += 1;
+    }
+
+    fn fail(&mut self, i: u64) {
+        lock(&self.state.failed)[i as usize] += 1;
+        if self.state.replay {
+            lock(&self.state.queue).push_back(i);
+        }
+    }
+
+    fn is_exhausted(&self) -> bool {
+        lock(&self.state.queue).is_empty()
+    }
+}
+
+/// One tuple received by a [`CaptureBolt`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Captured {
+    /// The values.
+    pub values: Values,
+    /// The stream it came on.
+    pub stream: SmolStr,
+    /// The component that emitted it.
+    pub source: SmolStr,
+    /// The task that received it.
+    pub task: TaskId,
+}
+
+/// A sink that records every tuple it receives (and acks it). All its tasks share one record.
+#[derive(Clone, Default)]
+pub struct CaptureBolt {
+    seen: Arc<Mutex<Vec<Captured>>>,
+}
+
+impl CaptureBolt {
+    /// A new, empty capture.
+    pub fn new() -> CaptureBolt {
+        CaptureBolt::default()
+    }
+
+    /// A factory for the builder's `set_bolt`.
+    pub fn factory(&self) -> BoltFactory {
+        let seen = self.seen.clone();
+        BoltFactory::basic(move || CaptureTask {
+            seen: seen.clone(),
+            task: TaskId(u32::MAX),
+        })
+    }
+
+    /// Everything received so far.
+    pub fn tuples(&self) -> Vec<Captured> {
+        lock(&self.seen).clone()
+    }
+
+    /// How many tuples were received so far.
+    pub fn len(&self) -> usize {
+        lock(&self.seen).len()
+    }
+
+    /// Whether nothing was received yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One task of a [`CaptureBolt`].
+pub struct CaptureTask {
+    seen: Arc<Mutex<Vec<Captured>>>,
+    task: TaskId,
+}
+
+impl BasicBolt for CaptureTask {
+    fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        self.task = ctx.task_id();
+        Ok(())
+    }
+
+    fn execute(&mut self, input: &Tuple, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        lock(&self.seen).push(Captured {
+            values: input.values().into(),
+            stream: input.stream().into(),
+            source: input.source_component().into(),
+            task: self.task,
+        });
+        Ok(())
+    }
+}
