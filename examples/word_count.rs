@@ -104,7 +104,9 @@ impl BasicBolt for Count {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: u64 = match std::env::args().nth(1) {
-        Some(n) => n.parse().map_err(|e| format!("SENTENCES must be a number, got {n:?}: {e}"))?,
+        Some(n) => n
+            .parse()
+            .map_err(|e| format!("SENTENCES must be a number, got {n:?}: {e}"))?,
         None => 100_000,
     };
     let report = Arc::new(Mutex::new(HashMap::new()));
@@ -112,13 +114,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = TopologyBuilder::new("word-count");
     builder.set_spout(
         "sentences",
-        move || SentenceSpout { next: 0, total, replays: Vec::new() },
+        move || SentenceSpout {
+            next: 0,
+            total,
+            replays: Vec::new(),
+        },
         1,
     );
-    builder.set_bolt("split", || Split, 2).shuffle_grouping("sentences");
+    builder
+        .set_bolt("split", || Split, 2)
+        .shuffle_grouping("sentences");
     let counts = report.clone();
     builder
-        .set_bolt("count", move || Count { counts: HashMap::new(), report: counts.clone() }, 2)
+        .set_bolt(
+            "count",
+            move || Count {
+                counts: HashMap::new(),
+                report: counts.clone(),
+            },
+            2,
+        )
         .fields_grouping("split", ["word"]);
     let topology = builder.build()?;
 
@@ -127,7 +142,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cluster.block_on(handle.wait_until_idle(Duration::from_secs(600)))?;
     let stopped = cluster.block_on(handle.stop(Duration::from_secs(10)));
 
-    let mut counts: Vec<_> = report.lock().unwrap_or_else(|e| e.into_inner()).clone().into_iter().collect();
+    let mut counts: Vec<_> = report
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .into_iter()
+        .collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     println!("top words of {total} sentences:");
     for (word, n) in counts.iter().take(10) {

@@ -60,12 +60,15 @@ struct Entry {
 const SWEEPS_PER_TIMEOUT: u32 = 4;
 const MAX_AGE: u32 = SWEEPS_PER_TIMEOUT + 1;
 
+/// A spout task's notice queue, and the notices gathered for it since the last flush.
+type Outbox = (flume::Sender<Vec<SpoutNotice>>, Vec<SpoutNotice>);
+
 /// The acker's state: pending trees, and what to tell which spout task.
 pub(crate) struct Acker {
     trees: IdMap<Entry>,
     generation: u32,
     /// Notices per spout task, indexed by task id; `None` for tasks that are not spouts.
-    outbox: Vec<Option<(flume::Sender<Vec<SpoutNotice>>, Vec<SpoutNotice>)>>,
+    outbox: Vec<Option<Outbox>>,
     completed: u64,
     failed: u64,
 }
@@ -154,8 +157,7 @@ impl Acker {
     pub(crate) fn sweep(&mut self) {
         self.generation = self.generation.wrapping_add(1);
         let now = self.generation;
-        self.trees
-            .retain(|_, e| now.wrapping_sub(e.born) < MAX_AGE);
+        self.trees.retain(|_, e| now.wrapping_sub(e.born) < MAX_AGE);
     }
 
     /// Trees pending.
@@ -225,8 +227,15 @@ mod tests {
         // Spout sends tuple id 5; a bolt acks it, anchoring children 6 and 9; both are acked.
         for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
             let msgs = [
-                AckMsg::Init { root: 7, val: 5, spout },
-                AckMsg::Ack { root: 7, val: 5 ^ 6 ^ 9 },
+                AckMsg::Init {
+                    root: 7,
+                    val: 5,
+                    spout,
+                },
+                AckMsg::Ack {
+                    root: 7,
+                    val: 5 ^ 6 ^ 9,
+                },
                 AckMsg::Ack { root: 7, val: 6 },
                 AckMsg::Ack { root: 7, val: 9 },
             ];
@@ -247,7 +256,11 @@ mod tests {
         a.handle(AckMsg::Fail { root: 3 });
         a.flush();
         assert!(notices(&rx).is_empty());
-        a.handle(AckMsg::Init { root: 3, val: 1, spout: TaskId(1) });
+        a.handle(AckMsg::Init {
+            root: 3,
+            val: 1,
+            spout: TaskId(1),
+        });
         a.flush();
         assert_eq!(notices(&rx), [SpoutNotice::Failed(3)]);
         // A late ack of the failed tree creates an orphan that the sweep forgets.

@@ -145,7 +145,10 @@ impl TopologyHandle {
         let hard_deadline = deadline + drain_timeout.max(Duration::from_millis(100));
         let mut aborted = 0;
         for t in self.tasks.iter_mut() {
-            if tokio::time::timeout_at(hard_deadline.into(), &mut *t).await.is_err() {
+            if tokio::time::timeout_at(hard_deadline.into(), &mut *t)
+                .await
+                .is_err()
+            {
                 t.abort();
                 aborted += 1;
             }
@@ -193,11 +196,15 @@ pub fn submit(topology: Topology) -> TopologyHandle {
     let mut next = 0u32;
     let mut tasks_of: HashMap<&str, Vec<TaskId>> = HashMap::new();
     for c in &topology.components {
-        let ids: Vec<TaskId> = (0..c.spec.parallelism as u32).map(|i| TaskId(next + i)).collect();
+        let ids: Vec<TaskId> = (0..c.spec.parallelism as u32)
+            .map(|i| TaskId(next + i))
+            .collect();
         next += c.spec.parallelism as u32;
         tasks_of.insert(c.spec.id.as_str(), ids);
     }
-    let acker_ids: Vec<TaskId> = (0..config.ackers as u32).map(|i| TaskId(next + i)).collect();
+    let acker_ids: Vec<TaskId> = (0..config.ackers as u32)
+        .map(|i| TaskId(next + i))
+        .collect();
     let total_tasks = next as usize + acker_ids.len();
 
     let metrics: Vec<Arc<TaskMetrics>> = (0..total_tasks)
@@ -263,11 +270,25 @@ pub fn submit(topology: Topology) -> TopologyHandle {
         registry.components.push((
             id.clone(),
             kind,
-            my_tasks.iter().map(|&t| (t, metrics[t.0 as usize].clone())).collect(),
+            my_tasks
+                .iter()
+                .map(|&t| (t, metrics[t.0 as usize].clone()))
+                .collect(),
         ));
         for (index, &task) in my_tasks.iter().enumerate() {
             let m = metrics[task.0 as usize].clone();
-            let emitter = build_emitter(&topology, id, task, index, &tasks_of, &bolt_tx, &metrics, &ackers, batch, m.clone());
+            let emitter = build_emitter(
+                &topology,
+                id,
+                task,
+                index,
+                &tasks_of,
+                &bolt_tx,
+                &metrics,
+                &ackers,
+                batch,
+                m.clone(),
+            );
             let env = TaskEnv {
                 ctx: TaskContext {
                     inner: shared.clone(),
@@ -282,8 +303,16 @@ pub fn submit(topology: Topology) -> TopologyHandle {
             let fut = match &c.spec.factory {
                 ComponentFactory::Spout(f) => {
                     spouts.push(m);
-                    let rx = notice_rx.remove(&task).expect("a notice queue per spout task");
-                    f.0.spawn(env, rx, control_rx.clone(), config.max_spout_pending, config.message_timeout)
+                    let rx = notice_rx
+                        .remove(&task)
+                        .expect("a notice queue per spout task");
+                    f.0.spawn(
+                        env,
+                        rx,
+                        control_rx.clone(),
+                        config.max_spout_pending,
+                        config.message_timeout,
+                    )
                 }
                 ComponentFactory::Bolt(f) => {
                     let rx = bolt_rx.remove(&task).expect("a queue per bolt task");
@@ -302,11 +331,19 @@ pub fn submit(topology: Topology) -> TopologyHandle {
         let m = metrics[task.0 as usize].clone();
         acker_metrics.push((task, m.clone()));
         let a = Acker::new(notice_tx.clone());
-        handles.push(tokio::spawn(acker::run(a, rx, m.queue.clone(), config.message_timeout, m)));
+        handles.push(tokio::spawn(acker::run(
+            a,
+            rx,
+            m.queue.clone(),
+            config.message_timeout,
+            m,
+        )));
     }
     drop(notice_tx);
     if !acker_metrics.is_empty() {
-        registry.components.push((ACKER_ID.into(), ComponentKind::Acker, acker_metrics));
+        registry
+            .components
+            .push((ACKER_ID.into(), ComponentKind::Acker, acker_metrics));
     }
 
     TopologyHandle {
@@ -319,6 +356,14 @@ pub fn submit(topology: Topology) -> TopologyHandle {
     }
 }
 
+/// An acker task with both ends of its queue (the receiver goes to the task once all senders
+/// have been handed out).
+type AckerQueue = (
+    TaskId,
+    flume::Sender<Vec<acker::AckMsg>>,
+    flume::Receiver<Vec<acker::AckMsg>>,
+);
+
 /// The output side of one task: a stream per declaration, each with a router per subscriber,
 /// and a target per downstream task.
 #[allow(clippy::too_many_arguments)]
@@ -330,7 +375,7 @@ fn build_emitter(
     tasks_of: &HashMap<&str, Vec<TaskId>>,
     bolt_tx: &HashMap<TaskId, flume::Sender<Vec<crate::Tuple>>>,
     metrics: &[Arc<TaskMetrics>],
-    ackers: &[(TaskId, flume::Sender<Vec<acker::AckMsg>>, flume::Receiver<Vec<acker::AckMsg>>)],
+    ackers: &[AckerQueue],
     batch: usize,
     own: Arc<TaskMetrics>,
 ) -> Emitter {
@@ -346,7 +391,12 @@ fn build_emitter(
         let schema = StreamSchema::intern(component, &decl.name, &decl.fields, decl.direct);
         let mut subs = Vec::new();
         for c in &topology.components {
-            for input in c.spec.inputs.iter().filter(|i| i.component == *component && i.stream == decl.name) {
+            for input in c
+                .spec
+                .inputs
+                .iter()
+                .filter(|i| i.component == *component && i.stream == decl.name)
+            {
                 let mut sub_tasks = tasks_of[c.spec.id.as_str()].clone();
                 sub_tasks.sort();
                 let slots = sub_tasks
@@ -370,8 +420,17 @@ fn build_emitter(
                     .filter_map(|f| schema.index_of(f))
                     .collect();
                 subs.push(Subscription {
-                    router: Router::new(&input.grouping, field_index, &sub_tasks, &c.spec.id, index),
-                    loads: sub_tasks.iter().map(|t| metrics[t.0 as usize].queue.clone()).collect(),
+                    router: Router::new(
+                        &input.grouping,
+                        field_index,
+                        &sub_tasks,
+                        &c.spec.id,
+                        index,
+                    ),
+                    loads: sub_tasks
+                        .iter()
+                        .map(|t| metrics[t.0 as usize].queue.clone())
+                        .collect(),
                     tasks: sub_tasks,
                     slots,
                 });

@@ -154,11 +154,13 @@ impl Router {
         start: usize,
     ) -> Router {
         match grouping {
-            Grouping::Shuffle | Grouping::None | Grouping::LocalOrShuffle => Router::Shuffle(Shuffle {
-                next: start % targets.len().max(1),
-                since_refresh: 0,
-                schedule: None,
-            }),
+            Grouping::Shuffle | Grouping::None | Grouping::LocalOrShuffle => {
+                Router::Shuffle(Shuffle {
+                    next: start % targets.len().max(1),
+                    since_refresh: 0,
+                    schedule: None,
+                })
+            }
             Grouping::Fields(_) => Router::Fields(field_index),
             Grouping::PartialKey(_) => Router::PartialKey {
                 fields: field_index,
@@ -196,7 +198,11 @@ impl Router {
                     // A second candidate, always different from the first.
                     let step = 1 + (key_hash(values, fields, SEED_2) % (n as u64 - 1)) as usize;
                     let second = (first + step) % n;
-                    if sent[second] < sent[first] { second } else { first }
+                    if sent[second] < sent[first] {
+                        second
+                    } else {
+                        first
+                    }
                 };
                 sent[chosen] += 1;
                 out.push(chosen);
@@ -326,8 +332,20 @@ mod tests {
     #[test]
     fn fields_sends_one_key_to_one_task_always() {
         let loads = gauges(&[0; 5]);
-        let mut a = Router::new(&Grouping::Fields(vec!["k".into()]), [0].into(), &tasks(5), &"c".into(), 0);
-        let mut b = Router::new(&Grouping::Fields(vec!["k".into()]), [0].into(), &tasks(5), &"c".into(), 3);
+        let mut a = Router::new(
+            &Grouping::Fields(vec!["k".into()]),
+            smallvec::smallvec![0],
+            &tasks(5),
+            &"c".into(),
+            0,
+        );
+        let mut b = Router::new(
+            &Grouping::Fields(vec!["k".into()]),
+            smallvec::smallvec![0],
+            &tasks(5),
+            &"c".into(),
+            3,
+        );
         let mut used = std::collections::HashSet::new();
         for i in 0..1000 {
             let v = [Value::from(format!("key{}", i % 50))];
@@ -342,7 +360,7 @@ mod tests {
     #[test]
     fn shuffle_is_even_when_loads_are_alike_and_favours_empty_queues() {
         let loads = gauges(&[0; 4]);
-        let mut r = Router::new(&Grouping::Shuffle, [].into(), &tasks(4), &"c".into(), 1);
+        let mut r = Router::new(&Grouping::Shuffle, SmallVec::new(), &tasks(4), &"c".into(), 1);
         let mut counts = [0usize; 4];
         for _ in 0..4000 {
             counts[route_once(&mut r, &[], &loads)[0]] += 1;
@@ -362,7 +380,7 @@ mod tests {
     fn partial_key_spreads_a_hot_key_over_exactly_two_tasks() {
         let loads = gauges(&[0; 6]);
         let g = Grouping::PartialKey(vec!["k".into()]);
-        let mut r = Router::new(&g, [0].into(), &tasks(6), &"c".into(), 0);
+        let mut r = Router::new(&g, smallvec::smallvec![0], &tasks(6), &"c".into(), 0);
         let mut counts = [0usize; 6];
         for _ in 0..1000 {
             counts[route_once(&mut r, &[Value::from("hot")], &loads)[0]] += 1;
@@ -375,9 +393,9 @@ mod tests {
     fn all_global_and_custom() {
         let loads = gauges(&[0; 3]);
         let t = [TaskId(7), TaskId(5), TaskId(9)];
-        let mut all = Router::new(&Grouping::All, [].into(), &t, &"c".into(), 0);
+        let mut all = Router::new(&Grouping::All, SmallVec::new(), &t, &"c".into(), 0);
         assert_eq!(route_once(&mut all, &[], &loads).as_slice(), &[0, 1, 2]);
-        let mut global = Router::new(&Grouping::Global, [].into(), &t, &"c".into(), 0);
+        let mut global = Router::new(&Grouping::Global, SmallVec::new(), &t, &"c".into(), 0);
         assert_eq!(route_once(&mut global, &[], &loads).as_slice(), &[1]);
 
         struct EvenOdd;
@@ -389,8 +407,14 @@ mod tests {
             }
         }
         let g = Grouping::Custom(Arc::new(|_: &[TaskId]| EvenOdd));
-        let mut custom = Router::new(&g, [].into(), &t, &"c".into(), 0);
-        assert_eq!(route_once(&mut custom, &[Value::Int(3)], &loads).as_slice(), &[1]);
-        assert_eq!(route_once(&mut custom, &[Value::Int(4)], &loads).as_slice(), &[0]);
+        let mut custom = Router::new(&g, SmallVec::new(), &t, &"c".into(), 0);
+        assert_eq!(
+            route_once(&mut custom, &[Value::Int(3)], &loads).as_slice(),
+            &[1]
+        );
+        assert_eq!(
+            route_once(&mut custom, &[Value::Int(4)], &loads).as_slice(),
+            &[0]
+        );
     }
 }

@@ -112,9 +112,7 @@ impl TaskMetrics {
 
     fn snapshot(&self, task: TaskId) -> TaskSnapshot {
         let lat = |h: &Mutex<Histogram<u64>>| {
-            h.lock()
-                .map(|h| LatencySummary::of(&h))
-                .unwrap_or_default()
+            h.lock().map(|h| LatencySummary::of(&h)).unwrap_or_default()
         };
         TaskSnapshot {
             task,
@@ -289,10 +287,13 @@ impl MetricsSnapshot {
     }
 }
 
+/// A component's tasks with their metrics.
+pub(crate) type TaskList = Vec<(TaskId, Arc<TaskMetrics>)>;
+
 /// Where the runtime keeps every task's metrics.
 #[derive(Debug, Default)]
 pub(crate) struct MetricsRegistry {
-    pub(crate) components: Vec<(SmolStr, ComponentKind, Vec<(TaskId, Arc<TaskMetrics>)>)>,
+    pub(crate) components: Vec<(SmolStr, ComponentKind, TaskList)>,
 }
 
 impl MetricsRegistry {

@@ -62,10 +62,19 @@ impl ErrorLog {
         }
     }
 
-    fn report(&mut self, ctx: &TaskContext, metrics: &TaskMetrics, what: &str, err: &dyn std::fmt::Display) {
+    fn report(
+        &mut self,
+        ctx: &TaskContext,
+        metrics: &TaskMetrics,
+        what: &str,
+        err: &dyn std::fmt::Display,
+    ) {
         metrics.errors.fetch_add(1, Relaxed);
         let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             self.suppressed += 1;
             return;
         }
@@ -259,8 +268,12 @@ impl<S: Spout> SpoutTask<S> {
 
     /// Records that the instance failed; the restart happens at the next `next_tuple`.
     fn failed_instance(&mut self, why: String) {
-        self.errors
-            .report(&self.env.ctx, &self.env.metrics, "spout failed; restarting it", &why);
+        self.errors.report(
+            &self.env.ctx,
+            &self.env.metrics,
+            "spout failed; restarting it",
+            &why,
+        );
         self.restart_pending = true;
     }
 
@@ -276,7 +289,9 @@ impl<S: Spout> SpoutTask<S> {
             fail_now: &mut self.fail_now,
             emitted: 0,
         };
-        let result = AssertUnwindSafe(self.spout.next_tuple(&mut out)).catch_unwind().await;
+        let result = AssertUnwindSafe(self.spout.next_tuple(&mut out))
+            .catch_unwind()
+            .await;
         let emitted = out.emitted;
         let busy = now.elapsed();
         TaskMetrics::add(&self.env.metrics.busy_ns, busy.as_nanos() as u64);
@@ -408,7 +423,11 @@ impl<S: Spout> SpoutTask<S> {
                 self.call_sync(|s| s.fail(id));
             }
         }
-        if AssertUnwindSafe(self.spout.close()).catch_unwind().await.is_err() {
+        if AssertUnwindSafe(self.spout.close())
+            .catch_unwind()
+            .await
+            .is_err()
+        {
             self.errors
                 .report(&self.env.ctx, &self.env.metrics, "spout close", &"panicked");
         }
@@ -527,13 +546,16 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
         let start = Instant::now();
         for input in batch {
             self.ensure(&env.ctx, &env.metrics).await;
-            let Some(bolt) = self.bolt.as_mut() else { continue };
+            let Some(bolt) = self.bolt.as_mut() else {
+                continue;
+            };
             let mut out = BasicCollector {
                 emitter: &mut env.emitter,
                 anchors: &input.anchors,
                 ack_val: 0,
             };
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.execute(&input, &mut out)));
+            let result =
+                std::panic::catch_unwind(AssertUnwindSafe(|| bolt.execute(&input, &mut out)));
             let ack_val = out.ack_val;
             let result = match result {
                 Ok(Ok(())) => match env.emitter.take_error() {
@@ -552,7 +574,8 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
                 Ok(()) => env.emitter.ack(&input.anchors, ack_val),
                 Err(why) => {
                     env.emitter.fail(&input.anchors);
-                    self.errors.report(&env.ctx, &env.metrics, "bolt failed a tuple", &why);
+                    self.errors
+                        .report(&env.ctx, &env.metrics, "bolt failed a tuple", &why);
                 }
             }
         }
@@ -564,7 +587,9 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
 
     async fn tick(&mut self, env: &mut TaskEnv) {
         self.ensure(&env.ctx, &env.metrics).await;
-        let Some(bolt) = self.bolt.as_mut() else { return };
+        let Some(bolt) = self.bolt.as_mut() else {
+            return;
+        };
         let none = Anchors::new();
         let mut out = BasicCollector {
             emitter: &mut env.emitter,
@@ -582,14 +607,16 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
             }
         };
         if let Some(why) = why {
-            self.errors.report(&env.ctx, &env.metrics, "bolt tick failed", &why);
+            self.errors
+                .report(&env.ctx, &env.metrics, "bolt tick failed", &why);
         }
     }
 
     async fn finish(&mut self, env: &mut TaskEnv) {
         if let Some(mut bolt) = self.bolt.take() {
             if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.cleanup())) {
-                self.errors.report(&env.ctx, &env.metrics, "bolt cleanup", &panic_message(&*p));
+                self.errors
+                    .report(&env.ctx, &env.metrics, "bolt cleanup", &panic_message(&*p));
             }
         }
     }
@@ -660,7 +687,10 @@ impl<B: Bolt> FullDriver<B> {
                 self.bolt = None;
                 env.metrics.restarts.fetch_add(1, Relaxed);
                 let n = self.fail_held(env);
-                Some(format!("{}; failed the {n} inputs it held", panic_message(&*p)))
+                Some(format!(
+                    "{}; failed the {n} inputs it held",
+                    panic_message(&*p)
+                ))
             }
         };
         if let Some(why) = why {
@@ -678,7 +708,9 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
         let start = Instant::now();
         for mut input in batch {
             self.ensure(&env.ctx, &env.metrics).await;
-            let Some(bolt) = self.bolt.as_mut() else { continue };
+            let Some(bolt) = self.bolt.as_mut() else {
+                continue;
+            };
             if input.is_tracked() {
                 input.seq = self.ledger.hold(&input.anchors);
             }
@@ -687,7 +719,9 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
                 emitter: &mut env.emitter,
                 ledger: &mut self.ledger,
             };
-            let result = AssertUnwindSafe(bolt.execute(input, &mut out)).catch_unwind().await;
+            let result = AssertUnwindSafe(bolt.execute(input, &mut out))
+                .catch_unwind()
+                .await;
             self.settle(env, "bolt failed a tuple", result, seq);
         }
         let busy = start.elapsed();
@@ -698,7 +732,9 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
 
     async fn tick(&mut self, env: &mut TaskEnv) {
         self.ensure(&env.ctx, &env.metrics).await;
-        let Some(bolt) = self.bolt.as_mut() else { return };
+        let Some(bolt) = self.bolt.as_mut() else {
+            return;
+        };
         let mut out = OutputCollector {
             emitter: &mut env.emitter,
             ledger: &mut self.ledger,
@@ -709,8 +745,13 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
 
     async fn finish(&mut self, env: &mut TaskEnv) {
         if let Some(mut bolt) = self.bolt.take() {
-            if AssertUnwindSafe(bolt.cleanup()).catch_unwind().await.is_err() {
-                self.errors.report(&env.ctx, &env.metrics, "bolt cleanup", &"panicked");
+            if AssertUnwindSafe(bolt.cleanup())
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                self.errors
+                    .report(&env.ctx, &env.metrics, "bolt cleanup", &"panicked");
             }
         }
         let n = self.fail_held(env);

@@ -79,13 +79,21 @@ pub struct Executed {
 
 /// Object-safe wrapper of a bolt driver, so a tester is not generic over the bolt type.
 trait DynDriver: Send {
-    fn execute<'a>(&'a mut self, batch: Vec<Tuple>, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
+    fn execute<'a>(
+        &'a mut self,
+        batch: Vec<Tuple>,
+        env: &'a mut TaskEnv,
+    ) -> futures_util::future::BoxFuture<'a, ()>;
     fn tick<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
     fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
 }
 
 impl<D: BoltDriver> DynDriver for D {
-    fn execute<'a>(&'a mut self, batch: Vec<Tuple>, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
+    fn execute<'a>(
+        &'a mut self,
+        batch: Vec<Tuple>,
+        env: &'a mut TaskEnv,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
         Box::pin(self.execute_batch(batch, env))
     }
     fn tick<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
@@ -162,11 +170,21 @@ impl BoltTester {
             });
             captured.push((d.name.clone(), rx));
             let slot = targets.len() - 1;
-            let grouping = if d.direct { Grouping::Direct } else { Grouping::All };
+            let grouping = if d.direct {
+                Grouping::Direct
+            } else {
+                Grouping::All
+            };
             streams.push(OutStream {
                 schema: StreamSchema::intern("__tested", &d.name, &d.fields, d.direct),
                 subs: vec![Subscription {
-                    router: Router::new(&grouping, Default::default(), &[sink_task], &"__capture".into(), 0),
+                    router: Router::new(
+                        &grouping,
+                        Default::default(),
+                        &[sink_task],
+                        &"__capture".into(),
+                        0,
+                    ),
                     tasks: vec![sink_task],
                     slots: vec![slot],
                     loads: vec![targets[slot].gauge.clone()],
@@ -184,7 +202,10 @@ impl BoltTester {
             inner: Arc::new(ContextShared {
                 topology: "test".into(),
                 config: Config::default(),
-                components: vec![("__tested".into(), vec![TaskId(0)]), ("__capture".into(), vec![sink_task])],
+                components: vec![
+                    ("__tested".into(), vec![TaskId(0)]),
+                    ("__capture".into(), vec![sink_task]),
+                ],
                 tick_intervals: Vec::new(),
             }),
             component: "__tested".into(),
@@ -195,7 +216,11 @@ impl BoltTester {
         BoltTester {
             runtime,
             driver,
-            env: TaskEnv { ctx, emitter, metrics },
+            env: TaskEnv {
+                ctx,
+                emitter,
+                metrics,
+            },
             input,
             captured,
             acks,
@@ -336,7 +361,9 @@ impl VecSpout {
     /// A factory for the builder's `set_spout`.
     pub fn factory(&self) -> SpoutFactory {
         let state = self.state.clone();
-        SpoutFactory::new(move || VecSpoutTask { state: state.clone() })
+        SpoutFactory::new(move || VecSpoutTask {
+            state: state.clone(),
+        })
     }
 
     /// How many times each message was acked, by index.

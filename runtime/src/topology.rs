@@ -82,7 +82,10 @@ struct BasicFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
 struct FullFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
 
 /// Calls a factory once to read what the component declares; a panic becomes an error.
-fn declared<C>(make: &dyn Fn() -> C, declare: impl FnOnce(&C, &mut OutputDeclarer)) -> Result<Vec<StreamDecl>, String> {
+fn declared<C>(
+    make: &dyn Fn() -> C,
+    declare: impl FnOnce(&C, &mut OutputDeclarer),
+) -> Result<Vec<StreamDecl>, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let c = make();
         let mut d = OutputDeclarer::default();
@@ -130,7 +133,12 @@ impl<B: BasicBolt> BoltRunner for BasicFn<B> {
         inbox: flume::Receiver<Vec<Tuple>>,
         tick: Option<Duration>,
     ) -> BoxFuture<'static, ()> {
-        Box::pin(task::run_bolt(BasicDriver::new(self.0.clone()), env, inbox, tick))
+        Box::pin(task::run_bolt(
+            BasicDriver::new(self.0.clone()),
+            env,
+            inbox,
+            tick,
+        ))
     }
 }
 
@@ -144,7 +152,12 @@ impl<B: Bolt> BoltRunner for FullFn<B> {
         inbox: flume::Receiver<Vec<Tuple>>,
         tick: Option<Duration>,
     ) -> BoxFuture<'static, ()> {
-        Box::pin(task::run_bolt(FullDriver::new(self.0.clone()), env, inbox, tick))
+        Box::pin(task::run_bolt(
+            FullDriver::new(self.0.clone()),
+            env,
+            inbox,
+            tick,
+        ))
     }
 }
 
@@ -273,6 +286,37 @@ impl Topology {
     }
 }
 
+impl fmt::Debug for ComponentSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(self.factory.role())
+            .field("id", &self.id)
+            .field("parallelism", &self.parallelism)
+            .field("inputs", &self.inputs)
+            .field("tick_interval", &self.tick_interval)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TopologySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopologySpec")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("components", &self.components)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topology")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("components", &self.components.iter().map(|c| &c.spec).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// What is wrong, in one [`ValidationError`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -393,7 +437,9 @@ impl fmt::Display for ValidationError {
             ErrorKind::Config { key, message } => write!(f, "config `{key}` {message}"),
             ErrorKind::NoSpout => f.write_str("the topology has no spout"),
             ErrorKind::EmptyId => f.write_str("component id is empty"),
-            ErrorKind::ReservedId => f.write_str("ids starting with `__` are reserved for the runtime"),
+            ErrorKind::ReservedId => {
+                f.write_str("ids starting with `__` are reserved for the runtime")
+            }
             ErrorKind::DuplicateId => f.write_str("id is used by more than one component"),
             ErrorKind::ZeroParallelism => f.write_str("parallelism must be at least 1, got 0"),
             ErrorKind::SpoutWithInputs => f.write_str("a spout cannot have inputs"),
@@ -401,27 +447,65 @@ impl fmt::Display for ValidationError {
             ErrorKind::DeclarePanicked(m) => write!(f, "declaring its outputs panicked: {m}"),
             ErrorKind::DuplicateStream(s) => write!(f, "stream `{s}` is declared more than once"),
             ErrorKind::DuplicateField { stream, field } => {
-                write!(f, "stream `{stream}` declares field `{field}` more than once")
+                write!(
+                    f,
+                    "stream `{stream}` declares field `{field}` more than once"
+                )
             }
             ErrorKind::UnknownComponent { name, suggestion } => {
-                write!(f, "input from unknown component `{name}`{}", did_you_mean(suggestion))
+                write!(
+                    f,
+                    "input from unknown component `{name}`{}",
+                    did_you_mean(suggestion)
+                )
             }
-            ErrorKind::UnknownStream { upstream, stream, declared } => {
-                let list = if declared.is_empty() { "none".to_string() } else { declared.join(", ") };
-                write!(f, "`{upstream}` declares no stream `{stream}` (its streams: {list})")
+            ErrorKind::UnknownStream {
+                upstream,
+                stream,
+                declared,
+            } => {
+                let list = if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                };
+                write!(
+                    f,
+                    "`{upstream}` declares no stream `{stream}` (its streams: {list})"
+                )
             }
-            ErrorKind::UnknownField { upstream, stream, field, declared, suggestion } => write!(
+            ErrorKind::UnknownField {
+                upstream,
+                stream,
+                field,
+                declared,
+                suggestion,
+            } => write!(
                 f,
                 "grouping field `{field}` is not a field of stream `{stream}` of `{upstream}` (its fields: {}){}",
                 declared.join(", "),
                 did_you_mean(suggestion)
             ),
-            ErrorKind::NoGroupingFields => f.write_str("a fields or partial_key grouping needs at least one field"),
-            ErrorKind::DirectMismatch { stream, stream_is_direct: true } => {
-                write!(f, "stream `{stream}` is direct and needs the direct grouping")
+            ErrorKind::NoGroupingFields => {
+                f.write_str("a fields or partial_key grouping needs at least one field")
             }
-            ErrorKind::DirectMismatch { stream, stream_is_direct: false } => {
-                write!(f, "the direct grouping needs a direct stream, but `{stream}` is not direct")
+            ErrorKind::DirectMismatch {
+                stream,
+                stream_is_direct: true,
+            } => {
+                write!(
+                    f,
+                    "stream `{stream}` is direct and needs the direct grouping"
+                )
+            }
+            ErrorKind::DirectMismatch {
+                stream,
+                stream_is_direct: false,
+            } => {
+                write!(
+                    f,
+                    "the direct grouping needs a direct stream, but `{stream}` is not direct"
+                )
             }
             ErrorKind::Cycle(path) => write!(f, "cyclic dependency: {}", path.join(" -> ")),
         }
@@ -435,7 +519,11 @@ pub struct ValidationErrors(pub Vec<ValidationError>);
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "the topology is invalid ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "the topology is invalid ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             writeln!(f, "  - {e}")?;
         }
@@ -464,9 +552,15 @@ impl TopologySpec {
             .into_iter()
             .map(|(key, message)| ValidationError::new(None, ErrorKind::Config { key, message }))
             .collect();
-        let err = |c: &ComponentSpec, input: Option<usize>, kind| ValidationError::new(Some((c, input)), kind);
+        let err = |c: &ComponentSpec, input: Option<usize>, kind| {
+            ValidationError::new(Some((c, input)), kind)
+        };
 
-        if !self.components.iter().any(|c| matches!(c.factory, ComponentFactory::Spout(_))) {
+        if !self
+            .components
+            .iter()
+            .any(|c| matches!(c.factory, ComponentFactory::Spout(_)))
+        {
             errors.push(ValidationError::new(None, ErrorKind::NoSpout));
         }
 
@@ -486,8 +580,12 @@ impl TopologySpec {
                 errors.push(err(c, None, ErrorKind::ZeroParallelism));
             }
             match (&c.factory, c.inputs.is_empty()) {
-                (ComponentFactory::Spout(_), false) => errors.push(err(c, None, ErrorKind::SpoutWithInputs)),
-                (ComponentFactory::Bolt(_), true) => errors.push(err(c, None, ErrorKind::BoltWithoutInputs)),
+                (ComponentFactory::Spout(_), false) => {
+                    errors.push(err(c, None, ErrorKind::SpoutWithInputs))
+                }
+                (ComponentFactory::Bolt(_), true) => {
+                    errors.push(err(c, None, ErrorKind::BoltWithoutInputs))
+                }
                 _ => {}
             }
             match c.factory.declare() {
@@ -503,7 +601,10 @@ impl TopologySpec {
                                 errors.push(err(
                                     c,
                                     None,
-                                    ErrorKind::DuplicateField { stream: s.name.clone(), field: fld.clone() },
+                                    ErrorKind::DuplicateField {
+                                        stream: s.name.clone(),
+                                        field: fld.clone(),
+                                    },
                                 ));
                             }
                         }
@@ -523,7 +624,14 @@ impl TopologySpec {
                         continue; // its declaration failed; reported above
                     }
                     let suggestion = suggest(&input.component, ids.iter().copied());
-                    errors.push(err(c, Some(i), ErrorKind::UnknownComponent { name: input.component.clone(), suggestion }));
+                    errors.push(err(
+                        c,
+                        Some(i),
+                        ErrorKind::UnknownComponent {
+                            name: input.component.clone(),
+                            suggestion,
+                        },
+                    ));
                     continue;
                 };
                 let Some(stream) = streams.iter().find(|s| s.name == input.stream) else {
@@ -543,7 +651,10 @@ impl TopologySpec {
                     errors.push(err(
                         c,
                         Some(i),
-                        ErrorKind::DirectMismatch { stream: stream.name.clone(), stream_is_direct: stream.direct },
+                        ErrorKind::DirectMismatch {
+                            stream: stream.name.clone(),
+                            stream_is_direct: stream.direct,
+                        },
                     ));
                 }
                 if let Some(fields) = input.grouping.fields() {
@@ -560,7 +671,10 @@ impl TopologySpec {
                                     stream: stream.name.clone(),
                                     field: field.clone(),
                                     declared: stream.fields.clone(),
-                                    suggestion: suggest(field, stream.fields.iter().map(|f| f.as_str())),
+                                    suggestion: suggest(
+                                        field,
+                                        stream.fields.iter().map(|f| f.as_str()),
+                                    ),
                                 },
                             ));
                         }
@@ -584,7 +698,11 @@ impl TopologySpec {
                 Component { spec, outputs }
             })
             .collect();
-        Ok(Topology { name: self.name, config: self.config, components })
+        Ok(Topology {
+            name: self.name,
+            config: self.config,
+            components,
+        })
     }
 }
 
@@ -592,10 +710,16 @@ impl TopologySpec {
 fn cycles(components: &[ComponentSpec]) -> Vec<Vec<SmolStr>> {
     use petgraph::graph::DiGraph;
     let mut g = DiGraph::<&str, ()>::new();
-    let nodes: HashMap<&str, _> = components.iter().map(|c| (c.id.as_str(), g.add_node(c.id.as_str()))).collect();
+    let nodes: HashMap<&str, _> = components
+        .iter()
+        .map(|c| (c.id.as_str(), g.add_node(c.id.as_str())))
+        .collect();
     for c in components {
         for input in &c.inputs {
-            if let (Some(&from), Some(&to)) = (nodes.get(input.component.as_str()), nodes.get(c.id.as_str())) {
+            if let (Some(&from), Some(&to)) = (
+                nodes.get(input.component.as_str()),
+                nodes.get(c.id.as_str()),
+            ) {
                 g.update_edge(from, to, ());
             }
         }

@@ -134,7 +134,9 @@ pub enum FieldError {
         fields: Vec<SmolStr>,
     },
     /// The field exists but holds another type.
-    #[error("field `{field}` of stream `{stream}` of `{component}` is {actual}, expected {expected}")]
+    #[error(
+        "field `{field}` of stream `{stream}` of `{component}` is {actual}, expected {expected}"
+    )]
     WrongType {
         /// The field.
         field: SmolStr,
@@ -320,6 +322,9 @@ mod tests {
             t.int_field("word").unwrap_err().to_string(),
             "field `word` of stream `default` of `c` is string, expected int"
         );
-        assert_eq!(format!("{t:?}"), r#"{"word": Str("hi"), "n": Int(2)} from c:default task 3"#);
+        assert_eq!(
+            format!("{t:?}"),
+            r#"{"word": Str("hi"), "n": Int(2)} from c:default task 3"#
+        );
     }
 }

@@ -374,15 +374,31 @@ mod tests {
             Value::Str(s) => assert!(!s.is_heap_allocated()),
             other => panic!("expected a string, got {other:?}"),
         }
-        assert!(std::mem::size_of::<Value>() <= 40, "{}", std::mem::size_of::<Value>());
+        assert!(
+            std::mem::size_of::<Value>() <= 40,
+            "{}",
+            std::mem::size_of::<Value>()
+        );
     }
 
     #[test]
     fn stable_hash_is_deterministic_and_separates_types() {
-        assert_eq!(Value::from("a").stable_hash(7), Value::from("a").stable_hash(7));
-        assert_ne!(Value::from("a").stable_hash(7), Value::from("b").stable_hash(7));
-        assert_ne!(Value::Int(1).stable_hash(0), Value::Float(1.0).stable_hash(0));
-        assert_eq!(Value::Float(0.0).stable_hash(0), Value::Float(-0.0).stable_hash(0));
+        assert_eq!(
+            Value::from("a").stable_hash(7),
+            Value::from("a").stable_hash(7)
+        );
+        assert_ne!(
+            Value::from("a").stable_hash(7),
+            Value::from("b").stable_hash(7)
+        );
+        assert_ne!(
+            Value::Int(1).stable_hash(0),
+            Value::Float(1.0).stable_hash(0)
+        );
+        assert_eq!(
+            Value::Float(0.0).stable_hash(0),
+            Value::Float(-0.0).stable_hash(0)
+        );
         // xxh3 is a specified hash: a fixed figure guards against an accidental change between
         // releases, which would move keys between tasks of processes running different versions.
         assert_eq!(

@@ -236,7 +236,12 @@ impl BoltDeclarer<'_> {
         self.grouping(component, DEFAULT_STREAM, Grouping::Fields(fields(fields_)))
     }
     /// Split of a named stream by a hash of `fields`.
-    pub fn fields_grouping_stream<I, S>(&mut self, component: &str, stream: &str, fields_: I) -> &mut Self
+    pub fn fields_grouping_stream<I, S>(
+        &mut self,
+        component: &str,
+        stream: &str,
+        fields_: I,
+    ) -> &mut Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -250,7 +255,11 @@ impl BoltDeclarer<'_> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.grouping(component, DEFAULT_STREAM, Grouping::PartialKey(fields(fields_)))
+        self.grouping(
+            component,
+            DEFAULT_STREAM,
+            Grouping::PartialKey(fields(fields_)),
+        )
     }
     /// Each key of a named stream to the less loaded of two tasks.
     pub fn partial_key_grouping_stream<I, S>(
