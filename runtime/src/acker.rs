@@ -204,6 +204,7 @@ pub(crate) async fn run(
         metrics
             .pending
             .store(acker.pending() as u64, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::coop::consume_budget().await;
     }
 }
 

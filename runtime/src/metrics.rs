@@ -110,7 +110,7 @@ impl TaskMetrics {
         }
     }
 
-    fn snapshot(&self, task: TaskId) -> TaskSnapshot {
+    fn snapshot(&self, task: TaskId, uptime: Duration) -> TaskSnapshot {
         let lat = |h: &Mutex<Histogram<u64>>| {
             h.lock().map(|h| LatencySummary::of(&h)).unwrap_or_default()
         };
@@ -126,6 +126,11 @@ impl TaskMetrics {
             restarts: self.restarts.load(Relaxed),
             pending: self.pending.load(Relaxed),
             busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
+            busy_fraction: if uptime.is_zero() {
+                0.0
+            } else {
+                (self.busy_ns.load(Relaxed) as f64 / uptime.as_nanos() as f64).min(1.0)
+            },
             backpressure: Duration::from_nanos(self.backpressure_ns.load(Relaxed)),
             queue_len: self.queue.get(),
             queue_capacity: self.queue_capacity,
@@ -190,6 +195,8 @@ pub struct TaskSnapshot {
     pub pending: u64,
     /// Time spent in the component's own code (execute, next_tuple, ...).
     pub busy: Duration,
+    /// `busy` as a share of the uptime (Storm's "capacity"): near 1.0, the task is the bottleneck.
+    pub busy_fraction: f64,
     /// Time spent waiting for a full downstream queue.
     pub backpressure: Duration,
     /// Tuples waiting in this task's receive queue.
@@ -306,7 +313,7 @@ impl MetricsRegistry {
                 .map(|(id, kind, tasks)| ComponentSnapshot {
                     id: id.clone(),
                     kind: *kind,
-                    tasks: tasks.iter().map(|(t, m)| m.snapshot(*t)).collect(),
+                    tasks: tasks.iter().map(|(t, m)| m.snapshot(*t, uptime)).collect(),
                 })
                 .collect(),
         }

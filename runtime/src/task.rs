@@ -226,11 +226,10 @@ pub(crate) async fn run_spout<S: Spout>(
             let emitted = t.next_tuple(now).await;
             if emitted > 0 {
                 idle_rounds = 0;
-                if t.env.emitter.flush_due(Instant::now()) {
-                    t.env.emitter.flush(true).await;
-                } else {
-                    t.env.emitter.flush(false).await;
-                }
+                let all = t.env.emitter.flush_due(now);
+                t.env.emitter.flush(all).await;
+                // A spout with data never waits: let the worker run other tasks now and then.
+                tokio::task::coop::consume_budget().await;
                 continue;
             }
             // No data right now: send what is buffered, then back off a little (yield first,
@@ -487,6 +486,8 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
         };
         gauge.sub(batch.len());
         driver.execute_batch(batch, &mut env).await;
+        // A task whose queue never runs dry never waits: let the worker run others now and then.
+        tokio::task::coop::consume_budget().await;
         let now = Instant::now();
         if let (Some(at), Some(every)) = (next_tick, tick) {
             if now >= at {
