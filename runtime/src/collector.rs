@@ -251,17 +251,20 @@ impl Emitter {
         if n > 0 && self.oldest_buffered.is_none() {
             self.oldest_buffered = Some(Instant::now());
         }
-        let mut values = Some(values);
-        for (i, &slot) in self.deliveries.iter().enumerate() {
-            let vals = if i + 1 == n {
-                values.take().unwrap_or_default()
-            } else {
-                values.clone().unwrap_or_default()
-            };
+        if let Some((&last, rest)) = self.deliveries.split_last() {
+            for &slot in rest {
+                let anchors = anchor(&mut self.rng);
+                self.targets[slot].buf.push(Tuple::with_anchors(
+                    schema,
+                    self.task,
+                    values.clone(),
+                    anchors,
+                ));
+            }
             let anchors = anchor(&mut self.rng);
-            self.targets[slot]
+            self.targets[last]
                 .buf
-                .push(Tuple::with_anchors(schema, self.task, vals, anchors));
+                .push(Tuple::with_anchors(schema, self.task, values, anchors));
         }
         Some(n)
     }

@@ -360,7 +360,13 @@ mod tests {
     #[test]
     fn shuffle_is_even_when_loads_are_alike_and_favours_empty_queues() {
         let loads = gauges(&[0; 4]);
-        let mut r = Router::new(&Grouping::Shuffle, SmallVec::new(), &tasks(4), &"c".into(), 1);
+        let mut r = Router::new(
+            &Grouping::Shuffle,
+            SmallVec::new(),
+            &tasks(4),
+            &"c".into(),
+            1,
+        );
         let mut counts = [0usize; 4];
         for _ in 0..4000 {
             counts[route_once(&mut r, &[], &loads)[0]] += 1;

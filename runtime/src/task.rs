@@ -546,7 +546,9 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
         let n = batch.len() as u64;
         let start = Instant::now();
         for input in batch {
-            self.ensure(&env.ctx, &env.metrics).await;
+            if self.bolt.is_none() {
+                self.ensure(&env.ctx, &env.metrics).await;
+            }
             let Some(bolt) = self.bolt.as_mut() else {
                 continue;
             };
@@ -708,7 +710,9 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
         let n = batch.len() as u64;
         let start = Instant::now();
         for mut input in batch {
-            self.ensure(&env.ctx, &env.metrics).await;
+            if self.bolt.is_none() {
+                self.ensure(&env.ctx, &env.metrics).await;
+            }
             let Some(bolt) = self.bolt.as_mut() else {
                 continue;
             };

@@ -312,7 +312,10 @@ impl fmt::Debug for Topology {
         f.debug_struct("Topology")
             .field("name", &self.name)
             .field("config", &self.config)
-            .field("components", &self.components.iter().map(|c| &c.spec).collect::<Vec<_>>())
+            .field(
+                "components",
+                &self.components.iter().map(|c| &c.spec).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -759,4 +762,84 @@ fn cycles(components: &[ComponentSpec]) -> Vec<Vec<SmolStr>> {
         out.push(path.into_iter().map(|n| SmolStr::new(g[n])).collect());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{CaptureBolt, VecSpout};
+
+    fn bolt(id: &str, inputs: &[&str]) -> ComponentSpec {
+        ComponentSpec {
+            id: id.into(),
+            parallelism: 1,
+            factory: ComponentFactory::Bolt(CaptureBolt::new().factory()),
+            inputs: inputs
+                .iter()
+                .map(|from| InputSpec {
+                    component: (*from).into(),
+                    stream: crate::DEFAULT_STREAM.into(),
+                    grouping: Grouping::Shuffle,
+                })
+                .collect(),
+            tick_interval: None,
+        }
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let ids = ["split", "count", "sentences"];
+        assert_eq!(suggest("spilt", ids).as_deref(), Some("split"));
+        assert_eq!(suggest("sentence", ids).as_deref(), Some("sentences"));
+        assert_eq!(suggest("report", ids), None);
+    }
+
+    #[test]
+    fn each_cycle_is_printed_as_a_closed_path() {
+        let spout = ComponentSpec {
+            id: "s".into(),
+            parallelism: 1,
+            factory: ComponentFactory::Spout(VecSpout::new(["v"], vec![]).factory()),
+            inputs: vec![],
+            tick_interval: None,
+        };
+        let components = vec![
+            spout,
+            bolt("a", &["s", "c"]),
+            bolt("b", &["a"]),
+            bolt("c", &["b"]),
+            bolt("d", &["d"]),
+        ];
+        let found = cycles(&components);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found.contains(&vec!["a".into(), "b".into(), "c".into(), "a".into()]),
+            "{found:?}"
+        );
+        assert!(found.contains(&vec!["d".into(), "d".into()]), "{found:?}");
+    }
+
+    #[test]
+    fn capture_bolts_declare_nothing_so_subscribing_to_them_is_an_error() {
+        let spec = TopologySpec {
+            name: "t".into(),
+            config: Config::default(),
+            components: vec![
+                ComponentSpec {
+                    id: "s".into(),
+                    parallelism: 1,
+                    factory: ComponentFactory::Spout(VecSpout::new(["v"], vec![]).factory()),
+                    inputs: vec![],
+                    tick_interval: None,
+                },
+                bolt("sink", &["s"]),
+                bolt("after", &["sink"]),
+            ],
+        };
+        let errors = spec.validate().unwrap_err();
+        assert_eq!(
+            errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            ["bolt `after`, input 0: `sink` declares no stream `default` (its streams: none)"]
+        );
+    }
 }
