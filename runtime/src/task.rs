@@ -174,6 +174,8 @@ pub(crate) async fn run_spout<S: Spout>(
     let mut idle_rounds = 0u32;
     // Set when a wait below consumed a control change (`changed()` marks it seen).
     let mut control_seen = true;
+    // With acking off there is no acker, and the notice queue is closed from the start.
+    let mut notices_open = true;
     loop {
         if std::mem::take(&mut control_seen) || control.has_changed().unwrap_or(true) {
             let c = *control.borrow_and_update();
@@ -216,7 +218,7 @@ pub(crate) async fn run_spout<S: Spout>(
             }
             let wait = deadline.min(next_sweep);
             tokio::select! {
-                n = notices.recv_async() => if let Ok(b) = n { t.on_notices(b) },
+                Some(b) = next_notices(&notices, &mut notices_open) => t.on_notices(b),
                 _ = tokio::time::sleep_until(wait.into()) => {}
             }
             continue;
@@ -249,12 +251,27 @@ pub(crate) async fn run_spout<S: Spout>(
             next_sweep
         };
         tokio::select! {
-            n = notices.recv_async() => if let Ok(b) = n { t.on_notices(b) },
+            Some(b) = next_notices(&notices, &mut notices_open) => t.on_notices(b),
             _ = control.changed() => control_seen = true,
             _ = tokio::time::sleep_until(wait.into()) => {}
         }
     }
     t.close().await;
+}
+
+/// The next batch of acker notices; never ready once the queue is closed (no ackers, or they
+/// ended), so a wait on it does not spin.
+async fn next_notices(
+    notices: &flume::Receiver<Vec<SpoutNotice>>,
+    open: &mut bool,
+) -> Option<Vec<SpoutNotice>> {
+    if *open {
+        match notices.recv_async().await {
+            Ok(b) => return Some(b),
+            Err(_) => *open = false,
+        }
+    }
+    std::future::pending().await
 }
 
 impl<S: Spout> SpoutTask<S> {
