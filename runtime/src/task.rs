@@ -454,6 +454,8 @@ impl<S: Spout> SpoutTask<S> {
 
 /// How a bolt task drives its component: one implementation for basic bolts, one for full bolts.
 pub(crate) trait BoltDriver: Send + 'static {
+    /// Makes and prepares the first instance.
+    fn start(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
     /// Executes a batch of inputs.
     fn execute_batch(
         &mut self,
@@ -474,6 +476,7 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
     tick: Option<Duration>,
 ) {
     let gauge = env.metrics.queue.clone();
+    driver.start(&mut env).await;
     let mut next_tick = tick.map(|t| Instant::now() + t);
     loop {
         let batch = match inbox.try_recv() {
@@ -559,6 +562,10 @@ impl<B: BasicBolt> BasicDriver<B> {
 }
 
 impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
+    async fn start(&mut self, env: &mut TaskEnv) {
+        self.ensure(&env.ctx, &env.metrics).await;
+    }
+
     async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
         let n = batch.len() as u64;
         let start = Instant::now();
@@ -723,6 +730,10 @@ impl<B: Bolt> FullDriver<B> {
 }
 
 impl<B: Bolt> BoltDriver for FullDriver<B> {
+    async fn start(&mut self, env: &mut TaskEnv) {
+        self.ensure(&env.ctx, &env.metrics).await;
+    }
+
     async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
         let n = batch.len() as u64;
         let start = Instant::now();

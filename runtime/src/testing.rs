@@ -79,6 +79,7 @@ pub struct Executed {
 
 /// Object-safe wrapper of a bolt driver, so a tester is not generic over the bolt type.
 trait DynDriver: Send {
+    fn start<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
     fn execute<'a>(
         &'a mut self,
         batch: Vec<Tuple>,
@@ -89,6 +90,9 @@ trait DynDriver: Send {
 }
 
 impl<D: BoltDriver> DynDriver for D {
+    fn start<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(BoltDriver::start(self, env))
+    }
     fn execute<'a>(
         &'a mut self,
         batch: Vec<Tuple>,
@@ -213,14 +217,17 @@ impl BoltTester {
             task_index: 0,
             parallelism: 1,
         };
+        let mut env = TaskEnv {
+            ctx,
+            emitter,
+            metrics,
+        };
+        let mut driver = driver;
+        runtime.block_on(driver.start(&mut env));
         BoltTester {
             runtime,
             driver,
-            env: TaskEnv {
-                ctx,
-                emitter,
-                metrics,
-            },
+            env,
             input,
             captured,
             acks,
