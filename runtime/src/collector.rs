@@ -115,6 +115,9 @@ pub(crate) struct Emitter {
     pub(crate) error: Option<EmitError>,
     /// When the oldest tuple still buffered was buffered (for the time-based flush).
     pub(crate) oldest_buffered: Option<Instant>,
+    /// A target's buffer holds a whole batch: send it before executing more input, so batches
+    /// stay at `batch_size` and queue capacity counts tuples.
+    pub(crate) has_full_batch: bool,
     scratch: Targets,
     deliveries: SmallVec<[usize; 8]>,
     // Counts not yet added to `metrics`.
@@ -147,6 +150,7 @@ impl Emitter {
             metrics,
             error: None,
             oldest_buffered: None,
+            has_full_batch: false,
             scratch: Targets::new(),
             deliveries: SmallVec::new(),
             emitted: 0,
@@ -163,7 +167,7 @@ impl Emitter {
 
     /// A new random id; never 0, which would vanish in the XOR.
     pub(crate) fn new_id(&mut self) -> u64 {
-        self.rng.u64(1..)
+        new_id(&mut self.rng)
     }
 
     pub(crate) fn take_error(&mut self) -> Option<EmitError> {
@@ -251,21 +255,26 @@ impl Emitter {
         if n > 0 && self.oldest_buffered.is_none() {
             self.oldest_buffered = Some(Instant::now());
         }
+        let batch = self.batch_size;
+        let mut full = false;
         if let Some((&last, rest)) = self.deliveries.split_last() {
             for &slot in rest {
                 let anchors = anchor(&mut self.rng);
-                self.targets[slot].buf.push(Tuple::with_anchors(
+                let buf = &mut self.targets[slot].buf;
+                buf.push(Tuple::with_anchors(
                     schema,
                     self.task,
                     values.clone(),
                     anchors,
                 ));
+                full |= buf.len() >= batch;
             }
             let anchors = anchor(&mut self.rng);
-            self.targets[last]
-                .buf
-                .push(Tuple::with_anchors(schema, self.task, values, anchors));
+            let buf = &mut self.targets[last].buf;
+            buf.push(Tuple::with_anchors(schema, self.task, values, anchors));
+            full |= buf.len() >= batch;
         }
+        self.has_full_batch |= full;
         Some(n)
     }
 
@@ -329,6 +338,7 @@ impl Emitter {
                 waited += send(&a.tx, &mut a.buf, &a.gauge, batch).await;
             }
         }
+        self.has_full_batch = false;
         let mut pending = false;
         for t in &mut self.targets {
             if !t.buf.is_empty() {
@@ -383,6 +393,13 @@ async fn send<T>(
             std::time::Duration::ZERO
         }
     }
+}
+
+/// A random tuple id: odd, so never 0 (which would vanish in the XOR); a false zero of a tree's
+/// XOR stays a 2⁻⁶³ chance.
+#[inline]
+fn new_id(rng: &mut fastrand::Rng) -> u64 {
+    rng.u64(..) | 1
 }
 
 /// XORs `id` into the entry for `root`, adding one if missing (Storm's `putXor`).
@@ -472,7 +489,7 @@ impl<M> SpoutCollector<'_, M> {
         let root = self.emitter.new_id();
         let mut seed = 0u64;
         let sent = self.emitter.emit_with(stream, direct, values, |rng| {
-            let edge = rng.u64(1..);
+            let edge = new_id(rng);
             seed ^= edge;
             smallvec::smallvec![(root, edge)]
         });
@@ -530,7 +547,7 @@ impl BasicCollector<'_> {
         }
         let ack_val = &mut self.ack_val;
         self.emitter.emit_with(stream, direct, values, |rng| {
-            let edge = rng.u64(1..);
+            let edge = new_id(rng);
             *ack_val ^= edge;
             anchors.iter().map(|&(root, _)| (root, edge)).collect()
         });
@@ -630,7 +647,7 @@ impl OutputCollector<'_> {
             let mut out = Anchors::new();
             for input in anchors {
                 if let Some(h) = ledger.held.get_mut(&input.seq) {
-                    let edge = rng.u64(1..);
+                    let edge = new_id(rng);
                     h.ack_val ^= edge;
                     for &(root, _) in &h.anchors {
                         put_xor(&mut out, root, edge);

@@ -569,7 +569,10 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
     async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
         let n = batch.len() as u64;
         let start = Instant::now();
-        for input in batch {
+        for input in &batch {
+            if env.emitter.has_full_batch {
+                env.emitter.flush(false).await;
+            }
             if self.bolt.is_none() {
                 self.ensure(&env.ctx, &env.metrics).await;
             }
@@ -582,7 +585,7 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
                 ack_val: 0,
             };
             let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| bolt.execute(&input, &mut out)));
+                std::panic::catch_unwind(AssertUnwindSafe(|| bolt.execute(input, &mut out)));
             let ack_val = out.ack_val;
             let result = match result {
                 Ok(Ok(())) => match env.emitter.take_error() {
@@ -738,6 +741,9 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
         let n = batch.len() as u64;
         let start = Instant::now();
         for mut input in batch {
+            if env.emitter.has_full_batch {
+                env.emitter.flush(false).await;
+            }
             if self.bolt.is_none() {
                 self.ensure(&env.ctx, &env.metrics).await;
             }

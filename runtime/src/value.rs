@@ -39,8 +39,9 @@ pub enum Value {
     Float(f64),
     /// UTF-8 text; inline up to 23 bytes, shared beyond.
     Str(SmolStr),
-    /// Raw bytes, shared (cloning never copies the buffer).
-    Bytes(Bytes),
+    /// Raw bytes, shared (cloning never copies the buffer). Boxed so that every [`Value`] is
+    /// 24 bytes: tuples stay small to move, and most tuples carry no bytes.
+    Bytes(Box<Bytes>),
     /// An ordered list of values, shared.
     List(Arc<Vec<Value>>),
     /// A map from text keys to values, shared, ordered by key.
@@ -147,7 +148,7 @@ impl Value {
                 h(&bits.to_le_bytes(), seed ^ 0x03)
             }
             Value::Str(s) => h(s.as_bytes(), seed ^ 0x04),
-            Value::Bytes(b) => h(b, seed ^ 0x05),
+            Value::Bytes(b) => h(b.as_ref(), seed ^ 0x05),
             Value::List(l) => l
                 .iter()
                 .fold(h(b"\x06list", seed), |acc, v| v.stable_hash(acc)),
@@ -226,8 +227,8 @@ from_impls! {
     &String => |v| Value::Str(SmolStr::new(v)),
     SmolStr => |v| Value::Str(v),
     &SmolStr => |v| Value::Str(v.clone()),
-    Bytes => |v| Value::Bytes(v),
-    Vec<u8> => |v| Value::Bytes(Bytes::from(v)),
+    Bytes => |v| Value::Bytes(Box::new(v)),
+    Vec<u8> => |v| Value::Bytes(Box::new(Bytes::from(v))),
     Vec<Value> => |v| Value::List(Arc::new(v)),
     BTreeMap<SmolStr, Value> => |v| Value::Map(Arc::new(v)),
 }
@@ -279,7 +280,7 @@ impl Serialize for Value {
             Value::Int(i) => s.serialize_i64(*i),
             Value::Float(f) => s.serialize_f64(*f),
             Value::Str(t) => s.serialize_str(t),
-            Value::Bytes(b) => s.serialize_bytes(b),
+            Value::Bytes(b) => s.serialize_bytes(b.as_ref()),
             Value::List(l) => {
                 let mut seq = s.serialize_seq(Some(l.len()))?;
                 for v in l.iter() {
@@ -340,10 +341,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Str(SmolStr::from(v)))
     }
     fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
-        Ok(Value::Bytes(Bytes::copy_from_slice(v)))
+        Ok(Value::Bytes(Box::new(Bytes::copy_from_slice(v))))
     }
     fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Value, E> {
-        Ok(Value::Bytes(Bytes::from(v)))
+        Ok(Value::Bytes(Box::new(Bytes::from(v))))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
