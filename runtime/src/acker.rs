@@ -56,7 +56,7 @@ struct Entry {
 }
 
 /// How many sweeps a tree may live; sweeps run every `message_timeout / 4`, so the acker forgets
-/// a tree between 1.25 and 1.5 timeouts after it first heard of it.
+/// a tree between 1 and 1.25 timeouts after it first heard of it.
 const SWEEPS_PER_TIMEOUT: u32 = 4;
 const MAX_AGE: u32 = SWEEPS_PER_TIMEOUT + 1;
 
@@ -89,40 +89,24 @@ impl Acker {
 
     /// Applies one message.
     pub(crate) fn handle(&mut self, msg: AckMsg) {
-        let generation = self.generation;
-        let (root, entry) = match msg {
-            AckMsg::Init { root, val, spout } => {
-                let e = self.trees.entry(root).or_insert_with(|| Entry {
-                    val: 0,
-                    spout: None,
-                    failed: false,
-                    born: generation,
-                });
-                e.val ^= val;
-                e.spout = Some(spout);
-                (root, e)
-            }
-            AckMsg::Ack { root, val } => {
-                let e = self.trees.entry(root).or_insert_with(|| Entry {
-                    val: 0,
-                    spout: None,
-                    failed: false,
-                    born: generation,
-                });
-                e.val ^= val;
-                (root, e)
-            }
-            AckMsg::Fail { root } => {
-                let e = self.trees.entry(root).or_insert_with(|| Entry {
-                    val: 0,
-                    spout: None,
-                    failed: false,
-                    born: generation,
-                });
-                e.failed = true;
-                (root, e)
-            }
+        let root = match msg {
+            AckMsg::Init { root, .. } | AckMsg::Ack { root, .. } | AckMsg::Fail { root } => root,
         };
+        let born = self.generation;
+        let entry = self.trees.entry(root).or_insert(Entry {
+            val: 0,
+            spout: None,
+            failed: false,
+            born,
+        });
+        match msg {
+            AckMsg::Init { val, spout, .. } => {
+                entry.val ^= val;
+                entry.spout = Some(spout);
+            }
+            AckMsg::Ack { val, .. } => entry.val ^= val,
+            AckMsg::Fail { .. } => entry.failed = true,
+        }
         let Some(spout) = entry.spout else {
             return; // the Init has not arrived yet
         };
