@@ -414,11 +414,17 @@ impl<S: Spout> SpoutTask<S> {
     }
 
     fn publish_state(&mut self) {
+        self.env
+            .metrics
+            .pending
+            .store(self.pending.len() as u64, Relaxed);
+        let mut exhausted = false;
+        if self.pending.is_empty() && !self.restart_pending {
+            self.call_sync(|s| exhausted = s.is_exhausted());
+        }
         let m = &self.env.metrics;
-        m.pending.store(self.pending.len() as u64, Relaxed);
-        let idle = self.pending.is_empty() && !self.restart_pending && self.spout.is_exhausted();
-        if m.idle.load(Relaxed) != idle {
-            m.idle.store(idle, Relaxed);
+        if m.idle.load(Relaxed) != exhausted {
+            m.idle.store(exhausted, Relaxed);
         }
     }
 
