@@ -101,6 +101,10 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
+/// How many times a spout is asked for tuples before its task looks at acks, control and
+/// timeouts again (fewer if it runs dry, fills a batch or reaches `max_spout_pending`).
+const CALLS_PER_ROUND: usize = 64;
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -225,10 +229,22 @@ pub(crate) async fn run_spout<S: Spout>(
         }
         let room = t.max_pending.is_none_or(|m| t.pending.len() < m);
         if active && room {
-            let emitted = t.next_tuple(now).await;
+            // A round of calls; acks, control and timeouts are looked at between rounds. Trees
+            // emitted in one round share its start time (a round lasts microseconds).
+            let mut emitted = 0;
+            for _ in 0..CALLS_PER_ROUND {
+                let n = t.next_tuple(now).await;
+                emitted += n;
+                let full = t.max_pending.is_some_and(|m| t.pending.len() >= m);
+                if n == 0 || full || t.restart_pending || t.env.emitter.has_full_batch {
+                    break;
+                }
+            }
+            let end = Instant::now();
+            TaskMetrics::add(&t.env.metrics.busy_ns, (end - now).as_nanos() as u64);
             if emitted > 0 {
                 idle_rounds = 0;
-                let all = t.env.emitter.flush_due(now);
+                let all = t.env.emitter.flush_due(end);
                 t.env.emitter.flush(all).await;
                 // A spout with data never waits: let the worker run other tasks now and then.
                 tokio::task::coop::consume_budget().await;
@@ -309,8 +325,6 @@ impl<S: Spout> SpoutTask<S> {
             .catch_unwind()
             .await;
         let emitted = out.emitted;
-        let busy = now.elapsed();
-        TaskMetrics::add(&self.env.metrics.busy_ns, busy.as_nanos() as u64);
         if let Some(e) = self.env.emitter.take_error() {
             self.errors
                 .report(&self.env.ctx, &self.env.metrics, "spout emit refused", &e);
