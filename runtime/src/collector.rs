@@ -423,7 +423,8 @@ pub(crate) struct PendingTree<M> {
 pub struct SpoutCollector<'a, M> {
     pub(crate) emitter: &'a mut Emitter,
     pub(crate) pending: &'a mut IdMap<PendingTree<M>>,
-    pub(crate) now: Instant,
+    /// When this call first emitted a tracked tuple (read once per call, only when needed).
+    pub(crate) now: Option<Instant>,
     /// Messages to ack right after this call (acking off, or a tree with no receivers).
     pub(crate) ack_now: &'a mut Vec<M>,
     /// Messages to fail right after this call (the emit was refused).
@@ -506,7 +507,7 @@ impl<M> SpoutCollector<'_, M> {
                     root,
                     PendingTree {
                         msg_id: id,
-                        emitted_at: self.now,
+                        emitted_at: *self.now.get_or_insert_with(Instant::now),
                     },
                 );
             }

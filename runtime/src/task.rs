@@ -229,11 +229,10 @@ pub(crate) async fn run_spout<S: Spout>(
         }
         let room = t.max_pending.is_none_or(|m| t.pending.len() < m);
         if active && room {
-            // A round of calls; acks, control and timeouts are looked at between rounds. Trees
-            // emitted in one round share its start time (a round lasts microseconds).
+            // A round of calls; acks, control and timeouts are looked at between rounds.
             let mut emitted = 0;
             for _ in 0..CALLS_PER_ROUND {
-                let n = t.next_tuple(now).await;
+                let n = t.next_tuple().await;
                 emitted += n;
                 let full = t.max_pending.is_some_and(|m| t.pending.len() >= m);
                 if n == 0 || full || t.restart_pending || t.env.emitter.has_full_batch {
@@ -309,14 +308,14 @@ impl<S: Spout> SpoutTask<S> {
         self.restart_pending = true;
     }
 
-    async fn next_tuple(&mut self, now: Instant) -> usize {
+    async fn next_tuple(&mut self) -> usize {
         if self.restart_pending {
             self.restart().await;
         }
         let mut out = SpoutCollector {
             emitter: &mut self.env.emitter,
             pending: &mut self.pending,
-            now,
+            now: None,
             ack_now: &mut self.ack_now,
             fail_now: &mut self.fail_now,
             emitted: 0,
