@@ -17,3 +17,6 @@
 
 pub use topo_dsl::{BoltDeclarer, TopologyBuilder};
 pub use topo_runtime::*;
+
+pub mod graph;
+pub mod status;

@@ -11,6 +11,10 @@
 //!                                  collector ──► next bolts      acker
 //! ```
 //!
-//! This crate is the home of those bolts; it holds none yet.
+//! - [`words`]: `split` (text to tokens) and `count` (running counts per key).
 
 #![deny(missing_docs)]
+
+pub mod words;
+
+pub use words::{Count, CountOptions, Split, SplitOptions};

@@ -9,6 +9,11 @@
 //! ```
 //!
 //! Each spout states its delivery guarantee: which failed tuples it can replay, and how.
-//! This crate is the home of those connectors; it holds none yet.
+//!
+//! - [`generator`]: synthetic sentences, deterministic from a seed, replaying identical tuples.
 
 #![deny(missing_docs)]
+
+pub mod generator;
+
+pub use generator::{GeneratorOptions, GeneratorSpout};

@@ -1,0 +1,163 @@
+//! `split` and `count`: the word-count bolts.
+//!
+//! - `split` turns a text field into one tuple per whitespace-separated token (optionally
+//!   lowercased). A tuple whose field is missing or not text fails with the reason.
+//! - `count` keeps a running count per key and emits `(key, count)` on every update; fields-group
+//!   its input on the key so each key is counted by one task.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use smol_str::SmolStr;
+use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, values};
+
+/// Options of the `split` bolt.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitOptions {
+    /// The input field holding the text.
+    pub field: String,
+    /// The output field of each token.
+    pub output: String,
+    /// Lowercase each token (Unicode-aware).
+    pub lowercase: bool,
+}
+
+impl Default for SplitOptions {
+    fn default() -> Self {
+        SplitOptions {
+            field: "sentence".into(),
+            output: "word".into(),
+            lowercase: false,
+        }
+    }
+}
+
+/// The `split` bolt.
+pub struct Split {
+    opts: SplitOptions,
+}
+
+impl Split {
+    /// A split bolt with these options.
+    pub fn new(opts: SplitOptions) -> Split {
+        Split { opts }
+    }
+}
+
+impl BasicBolt for Split {
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare([self.opts.output.as_str()]);
+    }
+
+    fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        let text = input.str_field(&self.opts.field)?;
+        for token in text.split_whitespace() {
+            if self.opts.lowercase && token.chars().any(char::is_uppercase) {
+                out.emit(values![token.to_lowercase()]);
+            } else {
+                out.emit(values![token]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Options of the `count` bolt.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CountOptions {
+    /// The input field whose values are counted; also the first output field.
+    pub field: String,
+}
+
+impl Default for CountOptions {
+    fn default() -> Self {
+        CountOptions {
+            field: "word".into(),
+        }
+    }
+}
+
+/// The `count` bolt.
+pub struct Count {
+    opts: CountOptions,
+    counts: HashMap<SmolStr, i64, foldhash::fast::RandomState>,
+}
+
+impl Count {
+    /// A count bolt with these options.
+    pub fn new(opts: CountOptions) -> Count {
+        Count {
+            opts,
+            counts: HashMap::default(),
+        }
+    }
+}
+
+impl BasicBolt for Count {
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare([self.opts.field.as_str(), "count"]);
+    }
+
+    fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        let value = input.field(&self.opts.field)?;
+        let key: SmolStr = match value.as_str() {
+            Some(s) => s.into(),
+            None => value.to_string().into(),
+        };
+        let n = match self.counts.get_mut(&key) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.counts.insert(key.clone(), 1);
+                1
+            }
+        };
+        out.emit(values![key, n]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topo_runtime::testing::BoltTester;
+
+    #[test]
+    fn split_emits_each_token_and_fails_without_text() {
+        let opts = SplitOptions {
+            lowercase: true,
+            ..Default::default()
+        };
+        let mut t = BoltTester::basic(move || Split::new(opts.clone()), ["sentence"]);
+        let run = t.execute(values!["The cow  jumped"]);
+        assert!(run.acked);
+        let words: Vec<_> = run
+            .emitted
+            .iter()
+            .map(|e| e.values[0].to_string())
+            .collect();
+        assert_eq!(words, ["the", "cow", "jumped"]);
+        assert!(run.emitted.iter().all(|e| e.anchored));
+        let bad = t.execute(values![42]);
+        assert!(bad.failed && bad.errors == 1);
+    }
+
+    #[test]
+    fn count_emits_running_counts() {
+        let mut t = BoltTester::basic(|| Count::new(CountOptions::default()), ["word"]);
+        let runs = t.execute_all([values!["a"], values!["b"], values!["a"]]);
+        let out: Vec<_> = runs.iter().map(|r| r.emitted[0].values.to_vec()).collect();
+        assert_eq!(
+            out,
+            [
+                values!["a", 1].to_vec(),
+                values!["b", 1].to_vec(),
+                values!["a", 2].to_vec()
+            ]
+        );
+    }
+}
