@@ -46,7 +46,9 @@ pub fn render(topology: &Topology, format: GraphFormat) -> String {
             let _ = writeln!(out, "digraph {:?} {{", topology.name());
             out.push_str("  rankdir=LR;\n");
             for id in &ids {
-                let Some(c) = topology.component(id) else { continue };
+                let Some(c) = topology.component(id) else {
+                    continue;
+                };
                 let shape = match c.factory {
                     ComponentFactory::Spout(_) => "box",
                     ComponentFactory::Bolt(_) => "ellipse",
@@ -55,7 +57,9 @@ pub fn render(topology: &Topology, format: GraphFormat) -> String {
                 let _ = writeln!(out, "  {id:?} [shape={shape}, label={label:?}];");
             }
             for id in &ids {
-                let Some(c) = topology.component(id) else { continue };
+                let Some(c) = topology.component(id) else {
+                    continue;
+                };
                 for input in &c.inputs {
                     let _ = writeln!(
                         out,
@@ -72,15 +76,20 @@ pub fn render(topology: &Topology, format: GraphFormat) -> String {
             // Mermaid node ids must be plain; component ids are used through an index.
             let node = |id: &str| ids.iter().position(|x| *x == id).map(|i| format!("c{i}"));
             for (i, id) in ids.iter().enumerate() {
-                let Some(c) = topology.component(id) else { continue };
-                let text = format!("{id} ({} ×{})", role(&c.factory), c.parallelism).replace('"', "'");
+                let Some(c) = topology.component(id) else {
+                    continue;
+                };
+                let text =
+                    format!("{id} ({} ×{})", role(&c.factory), c.parallelism).replace('"', "'");
                 let _ = match c.factory {
                     ComponentFactory::Spout(_) => writeln!(out, "  c{i}[[\"{text}\"]]"),
                     ComponentFactory::Bolt(_) => writeln!(out, "  c{i}([\"{text}\"])"),
                 };
             }
             for id in &ids {
-                let Some(c) = topology.component(id) else { continue };
+                let Some(c) = topology.component(id) else {
+                    continue;
+                };
                 for input in &c.inputs {
                     if let (Some(from), Some(to)) = (node(&input.component), node(id)) {
                         let label = edge_label(input).replace('"', "'").replace('|', "/");

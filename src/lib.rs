@@ -15,8 +15,12 @@
 
 #![deny(missing_docs)]
 
-pub use topo_dsl::{BoltDeclarer, TopologyBuilder};
+pub use topo_dsl::{BoltDeclarer, TopologyBuilder, file, registry};
 pub use topo_runtime::*;
 
+pub mod builtin;
+pub mod cli;
 pub mod graph;
 pub mod status;
+
+pub use builtin::builtin_registry;

@@ -25,7 +25,9 @@ pub fn short(n: f64) -> String {
 
 /// The status line for `now`, with rates over the time since `before` (or since start).
 pub fn line(now: &MetricsSnapshot, before: Option<&MetricsSnapshot>) -> String {
-    let elapsed = now.uptime.saturating_sub(before.map_or(Duration::ZERO, |b| b.uptime));
+    let elapsed = now
+        .uptime
+        .saturating_sub(before.map_or(Duration::ZERO, |b| b.uptime));
     let secs = elapsed.as_secs_f64().max(1e-9);
     let mut parts = Vec::new();
     for c in &now.components {

@@ -1,8 +1,9 @@
 //! # topo-dsl
 //!
 //! How users describe a topology. [`TopologyBuilder`] is the Rust way, in Storm's spelling; topology
-//! files are loaded into the same builder. Both end in [`TopologySpec::validate`], the runtime's
-//! one validation, so a topology written either way is checked by the same code and runs the same.
+//! files (TOML, see [`file`], with component kinds from a [`Registry`]) are loaded into the same
+//! [`TopologySpec`]. Both end in [`TopologySpec::validate`], the runtime's one validation, so a
+//! topology written either way is checked by the same code and runs the same.
 //!
 //! ```text
 //! TopologyBuilder::set_spout / set_bolt(..).fields_grouping(..)   (or a topology file)
@@ -33,6 +34,12 @@
 //! ```
 
 #![deny(missing_docs)]
+
+pub mod file;
+pub mod registry;
+
+pub use file::{Diagnostic, Diagnostics, load_file, load_str, load_str_with_env};
+pub use registry::{Kind, OptionDoc, OptionError, Registry, Role};
 
 use std::sync::Arc;
 use std::time::Duration;

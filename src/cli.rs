@@ -1,0 +1,376 @@
+//! The `topo` command line: `run`, `validate`, `graph` and `components`.
+//!
+//! A team that writes its own spouts and bolts registers them and gets the same command line:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     let mut registry = topo::builtin_registry();
+//!     // registry.register_basic_bolt::<MyOptions, MyBolt>("my_bolt", "what it does", docs, MyBolt::new);
+//!     topo::cli::main_with(registry)
+//! }
+//! ```
+//!
+//! Exit codes: 0 ok, 1 runtime failure (including a stop that could not drain), 2 invalid
+//! topology or command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use topo_dsl::file::{Diagnostic, Diagnostics, load_file};
+use topo_dsl::registry::Registry;
+use topo_runtime::{LocalCluster, MetricsSnapshot, Topology};
+
+use crate::graph::{GraphFormat, render};
+use crate::status;
+
+/// topo: run Storm-like topologies of spouts and bolts.
+#[derive(Debug, Parser)]
+#[command(name = "topo", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less output: errors only, no status line.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a topology until Ctrl-C (graceful drain), for a duration, or until it is idle.
+    Run {
+        /// The topology file.
+        file: PathBuf,
+        /// Override a setting of the file: `--set config.ackers=0`, `--set bolts.count.parallelism=4`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE", value_parser = parse_override)]
+        overrides: Vec<(String, String)>,
+        /// Stop after this long (`60s`, `5m`).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        run_for: Option<Duration>,
+        /// Stop once every spout is exhausted and every tree is acked.
+        #[arg(long)]
+        until_idle: bool,
+        /// How long a stop waits for in-flight tuples.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        drain_timeout: Duration,
+        /// How often the status line refreshes (on a terminal; otherwise every 10 intervals).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        status_interval: Duration,
+    },
+    /// Check topology files; print every problem.
+    Validate {
+        /// The topology files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Print the topology as a graph.
+    Graph {
+        /// The topology file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphArg::Dot)]
+        format: GraphArg,
+        /// Override a setting of the file.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE", value_parser = parse_override)]
+        overrides: Vec<(String, String)>,
+    },
+    /// List the component kinds, or one kind's options.
+    Components {
+        /// A kind to describe.
+        kind: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum GraphArg {
+    Dot,
+    Mermaid,
+}
+
+fn parse_override(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY.PATH=VALUE, got {s:?}")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration such as 250ms, 30s or 5m)"))
+}
+
+/// Runs the command line with the kinds in `registry`; returns the process exit code.
+pub fn main_with(registry: Registry) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    match cli.command {
+        Command::Validate { files, format } => validate(&registry, &files, format),
+        Command::Graph {
+            file,
+            format,
+            overrides,
+        } => match load(&registry, &file, &overrides) {
+            Ok(t) => {
+                let f = match format {
+                    GraphArg::Dot => GraphFormat::Dot,
+                    GraphArg::Mermaid => GraphFormat::Mermaid,
+                };
+                print!("{}", render(&t, f));
+                ExitCode::SUCCESS
+            }
+            Err(d) => {
+                eprint!("{d}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Components { kind } => components(&registry, kind.as_deref()),
+        Command::Run {
+            file,
+            overrides,
+            run_for,
+            until_idle,
+            drain_timeout,
+            status_interval,
+        } => match load(&registry, &file, &overrides) {
+            Ok(t) => run(
+                t,
+                run_for,
+                until_idle,
+                drain_timeout,
+                status_interval,
+                cli.quiet,
+            ),
+            Err(d) => {
+                eprint!("{d}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads and validates a topology file.
+fn load(
+    registry: &Registry,
+    file: &Path,
+    overrides: &[(String, String)],
+) -> Result<Topology, Diagnostics> {
+    let spec = load_file(file, registry, overrides)?;
+    // The loader has validated the spec already; this is the same check, producing the runnable form.
+    spec.validate().map_err(|errors| {
+        Diagnostics(
+            errors
+                .0
+                .iter()
+                .map(|e| Diagnostic {
+                    file: file.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    path: String::new(),
+                    message: e.to_string(),
+                })
+                .collect(),
+        )
+    })
+}
+
+fn validate(registry: &Registry, files: &[PathBuf], format: ReportFormat) -> ExitCode {
+    let mut ok = true;
+    let mut json = Vec::new();
+    for f in files {
+        match load(registry, f, &[]) {
+            Ok(_) => {
+                if matches!(format, ReportFormat::Text) {
+                    println!("{}: ok", f.display());
+                }
+            }
+            Err(d) => {
+                ok = false;
+                match format {
+                    ReportFormat::Text => eprint!("{d}"),
+                    ReportFormat::Json => match serde_json::from_str(&d.to_json()) {
+                        Ok(serde_json::Value::Array(items)) => json.extend(items),
+                        Ok(other) => json.push(other),
+                        Err(e) => tracing::error!("diagnostics are not JSON: {e}"),
+                    },
+                }
+            }
+        }
+    }
+    if matches!(format, ReportFormat::Json) {
+        println!("{}", serde_json::Value::Array(json));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn components(registry: &Registry, kind: Option<&str>) -> ExitCode {
+    match kind {
+        None => {
+            for k in registry.kinds() {
+                println!(
+                    "{:<20} {:<6} {}",
+                    k.name(),
+                    k.role().to_string(),
+                    k.description()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Some(name) => match registry.get(name) {
+            Some(k) => {
+                println!("{} ({}): {}", k.name(), k.role(), k.description());
+                if k.options().is_empty() {
+                    println!("  no options");
+                }
+                for o in k.options() {
+                    let default = if o.default.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" = {}", o.default)
+                    };
+                    println!("  {} : {}{}\n      {}", o.name, o.ty, default, o.doc);
+                }
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("{}", registry.unknown_kind_message(name));
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Runs until Ctrl-C, the duration, or idleness; then stops gracefully.
+fn run(
+    topology: Topology,
+    run_for: Option<Duration>,
+    until_idle: bool,
+    drain_timeout: Duration,
+    status_interval: Duration,
+    quiet: bool,
+) -> ExitCode {
+    let cluster = match LocalCluster::new(topology.config().worker_threads) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let name = topology.name().to_string();
+    let handle = cluster.submit(topology);
+    let terminal = std::io::stderr().is_terminal();
+    let every = if terminal {
+        status_interval
+    } else {
+        status_interval * 10
+    };
+    let deadline = run_for.map(|d| Instant::now() + d);
+    let reason = cluster.block_on(async {
+        let mut last: Option<MetricsSnapshot> = None;
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let idle_check = Duration::from_millis(10);
+        loop {
+            let until = deadline.map(tokio::time::Instant::from_std);
+            tokio::select! {
+                r = &mut ctrl_c => {
+                    if let Err(e) = r {
+                        tracing::error!("cannot listen for Ctrl-C: {e}");
+                    }
+                    return "interrupted";
+                }
+                _ = async { match until { Some(u) => tokio::time::sleep_until(u).await, None => std::future::pending().await } } => {
+                    return "duration reached";
+                }
+                _ = tokio::time::sleep(idle_check), if until_idle => {
+                    if handle.is_idle() {
+                        return "idle";
+                    }
+                }
+                _ = tick.tick() => {
+                    if !quiet {
+                        let now = handle.metrics();
+                        let text = status::line(&now, last.as_ref());
+                        if terminal {
+                            eprint!("\r\x1b[2K{text}");
+                        } else {
+                            eprintln!("{text}");
+                        }
+                        last = Some(now);
+                    }
+                }
+            }
+        }
+    });
+    if terminal && !quiet {
+        eprintln!();
+    }
+    tracing::info!(topology = %name, reason, "stopping");
+    if !quiet && reason == "interrupted" {
+        eprintln!("draining in-flight tuples (Ctrl-C again to quit at once)");
+    }
+    let stopped = cluster.block_on(async {
+        tokio::select! {
+            report = handle.stop(drain_timeout) => Some(report),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    let Some(report) = stopped else {
+        eprintln!("error: interrupted while draining; in-flight tuples were not acked");
+        return ExitCode::from(130);
+    };
+    if !quiet {
+        eprintln!("{}", status::line(&report.metrics, None));
+    }
+    if report.drained {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "error: stop did not drain within {drain_timeout:?}: {} trees failed, {} tasks aborted",
+            report.abandoned_trees, report.aborted_tasks
+        );
+        ExitCode::from(1)
+    }
+}

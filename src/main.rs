@@ -1,0 +1,5 @@
+//! The `topo` command: run, validate, graph and list components of topology files.
+
+fn main() -> std::process::ExitCode {
+    topo::cli::main_with(topo::builtin_registry())
+}
