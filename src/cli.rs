@@ -140,7 +140,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(d) => {
-                eprint!("{d}");
+                eprintln!("{d}");
                 ExitCode::from(2)
             }
         },
@@ -162,7 +162,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
                 cli.quiet,
             ),
             Err(d) => {
-                eprint!("{d}");
+                eprintln!("{d}");
                 ExitCode::from(2)
             }
         },
@@ -223,7 +223,7 @@ fn validate(registry: &Registry, files: &[PathBuf], format: ReportFormat) -> Exi
             Err(d) => {
                 ok = false;
                 match format {
-                    ReportFormat::Text => eprint!("{d}"),
+                    ReportFormat::Text => eprintln!("{d}"),
                     ReportFormat::Json => match serde_json::from_str(&d.to_json()) {
                         Ok(serde_json::Value::Array(items)) => json.extend(items),
                         Ok(other) => json.push(other),
