@@ -10,7 +10,8 @@
 //! - `failures`: a panicking component is replaced, and the trees it held are failed.
 //! - `lifecycle`: graceful stop drains queues and calls close/cleanup; ticks.
 //! - `validation`: the builder reports every problem at once, with exact messages.
-//! - `word_count`: the word-count example's topology counts exactly.
+//! - `word_count`: the word-count example's topology counts exactly, and its topology file is
+//!   the same topology.
 //! - `regressions`: one test per bug found.
 //!
 //! Every wait is bounded (`TopologyHandle::wait_until` with a timeout, or `util::wait_blocking`
@@ -38,3 +39,8 @@ mod regressions;
 mod validation;
 #[path = "runtime/word_count.rs"]
 mod word_count;
+
+/// The word-count example itself, for its `topology` function.
+#[path = "../examples/word_count.rs"]
+#[allow(dead_code)]
+mod word_count_example;
