@@ -4,10 +4,11 @@
 //! suffix) and want to run it from TOML next to the built-in kinds, with `topo run`, `validate`,
 //! `graph` and `components` working as usual.
 //!
-//! Run it:
+//! This is a crate of its own, as a user's would be: it depends on `topo` and `serde` only.
+//! Run it from the workspace root:
 //! ```sh
-//! cargo run --example custom_bolt -- components shout
-//! cargo run --example custom_bolt -- run examples/custom_bolt/topology.toml --until-idle
+//! cargo run -p topo-example-custom-bolt -- components shout
+//! cargo run -p topo-example-custom-bolt -- run examples/custom_bolt/topology.toml --until-idle
 //! ```
 
 use serde::Deserialize;
