@@ -59,7 +59,7 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         drain_timeout: Duration,
         /// How often the status line refreshes (on a terminal; otherwise every 10 intervals).
-        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
         status_interval: Duration,
     },
     /// Check topology files; print every problem.
@@ -111,6 +111,14 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (expected a duration such as 250ms, 30s or 5m)"))
+}
+
+/// A duration that must not be zero (a period of a timer).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be greater than zero (such as 250ms or 1s)".to_string()),
+        d => Ok(d),
+    }
 }
 
 /// Runs the command line with the kinds in `registry`; returns the process exit code.

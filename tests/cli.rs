@@ -1,0 +1,614 @@
+//! End-to-end tests of the `topo` binary: `run`, `validate`, `graph` and `components`, with the
+//! topologies in `tests/cli/` and temporary files.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+/// An upper bound for any single invocation; every test finishes far below it.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The folder of the fixture topologies.
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli")
+}
+
+/// `topo` run in the fixture folder (so diagnostics name files relatively), with the variables
+/// the fixtures read removed and a bounded run time.
+fn topo() -> Command {
+    let mut cmd = Command::cargo_bin("topo").expect("the topo binary");
+    cmd.current_dir(fixtures())
+        .env_remove("TOPO_CLI_COUNT")
+        .env_remove("TOPO_CLI_UNSET")
+        .env_remove("RUST_LOG")
+        .timeout(TIMEOUT);
+    cmd
+}
+
+/// A temporary topology file holding `text`.
+fn temp_topology(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    f.write_all(text.as_bytes()).expect("write temp file");
+    f.flush().expect("flush temp file");
+    f
+}
+
+/// The counts a status line shows for the spout `spout`: `acked`, `failed`, `timeout`, `pending`.
+#[derive(Debug, PartialEq, Eq)]
+struct SpoutStatus {
+    acked: String,
+    failed: String,
+    timeout: String,
+    pending: String,
+}
+
+/// The spout part of a status line such as
+/// `0s sentences 78.6k/s acked 2000 failed 0 timeout 0 pending 0 | split 78.6k/s q 0% | ...`.
+fn spout_status(line: &str, spout: &str) -> Option<SpoutStatus> {
+    let (_uptime, rest) = line.split_once(' ')?;
+    let part = rest
+        .split(" | ")
+        .find(|p| p.split(' ').next() == Some(spout))?;
+    let words: Vec<&str> = part.split(' ').collect();
+    let value = |key: &str| {
+        words
+            .windows(2)
+            .find(|w| w[0] == key)
+            .map(|w| w[1].to_string())
+    };
+    Some(SpoutStatus {
+        acked: value("acked")?,
+        failed: value("failed")?,
+        timeout: value("timeout")?,
+        pending: value("pending")?,
+    })
+}
+
+/// The last line of `stderr`, which `run` makes the final status line.
+fn final_status(stderr: &[u8], spout: &str) -> SpoutStatus {
+    let text = String::from_utf8_lossy(stderr);
+    let last = text.lines().last().unwrap_or_default();
+    spout_status(last, spout)
+        .unwrap_or_else(|| panic!("no status of {spout:?} in the last line of:\n{text}"))
+}
+
+/// Counts as the status line prints them when they are exact (below 10k).
+fn done(acked: u64) -> SpoutStatus {
+    SpoutStatus {
+        acked: acked.to_string(),
+        failed: "0".into(),
+        timeout: "0".into(),
+        pending: "0".into(),
+    }
+}
+
+// Guards that a finite topology runs to completion and every spout tuple is acked exactly once.
+#[test]
+fn run_until_idle_acks_the_whole_count() {
+    let out = topo()
+        .args(["run", "word_count.toml", "--until-idle"])
+        .assert()
+        .success();
+    assert_eq!(
+        final_status(&out.get_output().stderr, "sentences"),
+        done(3000)
+    );
+}
+
+// Guards that `--for` stops an endless topology on time, cleanly drained.
+#[test]
+fn run_for_a_duration_stops_an_endless_topology() {
+    let start = Instant::now();
+    let out = topo()
+        .args(["run", "endless.toml", "--for", "300ms"])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .success();
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let status = final_status(&out.get_output().stderr, "sentences");
+    assert_eq!(
+        (
+            status.failed.as_str(),
+            status.timeout.as_str(),
+            status.pending.as_str()
+        ),
+        ("0", "0", "0"),
+        "{status:?}"
+    );
+}
+
+// Guards that `validate` accepts a good file with "ok" on stdout and exit 0.
+#[test]
+fn validate_good_file_prints_ok() {
+    topo()
+        .args(["validate", "word_count.toml"])
+        .assert()
+        .success()
+        .stdout("word_count.toml: ok\n")
+        .stderr("");
+}
+
+/// The diagnostics of `bad.toml`, as `validate` prints them.
+const BAD_TOML_ERRORS: &str = "\
+bad.toml:6:1: spouts.sentences.cont: unknown field `cont`, expected one of `sentences`, `count`, `seed`, `field`; did you mean \"count\"?
+bad.toml:10:15: bolts.split.parallelism: must be at least 1, got 0
+bad.toml:15:52: bolts.count.inputs[0].grouping.fields: field \"wrd\" is not declared by split's stream \"default\" (it declares: word); did you mean \"word\"?
+";
+
+/// The diagnostics of `bad_kind.toml`, as `validate` prints them.
+const BAD_KIND_ERRORS: &str = "\
+bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: generator, split, count)
+bad_kind.toml:9:20: bolts.split.inputs[0].from: unknown component \"sentencs\"; did you mean \"sentences\"?
+";
+
+// Guards that `validate` reports every problem of a bad file at its exact file:line:col, exit 2.
+#[test]
+fn validate_bad_file_reports_every_problem_with_position() {
+    topo()
+        .args(["validate", "bad.toml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(BAD_TOML_ERRORS);
+}
+
+// Guards that `validate` checks every file given: oks on stdout, all problems on stderr, exit 2.
+#[test]
+fn validate_several_files_reports_all() {
+    topo()
+        .args(["validate", "bad.toml", "word_count.toml", "bad_kind.toml"])
+        .assert()
+        .code(2)
+        .stdout("word_count.toml: ok\n")
+        .stderr(format!("{BAD_TOML_ERRORS}{BAD_KIND_ERRORS}"));
+}
+
+// Guards the machine-readable report: one JSON array of {file, line, column, path, message}.
+#[test]
+fn validate_json_lists_problems_of_all_files() {
+    let out = topo()
+        .args([
+            "validate",
+            "--format",
+            "json",
+            "bad.toml",
+            "word_count.toml",
+            "bad_kind.toml",
+        ])
+        .assert()
+        .code(2);
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON");
+    let items = json.as_array().expect("a JSON array");
+    let got: Vec<(String, u64, u64, String, String)> = items
+        .iter()
+        .map(|d| {
+            (
+                d["file"].as_str().expect("file").to_string(),
+                d["line"].as_u64().expect("line"),
+                d["column"].as_u64().expect("column"),
+                d["path"].as_str().expect("path").to_string(),
+                d["message"].as_str().expect("message").to_string(),
+            )
+        })
+        .collect();
+    let pos: Vec<(&str, u64, u64, &str)> = got
+        .iter()
+        .map(|(f, l, c, p, _)| (f.as_str(), *l, *c, p.as_str()))
+        .collect();
+    assert_eq!(
+        pos,
+        [
+            ("bad.toml", 6, 1, "spouts.sentences.cont"),
+            ("bad.toml", 10, 15, "bolts.split.parallelism"),
+            ("bad.toml", 15, 52, "bolts.count.inputs[0].grouping.fields"),
+            ("bad_kind.toml", 8, 8, "bolts.split.kind"),
+            ("bad_kind.toml", 9, 20, "bolts.split.inputs[0].from"),
+        ]
+    );
+    assert_eq!(got[1].4, "must be at least 1, got 0");
+    assert!(got[0].4.contains("did you mean \"count\"?"), "{:?}", got[0]);
+}
+
+// Guards that `validate --format json` on good files prints an empty array and exits 0.
+#[test]
+fn validate_json_of_good_file_is_empty_array() {
+    topo()
+        .args(["validate", "--format", "json", "word_count.toml"])
+        .assert()
+        .success()
+        .stdout("[]\n");
+}
+
+// Guards the default Graphviz output: nodes with role and parallelism, edges with groupings.
+#[test]
+fn graph_dot_output() {
+    topo()
+        .args(["graph", "word_count.toml"])
+        .assert()
+        .success()
+        .stdout(
+            "digraph \"cli-word-count\" {
+  rankdir=LR;
+  \"sentences\" [shape=box, label=\"sentences\\nspout ×1\"];
+  \"split\" [shape=ellipse, label=\"split\\nbolt ×2\"];
+  \"count\" [shape=ellipse, label=\"count\\nbolt ×1\"];
+  \"sentences\" -> \"split\" [label=\"shuffle\"];
+  \"split\" -> \"count\" [label=\"fields(word)\"];
+}
+",
+        );
+}
+
+// Guards the Mermaid output, and that `--set` applies to `graph` too.
+#[test]
+fn graph_mermaid_output() {
+    topo()
+        .args([
+            "graph",
+            "word_count.toml",
+            "--format",
+            "mermaid",
+            "--set",
+            "bolts.count.parallelism=3",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            "flowchart LR
+  c0[[\"sentences (spout ×1)\"]]
+  c1([\"split (bolt ×2)\"])
+  c2([\"count (bolt ×3)\"])
+  c0 -->|\"shuffle\"| c1
+  c1 -->|\"fields(word)\"| c2
+",
+        );
+}
+
+// Guards that `components` lists every built-in kind with its role.
+#[test]
+fn components_lists_kinds_with_roles() {
+    let out = topo().arg("components").assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let rows: Vec<(&str, &str)> = text
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap_or(""), w.next().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [("generator", "spout"), ("split", "bolt"), ("count", "bolt")],
+        "{text}"
+    );
+}
+
+// Guards that `components KIND` shows the kind's options with types and defaults.
+#[test]
+fn components_describes_one_kind() {
+    topo()
+        .args(["components", "split"])
+        .assert()
+        .success()
+        .stdout(
+            "split (bolt): one tuple per whitespace-separated token of a text field
+  field : string = \"sentence\"
+      the input field holding the text
+  output : string = \"word\"
+      the output field of each token
+  lowercase : bool = false
+      lowercase each token
+",
+        );
+}
+
+// Guards that an unknown kind exits 2 with the known kinds and a suggestion.
+#[test]
+fn components_unknown_kind_suggests() {
+    topo()
+        .args(["components", "splt"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            "unknown component kind \"splt\" (known kinds: generator, split, count); did you mean \"split\"?\n",
+        );
+}
+
+// Guards that `--set` changes what runs: the spout emits and acks exactly the overridden count.
+#[test]
+fn run_set_overrides_the_count() {
+    let out = topo()
+        .args([
+            "run",
+            "word_count.toml",
+            "--until-idle",
+            "--set",
+            "spouts.sentences.count=50",
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        final_status(&out.get_output().stderr, "sentences"),
+        done(50)
+    );
+}
+
+// Guards that a bad `--set` path is rejected before running, exit 2, naming the override.
+#[test]
+fn run_bad_set_path_exits_2() {
+    topo()
+        .args([
+            "run",
+            "word_count.toml",
+            "--until-idle",
+            "--set",
+            "spouts.sentences.cnt=50",
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            "--set:1:1: spouts.sentences.cnt: unknown field `cnt`, expected one of `sentences`, `count`, `seed`, `field`\n",
+        );
+    topo()
+        .args(["run", "word_count.toml", "--set", "bolts..count=1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--set:1:1: bolts..count: invalid --set path \"bolts..count\"",
+        ));
+    topo()
+        .args(["run", "word_count.toml", "--set", "no-equals-sign"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expected KEY.PATH=VALUE"));
+}
+
+// Guards that `--set config.ackers=0` runs with acking off: each emit counts as acked at once.
+#[test]
+fn run_with_acking_off() {
+    let out = topo()
+        .args([
+            "run",
+            "word_count.toml",
+            "--until-idle",
+            "--set",
+            "config.ackers=0",
+            "--set",
+            "spouts.sentences.count=200",
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        final_status(&out.get_output().stderr, "sentences"),
+        done(200)
+    );
+}
+
+// Guards `${VAR:-default}` substitution: the environment's value wins over the default.
+#[test]
+fn run_reads_count_from_environment() {
+    let out = topo()
+        .args(["run", "word_count.toml", "--until-idle"])
+        .env("TOPO_CLI_COUNT", "25")
+        .assert()
+        .success();
+    assert_eq!(
+        final_status(&out.get_output().stderr, "sentences"),
+        done(25)
+    );
+}
+
+// Guards that `${VAR}` without a default and unset is an error naming the variable, exit 2.
+#[test]
+fn run_unset_variable_exits_2() {
+    let file = temp_topology(
+        "name = \"env\"\n[spouts.sentences]\nkind = \"generator\"\ncount = ${TOPO_CLI_UNSET}\n",
+    );
+    let name = file.path().display().to_string();
+    topo()
+        .arg("run")
+        .arg(file.path())
+        .arg("--until-idle")
+        .assert()
+        .code(2)
+        .stderr(format!(
+            "{name}:4:9: environment variable \"TOPO_CLI_UNSET\" is not set (use ${{TOPO_CLI_UNSET:-default}} for a default)\n"
+        ));
+}
+
+// Guards that a missing file is reported clearly with exit 2.
+#[test]
+fn run_missing_file_exits_2() {
+    topo()
+        .args(["run", "does-not-exist.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with(
+            "does-not-exist.toml:1:1: cannot read the file:",
+        ));
+}
+
+// Guards that `run` refuses an invalid topology with the same diagnostics as `validate`, exit 2.
+#[test]
+fn run_invalid_topology_exits_2() {
+    topo()
+        .args(["run", "bad.toml", "--until-idle"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(BAD_TOML_ERRORS);
+    let file = temp_topology("name = \"broken\"\n[spouts.sentences\nkind = \"generator\"\n");
+    topo()
+        .arg("run")
+        .arg(file.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with(format!(
+            "{}:",
+            file.path().display()
+        )));
+}
+
+/// Sends SIGINT to the process `pid`.
+fn interrupt(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child.
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+// Guards the Ctrl-C drain: SIGINT stops an endless run with every in-flight tuple acked, exit 0.
+#[test]
+fn run_ctrl_c_drains_in_flight_tuples() {
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("topo"))
+        .current_dir(fixtures())
+        .env_remove("RUST_LOG")
+        .args(["run", "endless.toml", "--status-interval", "20ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn topo");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Wait, with a deadline, for a status line showing acked progress.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let progress = spout_status(&line, "sentences").is_some_and(|s| s.acked != "0");
+                seen.push(line);
+                if progress {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no progress before the deadline ({e}); stderr so far:\n{seen:#?}");
+            }
+        }
+    }
+
+    interrupt(child.id());
+
+    // The process must exit on its own within a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("topo did not exit within 20s of SIGINT; stderr so far:\n{seen:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    reader.join().expect("reader thread");
+    seen.extend(rx.try_iter());
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("draining in-flight tuples")),
+        "{seen:#?}"
+    );
+    let last = seen.last().expect("a final line");
+    let fin = spout_status(last, "sentences")
+        .unwrap_or_else(|| panic!("the last line is not a status line:\n{seen:#?}"));
+    assert_eq!(
+        (
+            fin.failed.as_str(),
+            fin.timeout.as_str(),
+            fin.pending.as_str()
+        ),
+        ("0", "0", "0"),
+        "{fin:?}"
+    );
+    assert_ne!(fin.acked, "0", "{fin:?}");
+}
+
+// Guards that a zero `--status-interval` is a command-line error (exit 2), not a panic.
+#[test]
+fn run_zero_status_interval_exits_2() {
+    topo()
+        .args([
+            "run",
+            "word_count.toml",
+            "--until-idle",
+            "--status-interval",
+            "0s",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value '0s' for '--status-interval <DURATION>': must be greater than zero",
+        ));
+}
+
+// Guards `-q`: a successful run prints nothing at all.
+#[test]
+fn run_quiet_prints_nothing() {
+    topo()
+        .args(["-q", "run", "word_count.toml", "--until-idle"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+}
+
+// Guards that `graph` refuses an invalid topology with its diagnostics, exit 2.
+#[test]
+fn graph_invalid_topology_exits_2() {
+    topo()
+        .args(["graph", "bad.toml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(BAD_TOML_ERRORS);
+}
+
+// Guards the exit-code convention for the command line itself: help 0, usage errors 2.
+#[test]
+fn command_line_errors_exit_2_and_help_exits_0() {
+    topo()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("validate"));
+    topo()
+        .arg("validate")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("<FILES>"));
+    topo()
+        .args(["run", "word_count.toml", "--for", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expected a duration"));
+    topo().arg("frobnicate").assert().code(2);
+}
