@@ -145,7 +145,7 @@ bad.toml:15:52: bolts.count.inputs[0].grouping.fields: field \"wrd\" is not decl
 
 /// The diagnostics of `bad_kind.toml`, as `validate` prints them.
 const BAD_KIND_ERRORS: &str = "\
-bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: generator, split, count)
+bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: generator, split, count); did you mean \"split\"?
 bad_kind.toml:9:20: bolts.split.inputs[0].from: unknown component \"sentencs\"; did you mean \"sentences\"?
 ";
 

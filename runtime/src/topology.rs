@@ -537,13 +537,23 @@ impl fmt::Display for ValidationErrors {
 impl std::error::Error for ValidationErrors {}
 
 /// The candidate nearest to `name`, if it is near enough to be a likely typo.
+///
+/// Near enough: a few edits for its length (`spilt` → `split`), or a similar spelling that
+/// shares the start (`splitter` → `split`, `workers` → `worker_threads`: Jaro-Winkler
+/// similarity ≥ 0.85).
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<SmolStr> {
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(name, c), c))
-        .filter(|(d, c)| *d > 0 && *d <= (name.len().max(c.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.into())
+        .filter(|c| *c != name)
+        .map(|c| {
+            let edits = strsim::damerau_levenshtein(name, c);
+            let similar = strsim::jaro_winkler(name, c);
+            let near = edits <= (name.len().max(c.len()) / 3).max(1) || similar >= 0.85;
+            (near, edits, c)
+        })
+        .filter(|(near, _, _)| *near)
+        .min_by_key(|(_, edits, _)| *edits)
+        .map(|(_, _, c)| c.into())
 }
 
 impl TopologySpec {
@@ -791,7 +801,13 @@ mod tests {
         let ids = ["split", "count", "sentences"];
         assert_eq!(suggest("spilt", ids).as_deref(), Some("split"));
         assert_eq!(suggest("sentence", ids).as_deref(), Some("sentences"));
+        assert_eq!(
+            suggest("workers", ["worker_threads", "ackers"]).as_deref(),
+            Some("worker_threads")
+        );
+        assert_eq!(suggest("splitter", ids).as_deref(), Some("split"));
         assert_eq!(suggest("report", ids), None);
+        assert_eq!(suggest("x", ids), None);
     }
 
     #[test]
