@@ -30,6 +30,11 @@
 //! A grouping is a string (`"shuffle"`, `"all"`, `"global"`, `"none"`, `"local_or_shuffle"`,
 //! `"direct"`) or a table (`{ fields = [..] }`, `{ partial_key = [..] }`, `{ direct = true }`).
 //!
+//! A big topology can be split over files: `include = ["bolts.toml", "sinks.toml"]` in the main
+//! file (paths relative to it) merges the `[spouts.*]` and `[bolts.*]` tables of those files;
+//! `name` and `[config]` stay in the main file, a component id may be defined only once, and
+//! problems in an included file name that file and the place in it.
+//!
 //! Before parsing, `${VAR}` in the text is replaced by the environment variable `VAR` (an error
 //! if it is unset), `${VAR:-default}` by `VAR` or `default`, and `$$` by `$`. (Columns reported
 //! after a substitution on the same line refer to the substituted text.)
@@ -87,7 +92,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use smol_str::SmolStr;
@@ -173,7 +178,9 @@ pub fn load_file(
     let path = path.as_ref();
     let name = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, &name, registry, overrides),
+        Ok(text) => load_main(&text, &name, path.parent(), registry, overrides, &|var| {
+            std::env::var(var).ok()
+        }),
         Err(e) => Err(Diagnostics(vec![Diagnostic {
             file: name,
             line: 1,
@@ -206,38 +213,33 @@ pub fn load_str_with_env(
     overrides: &[(String, String)],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<TopologySpec, Diagnostics> {
+    load_main(text, origin, None, registry, overrides, env)
+}
+
+/// Loads a main file whose includes are relative to `base` (the current directory if `None`).
+fn load_main(
+    text: &str,
+    origin: &str,
+    base: Option<&Path>,
+    registry: &Registry,
+    overrides: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TopologySpec, Diagnostics> {
     let mut doc = Doc {
-        file: origin.to_string(),
-        line_starts: Vec::new(),
-        text: String::new(),
+        files: Vec::new(),
         spans: HashMap::new(),
         diags: Vec::new(),
     };
-    let text = match substitute_env(text, env) {
-        Ok(t) => t,
-        Err(errs) => {
-            doc.set_text(text);
-            for (offset, msg) in errs {
-                doc.push_at(Pos::Byte(offset), "", msg);
-            }
-            return Err(doc.finish());
-        }
+    let Some((table, spans)) = parse_source(&mut doc, origin, text, env) else {
+        return Err(doc.finish());
     };
-    doc.set_text(&text);
-    let parsed = match DeTable::parse(&text) {
-        Ok(t) => t,
-        Err(e) => {
-            let offset = e.span().map_or(0, |s| s.start);
-            doc.push_at(
-                Pos::Byte(offset),
-                "",
-                format!("invalid TOML: {}", e.message().trim()),
-            );
-            return Err(doc.finish());
-        }
-    };
-    let mut root = Value::Table(convert_table(parsed.get_ref(), "", &mut doc.spans));
-    doc.spans.insert(String::new(), Pos::Byte(0));
+    doc.spans.extend(spans);
+    let mut root = table;
+    doc.spans.insert(String::new(), Pos::Byte(0, 0));
+    if let Some(includes) = root.remove("include") {
+        include(&mut doc, &mut root, includes, base, env);
+    }
+    let mut root = Value::Table(root);
     for (i, (key, value)) in overrides.iter().enumerate() {
         if let Err(msg) = apply_override(&mut root, key, value, i, &mut doc.spans) {
             doc.diags.push(Diagnostic {
@@ -264,19 +266,163 @@ pub fn load_str_with_env(
     }
 }
 
+/// Substitutes the environment in one file and parses it; its positions are recorded against
+/// it. `None` (with the errors recorded) if it is not valid.
+fn parse_source(
+    doc: &mut Doc,
+    name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<(toml::Table, HashMap<String, Pos>)> {
+    let text = match substitute_env(text, env) {
+        Ok(t) => t,
+        Err(errs) => {
+            let f = doc.add_file(name, text);
+            for (offset, msg) in errs {
+                doc.push_at(Pos::Byte(f, offset), "", msg);
+            }
+            return None;
+        }
+    };
+    let f = doc.add_file(name, &text);
+    match DeTable::parse(&text) {
+        Ok(t) => {
+            let mut spans = HashMap::new();
+            let table = convert_table(t.get_ref(), f, "", &mut spans);
+            Some((table, spans))
+        }
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            doc.push_at(
+                Pos::Byte(f, offset),
+                "",
+                format!("invalid TOML: {}", e.message().trim()),
+            );
+            None
+        }
+    }
+}
+
+/// Merges the components of the files listed in `include = [..]` into `root`. An included file
+/// holds only `[spouts.*]` and `[bolts.*]` tables; a component id may be defined once.
+fn include(
+    doc: &mut Doc,
+    root: &mut toml::Table,
+    includes: Value,
+    base: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) {
+    let Value::Array(files) = includes else {
+        let got = describe(&includes);
+        doc.err(
+            "include",
+            format!("expected a list of file paths (include = [\"bolts.toml\"]), got {got}"),
+        );
+        return;
+    };
+    for (i, file) in files.iter().enumerate() {
+        let at = format!("include[{i}]");
+        let Value::String(rel) = file else {
+            doc.err(&at, format!("expected a file path, got {}", describe(file)));
+            continue;
+        };
+        let path = base.map_or_else(|| PathBuf::from(rel), |b| b.join(rel));
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                doc.err(
+                    &at,
+                    format!("cannot read the included file \"{name}\": {e}"),
+                );
+                continue;
+            }
+        };
+        let Some((table, spans)) = parse_source(doc, &name, &text, env) else {
+            continue;
+        };
+        for (key, value) in table {
+            let (Some(Value::Table(components)), "spouts" | "bolts") = (Some(&value), key.as_str())
+            else {
+                let pos = spans
+                    .get(&format!("{key}#key"))
+                    .copied()
+                    .unwrap_or(Pos::Byte(0, 0));
+                doc.push_at(
+                    pos,
+                    &key,
+                    format!(
+                        "an included file holds only [spouts.<id>] and [bolts.<id>] tables; \"{key}\" belongs in the main file"
+                    ),
+                );
+                continue;
+            };
+            let target = root
+                .entry(key.clone())
+                .or_insert_with(|| Value::Table(toml::Table::new()));
+            let Value::Table(target) = target else {
+                continue; // the main file's own error is reported by the loader
+            };
+            for (id, component) in components {
+                let path = format!("{key}.{id}");
+                if target.contains_key(id) {
+                    let first = doc.pos_of(&format!("{path}#key"), false);
+                    let here = spans
+                        .get(&format!("{path}#key"))
+                        .copied()
+                        .unwrap_or(Pos::Byte(0, 0));
+                    let message = format!(
+                        "component \"{id}\" is already defined at {}",
+                        doc.describe_pos(first)
+                    );
+                    doc.push_at(here, &path, message);
+                    continue;
+                }
+                for (p, pos) in &spans {
+                    if p == &path
+                        || p.starts_with(&format!("{path}."))
+                        || p.starts_with(&format!("{path}#"))
+                    {
+                        doc.spans.insert(p.clone(), *pos);
+                    }
+                }
+                target.insert(id.clone(), component.clone());
+            }
+        }
+    }
+}
+
 /// Where a value came from.
 #[derive(Clone, Copy, Debug)]
 enum Pos {
-    /// A byte offset in the (substituted) text.
-    Byte(usize),
+    /// A byte offset in the (substituted) text of a file (an index into `Doc::files`).
+    Byte(usize, usize),
     /// The n-th override.
     Set(usize),
 }
 
-struct Doc {
-    file: String,
+/// One file of a topology: the main file or an included one.
+struct SourceFile {
+    name: String,
     text: String,
     line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    fn new(name: &str, text: &str) -> SourceFile {
+        SourceFile {
+            name: name.to_string(),
+            text: text.to_string(),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        }
+    }
+}
+
+struct Doc {
+    /// The main file first, then included files in the order they are included.
+    files: Vec<SourceFile>,
     /// Key path -> position of the value; `path#key` -> position of the key.
     spans: HashMap<String, Pos>,
     diags: Vec<Diagnostic>,
@@ -291,11 +437,36 @@ fn parent(path: &str) -> Option<&str> {
 }
 
 impl Doc {
-    fn set_text(&mut self, text: &str) {
-        self.text = text.to_string();
-        self.line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+    /// Adds a file; returns its index for positions.
+    fn add_file(&mut self, name: &str, text: &str) -> usize {
+        self.files.push(SourceFile::new(name, text));
+        self.files.len() - 1
+    }
+
+    /// `file:line:column` of a position, for messages that point at another place.
+    fn describe_pos(&self, pos: Pos) -> String {
+        let (file, line, column) = self.locate(pos);
+        format!("{file}:{line}:{column}")
+    }
+
+    fn locate(&self, pos: Pos) -> (String, usize, usize) {
+        match pos {
+            Pos::Byte(f, offset) => {
+                let Some(src) = self.files.get(f) else {
+                    return (String::new(), 1, 1);
+                };
+                let offset = offset.min(src.text.len());
+                let line = src.line_starts.partition_point(|&s| s <= offset).max(1);
+                let start = src.line_starts[line - 1];
+                let column = src
+                    .text
+                    .get(start..offset)
+                    .map_or(offset - start, |t| t.chars().count())
+                    + 1;
+                (src.name.clone(), line, column)
+            }
+            Pos::Set(i) => ("--set".to_string(), i + 1, 1),
+        }
     }
 
     fn pos_of(&self, mut path: &str, key: bool) -> Pos {
@@ -310,26 +481,13 @@ impl Doc {
             }
             match parent(path) {
                 Some(p) => path = p,
-                None => return Pos::Byte(0),
+                None => return Pos::Byte(0, 0),
             }
         }
     }
 
     fn push_at(&mut self, pos: Pos, path: &str, message: String) {
-        let (file, line, column) = match pos {
-            Pos::Byte(offset) => {
-                let offset = offset.min(self.text.len());
-                let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
-                let start = self.line_starts[line - 1];
-                let column = self
-                    .text
-                    .get(start..offset)
-                    .map_or(offset - start, |s| s.chars().count())
-                    + 1;
-                (self.file.clone(), line, column)
-            }
-            Pos::Set(i) => ("--set".to_string(), i + 1, 1),
-        };
+        let (file, line, column) = self.locate(pos);
         self.diags.push(Diagnostic {
             file,
             line,
@@ -353,7 +511,15 @@ impl Doc {
 
     fn finish(&mut self) -> Diagnostics {
         let mut d = std::mem::take(&mut self.diags);
-        d.sort_by_key(|d| (d.file == "--set", d.line, d.column));
+        // The main file first, then included files in include order, then overrides.
+        let files: Vec<&str> = self.files.iter().map(|f| f.name.as_str()).collect();
+        d.sort_by_key(|d| {
+            let file = files
+                .iter()
+                .position(|f| *f == d.file)
+                .unwrap_or(usize::MAX);
+            (file, d.line, d.column)
+        });
         Diagnostics(d)
     }
 }
@@ -366,18 +532,26 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn convert_table(t: &DeTable<'_>, path: &str, spans: &mut HashMap<String, Pos>) -> toml::Table {
+fn convert_table(
+    t: &DeTable<'_>,
+    file: usize,
+    path: &str,
+    spans: &mut HashMap<String, Pos>,
+) -> toml::Table {
     let mut out = toml::Table::new();
     for (k, v) in t.iter() {
         let p = join(path, k.get_ref());
-        spans.insert(format!("{p}#key"), Pos::Byte(k.span().start));
-        spans.insert(p.clone(), Pos::Byte(v.span().start));
-        out.insert(k.get_ref().to_string(), convert(v.get_ref(), &p, spans));
+        spans.insert(format!("{p}#key"), Pos::Byte(file, k.span().start));
+        spans.insert(p.clone(), Pos::Byte(file, v.span().start));
+        out.insert(
+            k.get_ref().to_string(),
+            convert(v.get_ref(), file, &p, spans),
+        );
     }
     out
 }
 
-fn convert(v: &DeValue<'_>, path: &str, spans: &mut HashMap<String, Pos>) -> Value {
+fn convert(v: &DeValue<'_>, file: usize, path: &str, spans: &mut HashMap<String, Pos>) -> Value {
     match v {
         DeValue::String(s) => Value::String(s.to_string()),
         DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
@@ -395,12 +569,12 @@ fn convert(v: &DeValue<'_>, path: &str, spans: &mut HashMap<String, Pos>) -> Val
                 .enumerate()
                 .map(|(i, v)| {
                     let p = format!("{path}[{i}]");
-                    spans.insert(p.clone(), Pos::Byte(v.span().start));
-                    convert(v.get_ref(), &p, spans)
+                    spans.insert(p.clone(), Pos::Byte(file, v.span().start));
+                    convert(v.get_ref(), file, &p, spans)
                 })
                 .collect(),
         ),
-        DeValue::Table(t) => Value::Table(convert_table(t, path, spans)),
+        DeValue::Table(t) => Value::Table(convert_table(t, file, path, spans)),
     }
 }
 
@@ -594,7 +768,7 @@ fn unknown_key_message(key: &str, expected: &[&str]) -> String {
     m
 }
 
-const TOP_KEYS: &[&str] = &["name", "config", "spouts", "bolts"];
+const TOP_KEYS: &[&str] = &["name", "config", "include", "spouts", "bolts"];
 const CONFIG_KEYS: &[&str] = &[
     "ackers",
     "message_timeout",
@@ -701,9 +875,9 @@ impl Loader<'_> {
             .spans
             .get(&format!("{}s.{id}#key", role.as_str()))
         {
-            Some(Pos::Byte(b)) => (0, *b),
-            Some(Pos::Set(i)) => (1, *i),
-            None => (2, 0),
+            Some(Pos::Byte(f, b)) => (0, *f, *b),
+            Some(Pos::Set(i)) => (1, 0, *i),
+            None => (2, 0, 0),
         };
         out.sort_by_key(|(role, id, _)| order(*role, id));
         out

@@ -290,3 +290,35 @@ fn diagnostics_as_json_and_registry_listing() {
     assert_eq!(list["foo"]["column"], 1);
     assert_eq!(list["foo"]["file"], "x.toml");
 }
+
+// `include = [..]` merges the components of other files, relative to the including file.
+#[test]
+fn includes_merge_components_from_other_files() {
+    let registry = registry();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/include");
+    let spec =
+        load_file(format!("{dir}/main.toml"), &registry, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<_> = spec.components.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["sentences", "split", "count"]);
+    assert_eq!(spec.components[1].parallelism, 2);
+}
+
+// Problems in and with included files name the included file and the place in it.
+#[test]
+fn include_errors_name_the_included_file() {
+    let registry = registry();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/include");
+    let err = load_file(format!("{dir}/bad_main.toml"), &registry, &[]).unwrap_err();
+    let text = err.to_string().replace(&format!("{dir}/"), "");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "bad_main.toml:2:12: include[0]: cannot read the included file \"missing.toml\": No such file or directory (os error 2)",
+            "bad_main.toml:2:58: include[3]: expected a file path, got integer 3",
+            "with_name.toml:1:1: name: an included file holds only [spouts.<id>] and [bolts.<id>] tables; \"name\" belongs in the main file",
+            "with_name.toml:5:7: bolts.count.min: invalid type: string \"zero\", expected u64",
+            "dup.toml:1:8: bolts.split: component \"split\" is already defined at bad_main.toml:9:8",
+        ]
+    );
+}
