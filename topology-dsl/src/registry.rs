@@ -226,6 +226,28 @@ impl Registry {
         }
     }
 
+    /// Registers a kind whose options `O` are turned into a component factory by `factory`.
+    fn register_with<O>(
+        &mut self,
+        kind: &str,
+        description: &str,
+        options_doc: Vec<OptionDoc>,
+        role: Role,
+        factory: impl Fn(O) -> ComponentFactory + Send + Sync + 'static,
+    ) -> &mut Self
+    where
+        O: DeserializeOwned + 'static,
+    {
+        self.insert(Kind {
+            name: kind.into(),
+            role,
+            description: description.into(),
+            options: options_doc,
+            make: Arc::new(move |v| Ok(factory(parse_options(v)?))),
+        });
+        self
+    }
+
     /// Registers a spout kind: `make` builds one spout instance (per task) from the options.
     /// Registering a name again replaces the earlier kind.
     pub fn register_spout<O, S>(
@@ -240,20 +262,16 @@ impl Registry {
         S: Spout,
     {
         let make = Arc::new(make);
-        self.insert(Kind {
-            name: kind.into(),
-            role: Role::Spout,
-            description: description.into(),
-            options: options_doc,
-            make: Arc::new(move |v| {
-                let opts: O = parse_options(v)?;
+        self.register_with(
+            kind,
+            description,
+            options_doc,
+            Role::Spout,
+            move |opts: O| {
                 let make = make.clone();
-                Ok(ComponentFactory::Spout(SpoutFactory::new(move || {
-                    make(&opts)
-                })))
-            }),
-        });
-        self
+                ComponentFactory::Spout(SpoutFactory::new(move || make(&opts)))
+            },
+        )
     }
 
     /// Registers a [`BasicBolt`] kind.
@@ -269,20 +287,16 @@ impl Registry {
         B: BasicBolt,
     {
         let make = Arc::new(make);
-        self.insert(Kind {
-            name: kind.into(),
-            role: Role::Bolt,
-            description: description.into(),
-            options: options_doc,
-            make: Arc::new(move |v| {
-                let opts: O = parse_options(v)?;
+        self.register_with(
+            kind,
+            description,
+            options_doc,
+            Role::Bolt,
+            move |opts: O| {
                 let make = make.clone();
-                Ok(ComponentFactory::Bolt(BoltFactory::basic(move || {
-                    make(&opts)
-                })))
-            }),
-        });
-        self
+                ComponentFactory::Bolt(BoltFactory::basic(move || make(&opts)))
+            },
+        )
     }
 
     /// Registers a full [`Bolt`] kind.
@@ -298,20 +312,16 @@ impl Registry {
         B: Bolt,
     {
         let make = Arc::new(make);
-        self.insert(Kind {
-            name: kind.into(),
-            role: Role::Bolt,
-            description: description.into(),
-            options: options_doc,
-            make: Arc::new(move |v| {
-                let opts: O = parse_options(v)?;
+        self.register_with(
+            kind,
+            description,
+            options_doc,
+            Role::Bolt,
+            move |opts: O| {
                 let make = make.clone();
-                Ok(ComponentFactory::Bolt(BoltFactory::full(move || {
-                    make(&opts)
-                })))
-            }),
-        });
-        self
+                ComponentFactory::Bolt(BoltFactory::full(move || make(&opts)))
+            },
+        )
     }
 
     /// Every kind, in registration order.
