@@ -35,7 +35,7 @@
 //! `name` and `[config]` stay in the main file, a component id may be defined only once, and
 //! problems in an included file name that file and the place in it.
 //!
-//! Before parsing, `${VAR}` in the text is replaced by the environment variable `VAR` (an error
+//! Before parsing, `${VAR}` in the text (outside comments) is replaced by the environment variable `VAR` (an error
 //! if it is unset), `${VAR:-default}` by `VAR` or `default`, and `$$` by `$`. (Columns reported
 //! after a substitution on the same line refer to the substituted text.)
 //!
@@ -587,10 +587,17 @@ fn substitute_env(
     let mut errors = Vec::new();
     let mut rest = text;
     let mut offset = 0;
+    let comments = comment_spans(text);
+    let in_comment = |at: usize| comments.iter().any(|&(start, end)| start <= at && at < end);
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
+        if in_comment(offset + i) {
+            // Comments are left as they are: `${..}` there is prose, not a reference.
+            out.push('$');
+            offset += i + 1;
+            rest = after;
+        } else if let Some(stripped) = after.strip_prefix('$') {
             out.push('$');
             offset += i + 2;
             rest = stripped;
@@ -643,6 +650,67 @@ fn substitute_env(
     } else {
         Err(errors)
     }
+}
+
+/// The byte ranges of the TOML comments in `text` (a `#` outside strings, to the end of its
+/// line), so that substitution leaves them alone.
+fn comment_spans(text: &str) -> Vec<(usize, usize)> {
+    #[derive(PartialEq)]
+    enum In {
+        Code,
+        Basic,
+        Literal,
+        MultiBasic,
+        MultiLiteral,
+    }
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut state = In::Code;
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        match state {
+            In::Code => {
+                if rest.starts_with(b"#") {
+                    let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
+                    spans.push((i, end));
+                    i = end;
+                    continue;
+                } else if rest.starts_with(b"\"\"\"") {
+                    state = In::MultiBasic;
+                    i += 3;
+                    continue;
+                } else if rest.starts_with(b"'''") {
+                    state = In::MultiLiteral;
+                    i += 3;
+                    continue;
+                } else if rest[0] == b'"' {
+                    state = In::Basic;
+                } else if rest[0] == b'\'' {
+                    state = In::Literal;
+                }
+            }
+            In::Basic | In::MultiBasic if rest[0] == b'\\' => {
+                i += 2;
+                continue;
+            }
+            In::Basic if rest[0] == b'"' || rest[0] == b'\n' => state = In::Code,
+            In::Literal if rest[0] == b'\'' || rest[0] == b'\n' => state = In::Code,
+            In::MultiBasic if rest.starts_with(b"\"\"\"") => {
+                state = In::Code;
+                i += 3;
+                continue;
+            }
+            In::MultiLiteral if rest.starts_with(b"'''") => {
+                state = In::Code;
+                i += 3;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    spans
 }
 
 enum Seg {

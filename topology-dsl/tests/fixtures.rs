@@ -322,3 +322,14 @@ fn include_errors_name_the_included_file() {
         ]
     );
 }
+
+// `${..}` in a comment is prose: it is neither substituted nor an error, even next to strings
+// holding `#`.
+#[test]
+fn comments_are_not_substituted() {
+    let registry = registry();
+    let text = "# uses ${UNSET_IN_COMMENT}\nname = \"a # ${N:-x}\" # ${ALSO_UNSET}\n[spouts.s]\nkind = \"words\" # '${X}'\ncount = ${N:-3}\nwords = ['#', \"\"\"\n# ${NOT_A_COMMENT:-y}\"\"\"]\n";
+    let spec = load_str_with_env(text, "c.toml", &registry, &[], &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.name, "a # x");
+}
