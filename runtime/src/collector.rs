@@ -6,7 +6,7 @@
 //!                          └── ack / fail / init ──► per-acker batch ── flush ──► acker queue
 //! ```
 //!
-//! A component only ever pushes into buffers its task owns ([`Emitter`]); it never touches a
+//! A component only ever pushes into buffers its task owns (`Emitter`); it never touches a
 //! channel. The task flushes the buffers between calls into the component: a buffer is sent when
 //! it holds a whole batch, and every buffer is sent when the task's input runs dry (or a
 //! millisecond has passed), so batching costs no latency when the topology is idle. Sending to a

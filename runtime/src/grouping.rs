@@ -1,7 +1,7 @@
 //! Groupings: which task(s) of a subscribing bolt receive each tuple of a stream.
 //!
 //! **The invariant:** every tuple emitted on a stream reaches, for each bolt subscribed to that
-//! stream, exactly the tasks that bolt's grouping names — no more, no fewer. [`Router::route`] is
+//! stream, exactly the tasks that bolt's grouping names — no more, no fewer. `Router::route` is
 //! the one place in the runtime where that choice is made; the collector only delivers what it
 //! returns.
 //!

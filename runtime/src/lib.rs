@@ -15,7 +15,7 @@
 //!
 //! ## Layout, in data-flow order
 //! - [`value`]: [`Value`] and [`Values`] — what a tuple carries.
-//! - [`tuple`]: [`Tuple`], [`StreamSchema`], [`TaskId`].
+//! - [`tuple`](mod@tuple): [`Tuple`], [`StreamSchema`], [`TaskId`].
 //! - [`component`]: the traits users implement and their lifecycle contracts.
 //! - [`collector`]: where components emit; anchoring, batching, backpressure.
 //! - [`grouping`]: the one place that picks the target task(s) of a tuple.

@@ -1,7 +1,7 @@
 //! # topo-dsl
 //!
 //! How users describe a topology. [`TopologyBuilder`] is the Rust way, in Storm's spelling; topology
-//! files (TOML, see [`file`], with component kinds from a [`Registry`]) are loaded into the same
+//! files (TOML, see [`file`](mod@file), with component kinds from a [`Registry`]) are loaded into the same
 //! [`TopologySpec`]. Both end in [`TopologySpec::validate`], the runtime's one validation, so a
 //! topology written either way is checked by the same code and runs the same.
 //!
