@@ -1,6 +1,9 @@
 //! The built-in component kinds, registered by name for topology files — one explicit list.
 
-use topo_bolts::{Count, CountOptions, Split, SplitOptions};
+use serde::Deserialize;
+use topo_bolts::{
+    Count, CountOptions, Parse, ParseOptions, Split, SplitOptions, Stdout, StdoutOptions,
+};
 use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
@@ -65,5 +68,51 @@ pub fn builtin_registry() -> Registry {
         )],
         |o: &CountOptions| Count::new(o.clone()),
     );
+    r.register_basic_bolt::<CheckedParse, Parse>(
+        "parse",
+        "raw text to fields: json, csv, tsv, clf, combined, syslog, kv; malformed input to the `error` stream (reason, raw)",
+        vec![
+            OptionDoc::new("format", "json | csv | tsv | clf | combined | syslog | kv", "", "the input format (required)"),
+            OptionDoc::new("field", "string", "\"line\"", "the input field holding the raw text or bytes"),
+            OptionDoc::new("fields", "list of strings", "", "output fields: keys (json, dotted paths reach into objects), columns (csv, tsv) or keys (kv); clf, combined and syslog have fixed fields"),
+            OptionDoc::new("header", "bool", "false", "csv/tsv: the first line names the columns"),
+            OptionDoc::new("delimiter", "string", "whitespace", "kv: between pairs"),
+            OptionDoc::new("separator", "string", "\"=\"", "kv: between key and value"),
+        ],
+        |p: &CheckedParse| p.0.clone(),
+    );
+    r.register_basic_bolt::<StdoutOptions, Stdout>(
+        "stdout",
+        "prints each tuple as one line (JSON or field=value) and acks it once written",
+        vec![
+            OptionDoc::new(
+                "format",
+                "json | pretty",
+                "json",
+                "JSON object per line, or field=value pairs",
+            ),
+            OptionDoc::new(
+                "show_source",
+                "bool",
+                "false",
+                "prefix each line with the source component and stream",
+            ),
+        ],
+        |o: &StdoutOptions| Stdout::new(o.clone()),
+    );
     r
+}
+
+/// `parse` options checked when the topology is loaded, so a bad combination is reported with
+/// its place in the file rather than when a task starts.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "ParseOptions")]
+struct CheckedParse(Parse);
+
+impl TryFrom<ParseOptions> for CheckedParse {
+    type Error = String;
+
+    fn try_from(options: ParseOptions) -> Result<Self, String> {
+        Parse::new(options).map(CheckedParse)
+    }
 }

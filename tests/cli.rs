@@ -145,7 +145,7 @@ bad.toml:15:52: bolts.count.inputs[0].grouping.fields: field \"wrd\" is not decl
 
 /// The diagnostics of `bad_kind.toml`, as `validate` prints them.
 const BAD_KIND_ERRORS: &str = "\
-bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: generator, split, count); did you mean \"split\"?
+bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: generator, split, count, parse, stdout); did you mean \"split\"?
 bad_kind.toml:9:20: bolts.split.inputs[0].from: unknown component \"sentencs\"; did you mean \"sentences\"?
 ";
 
@@ -287,7 +287,13 @@ fn components_lists_kinds_with_roles() {
         .collect();
     assert_eq!(
         rows,
-        [("generator", "spout"), ("split", "bolt"), ("count", "bolt")],
+        [
+            ("generator", "spout"),
+            ("split", "bolt"),
+            ("count", "bolt"),
+            ("parse", "bolt"),
+            ("stdout", "bolt")
+        ],
         "{text}"
     );
 }
@@ -320,7 +326,7 @@ fn components_unknown_kind_suggests() {
         .code(2)
         .stdout("")
         .stderr(
-            "unknown component kind \"splt\" (known kinds: generator, split, count); did you mean \"split\"?\n",
+            "unknown component kind \"splt\" (known kinds: generator, split, count, parse, stdout); did you mean \"split\"?\n",
         );
 }
 
@@ -611,4 +617,51 @@ fn command_line_errors_exit_2_and_help_exits_0() {
         .code(2)
         .stderr(predicate::str::contains("expected a duration"));
     topo().arg("frobnicate").assert().code(2);
+}
+
+// Guards the parse and stdout kinds end to end: parsed records and malformed ones (on the
+// `error` stream, with the reason) all reach standard output, nothing is dropped.
+#[test]
+fn parse_and_stdout_print_records_and_errors() {
+    let file = temp_topology(
+        r#"name = "logs"
+[spouts.lines]
+kind = "generator"
+count = 4
+field = "line"
+sentences = ['{"user": "ann", "n": 1}', 'not json']
+[bolts.parse]
+kind = "parse"
+format = "json"
+fields = ["user", "n"]
+inputs = [{ from = "lines" }]
+[bolts.out]
+kind = "stdout"
+format = "pretty"
+show_source = true
+inputs = [{ from = "parse" }, { from = "parse", stream = "error" }]
+"#,
+    );
+    let out = topo()
+        .args(["run", "--until-idle", "-q"])
+        .arg(file.path())
+        .timeout(Duration::from_secs(20))
+        .output()
+        .expect("topo runs");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    let good = lines
+        .iter()
+        .filter(|l| **l == "parse:default user=ann n=1")
+        .count();
+    let bad = lines
+        .iter()
+        .filter(|l| {
+            **l == "parse:error reason=invalid JSON at line 1 column 2: expected ident raw=not json"
+        })
+        .count();
+    assert_eq!((good + bad, lines.len()), (4, 4), "{lines:#?}");
+    assert!(good > 0 && bad > 0, "{lines:#?}");
 }

@@ -11,10 +11,17 @@
 //!                                  collector ──► next bolts      acker
 //! ```
 //!
+//! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
+//!   malformed input to the `error` stream).
+//! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
 //! - [`words`]: `split` (text to tokens) and `count` (running counts per key).
 
 #![deny(missing_docs)]
 
+pub mod parse;
+pub mod stdout;
 pub mod words;
 
+pub use parse::{Format, Parse, ParseOptions};
+pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};
