@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 use topo_bolts::{
-    Count, CountOptions, Parse, ParseOptions, Split, SplitOptions, Stdout, StdoutOptions,
+    Count, CountOptions, Filter, FilterOptions, Map, MapOptions, Parse, ParseOptions, Split,
+    SplitOptions, Stdout, StdoutOptions,
 };
 use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
@@ -81,6 +82,26 @@ pub fn builtin_registry() -> Registry {
         ],
         |p: &CheckedParse| p.0.clone(),
     );
+    r.register_basic_bolt::<Checked<Filter, FilterOptions>, Filter>(
+        "filter",
+        "keeps tuples for which a CEL expression is true (e.g. status >= 500 && path.startsWith(\"/api\")); errors to the `error` stream",
+        vec![
+            OptionDoc::new("expression", "CEL expression", "", "evaluated per tuple with each input field as a variable (required)"),
+            OptionDoc::new("fields", "list of strings", "", "the input fields passed through, in order (required)"),
+        ],
+        |c: &Checked<Filter, FilterOptions>| c.0.clone(),
+    );
+    r.register_basic_bolt::<Checked<Map, MapOptions>, Map>(
+        "map",
+        "computes output fields from CEL expressions over the input fields; errors to the `error` stream",
+        vec![OptionDoc::new(
+            "fields",
+            "list of { name = \"expression\" }",
+            "",
+            "the output fields in order, each with its expression (required)",
+        )],
+        |c: &Checked<Map, MapOptions>| c.0.clone(),
+    );
     r.register_basic_bolt::<StdoutOptions, Stdout>(
         "stdout",
         "prints each tuple as one line (JSON or field=value) and acks it once written",
@@ -114,5 +135,40 @@ impl TryFrom<ParseOptions> for CheckedParse {
 
     fn try_from(options: ParseOptions) -> Result<Self, String> {
         Parse::new(options).map(CheckedParse)
+    }
+}
+
+/// A bolt built from its options while the topology is loaded (expressions compiled once, errors
+/// reported with their place in the file); each task gets a clone.
+#[derive(Clone)]
+struct Checked<B, O>(B, std::marker::PhantomData<fn() -> O>);
+
+impl<'de, B, O> Deserialize<'de> for Checked<B, O>
+where
+    O: Deserialize<'de>,
+    B: TryFromOptions<O>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let options = O::deserialize(d)?;
+        B::try_from_options(options)
+            .map(|b| Checked(b, std::marker::PhantomData))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Builds a bolt from its options, or says what is wrong with them.
+trait TryFromOptions<O>: Sized {
+    fn try_from_options(options: O) -> Result<Self, String>;
+}
+
+impl TryFromOptions<FilterOptions> for Filter {
+    fn try_from_options(options: FilterOptions) -> Result<Self, String> {
+        Filter::new(options)
+    }
+}
+
+impl TryFromOptions<MapOptions> for Map {
+    fn try_from_options(options: MapOptions) -> Result<Self, String> {
+        Map::new(options)
     }
 }

@@ -11,6 +11,8 @@
 //!                                  collector ──► next bolts      acker
 //! ```
 //!
+//! - [`expr`]: `filter` (keep tuples where a CEL expression is true) and `map` (output fields
+//!   computed by CEL expressions over the input fields); failed evaluations to `error`.
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
@@ -18,10 +20,12 @@
 
 #![deny(missing_docs)]
 
+pub mod expr;
 pub mod parse;
 pub mod stdout;
 pub mod words;
 
+pub use expr::{Filter, FilterOptions, Map, MapOptions};
 pub use parse::{Format, Parse, ParseOptions};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};
