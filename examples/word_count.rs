@@ -46,6 +46,7 @@ pub fn topology(sentences: u64, counts: Counts) -> TopologyBuilder {
         count: Some(sentences),
         ..GeneratorOptions::default()
     };
+    let split = Split::new(SplitOptions::default()).expect("the default split options are valid");
     let mut builder = TopologyBuilder::new("word-count");
     builder.set_spout(
         "sentences",
@@ -53,7 +54,7 @@ pub fn topology(sentences: u64, counts: Counts) -> TopologyBuilder {
         1,
     );
     builder
-        .set_bolt("split", || Split::new(SplitOptions::default()), 2)
+        .set_bolt("split", move || split.clone(), 2)
         .shuffle_grouping("sentences");
     builder
         .set_bolt("count", || Count::new(CountOptions::default()), 2)

@@ -38,9 +38,9 @@ pub fn builtin_registry() -> Registry {
         ],
         |o: &GeneratorOptions| GeneratorSpout::new(o.clone()),
     );
-    r.register_basic_bolt::<SplitOptions, Split>(
+    r.register_basic_bolt::<Checked<Split, SplitOptions>, Split>(
         "split",
-        "one tuple per whitespace-separated token of a text field",
+        "one tuple per token of a text field (whitespace-separated or regex matches), optional lowercase and stop words",
         vec![
             OptionDoc::new(
                 "field",
@@ -55,8 +55,10 @@ pub fn builtin_registry() -> Registry {
                 "the output field of each token",
             ),
             OptionDoc::new("lowercase", "bool", "false", "lowercase each token"),
+            OptionDoc::new("pattern", "regex", "", "matches the tokens (e.g. \"[\\\\w']+\"); unset = split on whitespace"),
+            OptionDoc::new("stop_words", "list of strings", "[]", "tokens to drop (after lowercasing)"),
         ],
-        |o: &SplitOptions| Split::new(o.clone()),
+        |c: &Checked<Split, SplitOptions>| c.0.clone(),
     );
     r.register_basic_bolt::<CountOptions, Count>(
         "count",
@@ -159,6 +161,12 @@ where
 /// Builds a bolt from its options, or says what is wrong with them.
 trait TryFromOptions<O>: Sized {
     fn try_from_options(options: O) -> Result<Self, String>;
+}
+
+impl TryFromOptions<SplitOptions> for Split {
+    fn try_from_options(options: SplitOptions) -> Result<Self, String> {
+        Split::new(options)
+    }
 }
 
 impl TryFromOptions<FilterOptions> for Filter {

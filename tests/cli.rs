@@ -308,13 +308,17 @@ fn components_describes_one_kind() {
         .assert()
         .success()
         .stdout(
-            "split (bolt): one tuple per whitespace-separated token of a text field
+            "split (bolt): one tuple per token of a text field (whitespace-separated or regex matches), optional lowercase and stop words
   field : string = \"sentence\"
       the input field holding the text
   output : string = \"word\"
       the output field of each token
   lowercase : bool = false
       lowercase each token
+  pattern : regex
+      matches the tokens (e.g. \"[\\\\w']+\"); unset = split on whitespace
+  stop_words : list of strings = []
+      tokens to drop (after lowercasing)
 ",
         );
 }

@@ -1,7 +1,8 @@
 //! `split` and `count`: the word-count bolts.
 //!
-//! - `split` turns a text field into one tuple per whitespace-separated token (optionally
-//!   lowercased). A tuple whose field is missing or not text fails with the reason.
+//! - `split` turns a text field into one tuple per token: whitespace-separated, or matches of a
+//!   regular expression; optionally lowercased, with stop words dropped. A tuple whose field is
+//!   missing or not text fails with the reason.
 //! - `count` keeps a running count per key and emits `(key, count)` on every update; fields-group
 //!   its input on the key so each key is counted by one task.
 
@@ -21,6 +22,11 @@ pub struct SplitOptions {
     pub output: String,
     /// Lowercase each token (Unicode-aware).
     pub lowercase: bool,
+    /// A regular expression matching the tokens (e.g. `"[\\w']+"` for words without
+    /// punctuation); unset = tokens are separated by whitespace.
+    pub pattern: Option<String>,
+    /// Tokens to drop (compared after lowercasing, when `lowercase` is on).
+    pub stop_words: Vec<String>,
 }
 
 impl Default for SplitOptions {
@@ -29,19 +35,49 @@ impl Default for SplitOptions {
             field: "sentence".into(),
             output: "word".into(),
             lowercase: false,
+            pattern: None,
+            stop_words: Vec::new(),
         }
     }
 }
 
 /// The `split` bolt.
+#[derive(Clone, Debug)]
 pub struct Split {
     opts: SplitOptions,
+    /// The compiled `pattern`, once.
+    pattern: Option<regex::Regex>,
+    stop_words: std::collections::HashSet<String>,
 }
 
 impl Split {
-    /// A split bolt with these options.
-    pub fn new(opts: SplitOptions) -> Split {
-        Split { opts }
+    /// A split bolt with these options; an error names a `pattern` that is not a valid regular
+    /// expression.
+    pub fn new(opts: SplitOptions) -> Result<Split, String> {
+        let pattern =
+            match &opts.pattern {
+                Some(p) => Some(regex::Regex::new(p).map_err(|e| {
+                    format!("option `pattern` is not a valid regular expression: {e}")
+                })?),
+                None => None,
+            };
+        let stop_words = opts.stop_words.iter().cloned().collect();
+        Ok(Split {
+            opts,
+            pattern,
+            stop_words,
+        })
+    }
+
+    fn emit_token(&self, token: &str, out: &mut BasicCollector<'_>) {
+        if self.opts.lowercase && token.chars().any(char::is_uppercase) {
+            let lower = token.to_lowercase();
+            if !self.stop_words.contains(&lower) {
+                out.emit(values![lower]);
+            }
+        } else if !self.stop_words.contains(token) {
+            out.emit(values![token]);
+        }
     }
 }
 
@@ -52,11 +88,16 @@ impl BasicBolt for Split {
 
     fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         let text = input.str_field(&self.opts.field)?;
-        for token in text.split_whitespace() {
-            if self.opts.lowercase && token.chars().any(char::is_uppercase) {
-                out.emit(values![token.to_lowercase()]);
-            } else {
-                out.emit(values![token]);
+        match &self.pattern {
+            Some(p) => {
+                for m in p.find_iter(text) {
+                    self.emit_token(m.as_str(), out);
+                }
+            }
+            None => {
+                for token in text.split_whitespace() {
+                    self.emit_token(token, out);
+                }
             }
         }
         Ok(())
@@ -132,7 +173,8 @@ mod tests {
             lowercase: true,
             ..Default::default()
         };
-        let mut t = BoltTester::basic(move || Split::new(opts.clone()), ["sentence"]);
+        let split = Split::new(opts).expect("valid options");
+        let mut t = BoltTester::basic(move || split.clone(), ["sentence"]);
         let run = t.execute(values!["The cow  jumped"]);
         assert!(run.acked);
         let words: Vec<_> = run
@@ -144,6 +186,33 @@ mod tests {
         assert!(run.emitted.iter().all(|e| e.anchored));
         let bad = t.execute(values![42]);
         assert!(bad.failed && bad.errors == 1);
+    }
+
+    #[test]
+    fn split_by_pattern_with_stop_words() {
+        let opts = SplitOptions {
+            lowercase: true,
+            pattern: Some(r"[\w']+".into()),
+            stop_words: vec!["the".into(), "a".into()],
+            ..Default::default()
+        };
+        let split = Split::new(opts).expect("valid options");
+        let mut t = BoltTester::basic(move || split.clone(), ["sentence"]);
+        let run = t.execute(values!["The cow's moon, a (big) one!"]);
+        let words: Vec<_> = run
+            .emitted
+            .iter()
+            .map(|e| e.values[0].to_string())
+            .collect();
+        assert_eq!(words, ["cow's", "moon", "big", "one"]);
+        let bad = Split::new(SplitOptions {
+            pattern: Some("(".into()),
+            ..Default::default()
+        });
+        assert!(
+            bad.unwrap_err()
+                .starts_with("option `pattern` is not a valid regular expression")
+        );
     }
 
     #[test]
