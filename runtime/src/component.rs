@@ -232,8 +232,9 @@ pub trait Spout: Send + 'static {
 /// One instance per task, created from the factory (which is also called once at build time to
 /// read [`declare_outputs`](BasicBolt::declare_outputs)). On that task, never concurrently:
 /// [`prepare`](BasicBolt::prepare) once, then [`execute`](BasicBolt::execute) for each input
-/// tuple and [`tick`](BasicBolt::tick) at the component's tick interval, then
-/// [`cleanup`](BasicBolt::cleanup) once when the topology stops and its inputs are drained.
+/// tuple and [`tick`](BasicBolt::tick) at the component's tick interval, then, when the topology
+/// stops and its inputs are drained, [`finish`](BasicBolt::finish) and
+/// [`cleanup`](BasicBolt::cleanup) once each.
 ///
 /// # Acking
 /// Every tuple emitted during `execute` is anchored to the input. When `execute` returns `Ok`, the
@@ -266,6 +267,20 @@ pub trait BasicBolt: Send + 'static {
         Ok(())
     }
 
+    /// The tick interval this bolt needs when the topology sets none for it (a window's slide, a
+    /// sink's flush interval). Read once, on the declaration instance; `None` = no ticks.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Every input has ended (the topology is stopping, or its sources are exhausted): emit what
+    /// is still held — open windows, partial batches. Tuples emitted here are not anchored.
+    /// Called once, before [`cleanup`](BasicBolt::cleanup).
+    fn finish(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        let _ = out;
+        Ok(())
+    }
+
     /// Releases resources when the task ends.
     fn cleanup(&mut self) {}
 }
@@ -275,7 +290,8 @@ pub trait BasicBolt: Send + 'static {
 ///
 /// # Lifecycle
 /// As [`BasicBolt`]: [`prepare`](Bolt::prepare) once, then [`execute`](Bolt::execute) per input
-/// and [`tick`](Bolt::tick) per tick, never concurrently, then [`cleanup`](Bolt::cleanup).
+/// and [`tick`](Bolt::tick) per tick, never concurrently, then [`finish`](Bolt::finish) and
+/// [`cleanup`](Bolt::cleanup).
 ///
 /// # What the bolt owes the runtime
 /// Every input must eventually be acked ([`OutputCollector::ack`]) or failed
@@ -311,6 +327,23 @@ pub trait Bolt: Send + 'static {
 
     /// Called at the component's tick interval (windows, batch flushes).
     fn tick(
+        &mut self,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = out;
+        async { Ok(()) }
+    }
+
+    /// The tick interval this bolt needs when the topology sets none for it (a window's slide, a
+    /// sink's flush interval). Read once, on the declaration instance; `None` = no ticks.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Every input has ended (the topology is stopping, or its sources are exhausted): emit,
+    /// write and ack what is still held — open windows, a sink's last batch. Called once,
+    /// before [`cleanup`](Bolt::cleanup); inputs still held afterwards are failed.
+    fn finish(
         &mut self,
         out: &mut OutputCollector<'_>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {

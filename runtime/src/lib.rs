@@ -25,11 +25,13 @@
 //! - [`cluster`]: wiring, [`TopologyHandle`], [`LocalCluster`].
 //! - [`metrics`]: exact per-task counters and latency histograms.
 //! - [`config`]: topology settings.
+//! - [`clock`]: wall-clock milliseconds that follow the runtime's (pausable) clock.
 //! - [`testing`]: run one bolt on given tuples, or a small topology, and capture what happens.
 
 #![deny(missing_docs)]
 
 pub mod acker;
+pub mod clock;
 pub mod cluster;
 pub mod collector;
 pub mod component;

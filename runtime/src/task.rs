@@ -663,6 +663,21 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
 
     async fn finish(&mut self, env: &mut TaskEnv) {
         if let Some(mut bolt) = self.bolt.take() {
+            let none = Anchors::new();
+            let mut out = BasicCollector {
+                emitter: &mut env.emitter,
+                anchors: &none,
+                ack_val: 0,
+            };
+            let why = match std::panic::catch_unwind(AssertUnwindSafe(|| bolt.finish(&mut out))) {
+                Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(p) => Some(panic_message(&*p)),
+            };
+            if let Some(why) = why {
+                self.errors
+                    .report(&env.ctx, &env.metrics, "bolt finish failed", &why);
+            }
             if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.cleanup())) {
                 self.errors
                     .report(&env.ctx, &env.metrics, "bolt cleanup", &panic_message(&*p));
@@ -802,6 +817,14 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
     }
 
     async fn finish(&mut self, env: &mut TaskEnv) {
+        if let Some(bolt) = self.bolt.as_mut() {
+            let mut out = OutputCollector {
+                emitter: &mut env.emitter,
+                ledger: &mut self.ledger,
+            };
+            let result = AssertUnwindSafe(bolt.finish(&mut out)).catch_unwind().await;
+            self.settle(env, "bolt finish failed", result, 0);
+        }
         if let Some(mut bolt) = self.bolt.take() {
             if AssertUnwindSafe(bolt.cleanup())
                 .catch_unwind()

@@ -75,6 +75,11 @@ pub struct Executed {
     pub errors: u64,
     /// Times the component was re-created during the call (after a panic).
     pub restarts: u64,
+    /// Every input acked during the call, by its index (0 = the first input executed), in the
+    /// order the acks arrived — includes inputs a full bolt held from earlier calls.
+    pub acked_inputs: Vec<usize>,
+    /// Every input failed during the call, by its index.
+    pub failed_inputs: Vec<usize>,
 }
 
 /// Object-safe wrapper of a bolt driver, so a tester is not generic over the bolt type.
@@ -267,7 +272,32 @@ impl BoltTester {
         self.collect(None)
     }
 
-    /// Ends the bolt (cleanup; a full bolt's held inputs are failed) and reports what that did.
+    /// Stops the runtime's clock for this tester: from now on time moves only by
+    /// [`advance`](BoltTester::advance) (and [`clock::now_millis`](crate::clock::now_millis)
+    /// with it), so time-driven bolts — processing-time windows, sink flush intervals — are tested
+    /// deterministically.
+    pub fn pause_time(&mut self) {
+        self.runtime.block_on(async { tokio::time::pause() });
+    }
+
+    /// Moves the paused clock forward by `by` (see [`pause_time`](BoltTester::pause_time)).
+    pub fn advance(&mut self, by: std::time::Duration) {
+        self.runtime.block_on(tokio::time::advance(by));
+    }
+
+    /// The tester's wall-clock time in milliseconds, as the bolt sees it
+    /// ([`clock::now_millis`](crate::clock::now_millis)).
+    pub fn now_millis(&self) -> i64 {
+        self.runtime.block_on(async { crate::clock::now_millis() })
+    }
+
+    /// Runs a future on the tester's runtime (to reach a server the bolt writes to, say).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Ends the bolt (`finish`, then `cleanup`; a full bolt's inputs still held are failed) and
+    /// reports what that did.
     pub fn finish(&mut self) -> Executed {
         let driver = &mut self.driver;
         let env = &mut self.env;
@@ -290,9 +320,15 @@ impl BoltTester {
             }
         }
         for msg in self.acks.try_iter().flatten() {
-            match (msg, input) {
-                (AckMsg::Ack { root, .. }, Some((r, _))) if root == r => out.acked = true,
-                (AckMsg::Fail { root }, Some((r, _))) if root == r => out.failed = true,
+            match msg {
+                AckMsg::Ack { root, .. } => {
+                    out.acked |= input.is_some_and(|(r, _)| r == root);
+                    out.acked_inputs.push(root as usize - 1);
+                }
+                AckMsg::Fail { root } => {
+                    out.failed |= input.is_some_and(|(r, _)| r == root);
+                    out.failed_inputs.push(root as usize - 1);
+                }
                 _ => {}
             }
         }

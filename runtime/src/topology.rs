@@ -55,7 +55,7 @@ impl BoltFactory {
 
 /// A spout component's factory, with its concrete type erased at task start (not per tuple).
 pub(crate) trait SpoutRunner: Send + Sync {
-    fn declare(&self) -> Result<Vec<StreamDecl>, String>;
+    fn declare(&self) -> Result<Declared, String>;
     fn spawn(
         &self,
         env: TaskEnv,
@@ -68,7 +68,7 @@ pub(crate) trait SpoutRunner: Send + Sync {
 
 /// A bolt component's factory, with its concrete type erased at task start.
 pub(crate) trait BoltRunner: Send + Sync {
-    fn declare(&self) -> Result<Vec<StreamDecl>, String>;
+    fn declare(&self) -> Result<Declared, String>;
     fn spawn(
         &self,
         env: TaskEnv,
@@ -81,16 +81,26 @@ struct SpoutFn<S>(Arc<dyn Fn() -> S + Send + Sync>);
 struct BasicFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
 struct FullFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
 
+/// What a component declares about itself on its declaration instance.
+pub(crate) struct Declared {
+    pub(crate) streams: Vec<StreamDecl>,
+    /// The tick interval a bolt asks for when the topology sets none.
+    pub(crate) tick: Option<Duration>,
+}
+
 /// Calls a factory once to read what the component declares; a panic becomes an error.
 fn declared<C>(
     make: &dyn Fn() -> C,
-    declare: impl FnOnce(&C, &mut OutputDeclarer),
-) -> Result<Vec<StreamDecl>, String> {
+    declare: impl FnOnce(&C, &mut OutputDeclarer) -> Option<Duration>,
+) -> Result<Declared, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let c = make();
         let mut d = OutputDeclarer::default();
-        declare(&c, &mut d);
-        d.streams
+        let tick = declare(&c, &mut d);
+        Declared {
+            streams: d.streams,
+            tick,
+        }
     }))
     .map_err(|p| {
         p.downcast_ref::<&str>()
@@ -101,8 +111,11 @@ fn declared<C>(
 }
 
 impl<S: Spout> SpoutRunner for SpoutFn<S> {
-    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
-        declared(&*self.0, |s, d| s.declare_outputs(d))
+    fn declare(&self) -> Result<Declared, String> {
+        declared(&*self.0, |s, d| {
+            s.declare_outputs(d);
+            None
+        })
     }
     fn spawn(
         &self,
@@ -124,8 +137,11 @@ impl<S: Spout> SpoutRunner for SpoutFn<S> {
 }
 
 impl<B: BasicBolt> BoltRunner for BasicFn<B> {
-    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
-        declared(&*self.0, |b, d| b.declare_outputs(d))
+    fn declare(&self) -> Result<Declared, String> {
+        declared(&*self.0, |b, d| {
+            b.declare_outputs(d);
+            b.tick_interval()
+        })
     }
     fn spawn(
         &self,
@@ -143,8 +159,11 @@ impl<B: BasicBolt> BoltRunner for BasicFn<B> {
 }
 
 impl<B: Bolt> BoltRunner for FullFn<B> {
-    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
-        declared(&*self.0, |b, d| b.declare_outputs(d))
+    fn declare(&self) -> Result<Declared, String> {
+        declared(&*self.0, |b, d| {
+            b.declare_outputs(d);
+            b.tick_interval()
+        })
     }
     fn spawn(
         &self,
@@ -178,7 +197,7 @@ impl ComponentFactory {
         }
     }
 
-    fn declare(&self) -> Result<Vec<StreamDecl>, String> {
+    fn declare(&self) -> Result<Declared, String> {
         match self {
             ComponentFactory::Spout(f) => f.0.declare(),
             ComponentFactory::Bolt(f) => f.0.declare(),
@@ -208,7 +227,8 @@ pub struct ComponentSpec {
     pub factory: ComponentFactory,
     /// Subscriptions (bolts only).
     pub inputs: Vec<InputSpec>,
-    /// Bolts: how often `tick` is called, if at all.
+    /// Bolts: how often `tick` is called, if at all; unset = the interval the bolt asks for
+    /// ([`BasicBolt::tick_interval`](crate::BasicBolt::tick_interval)), if any.
     pub tick_interval: Option<Duration>,
 }
 
@@ -580,6 +600,7 @@ impl TopologySpec {
         // Ids, parallelism, inputs present or absent, and declarations.
         let mut seen = HashSet::new();
         let mut outputs: HashMap<SmolStr, Vec<StreamDecl>> = HashMap::new();
+        let mut default_ticks: HashMap<SmolStr, Duration> = HashMap::new();
         for c in &self.components {
             if c.id.is_empty() {
                 errors.push(err(c, None, ErrorKind::EmptyId));
@@ -602,7 +623,10 @@ impl TopologySpec {
                 _ => {}
             }
             match c.factory.declare() {
-                Ok(streams) => {
+                Ok(Declared { streams, tick }) => {
+                    if let Some(tick) = tick {
+                        default_ticks.insert(c.id.clone(), tick);
+                    }
                     let mut names = HashSet::new();
                     for s in &streams {
                         if !names.insert(s.name.as_str()) {
@@ -706,8 +730,11 @@ impl TopologySpec {
         let components = self
             .components
             .into_iter()
-            .map(|spec| {
+            .map(|mut spec| {
                 let outputs = outputs.remove(&spec.id).unwrap_or_default();
+                if spec.tick_interval.is_none() {
+                    spec.tick_interval = default_ticks.get(&spec.id).copied();
+                }
                 Component { spec, outputs }
             })
             .collect();
