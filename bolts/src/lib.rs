@@ -15,6 +15,8 @@
 //!   computed by CEL expressions over the input fields); failed evaluations to `error`.
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
+//! - [`sink`]: what every durable sink shares — batching, ack after the write, retries with
+//!   back-off ([`BatchSink`] around a [`BatchWriter`]).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
 //! - [`words`]: `split` (text to tokens) and `count` (running counts per key).
 
@@ -22,10 +24,12 @@
 
 pub mod expr;
 pub mod parse;
+pub mod sink;
 pub mod stdout;
 pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
 pub use parse::{Format, Parse, ParseOptions};
+pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};

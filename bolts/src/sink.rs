@@ -1,0 +1,320 @@
+//! What every durable sink shares: batching, acking only after a durable write, retries with
+//! back-off, and the `error` stream for records that can never be written.
+//!
+//! ```text
+//!            ┌──────────────────────── BatchSink<W> ─────────────────────────┐
+//! input ───► │ W::encode ──ok──► pending batch (inputs held, not yet acked)  │
+//!            │     │                 │ full (max_records / max_bytes), or    │
+//!            │     │                 │ older than `interval` (tick), or      │
+//!            │     │                 │ end of input (finish)                 │
+//!            │     │                 ▼                                       │
+//!            │     │           W::write ──ok──► ack every held input         │
+//!            │     │                 │ err: retry after back-off, up to      │
+//!            │     │                 │ `retry.attempts` times, then          │
+//!            │     │                 └──────► fail every held input         │──► spouts replay
+//!            │     └─err (the record can never be written)──────────────────────► error: (reason, record)
+//!            └───────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! A sink acks an input only once the batch holding it is written durably (what "durable" means
+//! is each writer's: fsync for files, a 2xx answer for HTTP, a committed transaction for
+//! PostgreSQL, the server's reply for Redis). If the destination stays down through every retry,
+//! the batch's inputs are failed, so their spouts replay them: nothing acked is lost, and a
+//! record may be written more than once (at-least-once). While a batch is being retried the
+//! sink takes no input, so backpressure reaches the spouts instead of memory growing.
+//!
+//! Options shared by every sink, as TOML tables:
+//!
+//! ```toml
+//! [bolt.out.batch]
+//! max_records = 500      # write when this many records are pending
+//! max_bytes = 1048576    # ... or when their encoded size reaches this
+//! interval = "1s"        # ... or when the oldest pending record is this old
+//!
+//! [bolt.out.retry]
+//! attempts = 5           # writes tried before the batch's inputs are failed
+//! backoff = "100ms"      # first wait between tries; doubles each time
+//! max_backoff = "10s"    # cap of the wait
+//! ```
+//!
+//! Hold times matter: an input waits for its batch, so `batch.interval` plus the time spent
+//! retrying should stay well under the topology's `message_timeout` (30 s by default), or its
+//! tree times out and is replayed while still pending here (written twice, not lost).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use smol_str::SmolStr;
+use tokio::time::Instant;
+use topo_runtime::{
+    Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
+};
+
+/// When a sink writes its pending batch.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchOptions {
+    /// Write when this many records are pending (at least 1).
+    pub max_records: usize,
+    /// Write when the pending records' encoded size reaches this many bytes.
+    pub max_bytes: usize,
+    /// Write when the oldest pending record has waited this long.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            max_records: 500,
+            max_bytes: 1 << 20,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How a sink retries a failed write.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryOptions {
+    /// Writes tried before the batch's inputs are failed (at least 1).
+    pub attempts: u32,
+    /// The first wait between tries; doubles after each failed try.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// The longest wait between tries.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions {
+            attempts: 5,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BatchOptions {
+    /// Checks the values; the error names the option.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_records == 0 {
+            return Err("option `batch.max_records` must be at least 1".into());
+        }
+        if self.max_bytes == 0 {
+            return Err("option `batch.max_bytes` must be at least 1".into());
+        }
+        if self.interval.is_zero() {
+            return Err("option `batch.interval` must be longer than 0s".into());
+        }
+        Ok(())
+    }
+}
+
+impl RetryOptions {
+    /// Checks the values; the error names the option.
+    pub fn check(&self) -> Result<(), String> {
+        if self.attempts == 0 {
+            return Err("option `retry.attempts` must be at least 1".into());
+        }
+        if self.backoff > self.max_backoff {
+            return Err(format!(
+                "option `retry.backoff` ({}) must not exceed `retry.max_backoff` ({})",
+                humantime::format_duration(self.backoff),
+                humantime::format_duration(self.max_backoff)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The destination-specific half of a sink: how records are encoded into a batch and how a
+/// batch is written. [`BatchSink`] does the rest (holding, acking, retrying).
+pub trait BatchWriter: Send + 'static {
+    /// Connects, creates files, checks the destination. An error is logged and the task retries
+    /// with a fresh instance after a back-off.
+    fn open(&mut self, ctx: &TaskContext) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Adds one record to the pending batch and returns its encoded size in bytes. `Err(reason)`
+    /// means this record can never be written (a missing field, a value of the wrong type); the
+    /// record goes to the `error` stream and its input is acked.
+    fn encode(&mut self, input: &Tuple) -> Result<usize, String>;
+
+    /// Writes the pending batch durably. On `Ok` the batch is done and cleared. On `Err` the
+    /// pending batch must be left as it was, ready to be written again.
+    fn write(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Drops the pending batch (every try failed; its inputs are failed and will be replayed).
+    fn discard(&mut self);
+
+    /// Called now and then while idle (at the sink's tick): time-based housekeeping such as
+    /// closing a file that has been open too long.
+    fn idle(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Releases connections and files; the pending batch has been written or discarded.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// A [`Bolt`] that batches records for a [`BatchWriter`] and acks each input only once the batch
+/// holding it is written; see the [module docs](self).
+pub struct BatchSink<W> {
+    writer: W,
+    batch: BatchOptions,
+    retry: RetryOptions,
+    held: Vec<Tuple>,
+    bytes: usize,
+    oldest: Option<Instant>,
+    component: SmolStr,
+}
+
+impl<W: BatchWriter> BatchSink<W> {
+    /// A sink writing through `writer` with these batch and retry settings (checked by the
+    /// caller with [`BatchOptions::check`] and [`RetryOptions::check`]).
+    pub fn new(writer: W, batch: BatchOptions, retry: RetryOptions) -> BatchSink<W> {
+        BatchSink {
+            writer,
+            batch,
+            retry,
+            held: Vec::new(),
+            bytes: 0,
+            oldest: None,
+            component: SmolStr::default(),
+        }
+    }
+
+    /// The writer (for tests and inspection).
+    pub fn writer(&self) -> &W {
+        &self.writer
+    }
+
+    /// Writes the pending batch with retries; acks its inputs, or fails them all if every try
+    /// failed (and returns that error, so it is logged and counted).
+    async fn flush(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let mut wait = self.retry.backoff;
+        let mut attempt = 1;
+        let result = loop {
+            match self.writer.write().await {
+                Ok(()) => break Ok(()),
+                Err(e) if attempt >= self.retry.attempts => break Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        component = %self.component,
+                        records = self.held.len(),
+                        attempt,
+                        error = %e,
+                        "sink write failed; retrying in {}",
+                        humantime::format_duration(wait)
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(self.retry.max_backoff);
+                    attempt += 1;
+                }
+            }
+        };
+        let held = std::mem::take(&mut self.held);
+        self.bytes = 0;
+        self.oldest = None;
+        match result {
+            Ok(()) => {
+                for t in &held {
+                    out.ack(t);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.writer.discard();
+                for t in &held {
+                    out.fail(t);
+                }
+                Err(format!(
+                    "sink write failed {attempt} times; failed its {} inputs so they are replayed: {e}",
+                    held.len()
+                )
+                .into())
+            }
+        }
+    }
+}
+
+/// The input as a [`Value::Map`] of field name to value (the `record` of an `error` stream).
+pub fn record(input: &Tuple) -> Value {
+    let map: BTreeMap<SmolStr, Value> = input
+        .fields()
+        .iter()
+        .cloned()
+        .zip(input.values().iter().cloned())
+        .collect();
+    Value::Map(Arc::new(map))
+}
+
+impl<W: BatchWriter> Bolt for BatchSink<W> {
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare_stream("error", ["reason", "record"]);
+    }
+
+    async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        self.component = ctx.component_id().into();
+        self.writer.open(ctx).await
+    }
+
+    async fn execute(
+        &mut self,
+        input: Tuple,
+        out: &mut OutputCollector<'_>,
+    ) -> Result<(), BoxError> {
+        match self.writer.encode(&input) {
+            Ok(n) => {
+                self.bytes += n;
+                self.oldest.get_or_insert_with(Instant::now);
+                self.held.push(input);
+                if self.held.len() >= self.batch.max_records || self.bytes >= self.batch.max_bytes {
+                    self.flush(out).await?;
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                out.emit_to("error", &[&input], values![reason, record(&input)]);
+                out.ack(&input);
+                Ok(())
+            }
+        }
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        // Often enough that a batch waits at most ~1.25 × `interval`.
+        Some((self.batch.interval / 4).max(Duration::from_millis(5)))
+    }
+
+    async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        if self
+            .oldest
+            .is_some_and(|t| t.elapsed() >= self.batch.interval)
+        {
+            self.flush(out).await?;
+        }
+        if self.held.is_empty() {
+            self.writer.idle().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        self.flush(out).await
+    }
+
+    async fn cleanup(&mut self) {
+        self.writer.close().await;
+    }
+}
