@@ -30,6 +30,6 @@ pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
 pub use parse::{Format, Parse, ParseOptions};
-pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions};
+pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};

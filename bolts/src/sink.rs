@@ -9,9 +9,10 @@
 //!            │     │                 │ end of input (finish)                 │
 //!            │     │                 ▼                                       │
 //!            │     │           W::write ──ok──► ack every held input         │
-//!            │     │                 │ err: retry after back-off, up to      │
+//!            │     │                 │ Retry: again after a back-off, up to  │
 //!            │     │                 │ `retry.attempts` times, then          │
-//!            │     │                 └──────► fail every held input         │──► spouts replay
+//!            │     │                 ├──────► fail every held input         │──► spouts replay
+//!            │     │                 └ Reject: each record ─────────────────────► error: (reason, record)
 //!            │     └─err (the record can never be written)──────────────────────► error: (reason, record)
 //!            └───────────────────────────────────────────────────────────────┘
 //! ```
@@ -133,6 +134,24 @@ impl RetryOptions {
     }
 }
 
+/// Why a batch was not written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The destination is unreachable or busy (a refused connection, a timeout, HTTP 5xx or
+    /// 429): try again after a back-off, and fail the inputs for replay if every try fails.
+    Retry(BoxError),
+    /// The destination refused these records and would refuse them again (HTTP 400, a
+    /// constraint violation): every record of the batch goes to the `error` stream with this
+    /// reason and its input is acked, since replaying it cannot succeed.
+    Reject(String),
+}
+
+impl<E: Into<BoxError>> From<E> for WriteError {
+    fn from(e: E) -> WriteError {
+        WriteError::Retry(e.into())
+    }
+}
+
 /// The destination-specific half of a sink: how records are encoded into a batch and how a
 /// batch is written. [`BatchSink`] does the rest (holding, acking, retrying).
 pub trait BatchWriter: Send + 'static {
@@ -145,9 +164,10 @@ pub trait BatchWriter: Send + 'static {
     /// record goes to the `error` stream and its input is acked.
     fn encode(&mut self, input: &Tuple) -> Result<usize, String>;
 
-    /// Writes the pending batch durably. On `Ok` the batch is done and cleared. On `Err` the
-    /// pending batch must be left as it was, ready to be written again.
-    fn write(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
+    /// Writes the pending batch durably. On `Ok` the batch is done and cleared. On
+    /// [`WriteError::Retry`] the pending batch must be left as it was, ready to be written
+    /// again; on [`WriteError::Reject`] it is dropped (see there).
+    fn write(&mut self) -> impl Future<Output = Result<(), WriteError>> + Send;
 
     /// Drops the pending batch (every try failed; its inputs are failed and will be replayed).
     fn discard(&mut self);
@@ -207,8 +227,7 @@ impl<W: BatchWriter> BatchSink<W> {
         let result = loop {
             match self.writer.write().await {
                 Ok(()) => break Ok(()),
-                Err(e) if attempt >= self.retry.attempts => break Err(e),
-                Err(e) => {
+                Err(WriteError::Retry(e)) if attempt < self.retry.attempts => {
                     tracing::warn!(
                         component = %self.component,
                         records = self.held.len(),
@@ -221,6 +240,7 @@ impl<W: BatchWriter> BatchSink<W> {
                     wait = (wait * 2).min(self.retry.max_backoff);
                     attempt += 1;
                 }
+                Err(e) => break Err(e),
             }
         };
         let held = std::mem::take(&mut self.held);
@@ -233,7 +253,15 @@ impl<W: BatchWriter> BatchSink<W> {
                 }
                 Ok(())
             }
-            Err(e) => {
+            Err(WriteError::Reject(reason)) => {
+                self.writer.discard();
+                for t in &held {
+                    out.emit_to("error", &[t], values![reason.as_str(), record(t)]);
+                    out.ack(t);
+                }
+                Ok(())
+            }
+            Err(WriteError::Retry(e)) => {
                 self.writer.discard();
                 for t in &held {
                     out.fail(t);
