@@ -123,8 +123,94 @@ pub fn builtin_registry() -> Registry {
         ],
         |o: &StdoutOptions| Stdout::new(o.clone()),
     );
+    for (kind, example) in EXAMPLES {
+        r.example(kind, example);
+    }
     r
 }
+
+/// A topology-file fragment per built-in kind, printed by `topo components <kind>` (each is
+/// loaded by a test, so none goes stale).
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "generator",
+        r#"
+[spouts.sentences]
+kind = "generator"
+count = 100000            # then the spout is exhausted (`topo run --until-idle` ends)
+seed = 7
+sentences = ["the cow jumped over the moon", "an apple a day keeps the doctor away"]
+"#,
+    ),
+    (
+        "split",
+        r#"
+[bolts.words]
+kind = "split"
+field = "sentence"
+lowercase = true
+pattern = "[\\w']+"       # tokens are the matches; unset = split on whitespace
+stop_words = ["the", "a", "an"]
+inputs = [{ from = "sentences" }]
+"#,
+    ),
+    (
+        "count",
+        r#"
+[bolts.counts]
+kind = "count"
+field = "word"
+parallelism = 2
+inputs = [{ from = "words", grouping = { fields = ["word"] } }]
+"#,
+    ),
+    (
+        "parse",
+        r#"
+[bolts.parsed]
+kind = "parse"
+format = "combined"       # fields: host ident user time method path protocol status bytes referer agent
+field = "line"
+inputs = [{ from = "access_log" }]
+
+# malformed lines, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "parsed", stream = "error" }]
+"#,
+    ),
+    (
+        "filter",
+        r#"
+[bolts.server_errors]
+kind = "filter"
+expression = 'status >= 500 && path.startsWith("/api")'
+fields = ["host", "path", "status", "bytes"]
+inputs = [{ from = "parsed" }]
+"#,
+    ),
+    (
+        "map",
+        r#"
+[bolts.shaped]
+kind = "map"
+fields = [
+  { path = "path" },
+  { kb = "double(bytes) / 1024.0" },
+  { slow = "status >= 500 ? 'error' : 'ok'" },
+]
+inputs = [{ from = "server_errors" }]
+"#,
+    ),
+    (
+        "stdout",
+        r#"
+[bolts.print]
+kind = "stdout"
+format = "json"           # or "pretty": field=value pairs
+show_source = true
+inputs = [{ from = "shaped" }, { from = "parsed", stream = "error" }]
+"#,
+    ),
+];
 
 /// `parse` options checked when the topology is loaded, so a bad combination is reported with
 /// its place in the file rather than when a task starts.
@@ -178,5 +264,56 @@ impl TryFromOptions<FilterOptions> for Filter {
 impl TryFromOptions<MapOptions> for Map {
     fn try_from_options(options: MapOptions) -> Result<Self, String> {
         Map::new(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every built-in kind has an example, and each example's options build the kind.
+    #[test]
+    fn every_kind_has_an_example_that_builds() {
+        let r = builtin_registry();
+        for kind in r.kinds() {
+            let example = kind
+                .example()
+                .unwrap_or_else(|| panic!("kind `{}` has no example", kind.name()));
+            let doc: toml::Table = toml::from_str(example)
+                .unwrap_or_else(|e| panic!("example of `{}`: {e}", kind.name()));
+            let section = if kind.role() == topo_dsl::registry::Role::Spout {
+                "spouts"
+            } else {
+                "bolts"
+            };
+            let tables = doc[section]
+                .as_table()
+                .expect("a [spouts.x] or [bolts.x] table");
+            assert_eq!(
+                tables.len(),
+                1,
+                "example of `{}`: one component",
+                kind.name()
+            );
+            let mut options = tables
+                .values()
+                .next()
+                .and_then(|v| v.as_table())
+                .cloned()
+                .expect("a table");
+            assert_eq!(
+                options
+                    .remove("kind")
+                    .and_then(|k| k.as_str().map(String::from))
+                    .as_deref(),
+                Some(kind.name())
+            );
+            for key in ["parallelism", "inputs", "tick_interval"] {
+                options.remove(key);
+            }
+            if let Err(e) = r.build(kind.name(), toml::Value::Table(options)) {
+                panic!("example of `{}` does not build: {e}", kind.name());
+            }
+        }
     }
 }

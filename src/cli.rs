@@ -278,6 +278,12 @@ fn components(registry: &Registry, kind: Option<&str>) -> ExitCode {
                     };
                     println!("  {} : {}{}\n      {}", o.name, o.ty, default, o.doc);
                 }
+                if let Some(example) = k.example() {
+                    println!("\nexample:");
+                    for line in example.lines() {
+                        println!("  {line}");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             None => {

@@ -300,25 +300,24 @@ fn components_lists_kinds_with_roles() {
     );
 }
 
-// Guards that `components KIND` shows the kind's options with types and defaults.
+// Guards that `components KIND` shows the kind's options with types and defaults, and an example.
 #[test]
 fn components_describes_one_kind() {
     topo()
-        .args(["components", "split"])
+        .args(["components", "count"])
         .assert()
         .success()
         .stdout(
-            "split (bolt): one tuple per token of a text field (whitespace-separated or regex matches), optional lowercase and stop words
-  field : string = \"sentence\"
-      the input field holding the text
-  output : string = \"word\"
-      the output field of each token
-  lowercase : bool = false
-      lowercase each token
-  pattern : regex
-      matches the tokens (e.g. \"[\\\\w']+\"); unset = split on whitespace
-  stop_words : list of strings = []
-      tokens to drop (after lowercasing)
+            "count (bolt): running count per key; emits (key, count) on every update
+  field : string = \"word\"
+      the field counted; also the first output field
+
+example:
+  [bolts.counts]
+  kind = \"count\"
+  field = \"word\"
+  parallelism = 2
+  inputs = [{ from = \"words\", grouping = { fields = [\"word\"] } }]
 ",
         );
 }

@@ -131,6 +131,7 @@ pub struct Kind {
     role: Role,
     description: String,
     options: Vec<OptionDoc>,
+    example: Option<String>,
     make: Arc<MakeFn>,
 }
 
@@ -150,6 +151,11 @@ impl Kind {
     /// Its options.
     pub fn options(&self) -> &[OptionDoc] {
         &self.options
+    }
+    /// A topology-file fragment showing the kind in use (`[bolts.x]` table with its options),
+    /// if one was given with [`Registry::example`].
+    pub fn example(&self) -> Option<&str> {
+        self.example.as_deref()
     }
     /// Builds a factory from an options table.
     pub fn build(&self, options: toml::Value) -> Result<ComponentFactory, OptionError> {
@@ -226,6 +232,19 @@ impl Registry {
         }
     }
 
+    /// Sets the example of a registered kind: a topology-file fragment (a `[spouts.x]` or
+    /// `[bolts.x]` table) that `topo components <kind>` prints. Returns false (and sets nothing)
+    /// when no such kind is registered.
+    pub fn example(&mut self, kind: &str, example: &str) -> bool {
+        match self.kinds.iter_mut().find(|k| k.name == kind) {
+            Some(k) => {
+                k.example = Some(example.trim().to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Registers a kind whose options `O` are turned into a component factory by `factory`.
     fn register_with<O>(
         &mut self,
@@ -243,6 +262,7 @@ impl Registry {
             role,
             description: description.into(),
             options: options_doc,
+            example: None,
             make: Arc::new(move |v| Ok(factory(parse_options(v)?))),
         });
         self
