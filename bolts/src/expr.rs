@@ -60,6 +60,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::sink::record;
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Program, Value as Cel};
 use indexmap::IndexMap;
@@ -301,17 +302,6 @@ pub fn from_cel(v: &Cel) -> Result<Value, String> {
 /// The CEL type name of a value, for error messages.
 fn cel_type(v: &Cel) -> String {
     v.type_of().to_string()
-}
-
-/// The input as a [`Value::Map`] of field name to value (the `record` of the error stream).
-fn record(input: &Tuple) -> Value {
-    let map: BTreeMap<SmolStr, Value> = input
-        .fields()
-        .iter()
-        .cloned()
-        .zip(input.values().iter().cloned())
-        .collect();
-    Value::Map(Arc::new(map))
 }
 
 fn emit_error(out: &mut BasicCollector<'_>, reason: String, input: &Tuple) {
