@@ -670,3 +670,35 @@ inputs = [{ from = "parse" }, { from = "parse", stream = "error" }]
     assert_eq!((good + bad, lines.len()), (4, 4), "{lines:#?}");
     assert!(good > 0 && bad > 0, "{lines:#?}");
 }
+
+// Guards that every example topology in `examples/` runs to the end with the built-in kinds:
+// each is run with `COUNT` set small (examples read their message counts as `${COUNT:-...}`).
+#[test]
+fn every_example_topology_runs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let out = tempfile::tempdir().expect("a temporary directory");
+    for file in &files {
+        let run = topo()
+            .current_dir(out.path())
+            .env("COUNT", "2000")
+            .env("SENTENCES", "2000")
+            .args(["run", "--until-idle", "--quiet"])
+            .arg(file)
+            .output()
+            .expect("topo runs");
+        assert!(
+            run.status.success(),
+            "{} failed ({}):\n{}",
+            file.display(),
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
