@@ -89,7 +89,7 @@ pub fn builtin_registry() -> Registry {
         "keeps tuples for which a CEL expression is true (e.g. status >= 500 && path.startsWith(\"/api\")); errors to the `error` stream",
         vec![
             OptionDoc::new("expression", "CEL expression", "", "evaluated per tuple with each input field as a variable (required)"),
-            OptionDoc::new("fields", "list of strings", "", "the input fields passed through, in order (required)"),
+            OptionDoc::new("fields", "list of strings", "the input's fields", "the fields of a kept tuple passed on, in order; unset = the input unchanged"),
         ],
         |c: &Checked<Filter, FilterOptions>| c.0.clone(),
     );
@@ -183,7 +183,7 @@ inputs = [{ from = "access_log" }]
 [bolts.server_errors]
 kind = "filter"
 expression = 'status >= 500 && path.startsWith("/api")'
-fields = ["host", "path", "status", "bytes"]
+fields = ["host", "path", "status", "bytes"]   # unset = every input field, unchanged
 inputs = [{ from = "parsed" }]
 "#,
     ),

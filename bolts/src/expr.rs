@@ -66,7 +66,9 @@ use cel::{Context, Program, Value as Cel};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use smol_str::SmolStr;
-use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, Value, Values};
+use topo_runtime::{
+    BasicBolt, BasicCollector, BoxError, DEFAULT_STREAM, OutputDeclarer, Tuple, Value, Values,
+};
 
 /// The name of the stream failed evaluations go to, with fields [`ERROR_FIELDS`].
 pub const ERROR_STREAM: &str = "error";
@@ -90,10 +92,9 @@ pub struct FilterOptions {
     /// when it is true. Required.
     pub expression: String,
     /// The fields of the `default` output stream, in order: a kept tuple's values of these
-    /// fields, picked by name (normally the input stream's fields, so tuples pass through
-    /// unchanged). The runtime checks every emit against the declared fields, so a filter must
-    /// declare them; the expression itself may use any input field, listed here or not.
-    /// Required (at least one).
+    /// fields, picked by name. Unset (or empty): the input passes through unchanged, and the
+    /// output stream has the input stream's fields (every input of the filter must then have the
+    /// same fields). The expression may use any input field, listed here or not.
     #[serde(default)]
     pub fields: Vec<String>,
 }
@@ -321,17 +322,10 @@ pub struct Filter {
 
 impl Filter {
     /// A filter with these options, or why they are invalid: the expression does not compile
-    /// (the error names the expression, with the parser's message), or `fields` is empty or
-    /// has an empty or duplicate name.
+    /// (the error names the expression, with the parser's message), or `fields` has an empty
+    /// or duplicate name.
     pub fn new(opts: FilterOptions) -> Result<Filter, String> {
         let expr = compile("option `expression`", &opts.expression)?;
-        if opts.fields.is_empty() {
-            return Err(
-                "option `fields` must name the fields to pass through (the input stream's \
-                 fields, normally)"
-                    .into(),
-            );
-        }
         for (i, f) in opts.fields.iter().enumerate() {
             if f.is_empty() {
                 return Err("option `fields` has an empty name".into());
@@ -347,14 +341,15 @@ impl Filter {
         })
     }
 
-    /// The output fields of the `default` stream, in order.
+    /// The output fields of the `default` stream, in order; empty when the input passes through
+    /// unchanged.
     pub fn output_fields(&self) -> &[SmolStr] {
         &self.fields
     }
 
     /// The kept input's values of the declared fields, or why some are missing.
     fn pass_through(&self, input: &Tuple) -> Result<Values, String> {
-        if input.fields() == self.fields.as_slice() {
+        if self.fields.is_empty() || input.fields() == self.fields.as_slice() {
             return Ok(input.values().iter().cloned().collect());
         }
         self.fields
@@ -385,7 +380,11 @@ impl Filter {
 
 impl BasicBolt for Filter {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare(self.fields.iter().cloned());
+        if self.fields.is_empty() {
+            out.declare_pass_through(DEFAULT_STREAM);
+        } else {
+            out.declare(self.fields.iter().cloned());
+        }
         out.declare_stream(ERROR_STREAM, ERROR_FIELDS);
     }
 

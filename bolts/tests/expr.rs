@@ -152,8 +152,8 @@ fn compile_errors_name_the_expression() {
     );
     let err = Filter::new(FilterOptions::new("", ["status"])).unwrap_err();
     assert_eq!(err, "option `expression` is empty");
-    let err = Filter::new(FilterOptions::new("true", Vec::<String>::new())).unwrap_err();
-    assert!(err.starts_with("option `fields` must name"), "{err}");
+    let err = Filter::new(FilterOptions::new("true", ["a", "b", "a"])).unwrap_err();
+    assert_eq!(err, "option `fields` names `a` twice");
 
     let err = Map::new(map_opts(&[("ok", "1"), ("bad", "a + (")])).unwrap_err();
     assert!(
@@ -424,5 +424,68 @@ fn error_reasons_read_well() {
     assert!(
         reason.starts_with("field `n`: `x + 1` failed: "),
         "{reason}"
+    );
+}
+
+/// A filter without `fields` passes its input through: its output stream gets the input's
+/// fields when the topology is validated, so a fields grouping downstream can name them.
+#[test]
+fn filter_without_fields_passes_input_through() {
+    use topo_dsl::TopologyBuilder;
+    use topo_runtime::testing::{CaptureBolt, VecSpout};
+
+    let rows: Vec<Values> = (0..100i64)
+        .map(|i| values![i, format!("k{}", i % 7)])
+        .collect();
+    let spout = VecSpout::new(["n", "key"], rows);
+    let sink = CaptureBolt::new();
+    let filter = Filter::new(FilterOptions::new("n % 2 == 0", Vec::<String>::new())).unwrap();
+    let mut b = TopologyBuilder::new("pass-through");
+    b.set_spout("numbers", spout.factory(), 1);
+    b.set_bolt("even", move || filter.clone(), 2)
+        .shuffle_grouping("numbers");
+    b.set_bolt("sink", sink.factory(), 2)
+        .fields_grouping("even", ["key"]);
+    let topology = b
+        .build()
+        .expect("the filter's stream has the spout's fields");
+    assert_eq!(
+        topology.outputs("even").unwrap()[0].fields,
+        [SmolStr::new("n"), SmolStr::new("key")]
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let handle = topo_runtime::submit(topology);
+        handle
+            .wait_until_idle(std::time::Duration::from_secs(20))
+            .await
+            .expect("idle");
+        handle.stop(std::time::Duration::from_secs(5)).await;
+    });
+    let mut got: Vec<i64> = sink
+        .tuples()
+        .iter()
+        .map(|c| c.values[0].as_i64().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..100).step_by(2).collect::<Vec<_>>());
+    assert!(spout.acked().iter().all(|&n| n == 1));
+
+    // Inputs with different fields cannot share one pass-through stream.
+    let other = VecSpout::new(["n"], vec![values![1]]);
+    let filter = Filter::new(FilterOptions::new("true", Vec::<String>::new())).unwrap();
+    let mut b = TopologyBuilder::new("mismatch");
+    b.set_spout("numbers", VecSpout::new(["n", "key"], vec![]).factory(), 1);
+    b.set_spout("other", other.factory(), 1);
+    b.set_bolt("all", move || filter.clone(), 1)
+        .shuffle_grouping("numbers")
+        .shuffle_grouping("other");
+    let Err(err) = b.build() else {
+        panic!("inputs with different fields were accepted")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("stream `default` passes its input through, so its inputs must have the same fields, but numbers:default has (n, key) and other:default has (n)"),
+        "{err}"
     );
 }

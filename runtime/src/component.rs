@@ -29,6 +29,10 @@ pub struct StreamDecl {
     /// A direct stream: every emit names the receiving task (`emit_direct`), and consumers must
     /// subscribe with the direct grouping.
     pub direct: bool,
+    /// The stream passes its input through: its fields are those of the component's input
+    /// streams (which must all have the same fields), filled in when the topology is validated
+    /// ([`OutputDeclarer::declare_pass_through`]).
+    pub pass_through: bool,
 }
 
 /// Collects the output streams of a component; passed to `declare_outputs`.
@@ -65,6 +69,18 @@ impl OutputDeclarer {
         self.push(stream, fields, true)
     }
 
+    /// Declares a stream whose fields are those of this bolt's inputs — a filter, a sampler, a
+    /// router: anything that emits its input values unchanged. When the topology is validated the
+    /// stream gets the fields of the bolt's input streams, which must all have the same fields
+    /// (an error names them otherwise).
+    pub fn declare_pass_through(&mut self, stream: &str) -> &mut Self {
+        self.push(stream, Vec::<SmolStr>::new(), false);
+        if let Some(last) = self.streams.last_mut() {
+            last.pass_through = true;
+        }
+        self
+    }
+
     fn push<I, S>(&mut self, stream: &str, fields: I, direct: bool) -> &mut Self
     where
         I: IntoIterator<Item = S>,
@@ -74,6 +90,7 @@ impl OutputDeclarer {
             name: stream.into(),
             fields: fields.into_iter().map(Into::into).collect(),
             direct,
+            pass_through: false,
         });
         self
     }

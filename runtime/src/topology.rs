@@ -250,6 +250,76 @@ pub(crate) struct Component {
     pub(crate) outputs: Vec<StreamDecl>,
 }
 
+/// Gives each pass-through stream the fields of its component's inputs, upstream first; reports
+/// inputs whose fields differ. Inputs that do not resolve (unknown, or in a cycle) are reported
+/// elsewhere; their pass-through streams are left with no fields.
+fn resolve_pass_through(
+    components: &[ComponentSpec],
+    outputs: &mut HashMap<SmolStr, Vec<StreamDecl>>,
+) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    loop {
+        let mut resolved: Vec<(SmolStr, Vec<SmolStr>)> = Vec::new();
+        for c in components {
+            let Some(streams) = outputs.get(&c.id) else {
+                continue;
+            };
+            if !streams.iter().any(|s| s.pass_through) {
+                continue;
+            }
+            let mut inputs: Vec<(SmolStr, Vec<SmolStr>)> = Vec::new();
+            let mut ready = true;
+            for input in &c.inputs {
+                let upstream = outputs
+                    .get(&input.component)
+                    .and_then(|ss| ss.iter().find(|s| s.name == input.stream));
+                match upstream {
+                    Some(s) if s.pass_through => ready = false,
+                    Some(s) => inputs.push((
+                        format!("{}:{}", input.component, input.stream).into(),
+                        s.fields.clone(),
+                    )),
+                    None => {}
+                }
+            }
+            if !ready {
+                continue;
+            }
+            let fields = inputs.first().map(|(_, f)| f.clone()).unwrap_or_default();
+            if inputs.iter().any(|(_, f)| *f != fields) {
+                for s in streams.iter().filter(|s| s.pass_through) {
+                    errors.push(ValidationError::new(
+                        Some((c, None)),
+                        ErrorKind::PassThroughMismatch {
+                            stream: s.name.clone(),
+                            inputs: inputs.clone(),
+                        },
+                    ));
+                }
+            }
+            resolved.push((c.id.clone(), fields));
+        }
+        if resolved.is_empty() {
+            break;
+        }
+        for (id, fields) in resolved {
+            if let Some(streams) = outputs.get_mut(&id) {
+                for s in streams.iter_mut().filter(|s| s.pass_through) {
+                    s.fields = fields.clone();
+                    s.pass_through = false;
+                }
+            }
+        }
+    }
+    // What is left is in a cycle (reported as such).
+    for streams in outputs.values_mut() {
+        for s in streams.iter_mut() {
+            s.pass_through = false;
+        }
+    }
+    errors
+}
+
 /// A validated, runnable topology. Made only by [`TopologySpec::validate`].
 #[derive(Clone)]
 pub struct Topology {
@@ -415,6 +485,27 @@ pub enum ErrorKind {
     },
     /// The components form a cycle.
     Cycle(Vec<SmolStr>),
+    /// A pass-through stream's inputs do not all have the same fields.
+    PassThroughMismatch {
+        /// The pass-through stream.
+        stream: SmolStr,
+        /// Each input (`component:stream`) with its fields.
+        inputs: Vec<(SmolStr, Vec<SmolStr>)>,
+    },
+}
+
+impl ErrorKind {
+    /// The message of a [`ErrorKind::PassThroughMismatch`], shared by every error format.
+    pub fn pass_through_message(stream: &str, inputs: &[(SmolStr, Vec<SmolStr>)]) -> String {
+        let list: Vec<String> = inputs
+            .iter()
+            .map(|(from, fields)| format!("{from} has ({})", fields.join(", ")))
+            .collect();
+        format!(
+            "stream `{stream}` passes its input through, so its inputs must have the same fields, but {}",
+            list.join(" and ")
+        )
+    }
 }
 
 /// One problem with a topology, naming where it is.
@@ -511,6 +602,9 @@ impl fmt::Display for ValidationError {
             ),
             ErrorKind::NoGroupingFields => {
                 f.write_str("a fields or partial_key grouping needs at least one field")
+            }
+            ErrorKind::PassThroughMismatch { stream, inputs } => {
+                f.write_str(&ErrorKind::pass_through_message(stream, inputs))
             }
             ErrorKind::DirectMismatch {
                 stream,
@@ -651,6 +745,8 @@ impl TopologySpec {
                 Err(m) => errors.push(err(c, None, ErrorKind::DeclarePanicked(m))),
             }
         }
+
+        errors.extend(resolve_pass_through(&self.components, &mut outputs));
 
         // Inputs: component, stream, grouping fields, direct or not.
         let ids: Vec<&str> = self.components.iter().map(|c| c.id.as_str()).collect();

@@ -1513,6 +1513,11 @@ impl Loader<'_> {
                 base.clone(),
                 format!("stream \"{s}\" is declared more than once"),
             ),
+            ErrorKind::PassThroughMismatch { stream, inputs } => (
+                format!("{base}.inputs"),
+                format!("{base}.inputs"),
+                ErrorKind::pass_through_message(stream, inputs),
+            ),
             ErrorKind::DuplicateField { stream, field } => (
                 base.clone(),
                 base.clone(),
