@@ -361,6 +361,30 @@ impl Join {
         })
     }
 
+    /// The longest an input is held before its last window is joined: `window + slide`.
+    fn held_for(&self) -> Duration {
+        Duration::from_millis((self.window_ms + self.slide_ms) as u64)
+    }
+
+    /// Whether this join holds its inputs under a topology whose `message_timeout` is this:
+    /// `hold` and `auto` hold when `window + slide` is at most half the timeout; beyond that
+    /// `auto` acks on receipt, and `hold` is an error naming both values and the fixes.
+    pub fn holds_inputs(&self, message_timeout: Duration) -> Result<bool, String> {
+        let held = self.held_for();
+        let fits = held <= message_timeout / 2;
+        match self.anchoring {
+            Anchoring::Hold if !fits => Err(format!(
+                "anchoring = \"hold\" keeps inputs un-acked for up to window + slide = {}, which is not well under message_timeout = {} (at most half); raise `message_timeout` to at least {}, shorten `window`/`slide`, or use anchoring = \"receipt\"",
+                humantime::format_duration(held),
+                humantime::format_duration(message_timeout),
+                humantime::format_duration(held * 2),
+            )),
+            Anchoring::Hold => Ok(true),
+            Anchoring::Receipt => Ok(false),
+            Anchoring::Auto => Ok(fits),
+        }
+    }
+
     /// The output fields, in order.
     pub fn output_fields(&self) -> &[SmolStr] {
         &self.output
@@ -660,39 +684,23 @@ impl Bolt for Join {
     }
 
     async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
-        let held = Duration::from_millis((self.window_ms + self.slide_ms) as u64);
         let timeout = ctx.config().message_timeout;
-        let fits = held <= timeout / 2;
-        self.hold = match self.anchoring {
-            Anchoring::Hold if !fits => {
-                return Err(format!(
-                    "join `{}`: anchoring = \"hold\" keeps inputs un-acked for up to window + slide = {}, which is not well under message_timeout = {} (at most half); raise `message_timeout` to at least {}, shorten `window`/`slide`, or use anchoring = \"receipt\"",
-                    ctx.component_id(),
-                    humantime::format_duration(held),
-                    humantime::format_duration(timeout),
-                    humantime::format_duration(held * 2),
-                )
-                .into());
-            }
-            Anchoring::Hold => true,
-            Anchoring::Receipt => false,
-            Anchoring::Auto => {
-                if ctx.task_index() == 0 {
-                    tracing::info!(
-                        component = ctx.component_id(),
-                        window_plus_slide = %humantime::format_duration(held),
-                        message_timeout = %humantime::format_duration(timeout),
-                        "join anchoring: {}",
-                        if fits {
-                            "hold (inputs acked when their window is joined; outputs anchored)"
-                        } else {
-                            "receipt (inputs acked on arrival; window + slide is over half the message timeout)"
-                        }
-                    );
+        self.hold = self
+            .holds_inputs(timeout)
+            .map_err(|e| format!("join `{}`: {e}", ctx.component_id()))?;
+        if self.anchoring == Anchoring::Auto && ctx.task_index() == 0 {
+            tracing::info!(
+                component = ctx.component_id(),
+                window_plus_slide = %humantime::format_duration(self.held_for()),
+                message_timeout = %humantime::format_duration(timeout),
+                "join anchoring: {}",
+                if self.hold {
+                    "hold (inputs acked when their window is joined; outputs anchored)"
+                } else {
+                    "receipt (inputs acked on arrival; window + slide is over half the message timeout)"
                 }
-                fits
-            }
-        };
+            );
+        }
         Ok(())
     }
 

@@ -605,6 +605,38 @@ fn a_missing_select_field_goes_to_the_error_stream() {
     assert!(t.finish().emitted.is_empty());
 }
 
+// Guards: "hold" with window + slide over half the message timeout is refused, naming both
+// values and the fixes; "auto" then acks on receipt, "receipt" never holds.
+#[test]
+fn hold_needs_window_plus_slide_well_under_the_message_timeout() {
+    let make = |anchoring: &str| {
+        join(&format!(
+            "window = \"10s\"\nslide = \"5s\"\nanchoring = \"{anchoring}\"\n{BASE}select = [\"orders.id\"]"
+        ))
+    };
+    let e = make("hold")
+        .holds_inputs(Duration::from_secs(20))
+        .expect_err("15s is over half of 20s");
+    assert!(
+        e.contains("15s") && e.contains("20s") && e.contains("30s"),
+        "{e}"
+    );
+    assert!(
+        e.contains("message_timeout") && e.contains("receipt"),
+        "{e}"
+    );
+    assert_eq!(make("hold").holds_inputs(Duration::from_secs(30)), Ok(true));
+    assert_eq!(
+        make("auto").holds_inputs(Duration::from_secs(20)),
+        Ok(false)
+    );
+    assert_eq!(make("auto").holds_inputs(Duration::from_secs(30)), Ok(true));
+    assert_eq!(
+        make("receipt").holds_inputs(Duration::from_secs(300)),
+        Ok(false)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Option errors.
 
