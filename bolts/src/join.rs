@@ -688,6 +688,17 @@ impl Bolt for Join {
         self.hold = self
             .holds_inputs(timeout)
             .map_err(|e| format!("join `{}`: {e}", ctx.component_id()))?;
+        if ctx.task_index() == 0 {
+            for side in &self.sides {
+                if ctx.component_tasks(&side.component).is_none() {
+                    tracing::warn!(
+                        component = ctx.component_id(),
+                        "join source `{}` names no component of this topology: that side will stay empty",
+                        side.name
+                    );
+                }
+            }
+        }
         if self.anchoring == Anchoring::Auto && ctx.task_index() == 0 {
             tracing::info!(
                 component = ctx.component_id(),
