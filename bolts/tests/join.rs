@@ -371,6 +371,42 @@ fn several_sources_composite_keys_and_unknown_sources() {
     assert!(reason.contains("not a source of this join"), "{reason}");
 }
 
+// Guards: a source written `component:stream` takes only that stream of the component; a
+// tuple of another stream of it goes to the error stream.
+#[test]
+fn sources_may_name_a_stream() {
+    let inputs = orders_users(&[(1, Some(10), 5), (2, Some(11), 6)], &[(Some(10), "ann")]);
+    let run = run_topology(
+        inputs,
+        r#"
+        window = "1h"
+        anchoring = "receipt"
+        from = { source = "orders:default", key = ["user_id"] }
+        join = [ { source = "users:default", key = ["id"] } ]
+        select = ["orders:default.order_id", "users:default.name"]
+        "#,
+        topo_config(),
+    );
+    assert_each_acked_once(&run);
+    assert_eq!(run.output, vec![values![1, "ann"]]);
+    assert!(run.errors.is_empty());
+    let inputs = orders_users(&[(1, Some(10), 5)], &[(Some(10), "ann")]);
+    let run = run_topology(
+        inputs,
+        r#"
+        window = "1h"
+        anchoring = "receipt"
+        from = { source = "orders", key = ["user_id"] }
+        join = [ { source = "users:updates", key = ["id"], type = "left" } ]
+        select = ["orders.order_id", "users:updates.name"]
+        "#,
+        topo_config(),
+    );
+    assert_each_acked_once(&run);
+    assert_eq!(run.output, vec![values![1, Value::Null]]);
+    assert_eq!(run.errors.len(), 1, "users' default stream is not a source");
+}
+
 // Guards: with anchoring = "hold" through a real topology every input is acked once, after its
 // window was joined, and every output is a row of the reference join (windows of 50ms split the
 // input, so some pairs may fall into different windows).
