@@ -38,11 +38,11 @@
 //!   `slide`), and at [`finish`](Bolt::finish) (end of input) every window still open is joined.
 //! - Each `join` side joins to `from` on equality of its `key` fields with `from`'s (equal
 //!   lengths, compared in order; values of different types are never equal: not an int and a
-//!   float, nor a number and its text — `parse` a key to one type on both sides). For each `from` tuple of
-//!   the window: an `inner` side must have a match, else the tuple gives no output; a `left` side
-//!   without a match gives nulls for its selected fields. One output per combination of matches
-//!   (the cross product per key, as SQL). A key with a null in any field matches nothing, as in
-//!   SQL (a `from` tuple with a null key still gives its left-join row).
+//!   float, nor a number and its text — `parse` a key to one type on both sides). For each
+//!   `from` tuple of the window: an `inner` side must have a match, else the tuple gives no
+//!   output; a `left` side without a match gives nulls for its selected fields. One output per
+//!   combination of matches (the cross product per key, as SQL). A key with a null in any field
+//!   matches nothing, as in SQL (a `from` tuple with a null key still gives its left-join row).
 //! - `select` items are `source.field` or `source.field as name`; the output field is `name`, or
 //!   the field's name. A tuple that lacks one of its side's key or selected fields goes to the
 //!   `error` stream when it arrives, and is acked.
