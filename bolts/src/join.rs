@@ -56,6 +56,10 @@
 //!
 //! # Known limits
 //! - The window's tuples are held in memory until its last window is joined.
+//! - With `hold`, every held input is a pending tree of its spout, so the spouts'
+//!   `max_spout_pending` (1000 per spout task by default) caps how many inputs a window can
+//!   hold: a spout at its cap waits until the window is joined. Raise `max_spout_pending` for
+//!   busy streams, or use `receipt`.
 //! - With a sliding window a `from` tuple is joined once per window holding it, so an output
 //!   may repeat in consecutive windows (as Storm's sliding `JoinBolt`).
 //! - Every side joins to `from` (a star); a side cannot join to another joined side.
