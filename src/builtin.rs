@@ -8,6 +8,8 @@ use topo_bolts::{
 use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
+mod join;
+
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
 /// [`cli::main_with`](crate::cli::main_with).
 pub fn builtin_registry() -> Registry {
@@ -123,6 +125,7 @@ pub fn builtin_registry() -> Registry {
         ],
         |o: &StdoutOptions| Stdout::new(o.clone()),
     );
+    join::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
     }
@@ -208,6 +211,42 @@ kind = "stdout"
 format = "json"           # or "pretty": field=value pairs
 show_source = true
 inputs = [{ from = "shaped" }, { from = "parsed", stream = "error" }]
+"#,
+    ),
+    (
+        "join",
+        r#"
+[bolts.enriched]
+kind = "join"
+window = "10s"            # tumbling; add slide = "5s" for sliding windows
+from = { source = "orders", key = ["user_id"] }
+join = [{ source = "users", key = ["id"], type = "left" }]
+select = ["orders.order_id", "orders.amount", "users.name as customer"]
+inputs = [{ from = "orders" }, { from = "users" }]
+"#,
+    ),
+    (
+        "rolling_count",
+        r#"
+[bolts.counts]
+kind = "rolling_count"
+field = "word"
+window = "5m"             # counts over the last 5 minutes ...
+emit_every = "1m"         # ... emitted every minute
+parallelism = 2
+inputs = [{ from = "words", grouping = { fields = ["word"] } }]
+"#,
+    ),
+    (
+        "rankings",
+        r#"
+[bolts.intermediate]
+kind = "rankings"
+mode = "intermediate"     # then a `mode = "total"` rankings bolt with the global grouping
+top = 10
+emit_every = "2s"
+parallelism = 2
+inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
 "#,
     ),
 ];

@@ -13,23 +13,31 @@
 //!
 //! - [`expr`]: `filter` (keep tuples where a CEL expression is true) and `map` (output fields
 //!   computed by CEL expressions over the input fields); failed evaluations to `error`.
+//! - [`join`]: `join` (windowed stream-stream join on key fields, inner and left, choosing the
+//!   output fields; holds or acks on receipt).
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
 //! - [`sink`]: what every durable sink shares — batching, ack after the write, retries with
 //!   back-off ([`BatchSink`] around a [`BatchWriter`]).
+//! - [`rank`]: `rolling_count` (counts per object over a sliding window of slots) and
+//!   `rankings` (intermediate and total top-N, for trending topics).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
 //! - [`words`]: `split` (text to tokens) and `count` (running counts per key).
 
 #![deny(missing_docs)]
 
 pub mod expr;
+pub mod join;
 pub mod parse;
+pub mod rank;
 pub mod sink;
 pub mod stdout;
 pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
+pub use join::{Anchoring, FromSide, Join, JoinOptions, JoinSide, JoinType};
 pub use parse::{Format, Parse, ParseOptions};
+pub use rank::{RankMode, Rankings, RankingsOptions, RollingCount, RollingCountOptions};
 pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};
