@@ -16,6 +16,9 @@
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
+//! - [`window`]: `window` (count, sum, min, max, avg, distinct counts and top-k over tumbling or
+//!   sliding windows, by duration or count, in processing or event time, per group; late tuples
+//!   to `late`).
 //! - [`words`]: `split` (text to tokens) and `count` (running counts per key).
 
 #![deny(missing_docs)]
@@ -23,9 +26,11 @@
 pub mod expr;
 pub mod parse;
 pub mod stdout;
+pub mod window;
 pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
 pub use parse::{Format, Parse, ParseOptions};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
+pub use window::{AggregateOptions, Anchoring, Extent, TimeMode, Window, WindowOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};
