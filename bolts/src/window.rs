@@ -115,6 +115,11 @@
 //! explicit `hold` is the user's call (the log line says what it risks). With acking off there
 //! is nothing to hold: `receipt` is used. The choice is logged once per task at `info` level.
 //!
+//! With `hold`, each spout tree stays open until its last window fires, so a spout task (which
+//! keeps at most `config.max_spout_pending` trees open) emits at most `max_spout_pending /
+//! (length + tick interval)` tuples per second: raise `max_spout_pending` accordingly, or use
+//! `receipt`.
+//!
 //! # Known limits
 //! - State lives in memory only; nothing is checkpointed.
 //! - Each task windows what it receives: to aggregate a group in one place, subscribe with a
