@@ -118,7 +118,9 @@
 //! With `hold`, each spout tree stays open until its last window fires, so a spout task (which
 //! keeps at most `config.max_spout_pending` trees open) emits at most `max_spout_pending /
 //! (length + tick interval)` tuples per second: raise `max_spout_pending` accordingly, or use
-//! `receipt`.
+//! `receipt`. A `hold` result is anchored to every input of its window and group, so it carries
+//! one anchor per spout tree among them (at most `max_spout_pending` per spout task); the cost of
+//! anchoring and acking it grows with that number.
 //!
 //! # Known limits
 //! - State lives in memory only; nothing is checkpointed.
@@ -332,11 +334,24 @@ pub struct Window {
     state: State,
 }
 
+/// The longest duration an option may give: 100 years, in ms (so window arithmetic on
+/// timestamps within [`MAX_TIMESTAMP_MS`] never overflows).
+const MAX_DURATION_MS: i64 = 100 * 366 * 86_400_000;
+
+/// Event timestamps are accepted within ± this many ms of the epoch (2^53 ms, about 285,000
+/// years); others go to the `error` stream.
+pub const MAX_TIMESTAMP_MS: i64 = 1 << 53;
+
 fn parse_duration_ms(option: &str, text: &str) -> Result<i64, String> {
     let d = humantime::parse_duration(text).map_err(|e| {
         format!("option `{option}` = {text:?} is not a duration such as \"10s\" or \"1m\": {e}")
     })?;
-    i64::try_from(d.as_millis()).map_err(|_| format!("option `{option}` = {text:?} is too long"))
+    match i64::try_from(d.as_millis()) {
+        Ok(ms) if ms <= MAX_DURATION_MS => Ok(ms),
+        _ => Err(format!(
+            "option `{option}` = {text:?} is too long: expected at most 100 years"
+        )),
+    }
 }
 
 impl Window {
@@ -626,7 +641,14 @@ impl Window {
                     return reject(out, ERROR_STREAM, Value::from(reason), input);
                 }
                 Some(v) => match timestamp_ms(v) {
-                    Ok(t) => t,
+                    Ok(t) if t.unsigned_abs() <= MAX_TIMESTAMP_MS as u64 => t,
+                    Ok(t) => {
+                        let reason = format!(
+                            "timestamp field `{name}`: {t} is out of range (at most 2^53 ms from \
+                             the epoch)"
+                        );
+                        return reject(out, ERROR_STREAM, Value::from(reason), input);
+                    }
                     Err(e) => {
                         let reason = format!("timestamp field `{name}`: {e}");
                         return reject(out, ERROR_STREAM, Value::from(reason), input);
@@ -1320,7 +1342,7 @@ impl DurationState {
                     // Every input of this window and group: those whose last window this is, and
                     // those held by later windows that still contain this one's span.
                     let mut anchors: Vec<&Tuple> = group.held.iter().map(|(_, t)| t).collect();
-                    for (_, later) in self.windows.range(start + 1..end) {
+                    for (_, later) in self.windows.range(start.saturating_add(1)..end) {
                         if let Some(g) = later.get(key) {
                             anchors.extend(g.held.iter().filter(|(t, _)| *t < end).map(|(_, t)| t));
                         }

@@ -639,6 +639,8 @@ fn bad_records_go_to_the_error_stream_and_count_nowhere() {
             values!["a", "x", "u", 1000],
             "field `v` is string, expected a number",
         ),
+        (values!["a", 1, "u", i64::MAX], "is out of range"),
+        (values!["a", 1, "u", i64::MIN], "is out of range"),
     ];
     t.execute(good.clone());
     for (vals, reason) in cases {
@@ -689,6 +691,7 @@ fn option_errors_name_the_option_and_the_value() {
         (format!("length = 5\nslide = 0\n{agg}"), "option `slide` = 0: expected a count from 1 to `length` (5)"),
         (format!("length = 0\n{agg}"), "option `length` = 0"),
         (format!("length = \"ten seconds\"\n{agg}"), "option `length` = \"ten seconds\" is not a duration"),
+        (format!("length = \"1000years\"\n{agg}"), "is too long: expected at most 100 years"),
         (format!("length = \"1s\"\ntime = \"event\"\n{agg}"), "option `timestamp` is required"),
         (format!("length = \"1s\"\nlag = \"1s\"\n{agg}"), "option `lag` = \"1s\" is only used with time = \"event\""),
         (format!("length = 10\ntime = \"event\"\ntimestamp = \"ts\"\n{agg}"), "needs duration windows"),
