@@ -127,6 +127,8 @@
 //! - Each task windows what it receives: to aggregate a group in one place, subscribe with a
 //!   fields grouping on the `group_by` fields (or run one task).
 //! - Event time needs tuples to move the watermark; there is no idle-source timeout.
+//! - Count windows keep a little state for every group ever seen (its partial window, and for
+//!   sliding windows its last `length` values) until the end of input.
 //! - Results within one window are emitted in no particular order of groups.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
