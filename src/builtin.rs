@@ -9,6 +9,7 @@ use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
 mod join;
+mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
 /// [`cli::main_with`](crate::cli::main_with).
@@ -126,6 +127,7 @@ pub fn builtin_registry() -> Registry {
         |o: &StdoutOptions| Stdout::new(o.clone()),
     );
     join::register(&mut r);
+    window::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
     }
@@ -247,6 +249,27 @@ top = 10
 emit_every = "2s"
 parallelism = 2
 inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
+"#,
+    ),
+    (
+        "window",
+        r#"
+[bolts.per_path]
+kind = "window"
+length = "1m"             # a duration, or a number of tuples (count windows)
+slide = "10s"             # unset = tumbling
+time = "event"            # or "processing" (the default)
+timestamp = "ts"          # epoch milliseconds or RFC 3339 text
+lag = "5s"                # allowed out-of-orderness; later tuples go to the `late` stream
+group_by = ["path"]
+aggregates = [
+  { fn = "count", as = "hits" },
+  { fn = "sum", field = "bytes", as = "bytes" },
+  { fn = "avg", field = "ms", as = "mean_ms" },
+  { fn = "approx_count_distinct", field = "user", as = "users" },
+  { fn = "top_k", field = "status", k = 3, as = "top_statuses" },
+]
+inputs = [{ from = "parsed", grouping = { fields = ["path"] } }]
 "#,
     ),
 ];

@@ -66,6 +66,8 @@
 //! - Per window the work is linear in its tuples plus the outputs; the outputs of a many-to-many
 //!   key are their cross product, as in SQL.
 
+use crate::sink::record;
+pub use crate::window::Anchoring;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -88,19 +90,6 @@ pub enum JoinType {
     Inner,
     /// A `from` tuple without a match on this side gives nulls for the side's fields.
     Left,
-}
-
-/// How the join acks its inputs; see the [module docs](self).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Anchoring {
-    /// `hold` when `window + slide` is at most half the message timeout, else `receipt`.
-    #[default]
-    Auto,
-    /// Hold each input until its last window is joined; outputs anchored to their inputs.
-    Hold,
-    /// Ack each input on arrival; outputs unanchored.
-    Receipt,
 }
 
 /// The `from` side of a join: a source and its key fields.
@@ -670,16 +659,6 @@ fn parse_select(item: &str, sides: &[Side]) -> Result<(usize, SmolStr, SmolStr),
         ));
     }
     Ok((side, field.into(), name.into()))
-}
-
-fn record(input: &Tuple) -> Value {
-    let map: std::collections::BTreeMap<SmolStr, Value> = input
-        .fields()
-        .iter()
-        .cloned()
-        .zip(input.values().iter().cloned())
-        .collect();
-    Value::Map(std::sync::Arc::new(map))
 }
 
 impl Bolt for Join {

@@ -22,6 +22,9 @@
 //! - [`rank`]: `rolling_count` (counts per object over a sliding window of slots) and
 //!   `rankings` (intermediate and total top-N, for trending topics).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
+//! - [`window`]: `window` (count, sum, min, max, avg, distinct counts and top-k over tumbling or
+//!   sliding windows, by duration or count, in processing or event time, per group; late tuples
+//!   to `late`).
 //! - [`words`]: `split` (text to tokens) and `count` (running counts per key).
 
 #![deny(missing_docs)]
@@ -32,12 +35,14 @@ pub mod parse;
 pub mod rank;
 pub mod sink;
 pub mod stdout;
+pub mod window;
 pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
-pub use join::{Anchoring, FromSide, Join, JoinOptions, JoinSide, JoinType};
+pub use join::{FromSide, Join, JoinOptions, JoinSide, JoinType};
 pub use parse::{Format, Parse, ParseOptions};
 pub use rank::{RankMode, Rankings, RankingsOptions, RollingCount, RollingCountOptions};
 pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
+pub use window::{AggregateOptions, Anchoring, Extent, TimeMode, Window, WindowOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};

@@ -71,6 +71,7 @@
 //! - State is in memory and not replayed after a crash.
 //! - The first windows after start hold fewer than `window / emit_every` slots of data.
 
+use crate::sink::record;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,16 +128,6 @@ fn object_key(v: &Value) -> SmolStr {
         Value::Str(s) => s.clone(),
         other => SmolStr::from(other.to_string()),
     }
-}
-
-fn record(input: &Tuple) -> Value {
-    let map: BTreeMap<SmolStr, Value> = input
-        .fields()
-        .iter()
-        .cloned()
-        .zip(input.values().iter().cloned())
-        .collect();
-    Value::Map(Arc::new(map))
 }
 
 fn emit_error(out: &mut BasicCollector<'_>, reason: String, input: &Tuple) {

@@ -1,0 +1,1595 @@
+//! `window`: aggregates over tumbling and sliding windows, by duration or by count of tuples, in
+//! processing time or event time, per group.
+//!
+//! ```text
+//!             ┌─────────────────────── window ───────────────────────┐
+//! (fields) ──►│ time: the clock, or the `timestamp` field            │──► default: window_start,
+//!             │  └─► each window containing it ─► its group          │     window_end, group_by..,
+//!             │       └─► accumulators (count, sum, min, max, avg,   │     aggregates..
+//!             │           count_distinct, approx_.., top_k)          │──► late:  (timestamp, record)
+//!             │ window end passed (clock / watermark / end of input) │──► error: (reason, record)
+//!             │  └─► one result per group, state dropped, acks       │
+//!             └──────────────────────────────────────────────────────┘
+//! ```
+//!
+//! # Options
+//! ```toml
+//! [bolts.per_path]
+//! kind = "window"
+//! length = "1m"            # a duration ("10s") = duration window; an integer = count window
+//! slide = "10s"            # optional, same kind as length, <= length; unset = tumbling
+//! time = "event"           # "processing" (default) or "event" (duration windows only)
+//! timestamp = "ts"         # event time: epoch milliseconds (int) or RFC 3339 text; required
+//! lag = "5s"               # event time: allowed out-of-orderness; default "0s"
+//! group_by = ["path"]      # optional: one result per distinct combination of these fields
+//! aggregates = [           # at least one; `as` names the output field
+//!   { fn = "count", as = "hits" },
+//!   { fn = "sum", field = "bytes", as = "bytes" },
+//!   { fn = "min", field = "ms", as = "fastest" }, { fn = "max", field = "ms", as = "slowest" },
+//!   { fn = "avg", field = "ms", as = "mean_ms" },
+//!   { fn = "count_distinct", field = "user", as = "users" },
+//!   { fn = "approx_count_distinct", field = "user", as = "users_est" },
+//!   { fn = "top_k", field = "path", k = 3, as = "top_paths" },
+//! ]
+//! anchoring = "auto"       # "auto" | "hold" | "receipt" (see below)
+//! inputs = [{ from = "parse" }]
+//! ```
+//!
+//! # Output
+//! - `default`: `window_start`, `window_end` (epoch milliseconds, ints; the end is exclusive),
+//!   then the `group_by` fields, then each aggregate's `as`. One tuple per window and group that
+//!   received at least one tuple; empty windows emit nothing. Count windows: `window_start` and
+//!   `window_end` are the processing times (ms) of the first and the last tuple of the window.
+//! - `late` (event time only): `(timestamp, record)` for a tuple all of whose windows had already
+//!   fired: its timestamp in epoch ms and the input as a [`Value::Map`] of field to value.
+//! - `error`: `(reason, record)` for a tuple whose timestamp, `group_by` field or aggregated field
+//!   is missing or of the wrong type. Such a tuple counts in no window, and is acked (a replay
+//!   would not fix it); it is never dropped silently.
+//!
+//! # Aggregates
+//! | fn                      | result                                                           |
+//! |-------------------------|------------------------------------------------------------------|
+//! | `count`                 | tuples in the window (nulls too); takes no `field`               |
+//! | `sum`                   | int while every value is an int (a float on overflow), else float |
+//! | `min`, `max`            | int when every value is an int, else float                       |
+//! | `avg`                   | float                                                            |
+//! | `count_distinct`        | exact number of distinct values (int)                            |
+//! | `approx_count_distinct` | HyperLogLog estimate (int): exact to 1024 values, then ≈0.8% error |
+//! | `top_k`                 | `k` maps `{value, count}`, most frequent first, ties by value |
+//!
+//! `sum`, `min`, `max` and `avg` take ints and floats; any other type is an error (the tuple goes
+//! to `error`). Nulls are skipped by every aggregate but `count` (as in SQL); an aggregate that saw
+//! no value gives null (`count_distinct` and `approx_count_distinct` give 0, `top_k` an empty
+//! list). NaN is skipped by `min` and `max`. Distinct values compare by [`Value`] equality (an int
+//! and a float of the same number are distinct).
+//!
+//! `approx_count_distinct` is HyperLogLog (Flajolet, Fusy, Gandouet, Meunier, *HyperLogLog: the
+//! analysis of a near-optimal cardinality estimation algorithm*, 2007) with 2¹⁴ registers over the
+//! 64-bit [`Value::stable_hash`], linear counting for small estimates, and an exact sparse phase
+//! (the first 1024 distinct hashes kept sorted, as in Heule et al., *HyperLogLog in Practice*,
+//! 2013): 16 KiB per window and group once past 1024 distinct values.
+//!
+//! # Windows
+//! - **Duration windows** are aligned to the epoch (a `1m` window starts at a whole minute):
+//!   `[start, start + length)`, one starting every `slide`. A tuple belongs to every window
+//!   containing its time (about `length / slide` of them). The bolt keeps one set of accumulators
+//!   per window and group, never the tuples (unless `hold` keeps them for acking), so a tuple costs
+//!   O(length / slide).
+//! - **Processing time** is [`clock::now_millis`] at arrival. A window fires once the clock has
+//!   passed its end, checked on each arriving tuple and on ticks (the bolt asks for a tick every
+//!   `min(slide, 1s)`).
+//! - **Event time**: the watermark is the minimum, over the upstream tasks that have sent tuples,
+//!   of (largest timestamp from that task − `lag`); it never goes back. Every window whose end is
+//!   at or before the watermark fires, in order of end. A tuple is added to each of its windows
+//!   that has not fired; a tuple all of whose windows have fired is *late* and goes to `late`
+//!   (Flink's rule). The watermark moves only with arriving tuples: a quiet input holds windows
+//!   open until more data comes or the input ends.
+//! - **Count windows** count per group: tumbling, every `length` tuples of a group; sliding, every
+//!   `slide` tuples of a group, over the group's last `length` tuples (the first results, before
+//!   `length` tuples arrived, cover fewer). The values needed are kept (`length` per group) and
+//!   aggregated per result: O(length / slide) per tuple.
+//! - **End of input** ([`Bolt::finish`]: the sources are exhausted or the topology stops) fires
+//!   every open window, as Flink does: duration windows before their end (with their nominal
+//!   `window_end`), event-time windows before the watermark passed them, partial count windows
+//!   (a tumbling group's last tuples; a sliding group's last `length` tuples, if tuples came
+//!   since its last result).
+//!
+//! # Anchoring and the message timeout
+//! A tuple held by a window completes its spout tree only when acked, and a tree not complete
+//! within `config.message_timeout` is failed and replayed — so a bolt that holds tuples for longer
+//! than the timeout replays its whole input, forever (Storm users know this as "window length +
+//! slide must stay below the timeout"). The modes:
+//!
+//! | `anchoring` | inputs acked                        | results                     | on a crash |
+//! |-------------|-------------------------------------|-----------------------------|------------|
+//! | `hold`      | when the last window holding them fires | anchored to the inputs of the window and group | replayed (at-least-once) |
+//! | `receipt`   | at once, once added to their windows | unanchored                 | state lost |
+//! | `auto`      | `hold` or `receipt`, see below      |                             |            |
+//!
+//! `auto` (the default) takes `hold` for processing-time duration windows whose `length + slide`
+//! is at most half of `config.message_timeout` (with acking on), and `receipt` otherwise.
+//! `hold` is refused when a task starts (`prepare` fails, naming both values and the fix) for
+//! processing-time duration windows whose `length` + tick interval exceed half the message
+//! timeout. With event time or count windows the hold time depends on the data (a quiet group or
+//! a stalled watermark holds tuples without bound), so `auto` takes `receipt` for them, and an
+//! explicit `hold` is the user's call (the log line says what it risks). With acking off there
+//! is nothing to hold: `receipt` is used. The choice is logged once per task at `info` level.
+//!
+//! With `hold`, each spout tree stays open until its last window fires, so a spout task (which
+//! keeps at most `config.max_spout_pending` trees open) emits at most `max_spout_pending /
+//! (length + tick interval)` tuples per second: raise `max_spout_pending` accordingly, or use
+//! `receipt`. A `hold` result is anchored to every input of its window and group, so it carries
+//! one anchor per spout tree among them (at most `max_spout_pending` per spout task); the cost of
+//! anchoring and acking it grows with that number.
+//!
+//! # Known limits
+//! - State lives in memory only; nothing is checkpointed.
+//! - Each task windows what it receives: to aggregate a group in one place, subscribe with a
+//!   fields grouping on the `group_by` fields (or run one task).
+//! - Event time needs tuples to move the watermark; there is no idle-source timeout.
+//! - Count windows keep a little state for every group ever seen (its partial window, and for
+//!   sliding windows its last `length` values) until the end of input.
+//! - Results within one window are emitted in no particular order of groups.
+
+use crate::sink::record;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use smol_str::SmolStr;
+use topo_runtime::{
+    Bolt, BoxError, Config, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, TaskId,
+    Tuple, Value, Values, clock,
+};
+
+use crate::expr::{ERROR_FIELDS, ERROR_STREAM};
+
+/// The name of the stream late tuples go to (event time), with fields [`LATE_FIELDS`].
+pub const LATE_STREAM: &str = "late";
+
+/// The fields of the [`LATE_STREAM`]: the tuple's timestamp (epoch ms) and the input record (a
+/// [`Value::Map`] of field name to value).
+pub const LATE_FIELDS: [&str; 2] = ["timestamp", "record"];
+
+/// The first two fields of every result: window start and end, epoch ms (end exclusive).
+pub const WINDOW_FIELDS: [&str; 2] = ["window_start", "window_end"];
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A window's length or slide as written: a duration (`"10s"`) or a count of tuples (`100`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extent {
+    /// A count of tuples.
+    Count(i64),
+    /// A duration in humantime form (`"10s"`, `"1m 30s"`, `"500ms"`).
+    Duration(String),
+}
+
+impl<'de> Deserialize<'de> for Extent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Extent;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"10s\" or a count of tuples such as 100")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Extent, E> {
+                Ok(Extent::Count(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Extent, E> {
+                Ok(Extent::Count(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Extent, E> {
+                Ok(Extent::Duration(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Which clock places tuples in windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeMode {
+    /// The bolt's clock when the tuple arrives.
+    #[default]
+    Processing,
+    /// A timestamp field of the tuple, with watermarks.
+    Event,
+}
+
+/// How a windowed bolt (`window`, `join`) acks its inputs and anchors its results; see the
+/// [module docs](self) and the [`join`](crate::join) docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Anchoring {
+    /// `hold` where it is safe (processing-time windows whose length + slide is at most half
+    /// the message timeout), `receipt` otherwise.
+    #[default]
+    Auto,
+    /// Hold each input until the last window containing it fires; anchor results to inputs.
+    Hold,
+    /// Ack each input at once; results unanchored.
+    Receipt,
+}
+
+/// One aggregate of the `aggregates` option: `{ fn = "sum", field = "bytes", as = "bytes" }`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateOptions {
+    /// The function: `count`, `sum`, `min`, `max`, `avg`, `count_distinct`,
+    /// `approx_count_distinct` or `top_k`.
+    #[serde(rename = "fn")]
+    pub function: String,
+    /// The aggregated input field; required for every function but `count`.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// `top_k`: how many values (at least 1).
+    #[serde(default)]
+    pub k: Option<i64>,
+    /// The output field.
+    #[serde(rename = "as")]
+    pub name: String,
+}
+
+impl AggregateOptions {
+    /// An aggregate `function` of `field` (None for `count`) named `name`.
+    pub fn new(function: &str, field: Option<&str>, name: &str) -> AggregateOptions {
+        AggregateOptions {
+            function: function.into(),
+            field: field.map(Into::into),
+            k: None,
+            name: name.into(),
+        }
+    }
+}
+
+/// Options of the `window` bolt; see the [module docs](self).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowOptions {
+    /// The window length: a duration (`"1m"`) or a count of tuples (`100`). Required.
+    pub length: Option<Extent>,
+    /// How often a window starts, of the same kind as `length` and at most it; unset = tumbling.
+    pub slide: Option<Extent>,
+    /// `processing` (default) or `event`.
+    pub time: TimeMode,
+    /// Event time: the field with the timestamp (epoch ms int, or RFC 3339 text).
+    pub timestamp: Option<String>,
+    /// Event time: the allowed out-of-orderness (`"5s"`); default `"0s"`.
+    pub lag: Option<String>,
+    /// Fields whose distinct combinations get their own results.
+    pub group_by: Vec<String>,
+    /// The aggregates, at least one.
+    pub aggregates: Vec<AggregateOptions>,
+    /// `auto` (default), `hold` or `receipt`.
+    pub anchoring: Anchoring,
+}
+
+/// The aggregate functions.
+const FUNCTIONS: [&str; 8] = [
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count_distinct",
+    "approx_count_distinct",
+    "top_k",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AggKind {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    CountDistinct,
+    ApproxCountDistinct,
+    TopK(usize),
+}
+
+impl AggKind {
+    fn numeric(self) -> bool {
+        matches!(
+            self,
+            AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::Avg
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Agg {
+    kind: AggKind,
+    field: Option<SmolStr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// Duration windows, in ms.
+    Duration { length: i64, slide: i64 },
+    /// Count windows, in tuples.
+    Count { length: usize, slide: usize },
+}
+
+/// The validated options, shared by every task.
+#[derive(Debug)]
+struct Plan {
+    shape: Shape,
+    /// Event time: the timestamp field and the lag in ms.
+    event: Option<(SmolStr, i64)>,
+    group_by: Vec<SmolStr>,
+    aggs: Vec<Agg>,
+    outputs: Vec<SmolStr>,
+    anchoring: Anchoring,
+}
+
+/// The `window` bolt: see the [module docs](self).
+#[derive(Clone)]
+pub struct Window {
+    plan: Arc<Plan>,
+    /// Decided in `prepare`: hold inputs until their last window fires.
+    hold: bool,
+    fields: FieldCache,
+    state: State,
+}
+
+/// The longest duration an option may give: 100 years, in ms (so window arithmetic on
+/// timestamps within [`MAX_TIMESTAMP_MS`] never overflows).
+const MAX_DURATION_MS: i64 = 100 * 366 * 86_400_000;
+
+/// Event timestamps are accepted within ± this many ms of the epoch (2^53 ms, about 285,000
+/// years); others go to the `error` stream.
+pub const MAX_TIMESTAMP_MS: i64 = 1 << 53;
+
+fn parse_duration_ms(option: &str, text: &str) -> Result<i64, String> {
+    let d = humantime::parse_duration(text).map_err(|e| {
+        format!("option `{option}` = {text:?} is not a duration such as \"10s\" or \"1m\": {e}")
+    })?;
+    match i64::try_from(d.as_millis()) {
+        Ok(ms) if ms <= MAX_DURATION_MS => Ok(ms),
+        _ => Err(format!(
+            "option `{option}` = {text:?} is too long: expected at most 100 years"
+        )),
+    }
+}
+
+impl Window {
+    /// A window bolt with these options, or an error naming the option, the value and what was
+    /// expected.
+    pub fn new(opts: WindowOptions) -> Result<Window, String> {
+        let length = opts.length.as_ref().ok_or(
+            "option `length` is required: a duration such as \"1m\" or a count of tuples such as 100",
+        )?;
+        let shape = match (length, &opts.slide) {
+            (Extent::Count(n), slide) => {
+                if *n < 1 {
+                    return Err(format!(
+                        "option `length` = {n}: a count window needs at least 1 tuple"
+                    ));
+                }
+                let s = match slide {
+                    None => *n,
+                    Some(Extent::Count(s)) => *s,
+                    Some(Extent::Duration(s)) => {
+                        return Err(format!(
+                            "option `slide` = {s:?} is a duration but `length` = {n} is a count: \
+                             give both as counts or both as durations"
+                        ));
+                    }
+                };
+                if s < 1 || s > *n {
+                    return Err(format!(
+                        "option `slide` = {s}: expected a count from 1 to `length` ({n})"
+                    ));
+                }
+                Shape::Count {
+                    length: *n as usize,
+                    slide: s as usize,
+                }
+            }
+            (Extent::Duration(text), slide) => {
+                let l = parse_duration_ms("length", text)?;
+                if l < 1 {
+                    return Err(format!(
+                        "option `length` = {text:?}: expected at least one millisecond"
+                    ));
+                }
+                let s = match slide {
+                    None => l,
+                    Some(Extent::Duration(st)) => {
+                        let s = parse_duration_ms("slide", st)?;
+                        if s < 1 || s > l {
+                            return Err(format!(
+                                "option `slide` = {st:?}: expected from 1ms to `length` ({text})"
+                            ));
+                        }
+                        s
+                    }
+                    Some(Extent::Count(n)) => {
+                        return Err(format!(
+                            "option `slide` = {n} is a count but `length` = {text:?} is a \
+                             duration: give both as counts or both as durations"
+                        ));
+                    }
+                };
+                Shape::Duration {
+                    length: l,
+                    slide: s,
+                }
+            }
+        };
+        let event = match opts.time {
+            TimeMode::Processing => {
+                if let Some(ts) = &opts.timestamp {
+                    return Err(format!(
+                        "option `timestamp` = {ts:?} is only used with time = \"event\""
+                    ));
+                }
+                if let Some(lag) = &opts.lag {
+                    return Err(format!(
+                        "option `lag` = {lag:?} is only used with time = \"event\""
+                    ));
+                }
+                None
+            }
+            TimeMode::Event => {
+                if let Shape::Count { length, .. } = shape {
+                    return Err(format!(
+                        "option `time` = \"event\" needs duration windows, but `length` = \
+                         {length} is a count of tuples"
+                    ));
+                }
+                let ts = opts.timestamp.as_deref().ok_or(
+                    "option `timestamp` is required with time = \"event\": the field holding \
+                     each tuple's time (epoch ms or RFC 3339 text)",
+                )?;
+                if ts.is_empty() {
+                    return Err("option `timestamp` must not be empty".into());
+                }
+                let lag = match &opts.lag {
+                    Some(l) => parse_duration_ms("lag", l)?,
+                    None => 0,
+                };
+                Some((SmolStr::from(ts), lag))
+            }
+        };
+        if opts.aggregates.is_empty() {
+            return Err(
+                "option `aggregates` needs at least one aggregate, e.g. [{ fn = \"count\", as = \"n\" }]"
+                    .into(),
+            );
+        }
+        let mut outputs: Vec<SmolStr> = WINDOW_FIELDS.iter().map(|f| SmolStr::from(*f)).collect();
+        let mut add_output = |name: &str, what: &str| -> Result<(), String> {
+            if name.is_empty() {
+                return Err(format!("{what}: an output field name must not be empty"));
+            }
+            if outputs.iter().any(|o| o == name) {
+                return Err(format!(
+                    "{what}: output field `{name}` appears twice in the output (window_start, \
+                     window_end, the group_by fields and every aggregate's `as` must differ)"
+                ));
+            }
+            outputs.push(name.into());
+            Ok(())
+        };
+        for g in &opts.group_by {
+            add_output(g, "option `group_by`")?;
+        }
+        let mut aggs = Vec::with_capacity(opts.aggregates.len());
+        for (i, a) in opts.aggregates.iter().enumerate() {
+            let what = format!("option `aggregates`[{i}] (fn = {:?})", a.function);
+            let kind = match a.function.as_str() {
+                "count" => AggKind::Count,
+                "sum" => AggKind::Sum,
+                "min" => AggKind::Min,
+                "max" => AggKind::Max,
+                "avg" => AggKind::Avg,
+                "count_distinct" => AggKind::CountDistinct,
+                "approx_count_distinct" => AggKind::ApproxCountDistinct,
+                "top_k" => {
+                    let k = a.k.ok_or(format!("{what}: top_k needs `k`, at least 1"))?;
+                    if k < 1 {
+                        return Err(format!("{what}: `k` = {k}, expected at least 1"));
+                    }
+                    AggKind::TopK(k as usize)
+                }
+                other => {
+                    let hint = topo_runtime::topology::suggest(other, FUNCTIONS)
+                        .map(|s| format!(" (did you mean {s:?}?)"))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "option `aggregates`[{i}]: unknown fn {other:?}{hint}; expected one of {}",
+                        FUNCTIONS.join(", ")
+                    ));
+                }
+            };
+            if a.k.is_some() && !matches!(kind, AggKind::TopK(_)) {
+                return Err(format!("{what}: `k` is only used by top_k"));
+            }
+            let field = match (kind, &a.field) {
+                (AggKind::Count, Some(f)) => {
+                    return Err(format!(
+                        "{what}: count takes no `field` (it counts tuples, nulls too); got {f:?}"
+                    ));
+                }
+                (AggKind::Count, None) => None,
+                (_, None) => return Err(format!("{what}: `field` is required")),
+                (_, Some(f)) if f.is_empty() => {
+                    return Err(format!("{what}: `field` must not be empty"));
+                }
+                (_, Some(f)) => Some(SmolStr::from(f.as_str())),
+            };
+            add_output(&a.name, &format!("{what}, `as`"))?;
+            aggs.push(Agg { kind, field });
+        }
+        let plan = Plan {
+            shape,
+            event,
+            group_by: opts.group_by.iter().map(|g| g.as_str().into()).collect(),
+            aggs,
+            outputs,
+            anchoring: opts.anchoring,
+        };
+        let state = match shape {
+            Shape::Duration { .. } => State::Duration(DurationState::default()),
+            Shape::Count { .. } => State::Count(FastMap::default()),
+        };
+        Ok(Window {
+            plan: Arc::new(plan),
+            hold: false,
+            fields: FieldCache::default(),
+            state,
+        })
+    }
+
+    /// Whether this task holds inputs until their windows fire (decided in `prepare`).
+    pub fn holds_inputs(&self) -> bool {
+        self.hold
+    }
+
+    /// The tick interval of processing-time duration windows.
+    fn tick_every(&self) -> Option<Duration> {
+        match (self.plan.shape, &self.plan.event) {
+            (Shape::Duration { slide, .. }, None) => {
+                Some(Duration::from_millis(slide.min(1000) as u64))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this bolt holds its inputs (`true`, the `hold` mode) or acks them on receipt
+    /// (`false`) under these topology settings, with the reason; an error when `hold` was asked
+    /// for processing-time windows that would outlive half of `config.message_timeout` (the
+    /// message names both values and the fix). `prepare` calls this and logs the choice.
+    pub fn anchoring_for(
+        &self,
+        config: &Config,
+        component: &str,
+    ) -> Result<(bool, String), String> {
+        let timeout = config.message_timeout;
+        let half = timeout / 2;
+        let ms = |m: i64| Duration::from_millis(m.max(0) as u64);
+        let bounded = match (self.plan.shape, &self.plan.event) {
+            (Shape::Duration { length, slide }, None) => Some((ms(length), ms(slide))),
+            _ => None,
+        };
+        let fmt = humantime::format_duration;
+        Ok(match self.plan.anchoring {
+            Anchoring::Receipt => (false, "anchoring = \"receipt\"".to_string()),
+            _ if !config.acking() => (false, "acking is off".to_string()),
+            Anchoring::Hold => match bounded {
+                Some((length, _)) => {
+                    let held = length + self.tick_every().unwrap_or_default();
+                    if held > half {
+                        return Err(format!(
+                            "window `{component}`: anchoring = \"hold\" keeps each input up to \
+                             length + tick interval = {} but config.message_timeout is {}: \
+                             inputs would time out and replay. Raise message_timeout to at least \
+                             {}, or set anchoring = \"receipt\"",
+                            fmt(held),
+                            fmt(timeout),
+                            fmt(held * 2),
+                        ));
+                    }
+                    (true, "anchoring = \"hold\"".to_string())
+                }
+                None => (
+                    true,
+                    "anchoring = \"hold\" with event time or count windows: inputs are held as \
+                     long as the data keeps their windows open, and replayed if that exceeds \
+                     config.message_timeout"
+                        .to_string(),
+                ),
+            },
+            Anchoring::Auto => match bounded {
+                Some((length, slide)) if length + slide <= half => (
+                    true,
+                    format!(
+                        "length + slide = {} is within half the message timeout ({})",
+                        fmt(length + slide),
+                        fmt(timeout)
+                    ),
+                ),
+                Some((length, slide)) => (
+                    false,
+                    format!(
+                        "length + slide = {} exceeds half the message timeout ({})",
+                        fmt(length + slide),
+                        fmt(timeout)
+                    ),
+                ),
+                None => (
+                    false,
+                    "event time or count windows hold inputs for a time the data decides"
+                        .to_string(),
+                ),
+            },
+        })
+    }
+
+    fn execute_now(&mut self, input: Tuple, out: &mut OutputCollector<'_>) {
+        let plan = &*self.plan;
+        let idx = self.fields.resolve(plan, input.schema());
+        // Time of the tuple.
+        let time = match &plan.event {
+            None => clock::now_millis(),
+            Some((name, _)) => match idx.ts.and_then(|i| input.get(i)) {
+                None => {
+                    let reason = format!("no timestamp field `{name}`");
+                    return reject(out, ERROR_STREAM, Value::from(reason), input);
+                }
+                Some(v) => match timestamp_ms(v) {
+                    Ok(t) if t.unsigned_abs() <= MAX_TIMESTAMP_MS as u64 => t,
+                    Ok(t) => {
+                        let reason = format!(
+                            "timestamp field `{name}`: {t} is out of range (at most 2^53 ms from \
+                             the epoch)"
+                        );
+                        return reject(out, ERROR_STREAM, Value::from(reason), input);
+                    }
+                    Err(e) => {
+                        let reason = format!("timestamp field `{name}`: {e}");
+                        return reject(out, ERROR_STREAM, Value::from(reason), input);
+                    }
+                },
+            },
+        };
+        // Check every field before touching any window.
+        for (g, i) in plan.group_by.iter().zip(&idx.group) {
+            if i.is_none() {
+                let reason = format!("no group_by field `{g}`");
+                return reject(out, ERROR_STREAM, Value::from(reason), input);
+            }
+        }
+        for (a, i) in plan.aggs.iter().zip(&idx.aggs) {
+            if let Some(field) = &a.field {
+                let Some(v) = i.and_then(|i| input.get(i)) else {
+                    let reason = format!("no field `{field}` to aggregate");
+                    return reject(out, ERROR_STREAM, Value::from(reason), input);
+                };
+                if a.kind.numeric() && !matches!(v, Value::Int(_) | Value::Float(_) | Value::Null) {
+                    let reason = format!(
+                        "field `{field}` is {}, expected a number (int or float) or null",
+                        v.type_name()
+                    );
+                    return reject(out, ERROR_STREAM, Value::from(reason), input);
+                }
+            }
+        }
+        let mut key = Values::new();
+        key.extend(
+            idx.group
+                .iter()
+                .map(|i| i.and_then(|i| input.get(i)).cloned().unwrap_or_default()),
+        );
+        let key = GroupKey(key);
+        let hold = self.hold;
+        match &mut self.state {
+            State::Duration(d) => {
+                let Shape::Duration { length, slide } = plan.shape else {
+                    return;
+                };
+                if let Some((_, lag)) = &plan.event {
+                    // Late: its last window (the latest start) has fired already.
+                    let last_start = time.div_euclid(slide) * slide;
+                    if last_start.saturating_add(length) <= d.fired_until {
+                        return reject(out, LATE_STREAM, Value::Int(time), input);
+                    }
+                    // A held input is kept (cloned) in its last window by `add`.
+                    d.add(plan, time, key, &input, &idx.aggs, hold);
+                    if !hold {
+                        out.ack(&input);
+                    }
+                    let wm = d.watermarks.observe(input.source_task(), time, *lag);
+                    d.fire_until(plan, wm, hold, out);
+                } else {
+                    d.fire_until(plan, time, hold, out);
+                    d.add(plan, time, key, &input, &idx.aggs, hold);
+                    if !hold {
+                        out.ack(&input);
+                    }
+                }
+            }
+            State::Count(groups) => {
+                let Shape::Count { length, slide } = plan.shape else {
+                    return;
+                };
+                let group = match groups.get_mut(&key) {
+                    Some(g) => g,
+                    None => groups
+                        .entry(key.clone())
+                        .or_insert_with(|| CountGroup::new(plan, length)),
+                };
+                group.add(
+                    plan, length, slide, time, &key, &input, &idx.aggs, hold, out,
+                );
+                if !hold {
+                    out.ack(&input);
+                }
+            }
+        }
+    }
+
+    fn fire_all(&mut self, out: &mut OutputCollector<'_>) {
+        let plan = &*self.plan;
+        let hold = self.hold;
+        match &mut self.state {
+            State::Duration(d) => d.fire_until(plan, i64::MAX, hold, out),
+            State::Count(groups) => {
+                let Shape::Count { length, slide } = plan.shape else {
+                    return;
+                };
+                for (key, g) in groups.iter_mut() {
+                    g.flush(plan, length, slide, key, hold, out);
+                    for e in &mut g.buf {
+                        if let Some(t) = e.input.take() {
+                            out.ack(&t);
+                        }
+                    }
+                }
+                groups.clear();
+            }
+        }
+    }
+}
+
+/// Emits `input` on `stream` as `(first, record)`, anchored to it, and acks it.
+fn reject(out: &mut OutputCollector<'_>, stream: &str, first: Value, input: Tuple) {
+    let mut vals = Values::new();
+    vals.push(first);
+    vals.push(record(&input));
+    out.emit_to(stream, &[&input], vals);
+    out.ack(&input);
+}
+
+/// A timestamp value in epoch milliseconds: an int, or RFC 3339 text.
+pub fn timestamp_ms(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Int(ms) => Ok(*ms),
+        Value::Str(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| format!("{s:?} is not RFC 3339 text ({e})")),
+        other => Err(format!(
+            "is {}, expected epoch milliseconds (int) or RFC 3339 text",
+            other.type_name()
+        )),
+    }
+}
+
+impl Bolt for Window {
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare(self.plan.outputs.iter().cloned());
+        if self.plan.event.is_some() {
+            out.declare_stream(LATE_STREAM, LATE_FIELDS);
+        }
+        out.declare_stream(ERROR_STREAM, ERROR_FIELDS);
+    }
+
+    fn prepare(&mut self, ctx: &TaskContext) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let r = match self.anchoring_for(ctx.config(), ctx.component_id()) {
+            Ok((hold, reason)) => {
+                self.hold = hold;
+                tracing::info!(
+                    component = ctx.component_id(),
+                    task = ctx.task_id().0,
+                    mode = if hold { "hold" } else { "receipt" },
+                    reason = %reason,
+                    "window anchoring"
+                );
+                Ok(())
+            }
+            Err(e) => Err(BoxError::from(e)),
+        };
+        std::future::ready(r)
+    }
+
+    fn execute(
+        &mut self,
+        input: Tuple,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.execute_now(input, out);
+        std::future::ready(Ok(()))
+    }
+
+    fn tick(
+        &mut self,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        if self.plan.event.is_none() {
+            if let State::Duration(d) = &mut self.state {
+                d.fire_until(&self.plan, clock::now_millis(), self.hold, out);
+            }
+        }
+        std::future::ready(Ok(()))
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.tick_every()
+    }
+
+    fn finish(
+        &mut self,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.fire_all(out);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Field positions for the last input schema seen (inputs of one stream share a schema, so this
+/// is looked up once per stream, not per tuple).
+#[derive(Clone, Default)]
+struct FieldCache {
+    schema: Option<&'static StreamSchema>,
+    idx: Indexes,
+}
+
+#[derive(Clone, Default)]
+struct Indexes {
+    ts: Option<usize>,
+    group: Vec<Option<usize>>,
+    aggs: Vec<Option<usize>>,
+}
+
+impl FieldCache {
+    fn resolve(&mut self, plan: &Plan, schema: &'static StreamSchema) -> &Indexes {
+        if !self.schema.is_some_and(|s| std::ptr::eq(s, schema)) {
+            self.idx = Indexes {
+                ts: plan.event.as_ref().and_then(|(f, _)| schema.index_of(f)),
+                group: plan.group_by.iter().map(|g| schema.index_of(g)).collect(),
+                aggs: plan
+                    .aggs
+                    .iter()
+                    .map(|a| a.field.as_ref().and_then(|f| schema.index_of(f)))
+                    .collect(),
+            };
+            self.schema = Some(schema);
+        }
+        &self.idx
+    }
+}
+
+/// Per-task window state.
+#[derive(Clone)]
+enum State {
+    Duration(DurationState),
+    Count(FastMap<GroupKey, CountGroup>),
+}
+
+/// The values of the `group_by` fields of a tuple: hashed with [`Value::stable_hash`], equal when
+/// the values are equal (NaN equal to NaN, so such a group is one group).
+#[derive(Clone, Debug)]
+struct GroupKey(Values);
+
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| same(a, b))
+    }
+}
+impl Eq for GroupKey {}
+impl Hash for GroupKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for v in &self.0 {
+            state.write_u64(v.stable_hash(0));
+        }
+    }
+}
+
+/// Value equality for grouping and distinct counts: as `==`, but NaN equals NaN.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        _ => a == b,
+    }
+}
+
+/// One value as a hash-set member (see [`GroupKey`]).
+#[derive(Clone, Debug)]
+struct Distinct(Value);
+
+impl PartialEq for Distinct {
+    fn eq(&self, other: &Self) -> bool {
+        same(&self.0, &other.0)
+    }
+}
+impl Eq for Distinct {}
+impl Hash for Distinct {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.stable_hash(0));
+    }
+}
+
+/// A total order on values, for `top_k` ties: null < bool < numbers (ints and floats by value)
+/// < text < bytes < lists < maps; lists and maps element by element.
+pub fn value_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) => 2,
+            Value::Str(_) => 3,
+            Value::Bytes(_) => 4,
+            Value::List(_) => 5,
+            Value::Map(_) => 6,
+        }
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+            // Equal as floats: an int sorts before the float of the same number.
+            x.total_cmp(&y)
+                .then_with(|| matches!(b, Value::Int(_)).cmp(&matches!(a, Value::Int(_))))
+        }
+        (Value::Str(x), Value::Str(y)) => x.cmp(y),
+        (Value::Bytes(x), Value::Bytes(y)) => x.as_ref().as_ref().cmp(y.as_ref().as_ref()),
+        (Value::List(x), Value::List(y)) => {
+            for (p, q) in x.iter().zip(y.iter()) {
+                let o = value_order(p, q);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            for ((kp, p), (kq, q)) in x.iter().zip(y.iter()) {
+                let o = kp.cmp(kq).then_with(|| value_order(p, q));
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// A number being summed, or the current min/max.
+#[derive(Clone, Copy, Debug)]
+enum Num {
+    None,
+    Int(i64),
+    Float(f64),
+}
+
+impl Num {
+    fn value(self) -> Value {
+        match self {
+            Num::None => Value::Null,
+            Num::Int(i) => Value::Int(i),
+            Num::Float(f) => Value::Float(f),
+        }
+    }
+    fn as_f64(self) -> f64 {
+        match self {
+            Num::None => 0.0,
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+}
+
+/// One aggregate's running state for one window and group.
+#[derive(Clone, Debug)]
+enum Acc {
+    Count(i64),
+    Sum(Num),
+    /// The best value so far (min or max), and whether a float was seen.
+    Extreme {
+        best: Num,
+        float: bool,
+        max: bool,
+    },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
+    Distinct(HashSet<Distinct, foldhash::fast::RandomState>),
+    Approx(Hll),
+    TopK(FastMap<Distinct, i64>, usize),
+}
+
+impl Acc {
+    fn new(kind: AggKind) -> Acc {
+        match kind {
+            AggKind::Count => Acc::Count(0),
+            AggKind::Sum => Acc::Sum(Num::None),
+            AggKind::Min => Acc::Extreme {
+                best: Num::None,
+                float: false,
+                max: false,
+            },
+            AggKind::Max => Acc::Extreme {
+                best: Num::None,
+                float: false,
+                max: true,
+            },
+            AggKind::Avg => Acc::Avg { sum: 0.0, n: 0 },
+            AggKind::CountDistinct => Acc::Distinct(HashSet::default()),
+            AggKind::ApproxCountDistinct => Acc::Approx(Hll::default()),
+            AggKind::TopK(k) => Acc::TopK(FastMap::default(), k),
+        }
+    }
+
+    /// Adds one value (`Null` for `count`, which has no field). Types were checked before.
+    fn add(&mut self, v: &Value) {
+        match self {
+            Acc::Count(n) => *n += 1,
+            Acc::Sum(s) => {
+                *s = match (*s, v) {
+                    (_, Value::Null) => *s,
+                    (Num::None, Value::Int(i)) => Num::Int(*i),
+                    (Num::None, Value::Float(f)) => Num::Float(*f),
+                    (Num::Int(a), Value::Int(i)) => match a.checked_add(*i) {
+                        Some(x) => Num::Int(x),
+                        None => Num::Float(a as f64 + *i as f64),
+                    },
+                    (Num::Int(a), Value::Float(f)) => Num::Float(a as f64 + f),
+                    (Num::Float(a), Value::Int(i)) => Num::Float(a + *i as f64),
+                    (Num::Float(a), Value::Float(f)) => Num::Float(a + f),
+                    _ => *s,
+                }
+            }
+            Acc::Extreme { best, float, max } => {
+                let n = match v {
+                    Value::Int(i) => Num::Int(*i),
+                    Value::Float(f) if !f.is_nan() => {
+                        *float = true;
+                        Num::Float(*f)
+                    }
+                    _ => return,
+                };
+                let better = match (*best, n) {
+                    (Num::None, _) => true,
+                    (Num::Int(a), Num::Int(b)) => {
+                        if *max {
+                            b > a
+                        } else {
+                            b < a
+                        }
+                    }
+                    (a, b) => {
+                        if *max {
+                            b.as_f64() > a.as_f64()
+                        } else {
+                            b.as_f64() < a.as_f64()
+                        }
+                    }
+                };
+                if better {
+                    *best = n;
+                }
+            }
+            Acc::Avg { sum, n } => {
+                if let Some(x) = v.as_f64() {
+                    *sum += x;
+                    *n += 1;
+                }
+            }
+            Acc::Distinct(set) => {
+                if !v.is_null() {
+                    set.insert(Distinct(v.clone()));
+                }
+            }
+            Acc::Approx(h) => {
+                if !v.is_null() {
+                    h.insert(v.stable_hash(HLL_SEED));
+                }
+            }
+            Acc::TopK(counts, _) => {
+                if !v.is_null() {
+                    *counts.entry(Distinct(v.clone())).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+
+    fn result(&self) -> Value {
+        match self {
+            Acc::Count(n) => Value::Int(*n),
+            Acc::Sum(s) => s.value(),
+            Acc::Extreme { best, float, .. } => match best {
+                Num::None => Value::Null,
+                b if *float => Value::Float(b.as_f64()),
+                b => b.value(),
+            },
+            Acc::Avg { sum, n } => {
+                if *n == 0 {
+                    Value::Null
+                } else {
+                    Value::Float(sum / *n as f64)
+                }
+            }
+            Acc::Distinct(set) => Value::from(set.len()),
+            Acc::Approx(h) => Value::Int(h.estimate().round() as i64),
+            Acc::TopK(counts, k) => {
+                let mut all: Vec<(&Value, i64)> = counts.iter().map(|(d, n)| (&d.0, *n)).collect();
+                all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| value_order(a.0, b.0)));
+                let top: Vec<Value> = all
+                    .into_iter()
+                    .take(*k)
+                    .map(|(v, n)| {
+                        let mut m = BTreeMap::new();
+                        m.insert(SmolStr::new_static("value"), v.clone());
+                        m.insert(SmolStr::new_static("count"), Value::Int(n));
+                        Value::Map(Arc::new(m))
+                    })
+                    .collect();
+                Value::List(Arc::new(top))
+            }
+        }
+    }
+}
+
+const HLL_SEED: u64 = 0x686c_6c5f_7365_6564;
+/// Registers: 2^HLL_P.
+const HLL_P: u32 = 14;
+const HLL_M: usize = 1 << HLL_P;
+/// Distinct hashes kept exactly before switching to registers.
+const HLL_SPARSE_MAX: usize = 1024;
+
+/// A HyperLogLog sketch with an exact sparse phase (see the module docs for references).
+#[derive(Clone, Debug, Default)]
+pub struct Hll {
+    sparse: Vec<u64>,
+    dense: Option<Box<[u8]>>,
+}
+
+impl Hll {
+    /// Adds a 64-bit hash of a value.
+    pub fn insert(&mut self, hash: u64) {
+        if let Some(regs) = &mut self.dense {
+            Self::set(regs, hash);
+            return;
+        }
+        if let Err(pos) = self.sparse.binary_search(&hash) {
+            self.sparse.insert(pos, hash);
+            if self.sparse.len() > HLL_SPARSE_MAX {
+                let mut regs = vec![0u8; HLL_M].into_boxed_slice();
+                for &h in &self.sparse {
+                    Self::set(&mut regs, h);
+                }
+                self.sparse = Vec::new();
+                self.dense = Some(regs);
+            }
+        }
+    }
+
+    fn set(regs: &mut [u8], hash: u64) {
+        let idx = (hash >> (64 - HLL_P)) as usize;
+        // The remaining bits, with a guard bit so the rank is at most 64 - P + 1.
+        let w = (hash << HLL_P) | (1 << (HLL_P - 1));
+        let rank = w.leading_zeros() as u8 + 1;
+        if let Some(r) = regs.get_mut(idx) {
+            if rank > *r {
+                *r = rank;
+            }
+        }
+    }
+
+    /// The estimated number of distinct hashes inserted.
+    pub fn estimate(&self) -> f64 {
+        let Some(regs) = &self.dense else {
+            return self.sparse.len() as f64;
+        };
+        let m = HLL_M as f64;
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let mut sum = 0.0;
+        let mut zeros = 0usize;
+        for &r in regs.iter() {
+            sum += 1.0 / (1u64 << r) as f64;
+            zeros += (r == 0) as usize;
+        }
+        let raw = alpha * m * m / sum;
+        if raw <= 2.5 * m && zeros > 0 {
+            // Linear counting for small cardinalities.
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        }
+    }
+}
+
+/// The per-source-task watermarks of event time.
+#[derive(Clone, Default)]
+struct Watermarks {
+    /// Largest timestamp seen from each upstream task.
+    max_seen: Vec<(TaskId, i64)>,
+    current: Option<i64>,
+}
+
+impl Watermarks {
+    /// Records a timestamp from `task`; returns the watermark (never lower than before).
+    fn observe(&mut self, task: TaskId, ts: i64, lag: i64) -> i64 {
+        match self.max_seen.iter_mut().find(|(t, _)| *t == task) {
+            Some((_, m)) => *m = (*m).max(ts),
+            None => self.max_seen.push((task, ts)),
+        }
+        let low = self
+            .max_seen
+            .iter()
+            .map(|(_, m)| m.saturating_sub(lag))
+            .min()
+            .unwrap_or(i64::MIN);
+        let wm = self.current.map_or(low, |c| c.max(low));
+        self.current = Some(wm);
+        wm
+    }
+}
+
+/// One window's state for one group: accumulators, and (hold) the inputs whose last window this
+/// is, with their times.
+#[derive(Clone)]
+struct Group {
+    accs: Vec<Acc>,
+    held: Vec<(i64, Tuple)>,
+}
+
+/// Duration windows: open windows by start.
+#[derive(Clone)]
+struct DurationState {
+    windows: BTreeMap<i64, FastMap<GroupKey, Group>>,
+    /// Every window ending at or before this has fired.
+    fired_until: i64,
+    watermarks: Watermarks,
+}
+
+impl Default for DurationState {
+    fn default() -> Self {
+        DurationState {
+            windows: BTreeMap::new(),
+            fired_until: i64::MIN,
+            watermarks: Watermarks::default(),
+        }
+    }
+}
+
+impl DurationState {
+    /// Adds a tuple at `time` to each of its windows that has not fired.
+    fn add(
+        &mut self,
+        plan: &Plan,
+        time: i64,
+        key: GroupKey,
+        input: &Tuple,
+        agg_idx: &[Option<usize>],
+        hold: bool,
+    ) {
+        let Shape::Duration { length, slide } = plan.shape else {
+            return;
+        };
+        let last_start = time.div_euclid(slide) * slide;
+        let mut start = last_start;
+        let mut first = true;
+        while start.saturating_add(length) > time {
+            if start.saturating_add(length) <= self.fired_until {
+                break;
+            }
+            let groups = self.windows.entry(start).or_default();
+            let group = match groups.get_mut(&key) {
+                Some(g) => g,
+                None => groups.entry(key.clone()).or_insert_with(|| Group {
+                    accs: plan.aggs.iter().map(|a| Acc::new(a.kind)).collect(),
+                    held: Vec::new(),
+                }),
+            };
+            for (acc, i) in group.accs.iter_mut().zip(agg_idx) {
+                acc.add(i.and_then(|i| input.get(i)).unwrap_or(&Value::Null));
+            }
+            if hold && first {
+                group.held.push((time, input.clone()));
+            }
+            first = false;
+            start = match start.checked_sub(slide) {
+                Some(s) => s,
+                None => break,
+            };
+        }
+    }
+
+    /// Fires every window whose end is at or before `until`, in order of end.
+    fn fire_until(&mut self, plan: &Plan, until: i64, hold: bool, out: &mut OutputCollector<'_>) {
+        let Shape::Duration { length, .. } = plan.shape else {
+            return;
+        };
+        while let Some(entry) = self.windows.first_entry() {
+            let start = *entry.key();
+            let end = start.saturating_add(length);
+            if end > until {
+                break;
+            }
+            let groups = entry.remove();
+            for (key, group) in &groups {
+                let vals = result_values(start, end, key, &group.accs);
+                if hold {
+                    // Every input of this window and group: those whose last window this is, and
+                    // those held by later windows that still contain this one's span.
+                    let mut anchors: Vec<&Tuple> = group.held.iter().map(|(_, t)| t).collect();
+                    for (_, later) in self.windows.range(start.saturating_add(1)..end) {
+                        if let Some(g) = later.get(key) {
+                            anchors.extend(g.held.iter().filter(|(t, _)| *t < end).map(|(_, t)| t));
+                        }
+                    }
+                    out.emit_anchored(&anchors, vals);
+                } else {
+                    out.emit(vals);
+                }
+            }
+            for group in groups.values() {
+                for (_, t) in &group.held {
+                    out.ack(t);
+                }
+            }
+        }
+        if until > self.fired_until {
+            self.fired_until = until;
+        }
+    }
+}
+
+fn result_values(start: i64, end: i64, key: &GroupKey, accs: &[Acc]) -> Values {
+    let mut vals = Values::with_capacity(2 + key.0.len() + accs.len());
+    vals.push(Value::Int(start));
+    vals.push(Value::Int(end));
+    vals.extend(key.0.iter().cloned());
+    vals.extend(accs.iter().map(Acc::result));
+    vals
+}
+
+/// One entry of a sliding count window: arrival time, the aggregated values, and (hold) the
+/// input until no later window contains it.
+#[derive(Clone)]
+struct Entry {
+    ms: i64,
+    values: Values,
+    input: Option<Tuple>,
+}
+
+/// One group of count windows.
+#[derive(Clone)]
+struct CountGroup {
+    /// Tuples since the last result.
+    since: usize,
+    /// Tumbling: running accumulators, first and last arrival, held inputs.
+    accs: Vec<Acc>,
+    first_ms: i64,
+    last_ms: i64,
+    held: Vec<Tuple>,
+    /// Sliding: the last `length` entries.
+    buf: VecDeque<Entry>,
+}
+
+impl CountGroup {
+    fn new(plan: &Plan, length: usize) -> CountGroup {
+        let sliding = matches!(plan.shape, Shape::Count { slide, .. } if slide < length);
+        CountGroup {
+            since: 0,
+            accs: plan.aggs.iter().map(|a| Acc::new(a.kind)).collect(),
+            first_ms: 0,
+            last_ms: 0,
+            held: Vec::new(),
+            buf: if sliding {
+                VecDeque::with_capacity(length.min(4096))
+            } else {
+                VecDeque::new()
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        plan: &Plan,
+        length: usize,
+        slide: usize,
+        ms: i64,
+        key: &GroupKey,
+        input: &Tuple,
+        agg_idx: &[Option<usize>],
+        hold: bool,
+        out: &mut OutputCollector<'_>,
+    ) {
+        let value = |i: &Option<usize>| i.and_then(|i| input.get(i)).unwrap_or(&Value::Null);
+        self.since += 1;
+        if slide == length {
+            if self.since == 1 {
+                self.first_ms = ms;
+            }
+            self.last_ms = ms;
+            for (acc, i) in self.accs.iter_mut().zip(agg_idx) {
+                acc.add(value(i));
+            }
+            if hold {
+                self.held.push(input.clone());
+            }
+            if self.since == length {
+                self.flush(plan, length, slide, key, hold, out);
+            }
+        } else {
+            if self.buf.len() == length {
+                if let Some(old) = self.buf.pop_front() {
+                    if let Some(t) = old.input {
+                        out.ack(&t);
+                    }
+                }
+            }
+            self.buf.push_back(Entry {
+                ms,
+                values: agg_idx.iter().map(|i| value(i).clone()).collect(),
+                input: hold.then(|| input.clone()),
+            });
+            if self.since == slide {
+                self.flush(plan, length, slide, key, hold, out);
+                // Entries the next result will no longer cover are done: ack them now.
+                let drop = (self.buf.len() + slide).saturating_sub(length);
+                for e in self.buf.iter_mut().take(drop) {
+                    if let Some(t) = e.input.take() {
+                        out.ack(&t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Emits the current window of this group, if it received tuples since the last result.
+    fn flush(
+        &mut self,
+        plan: &Plan,
+        length: usize,
+        slide: usize,
+        key: &GroupKey,
+        hold: bool,
+        out: &mut OutputCollector<'_>,
+    ) {
+        if self.since == 0 {
+            return;
+        }
+        self.since = 0;
+        if slide == length {
+            let vals = result_values(self.first_ms, self.last_ms, key, &self.accs);
+            if hold {
+                let anchors: Vec<&Tuple> = self.held.iter().collect();
+                out.emit_anchored(&anchors, vals);
+                for t in self.held.drain(..) {
+                    out.ack(&t);
+                }
+            } else {
+                out.emit(vals);
+            }
+            for (acc, a) in self.accs.iter_mut().zip(&plan.aggs) {
+                *acc = Acc::new(a.kind);
+            }
+        } else {
+            let mut accs: Vec<Acc> = plan.aggs.iter().map(|a| Acc::new(a.kind)).collect();
+            for e in &self.buf {
+                for (acc, v) in accs.iter_mut().zip(&e.values) {
+                    acc.add(v);
+                }
+            }
+            let first = self.buf.front().map_or(0, |e| e.ms);
+            let last = self.buf.back().map_or(0, |e| e.ms);
+            let vals = result_values(first, last, key, &accs);
+            if hold {
+                let anchors: Vec<&Tuple> =
+                    self.buf.iter().filter_map(|e| e.input.as_ref()).collect();
+                out.emit_anchored(&anchors, vals);
+            } else {
+                out.emit(vals);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window")
+            .field("plan", &self.plan)
+            .field("hold", &self.hold)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hll_is_exact_when_sparse_and_close_when_dense() {
+        let mut h = Hll::default();
+        for i in 0..1000u64 {
+            h.insert(Value::Int(i as i64).stable_hash(HLL_SEED));
+            h.insert(Value::Int(i as i64).stable_hash(HLL_SEED));
+        }
+        assert_eq!(h.estimate(), 1000.0);
+        for n in [5_000i64, 50_000, 500_000] {
+            let mut h = Hll::default();
+            for i in 0..n {
+                h.insert(Value::from(format!("v{i}")).stable_hash(HLL_SEED));
+            }
+            let err = (h.estimate() - n as f64).abs() / n as f64;
+            assert!(err < 0.03, "n {n}: estimate {} (error {err})", h.estimate());
+        }
+    }
+
+    #[test]
+    fn value_order_is_total_and_numeric() {
+        use std::cmp::Ordering::*;
+        assert_eq!(value_order(&Value::Int(2), &Value::Float(2.5)), Less);
+        assert_eq!(value_order(&Value::Int(2), &Value::Float(2.0)), Less);
+        assert_eq!(value_order(&Value::Null, &Value::Bool(false)), Less);
+        assert_eq!(value_order(&Value::from("b"), &Value::from("a")), Greater);
+        assert_eq!(value_order(&Value::Int(9), &Value::from("a")), Less);
+    }
+
+    #[test]
+    fn sums_stay_ints_until_a_float_or_an_overflow() {
+        let mut s = Acc::new(AggKind::Sum);
+        s.add(&Value::Int(2));
+        s.add(&Value::Null);
+        s.add(&Value::Int(3));
+        assert_eq!(s.result(), Value::Int(5));
+        s.add(&Value::Int(i64::MAX));
+        assert!(matches!(s.result(), Value::Float(_)));
+        let mut m = Acc::new(AggKind::Max);
+        m.add(&Value::Int(2));
+        m.add(&Value::Float(1.5));
+        assert_eq!(m.result(), Value::Float(2.0));
+        let mut m = Acc::new(AggKind::Min);
+        assert_eq!(m.result(), Value::Null);
+        m.add(&Value::Float(f64::NAN));
+        m.add(&Value::Int(4));
+        // NaN is skipped altogether: only ints were counted.
+        assert_eq!(m.result(), Value::Int(4));
+    }
+
+    #[test]
+    fn timestamps_are_ms_or_rfc3339() {
+        assert_eq!(timestamp_ms(&Value::Int(5)), Ok(5));
+        assert_eq!(
+            timestamp_ms(&Value::from("1970-01-01T00:00:01.5Z")),
+            Ok(1500)
+        );
+        assert!(timestamp_ms(&Value::Float(1.0)).is_err());
+        assert!(timestamp_ms(&Value::from("yesterday")).is_err());
+    }
+
+    #[test]
+    fn watermark_is_the_slowest_task_and_never_goes_back() {
+        let mut w = Watermarks::default();
+        assert_eq!(w.observe(TaskId(1), 100, 10), 90);
+        assert_eq!(w.observe(TaskId(2), 50, 10), 90);
+        assert_eq!(w.observe(TaskId(2), 95, 10), 90);
+        assert_eq!(w.observe(TaskId(2), 120, 10), 90);
+        assert_eq!(w.observe(TaskId(1), 200, 10), 110);
+    }
+}
