@@ -1,5 +1,7 @@
 //! The built-in component kinds, registered by name for topology files — one explicit list.
 
+mod sinks_db;
+
 use serde::Deserialize;
 use topo_bolts::{
     Count, CountOptions, Filter, FilterOptions, Map, MapOptions, Parse, ParseOptions, Split,
@@ -123,6 +125,7 @@ pub fn builtin_registry() -> Registry {
         ],
         |o: &StdoutOptions| Stdout::new(o.clone()),
     );
+    sinks_db::register(&mut r);
     r
 }
 

@@ -15,6 +15,10 @@
 //!   computed by CEL expressions over the input fields); failed evaluations to `error`.
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
+//! - [`postgres_sink`]: `postgres` (batches inserted or upserted into a table in one transaction
+//!   each; inputs acked after the commit, bad rows to `error`).
+//! - [`redis_sink`]: `redis` (batches of sorted-set, hash, string or list updates in one
+//!   `MULTI`/`EXEC`; inputs acked after the server's reply).
 //! - [`sink`]: what every durable sink shares — batching, ack after the write, retries with
 //!   back-off ([`BatchSink`] around a [`BatchWriter`]).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
@@ -24,12 +28,18 @@
 
 pub mod expr;
 pub mod parse;
+pub mod postgres_sink;
+pub mod redis_sink;
 pub mod sink;
 pub mod stdout;
 pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
 pub use parse::{Format, Parse, ParseOptions};
+pub use postgres_sink::{
+    PostgresColumns, PostgresMode, PostgresOptions, PostgresSink, PostgresWriter,
+};
+pub use redis_sink::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
 pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};

@@ -172,6 +172,15 @@ pub trait BatchWriter: Send + 'static {
     /// Drops the pending batch (every try failed; its inputs are failed and will be replayed).
     fn discard(&mut self);
 
+    /// Called after a successful [`write`](BatchWriter::write): moves into `into` the records of
+    /// that batch the destination refused one by one while it took the others (a constraint
+    /// violation on one row, a command refused inside a transaction), each as its index in the
+    /// batch (the order of `encode` calls) and the reason. They go to the `error` stream; every
+    /// input of the batch is acked either way. By default there are none.
+    fn take_rejected(&mut self, into: &mut Vec<(usize, String)>) {
+        let _ = into;
+    }
+
     /// Called now and then while idle (at the sink's tick): time-based housekeeping such as
     /// closing a file that has been open too long.
     fn idle(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
@@ -191,6 +200,7 @@ pub struct BatchSink<W> {
     batch: BatchOptions,
     retry: RetryOptions,
     held: Vec<Tuple>,
+    rejected: Vec<(usize, String)>,
     bytes: usize,
     oldest: Option<Instant>,
     component: SmolStr,
@@ -205,6 +215,7 @@ impl<W: BatchWriter> BatchSink<W> {
             batch,
             retry,
             held: Vec::new(),
+            rejected: Vec::new(),
             bytes: 0,
             oldest: None,
             component: SmolStr::default(),
@@ -248,6 +259,12 @@ impl<W: BatchWriter> BatchSink<W> {
         self.oldest = None;
         match result {
             Ok(()) => {
+                self.writer.take_rejected(&mut self.rejected);
+                for (i, reason) in self.rejected.drain(..) {
+                    if let Some(t) = held.get(i) {
+                        out.emit_to("error", &[t], values![reason, record(t)]);
+                    }
+                }
                 for t in &held {
                     out.ack(t);
                 }
