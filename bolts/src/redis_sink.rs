@@ -485,7 +485,8 @@ impl RedisWriter {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(s.timeout)
             .set_response_timeout(s.timeout)
-            .set_number_of_retries(1);
+            // No retries inside the manager: the sink retries with its own back-off.
+            .set_number_of_retries(0);
         let manager = tokio::time::timeout(
             s.timeout + Duration::from_secs(1),
             ConnectionManager::new_with_config(s.client.clone(), config),
@@ -500,7 +501,6 @@ impl RedisWriter {
         })?
         .map_err(|e| format!("cannot connect to Redis at {}: {e}", s.target))?;
         self.conn = Some(manager);
-        self.clear();
         Ok(())
     }
 
@@ -628,6 +628,9 @@ impl BatchWriter for RedisWriter {
             return Ok(());
         }
         let s = self.shared.clone();
+        if self.conn.is_none() {
+            self.connect().await.map_err(WriteError::Retry)?;
+        }
         let Some(conn) = self.conn.as_mut() else {
             return Err(WriteError::Retry(
                 format!("redis ({}): not connected", s.target).into(),
@@ -650,6 +653,7 @@ impl BatchWriter for RedisWriter {
         .await;
         let mut reply = match reply {
             Err(_) => {
+                self.conn = None;
                 return Err(WriteError::Retry(
                     format!(
                         "redis ({}): no reply within {}",
@@ -663,6 +667,9 @@ impl BatchWriter for RedisWriter {
                 return Err(WriteError::Reject(format!("redis: {e}")));
             }
             Ok(Err(e)) => {
+                // The manager reconnects by itself only after I/O errors; a failed login, say,
+                // would stay its answer. A fresh manager on the next try covers every case.
+                self.conn = None;
                 return Err(WriteError::Retry(
                     format!("redis ({}): {e}", s.target).into(),
                 ));
