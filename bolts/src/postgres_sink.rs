@@ -19,7 +19,7 @@
 //! Options (with the shared `batch` and `retry` tables of [`crate::sink`]):
 //!
 //! ```toml
-//! [bolt.store]
+//! [bolts.store]
 //! kind = "postgres"
 //! url = "postgres://postgres@127.0.0.1:5432/test"  # libpq-style URL or key=value string
 //! table = "word_counts"              # or "schema.table"; each part quoted as an identifier
@@ -626,18 +626,23 @@ fn classify(e: &tokio_postgres::Error, target: &str) -> Failure {
             },
         };
     }
-    let mut reason = format!("postgres ({target}): {e}");
-    if let Some(source) = e.source() {
-        let s = source.to_string();
-        if !reason.contains(&s) {
-            reason.push_str(": ");
-            reason.push_str(&s);
-        }
-    }
     Failure::Retry {
-        reason,
+        reason: format!("postgres ({target}): {}", error_text(e)),
         reconnect: true,
     }
+}
+
+/// A client-side error with its cause ("error connecting to server: Connection refused").
+fn error_text(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(source) = e.source() {
+        let s = source.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+    }
+    text
 }
 
 /// The `postgres` sink's [`BatchWriter`]; see the [module docs](self).
@@ -704,8 +709,9 @@ impl PostgresWriter {
         let (client, connection) = match tokio::time::timeout(s.timeout, connecting).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                let reason = match classify(&e, &s.target) {
-                    Failure::Data(r) | Failure::Retry { reason: r, .. } => r,
+                let reason = match e.as_db_error() {
+                    Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+                    None => error_text(&e),
                 };
                 return Err(
                     format!("cannot connect to PostgreSQL at {}: {reason}", s.target).into(),

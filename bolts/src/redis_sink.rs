@@ -19,7 +19,7 @@
 //! Options (with the shared `batch` and `retry` tables of [`crate::sink`]):
 //!
 //! ```toml
-//! [bolt.board]
+//! [bolts.board]
 //! kind = "redis"
 //! url = "redis://127.0.0.1:6379/0"   # redis://[user:password@]host:port/db
 //! command = "zadd"                   # zadd | zincrby | hset | hincrby | set | incrby | rpush

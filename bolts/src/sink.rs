@@ -27,12 +27,12 @@
 //! Options shared by every sink, as TOML tables:
 //!
 //! ```toml
-//! [bolt.out.batch]
+//! [bolts.out.batch]
 //! max_records = 500      # write when this many records are pending
 //! max_bytes = 1048576    # ... or when their encoded size reaches this
 //! interval = "1s"        # ... or when the oldest pending record is this old
 //!
-//! [bolt.out.retry]
+//! [bolts.out.retry]
 //! attempts = 5           # writes tried before the batch's inputs are failed
 //! backoff = "100ms"      # first wait between tries; doubles each time
 //! max_backoff = "10s"    # cap of the wait
