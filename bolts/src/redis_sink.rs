@@ -532,7 +532,15 @@ impl BatchWriter for RedisWriter {
 
     fn encode(&mut self, input: &Tuple) -> Result<usize, String> {
         self.render_key(input)?;
-        let s = self.shared.clone();
+        let RedisWriter {
+            shared,
+            pipe,
+            key,
+            ttl_keys,
+            commands,
+            ..
+        } = self;
+        let s: &RedisShared = shared;
         let member = match &s.member {
             Some(name) => {
                 let role = if matches!(s.command, RedisCommand::Zadd | RedisCommand::Zincrby) {
@@ -573,40 +581,40 @@ impl BatchWriter for RedisWriter {
             }
             None => None,
         };
-        let key = self.key.as_str();
+        let key = key.as_str();
         let mut size = key.len() + 16;
         // `needs_member`/`needs_value` were checked in `RedisSink::new`, so the options give
         // exactly the fields each command uses.
         match (s.command, member, value) {
             (RedisCommand::Zadd, Some(m), Some(v)) => {
                 size += m.len() + v.len();
-                self.pipe.cmd("ZADD").arg(key).arg(v).arg(m);
+                pipe.cmd("ZADD").arg(key).arg(v).arg(m);
             }
             (RedisCommand::Zincrby, Some(m), Some(v)) => {
                 size += m.len() + v.len();
-                self.pipe.cmd("ZINCRBY").arg(key).arg(v).arg(m);
+                pipe.cmd("ZINCRBY").arg(key).arg(v).arg(m);
             }
             (RedisCommand::Hset, Some(m), Some(v)) => {
                 size += m.len() + v.len();
-                self.pipe.cmd("HSET").arg(key).arg(m).arg(v);
+                pipe.cmd("HSET").arg(key).arg(m).arg(v);
             }
             (RedisCommand::Hincrby, Some(m), Some(v)) => {
                 size += m.len() + v.len();
-                self.pipe.cmd("HINCRBY").arg(key).arg(m).arg(v);
+                pipe.cmd("HINCRBY").arg(key).arg(m).arg(v);
             }
             (RedisCommand::Set, None, Some(v)) => {
                 size += v.len();
-                self.pipe.cmd("SET").arg(key).arg(v);
+                pipe.cmd("SET").arg(key).arg(v);
             }
             (RedisCommand::Incrby, None, Some(v)) => {
                 size += v.len();
-                self.pipe.cmd("INCRBY").arg(key).arg(v);
+                pipe.cmd("INCRBY").arg(key).arg(v);
             }
             (RedisCommand::Rpush, None, None) => {
                 let json = serde_json::to_string(&record(input))
                     .map_err(|e| format!("the record is not encodable as JSON: {e}"))?;
                 size += json.len();
-                self.pipe.cmd("RPUSH").arg(key).arg(json);
+                pipe.cmd("RPUSH").arg(key).arg(json);
             }
             (c, _, _) => {
                 return Err(format!(
@@ -615,10 +623,10 @@ impl BatchWriter for RedisWriter {
                 ));
             }
         }
-        if s.ttl_ms.is_some() && !self.ttl_keys.contains(key) {
-            self.ttl_keys.insert(key.into());
+        if s.ttl_ms.is_some() && !ttl_keys.contains(key) {
+            ttl_keys.insert(key.into());
         }
-        self.commands += 1;
+        *commands += 1;
         Ok(size)
     }
 

@@ -9,6 +9,8 @@
 //!            │     │                 │ end of input (finish)                 │
 //!            │     │                 ▼                                       │
 //!            │     │           W::write ──ok──► ack every held input         │
+//!            │     │                 │    └─ records the destination refused │
+//!            │     │                 │       one by one (take_rejected) ─────────► error: (reason, record)
 //!            │     │                 │ Retry: again after a back-off, up to  │
 //!            │     │                 │ `retry.attempts` times, then          │
 //!            │     │                 ├──────► fail every held input         │──► spouts replay
@@ -254,10 +256,11 @@ impl<W: BatchWriter> BatchSink<W> {
                 Err(e) => break Err(e),
             }
         };
-        let held = std::mem::take(&mut self.held);
+        // `held` is cleared, not replaced, so its capacity serves the next batch.
+        let held = &self.held;
         self.bytes = 0;
         self.oldest = None;
-        match result {
+        let outcome = match result {
             Ok(()) => {
                 self.writer.take_rejected(&mut self.rejected);
                 for (i, reason) in self.rejected.drain(..) {
@@ -265,14 +268,14 @@ impl<W: BatchWriter> BatchSink<W> {
                         out.emit_to("error", &[t], values![reason, record(t)]);
                     }
                 }
-                for t in &held {
+                for t in held {
                     out.ack(t);
                 }
                 Ok(())
             }
             Err(WriteError::Reject(reason)) => {
                 self.writer.discard();
-                for t in &held {
+                for t in held {
                     out.emit_to("error", &[t], values![reason.as_str(), record(t)]);
                     out.ack(t);
                 }
@@ -280,7 +283,7 @@ impl<W: BatchWriter> BatchSink<W> {
             }
             Err(WriteError::Retry(e)) => {
                 self.writer.discard();
-                for t in &held {
+                for t in held {
                     out.fail(t);
                 }
                 Err(format!(
@@ -289,7 +292,9 @@ impl<W: BatchWriter> BatchSink<W> {
                 )
                 .into())
             }
-        }
+        };
+        self.held.clear();
+        outcome
     }
 }
 
