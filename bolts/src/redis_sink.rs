@@ -219,14 +219,13 @@ fn parse_template(t: &str) -> Result<Vec<Part>, String> {
 }
 
 /// The validated settings of a `redis` sink; each task makes its bolt with [`RedisSink::bolt`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisSink {
     shared: Arc<RedisShared>,
     batch: BatchOptions,
     retry: RetryOptions,
 }
 
-#[derive(Debug)]
 struct RedisShared {
     client: redis::Client,
     target: String,
@@ -236,6 +235,19 @@ struct RedisShared {
     value: Option<SmolStr>,
     ttl_ms: Option<u64>,
     timeout: Duration,
+}
+
+/// Shows the server and the command, never the URL's password.
+impl std::fmt::Debug for RedisSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSink")
+            .field("target", &self.shared.target)
+            .field("command", &self.shared.command)
+            .field("key", &self.shared.key)
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl RedisSink {

@@ -419,6 +419,51 @@ fn a_value_the_column_cannot_take_goes_to_error_at_once() {
     );
 }
 
+// Guards: a connection lost between batches costs a retry, not the inputs: the next batch
+// reconnects (re-checking the table) and is committed, its inputs acked, none failed.
+#[test]
+fn a_terminated_session_is_replaced_on_the_next_write() {
+    let db = Db::connect();
+    let t = Table::create(&db, "word text, n bigint");
+    let app = format!(
+        "topo-test-{}-{}",
+        std::process::id(),
+        shared_counter().fetch_add(1, Ordering::Relaxed)
+    );
+    let sink = sink(&format!(
+        "url = \"{URL}\"\ntable = \"{}\"\ncolumns = [\"word\", \"n\"]\napplication_name = \"{app}\"\n\
+         batch = {{ max_records = 2, interval = \"1h\" }}\nretry = {{ attempts = 3, backoff = \"10ms\" }}",
+        t.name
+    ));
+    let mut tester = tester(&sink, &["word", "n"]);
+    let first = tester.execute_all([values!["a", 1], values!["b", 2]]);
+    assert_eq!(first[1].acked_inputs, vec![0, 1]);
+    let pid_sql = format!("SELECT pid FROM pg_stat_activity WHERE application_name = '{app}'");
+    let before: Vec<i32> = db.query(&pid_sql).iter().map(|r| r.get(0)).collect();
+    assert_eq!(before.len(), 1, "one session per sink task");
+    let killed: Vec<bool> = db
+        // With a timeout, it returns once the session has ended.
+        .query(&format!(
+            "SELECT pg_terminate_backend({}, 10000)",
+            before[0]
+        ))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(killed, vec![true]);
+    let second = tester.execute_all([values!["c", 3], values!["d", 4]]);
+    assert_eq!(second[1].acked_inputs, vec![2, 3]);
+    assert!(
+        second
+            .iter()
+            .all(|r| r.failed_inputs.is_empty() && r.errors == 0)
+    );
+    let after: Vec<i32> = db.query(&pid_sql).iter().map(|r| r.get(0)).collect();
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "a new session");
+    assert_eq!(db.count(&t.name), 4);
+}
+
 // Guards: options are checked when the sink is built, each error naming the option.
 #[test]
 fn bad_options_are_refused_naming_the_option() {
