@@ -71,8 +71,11 @@
 //!
 //! - At-least-once: a batch whose commit succeeded but whose reply was lost is written again
 //!   (`insert` then duplicates rows; `upsert` of absolute values is idempotent).
-//! - Array-typed columns are refused at open; the table's column types are read once per
-//!   connection (a type changed under a running sink fails its writes until it reconnects).
+//! - Array-typed columns are refused at open. The column types are read at open and checked at
+//!   every reconnection: a column type changed under a running sink makes its writes fail
+//!   (retried, then replayed) until its tasks are restarted.
+//! - A batch holding a bad row costs one statement per row (the row-by-row pass); with upsert,
+//!   the inputs merged into a refused row (same key, same batch) all go to `error`.
 //! - Without TLS (`NoTls`): for servers on a trusted network or loopback.
 //! - A table name containing a `.` cannot be given (the first `.` separates the schema).
 

@@ -57,7 +57,7 @@
 //! - With `ttl`, each distinct key of the batch gets one `PEXPIRE` after its commands, in the
 //!   same transaction.
 //! - A refused or lost connection, a timeout, or a server that is loading, read-only or refuses
-//!   the login is retried ([`WriteError::Retry`]); the connection manager reconnects.
+//!   the login is retried ([`WriteError::Retry`]) on a fresh connection.
 //! - Idempotence: `zadd`, `hset` and `set` write absolute values, so a batch written again (after
 //!   a lost reply, or a replay) leaves the same state. `zincrby`, `hincrby` and `incrby` are not
 //!   idempotent: a batch whose `EXEC` was applied but whose reply was lost is applied again on
@@ -65,7 +65,8 @@
 //!
 //! Known limits: no TLS, no Redis Cluster (one server, its `db`); a whole batch goes to one
 //! server connection, so very large batches delay other clients of that server while `EXEC`
-//! runs.
+//! runs. Each command is built as a `redis::Cmd` (two small allocations per record); `rpush`
+//! also builds the record's JSON.
 
 use std::collections::HashSet;
 use std::sync::Arc;
