@@ -808,19 +808,19 @@ impl PostgresWriter {
             )
             .into()
         })?;
-        // Planning happens at the first execution: run the statement on no rows, so a conflict
-        // target without a unique index (or a column type the values cannot be cast to) is
-        // reported now rather than at the first batch.
+        // Planning happens at the first execution: plan the statement now (EXPLAIN, so nothing
+        // runs and no trigger fires), so a conflict target without a unique index is reported
+        // at open rather than at the first batch.
         let empty: Vec<ColumnBuf> = types.iter().map(|t| ColumnBuf::new(t.wire)).collect();
         let slices: Vec<ColumnSlice<'_>> = empty.iter().map(|c| c.slice(0..0)).collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             slices.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
         client
-            .execute(&insert, &params)
+            .query(&format!("EXPLAIN {sql}"), &params)
             .await
             .map_err(|e| -> BoxError {
                 format!(
-                    "postgres ({}): `{sql}` fails: {}",
+                    "postgres ({}): cannot plan `{sql}`: {}",
                     s.target,
                     match classify(&e, &s.target) {
                         Failure::Data(r) | Failure::Retry { reason: r, .. } => r,
