@@ -506,6 +506,7 @@ impl ToSql for ColumnSlice<'_> {
         ty: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // Every column buffer holds one value per pending row, and `rows` lies within them.
         let r = self.rows.clone();
         match self.buf {
             ColumnBuf::Int(v) => <&[Option<i64>] as ToSql>::to_sql(&&v[r], ty, out),
@@ -761,6 +762,8 @@ impl PostgresWriter {
             Some(schema) => format!("schema `{schema}`"),
             None => "the current schema".to_string(),
         };
+        // `Row::get` panics only on a wrong index or type: the query selects four `text`
+        // columns, read below as `&str` by index 0..=3.
         if rows.is_empty() {
             return Err(format!(
                 "postgres ({}): table `{}` does not exist in {where_} (or its columns are not visible to this user)",
