@@ -9,6 +9,7 @@ use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
 mod join;
+mod sinks_db;
 mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
@@ -128,6 +129,7 @@ pub fn builtin_registry() -> Registry {
     );
     join::register(&mut r);
     window::register(&mut r);
+    sinks_db::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
     }
@@ -270,6 +272,35 @@ aggregates = [
   { fn = "top_k", field = "status", k = 3, as = "top_statuses" },
 ]
 inputs = [{ from = "parsed", grouping = { fields = ["path"] } }]
+"#,
+    ),
+    (
+        "postgres",
+        r#"
+[bolts.store]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/test"
+table = "word_counts"     # must exist: CREATE TABLE word_counts (word text PRIMARY KEY, count bigint)
+columns = ["word", "count"]
+mode = "upsert"           # or "insert"
+key = ["word"]
+batch = { max_records = 500, interval = "1s" }      # one transaction per batch, acked after commit
+retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }
+inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
+"#,
+    ),
+    (
+        "redis",
+        r#"
+[bolts.board]
+kind = "redis"
+url = "redis://127.0.0.1:6379/0"
+command = "zadd"          # zincrby, hset, hincrby, set, incrby, rpush
+key = "leaderboard:{region}"   # {field} takes the tuple's value
+member = "word"
+value = "count"
+ttl = "1d"
+inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
 "#,
     ),
 ];

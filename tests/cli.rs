@@ -705,11 +705,20 @@ fn every_example_topology_runs() {
     files.sort();
     assert!(!files.is_empty());
     let out = tempfile::tempdir().expect("a temporary directory");
+    // leaderboard.toml writes to PostgreSQL and Redis (running here and in CI): a table and a
+    // key of this run's own, removed at the end.
+    let table = format!("topo_example_counts_{}", std::process::id());
+    let key = format!("topo:example:{}", std::process::id());
+    psql(&format!(
+        "CREATE TABLE {table} (word text PRIMARY KEY, count bigint NOT NULL)"
+    ));
     for file in &files {
         let run = topo()
             .current_dir(out.path())
             .env("COUNT", "2000")
             .env("SENTENCES", "2000")
+            .env("PG_TABLE", &table)
+            .env("REDIS_KEY", &key)
             .args(["run", "--until-idle", "--quiet"])
             .arg(file)
             .output()
@@ -722,4 +731,35 @@ fn every_example_topology_runs() {
             String::from_utf8_lossy(&run.stderr)
         );
     }
+    let words = psql(&format!("SELECT count(*) FROM {table}"));
+    psql(&format!("DROP TABLE {table}"));
+    let _ = StdCommand::new("redis-cli").args(["DEL", &key]).output();
+    assert!(
+        words.trim().parse::<u64>().is_ok_and(|n| n > 0),
+        "leaderboard.toml upserted no word counts: {words}"
+    );
+}
+
+/// Runs one SQL statement on the local PostgreSQL `test` database; its output, unaligned.
+fn psql(sql: &str) -> String {
+    let out = StdCommand::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-tA",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs (PostgreSQL client; see SERVICES.md)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {} (is PostgreSQL running on 127.0.0.1:5432?)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -17,6 +17,10 @@
 //!   output fields; holds or acks on receipt).
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
+//! - [`postgres_sink`]: `postgres` (batches inserted or upserted into a table in one transaction
+//!   each; inputs acked after the commit, bad rows to `error`).
+//! - [`redis_sink`]: `redis` (batches of sorted-set, hash, string or list updates in one
+//!   `MULTI`/`EXEC`; inputs acked after the server's reply).
 //! - [`sink`]: what every durable sink shares — batching, ack after the write, retries with
 //!   back-off ([`BatchSink`] around a [`BatchWriter`]).
 //! - [`rank`]: `rolling_count` (counts per object over a sliding window of slots) and
@@ -32,7 +36,9 @@
 pub mod expr;
 pub mod join;
 pub mod parse;
+pub mod postgres_sink;
 pub mod rank;
+pub mod redis_sink;
 pub mod sink;
 pub mod stdout;
 pub mod window;
@@ -41,7 +47,11 @@ pub mod words;
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
 pub use join::{FromSide, Join, JoinOptions, JoinSide, JoinType};
 pub use parse::{Format, Parse, ParseOptions};
+pub use postgres_sink::{
+    PostgresColumns, PostgresMode, PostgresOptions, PostgresSink, PostgresWriter,
+};
 pub use rank::{RankMode, Rankings, RankingsOptions, RollingCount, RollingCountOptions};
+pub use redis_sink::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
 pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use window::{AggregateOptions, Anchoring, Extent, TimeMode, Window, WindowOptions};

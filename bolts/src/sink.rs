@@ -9,6 +9,8 @@
 //!            │     │                 │ end of input (finish)                 │
 //!            │     │                 ▼                                       │
 //!            │     │           W::write ──ok──► ack every held input         │
+//!            │     │                 │    └─ records the destination refused │
+//!            │     │                 │       one by one (take_rejected) ─────────► error: (reason, record)
 //!            │     │                 │ Retry: again after a back-off, up to  │
 //!            │     │                 │ `retry.attempts` times, then          │
 //!            │     │                 ├──────► fail every held input         │──► spouts replay
@@ -27,12 +29,12 @@
 //! Options shared by every sink, as TOML tables:
 //!
 //! ```toml
-//! [bolt.out.batch]
+//! [bolts.out.batch]
 //! max_records = 500      # write when this many records are pending
 //! max_bytes = 1048576    # ... or when their encoded size reaches this
 //! interval = "1s"        # ... or when the oldest pending record is this old
 //!
-//! [bolt.out.retry]
+//! [bolts.out.retry]
 //! attempts = 5           # writes tried before the batch's inputs are failed
 //! backoff = "100ms"      # first wait between tries; doubles each time
 //! max_backoff = "10s"    # cap of the wait
@@ -172,6 +174,15 @@ pub trait BatchWriter: Send + 'static {
     /// Drops the pending batch (every try failed; its inputs are failed and will be replayed).
     fn discard(&mut self);
 
+    /// Called after a successful [`write`](BatchWriter::write): moves into `into` the records of
+    /// that batch the destination refused one by one while it took the others (a constraint
+    /// violation on one row, a command refused inside a transaction), each as its index in the
+    /// batch (the order of `encode` calls) and the reason. They go to the `error` stream; every
+    /// input of the batch is acked either way. By default there are none.
+    fn take_rejected(&mut self, into: &mut Vec<(usize, String)>) {
+        let _ = into;
+    }
+
     /// Called now and then while idle (at the sink's tick): time-based housekeeping such as
     /// closing a file that has been open too long.
     fn idle(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
@@ -191,6 +202,7 @@ pub struct BatchSink<W> {
     batch: BatchOptions,
     retry: RetryOptions,
     held: Vec<Tuple>,
+    rejected: Vec<(usize, String)>,
     bytes: usize,
     oldest: Option<Instant>,
     component: SmolStr,
@@ -205,6 +217,7 @@ impl<W: BatchWriter> BatchSink<W> {
             batch,
             retry,
             held: Vec::new(),
+            rejected: Vec::new(),
             bytes: 0,
             oldest: None,
             component: SmolStr::default(),
@@ -243,19 +256,26 @@ impl<W: BatchWriter> BatchSink<W> {
                 Err(e) => break Err(e),
             }
         };
-        let held = std::mem::take(&mut self.held);
+        // `held` is cleared, not replaced, so its capacity serves the next batch.
+        let held = &self.held;
         self.bytes = 0;
         self.oldest = None;
-        match result {
+        let outcome = match result {
             Ok(()) => {
-                for t in &held {
+                self.writer.take_rejected(&mut self.rejected);
+                for (i, reason) in self.rejected.drain(..) {
+                    if let Some(t) = held.get(i) {
+                        out.emit_to("error", &[t], values![reason, record(t)]);
+                    }
+                }
+                for t in held {
                     out.ack(t);
                 }
                 Ok(())
             }
             Err(WriteError::Reject(reason)) => {
                 self.writer.discard();
-                for t in &held {
+                for t in held {
                     out.emit_to("error", &[t], values![reason.as_str(), record(t)]);
                     out.ack(t);
                 }
@@ -263,7 +283,7 @@ impl<W: BatchWriter> BatchSink<W> {
             }
             Err(WriteError::Retry(e)) => {
                 self.writer.discard();
-                for t in &held {
+                for t in held {
                     out.fail(t);
                 }
                 Err(format!(
@@ -272,7 +292,9 @@ impl<W: BatchWriter> BatchSink<W> {
                 )
                 .into())
             }
-        }
+        };
+        self.held.clear();
+        outcome
     }
 }
 

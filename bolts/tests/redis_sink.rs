@@ -1,0 +1,587 @@
+//! The `redis` sink against the Redis server on 127.0.0.1:6379. Each test writes under its own
+//! key prefix (`topo-test:<pid>:<n>:`) and deletes its keys at the end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use topo_bolts::{RedisOptions, RedisSink};
+use topo_dsl::TopologyBuilder;
+use topo_runtime::testing::{BoltTester, Executed, VecSpout};
+use topo_runtime::{Bolt, BoxError, Config, OutputCollector, OutputDeclarer, Tuple, Value, values};
+
+const URL: &str = "redis://127.0.0.1:6379/0";
+const START: &str = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log";
+
+/// The longest a test waits for something that should take a moment.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A connection of the test's own, with a key prefix of this test; deletes its keys on drop.
+struct Redis {
+    rt: tokio::runtime::Runtime,
+    conn: redis::aio::MultiplexedConnection,
+    prefix: String,
+}
+
+impl Redis {
+    fn connect() -> Redis {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let conn = rt.block_on(async {
+            let client = redis::Client::open(URL).expect("a Redis URL");
+            let connecting = client.get_multiplexed_async_connection();
+            match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    panic!("Redis at 127.0.0.1:6379 is not reachable: {e}; start it with `{START}`")
+                }
+                Err(_) => {
+                    panic!("Redis at 127.0.0.1:6379 does not answer; start it with `{START}`")
+                }
+            }
+        });
+        let prefix = format!(
+            "topo-test:{}:{}:",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Redis { rt, conn, prefix }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        let mut c = self.conn.clone();
+        self.rt
+            .block_on(cmd.query_async(&mut c))
+            .unwrap_or_else(|e| panic!("redis command failed: {e}"))
+    }
+
+    fn zscores(&self, key: &str) -> BTreeMap<String, f64> {
+        let v: Vec<(String, f64)> = self.run(
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        );
+        v.into_iter().collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let mut c = self.conn.clone();
+        let pattern = format!("{}*", self.prefix);
+        let _ = self.rt.block_on(async {
+            let keys: Vec<String> = c.keys(&pattern).await?;
+            if !keys.is_empty() {
+                c.del::<_, ()>(keys).await?;
+            }
+            Ok::<_, redis::RedisError>(())
+        });
+    }
+}
+
+fn options(toml_text: &str) -> RedisOptions {
+    toml::from_str(toml_text).unwrap_or_else(|e| panic!("options: {e}"))
+}
+
+fn sink(toml_text: &str) -> RedisSink {
+    RedisSink::new(options(toml_text)).unwrap_or_else(|e| panic!("options: {e}"))
+}
+
+fn tester(sink: &RedisSink, fields: &[&'static str]) -> BoltTester {
+    let sink = sink.clone();
+    BoltTester::full(move || sink.bolt(), fields.iter().copied())
+}
+
+fn error_reasons(run: &Executed) -> Vec<String> {
+    run.emitted
+        .iter()
+        .filter(|e| e.stream == "error")
+        .map(|e| e.values[0].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+// Guards: zadd sets absolute scores (last wins), zincrby adds; a template key per record; inputs
+// acked only once the batch's EXEC has been answered.
+#[test]
+fn zadd_and_zincrby_write_sorted_sets_under_templated_keys() {
+    let r = Redis::connect();
+    let board = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"zadd\"\nkey = \"{}board:{{region}}\"\nmember = \"word\"\nvalue = \"count\"\nbatch = {{ max_records = 4, interval = \"1h\" }}",
+        r.prefix
+    ));
+    let mut t = tester(&board, &["region", "word", "count"]);
+    let first = t.execute_all([
+        values!["eu", "apple", 3],
+        values!["us", "apple", 1],
+        values!["eu", "pear", 2.5],
+    ]);
+    assert!(first.iter().all(|e| e.acked_inputs.is_empty()));
+    assert!(
+        r.zscores(&r.key("board:eu")).is_empty(),
+        "nothing written before the batch is full"
+    );
+    let last = t.execute(values!["eu", "apple", 7]);
+    assert_eq!(last.acked_inputs, vec![0, 1, 2, 3]);
+    assert_eq!(
+        r.zscores(&r.key("board:eu")),
+        BTreeMap::from([("apple".into(), 7.0), ("pear".into(), 2.5)])
+    );
+    assert_eq!(
+        r.zscores(&r.key("board:us")),
+        BTreeMap::from([("apple".into(), 1.0)])
+    );
+
+    let incr = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"zincrby\"\nkey = \"{}hits\"\nmember = \"word\"\nvalue = \"n\"\nbatch = {{ max_records = 3 }}",
+        r.prefix
+    ));
+    let mut t = tester(&incr, &["word", "n"]);
+    let runs = t.execute_all([values!["a", 1], values!["a", 2], values!["b", 0.5]]);
+    assert_eq!(runs[2].acked_inputs, vec![0, 1, 2]);
+    assert_eq!(
+        r.zscores(&r.key("hits")),
+        BTreeMap::from([("a".into(), 3.0), ("b".into(), 0.5)])
+    );
+}
+
+// Guards: hset writes hash fields (lists as JSON), hincrby adds to them.
+#[test]
+fn hset_and_hincrby_write_hash_fields() {
+    let r = Redis::connect();
+    let hset = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"hset\"\nkey = \"{}user:{{id}}\"\nmember = \"attr\"\nvalue = \"v\"\nbatch = {{ max_records = 3 }}",
+        r.prefix
+    ));
+    let mut t = tester(&hset, &["id", "attr", "v"]);
+    let list = Value::List(Arc::new(vec![Value::Int(1), Value::Str("x".into())]));
+    let runs = t.execute_all([
+        values![7, "name", "ann"],
+        values![7, "age", 41],
+        values![7, "tags", list],
+    ]);
+    assert_eq!(runs[2].acked_inputs, vec![0, 1, 2]);
+    let h: BTreeMap<String, String> = r.run(redis::cmd("HGETALL").arg(r.key("user:7")));
+    assert_eq!(
+        h,
+        BTreeMap::from([
+            ("name".into(), "ann".into()),
+            ("age".into(), "41".into()),
+            ("tags".into(), "[1,\"x\"]".into()),
+        ])
+    );
+
+    let hincr = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"hincrby\"\nkey = \"{}counts\"\nmember = \"word\"\nvalue = \"n\"\nbatch = {{ max_records = 3 }}",
+        r.prefix
+    ));
+    let mut t = tester(&hincr, &["word", "n"]);
+    t.execute_all([values!["a", 1], values!["a", 5], values!["b", -2]]);
+    let h: BTreeMap<String, i64> = r.run(redis::cmd("HGETALL").arg(r.key("counts")));
+    assert_eq!(h, BTreeMap::from([("a".into(), 6), ("b".into(), -2)]));
+}
+
+// Guards: set writes values, incrby adds, rpush appends each whole record as a JSON object.
+#[test]
+fn set_incrby_and_rpush_write_strings_counters_and_lists() {
+    let r = Redis::connect();
+    let set = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"set\"\nkey = \"{}last:{{k}}\"\nvalue = \"v\"\nbatch = {{ max_records = 2 }}",
+        r.prefix
+    ));
+    let mut t = tester(&set, &["k", "v"]);
+    t.execute_all([values!["x", "one"], values!["x", 2.5]]);
+    let v: String = r.run(redis::cmd("GET").arg(r.key("last:x")));
+    assert_eq!(v, "2.5");
+
+    let incr = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"incrby\"\nkey = \"{}total\"\nvalue = \"n\"\nbatch = {{ max_records = 3 }}",
+        r.prefix
+    ));
+    let mut t = tester(&incr, &["n"]);
+    t.execute_all([values![5], values![10], values![-1]]);
+    let v: i64 = r.run(redis::cmd("GET").arg(r.key("total")));
+    assert_eq!(v, 14);
+
+    let push = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"rpush\"\nkey = \"{}events\"\nbatch = {{ max_records = 2 }}",
+        r.prefix
+    ));
+    let mut t = tester(&push, &["id", "what"]);
+    t.execute_all([values![1, "login"], values![2, Value::Null]]);
+    let items: Vec<String> = r.run(redis::cmd("LRANGE").arg(r.key("events")).arg(0).arg(-1));
+    assert_eq!(
+        items,
+        vec![
+            "{\"id\":1,\"what\":\"login\"}".to_string(),
+            "{\"id\":2,\"what\":null}".to_string()
+        ]
+    );
+}
+
+// Guards: with `ttl`, every key written gets that time to live.
+#[test]
+fn ttl_expires_every_key_written() {
+    let r = Redis::connect();
+    let s = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"zincrby\"\nkey = \"{}day:{{d}}\"\nmember = \"w\"\nvalue = \"n\"\nttl = \"1h\"\nbatch = {{ max_records = 3 }}",
+        r.prefix
+    ));
+    let mut t = tester(&s, &["d", "w", "n"]);
+    let runs = t.execute_all([
+        values!["mon", "a", 1],
+        values!["tue", "a", 1],
+        values!["mon", "b", 1],
+    ]);
+    assert_eq!(runs[2].acked_inputs, vec![0, 1, 2]);
+    for day in ["mon", "tue"] {
+        let ttl: i64 = r.run(redis::cmd("PTTL").arg(r.key(&format!("day:{day}"))));
+        assert!(
+            ttl > 3_500_000 && ttl <= 3_600_000,
+            "day:{day} expires in an hour, PTTL {ttl}"
+        );
+    }
+}
+
+// Guards: a record missing a field (or with a value of the wrong type) goes to `error` at once,
+// acked, and the batch goes on without it.
+#[test]
+fn a_missing_or_mistyped_field_goes_to_error_at_once() {
+    let r = Redis::connect();
+    let s = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"zadd\"\nkey = \"{}board:{{region}}\"\nmember = \"word\"\nvalue = \"count\"\nbatch = {{ max_records = 1 }}",
+        r.prefix
+    ));
+    let mut t = tester(&s, &["word", "count"]);
+    let missing = t.execute(values!["apple", 1]);
+    assert!(missing.acked);
+    assert_eq!(
+        error_reasons(&missing),
+        vec!["the record has no field `region` (key template)".to_string()]
+    );
+    let mut t = tester(&s, &["region", "word", "count"]);
+    let mistyped = t.execute(values!["eu", "apple", "lots"]);
+    assert!(mistyped.acked);
+    let reasons = error_reasons(&mistyped);
+    assert!(
+        reasons[0].contains("field `count` (score) must be a finite number"),
+        "{reasons:?}"
+    );
+    let null_member = t.execute(values!["eu", Value::Null, 1]);
+    assert_eq!(
+        error_reasons(&null_member),
+        vec!["field `word` (member) is null".to_string()]
+    );
+    let ok = t.execute(values!["eu", "pear", 2]);
+    assert_eq!(ok.acked_inputs, vec![2]);
+    assert_eq!(
+        r.zscores(&r.key("board:eu")),
+        BTreeMap::from([("pear".into(), 2.0)])
+    );
+}
+
+// Guards: a command the server refuses inside the transaction (WRONGTYPE) sends only its record
+// to `error` with the server's message; the others of the batch take effect; all are acked.
+#[test]
+fn a_wrongtype_reply_sends_only_that_record_to_error() {
+    let r = Redis::connect();
+    r.run::<()>(redis::cmd("SET").arg(r.key("board:bad")).arg("a string"));
+    let s = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"zadd\"\nkey = \"{}board:{{region}}\"\nmember = \"word\"\nvalue = \"count\"\nbatch = {{ max_records = 3 }}",
+        r.prefix
+    ));
+    let mut t = tester(&s, &["region", "word", "count"]);
+    let runs = t.execute_all([
+        values!["good", "a", 1],
+        values!["bad", "a", 1],
+        values!["good", "b", 2],
+    ]);
+    let last = &runs[2];
+    assert_eq!(last.acked_inputs, vec![0, 1, 2]);
+    let reasons = error_reasons(last);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].starts_with("redis: WRONGTYPE"), "{reasons:?}");
+    let record = last.emitted[0].values[1].as_map().expect("the record");
+    assert_eq!(record.get("region").and_then(Value::as_str), Some("bad"));
+    assert_eq!(
+        r.zscores(&r.key("board:good")),
+        BTreeMap::from([("a".into(), 1.0), ("b".into(), 2.0)])
+    );
+}
+
+// Guards: options are checked when the sink is built, each error naming the option.
+#[test]
+fn bad_options_are_refused_naming_the_option() {
+    let cases = [
+        (
+            "key = \"k\"\nmember = \"m\"\nvalue = \"v\"",
+            "option `url` is required",
+        ),
+        (
+            "url = \"http://x\"\nkey = \"k\"\nmember = \"m\"\nvalue = \"v\"",
+            "option `url`",
+        ),
+        (
+            "url = \"redis://h\"\nmember = \"m\"\nvalue = \"v\"",
+            "option `key` is required",
+        ),
+        (
+            "url = \"redis://h\"\nkey = \"k\"\nvalue = \"v\"",
+            "option `member` is required",
+        ),
+        (
+            "url = \"redis://h\"\nkey = \"k\"\nmember = \"m\"",
+            "option `value` is required",
+        ),
+        (
+            "url = \"redis://h\"\ncommand = \"set\"\nkey = \"k\"\nmember = \"m\"\nvalue = \"v\"",
+            "option `member` = \"m\" is not used by command = \"set\"",
+        ),
+        (
+            "url = \"redis://h\"\ncommand = \"rpush\"\nkey = \"k\"\nvalue = \"v\"",
+            "option `value` = \"v\" is not used by command = \"rpush\"",
+        ),
+        (
+            "url = \"redis://h\"\nkey = \"a:{b\"\nmember = \"m\"\nvalue = \"v\"",
+            "is not closed",
+        ),
+        (
+            "url = \"redis://h\"\nkey = \"a:{}\"\nmember = \"m\"\nvalue = \"v\"",
+            "names no field",
+        ),
+        (
+            "url = \"redis://h\"\nkey = \"k\"\nmember = \"m\"\nvalue = \"v\"\nttl = \"0s\"",
+            "option `ttl`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = RedisSink::new(options(text)).expect_err(text);
+        assert!(e.contains(expected), "{text}: {e}");
+    }
+    assert!(toml::from_str::<RedisOptions>("command = \"lpush\"").is_err());
+}
+
+/// Passes its first `free` tuples on at once and holds the rest (unacked) until the test opens
+/// it; then passes them on, 16 per tick.
+struct Gate {
+    free: Arc<AtomicUsize>,
+    open: tokio::sync::watch::Receiver<bool>,
+    fields: Vec<&'static str>,
+    held: Vec<Tuple>,
+}
+
+impl Gate {
+    fn pass(input: &Tuple, out: &mut OutputCollector<'_>) {
+        out.emit_anchored(&[input], input.values().into());
+        out.ack(input);
+    }
+}
+
+impl Bolt for Gate {
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare(self.fields.iter().copied());
+    }
+
+    async fn execute(
+        &mut self,
+        input: Tuple,
+        out: &mut OutputCollector<'_>,
+    ) -> Result<(), BoxError> {
+        let free = self
+            .free
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if free || *self.open.borrow() {
+            Gate::pass(&input, out);
+        } else {
+            self.held.push(input);
+        }
+        Ok(())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(5))
+    }
+
+    async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        if *self.open.borrow() {
+            // A few at a time: what a tick emits reaches the sink as one input batch, and a
+            // sink task hands on the acks and fails it makes at the end of each input batch.
+            let n = self.held.len().min(16);
+            for t in self.held.drain(..n) {
+                Gate::pass(&t, out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after [`WAIT`].
+async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !condition().await {
+        assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An ACL user of this test (so its connections can be killed and refused without touching
+/// anyone else's); deleted on drop.
+struct AclUser<'a> {
+    r: &'a Redis,
+    name: String,
+}
+
+impl Drop for AclUser<'_> {
+    fn drop(&mut self) {
+        let mut c = self.r.conn.clone();
+        let _ = self.r.rt.block_on(
+            redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.name)
+                .query_async::<()>(&mut c),
+        );
+    }
+}
+
+// Guards (at-least-once, end to end): with the sink's connections killed and its logins refused
+// for longer than its retries while records are in flight, its batches fail, the spout replays
+// them, and at the end the leaderboard holds every record's score, every spout message acked
+// exactly once.
+#[test]
+fn records_survive_killed_connections_and_refused_logins_through_replay() {
+    let r = Redis::connect();
+    let user = AclUser {
+        r: &r,
+        name: format!("topo-test-{}", r.prefix.replace(':', "-")),
+    };
+    r.run::<()>(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&user.name)
+            .arg("reset")
+            .arg("on")
+            .arg(">secret")
+            .arg(format!("~{}*", r.prefix))
+            .arg("+@all"),
+    );
+    let total = 3000usize;
+    let first = 100usize;
+    let key = r.key("board");
+    let s = sink(&format!(
+        "url = \"redis://{}:secret@127.0.0.1:6379/0\"\ncommand = \"zadd\"\nkey = \"{key}\"\nmember = \"word\"\nvalue = \"n\"\n\
+         timeout = \"300ms\"\n\
+         batch = {{ max_records = 50, interval = \"20ms\" }}\n\
+         retry = {{ attempts = 3, backoff = \"20ms\", max_backoff = \"100ms\" }}",
+        user.name
+    ));
+    let records: Vec<_> = (0..total)
+        .map(|i| values![format!("w{i}"), i as i64])
+        .collect();
+    let spout = VecSpout::new(["word", "n"], records);
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let free = Arc::new(AtomicUsize::new(first));
+    let mut b = TopologyBuilder::new("redis-kill");
+    b.config(Config {
+        worker_threads: 2,
+        // A task hands on its acks and fails once this many have gathered or its input runs
+        // dry; with the sink's batches of 50 this passes each batch's on at once.
+        batch_size: 50,
+        ..Config::default()
+    });
+    b.set_spout("records", spout.factory(), 1);
+    b.set_bolt(
+        "gate",
+        move || Gate {
+            free: free.clone(),
+            open: gate.clone(),
+            fields: vec!["word", "n"],
+            held: Vec::new(),
+        },
+        1,
+    )
+    .shuffle_grouping("records");
+    let sink = s.clone();
+    b.set_bolt("board", move || sink.bolt(), 2)
+        .shuffle_grouping("gate");
+    let topology = b.build().expect("a valid topology");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut c = r.conn.clone();
+    rt.block_on(async {
+        let handle = topo_runtime::submit(topology);
+        wait_until("the first records are written", async || {
+            let n: usize = c.zcard(&key).await.expect("zcard");
+            n >= 50
+        })
+        .await;
+
+        // The destination goes away for the sink: its logins are refused and its connections
+        // killed.
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&user.name)
+            .arg("off")
+            .query_async::<()>(&mut c)
+            .await
+            .expect("acl off");
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("USER")
+            .arg(&user.name)
+            .query_async(&mut c)
+            .await
+            .expect("client kill");
+        assert!(killed >= 1, "the sink's connections were found by user");
+        open_gate.send(true).expect("the gate is there");
+        wait_until("batches fail and are replayed", async || {
+            spout.failed().iter().sum::<u32>() > 0
+        })
+        .await;
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&user.name)
+            .arg("on")
+            .query_async::<()>(&mut c)
+            .await
+            .expect("acl on");
+
+        match handle.wait_until_idle(WAIT).await {
+            Ok(_) => {}
+            Err(e) => panic!("not idle within {:?}: {:#?}", e.waited, e.metrics),
+        }
+        let report = handle.stop(Duration::from_secs(5)).await;
+        assert!(report.drained, "{report:#?}");
+    });
+
+    assert_eq!(
+        spout.acked(),
+        vec![1; total],
+        "every message acked exactly once"
+    );
+    let failed: u32 = spout.failed().iter().sum();
+    assert!(failed > 0, "some batches failed and were replayed");
+    let board = r.zscores(&key);
+    let expected: BTreeMap<String, f64> = (0..total).map(|i| (format!("w{i}"), i as f64)).collect();
+    assert_eq!(board.len(), total);
+    assert!(board == expected, "the leaderboard holds every record");
+    eprintln!(
+        "{total} records, {failed} failed deliveries replayed, {} emitted",
+        spout.emitted()
+    );
+}
