@@ -291,6 +291,16 @@ impl Emitter {
             .push(AckMsg::Init { root, val, spout });
     }
 
+    /// Notes that acker messages were buffered, so that they go out with the next time-based
+    /// flush (within a millisecond) even when no tuple is emitted — a sink that acks a whole
+    /// batch after a slow write must not leave the acks waiting for its input to run dry.
+    #[inline]
+    fn acker_buffered(&mut self) {
+        if self.oldest_buffered.is_none() {
+            self.oldest_buffered = Some(Instant::now());
+        }
+    }
+
     /// Acks an input: for each of its trees, its id XOR the ids of the tuples anchored to it.
     /// Consecutive acks for one tree are combined into one message (XOR is associative).
     pub(crate) fn ack(&mut self, anchors: &Anchors, ack_val: u64) {
@@ -298,6 +308,8 @@ impl Emitter {
         if self.ackers.is_empty() {
             return;
         }
+        let batch = self.batch_size;
+        let mut full = false;
         for &(root, id) in anchors {
             let buf = &mut self.acker_for(root).buf;
             match buf.last_mut() {
@@ -307,6 +319,11 @@ impl Emitter {
                     val: id ^ ack_val,
                 }),
             }
+            full |= buf.len() >= batch;
+        }
+        self.has_full_batch |= full;
+        if !anchors.is_empty() {
+            self.acker_buffered();
         }
     }
 
@@ -316,8 +333,16 @@ impl Emitter {
         if self.ackers.is_empty() {
             return;
         }
+        let batch = self.batch_size;
+        let mut full = false;
         for &(root, _) in anchors {
-            self.acker_for(root).buf.push(AckMsg::Fail { root });
+            let buf = &mut self.acker_for(root).buf;
+            buf.push(AckMsg::Fail { root });
+            full |= buf.len() >= batch;
+        }
+        self.has_full_batch |= full;
+        if !anchors.is_empty() {
+            self.acker_buffered();
         }
     }
 
@@ -332,14 +357,18 @@ impl Emitter {
     pub(crate) async fn flush(&mut self, all: bool) {
         let batch = self.batch_size;
         let mut waited = std::time::Duration::ZERO;
+        let mut pending = false;
         // Acker messages first, so a tree's init reaches its acker before any ack of it can.
         for a in &mut self.ackers {
-            if !a.buf.is_empty() && (all || a.buf.len() >= batch) {
-                waited += send(&a.tx, &mut a.buf, &a.gauge, batch).await;
+            if !a.buf.is_empty() {
+                if all || a.buf.len() >= batch {
+                    waited += send(&a.tx, &mut a.buf, &a.gauge, batch).await;
+                } else {
+                    pending = true;
+                }
             }
         }
         self.has_full_batch = false;
-        let mut pending = false;
         for t in &mut self.targets {
             if !t.buf.is_empty() {
                 if all || t.buf.len() >= batch {
@@ -371,6 +400,30 @@ impl Emitter {
 /// Sends one batch, waiting while the queue is full; returns the time waited. A queue whose
 /// receiver is gone (the topology is being torn down) drops the batch.
 async fn send<T>(
+    tx: &flume::Sender<Vec<T>>,
+    buf: &mut Vec<T>,
+    gauge: &QueueGauge,
+    batch: usize,
+) -> std::time::Duration {
+    let n = buf.len();
+    if n > batch {
+        // A burst (a tick or `finish` emitting a whole window) goes out in batches, so a
+        // queue's capacity in batches still bounds the tuples it holds.
+        let mut waited = std::time::Duration::ZERO;
+        let mut rest = std::mem::replace(buf, Vec::with_capacity(batch)).into_iter();
+        loop {
+            let mut chunk: Vec<T> = rest.by_ref().take(batch).collect();
+            if chunk.is_empty() {
+                return waited;
+            }
+            waited += send_one(tx, &mut chunk, gauge, batch).await;
+        }
+    }
+    send_one(tx, buf, gauge, batch).await
+}
+
+/// Sends `buf` (at most one batch) as one message; see [`send`].
+async fn send_one<T>(
     tx: &flume::Sender<Vec<T>>,
     buf: &mut Vec<T>,
     gauge: &QueueGauge,
@@ -657,5 +710,54 @@ impl OutputCollector<'_> {
             }
             out
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_goes_out_in_batches() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = flume::unbounded::<Vec<u32>>();
+        let gauge = QueueGauge::default();
+        let mut buf: Vec<u32> = (0..1000).collect();
+        rt.block_on(send(&tx, &mut buf, &gauge, 64));
+        let sizes: Vec<usize> = rx.try_iter().map(|b| b.len()).collect();
+        assert_eq!(sizes.len(), 16);
+        assert!(sizes[..15].iter().all(|&n| n == 64));
+        assert_eq!(sizes[15], 1000 - 15 * 64);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn buffered_acks_make_a_time_based_flush_due() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = flume::unbounded();
+        let ackers = vec![AckerLink {
+            buf: Vec::new(),
+            tx,
+            gauge: Arc::new(QueueGauge::default()),
+        }];
+        let metrics = Arc::new(TaskMetrics::new(0));
+        let mut e = Emitter::new(TaskId(0), Vec::new(), Vec::new(), ackers, 256, metrics);
+        let now = Instant::now();
+        assert!(!e.flush_due(now + std::time::Duration::from_millis(5)));
+        let anchors: crate::tuple::Anchors = smallvec::smallvec![(7, 9)];
+        e.ack(&anchors, 0);
+        e.fail(&smallvec::smallvec![(8, 3)]);
+        assert!(e.flush_due(Instant::now() + std::time::Duration::from_millis(2)));
+        // A partial flush keeps them (and the flush still due); a full one sends them.
+        rt.block_on(e.flush(false));
+        assert!(rx.try_recv().is_err());
+        assert!(e.flush_due(Instant::now() + std::time::Duration::from_millis(2)));
+        rt.block_on(e.flush(true));
+        assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(2));
+        assert!(!e.flush_due(Instant::now() + std::time::Duration::from_millis(5)));
     }
 }
