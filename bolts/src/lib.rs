@@ -13,6 +13,10 @@
 //!
 //! - [`expr`]: `filter` (keep tuples where a CEL expression is true) and `map` (output fields
 //!   computed by CEL expressions over the input fields); failed evaluations to `error`.
+//! - [`file_sink`]: `file` (records to JSON-lines or CSV files in batches, fsync before ack,
+//!   rotation by size and age with `.part` names until complete, optional gzip).
+//! - [`http_sink`]: `http` (POSTs batches as NDJSON or a JSON array, optional gzip; 2xx acks,
+//!   5xx/429/timeouts retried with back-off, other 4xx to the `error` stream).
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
 //! - [`sink`]: what every durable sink shares — batching, ack after the write, retries with
@@ -23,12 +27,16 @@
 #![deny(missing_docs)]
 
 pub mod expr;
+pub mod file_sink;
+pub mod http_sink;
 pub mod parse;
 pub mod sink;
 pub mod stdout;
 pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
+pub use file_sink::{FileFormat, FileSinkOptions, FileWriter, RotateOptions};
+pub use http_sink::{HttpEncoding, HttpSinkOptions, HttpWriter};
 pub use parse::{Format, Parse, ParseOptions};
 pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
