@@ -8,6 +8,8 @@ use topo_bolts::{
 use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
+mod sinks_out;
+
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
 /// [`cli::main_with`](crate::cli::main_with).
 pub fn builtin_registry() -> Registry {
@@ -123,6 +125,7 @@ pub fn builtin_registry() -> Registry {
         ],
         |o: &StdoutOptions| Stdout::new(o.clone()),
     );
+    sinks_out::register(&mut r);
     r
 }
 
