@@ -145,7 +145,7 @@ bad.toml:15:52: bolts.count.inputs[0].grouping.fields: field \"wrd\" is not decl
 
 /// The diagnostics of `bad_kind.toml`, as `validate` prints them.
 const BAD_KIND_ERRORS: &str = "\
-bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: generator, split, count, parse, filter, map, stdout); did you mean \"split\"?
+bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: generator, split, count, parse, filter, map, stdout, file, http); did you mean \"split\"?
 bad_kind.toml:9:20: bolts.split.inputs[0].from: unknown component \"sentencs\"; did you mean \"sentences\"?
 ";
 
@@ -294,7 +294,9 @@ fn components_lists_kinds_with_roles() {
             ("parse", "bolt"),
             ("filter", "bolt"),
             ("map", "bolt"),
-            ("stdout", "bolt")
+            ("stdout", "bolt"),
+            ("file", "bolt"),
+            ("http", "bolt")
         ],
         "{text}"
     );
@@ -332,7 +334,7 @@ fn components_unknown_kind_suggests() {
         .code(2)
         .stdout("")
         .stderr(
-            "unknown component kind \"splt\" (known kinds: generator, split, count, parse, filter, map, stdout); did you mean \"split\"?\n",
+            "unknown component kind \"splt\" (known kinds: generator, split, count, parse, filter, map, stdout, file, http); did you mean \"split\"?\n",
         );
 }
 
