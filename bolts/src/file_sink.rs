@@ -71,6 +71,10 @@
 //!   follows the fsync — but a reader must tolerate a broken last line or member.
 //! - Records whose write was retried after a crash, or failed and replayed, can appear twice
 //!   (at-least-once).
+//! - A sink task waits for each batch's fsync before it takes more input, so one task writes at
+//!   most `batch.max_records` records per fsync; raise the batch or the parallelism for more.
+//!   A batch fills only as far as the topology lets records be pending: with `max_spout_pending`
+//!   below `batch.max_records` (per sink task), batches are written by `batch.interval` instead.
 //! - The directory is created when the task opens; if it disappears later, writes fail (and
 //!   are retried) until it is back.
 
