@@ -559,3 +559,186 @@ fn option_errors_name_the_option_and_value() {
     assert!(option_error("prefix = \"a\"").contains("missing field `dir`"));
     assert!(option_error("dir = \"d\"\nrotate = { max_age = \"soon\" }").contains("soon"));
 }
+
+/// Where the process killed in [`a_killed_process_loses_no_acked_record`] writes; set only in
+/// that child process.
+const CHILD_ENV: &str = "TOPO_FILE_SINK_KILL_CHILD";
+
+/// A spout for the child process: emits ids 0, 1, 2, ... (one per call), logging each id to
+/// `emitted.log` before emitting it and to `acked.log` when it is acked.
+struct LoggedSpout {
+    next: i64,
+    emitted: std::fs::File,
+    acked: std::fs::File,
+}
+
+impl topo_runtime::Spout for LoggedSpout {
+    type MessageId = i64;
+
+    fn declare_outputs(&self, out: &mut topo_runtime::OutputDeclarer) {
+        out.declare(FIELDS);
+    }
+
+    async fn next_tuple(
+        &mut self,
+        out: &mut topo_runtime::SpoutCollector<'_, i64>,
+    ) -> Result<(), topo_runtime::BoxError> {
+        use std::io::Write;
+        let i = self.next;
+        self.next += 1;
+        writeln!(self.emitted, "{i}")?;
+        out.emit(rec(i), Some(i));
+        Ok(())
+    }
+
+    fn ack(&mut self, i: i64) {
+        use std::io::Write;
+        writeln!(self.acked, "{i}").expect("log the ack");
+    }
+}
+
+fn sink_options_for_kill(dir: &Path) -> FileSinkOptions {
+    let mut o = FileSinkOptions::new(dir);
+    o.prefix = "access".into();
+    // Batches are written by age only (never full), so records are always pending.
+    o.batch.max_records = 100_000;
+    o.batch.interval = Duration::from_millis(50);
+    o.rotate.max_bytes = 1 << 20;
+    o
+}
+
+/// Not a test by itself: the child process of [`a_killed_process_loses_no_acked_record`]
+/// (it returns at once unless that test started it). Runs a topology writing to the directory
+/// it is given until it is killed (at most 60 s).
+#[test]
+fn child_process_writing_until_killed() {
+    let Some(base) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let base = PathBuf::from(base);
+    let logs = base.clone();
+    let log = move |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(name))
+            .expect("log file")
+    };
+    let writer = FileWriter::new(sink_options_for_kill(&base.join("out"))).expect("options");
+    let mut b = topo_dsl::TopologyBuilder::new("killed");
+    b.config_mut().max_spout_pending = Some(200);
+    b.set_spout(
+        "records",
+        // Also called once when the topology is built (to read its outputs): that instance
+        // opens the logs but never writes to them.
+        move || LoggedSpout {
+            next: 0,
+            emitted: log("emitted.log"),
+            acked: log("acked.log"),
+        },
+        1,
+    );
+    b.set_bolt("archive", move || writer.clone().into_sink(), 1)
+        .shuffle_grouping("records");
+    let cluster = topo_runtime::LocalCluster::new(2).expect("cluster");
+    let handle = cluster.submit(b.build().expect("topology"));
+    let _ = cluster.block_on(handle.wait_until_idle(Duration::from_secs(60)));
+}
+
+/// The must-show for files: the process is killed (SIGKILL) while records are pending
+/// in an unwritten batch. Every record acked before the kill is in the files (recovered from
+/// `.part` when the sink opens again); the records pending at the kill, replayed as a durable
+/// source would, are written too — nothing is lost.
+#[test]
+fn a_killed_process_loses_no_acked_record() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let out = base.join("out");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "child_process_writing_until_killed",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, base)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the child");
+    let ids = |name: &str| -> Vec<i64> {
+        std::fs::read_to_string(base.join(name))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    };
+    // Let it write a few batches, then kill it without warning.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ids("acked.log").len() < 1000 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let acked: std::collections::BTreeSet<i64> = ids("acked.log").into_iter().collect();
+    let emitted: std::collections::BTreeSet<i64> = ids("emitted.log").into_iter().collect();
+    assert!(
+        acked.len() >= 1000,
+        "the child acked {} records",
+        acked.len()
+    );
+    let pending: Vec<i64> = emitted.difference(&acked).copied().collect();
+    assert!(
+        !pending.is_empty(),
+        "records were pending (emitted, not yet written) when the process died"
+    );
+    assert!(
+        names(&out).iter().any(|f| f.ends_with(".part")),
+        "the current file was still being written: {:?}",
+        names(&out)
+    );
+
+    // The sink opens again on the same directory (same task index): `.part` files are recovered.
+    let mut t = tester(sink_options_for_kill(&out));
+    let files = names(&out);
+    assert!(files.iter().all(|f| !f.ends_with(".part")), "{files:?}");
+    let written = |dir: &Path| -> (std::collections::BTreeSet<i64>, usize) {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut torn = 0;
+        for f in names(dir) {
+            let text = read(dir, &f);
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            for (k, line) in lines.iter().enumerate() {
+                match serde_json::from_str::<serde_json::Value>(line.trim_end()) {
+                    Ok(v) => {
+                        seen.insert(v["ts"].as_i64().expect("ts") - 1_700_000_000);
+                    }
+                    // Only the last line of a file can be torn (cut by the kill mid-write).
+                    Err(e) => {
+                        assert_eq!(k, lines.len() - 1, "{f}: a broken line inside: {e}");
+                        torn += 1;
+                    }
+                }
+            }
+        }
+        (seen, torn)
+    };
+    let (seen, torn) = written(&out);
+    let lost: Vec<&i64> = acked.iter().filter(|i| !seen.contains(i)).collect();
+    assert!(lost.is_empty(), "acked but not in the files: {lost:?}");
+
+    // Replay what was pending, as the source would, and finish.
+    for &i in &pending {
+        t.execute(rec(i));
+    }
+    assert_eq!(t.finish().acked_inputs.len(), pending.len());
+    let (seen, _) = written(&out);
+    let missing: Vec<&i64> = emitted.iter().filter(|i| !seen.contains(i)).collect();
+    assert!(missing.is_empty(), "never written: {missing:?}");
+    assert!(names(&out).iter().all(|f| !f.ends_with(".part")));
+    eprintln!(
+        "acked before the kill: {}; pending at the kill: {}; torn tails: {torn}; files: {}",
+        acked.len(),
+        pending.len(),
+        names(&out).len()
+    );
+}
