@@ -742,3 +742,83 @@ fn a_killed_process_loses_no_acked_record() {
         names(&out).len()
     );
 }
+
+/// Emits, in order: a record on `default` (ts, path, status), the same fields in another order on
+/// `reordered`, a record lacking `status` on `short`, and one with an extra field on `wide`.
+struct ThreeStreams {
+    sent: bool,
+}
+
+impl topo_runtime::Spout for ThreeStreams {
+    type MessageId = u64;
+
+    fn declare_outputs(&self, out: &mut topo_runtime::OutputDeclarer) {
+        out.declare(FIELDS);
+        out.declare_stream("reordered", ["status", "ts", "path"]);
+        out.declare_stream("short", ["ts", "path"]);
+        out.declare_stream("wide", ["ts", "path", "status", "host"]);
+    }
+
+    async fn next_tuple(
+        &mut self,
+        out: &mut topo_runtime::SpoutCollector<'_, u64>,
+    ) -> Result<(), topo_runtime::BoxError> {
+        if !self.sent {
+            self.sent = true;
+            out.emit(values![1, "/a", 200], Some(0));
+            out.emit_to("reordered", values![404, 2, "/b"], Some(1));
+            out.emit_to("short", values![3, "/c"], Some(2));
+            out.emit_to("wide", values![4, "/d", 200, "h"], Some(3));
+        }
+        Ok(())
+    }
+
+    fn is_exhausted(&self) -> bool {
+        self.sent
+    }
+}
+
+#[test]
+fn csv_columns_come_from_the_first_record_and_other_field_sets_go_to_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts(tmp.path());
+    o.format = FileFormat::Csv;
+    o.batch.interval = Duration::from_millis(10);
+    let writer = FileWriter::new(o).expect("options");
+    let errors = topo_runtime::testing::CaptureBolt::new();
+    let mut b = topo_dsl::TopologyBuilder::new("csv-columns");
+    b.set_spout("records", || ThreeStreams { sent: false }, 1);
+    b.set_bolt("archive", move || writer.clone().into_sink(), 1)
+        .shuffle_grouping("records")
+        .shuffle_grouping_stream("records", "reordered")
+        .shuffle_grouping_stream("records", "short")
+        .shuffle_grouping_stream("records", "wide");
+    b.set_bolt("errors", errors.factory(), 1)
+        .shuffle_grouping_stream("archive", "error");
+    let cluster = topo_runtime::LocalCluster::new(2).expect("cluster");
+    let handle = cluster.submit(b.build().expect("topology"));
+    cluster
+        .block_on(handle.wait_until_idle(Duration::from_secs(20)))
+        .expect("idle");
+    cluster.block_on(handle.stop(Duration::from_secs(5)));
+    let files = names(tmp.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        read(tmp.path(), &files[0]),
+        "ts,path,status\n1,/a,200\n2,/b,404\n",
+        "columns matched by name"
+    );
+    let mut reasons: Vec<String> = errors
+        .tuples()
+        .iter()
+        .map(|t| t.values[0].as_str().expect("reason").to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "the record has no field `status` (its fields: ts, path; written: ts, path, status)",
+            "the record's fields (ts, path, status, host) differ from the file's columns (ts, path, status)"
+        ]
+    );
+}
