@@ -10,6 +10,7 @@ use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
 mod join;
 mod sinks_db;
+mod sinks_out;
 mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
@@ -129,6 +130,7 @@ pub fn builtin_registry() -> Registry {
     );
     join::register(&mut r);
     window::register(&mut r);
+    sinks_out::register(&mut r);
     sinks_db::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
@@ -301,6 +303,33 @@ member = "word"
 value = "count"
 ttl = "1d"
 inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
+"#,
+    ),
+    (
+        "file",
+        r#"
+[bolts.archive]
+kind = "file"
+dir = "out/logs"          # files <prefix>-<task>-<UTC time>-<seq>.jsonl.gz; ".part" while written
+prefix = "access"
+format = "jsonl"          # or "csv" (a header line per file)
+gzip = true               # one gzip member per batch: every acked record is readable
+rotate = { max_bytes = 134217728, max_age = "1h" }
+batch = { max_records = 500, interval = "1s" }      # appended and fsynced, then acked
+inputs = [{ from = "server_errors" }]
+"#,
+    ),
+    (
+        "http",
+        r#"
+[bolts.ship]
+kind = "http"
+url = "http://127.0.0.1:8080/ingest"
+encoding = "ndjson"       # or "json": one array per batch
+headers = { Authorization = "Bearer ${INGEST_TOKEN:-dev}" }
+timeout = "10s"
+retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }   # 408/429/5xx retried; other 4xx to `error`
+inputs = [{ from = "shaped" }]
 "#,
     ),
 ];

@@ -15,6 +15,10 @@
 //!   computed by CEL expressions over the input fields); failed evaluations to `error`.
 //! - [`join`]: `join` (windowed stream-stream join on key fields, inner and left, choosing the
 //!   output fields; holds or acks on receipt).
+//! - [`file_sink`]: `file` (records to JSON-lines or CSV files in batches, fsync before ack,
+//!   rotation by size and age with `.part` names until complete, optional gzip).
+//! - [`http_sink`]: `http` (POSTs batches as NDJSON or a JSON array, optional gzip; 2xx acks,
+//!   5xx/429/timeouts retried with back-off, other 4xx to the `error` stream).
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
 //! - [`postgres_sink`]: `postgres` (batches inserted or upserted into a table in one transaction
@@ -34,6 +38,8 @@
 #![deny(missing_docs)]
 
 pub mod expr;
+pub mod file_sink;
+pub mod http_sink;
 pub mod join;
 pub mod parse;
 pub mod postgres_sink;
@@ -45,6 +51,8 @@ pub mod window;
 pub mod words;
 
 pub use expr::{Filter, FilterOptions, Map, MapOptions};
+pub use file_sink::{FileFormat, FileSinkOptions, FileWriter, RotateOptions};
+pub use http_sink::{HttpEncoding, HttpSinkOptions, HttpWriter};
 pub use join::{FromSide, Join, JoinOptions, JoinSide, JoinType};
 pub use parse::{Format, Parse, ParseOptions};
 pub use postgres_sink::{

@@ -1,0 +1,814 @@
+//! `file`: writes records to files as JSON lines or CSV, in batches, with rotation and optional
+//! gzip, and acks each input only once its batch is on disk (fsync) — like a Firehose delivery
+//! stream to a directory.
+//!
+//! ```text
+//!                 ┌──────────────── file (BatchSink<FileWriter>) ────────────────┐
+//! input ────────► │ encode: JSON object / CSV row ──► pending batch (held inputs)│
+//!                 │   │ no such field, other columns         │ full or old (tick) │
+//!                 │   ▼                                      ▼                    │
+//!   error ◄────── │ (reason, record)     blocking thread: [gzip member] append to │
+//!                 │                      <name>.part, sync_data ──ok──► ack held  │
+//!                 │                        │ error: retry with back-off, then fail│
+//!                 │                        ▼                                      │
+//!                 │   <name>.part ── rename at max_bytes / max_age / close ──► <name>
+//!                 └──────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Options:
+//!
+//! ```toml
+//! [bolt.archive]
+//! kind = "file"
+//! dir = "out/logs"            # created if missing
+//! prefix = "access"           # file names: <prefix>-<task index>-<yyyymmddThhmmss>-<seq>.jsonl[.gz]
+//! format = "jsonl"            # "jsonl" (one JSON object per record) | "csv" (header line per file)
+//! fields = ["ts", "path"]     # the fields written, in order; default: every field of each record
+//! gzip = false                # each batch is one gzip member
+//! rotate = { max_bytes = 134217728, max_age = "1h" }   # a new file when either is reached
+//! batch = { max_records = 500, max_bytes = 1048576, interval = "1s" }
+//! retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }
+//! ```
+//!
+//! # Files
+//! Each task writes its own files, named `<prefix>-<task index>-<UTC time the file was
+//! opened, yyyymmddThhmmss>-<seq>` plus `.jsonl` or `.csv`, plus `.gz` with `gzip`. The file
+//! being written carries a further `.part` suffix; it is renamed to its final name when it reaches
+//! `rotate.max_bytes` (its size on disk, compressed if gzip) or `rotate.max_age` (checked before
+//! each write and while idle), and when the task ends. Readers of the directory that skip `.part`
+//! files only ever see complete files. A name already taken (a file left by an earlier run) is
+//! never overwritten: the sequence number moves on.
+//!
+//! # Records
+//! - `jsonl`: one JSON object per line, keyed by field name, values in their natural JSON shape
+//!   (bytes as an array of numbers, lists and maps nested).
+//! - `csv`: RFC 4180 rows (a field with `,`, `"`, CR or LF is quoted, `"` doubled), a header
+//!   line at the top of every file. Null is empty, text and UTF-8 bytes as they are, numbers and
+//!   booleans as written in JSON, lists and maps as JSON text. The columns are `fields`, or, when
+//!   unset, the fields of the first record; a later record with other fields goes to the `error`
+//!   stream.
+//! - With `fields`, a record lacking one of them goes to the `error` stream as
+//!   `(reason, record)` (both formats) and its input is acked: replaying it would not help.
+//!
+//! # Durability
+//! A batch write appends the batch's records (one complete gzip member with `gzip`) to the
+//! `.part` file, then `sync_data`s it, on a blocking thread; only then are the batch's inputs
+//! acked. A new file's directory entry is synced too, so an acked record survives a crash. A
+//! failed write (disk full, directory gone, no permission) truncates the file back to where the
+//! batch started and is retried with back-off; if every try fails, the inputs are failed and
+//! their spouts replay them. Concatenated gzip members are one valid gzip stream (`gzip -dc`,
+//! `zcat`, flate2's `MultiGzDecoder`), so every acked record can be read even from a file that
+//! was never renamed.
+//!
+//! # Recovery
+//! When a task opens, `.part` files left in `dir` by an earlier process with the same prefix and
+//! task index are renamed to their final names (empty ones are removed), so nothing written is
+//! left hidden.
+//!
+//! # Known limits
+//! - A process killed in the middle of a write can leave a torn tail (part of a line, or part of a
+//!   gzip member) at the end of a recovered file. Acked records are never in a torn tail — the ack
+//!   follows the fsync — but a reader must tolerate a broken last line or member.
+//! - Records whose write was retried after a crash, or failed and replayed, can appear twice
+//!   (at-least-once).
+//! - A sink task waits for each batch's fsync before it takes more input, so one task writes at
+//!   most `batch.max_records` records per fsync; raise the batch or the parallelism for more.
+//!   A batch fills only as far as the topology lets records be pending: with `max_spout_pending`
+//!   below `batch.max_records` (per sink task), batches are written by `batch.interval` instead.
+//! - The directory is created when the task opens; if it disappears later, writes fail (and
+//!   are retried) until it is back.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde::Deserialize;
+use serde::ser::{SerializeMap, Serializer};
+use smol_str::SmolStr;
+use tokio::time::Instant;
+use topo_runtime::{BoxError, StreamSchema, TaskContext, Tuple, Value, clock};
+
+use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+
+/// How the `file` sink encodes records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// One JSON object per line, keyed by field name (`.jsonl`).
+    #[default]
+    Jsonl,
+    /// Comma-separated values with a header line per file (`.csv`).
+    Csv,
+}
+
+impl FileFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Jsonl => "jsonl",
+            FileFormat::Csv => "csv",
+        }
+    }
+}
+
+/// When the `file` sink starts a new file.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RotateOptions {
+    /// Close the file once its size on disk reaches this many bytes. Default 128 MiB.
+    pub max_bytes: u64,
+    /// Close the file once it has been open this long. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for RotateOptions {
+    fn default() -> Self {
+        RotateOptions {
+            max_bytes: 128 << 20,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Options of the `file` sink (see the [module docs](self)).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkOptions {
+    /// The directory the files are written to; created if missing. Required.
+    pub dir: PathBuf,
+    /// The start of every file name. Default `part`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// `jsonl` (default) or `csv`.
+    #[serde(default)]
+    pub format: FileFormat,
+    /// The fields written, in order. Empty (default): every field of each record (for `csv`:
+    /// the fields of the first record).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Compress the files with gzip, one member per batch. Default false.
+    #[serde(default)]
+    pub gzip: bool,
+    /// When a new file is started.
+    #[serde(default)]
+    pub rotate: RotateOptions,
+    /// When a batch is written.
+    #[serde(default)]
+    pub batch: BatchOptions,
+    /// How a failed write is retried.
+    #[serde(default)]
+    pub retry: RetryOptions,
+}
+
+fn default_prefix() -> String {
+    "part".into()
+}
+
+impl FileSinkOptions {
+    /// Options writing JSON lines to `dir`, everything else at its default.
+    pub fn new(dir: impl Into<PathBuf>) -> FileSinkOptions {
+        FileSinkOptions {
+            dir: dir.into(),
+            prefix: default_prefix(),
+            format: FileFormat::default(),
+            fields: Vec::new(),
+            gzip: false,
+            rotate: RotateOptions::default(),
+            batch: BatchOptions::default(),
+            retry: RetryOptions::default(),
+        }
+    }
+}
+
+/// Which values of a tuple are written, resolved once per input stream.
+struct Resolved {
+    schema: &'static StreamSchema,
+    /// Index in the tuple of each written column, or why this stream's records cannot be written.
+    indices: Result<Vec<usize>, String>,
+}
+
+/// The [`BatchWriter`] of the `file` sink: encodes records into a batch buffer and appends
+/// batches to the current file. Wrap it with [`FileWriter::into_sink`].
+pub struct FileWriter {
+    opts: Arc<FileSinkOptions>,
+    /// The written columns when fixed (`fields`, or a csv file's first record).
+    columns: Option<Vec<SmolStr>>,
+    /// The csv header line of `columns` (empty for jsonl).
+    header: Arc<Vec<u8>>,
+    resolved: Option<Resolved>,
+    /// Encoded records of the pending batch.
+    buf: Vec<u8>,
+    /// Scratch space for a csv cell holding JSON.
+    scratch: Vec<u8>,
+    /// The file side; `None` only while a write runs on the blocking thread.
+    disk: Option<Disk>,
+}
+
+impl Clone for FileWriter {
+    /// A writer with the same options and nothing pending or open (one per task).
+    fn clone(&self) -> FileWriter {
+        FileWriter::from_checked(self.opts.clone())
+    }
+}
+
+impl FileWriter {
+    /// A writer with these options, or what is wrong with them (naming the option and value).
+    pub fn new(opts: FileSinkOptions) -> Result<FileWriter, String> {
+        opts.batch.check()?;
+        opts.retry.check()?;
+        if opts.dir.as_os_str().is_empty() {
+            return Err("option `dir` must name a directory, got \"\"".into());
+        }
+        if opts.prefix.is_empty()
+            || opts
+                .prefix
+                .chars()
+                .any(|c| c == '/' || c == '\\' || c == '\0')
+        {
+            return Err(format!(
+                "option `prefix` must be a non-empty file name part without `/`, `\\` or NUL, got {:?}",
+                opts.prefix
+            ));
+        }
+        for (i, f) in opts.fields.iter().enumerate() {
+            if f.is_empty() {
+                return Err("option `fields` has an empty field name".into());
+            }
+            if opts.fields[..i].contains(f) {
+                return Err(format!("option `fields` names {f:?} twice"));
+            }
+        }
+        if opts.rotate.max_bytes == 0 {
+            return Err("option `rotate.max_bytes` must be at least 1, got 0".into());
+        }
+        if opts.rotate.max_age.is_zero() {
+            return Err("option `rotate.max_age` must be longer than 0s".into());
+        }
+        Ok(FileWriter::from_checked(Arc::new(opts)))
+    }
+
+    fn from_checked(opts: Arc<FileSinkOptions>) -> FileWriter {
+        let mut w = FileWriter {
+            columns: None,
+            header: Arc::new(Vec::new()),
+            resolved: None,
+            buf: Vec::new(),
+            scratch: Vec::new(),
+            disk: Some(Disk {
+                dir: opts.dir.clone(),
+                task: 0,
+                seq: 0,
+                file: None,
+                gz: Vec::new(),
+            }),
+            opts,
+        };
+        if !w.opts.fields.is_empty() {
+            w.set_columns(w.opts.fields.iter().map(SmolStr::new).collect());
+        }
+        w
+    }
+
+    /// The options.
+    pub fn options(&self) -> &FileSinkOptions {
+        &self.opts
+    }
+
+    /// The sink: this writer inside a [`BatchSink`] with the options' batch and retry settings.
+    pub fn into_sink(self) -> BatchSink<FileWriter> {
+        let batch = self.opts.batch.clone();
+        let retry = self.opts.retry.clone();
+        BatchSink::new(self, batch, retry)
+    }
+
+    /// The path of the file being written (with its `.part` suffix), if one is open.
+    pub fn current_file(&self) -> Option<&Path> {
+        self.disk.as_ref()?.file.as_ref().map(|f| f.part.as_path())
+    }
+
+    fn set_columns(&mut self, columns: Vec<SmolStr>) {
+        if self.opts.format == FileFormat::Csv {
+            let mut header = Vec::new();
+            for (i, c) in columns.iter().enumerate() {
+                if i > 0 {
+                    header.push(b',');
+                }
+                csv_cell(&mut header, c.as_bytes());
+            }
+            header.push(b'\n');
+            self.header = Arc::new(header);
+        }
+        self.columns = Some(columns);
+    }
+
+    /// The column indices for this input's stream, cached per stream.
+    fn resolve(&mut self, input: &Tuple) -> Result<(), String> {
+        let schema = input.schema();
+        if self
+            .resolved
+            .as_ref()
+            .is_some_and(|r| std::ptr::eq(r.schema, schema))
+        {
+            return Ok(());
+        }
+        if self.columns.is_none() && self.opts.format == FileFormat::Csv {
+            self.set_columns(schema.fields().to_vec());
+        }
+        let indices = match &self.columns {
+            None => Ok((0..schema.fields().len()).collect()),
+            Some(cols) => {
+                let found: Result<Vec<usize>, String> = cols
+                    .iter()
+                    .map(|c| {
+                        schema.index_of(c).ok_or_else(|| {
+                            format!(
+                                "the record has no field `{c}` (its fields: {}; written: {})",
+                                schema.fields().join(", "),
+                                cols.join(", ")
+                            )
+                        })
+                    })
+                    .collect();
+                match found {
+                    Ok(_) if self.opts.fields.is_empty() && schema.fields().len() != cols.len() => {
+                        Err(format!(
+                            "the record's fields ({}) differ from the file's columns ({})",
+                            schema.fields().join(", "),
+                            cols.join(", ")
+                        ))
+                    }
+                    other => other,
+                }
+            }
+        };
+        self.resolved = Some(Resolved { schema, indices });
+        Ok(())
+    }
+}
+
+impl BatchWriter for FileWriter {
+    async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        let task = ctx.task_index();
+        let opts = self.opts.clone();
+        if let Some(disk) = self.disk.as_mut() {
+            disk.task = task;
+        }
+        let dir = self.opts.dir.clone();
+        tokio::task::spawn_blocking(move || recover(&opts, task))
+            .await
+            .map_err(|e| format!("recovering files: {e}"))?
+            .map_err(|e| format!("opening directory {}: {e}", dir.display()).into())
+    }
+
+    fn encode(&mut self, input: &Tuple) -> Result<usize, String> {
+        self.resolve(input)?;
+        let Some(Resolved {
+            indices: Ok(indices),
+            ..
+        }) = &self.resolved
+        else {
+            return Err(match &self.resolved {
+                Some(Resolved {
+                    indices: Err(e), ..
+                }) => e.clone(),
+                _ => "the record's fields could not be resolved".into(),
+            });
+        };
+        let start = self.buf.len();
+        let result = match self.opts.format {
+            FileFormat::Jsonl => {
+                encode_json(&mut self.buf, input, Some(indices), self.columns.as_deref())
+            }
+            FileFormat::Csv => encode_csv(&mut self.buf, &mut self.scratch, input, indices),
+        };
+        match result {
+            Ok(()) => Ok(self.buf.len() - start),
+            Err(e) => {
+                self.buf.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write(&mut self) -> Result<(), WriteError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let Some(mut disk) = self.disk.take() else {
+            return Err(WriteError::Retry("the file state is unavailable".into()));
+        };
+        let buf = std::mem::take(&mut self.buf);
+        let opts = self.opts.clone();
+        let header = self.header.clone();
+        let now = Instant::now();
+        let wall = clock::now_millis();
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = disk.write_batch(&opts, &header, &buf, now, wall);
+            (disk, buf, r)
+        })
+        .await;
+        match joined {
+            Ok((disk, mut buf, r)) => {
+                self.disk = Some(disk);
+                if r.is_ok() {
+                    buf.clear();
+                }
+                self.buf = buf;
+                r.map_err(|e| WriteError::Retry(e.into()))
+            }
+            // A panic on the blocking thread is the bolt's panic: the runtime fails the held
+            // inputs and starts a fresh instance.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(WriteError::Retry(e.into())),
+        }
+    }
+
+    fn discard(&mut self) {
+        self.buf.clear();
+    }
+
+    async fn idle(&mut self) -> Result<(), BoxError> {
+        let max_age = self.opts.rotate.max_age;
+        let now = Instant::now();
+        let due = self
+            .disk
+            .as_ref()
+            .and_then(|d| d.file.as_ref())
+            .is_some_and(|f| now.duration_since(f.opened) >= max_age);
+        if due {
+            self.close_file().await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        if let Err(e) = self.close_file().await {
+            tracing::warn!(error = %e, "closing the current file");
+        }
+    }
+}
+
+impl FileWriter {
+    /// Closes and renames the current file (on a blocking thread).
+    async fn close_file(&mut self) -> Result<(), BoxError> {
+        let Some(mut disk) = self.disk.take() else {
+            return Ok(());
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = disk.rotate();
+            (disk, r)
+        })
+        .await;
+        match joined {
+            Ok((disk, r)) => {
+                self.disk = Some(disk);
+                r.map_err(Into::into)
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The file being written.
+struct OpenFile {
+    file: File,
+    part: PathBuf,
+    done: PathBuf,
+    len: u64,
+    opened: Instant,
+}
+
+/// The file side of a writer; moved to a blocking thread for each write.
+struct Disk {
+    dir: PathBuf,
+    task: usize,
+    seq: u64,
+    file: Option<OpenFile>,
+    /// Reused buffer of a batch's gzip member.
+    gz: Vec<u8>,
+}
+
+impl Disk {
+    /// Appends one batch durably: rotates by age, opens a file if none, appends, syncs, rotates
+    /// by size. On error the file is as it was before the call.
+    fn write_batch(
+        &mut self,
+        opts: &FileSinkOptions,
+        header: &[u8],
+        data: &[u8],
+        now: Instant,
+        wall_ms: i64,
+    ) -> io::Result<()> {
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|f| now.duration_since(f.opened) >= opts.rotate.max_age)
+        {
+            self.rotate()?;
+        }
+        if self.file.is_none() {
+            self.file = Some(self.create(opts, now, wall_ms)?);
+        }
+        let Disk { file, gz, .. } = self;
+        let Some(f) = file.as_mut() else {
+            return Err(io::Error::other("no file open"));
+        };
+        let header = if f.len == 0 { header } else { &[][..] };
+        let start = f.len;
+        let written = if opts.gzip {
+            gz.clear();
+            let mut enc = GzEncoder::new(&mut *gz, Compression::default());
+            enc.write_all(header)?;
+            enc.write_all(data)?;
+            enc.finish()?;
+            append(&mut f.file, &[gz.as_slice()])
+        } else {
+            append(&mut f.file, &[header, data])
+        };
+        match written {
+            Ok(n) => f.len += n,
+            Err(e) => {
+                // Cut a partly written batch off, so a retry does not follow a torn record.
+                if f.file.set_len(start).is_err() {
+                    // The file cannot be repaired: leave it (recovery renames it) and start a
+                    // new one at the next write.
+                    self.file = None;
+                }
+                return Err(e);
+            }
+        }
+        if f.len >= opts.rotate.max_bytes {
+            if let Err(e) = self.rotate() {
+                // The batch is durable; the file stays `.part` until recovery renames it.
+                tracing::warn!(error = %e, "renaming a full file");
+                self.file = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a new `.part` file under a name not yet taken.
+    fn create(
+        &mut self,
+        opts: &FileSinkOptions,
+        now: Instant,
+        wall_ms: i64,
+    ) -> io::Result<OpenFile> {
+        let stamp = chrono::DateTime::from_timestamp_millis(wall_ms)
+            .unwrap_or_default()
+            .format("%Y%m%dT%H%M%S");
+        let ext = opts.format.extension();
+        let gz = if opts.gzip { ".gz" } else { "" };
+        for _ in 0..10_000 {
+            let seq = self.seq;
+            self.seq += 1;
+            let name = format!("{}-{}-{stamp}-{seq}.{ext}{gz}", opts.prefix, self.task);
+            let done = self.dir.join(&name);
+            let part = self.dir.join(format!("{name}.part"));
+            if done.exists() {
+                continue;
+            }
+            match OpenOptions::new().append(true).create_new(true).open(&part) {
+                Ok(file) => {
+                    // Make the new directory entry durable, so synced data cannot vanish with it.
+                    File::open(&self.dir)?.sync_all()?;
+                    return Ok(OpenFile {
+                        file,
+                        part,
+                        done,
+                        len: 0,
+                        opened: now,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other(format!(
+            "no free file name in {}",
+            self.dir.display()
+        )))
+    }
+
+    /// Closes the current file and gives it its final name.
+    fn rotate(&mut self) -> io::Result<()> {
+        if let Some(f) = self.file.take() {
+            drop(f.file);
+            if f.len == 0 {
+                std::fs::remove_file(&f.part)?;
+            } else {
+                std::fs::rename(&f.part, &f.done)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends every slice, then syncs the data; the number of bytes appended.
+fn append(file: &mut File, parts: &[&[u8]]) -> io::Result<u64> {
+    let mut n = 0;
+    for p in parts {
+        file.write_all(p)?;
+        n += p.len() as u64;
+    }
+    file.sync_data()?;
+    Ok(n)
+}
+
+/// Renames this task's `.part` files left by an earlier process (removes empty ones).
+fn recover(opts: &FileSinkOptions, task: usize) -> io::Result<()> {
+    std::fs::create_dir_all(&opts.dir)?;
+    let start = format!("{}-{task}-", opts.prefix);
+    for entry in std::fs::read_dir(&opts.dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(&start) else {
+            continue;
+        };
+        let Some(done) = name.strip_suffix(".part") else {
+            continue;
+        };
+        if !rest.strip_suffix(".part").is_some_and(is_stamp_seq_ext) {
+            continue;
+        }
+        let part = entry.path();
+        if entry.metadata()?.len() == 0 {
+            std::fs::remove_file(&part)?;
+            continue;
+        }
+        let target = opts.dir.join(done);
+        if target.exists() {
+            continue;
+        }
+        tracing::info!(file = %part.display(), "renaming a file left unfinished by an earlier run");
+        std::fs::rename(&part, &target)?;
+    }
+    Ok(())
+}
+
+/// Whether `s` is `yyyymmddThhmmss-<seq>.<jsonl|csv>[.gz]`.
+fn is_stamp_seq_ext(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 17 || b[8] != b'T' || b[15] != b'-' {
+        return false;
+    }
+    if !b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit) {
+        return false;
+    }
+    let rest = &s[16..];
+    let Some(dot) = rest.find('.') else {
+        return false;
+    };
+    let (seq, ext) = rest.split_at(dot);
+    !seq.is_empty()
+        && seq.bytes().all(|c| c.is_ascii_digit())
+        && matches!(ext, ".jsonl" | ".csv" | ".jsonl.gz" | ".csv.gz")
+}
+
+/// One record as a JSON object: the chosen values under their names.
+struct JsonRecord<'a> {
+    input: &'a Tuple,
+    /// The written fields' indices; `None` = every field.
+    indices: Option<&'a [usize]>,
+    names: Option<&'a [SmolStr]>,
+}
+
+impl serde::Serialize for JsonRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fields = self.input.fields();
+        let values = self.input.values();
+        let Some(indices) = self.indices else {
+            let mut map = s.serialize_map(Some(values.len()))?;
+            for (name, v) in fields.iter().zip(values) {
+                map.serialize_entry(name.as_str(), v)?;
+            }
+            return map.end();
+        };
+        let mut map = s.serialize_map(Some(indices.len()))?;
+        for (k, &i) in indices.iter().enumerate() {
+            let name = match self.names {
+                Some(n) => &n[k],
+                None => &fields[i],
+            };
+            map.serialize_entry(name.as_str(), &values[i])?;
+        }
+        map.end()
+    }
+}
+
+/// Appends one JSON object and a newline: the fields at `indices` (every field when `None`),
+/// named by `names`, else by the tuple's fields.
+pub(crate) fn encode_json(
+    buf: &mut Vec<u8>,
+    input: &Tuple,
+    indices: Option<&[usize]>,
+    names: Option<&[SmolStr]>,
+) -> Result<(), String> {
+    serde_json::to_writer(
+        &mut *buf,
+        &JsonRecord {
+            input,
+            indices,
+            names,
+        },
+    )
+    .map_err(|e| format!("the record cannot be written as JSON: {e}"))?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// Appends one CSV row of the values at `indices`.
+fn encode_csv(
+    buf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    input: &Tuple,
+    indices: &[usize],
+) -> Result<(), String> {
+    let values = input.values();
+    for (k, &i) in indices.iter().enumerate() {
+        if k > 0 {
+            buf.push(b',');
+        }
+        match &values[i] {
+            Value::Null => {}
+            Value::Bool(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
+            // Writing to a Vec cannot fail.
+            Value::Int(n) => {
+                let _ = write!(buf, "{n}");
+            }
+            Value::Float(x) => {
+                let _ = write!(buf, "{x}");
+            }
+            Value::Str(s) => csv_cell(buf, s.as_bytes()),
+            Value::Bytes(b) => {
+                if std::str::from_utf8(b).is_err() {
+                    return Err(format!(
+                        "field `{}` holds bytes that are not UTF-8 text",
+                        input.fields()[i]
+                    ));
+                }
+                csv_cell(buf, b);
+            }
+            v @ (Value::List(_) | Value::Map(_)) => {
+                scratch.clear();
+                serde_json::to_writer(&mut *scratch, v).map_err(|e| {
+                    format!(
+                        "field `{}` cannot be written as JSON: {e}",
+                        input.fields()[i]
+                    )
+                })?;
+                csv_cell(buf, scratch);
+            }
+        }
+    }
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// Appends one CSV cell, quoted when it holds `,`, `"`, CR or LF (RFC 4180).
+fn csv_cell(buf: &mut Vec<u8>, cell: &[u8]) {
+    if cell
+        .iter()
+        .any(|&c| matches!(c, b',' | b'"' | b'\n' | b'\r'))
+    {
+        buf.push(b'"');
+        for &c in cell {
+            if c == b'"' {
+                buf.push(b'"');
+            }
+            buf.push(c);
+        }
+        buf.push(b'"');
+    } else {
+        buf.extend_from_slice(cell);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_pattern() {
+        assert!(is_stamp_seq_ext("20261124T171500-0.jsonl"));
+        assert!(is_stamp_seq_ext("20261124T171500-12.csv.gz"));
+        assert!(!is_stamp_seq_ext("20261124T171500-.jsonl"));
+        assert!(!is_stamp_seq_ext("0-20261124T171500-1.jsonl"));
+        assert!(!is_stamp_seq_ext("20261124T171500-1.txt"));
+    }
+
+    #[test]
+    fn csv_quoting() {
+        let mut b = Vec::new();
+        csv_cell(&mut b, b"plain");
+        b.push(b'|');
+        csv_cell(&mut b, b"a,\"b\"\nc");
+        assert_eq!(b, b"plain|\"a,\"\"b\"\"\nc\"");
+    }
+}
