@@ -228,7 +228,7 @@ pub struct ComponentSpec {
     /// Subscriptions (bolts only).
     pub inputs: Vec<InputSpec>,
     /// Bolts: how often `tick` is called, if at all; unset = the interval the bolt asks for
-    /// ([`BasicBolt::tick_interval`](crate::BasicBolt::tick_interval)), if any.
+    /// ([`BasicBolt::tick_interval`]), if any.
     pub tick_interval: Option<Duration>,
 }
 
