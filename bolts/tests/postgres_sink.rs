@@ -5,20 +5,22 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, Row};
 use topo_bolts::{PostgresOptions, PostgresSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{BoltTester, VecSpout};
 use topo_runtime::value::Values;
-use topo_runtime::{Bolt, BoxError, Config, OutputCollector, OutputDeclarer, Tuple, Value, values};
+use topo_runtime::{Config, Value, values};
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const START: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 
-/// The longest a test waits for something that should take a moment.
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
+use common::{Gate, WAIT, wait_until};
+
+// The longest a test waits for something that should take a moment.
 
 /// A connection of the test's own, on a runtime of its own (so it can be used from plain tests
 /// and from inside a topology's runtime alike).
@@ -510,70 +512,6 @@ fn bad_options_are_refused_naming_the_option() {
         assert!(e.contains(expected), "{text}: {e}");
     }
     assert!(toml::from_str::<PostgresOptions>("url = \"x\"\nmode = \"merge\"").is_err());
-}
-
-/// Passes its first `free` tuples on at once and holds the rest (unacked) until the test opens
-/// it; then passes them on, 16 per tick.
-struct Gate {
-    free: Arc<AtomicUsize>,
-    open: tokio::sync::watch::Receiver<bool>,
-    fields: Vec<&'static str>,
-    held: Vec<Tuple>,
-}
-
-impl Gate {
-    fn pass(input: &Tuple, out: &mut OutputCollector<'_>) {
-        out.emit_anchored(&[input], input.values().into());
-        out.ack(input);
-    }
-}
-
-impl Bolt for Gate {
-    fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare(self.fields.iter().copied());
-    }
-
-    async fn execute(
-        &mut self,
-        input: Tuple,
-        out: &mut OutputCollector<'_>,
-    ) -> Result<(), BoxError> {
-        let free = self
-            .free
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if free || *self.open.borrow() {
-            Gate::pass(&input, out);
-        } else {
-            self.held.push(input);
-        }
-        Ok(())
-    }
-
-    fn tick_interval(&self) -> Option<Duration> {
-        Some(Duration::from_millis(5))
-    }
-
-    async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
-        if *self.open.borrow() {
-            // A few at a time: what a tick emits reaches the sink as one input batch, and a
-            // sink task hands on the acks and fails it makes at the end of each input batch.
-            let n = self.held.len().min(16);
-            for t in self.held.drain(..n) {
-                Gate::pass(&t, out);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Polls `condition` every 10 ms until it holds; panics naming `what` after [`WAIT`].
-async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !condition().await {
-        assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn shared_counter() -> &'static AtomicUsize {

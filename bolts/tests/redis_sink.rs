@@ -4,19 +4,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::AsyncCommands;
 use topo_bolts::{RedisOptions, RedisSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{BoltTester, Executed, VecSpout};
-use topo_runtime::{Bolt, BoxError, Config, OutputCollector, OutputDeclarer, Tuple, Value, values};
+use topo_runtime::{Config, Value, values};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 const START: &str = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log";
 
-/// The longest a test waits for something that should take a moment.
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
+use common::{Gate, WAIT, wait_until};
+
+// The longest a test waits for something that should take a moment.
 
 /// A connection of the test's own, with a key prefix of this test; deletes its keys on drop.
 struct Redis {
@@ -370,70 +372,6 @@ fn bad_options_are_refused_naming_the_option() {
         assert!(e.contains(expected), "{text}: {e}");
     }
     assert!(toml::from_str::<RedisOptions>("command = \"lpush\"").is_err());
-}
-
-/// Passes its first `free` tuples on at once and holds the rest (unacked) until the test opens
-/// it; then passes them on, 16 per tick.
-struct Gate {
-    free: Arc<AtomicUsize>,
-    open: tokio::sync::watch::Receiver<bool>,
-    fields: Vec<&'static str>,
-    held: Vec<Tuple>,
-}
-
-impl Gate {
-    fn pass(input: &Tuple, out: &mut OutputCollector<'_>) {
-        out.emit_anchored(&[input], input.values().into());
-        out.ack(input);
-    }
-}
-
-impl Bolt for Gate {
-    fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare(self.fields.iter().copied());
-    }
-
-    async fn execute(
-        &mut self,
-        input: Tuple,
-        out: &mut OutputCollector<'_>,
-    ) -> Result<(), BoxError> {
-        let free = self
-            .free
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if free || *self.open.borrow() {
-            Gate::pass(&input, out);
-        } else {
-            self.held.push(input);
-        }
-        Ok(())
-    }
-
-    fn tick_interval(&self) -> Option<Duration> {
-        Some(Duration::from_millis(5))
-    }
-
-    async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
-        if *self.open.borrow() {
-            // A few at a time: what a tick emits reaches the sink as one input batch, and a
-            // sink task hands on the acks and fails it makes at the end of each input batch.
-            let n = self.held.len().min(16);
-            for t in self.held.drain(..n) {
-                Gate::pass(&t, out);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Polls `condition` every 10 ms until it holds; panics naming `what` after [`WAIT`].
-async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !condition().await {
-        assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// An ACL user of this test (so its connections can be killed and refused without touching
