@@ -24,6 +24,8 @@
 //! sorted-set size and sum of scores) and of the acks (every record acked, none failed), or it
 //! fails.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -167,16 +169,6 @@ impl Spout for Records {
     }
 }
 
-/// CPU time (user + system) of a process, from `/proc/<pid>/stat`, in seconds.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
 /// The server side of a run: set up, CPU readings, checks, clean-up.
 enum Server {
     Postgres {
@@ -273,9 +265,11 @@ impl Server {
                 if pids.is_empty() {
                     return None;
                 }
-                pids.iter().map(|p| cpu_seconds(&p.to_string())).sum()
+                pids.iter()
+                    .map(|p| common::cpu_seconds(&p.to_string()))
+                    .sum()
             }
-            Server::Redis { pid, .. } => cpu_seconds(pid),
+            Server::Redis { pid, .. } => common::cpu_seconds(pid),
         }
     }
 
@@ -409,14 +403,14 @@ fn run_on(o: &Opts, server: &Server) -> Result<(), String> {
         // The sink's backends start with the topology; their CPU before it is ~0.
         Server::Postgres { .. } => Some(0.0),
     };
-    let cpu_before = cpu_seconds("self").unwrap_or(0.0);
+    let cpu_before = common::cpu_seconds("self").unwrap_or(0.0);
     let start = Instant::now();
     let handle = cluster.submit(topology);
     cluster
         .block_on(handle.wait_until_idle(Duration::from_secs(1800)))
         .map_err(|e| format!("not idle within {:?}", e.waited))?;
     let wall = start.elapsed();
-    let cpu = cpu_seconds("self").unwrap_or(0.0) - cpu_before;
+    let cpu = common::cpu_seconds("self").unwrap_or(0.0) - cpu_before;
     let server_cpu = match (server.cpu(), server_cpu_before) {
         (Some(after), Some(before)) => Some(after - before),
         _ => None,

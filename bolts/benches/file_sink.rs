@@ -25,6 +25,8 @@
 //! - Every run ends with a check: the files hold exactly the records emitted (count and the sum
 //!   of `ts`), read back (through gzip with `--gzip`), or the run fails.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -184,16 +186,6 @@ impl Bolt for NullSink {
     }
 }
 
-/// The process's user + system CPU time.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a rusage struct.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 /// Reads back every file in `dir`: (records, sum of ts).
 fn read_back(dir: &Path, gzip: bool) -> Result<(u64, i128), String> {
     let mut n = 0u64;
@@ -256,14 +248,14 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     let topology = b.build().map_err(|e| format!("{e:?}"))?;
     let cluster = LocalCluster::new(o.workers).map_err(|e| e.to_string())?;
-    let cpu0 = cpu_time();
+    let cpu0 = Duration::from_secs_f64(common::own_cpu_seconds());
     let t0 = Instant::now();
     let handle = cluster.submit(topology);
     cluster
         .block_on(handle.wait_until_idle(Duration::from_secs(600)))
         .map_err(|e| format!("not idle: {e}"))?;
     let wall = t0.elapsed();
-    let cpu = cpu_time() - cpu0;
+    let cpu = Duration::from_secs_f64(common::own_cpu_seconds()) - cpu0;
     let report = cluster.block_on(handle.stop(Duration::from_secs(10)));
     if !report.drained {
         return Err(format!("stop did not drain: {report:?}"));

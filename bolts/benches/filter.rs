@@ -16,6 +16,8 @@
 //! CPU-second of the whole process (user + system time from `/proc/self/stat`), the "per core"
 //! figure that does not depend on how many cores the machine lends the run.
 
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -108,19 +110,6 @@ impl BasicBolt for CountSink {
         self.0.fetch_add(1, Relaxed);
         Ok(())
     }
-}
-
-/// User + system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    Duration::from_millis(f.iter().sum::<u64>() * 10)
 }
 
 struct Opts {
@@ -225,7 +214,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cpu0 = cpu_time();
+    let cpu0 = Duration::from_secs_f64(common::own_cpu_seconds());
     let start = Instant::now();
     let handle = cluster.submit(topology);
     let report = cluster.block_on(async {
@@ -235,7 +224,7 @@ fn main() -> ExitCode {
         handle.stop(Duration::from_secs(10)).await
     });
     let wall = start.elapsed();
-    let cpu = cpu_time() - cpu0;
+    let cpu = Duration::from_secs_f64(common::own_cpu_seconds()) - cpu0;
     let got = received.load(Relaxed);
     if got != expected || !report.drained {
         eprintln!("check failed: the sink received {got} tuples, expected {expected}; {report:?}");

@@ -28,6 +28,8 @@
 //!   join task (tuples / the task's busy time); and tuples/s per core of the whole process
 //!   (tuples / process CPU time, from `/proc/self/stat`).
 
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -150,17 +152,6 @@ impl BasicBolt for Sink {
     }
 }
 
-/// CPU seconds (user + system) of this process so far.
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 fn run(o: &Options) -> Result<(), BoxError> {
     let keys = o.keys as i64;
     let orders: Vec<Values> = (0..o.per_side as i64)
@@ -234,7 +225,7 @@ fn run(o: &Options) -> Result<(), BoxError> {
     let topology = b.build()?;
 
     let cluster = LocalCluster::new(o.workers)?;
-    let cpu0 = process_cpu_seconds();
+    let cpu0 = Some(common::own_cpu_seconds());
     let start = Instant::now();
     let handle = cluster.submit(topology);
     cluster
@@ -242,7 +233,7 @@ fn run(o: &Options) -> Result<(), BoxError> {
         .map_err(|e| format!("the topology did not finish: {e}"))?;
     let stopped = cluster.block_on(handle.stop(Duration::from_secs(60)));
     let wall = start.elapsed().as_secs_f64();
-    let cpu = match (cpu0, process_cpu_seconds()) {
+    let cpu = match (cpu0, Some(common::own_cpu_seconds())) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };

@@ -21,6 +21,8 @@
 //! The run checks that the window emitted one result per key per window and that the counts add
 //! up to the input (results are counted by a tiny sink only with `--verify`, on by default).
 
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -150,17 +152,6 @@ impl BasicBolt for Totals {
     }
 }
 
-/// This process's CPU time (user + system), from `/proc/self/stat`; `None` elsewhere.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // The kernel's USER_HZ is 100 on every Linux platform Rust supports.
-    Some(Duration::from_millis(ticks * 10))
-}
-
 fn run(o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
     let tuples: Arc<Vec<Values>> = Arc::new(
         (0..o.tuples)
@@ -212,7 +203,7 @@ fn run(o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
     let topology = b.build()?;
     let cluster = LocalCluster::new(o.workers)?;
     let n = o.tuples as u64;
-    let cpu0 = cpu_time();
+    let cpu0 = Some(Duration::from_secs_f64(common::own_cpu_seconds()));
     let start = Instant::now();
     let handle = cluster.submit(topology);
     let m = cluster
@@ -221,7 +212,9 @@ fn run(o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
         }))
         .map_err(|e| format!("the window did not execute every tuple: {e}"))?;
     let wall = start.elapsed();
-    let cpu = cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    let cpu = cpu0
+        .zip(Some(Duration::from_secs_f64(common::own_cpu_seconds())))
+        .map(|(a, b)| b.saturating_sub(a));
     let busy: Duration = m
         .component("window")
         .map(|c| c.tasks.iter().map(|t| t.busy).sum())
