@@ -712,6 +712,8 @@ fn every_example_topology_runs() {
     psql(&format!(
         "CREATE TABLE {table} (word text PRIMARY KEY, count bigint NOT NULL)"
     ));
+    // logs_to_http.toml posts NDJSON batches: a collector of this run's own counts the lines.
+    let collector = Collector::start();
     for file in &files {
         let run = topo()
             .current_dir(out.path())
@@ -719,6 +721,7 @@ fn every_example_topology_runs() {
             .env("SENTENCES", "2000")
             .env("PG_TABLE", &table)
             .env("REDIS_KEY", &key)
+            .env("INGEST_URL", &collector.url)
             .args(["run", "--until-idle", "--quiet"])
             .arg(file)
             .output()
@@ -731,6 +734,13 @@ fn every_example_topology_runs() {
             String::from_utf8_lossy(&run.stderr)
         );
     }
+    // 2000 lines drawn from four, one of them not an access log (to `rejects`): about 1500
+    // reach the collector.
+    assert!(
+        (1000..2000).contains(&collector.lines()),
+        "logs_to_http.toml posted {} lines",
+        collector.lines()
+    );
     let words = psql(&format!("SELECT count(*) FROM {table}"));
     psql(&format!("DROP TABLE {table}"));
     let _ = StdCommand::new("redis-cli").args(["DEL", &key]).output();
@@ -738,6 +748,54 @@ fn every_example_topology_runs() {
         words.trim().parse::<u64>().is_ok_and(|n| n > 0),
         "leaderboard.toml upserted no word counts: {words}"
     );
+}
+
+/// An HTTP server on a free loopback port that answers every POST with 200 and counts the NDJSON
+/// lines it received.
+struct Collector {
+    url: String,
+    lines: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let lines = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = lines.clone();
+        let app = axum::Router::new().route(
+            "/ingest",
+            axum::routing::post(move |body: String| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(body.lines().count(), Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("a free port");
+        let url = format!(
+            "http://{}/ingest",
+            listener.local_addr().expect("the address")
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Collector {
+            url,
+            lines,
+            _runtime: runtime,
+        }
+    }
+
+    fn lines(&self) -> usize {
+        self.lines.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Runs one SQL statement on the local PostgreSQL `test` database; its output, unaligned.
