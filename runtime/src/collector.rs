@@ -463,6 +463,29 @@ fn put_xor(anchors: &mut Anchors, root: u64, id: u64) {
     }
 }
 
+/// A root → position index of an [`Anchors`] list being built.
+type RootIndex = HashMap<u64, usize, BuildHasherDefault<NoHashHasher<u64>>>;
+
+/// [`put_xor`] for lists that may grow long (a window result anchored to thousands of trees):
+/// past a few entries, roots are found through `index` instead of a scan, so building the list
+/// stays linear.
+fn put_xor_indexed(anchors: &mut Anchors, index: &mut RootIndex, root: u64, id: u64) {
+    const SCAN: usize = 16;
+    if anchors.len() < SCAN {
+        return put_xor(anchors, root, id);
+    }
+    if index.is_empty() {
+        index.extend(anchors.iter().enumerate().map(|(i, &(r, _))| (r, i)));
+    }
+    match index.entry(root) {
+        std::collections::hash_map::Entry::Occupied(e) => anchors[*e.get()].1 ^= id,
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(anchors.len());
+            anchors.push((root, id));
+        }
+    }
+}
+
 /// What a spout task remembers of one pending tree.
 pub(crate) struct PendingTree<M> {
     pub(crate) msg_id: M,
@@ -699,12 +722,13 @@ impl OutputCollector<'_> {
         let ledger = &mut *self.ledger;
         self.emitter.emit_with(stream, direct, values, |rng| {
             let mut out = Anchors::new();
+            let mut index = RootIndex::default();
             for input in anchors {
                 if let Some(h) = ledger.held.get_mut(&input.seq) {
                     let edge = new_id(rng);
                     h.ack_val ^= edge;
                     for &(root, _) in &h.anchors {
-                        put_xor(&mut out, root, edge);
+                        put_xor_indexed(&mut out, &mut index, root, edge);
                     }
                 }
             }
@@ -759,5 +783,21 @@ mod tests {
         rt.block_on(e.flush(true));
         assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(2));
         assert!(!e.flush_due(Instant::now() + std::time::Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn indexed_put_xor_equals_the_scan() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut scanned = Anchors::new();
+        let mut indexed = Anchors::new();
+        let mut index = RootIndex::default();
+        for _ in 0..5000 {
+            let root = rng.u64(..200);
+            let id = rng.u64(..);
+            put_xor(&mut scanned, root, id);
+            put_xor_indexed(&mut indexed, &mut index, root, id);
+        }
+        assert_eq!(scanned, indexed);
+        assert_eq!(indexed.len(), 200);
     }
 }
