@@ -54,7 +54,7 @@
 //! | `min`, `max`            | int when every value is an int, else float                       |
 //! | `avg`                   | float                                                            |
 //! | `count_distinct`        | exact number of distinct values (int)                            |
-//! | `approx_count_distinct` | HyperLogLog estimate (int): exact to 1024 values, then ≈0.8% error |
+//! | `approx_count_distinct` | HyperLogLog++ estimate (int): exact to 128 values, then ≈0.8% error |
 //! | `top_k`                 | `k` maps `{value, count}`, most frequent first, ties by value |
 //!
 //! `sum`, `min`, `max` and `avg` take ints and floats; any other type is an error (the tuple goes
@@ -63,11 +63,10 @@
 //! list). NaN is skipped by `min` and `max`. Distinct values compare by [`Value`] equality (an int
 //! and a float of the same number are distinct).
 //!
-//! `approx_count_distinct` is HyperLogLog (Flajolet, Fusy, Gandouet, Meunier, *HyperLogLog: the
-//! analysis of a near-optimal cardinality estimation algorithm*, 2007) with 2¹⁴ registers over the
-//! 64-bit [`Value::stable_hash`], linear counting for small estimates, and an exact sparse phase
-//! (the first 1024 distinct hashes kept sorted, as in Heule et al., *HyperLogLog in Practice*,
-//! 2013): 16 KiB per window and group once past 1024 distinct values.
+//! `approx_count_distinct` is HyperLogLog++ (Heule, Nunkesser, Hall, *HyperLogLog in Practice*,
+//! 2013) as implemented by Cloudflare's `cardinality-estimator` crate, over the 64-bit
+//! [`Value::stable_hash`] of each value, with 2¹⁴ registers: exact up to 128 distinct values (kept as a few
+//! hashes), about 0.8% standard error beyond, and at most ~12 KiB per window and group.
 //!
 //! # Windows
 //! - **Duration windows** are aligned to the epoch (a `1m` window starts at a whole minute):
@@ -132,6 +131,7 @@
 //! - Results within one window are emitted in no particular order of groups.
 
 use crate::sink::record;
+use cardinality_estimator::CardinalityEstimator;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -1152,71 +1152,20 @@ impl Acc {
 }
 
 const HLL_SEED: u64 = 0x686c_6c5f_7365_6564;
-/// Registers: 2^HLL_P.
-const HLL_P: u32 = 14;
-const HLL_M: usize = 1 << HLL_P;
-/// Distinct hashes kept exactly before switching to registers.
-const HLL_SPARSE_MAX: usize = 1024;
-
-/// A HyperLogLog sketch with an exact sparse phase (see the module docs for references).
+/// An approximate distinct count: HyperLogLog++ from Cloudflare's `cardinality-estimator`, with
+/// 2¹⁴ registers, fed the 64-bit [`Value::stable_hash`] of each value.
 #[derive(Clone, Debug, Default)]
-pub struct Hll {
-    sparse: Vec<u64>,
-    dense: Option<Box<[u8]>>,
-}
+pub struct Hll(CardinalityEstimator<u64, std::hash::DefaultHasher, 14, 6>);
 
 impl Hll {
     /// Adds a 64-bit hash of a value.
     pub fn insert(&mut self, hash: u64) {
-        if let Some(regs) = &mut self.dense {
-            Self::set(regs, hash);
-            return;
-        }
-        if let Err(pos) = self.sparse.binary_search(&hash) {
-            self.sparse.insert(pos, hash);
-            if self.sparse.len() > HLL_SPARSE_MAX {
-                let mut regs = vec![0u8; HLL_M].into_boxed_slice();
-                for &h in &self.sparse {
-                    Self::set(&mut regs, h);
-                }
-                self.sparse = Vec::new();
-                self.dense = Some(regs);
-            }
-        }
-    }
-
-    fn set(regs: &mut [u8], hash: u64) {
-        let idx = (hash >> (64 - HLL_P)) as usize;
-        // The remaining bits, with a guard bit so the rank is at most 64 - P + 1.
-        let w = (hash << HLL_P) | (1 << (HLL_P - 1));
-        let rank = w.leading_zeros() as u8 + 1;
-        if let Some(r) = regs.get_mut(idx) {
-            if rank > *r {
-                *r = rank;
-            }
-        }
+        self.0.insert_hash(hash);
     }
 
     /// The estimated number of distinct hashes inserted.
     pub fn estimate(&self) -> f64 {
-        let Some(regs) = &self.dense else {
-            return self.sparse.len() as f64;
-        };
-        let m = HLL_M as f64;
-        let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let mut sum = 0.0;
-        let mut zeros = 0usize;
-        for &r in regs.iter() {
-            sum += 1.0 / (1u64 << r) as f64;
-            zeros += (r == 0) as usize;
-        }
-        let raw = alpha * m * m / sum;
-        if raw <= 2.5 * m && zeros > 0 {
-            // Linear counting for small cardinalities.
-            m * (m / zeros as f64).ln()
-        } else {
-            raw
-        }
+        self.0.estimate() as f64
     }
 }
 
@@ -1526,12 +1475,12 @@ mod tests {
     #[test]
     fn hll_is_exact_when_sparse_and_close_when_dense() {
         let mut h = Hll::default();
-        for i in 0..1000u64 {
+        for i in 0..100u64 {
             h.insert(Value::Int(i as i64).stable_hash(HLL_SEED));
             h.insert(Value::Int(i as i64).stable_hash(HLL_SEED));
         }
-        assert_eq!(h.estimate(), 1000.0);
-        for n in [5_000i64, 50_000, 500_000] {
+        assert_eq!(h.estimate(), 100.0);
+        for n in [1_000i64, 5_000, 50_000, 500_000] {
             let mut h = Hll::default();
             for i in 0..n {
                 h.insert(Value::from(format!("v{i}")).stable_hash(HLL_SEED));
