@@ -65,8 +65,9 @@
 //!
 //! `approx_count_distinct` is HyperLogLog++ (Heule, Nunkesser, Hall, *HyperLogLog in Practice*,
 //! 2013) as implemented by Cloudflare's `cardinality-estimator` crate, over the 64-bit
-//! [`Value::stable_hash`] of each value, with 2¹⁴ registers: exact up to 128 distinct values (kept as a few
-//! hashes), about 0.8% standard error beyond, and at most ~12 KiB per window and group.
+//! [`Value::stable_hash`] of each value, with 2¹⁴ registers: exact up to 128 distinct values
+//! (kept as a list of hashes), about 0.8% standard error beyond, and at most ~12 KiB per window
+//! and group.
 //!
 //! # Windows
 //! - **Duration windows** are aligned to the epoch (a `1m` window starts at a whole minute):
