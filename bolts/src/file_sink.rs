@@ -202,8 +202,10 @@ pub struct FileWriter {
     resolved: Option<Resolved>,
     /// Encoded records of the pending batch.
     buf: Vec<u8>,
-    /// Scratch space for a csv cell holding JSON.
+    /// Scratch space for one csv cell.
     scratch: Vec<u8>,
+    /// Quotes csv cells (RFC 4180) into its buffer, which is moved to `buf` per record.
+    csv: CsvOut,
     /// The file side; `None` only while a write runs on the blocking thread.
     disk: Option<Disk>,
 }
@@ -258,6 +260,7 @@ impl FileWriter {
             resolved: None,
             buf: Vec::new(),
             scratch: Vec::new(),
+            csv: CsvOut::new(),
             disk: Some(Disk {
                 dir: opts.dir.clone(),
                 task: 0,
@@ -293,13 +296,11 @@ impl FileWriter {
     fn set_columns(&mut self, columns: Vec<SmolStr>) {
         if self.opts.format == FileFormat::Csv {
             let mut header = Vec::new();
+            let mut out = CsvOut::new();
             for (i, c) in columns.iter().enumerate() {
-                if i > 0 {
-                    header.push(b',');
-                }
-                csv_cell(&mut header, c.as_bytes());
+                out.cell(&mut header, i == 0, c.as_bytes());
             }
-            header.push(b'\n');
+            out.end(&mut header);
             self.header = Arc::new(header);
         }
         self.columns = Some(columns);
@@ -383,7 +384,13 @@ impl BatchWriter for FileWriter {
             FileFormat::Jsonl => {
                 encode_json(&mut self.buf, input, Some(indices), self.columns.as_deref())
             }
-            FileFormat::Csv => encode_csv(&mut self.buf, &mut self.scratch, input, indices),
+            FileFormat::Csv => encode_csv(
+                &mut self.buf,
+                &mut self.scratch,
+                &mut self.csv,
+                input,
+                indices,
+            ),
         };
         match result {
             Ok(()) => Ok(self.buf.len() - start),
@@ -723,71 +730,92 @@ pub(crate) fn encode_json(
     Ok(())
 }
 
-/// Appends one CSV row of the values at `indices`.
+/// Writes csv straight into a byte buffer, with the `csv-core` writer: `,` between cells, `\n`
+/// after each record, a cell quoted only when it needs it (RFC 4180). No allocation per record.
+#[derive(Clone, Debug)]
+struct CsvOut(csv_core::Writer);
+
+impl CsvOut {
+    fn new() -> CsvOut {
+        CsvOut(
+            csv_core::WriterBuilder::new()
+                .terminator(csv_core::Terminator::Any(b'\n'))
+                .build(),
+        )
+    }
+
+    /// Appends one cell; `first` for the first cell of a record.
+    fn cell(&mut self, buf: &mut Vec<u8>, first: bool, cell: &[u8]) {
+        let start = buf.len();
+        // The most it can take: the previous cell's closing quote, a delimiter, two quotes and
+        // every byte doubled.
+        buf.resize(start + 2 * cell.len() + 4, 0);
+        let mut n = 0;
+        if !first {
+            n += self.0.delimiter(&mut buf[start..]).1;
+        }
+        n += self.0.field(cell, &mut buf[start + n..]).2;
+        buf.truncate(start + n);
+    }
+
+    /// Ends the record.
+    fn end(&mut self, buf: &mut Vec<u8>) {
+        let start = buf.len();
+        buf.resize(start + 4, 0);
+        let n = self.0.terminator(&mut buf[start..]).1;
+        buf.truncate(start + n);
+    }
+}
+
+/// Appends one CSV row of the values at `indices` (all of it, or nothing on an error).
 fn encode_csv(
     buf: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
+    csv: &mut CsvOut,
     input: &Tuple,
     indices: &[usize],
 ) -> Result<(), String> {
     let values = input.values();
+    let start = buf.len();
     for (k, &i) in indices.iter().enumerate() {
-        if k > 0 {
-            buf.push(b',');
-        }
+        scratch.clear();
+        // Writing to a Vec cannot fail.
         match &values[i] {
             Value::Null => {}
-            Value::Bool(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
-            // Writing to a Vec cannot fail.
+            Value::Bool(b) => scratch.extend_from_slice(if *b { b"true" } else { b"false" }),
             Value::Int(n) => {
-                let _ = write!(buf, "{n}");
+                let _ = write!(scratch, "{n}");
             }
             Value::Float(x) => {
-                let _ = write!(buf, "{x}");
+                let _ = write!(scratch, "{x}");
             }
-            Value::Str(s) => csv_cell(buf, s.as_bytes()),
+            Value::Str(s) => scratch.extend_from_slice(s.as_bytes()),
             Value::Bytes(b) => {
                 if std::str::from_utf8(b).is_err() {
+                    *csv = CsvOut::new();
+                    buf.truncate(start);
                     return Err(format!(
                         "field `{}` holds bytes that are not UTF-8 text",
                         input.fields()[i]
                     ));
                 }
-                csv_cell(buf, b);
+                scratch.extend_from_slice(b);
             }
             v @ (Value::List(_) | Value::Map(_)) => {
-                scratch.clear();
-                serde_json::to_writer(&mut *scratch, v).map_err(|e| {
-                    format!(
+                if let Err(e) = serde_json::to_writer(&mut *scratch, v) {
+                    *csv = CsvOut::new();
+                    buf.truncate(start);
+                    return Err(format!(
                         "field `{}` cannot be written as JSON: {e}",
                         input.fields()[i]
-                    )
-                })?;
-                csv_cell(buf, scratch);
+                    ));
+                }
             }
         }
+        csv.cell(buf, k == 0, scratch);
     }
-    buf.push(b'\n');
+    csv.end(buf);
     Ok(())
-}
-
-/// Appends one CSV cell, quoted when it holds `,`, `"`, CR or LF (RFC 4180).
-fn csv_cell(buf: &mut Vec<u8>, cell: &[u8]) {
-    if cell
-        .iter()
-        .any(|&c| matches!(c, b',' | b'"' | b'\n' | b'\r'))
-    {
-        buf.push(b'"');
-        for &c in cell {
-            if c == b'"' {
-                buf.push(b'"');
-            }
-            buf.push(c);
-        }
-        buf.push(b'"');
-    } else {
-        buf.extend_from_slice(cell);
-    }
 }
 
 #[cfg(test)]
@@ -805,10 +833,14 @@ mod tests {
 
     #[test]
     fn csv_quoting() {
+        let mut out = CsvOut::new();
         let mut b = Vec::new();
-        csv_cell(&mut b, b"plain");
-        b.push(b'|');
-        csv_cell(&mut b, b"a,\"b\"\nc");
-        assert_eq!(b, b"plain|\"a,\"\"b\"\"\nc\"");
+        out.cell(&mut b, true, b"plain");
+        out.cell(&mut b, false, b"a,\"b\"\nc");
+        out.cell(&mut b, false, b"");
+        out.end(&mut b);
+        out.cell(&mut b, true, b"x y");
+        out.end(&mut b);
+        assert_eq!(b, b"plain,\"a,\"\"b\"\"\nc\",\nx y\n");
     }
 }
