@@ -242,10 +242,33 @@ impl BoltTester {
 
     /// Executes one tracked input tuple with these values.
     pub fn execute(&mut self, values: Values) -> Executed {
+        self.execute_tuple(self.input, values)
+    }
+
+    /// Executes one tracked input tuple as if it came from `component`'s `stream` with `fields`
+    /// — for bolts that tell their inputs apart (a join's sides, a bolt reading an `error`
+    /// stream).
+    pub fn execute_from<I, S>(
+        &mut self,
+        component: &str,
+        stream: &str,
+        fields: I,
+        values: Values,
+    ) -> Executed
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let fields: Vec<SmolStr> = fields.into_iter().map(Into::into).collect();
+        let schema = StreamSchema::intern(component, stream, &fields, false);
+        self.execute_tuple(schema, values)
+    }
+
+    fn execute_tuple(&mut self, schema: &'static StreamSchema, values: Values) -> Executed {
         let root = self.next_root;
         self.next_root += 1;
         let id = 0x5eed_0000 + root;
-        let mut tuple = Tuple::new(self.input, TaskId(99), values);
+        let mut tuple = Tuple::new(schema, TaskId(99), values);
         tuple.anchors.push((root, id));
         let driver = &mut self.driver;
         let env = &mut self.env;
