@@ -269,10 +269,13 @@ impl LineDecoder {
     ) -> io::Result<Option<Frame>> {
         match r {
             Ok(line) => Ok(line.map(Frame::Line)),
-            // On this error the codec has not consumed the line yet: `buf` starts with it.
-            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => Ok(Some(Frame::Oversize(
-                Bytes::copy_from_slice(&buf[..buf.len().min(RAW_PREFIX)]),
-            ))),
+            // On this error the codec has not consumed the line yet: `buf` starts with it (and
+            // may hold the next lines too, after its end).
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => {
+                let head = &buf[..buf.len().min(RAW_PREFIX)];
+                let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+                Ok(Some(Frame::Oversize(Bytes::copy_from_slice(&head[..end]))))
+            }
             Err(AnyDelimiterCodecError::Io(e)) => Err(e),
         }
     }
