@@ -11,6 +11,7 @@ use topo_spouts::{GeneratorOptions, GeneratorSpout};
 mod join;
 mod sinks_db;
 mod sinks_out;
+mod spouts_io;
 mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
@@ -132,6 +133,7 @@ pub fn builtin_registry() -> Registry {
     window::register(&mut r);
     sinks_out::register(&mut r);
     sinks_db::register(&mut r);
+    spouts_io::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
     }
@@ -330,6 +332,31 @@ headers = { Authorization = "Bearer ${INGEST_TOKEN:-dev}" }
 timeout = "10s"
 retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }   # 408/429/5xx retried; other 4xx to `error`
 inputs = [{ from = "shaped" }]
+"#,
+    ),
+    (
+        "socket",
+        r#"
+[spouts.lines]
+kind = "socket"
+mode = "client"           # read from `nc -lk 9999`; or "server": listen (fields line, peer)
+address = "127.0.0.1:9999"
+max_line_bytes = 1048576  # longer lines go to the `error` stream (reason, raw)
+encoding = "lossy"        # or "strict" (bad UTF-8 to `error`) or "bytes"
+reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
+
+# bad lines, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "lines", stream = "error" }]
+"#,
+    ),
+    (
+        "stdin",
+        r#"
+[spouts.lines]
+kind = "stdin"            # `cat access.log | topo run t.toml --until-idle` ends at end of input
+max_line_bytes = 1048576
+encoding = "lossy"
+field = "line"
 "#,
     ),
 ];
