@@ -9,24 +9,31 @@ use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
 mod join;
+mod kafka;
+mod kinesis;
+mod sentiment;
 mod sinks_db;
 mod sinks_out;
+mod spouts_feed;
+mod spouts_file;
+mod spouts_http;
 mod spouts_io;
+mod spouts_mqtt;
 mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
 /// [`cli::main_with`](crate::cli::main_with).
 pub fn builtin_registry() -> Registry {
     let mut r = Registry::new();
-    r.register_spout::<GeneratorOptions, GeneratorSpout>(
+    r.register_spout::<Checked<GeneratorSpout, GeneratorOptions>, GeneratorSpout>(
         "generator",
-        "synthetic sentences, deterministic from a seed; replays identical tuples",
+        "synthetic sentences or sensor readings, deterministic from a seed, at a rate or as fast as possible; replays identical tuples",
         vec![
             OptionDoc::new(
+                "mode",
+                "sentences | sensors",
                 "sentences",
-                "list of strings",
-                "Storm's five example sentences",
-                "the sentences to draw from",
+                "sentences: one field of text; sensors: (device_id, temperature, humidity, timestamp)",
             ),
             OptionDoc::new(
                 "count",
@@ -35,14 +42,68 @@ pub fn builtin_registry() -> Registry {
                 "messages to emit over all tasks; unset = without end",
             ),
             OptionDoc::new(
+                "rate",
+                "number",
+                "",
+                "messages per second over all tasks, released in batches of ~5 ms; unset = as fast as possible",
+            ),
+            OptionDoc::new(
                 "seed",
                 "integer",
                 "0",
-                "seed of the choice of sentence per message",
+                "seed of every random choice: message n is always the same tuple",
             ),
-            OptionDoc::new("field", "string", "\"sentence\"", "the output field"),
+            OptionDoc::new(
+                "sentences",
+                "list of strings",
+                "Storm's five example sentences",
+                "sentences mode: the sentences to draw from",
+            ),
+            OptionDoc::new(
+                "text_file",
+                "path",
+                "",
+                "sentences mode: draw from the non-empty lines of this file instead (read when the topology loads)",
+            ),
+            OptionDoc::new(
+                "words",
+                "list of strings",
+                "",
+                "sentences mode: build random sentences from these words instead",
+            ),
+            OptionDoc::new(
+                "words_per_sentence",
+                "integer",
+                "8",
+                "sentences mode with `words`: words per sentence",
+            ),
+            OptionDoc::new("field", "string", "\"sentence\"", "sentences mode: the output field"),
+            OptionDoc::new(
+                "devices",
+                "integer",
+                "10",
+                "sensors mode: devices, ids \"sensor-0000\".. ; message n is a reading of device n mod devices",
+            ),
+            OptionDoc::new(
+                "anomaly_rate",
+                "number from 0 to 1",
+                "0.01",
+                "sensors mode: fraction of readings 15-25 degrees above the device's normal",
+            ),
+            OptionDoc::new(
+                "anomaly_length",
+                "integer",
+                "1",
+                "sensors mode: consecutive readings of a device one anomaly lasts",
+            ),
+            OptionDoc::new(
+                "start_time",
+                "epoch ms or RFC 3339 text",
+                "the wall clock at start",
+                "sensors mode: timestamp of message 0; message n is at start_time + n * 1000 / rate ms (1 ms apart without rate)",
+            ),
         ],
-        |o: &GeneratorOptions| GeneratorSpout::new(o.clone()),
+        |c: &Checked<GeneratorSpout, GeneratorOptions>| c.0.clone(),
     );
     r.register_basic_bolt::<Checked<Split, SplitOptions>, Split>(
         "split",
@@ -133,7 +194,14 @@ pub fn builtin_registry() -> Registry {
     window::register(&mut r);
     sinks_out::register(&mut r);
     sinks_db::register(&mut r);
+    spouts_file::register(&mut r);
     spouts_io::register(&mut r);
+    spouts_feed::register(&mut r);
+    sentiment::register(&mut r);
+    spouts_http::register(&mut r);
+    spouts_mqtt::register(&mut r);
+    kafka::register(&mut r);
+    kinesis::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
     }
@@ -144,13 +212,92 @@ pub fn builtin_registry() -> Registry {
 /// loaded by a test, so none goes stale).
 const EXAMPLES: &[(&str, &str)] = &[
     (
+        "kafka",
+        r#"
+[spouts.lines]
+kind = "kafka"
+brokers = "127.0.0.1:9092"   # bootstrap servers
+topic = "lines"              # or topics = ["a", "b"]
+# group = "my-app"           # default "topo.<topology>.<component>": every task and process shares the partitions
+first_poll = "committed_else_earliest"   # or "earliest", "latest", "committed_else_latest"
+payload = "utf8"             # or "strict", "raw", "json" (+ fields = ["user", "action"])
+commit_interval = "1s"       # the contiguous acked prefix of each partition is committed
+max_uncommitted = 10000      # per partition: fetching pauses at this many uncommitted offsets
+retry = { backoff = "100ms", max_backoff = "10s", max_retries = 5 }
+dead_letter_topic = "lines-dlt"   # records failed 5 times go there (unset: the `error` stream)
+# stop_at_end = true         # read every partition to its end, then end (`topo run --until-idle`)
+properties = { "session.timeout.ms" = 10000 }   # any librdkafka setting
+# output: topic, partition, offset, key, value, timestamp, headers
+
+# undecodable records, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "lines", stream = "error" }]
+"#,
+    ),
+    (
+        "kafka",
+        r#"
+[bolts.ship]
+kind = "kafka"
+brokers = "127.0.0.1:9092"
+topic = "counts"             # or topic_field = "dest"
+key_field = "word"           # or key = "fixed"; neither: no key
+# value_field = "line"       # unset: the whole tuple as one JSON object
+idempotent = true
+linger = "5ms"
+batch_size = 10000
+delivery_timeout = "30s"     # then the record's input is failed (and replayed)
+properties = { "compression.type" = "lz4" }
+inputs = [{ from = "lines" }]
+"#,
+    ),
+    (
+        "kinesis",
+        r#"
+[spouts.readings]
+kind = "kinesis"
+stream = "sensors"
+endpoint = "http://127.0.0.1:4567"   # a Kinesis-compatible server; unset = AWS (region, credential chain)
+region = "us-east-1"
+start_at = "trim_horizon" # without a checkpoint; or "latest", "at_timestamp" (+ timestamp), ...
+payload = "json"          # or "utf8", "strict", "bytes"
+fields = ["device_id", "temperature"]   # output: shard, sequence, partition_key, data, device_id, temperature
+checkpoint_interval = "1s"   # acked sequence number per shard under state_dir (default .topo/state/<topology>/<component>)
+retry = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
+# stop_at_end = true      # read to the current end, then end (`topo run --until-idle`)
+
+# undecodable records, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "readings", stream = "error" }]
+"#,
+    ),
+    (
+        "kinesis",
+        r#"
+[bolts.ship]
+kind = "kinesis"
+stream = "sensors-out"
+endpoint = "http://127.0.0.1:4567"
+region = "us-east-1"
+partition_key_field = "device_id"
+# data_field = "line"     # unset: the whole tuple as one JSON object
+batch = { max_records = 500, max_bytes = 1048576, interval = "1s" }
+retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }
+inputs = [{ from = "readings" }]
+"#,
+    ),
+    (
         "generator",
         r#"
 [spouts.sentences]
 kind = "generator"
 count = 100000            # then the spout is exhausted (`topo run --until-idle` ends)
-seed = 7
+rate = 20000              # per second over all tasks; unset = as fast as possible
+seed = 7                  # message n is always the same tuple (replays are identical)
 sentences = ["the cow jumped over the moon", "an apple a day keeps the doctor away"]
+# or: text_file = "corpus.txt" (its non-empty lines), or: words = ["a", "b"], words_per_sentence = 8
+
+# sensor readings instead: fields device_id, temperature, humidity, timestamp (epoch ms)
+# [spouts.readings]  kind = "generator"  mode = "sensors"  rate = 20000  devices = 10
+#   anomaly_rate = 0.01  anomaly_length = 200  start_time = "2026-01-01T00:00:00Z"
 "#,
     ),
     (
@@ -350,6 +497,57 @@ reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = ret
 "#,
     ),
     (
+        "http",
+        r#"
+[spouts.ingest]
+kind = "http"
+address = "127.0.0.1:8080"  # curl -H 'Content-Type: application/x-ndjson' --data-binary @events.ndjson localhost:8080/ingest
+path = "/ingest"
+format = "auto"           # by Content-Type: application/json, application/x-ndjson, text/plain
+fields = ["host", "status", "path"]   # top-level keys of each JSON object; unset = one field `record`
+max_body_bytes = 10485760 # larger: 413
+max_pending_records = 10000   # more in flight: 503 + Retry-After
+ack_timeout = "10s"       # 200 only once every record is acked; after this, 503 (the client retries)
+auth_token = "${INGEST_TOKEN:-dev}"   # Authorization: Bearer <token>, else 401
+
+# refused bodies (400, 413), with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "ingest", stream = "error" }]
+"#,
+    ),
+    (
+        "file",
+        r#"
+[spouts.logs]
+kind = "file"
+paths = ["/var/log/app/*.log", "/var/log/app/*.log.1"]   # globs; keep rotated names matched
+exclude = ["**/debug*"]
+start_at = "beginning"    # or "end": skip what a file found at start-up already holds
+poll_interval = "250ms"
+checkpoint_interval = "1s"   # acked offsets per file under state_dir (default .topo/state/<topology>/<component>)
+include_path = true       # fields: line, path, offset
+# until_eof = true        # read what is there, then end (`topo run --until-idle`)
+"#,
+    ),
+    (
+        "mqtt",
+        r#"
+[spouts.readings]
+kind = "mqtt"
+broker = "mqtt://127.0.0.1:1883"
+topics = ["sensors/+/reading"]   # `+` one level, `#` the rest
+qos = 1                   # PUBACK once the tuple tree is acked; unacked ones come again
+client_id = "ingest"      # keep it across restarts: the broker resumes the session
+payload = "json"          # or "utf8", "strict", "bytes"
+fields = ["device_id", "temperature"]   # output: topic, payload, device_id, temperature
+max_payload_bytes = 65536 # larger ones to the `error` stream (reason, raw)
+reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
+# shared_group = "ingest" # parallelism > 1: each message to one task
+
+# bad payloads, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "readings", stream = "error" }]
+"#,
+    ),
+    (
         "stdin",
         r#"
 [spouts.lines]
@@ -357,6 +555,37 @@ kind = "stdin"            # `cat access.log | topo run t.toml --until-idle` ends
 max_line_bytes = 1048576
 encoding = "lossy"
 field = "line"
+"#,
+    ),
+    (
+        "feed",
+        r#"
+[spouts.news]
+kind = "feed"
+subreddits = ["worldnews", "news+politics"]   # "a+b": one multireddit
+listing = "submissions"   # or "comments"
+user_agent = "linux:my-news-app:v1.0 (by /u/me)"
+poll_interval = "5s"      # polls that bring nothing back off up to max_poll_interval
+max_poll_interval = "16s"
+# oauth = { client_id = "...", client_secret = "..." }   # then oauth.reddit.com
+# state_dir = "state/news"  # seen fullnames, written after acks; a restart emits each item once
+max_items = 0             # 0 = without end; n = end after n new items
+
+# bad responses and items, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "news", stream = "error" }]
+"#,
+    ),
+    (
+        "sentiment",
+        r#"
+[bolts.mood]
+kind = "sentiment"
+field = "title"           # VADER: compound score from -1 to 1, label positive/negative/neutral
+keep = ["fullname", "title"]
+inputs = [{ from = "news" }]
+
+# inputs without text (a null field), with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "mood", stream = "error" }]
 "#,
     ),
 ];
@@ -396,6 +625,12 @@ where
 /// Builds a bolt from its options, or says what is wrong with them.
 trait TryFromOptions<O>: Sized {
     fn try_from_options(options: O) -> Result<Self, String>;
+}
+
+impl TryFromOptions<GeneratorOptions> for GeneratorSpout {
+    fn try_from_options(options: GeneratorOptions) -> Result<Self, String> {
+        GeneratorSpout::try_new(options)
+    }
 }
 
 impl TryFromOptions<SplitOptions> for Split {
@@ -460,7 +695,7 @@ mod tests {
             for key in ["parallelism", "inputs", "tick_interval"] {
                 options.remove(key);
             }
-            if let Err(e) = r.build(kind.name(), toml::Value::Table(options)) {
+            if let Err(e) = r.build(kind.role(), kind.name(), toml::Value::Table(options)) {
                 panic!("example of `{}` does not build: {e}", kind.name());
             }
         }

@@ -61,6 +61,10 @@ enum Command {
         /// How often the status line refreshes (on a terminal; otherwise every 10 intervals).
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
         status_interval: Duration,
+        /// Serve the live figures over HTTP on this address (`127.0.0.1:8080`; port 0 picks
+        /// one): `/metrics` (Prometheus), `/api/metrics`, `/api/topology`.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Check topology files; print every problem.
     Validate {
@@ -160,14 +164,18 @@ pub fn main_with(registry: Registry) -> ExitCode {
             until_idle,
             drain_timeout,
             status_interval,
+            http,
         } => match load(&registry, &file, &overrides) {
             Ok(t) => run(
                 t,
-                run_for,
-                until_idle,
-                drain_timeout,
-                status_interval,
-                cli.quiet,
+                RunOptions {
+                    run_for,
+                    until_idle,
+                    drain_timeout,
+                    status_interval,
+                    http,
+                    quiet: cli.quiet,
+                },
             ),
             Err(d) => {
                 eprintln!("{d}");
@@ -264,8 +272,16 @@ fn components(registry: &Registry, kind: Option<&str>) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Some(name) => match registry.get(name) {
-            Some(k) => {
+        Some(name) => {
+            let kinds: Vec<_> = registry.named(name).collect();
+            if kinds.is_empty() {
+                eprintln!("{}", registry.unknown_kind_message(None, name));
+                return ExitCode::from(2);
+            }
+            for (i, k) in kinds.into_iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
                 println!("{} ({}): {}", k.name(), k.role(), k.description());
                 if k.options().is_empty() {
                     println!("  no options");
@@ -284,25 +300,32 @@ fn components(registry: &Registry, kind: Option<&str>) -> ExitCode {
                         println!("  {line}");
                     }
                 }
-                ExitCode::SUCCESS
             }
-            None => {
-                eprintln!("{}", registry.unknown_kind_message(name));
-                ExitCode::from(2)
-            }
-        },
+            ExitCode::SUCCESS
+        }
     }
 }
 
-/// Runs until Ctrl-C, the duration, or idleness; then stops gracefully.
-fn run(
-    topology: Topology,
+/// How `topo run` runs a topology.
+struct RunOptions {
     run_for: Option<Duration>,
     until_idle: bool,
     drain_timeout: Duration,
     status_interval: Duration,
+    http: Option<std::net::SocketAddr>,
     quiet: bool,
-) -> ExitCode {
+}
+
+/// Runs until Ctrl-C, the duration, or idleness; then stops gracefully.
+fn run(topology: Topology, o: RunOptions) -> ExitCode {
+    let RunOptions {
+        run_for,
+        until_idle,
+        drain_timeout,
+        status_interval,
+        http,
+        quiet,
+    } = o;
     let cluster = match LocalCluster::new(topology.config().worker_threads) {
         Ok(c) => c,
         Err(e) => {
@@ -311,7 +334,38 @@ fn run(
         }
     };
     let name = topology.name().to_string();
+    // The address is taken before the topology starts, so a busy port stops nothing.
+    let listener = match http {
+        None => None,
+        Some(addr) => match cluster.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: cannot serve HTTP on {addr} (--http): {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let info = crate::http::TopologyInfo::of(&topology);
     let handle = cluster.submit(topology);
+    if let Some(listener) = listener {
+        let app = crate::http::router(handle.metrics_reader(), info);
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        tracing::info!(address = %addr, "serving /metrics, /api/metrics and /api/topology");
+        if !quiet {
+            eprintln!(
+                "live figures: http://{addr}/metrics (Prometheus), http://{addr}/api/metrics"
+            );
+        }
+        cluster.block_on(async move {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("the HTTP endpoint stopped: {e}");
+                }
+            });
+        });
+    }
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
         status_interval

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use topo::registry::Role;
+use topo_test_support::temp_topology;
 
 /// An upper bound for any single invocation; every test finishes far below it.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,17 +30,6 @@ fn topo() -> Command {
         .env_remove("RUST_LOG")
         .timeout(TIMEOUT);
     cmd
-}
-
-/// A temporary topology file holding `text`.
-fn temp_topology(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp file");
-    f.write_all(text.as_bytes()).expect("write temp file");
-    f.flush().expect("flush temp file");
-    f
 }
 
 /// The counts a status line shows for the spout `spout`: `acked`, `failed`, `timeout`, `pending`.
@@ -138,7 +129,7 @@ fn validate_good_file_prints_ok() {
 
 /// The diagnostics of `bad.toml`, as `validate` prints them.
 const BAD_TOML_ERRORS: &str = "\
-bad.toml:6:1: spouts.sentences.cont: unknown field `cont`, expected one of `sentences`, `count`, `seed`, `field`; did you mean \"count\"?
+bad.toml:6:1: spouts.sentences.cont: unknown field `cont`, expected one of `mode`, `sentences`, `text_file`, `words`, `words_per_sentence`, `count`, `rate`, `seed`, `field`, `devices`, `anomaly_rate`, `anomaly_length`, `start_time`; did you mean \"count\"?
 bad.toml:10:15: bolts.split.parallelism: must be at least 1, got 0
 bad.toml:15:52: bolts.count.inputs[0].grouping.fields: field \"wrd\" is not declared by split's stream \"default\" (it declares: word); did you mean \"word\"?
 ";
@@ -147,17 +138,21 @@ bad.toml:15:52: bolts.count.inputs[0].grouping.fields: field \"wrd\" is not decl
 fn bad_kind_errors() -> String {
     format!(
         "\
-bad_kind.toml:8:8: bolts.split.kind: unknown component kind \"splitter\" (known kinds: {}); did you mean \"split\"?
+bad_kind.toml:8:8: bolts.split.kind: unknown bolt kind \"splitter\" (known bolt kinds: {}); did you mean \"split\"?
 bad_kind.toml:9:20: bolts.split.inputs[0].from: unknown component \"sentencs\"; did you mean \"sentences\"?
 ",
-        known_kinds()
+        known_kinds(Role::Bolt)
     )
 }
 
-/// The built-in kinds in registration order, as error messages list them.
-fn known_kinds() -> String {
+/// The built-in kinds of a role in registration order, as error messages list them.
+fn known_kinds(role: Role) -> String {
     let registry = topo::builtin_registry();
-    let names: Vec<&str> = registry.kinds().map(|k| k.name()).collect();
+    let names: Vec<&str> = registry
+        .kinds()
+        .filter(|k| k.role() == role)
+        .map(|k| k.name())
+        .collect();
     names.join(", ")
 }
 
@@ -351,8 +346,9 @@ fn components_unknown_kind_suggests() {
         .code(2)
         .stdout("")
         .stderr(format!(
-            "unknown component kind \"splt\" (known kinds: {}); did you mean \"split\"?\n",
-            known_kinds()
+            "unknown component kind \"splt\" (spouts: {}; bolts: {}); did you mean \"split\"?\n",
+            known_kinds(Role::Spout),
+            known_kinds(Role::Bolt)
         ));
 }
 
@@ -389,7 +385,7 @@ fn run_bad_set_path_exits_2() {
         .assert()
         .code(2)
         .stderr(
-            "--set:1:1: spouts.sentences.cnt: unknown field `cnt`, expected one of `sentences`, `count`, `seed`, `field`\n",
+            "--set:1:1: spouts.sentences.cnt: unknown field `cnt`, expected one of `mode`, `sentences`, `text_file`, `words`, `words_per_sentence`, `count`, `rate`, `seed`, `field`, `devices`, `anomaly_rate`, `anomaly_length`, `start_time`\n",
         );
     topo()
         .args(["run", "word_count.toml", "--set", "bolts..count=1"])
@@ -692,6 +688,9 @@ inputs = [{ from = "parse" }, { from = "parse", stream = "error" }]
     assert!(good > 0 && bad > 0, "{lines:#?}");
 }
 
+/// Examples run by the connector tests instead, each against a stream or topic of its own.
+const CONNECTOR_EXAMPLES: &[&str] = &["kafka_word_count.toml", "kinesis_sensors.toml"];
+
 // Guards that every example topology in `examples/` runs to the end with the built-in kinds:
 // each is run with `COUNT` set small (examples read their message counts as `${COUNT:-...}`).
 #[test]
@@ -701,9 +700,18 @@ fn every_example_topology_runs() {
         .expect("examples/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        // These need a stream or topic of their own on a broker: their own tests run them
+        // (tests/cli_kafka.rs, tests/cli_kinesis.rs).
+        .filter(|p| !CONNECTOR_EXAMPLES.iter().any(|name| p.ends_with(name)))
         .collect();
     files.sort();
     assert!(!files.is_empty());
+    for name in CONNECTOR_EXAMPLES {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} is listed but not in examples/"
+        );
+    }
     let out = tempfile::tempdir().expect("a temporary directory");
     // leaderboard.toml writes to PostgreSQL and Redis (running here and in CI): a table and a
     // key of this run's own, removed at the end.
@@ -714,6 +722,17 @@ fn every_example_topology_runs() {
     ));
     // logs_to_http.toml posts NDJSON batches: a collector of this run's own counts the lines.
     let collector = Collector::start();
+    // error_monitor.toml reads lines from a socket: a server of this run's own serves one
+    // connection (300 lines, 120 with ERROR) and then refuses, so the spout gives up and ends.
+    let lines: Vec<String> = (0..300)
+        .map(|i| match i % 5 {
+            0 | 3 => format!("2026-11-24T10:00:{:02} ERROR request {i} failed", i % 60),
+            _ => format!("2026-11-24T10:00:{:02} INFO request {i} ok", i % 60),
+        })
+        .collect();
+    let line_server = serve_lines_once(lines);
+    // worldnews.toml polls a Reddit-compatible listing: a local one whose feed never runs dry.
+    let feed = FeedServer::start();
     for file in &files {
         let run = topo()
             .current_dir(out.path())
@@ -722,6 +741,9 @@ fn every_example_topology_runs() {
             .env("PG_TABLE", &table)
             .env("REDIS_KEY", &key)
             .env("INGEST_URL", &collector.url)
+            .env("ADDRESS", &line_server)
+            .env("CONNECT_ATTEMPTS", "1")
+            .env("FEED_BASE", &feed.url)
             .args(["run", "--until-idle", "--quiet"])
             .arg(file)
             .output()
@@ -733,6 +755,16 @@ fn every_example_topology_runs() {
             run.status,
             String::from_utf8_lossy(&run.stderr)
         );
+        if file.ends_with("error_monitor.toml") {
+            // One count per 10 s window that saw errors: 120 in all.
+            let stdout = String::from_utf8_lossy(&run.stdout);
+            let errors: u64 = stdout
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["errors"].as_u64())
+                .sum();
+            assert_eq!(errors, 120, "error_monitor.toml printed:\n{stdout}");
+        }
     }
     // 2000 lines drawn from four, one of them not an access log (to `rejects`): about 1500
     // reach the collector.
@@ -748,6 +780,23 @@ fn every_example_topology_runs() {
         words.trim().parse::<u64>().is_ok_and(|n| n > 0),
         "leaderboard.toml upserted no word counts: {words}"
     );
+}
+
+/// A line server on a free loopback port that writes `lines` to its first client, closes the
+/// connection and stops listening; its address.
+fn serve_lines_once(lines: Vec<String>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("the address").to_string();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            for line in &lines {
+                if writeln!(conn, "{line}").is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    address
 }
 
 /// An HTTP server on a free loopback port that answers every POST with 200 and counts the NDJSON
@@ -795,6 +844,101 @@ impl Collector {
 
     fn lines(&self) -> usize {
         self.lines.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A Reddit-compatible listing server on a free loopback port (`/r/{sub}/new.json`, Reddit's
+/// JSON shape and `before`/`after` slicing) whose subreddit gains 150 submissions at each
+/// request, so a feed spout always finds new ones.
+struct FeedServer {
+    url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FeedServer {
+    /// Headlines the submissions' titles cycle through.
+    const TITLES: [&str; 4] = [
+        "Peace deal brings hope as aid convoys reach the border",
+        "Central bank raises rates as inflation stays high",
+        "Deadly floods displace thousands as rivers burst their banks",
+        "Leaders meet for climate talks as emissions hit a record",
+    ];
+
+    fn start() -> FeedServer {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let published = std::sync::Arc::new(AtomicU64::new(0));
+        let app = axum::Router::new().route(
+            "/r/{sub}/new.json",
+            axum::routing::get(move |query: axum::extract::RawQuery| {
+                let newest = published.fetch_add(150, Ordering::SeqCst) + 150;
+                async move { FeedServer::listing(newest, query.0.unwrap_or_default()) }
+            }),
+        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("a free port");
+        let url = format!("http://{}", listener.local_addr().expect("the address"));
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        FeedServer {
+            url,
+            _runtime: runtime,
+        }
+    }
+
+    /// Submissions 1..=newest, newest first, sliced as Reddit slices by `before`/`after`.
+    fn listing(newest: u64, query: String) -> String {
+        let param = |key: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        let limit: u64 = param("limit").and_then(|l| l.parse().ok()).unwrap_or(25);
+        let number = |fullname: String| {
+            fullname
+                .strip_prefix("t3_")
+                .and_then(|id| u64::from_str_radix(id, 36).ok())
+                .map(|n| n.saturating_sub(1_000_000))
+        };
+        let numbers: Vec<u64> = match (param("before").map(number), param("after").map(number)) {
+            (Some(Some(b)), _) => (b + 1..=(b + limit).min(newest)).rev().collect(),
+            (_, Some(Some(a))) => (a.saturating_sub(limit).max(1)..a).rev().collect(),
+            (Some(None), _) | (_, Some(None)) => Vec::new(),
+            (None, None) => (newest.saturating_sub(limit) + 1..=newest).rev().collect(),
+        };
+        let fullname = |n: u64| {
+            let mut v = 1_000_000 + n;
+            let mut digits = Vec::new();
+            while v > 0 {
+                digits.push(std::char::from_digit((v % 36) as u32, 36).expect("a digit"));
+                v /= 36;
+            }
+            let id: String = digits.iter().rev().collect();
+            (format!("t3_{id}"), id)
+        };
+        let children: Vec<serde_json::Value> = numbers
+            .iter()
+            .map(|&n| {
+                let (name, id) = fullname(n);
+                serde_json::json!({"kind": "t3", "data": {
+                    "subreddit": "worldnews", "selftext": "", "title": Self::TITLES[n as usize % 4],
+                    "name": name, "id": id, "author": format!("reporter{}", n % 17),
+                    "score": n % 500, "num_comments": n % 40, "created_utc": 1_700_000_000.0 + n as f64,
+                    "url": format!("https://example.com/{n}"),
+                    "permalink": format!("/r/worldnews/comments/{id}/story/"), "is_self": false
+                }})
+            })
+            .collect();
+        let after = numbers.last().filter(|&&n| n > 1).map(|&n| fullname(n).0);
+        serde_json::json!({"kind": "Listing", "data": {
+            "after": after, "dist": children.len(), "modhash": "", "children": children, "before": null
+        }})
+        .to_string()
     }
 }
 

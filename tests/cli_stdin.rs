@@ -1,24 +1,13 @@
 //! The `stdin` spout through the real `topo` binary: `… | topo run t.toml --until-idle` reads
 //! every line, ends by itself at end of input, and acks each line once.
 
-use std::io::Write;
 use std::time::Duration;
 
 use assert_cmd::Command;
+use topo_test_support::temp_topology;
 
 /// The longest a run may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A temporary topology file holding `text`.
-fn temp_topology(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp file");
-    f.write_all(text.as_bytes()).expect("write temp file");
-    f.flush().expect("flush temp file");
-    f
-}
 
 const TOPOLOGY: &str = r#"
 name = "stdin-lines"

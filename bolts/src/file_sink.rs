@@ -549,12 +549,12 @@ impl Disk {
                 return Err(e);
             }
         }
-        if f.len >= opts.rotate.max_bytes {
-            if let Err(e) = self.rotate() {
-                // The batch is durable; the file stays `.part` until recovery renames it.
-                tracing::warn!(error = %e, "renaming a full file");
-                self.file = None;
-            }
+        if f.len >= opts.rotate.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            // The batch is durable; the file stays `.part` until recovery renames it.
+            tracing::warn!(error = %e, "renaming a full file");
+            self.file = None;
         }
         Ok(())
     }

@@ -487,11 +487,11 @@ impl Join {
             self.fired_through = Some(end);
             // The next window starts one slide later: drop panes before it.
             while self.panes.front().is_some_and(|p| p.index < first_pane + 1) {
-                if let Some(p) = self.panes.pop_front() {
-                    if self.hold {
-                        for e in &p.entries {
-                            out.ack(&e.tuple);
-                        }
+                if let Some(p) = self.panes.pop_front()
+                    && self.hold
+                {
+                    for e in &p.entries {
+                        out.ack(&e.tuple);
                     }
                 }
             }

@@ -19,6 +19,10 @@
 //!   rotation by size and age with `.part` names until complete, optional gzip).
 //! - [`http_sink`]: `http` (POSTs batches as NDJSON or a JSON array, optional gzip; 2xx acks,
 //!   5xx/429/timeouts retried with back-off, other 4xx to the `error` stream).
+//! - [`kafka_sink`]: `kafka` (produces to Kafka topics, topic and key fixed or from fields,
+//!   idempotent producer; an input acked on its delivery report, failed on a delivery error).
+//! - [`kinesis_sink`]: `kinesis` (PutRecords batches of ≤ 500 records / 5 MiB to an Amazon
+//!   Kinesis stream; refused entries retried alone; an input acked once its record is accepted).
 //! - [`parse`]: `parse` (raw text — JSON, CSV/TSV, access logs, syslog, key=value — to fields;
 //!   malformed input to the `error` stream).
 //! - [`postgres_sink`]: `postgres` (batches inserted or upserted into a table in one transaction
@@ -29,6 +33,8 @@
 //!   back-off ([`BatchSink`] around a [`BatchWriter`]).
 //! - [`rank`]: `rolling_count` (counts per object over a sliding window of slots) and
 //!   `rankings` (intermediate and total top-N, for trending topics).
+//! - [`sentiment`]: `sentiment` (VADER's compound score and a positive/negative/neutral label
+//!   of a text field; inputs without text to `error`).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
 //! - [`window`]: `window` (count, sum, min, max, avg, distinct counts and top-k over tumbling or
 //!   sliding windows, by duration or count, in processing or event time, per group; late tuples
@@ -41,10 +47,13 @@ pub mod expr;
 pub mod file_sink;
 pub mod http_sink;
 pub mod join;
+pub mod kafka_sink;
+pub mod kinesis_sink;
 pub mod parse;
 pub mod postgres_sink;
 pub mod rank;
 pub mod redis_sink;
+pub mod sentiment;
 pub mod sink;
 pub mod stdout;
 pub mod window;
@@ -54,12 +63,15 @@ pub use expr::{Filter, FilterOptions, Map, MapOptions};
 pub use file_sink::{FileFormat, FileSinkOptions, FileWriter, RotateOptions};
 pub use http_sink::{HttpEncoding, HttpSinkOptions, HttpWriter};
 pub use join::{FromSide, Join, JoinOptions, JoinSide, JoinType};
+pub use kafka_sink::{KafkaProperty, KafkaSink, KafkaSinkCounters, KafkaSinkOptions};
+pub use kinesis_sink::{KinesisSink, KinesisSinkCounters, KinesisSinkOptions, KinesisWriter};
 pub use parse::{Format, Parse, ParseOptions};
 pub use postgres_sink::{
     PostgresColumns, PostgresMode, PostgresOptions, PostgresSink, PostgresWriter,
 };
 pub use rank::{RankMode, Rankings, RankingsOptions, RollingCount, RollingCountOptions};
 pub use redis_sink::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
+pub use sentiment::{Sentiment, SentimentOptions};
 pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use window::{AggregateOptions, Anchoring, Extent, TimeMode, Window, WindowOptions};

@@ -154,7 +154,7 @@ impl RollingCount {
         if every == 0 {
             return Err("option `emit_every` must be greater than zero".into());
         }
-        if window == 0 || window % every != 0 {
+        if window == 0 || !window.is_multiple_of(every) {
             return Err(format!(
                 "option `window` = {} must be a non-zero multiple of `emit_every` = {} (e.g. window = \"5m\", emit_every = \"1m\")",
                 humantime::format_duration(opts.window),

@@ -823,10 +823,10 @@ impl Bolt for Window {
         &mut self,
         out: &mut OutputCollector<'_>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
-        if self.plan.event.is_none() {
-            if let State::Duration(d) = &mut self.state {
-                d.fire_until(&self.plan, clock::now_millis(), self.hold, out);
-            }
+        if self.plan.event.is_none()
+            && let State::Duration(d) = &mut self.state
+        {
+            d.fire_until(&self.plan, clock::now_millis(), self.hold, out);
         }
         std::future::ready(Ok(()))
     }
@@ -1386,12 +1386,11 @@ impl CountGroup {
                 self.flush(plan, length, slide, key, hold, out);
             }
         } else {
-            if self.buf.len() == length {
-                if let Some(old) = self.buf.pop_front() {
-                    if let Some(t) = old.input {
-                        out.ack(&t);
-                    }
-                }
+            if self.buf.len() == length
+                && let Some(old) = self.buf.pop_front()
+                && let Some(t) = old.input
+            {
+                out.ack(&t);
             }
             self.buf.push_back(Entry {
                 ms,

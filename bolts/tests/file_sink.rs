@@ -672,9 +672,14 @@ fn a_killed_process_loses_no_acked_record() {
             .filter_map(|l| l.parse().ok())
             .collect()
     };
-    // Let it write a few batches, then kill it without warning.
+    // Let it write a few batches, then kill it without warning while a batch is pending: not
+    // in the instant after a write, when every emitted record may just have been acked.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while ids("acked.log").len() < 1000 && std::time::Instant::now() < deadline {
+    while std::time::Instant::now() < deadline {
+        let acked = ids("acked.log").len();
+        if acked >= 1000 && ids("emitted.log").len() >= acked + 100 {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().expect("kill");

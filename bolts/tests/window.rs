@@ -360,7 +360,7 @@ fn naive_count(recs: &[Rec], times: &[i64], len: usize, slide: usize) -> Vec<(St
         // The end of input: a tumbling group's tuples since its last result; a sliding group's
         // last `len` tuples.
         let n = idx.len();
-        if n % slide != 0 {
+        if !n.is_multiple_of(slide) {
             let count = if slide == len { n % len } else { n.min(len) };
             out.push((window(n, count), false));
         }

@@ -43,6 +43,27 @@ pub struct TopologyHandle {
     spouts: Vec<Arc<TaskMetrics>>,
 }
 
+/// Reads the figures of a running topology (see [`TopologyHandle::metrics_reader`]); after the
+/// topology stops it keeps returning the final figures.
+#[derive(Clone)]
+pub struct MetricsReader {
+    started: Instant,
+    registry: Arc<MetricsRegistry>,
+}
+
+impl MetricsReader {
+    /// Every task's figures now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.registry.snapshot(self.started.elapsed())
+    }
+}
+
+impl std::fmt::Debug for MetricsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsReader").finish_non_exhaustive()
+    }
+}
+
 /// How a stop went.
 #[derive(Debug, Clone)]
 pub struct StopReport {
@@ -78,6 +99,15 @@ impl TopologyHandle {
     /// Every task's figures now.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.registry.snapshot(self.started.elapsed())
+    }
+
+    /// A cheap, cloneable reader of the same figures, for code that outlives a borrow of the
+    /// handle (an HTTP endpoint, a reporter task).
+    pub fn metrics_reader(&self) -> MetricsReader {
+        MetricsReader {
+            started: self.started,
+            registry: self.registry.clone(),
+        }
     }
 
     /// Stops asking the spouts for tuples (in-flight trees still complete).

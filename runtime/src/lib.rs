@@ -44,12 +44,14 @@ pub mod topology;
 pub mod tuple;
 pub mod value;
 
-pub use cluster::{LocalCluster, StopReport, TopologyHandle, WaitTimeout, submit};
+pub use cluster::{LocalCluster, MetricsReader, StopReport, TopologyHandle, WaitTimeout, submit};
 pub use collector::{BasicCollector, EmitError, OutputCollector, SpoutCollector};
 pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl, TaskContext};
 pub use config::Config;
 pub use grouping::{CustomGrouping, CustomGroupingFactory, Grouping};
-pub use metrics::{ComponentSnapshot, LatencySummary, MetricsSnapshot, TaskSnapshot};
+pub use metrics::{
+    ComponentKind, ComponentSnapshot, LatencySummary, MetricsSnapshot, TaskSnapshot,
+};
 pub use topology::{
     BoltFactory, ComponentFactory, ComponentSpec, InputSpec, SpoutFactory, Topology, TopologySpec,
     ValidationError, ValidationErrors,

@@ -528,11 +528,11 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
         // A task whose queue never runs dry never waits: let the worker run others now and then.
         tokio::task::coop::consume_budget().await;
         let now = Instant::now();
-        if let (Some(at), Some(every)) = (next_tick, tick) {
-            if now >= at {
-                driver.tick(&mut env).await;
-                next_tick = Some(now + every);
-            }
+        if let (Some(at), Some(every)) = (next_tick, tick)
+            && now >= at
+        {
+            driver.tick(&mut env).await;
+            next_tick = Some(now + every);
         }
         let all = env.emitter.flush_due(now);
         env.emitter.flush(all).await;
@@ -825,15 +825,14 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
             let result = AssertUnwindSafe(bolt.finish(&mut out)).catch_unwind().await;
             self.settle(env, "bolt finish failed", result, 0);
         }
-        if let Some(mut bolt) = self.bolt.take() {
-            if AssertUnwindSafe(bolt.cleanup())
+        if let Some(mut bolt) = self.bolt.take()
+            && AssertUnwindSafe(bolt.cleanup())
                 .catch_unwind()
                 .await
                 .is_err()
-            {
-                self.errors
-                    .report(&env.ctx, &env.metrics, "bolt cleanup", &"panicked");
-            }
+        {
+            self.errors
+                .report(&env.ctx, &env.metrics, "bolt cleanup", &"panicked");
         }
         let n = self.fail_held(env);
         if n > 0 {

@@ -66,7 +66,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -186,9 +186,8 @@ pub struct LineCounters {
     oversize: AtomicU64,
     invalid_utf8: AtomicU64,
     connections: AtomicU64,
-    /// Milliseconds since `epoch` of the last warning (rate limit).
-    last_warn_ms: AtomicU64,
-    epoch: OnceLock<Instant>,
+    /// One warning a second at most.
+    warn: crate::warn::WarnLimit,
 }
 
 impl LineCounters {
@@ -211,15 +210,7 @@ impl LineCounters {
 
     /// True at most once a second: whether a warning may be logged now.
     pub(crate) fn may_warn(&self) -> bool {
-        let epoch = *self.epoch.get_or_init(Instant::now);
-        // +1000 so that the first warning (last = 0) is always allowed.
-        let now = epoch.elapsed().as_millis() as u64 + 1000;
-        let last = self.last_warn_ms.load(Relaxed);
-        now >= last + 1000
-            && self
-                .last_warn_ms
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_ok()
+        self.warn.allow()
     }
 }
 
@@ -399,7 +390,9 @@ impl LineQueue {
             rx,
             pending: HashMap::new(),
             replay: VecDeque::new(),
-            next_id: 0,
+            // A random start: the ids the runtime fails to a restarted instance (its
+            // predecessor's pending lines) then name none of this instance's lines.
+            next_id: fastrand::u64(..u64::MAX / 2),
             max_pending: ctx.config().max_spout_pending.unwrap_or(usize::MAX),
             ended: false,
         }

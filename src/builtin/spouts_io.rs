@@ -18,8 +18,8 @@ impl TryFromOptions<StdinOptions> for StdinSpout {
     }
 }
 
-/// The line options both spouts share.
-fn line_docs() -> Vec<OptionDoc> {
+/// The line options of the spouts that read lines (socket, stdin, file).
+pub(super) fn line_docs() -> Vec<OptionDoc> {
     vec![
         OptionDoc::new(
             "max_line_bytes",

@@ -208,7 +208,7 @@ impl CustomGrouping for Modulo {
     fn choose(&mut self, values: &[Value], out: &mut Vec<usize>) {
         let n = values[1].as_i64().unwrap_or(0) as usize;
         out.push(n % self.tasks);
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             out.push((n + 1) % self.tasks);
         }
         out.push(self.tasks + 5);

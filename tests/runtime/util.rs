@@ -220,7 +220,7 @@ impl Bolt for Napper {
         out.ack(&input);
         self.executed.inc();
         self.seen += 1;
-        if self.seen % self.every == 0 {
+        if self.seen.is_multiple_of(self.every) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         Ok(())

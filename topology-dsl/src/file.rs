@@ -470,10 +470,8 @@ impl Doc {
     }
 
     fn pos_of(&self, mut path: &str, key: bool) -> Pos {
-        if key {
-            if let Some(p) = self.spans.get(&format!("{path}#key")) {
-                return *p;
-            }
+        if key && let Some(p) = self.spans.get(&format!("{path}#key")) {
+            return *p;
         }
         loop {
             if let Some(p) = self.spans.get(path) {
@@ -981,16 +979,16 @@ impl Loader<'_> {
             default_parallelism = self.config(config, &mut spec.config);
         }
         for key in ["spouts", "bolts"] {
-            if let Some(v) = root.get(key) {
-                if !v.is_table() {
-                    self.doc.err(
-                        key,
-                        format!(
-                            "expected a table of components ([{key}.<id>]), got {}",
-                            describe(v)
-                        ),
-                    );
-                }
+            if let Some(v) = root.get(key)
+                && !v.is_table()
+            {
+                self.doc.err(
+                    key,
+                    format!(
+                        "expected a table of components ([{key}.<id>]), got {}",
+                        describe(v)
+                    ),
+                );
             }
         }
         self.config = spec.config.clone();
@@ -1146,21 +1144,17 @@ impl Loader<'_> {
             }
             Some(k) => match self.string_at(&kind_path, k) {
                 None => None,
-                Some(kind) => match self.registry.get(kind) {
+                Some(kind) => match self.registry.get(role, kind) {
                     None => {
-                        let msg = self.registry.unknown_kind_message(kind);
-                        self.doc.err(&kind_path, msg);
-                        None
-                    }
-                    Some(k) if k.role() != role => {
-                        self.doc.err(
-                            &kind_path,
-                            format!(
+                        let msg = match self.registry.named(kind).next() {
+                            Some(other) => format!(
                                 "kind \"{kind}\" is a {}, it cannot be used in [{}s]",
-                                k.role(),
+                                other.role(),
                                 role
                             ),
-                        );
+                            None => self.registry.unknown_kind_message(Some(role), kind),
+                        };
+                        self.doc.err(&kind_path, msg);
                         None
                     }
                     Some(k) => match k.build(Value::Table(options)) {
@@ -1426,10 +1420,10 @@ impl Loader<'_> {
             .as_ref()
             .and_then(|c| origins.get(&(c.clone(), role)));
         let input_path = e.input.map(|i| format!("{base}.inputs[{i}]"));
-        if let (Some(c), Some(i)) = (&e.component, e.input) {
-            if self.broken_inputs.contains(&(c.clone(), i)) {
-                return;
-            }
+        if let (Some(c), Some(i)) = (&e.component, e.input)
+            && self.broken_inputs.contains(&(c.clone(), i))
+        {
+            return;
         }
         let upstream_broken = |up: &SmolStr| self.broken_components.contains(up);
         let (path, locate, message) = match &e.kind {

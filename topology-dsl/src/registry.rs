@@ -1,6 +1,8 @@
 //! The component registry: component kinds by name, so a topology file can say `kind = "split"`.
 //!
-//! Each kind is a spout or a bolt, with a one-line description, documented options and a
+//! Spouts and bolts have separate namespaces, as sources and sinks do in Vector: a `file` spout
+//! (reading files) and a `file` bolt (writing them) can both exist, and a `[spouts.x]` table
+//! only ever finds spout kinds. Each kind is a spout or a bolt, with a one-line description, documented options and a
 //! constructor from its options struct. Options are deserialized from the component's table in
 //! the topology file (every key except `kind`, `parallelism`, `tick_interval` and `inputs`).
 //! Options structs should use `#[serde(deny_unknown_fields)]` so that misspelt keys are errors,
@@ -8,7 +10,7 @@
 //!
 //! ```
 //! use serde::Deserialize;
-//! use topo_dsl::registry::{OptionDoc, Registry};
+//! use topo_dsl::registry::{OptionDoc, Registry, Role};
 //! use topo_runtime::{BoxError, OutputDeclarer, Spout, SpoutCollector};
 //!
 //! struct OneWord(String);
@@ -36,9 +38,9 @@
 //!     |o: &WordsOptions| OneWord(o.word.clone()),
 //! );
 //! let table: toml::Value = toml::from_str("word = \"hi\"").unwrap();
-//! assert!(registry.build("one_word", table).is_ok());
+//! assert!(registry.build(Role::Spout, "one_word", table).is_ok());
 //! let bad: toml::Value = toml::from_str("wrd = \"hi\"").unwrap();
-//! let err = registry.build("one_word", bad).err().unwrap();
+//! let err = registry.build(Role::Spout, "one_word", bad).err().unwrap();
 //! assert_eq!(err.path, "wrd");
 //! assert!(err.message.contains("unknown field `wrd`"));
 //! ```
@@ -174,7 +176,7 @@ impl fmt::Debug for Kind {
     }
 }
 
-/// Component kinds by name, in registration order.
+/// Component kinds by role and name, in registration order.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     kinds: Vec<Kind>,
@@ -225,7 +227,11 @@ impl Registry {
     }
 
     fn insert(&mut self, kind: Kind) {
-        if let Some(k) = self.kinds.iter_mut().find(|k| k.name == kind.name) {
+        if let Some(k) = self
+            .kinds
+            .iter_mut()
+            .find(|k| k.name == kind.name && k.role == kind.role)
+        {
             *k = kind;
         } else {
             self.kinds.push(kind);
@@ -233,16 +239,25 @@ impl Registry {
     }
 
     /// Sets the example of a registered kind: a topology-file fragment (a `[spouts.x]` or
-    /// `[bolts.x]` table) that `topo components <kind>` prints. Returns false (and sets nothing)
-    /// when no such kind is registered.
+    /// `[bolts.x]` table) that `topo components <kind>` prints. The table's section says whether
+    /// it is the spout or the bolt of that name. Returns false (and sets nothing) when no such
+    /// kind is registered.
     pub fn example(&mut self, kind: &str, example: &str) -> bool {
-        match self.kinds.iter_mut().find(|k| k.name == kind) {
-            Some(k) => {
-                k.example = Some(example.trim().to_string());
-                true
-            }
-            None => false,
+        let role = match example.trim_start().split_once('.') {
+            Some(("[spouts", _)) => Some(Role::Spout),
+            Some(("[bolts", _)) => Some(Role::Bolt),
+            _ => None,
+        };
+        let mut found = false;
+        for k in self
+            .kinds
+            .iter_mut()
+            .filter(|k| k.name == kind && role.is_none_or(|r| r == k.role))
+        {
+            k.example = Some(example.trim().to_string());
+            found = true;
         }
+        found
     }
 
     /// Registers a kind whose options `O` are turned into a component factory by `factory`.
@@ -269,7 +284,7 @@ impl Registry {
     }
 
     /// Registers a spout kind: `make` builds one spout instance (per task) from the options.
-    /// Registering a name again replaces the earlier kind.
+    /// Registering a spout name again replaces the earlier spout kind (a bolt of that name stays).
     pub fn register_spout<O, S>(
         &mut self,
         kind: &str,
@@ -349,35 +364,72 @@ impl Registry {
         self.kinds.iter()
     }
 
-    /// The kind named `kind`.
-    pub fn get(&self, kind: &str) -> Option<&Kind> {
-        self.kinds.iter().find(|k| k.name == kind)
+    /// The kind of this role named `kind`.
+    pub fn get(&self, role: Role, kind: &str) -> Option<&Kind> {
+        self.kinds.iter().find(|k| k.role == role && k.name == kind)
     }
 
-    /// The message for an unknown kind: the known kinds and the nearest one.
-    pub fn unknown_kind_message(&self, kind: &str) -> String {
-        let known: Vec<&str> = self.kinds.iter().map(|k| k.name.as_str()).collect();
-        let mut m = format!(
-            "unknown component kind \"{kind}\" (known kinds: {})",
-            if known.is_empty() {
+    /// Every kind named `kind`: a spout, a bolt, both or none.
+    pub fn named<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Kind> + 'a {
+        self.kinds.iter().filter(move |k| k.name == kind)
+    }
+
+    /// The message for an unknown kind: the known kinds (of `role`, or all of them) and the
+    /// nearest one.
+    pub fn unknown_kind_message(&self, role: Option<Role>, kind: &str) -> String {
+        let names = |r: Role| -> Vec<&str> {
+            self.kinds
+                .iter()
+                .filter(|k| k.role == r)
+                .map(|k| k.name.as_str())
+                .collect()
+        };
+        let list = |names: &[&str]| {
+            if names.is_empty() {
                 "none".to_string()
             } else {
-                known.join(", ")
+                names.join(", ")
             }
-        );
+        };
+        let (mut m, known) = match role {
+            Some(r) => {
+                let known = names(r);
+                (
+                    format!(
+                        "unknown {r} kind \"{kind}\" (known {r} kinds: {})",
+                        list(&known)
+                    ),
+                    known,
+                )
+            }
+            None => {
+                let (spouts, bolts) = (names(Role::Spout), names(Role::Bolt));
+                let m = format!(
+                    "unknown component kind \"{kind}\" (spouts: {}; bolts: {})",
+                    list(&spouts),
+                    list(&bolts)
+                );
+                (m, [spouts, bolts].concat())
+            }
+        };
         if let Some(s) = suggest(kind, known.iter().copied()) {
             m.push_str(&format!("; did you mean \"{s}\"?"));
         }
         m
     }
 
-    /// Builds a component of `kind` from its options table.
-    pub fn build(&self, kind: &str, options: toml::Value) -> Result<ComponentFactory, OptionError> {
-        match self.get(kind) {
+    /// Builds a component of the `role` kind named `kind` from its options table.
+    pub fn build(
+        &self,
+        role: Role,
+        kind: &str,
+        options: toml::Value,
+    ) -> Result<ComponentFactory, OptionError> {
+        match self.get(role, kind) {
             Some(k) => k.build(options),
             None => Err(OptionError {
                 path: String::new(),
-                message: self.unknown_kind_message(kind),
+                message: self.unknown_kind_message(Some(role), kind),
             }),
         }
     }

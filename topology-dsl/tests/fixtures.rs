@@ -276,7 +276,10 @@ fn diagnostics_as_json_and_registry_listing() {
             ("count", Role::Bolt)
         ]
     );
-    assert_eq!(registry.get("count").unwrap().options()[0].name, "min");
+    assert_eq!(
+        registry.get(Role::Bolt, "count").unwrap().options()[0].name,
+        "min"
+    );
     let err = load_str_with_env("name = 3\nfoo = 1\n", "x.toml", &registry, &[], &env).unwrap_err();
     let json: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
     let list: HashMap<String, serde_json::Value> = json
@@ -289,6 +292,54 @@ fn diagnostics_as_json_and_registry_listing() {
     assert_eq!(list["foo"]["line"], 2);
     assert_eq!(list["foo"]["column"], 1);
     assert_eq!(list["foo"]["file"], "x.toml");
+}
+
+// A spout kind and a bolt kind may share a name (as a file source and a file sink do); each
+// section finds its own, and each has its own example.
+#[test]
+fn a_spout_and_a_bolt_may_share_a_kind_name() {
+    let mut registry = registry();
+    registry.register_basic_bolt(
+        "words",
+        "a bolt named like the spout",
+        vec![],
+        |_: &NoOptions| Split,
+    );
+    assert!(registry.example("words", "[bolts.w]\nkind = \"words\""));
+    assert!(registry.example("words", "[spouts.w]\nkind = \"words\"\ncount = 1"));
+    let named: Vec<_> = registry.named("words").map(|k| k.role()).collect();
+    assert_eq!(named, [Role::Spout, Role::Bolt]);
+    assert!(
+        registry
+            .get(Role::Bolt, "words")
+            .unwrap()
+            .example()
+            .unwrap()
+            .starts_with("[bolts.")
+    );
+    assert!(
+        registry
+            .get(Role::Spout, "words")
+            .unwrap()
+            .example()
+            .unwrap()
+            .starts_with("[spouts.")
+    );
+    let file = "name = \"t\"\n\
+                [spouts.src]\nkind = \"words\"\ncount = 3\n\
+                [bolts.w]\nkind = \"words\"\ninputs = [{ from = \"src\" }]\n";
+    let spec =
+        load_str_with_env(file, "t.toml", &registry, &[], &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.components.len(), 2);
+    // The spout's options do not leak into the bolt of the same name, nor back.
+    let bad = "name = \"t\"\n[spouts.src]\nkind = \"words\"\n[bolts.w]\nkind = \"words\"\ncount = 3\ninputs = [{ from = \"src\" }]\n";
+    let err = load_str_with_env(bad, "t.toml", &registry, &[], &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bolts.w.count: unknown field `count`"),
+        "{err}"
+    );
 }
 
 // `include = [..]` merges the components of other files, relative to the including file.

@@ -1,0 +1,791 @@
+//! `kafka`: produces records to Apache Kafka topics (or a Kafka-compatible broker such as tansu)
+//! through librdkafka (the `rdkafka` crate); each input is acked only once the broker confirmed
+//! its record (the delivery report), and failed when the delivery fails.
+//!
+//! ```text
+//!              ┌──────────────────────────── kafka ─────────────────────────────────┐
+//! input ─────► │ encode: topic (fixed, or field `topic_field`)                      │
+//!              │         key   (fixed `key`, field `key_field`, or none)            │
+//!              │         value (field `value_field`, or the tuple as JSON) ──err────────► error
+//!              │   send (librdkafka queue; batches by `linger` / `batch_size`)       │
+//!              │   input held until its delivery report ── at most `max_in_flight`  │
+//!              │        (more: execute waits for reports: backpressure)             │
+//!              │   delivery report (read at every execute and tick)                 │
+//!              │     ├─ delivered ──────────────────────────► ack the input         │
+//!              │     └─ failed (after librdkafka's retries,  ► fail the input        │──► spout replays
+//!              │        within `delivery_timeout`)                                  │
+//!              └────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Options:
+//!
+//! ```toml
+//! [bolts.ship]
+//! kind = "kafka"
+//! brokers = "127.0.0.1:9092"      # bootstrap servers (required)
+//! topic = "counts"                # or topic_field = "dest" (its text names the topic)
+//! key_field = "word"              # or key = "fixed"; neither: records without a key
+//! # value_field = "line"          # text or bytes as they are, other values as JSON;
+//! #                               # default: the whole tuple as one JSON object
+//! idempotent = true               # enable.idempotence (no duplicates from producer retries)
+//! linger = "5ms"                  # linger.ms: how long records wait to be batched
+//! batch_size = 10000              # batch.num.messages
+//! delivery_timeout = "30s"        # message.timeout.ms: after it a record's delivery fails
+//! max_in_flight = 10000           # inputs awaiting their delivery report, per task
+//! [bolts.ship.properties]         # any librdkafka setting, passed through
+//! "compression.type" = "lz4"
+//! ```
+//!
+//! # Semantics
+//! A record's value is the text or bytes of `value_field` (another value type is sent as its
+//! JSON form), or, without `value_field`, the tuple as one JSON object keyed by field name. Its
+//! key is `key`, or the value of `key_field` as text (bytes as they are), or none; its topic is
+//! `topic` or the text of `topic_field`. A tuple without such a field, or whose topic field is not
+//! a valid topic name, goes to the `error` stream as (`reason`, `record`) and is acked.
+//!
+//! Each input is acked when its delivery report says the broker stored the record (`acks=all`
+//! by default) and failed when the report is an error (unreachable brokers past
+//! `delivery_timeout`, a topic that does not exist, a record too large): its spout replays it,
+//! so delivery is **at-least-once**. With `idempotent = true` (the default) librdkafka's own
+//! retries do not write duplicates; a replay by the spout can. Delivery reports are read at
+//! every `execute` and every tick (every 20 ms), so acks follow deliveries closely without
+//! blocking the task; only when `max_in_flight` inputs are waiting does `execute` wait.
+//!
+//! When the sink opens, a fixed `topic` is looked up: a missing topic is reported as `topic
+//! "<name>" not found at <brokers>` and the open retried after a back-off. Unreachable brokers are
+//! logged as `brokers <list> unreachable: ...` (at most once a second) and retried by librdkafka.
+//!
+//! # Known limits
+//! - Kafka transactions are not used: a spout replay can write a record twice.
+//! - Records are partitioned by librdkafka's default partitioner (by key hash; records without
+//!   a key spread).
+//! - tansu 0.6, a Kafka-compatible broker, gives a batch of several records a single offset:
+//!   against it use `batch_size = 1` (Apache Kafka needs no such setting).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use serde::Deserialize;
+use smol_str::SmolStr;
+use topo_runtime::{
+    Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
+};
+
+use crate::file_sink::encode_json;
+use crate::sink::record;
+
+/// How often delivery reports are read while no input arrives.
+const TICK: Duration = Duration::from_millis(20);
+
+/// A librdkafka setting's value as written in TOML: text, a number or a boolean.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KafkaProperty {
+    /// Text, passed as is.
+    Text(String),
+    /// An integer.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl std::fmt::Display for KafkaProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KafkaProperty::Text(s) => f.write_str(s),
+            KafkaProperty::Int(i) => write!(f, "{i}"),
+            KafkaProperty::Float(x) => write!(f, "{x}"),
+            KafkaProperty::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// librdkafka settings the sink sets from its options.
+const OWNED_PROPERTIES: [(&str, &str); 7] = [
+    ("bootstrap.servers", "use option `brokers`"),
+    ("metadata.broker.list", "use option `brokers`"),
+    ("enable.idempotence", "use option `idempotent`"),
+    ("linger.ms", "use option `linger`"),
+    ("queue.buffering.max.ms", "use option `linger`"),
+    ("batch.num.messages", "use option `batch_size`"),
+    ("message.timeout.ms", "use option `delivery_timeout`"),
+];
+
+/// Options of the `kafka` sink.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSinkOptions {
+    /// Bootstrap servers, `host:port` separated by commas.
+    pub brokers: String,
+    /// The topic every record goes to (or `topic_field`).
+    pub topic: Option<String>,
+    /// The field whose text names each record's topic.
+    pub topic_field: Option<String>,
+    /// The field whose value is the record's key.
+    pub key_field: Option<String>,
+    /// A fixed key for every record.
+    pub key: Option<String>,
+    /// The field sent as the record's value; default: the tuple as a JSON object.
+    pub value_field: Option<String>,
+    /// The idempotent producer (no duplicates from librdkafka's retries).
+    pub idempotent: bool,
+    /// How long records wait to be batched (`linger.ms`).
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// Records per batch at most (`batch.num.messages`).
+    pub batch_size: usize,
+    /// A record not delivered within this fails (`message.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Inputs awaiting their delivery report per task; more makes `execute` wait.
+    pub max_in_flight: usize,
+    /// librdkafka settings passed through.
+    pub properties: BTreeMap<String, KafkaProperty>,
+}
+
+impl Default for KafkaSinkOptions {
+    fn default() -> Self {
+        KafkaSinkOptions {
+            brokers: String::new(),
+            topic: None,
+            topic_field: None,
+            key_field: None,
+            key: None,
+            value_field: None,
+            idempotent: true,
+            linger: Duration::from_millis(5),
+            batch_size: 10_000,
+            delivery_timeout: Duration::from_secs(30),
+            max_in_flight: 10_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+fn topic_ok(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl KafkaSinkOptions {
+    /// Checks the values; the error names the option.
+    pub fn check(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err(
+                "option `brokers`: expected the bootstrap servers, e.g. \"127.0.0.1:9092\"".into(),
+            );
+        }
+        for b in self.brokers.split(',') {
+            let b = b.trim();
+            let ok = b
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(format!(
+                    "option `brokers`: {b:?} is not host:port (e.g. \"127.0.0.1:9092\")"
+                ));
+            }
+        }
+        match (&self.topic, &self.topic_field) {
+            (None, None) => {
+                return Err(
+                    "option `topic`: expected the topic to write to (or `topic_field`)".into(),
+                );
+            }
+            (Some(_), Some(_)) => {
+                return Err("options `topic` and `topic_field`: give one, not both".into());
+            }
+            (Some(t), None) if !topic_ok(t) => {
+                return Err(format!(
+                    "option `topic` = {t:?}: expected a topic name (1 to 249 of letters, digits, '.', '_', '-')"
+                ));
+            }
+            (None, Some(f)) if f.is_empty() => {
+                return Err("option `topic_field` is empty: expected a field name".into());
+            }
+            _ => {}
+        }
+        if self.key.is_some() && self.key_field.is_some() {
+            return Err("options `key` and `key_field`: give one, not both".into());
+        }
+        for (name, v) in [
+            ("key_field", &self.key_field),
+            ("value_field", &self.value_field),
+        ] {
+            if v.as_deref() == Some("") {
+                return Err(format!("option `{name}` is empty: expected a field name"));
+            }
+        }
+        if self.batch_size == 0 || self.batch_size > 1_000_000 {
+            return Err(format!(
+                "option `batch_size` = {}: expected 1 to 1000000",
+                self.batch_size
+            ));
+        }
+        if self.linger > Duration::from_secs(900) {
+            return Err("option `linger`: expected at most 900s".into());
+        }
+        if self.delivery_timeout < Duration::from_millis(100) {
+            return Err("option `delivery_timeout`: expected at least 100ms".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("option `max_in_flight` must be at least 1".into());
+        }
+        for name in self.properties.keys() {
+            if name.trim().is_empty() {
+                return Err("option `properties`: a property name is empty".into());
+            }
+            if let Some((_, why)) = OWNED_PROPERTIES.iter().find(|(n, _)| n == name) {
+                return Err(format!(
+                    "option `properties`: {name:?} cannot be set here ({why})"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts of one sink (shared by its tasks).
+#[derive(Debug, Default)]
+pub struct KafkaSinkCounters {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    errors: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+    warn: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl KafkaSinkCounters {
+    /// Records the brokers confirmed.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Relaxed)
+    }
+    /// Records whose delivery failed (their inputs failed).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Relaxed)
+    }
+    /// Client errors (unreachable brokers, ...).
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Relaxed)
+    }
+    /// The text of the last error, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn error(&self, component: &str, msg: String) {
+        self.errors.fetch_add(1, Relaxed);
+        let now = std::time::Instant::now();
+        let mut last = self.warn.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            *last = Some(now);
+            tracing::warn!(component, "{msg}");
+        }
+        drop(last);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+    }
+}
+
+/// A delivery report: the input's id and the outcome.
+type Report = (u64, Result<(), String>);
+
+/// The producer's context: delivery reports into a channel the bolt reads.
+struct SinkContext {
+    tx: tokio::sync::mpsc::UnboundedSender<Report>,
+    counters: Arc<KafkaSinkCounters>,
+    component: SmolStr,
+    brokers: String,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        let component = self.component.as_str();
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(component, fac, "librdkafka: {msg}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(component, fac, "librdkafka: {msg}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(component, fac, "librdkafka: {msg}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(component, fac, "librdkafka: {msg}"),
+        }
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        let unreachable = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::Resolve
+            )
+        );
+        let msg = if unreachable {
+            format!("brokers {} unreachable: {reason}", self.brokers)
+        } else {
+            format!("kafka client error ({error}): {reason}")
+        };
+        self.counters.error(&self.component, msg);
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, id: Box<u64>) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, m)) => Err(format!(
+                "delivery of a record to topic {:?} failed: {e}",
+                m.topic()
+            )),
+        };
+        let _ = self.tx.send((*id, outcome));
+    }
+}
+
+/// The `kafka` sink bolt (see the module docs). Cloning gives a fresh, unprepared sink with
+/// the same options that shares the counters.
+pub struct KafkaSink {
+    opts: Arc<KafkaSinkOptions>,
+    counters: Arc<KafkaSinkCounters>,
+    run: Option<SinkRun>,
+}
+
+impl Clone for KafkaSink {
+    fn clone(&self) -> Self {
+        KafkaSink {
+            opts: self.opts.clone(),
+            counters: self.counters.clone(),
+            run: None,
+        }
+    }
+}
+
+struct SinkRun {
+    producer: Arc<ThreadedProducer<SinkContext>>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Report>,
+    /// Inputs whose record awaits its delivery report, by id.
+    held: HashMap<u64, Tuple>,
+    next_id: u64,
+    component: SmolStr,
+    buf: Vec<u8>,
+}
+
+/// One encoded record.
+struct Encoded {
+    topic: SmolStr,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+fn bytes_of(v: &Value, what: &str) -> Result<Vec<u8>, String> {
+    Ok(match v {
+        Value::Str(s) => s.as_bytes().to_vec(),
+        Value::Bytes(b) => b.to_vec(),
+        other => serde_json::to_vec(other)
+            .map_err(|e| format!("{what} cannot be encoded as JSON: {e}"))?,
+    })
+}
+
+impl KafkaSink {
+    /// A Kafka sink with these options, or what is wrong with them.
+    pub fn new(opts: KafkaSinkOptions) -> Result<KafkaSink, String> {
+        opts.check()?;
+        Ok(KafkaSink {
+            opts: Arc::new(opts),
+            counters: Arc::default(),
+            run: None,
+        })
+    }
+
+    /// The counters, shared by every task of this sink and its clones.
+    pub fn counters(&self) -> &Arc<KafkaSinkCounters> {
+        &self.counters
+    }
+
+    /// The record of an input, or why it cannot be written.
+    fn encode(&self, input: &Tuple, buf: &mut Vec<u8>) -> Result<Encoded, String> {
+        let o = &self.opts;
+        let topic = match (&o.topic, &o.topic_field) {
+            (Some(t), _) => SmolStr::new(t),
+            (None, Some(f)) => match input
+                .field(f)
+                .map_err(|_| format!("no field `{f}` (topic_field)"))?
+            {
+                Value::Str(s) if topic_ok(s) => s.clone(),
+                other => {
+                    return Err(format!(
+                        "field `{f}` (topic_field) = {other:?} is not a topic name (1 to 249 of letters, digits, '.', '_', '-')"
+                    ));
+                }
+            },
+            (None, None) => return Err("no topic".into()),
+        };
+        let key = match (&o.key, &o.key_field) {
+            (Some(k), _) => Some(k.as_bytes().to_vec()),
+            (None, Some(f)) => match input
+                .field(f)
+                .map_err(|_| format!("no field `{f}` (key_field)"))?
+            {
+                Value::Null => None,
+                Value::Int(i) => Some(i.to_string().into_bytes()),
+                v => Some(bytes_of(v, &format!("field `{f}` (key_field)"))?),
+            },
+            (None, None) => None,
+        };
+        let value = match &o.value_field {
+            Some(f) => bytes_of(
+                input
+                    .field(f)
+                    .map_err(|_| format!("no field `{f}` (value_field)"))?,
+                &format!("field `{f}` (value_field)"),
+            )?,
+            None => {
+                buf.clear();
+                encode_json(buf, input, None, None)?;
+                while buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+                buf.clone()
+            }
+        };
+        Ok(Encoded { topic, key, value })
+    }
+
+    /// Acks or fails the inputs whose delivery report arrived; waits for one when `wait`.
+    async fn reports(
+        &mut self,
+        out: &mut OutputCollector<'_>,
+        wait: Option<Duration>,
+    ) -> Result<(), BoxError> {
+        let Some(r) = &mut self.run else {
+            return Ok(());
+        };
+        if let Some(d) = wait {
+            match tokio::time::timeout(d, r.rx.recv()).await {
+                Ok(Some(report)) => settle(r, &self.counters, out, report),
+                Ok(None) => return Err("the producer's delivery channel closed".into()),
+                Err(_) => {}
+            }
+        }
+        while let Ok(report) = r.rx.try_recv() {
+            settle(r, &self.counters, out, report);
+        }
+        Ok(())
+    }
+}
+
+fn settle(
+    r: &mut SinkRun,
+    counters: &KafkaSinkCounters,
+    out: &mut OutputCollector<'_>,
+    (id, outcome): Report,
+) {
+    let Some(t) = r.held.remove(&id) else { return };
+    match outcome {
+        Ok(()) => {
+            counters.delivered.fetch_add(1, Relaxed);
+            out.ack(&t);
+        }
+        Err(e) => {
+            counters.failed.fetch_add(1, Relaxed);
+            counters.error(&r.component, e);
+            out.fail(&t);
+        }
+    }
+}
+
+/// Checks that `topic` exists, through the producer's metadata.
+fn check_topic_exists<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let md = client.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        if matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::OperationTimedOut)
+        ) {
+            format!(
+                "brokers {brokers} unreachable: no metadata for topic {topic:?} within {}",
+                humantime::format_duration(timeout)
+            )
+        } else {
+            format!("cannot fetch the metadata of topic {topic:?} from {brokers}: {e}")
+        }
+    })?;
+    let missing = match md.topics().iter().find(|m| m.name() == topic) {
+        None => true,
+        Some(m) => {
+            m.error().is_some_and(|e| {
+                RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition
+            }) || m.partitions().is_empty()
+        }
+    };
+    if missing {
+        return Err(format!(
+            "topic {topic:?} not found at {brokers}: create it, or fix option `topic`"
+        ));
+    }
+    Ok(())
+}
+
+impl Bolt for KafkaSink {
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare_stream("error", ["reason", "record"]);
+    }
+
+    async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        let o = &self.opts;
+        let component = SmolStr::from(ctx.component_id());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let context = SinkContext {
+            tx,
+            counters: self.counters.clone(),
+            component: component.clone(),
+            brokers: o.brokers.clone(),
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &o.brokers)
+            .set(
+                "client.id",
+                format!("topo-{}-{}", ctx.component_id(), ctx.task_index()),
+            )
+            .set("enable.idempotence", o.idempotent.to_string())
+            .set("linger.ms", o.linger.as_millis().to_string())
+            .set("batch.num.messages", o.batch_size.to_string())
+            .set(
+                "message.timeout.ms",
+                o.delivery_timeout.as_millis().to_string(),
+            );
+        for (k, v) in &o.properties {
+            config.set(k, v.to_string());
+        }
+        let producer: ThreadedProducer<SinkContext> = config
+            .create_with_context(context)
+            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let producer = Arc::new(producer);
+        if let Some(topic) = o.topic.clone() {
+            let (p, brokers) = (producer.clone(), o.brokers.clone());
+            tokio::task::spawn_blocking(move || {
+                check_topic_exists(p.client(), &brokers, &topic, Duration::from_secs(10))
+            })
+            .await
+            .map_err(|e| format!("metadata check: {e}"))?
+            .inspect_err(|e| self.counters.error(&component, e.clone()))?;
+        }
+        tracing::info!(component = %component, brokers = %o.brokers, topic = ?o.topic, "kafka sink open");
+        self.run = Some(SinkRun {
+            producer,
+            rx,
+            held: HashMap::new(),
+            next_id: 0,
+            component,
+            buf: Vec::new(),
+        });
+        Ok(())
+    }
+
+    async fn execute(
+        &mut self,
+        input: Tuple,
+        out: &mut OutputCollector<'_>,
+    ) -> Result<(), BoxError> {
+        let Some(mut buf) = self.run.as_mut().map(|r| std::mem::take(&mut r.buf)) else {
+            out.fail(&input);
+            return Err("the sink is not prepared".into());
+        };
+        let encoded = self.encode(&input, &mut buf);
+        let Some(r) = &mut self.run else {
+            return Ok(());
+        };
+        r.buf = buf;
+        let rec = match encoded {
+            Ok(rec) => rec,
+            Err(reason) => {
+                out.emit_to("error", &[&input], values![reason, record(&input)]);
+                out.ack(&input);
+                return Ok(());
+            }
+        };
+        let id = r.next_id;
+        r.next_id += 1;
+        loop {
+            let Some(r) = &mut self.run else {
+                return Ok(());
+            };
+            let mut br: BaseRecord<'_, [u8], [u8], Box<u64>> =
+                BaseRecord::with_opaque_to(&rec.topic, Box::new(id)).payload(&rec.value[..]);
+            if let Some(k) = &rec.key {
+                br = br.key(&k[..]);
+            }
+            match r.producer.send(br) {
+                Ok(()) => {
+                    r.held.insert(id, input);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // librdkafka's queue is full: wait for deliveries to make room.
+                    self.reports(out, Some(Duration::from_millis(100))).await?;
+                }
+                Err((e, _)) => {
+                    let msg = format!(
+                        "cannot produce a record to topic {:?}: {e}",
+                        rec.topic.as_str()
+                    );
+                    self.counters.failed.fetch_add(1, Relaxed);
+                    self.counters.error(&r.component, msg);
+                    out.fail(&input);
+                    break;
+                }
+            }
+        }
+        self.reports(out, None).await?;
+        while self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.held.len() >= self.opts.max_in_flight)
+        {
+            self.reports(out, Some(Duration::from_millis(100))).await?;
+        }
+        Ok(())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(TICK)
+    }
+
+    async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        self.reports(out, None).await
+    }
+
+    async fn finish(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        // Every held input gets its report: delivered, or failed by `delivery_timeout`.
+        let deadline = tokio::time::Instant::now() + self.opts.delivery_timeout + TICK * 50;
+        if let Some(r) = &self.run {
+            let p = r.producer.clone();
+            let _ = tokio::task::spawn_blocking(move || p.poll(Duration::ZERO)).await;
+        }
+        while self.run.as_ref().is_some_and(|r| !r.held.is_empty())
+            && tokio::time::Instant::now() < deadline
+        {
+            self.reports(out, Some(Duration::from_millis(50))).await?;
+        }
+        if let Some(r) = &mut self.run {
+            let left: Vec<Tuple> = r.held.drain().map(|(_, t)| t).collect();
+            for t in &left {
+                out.fail(t);
+            }
+            if !left.is_empty() {
+                return Err(format!(
+                    "{} records had no delivery report at the end; their inputs are failed",
+                    left.len()
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&mut self) {
+        if let Some(r) = self.run.take() {
+            let p = r.producer.clone();
+            let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> KafkaSinkOptions {
+        KafkaSinkOptions {
+            brokers: "127.0.0.1:9092".into(),
+            topic: Some("out".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bad_options_name_the_option() {
+        let cases: Vec<(KafkaSinkOptions, &str)> = vec![
+            (
+                KafkaSinkOptions {
+                    brokers: "nohost".into(),
+                    ..base()
+                },
+                "option `brokers`",
+            ),
+            (
+                KafkaSinkOptions {
+                    topic: None,
+                    ..base()
+                },
+                "option `topic`",
+            ),
+            (
+                KafkaSinkOptions {
+                    topic_field: Some("t".into()),
+                    ..base()
+                },
+                "give one, not both",
+            ),
+            (
+                KafkaSinkOptions {
+                    topic: Some("bad topic".into()),
+                    ..base()
+                },
+                "option `topic` = \"bad topic\"",
+            ),
+            (
+                KafkaSinkOptions {
+                    key: Some("k".into()),
+                    key_field: Some("f".into()),
+                    ..base()
+                },
+                "options `key` and `key_field`",
+            ),
+            (
+                KafkaSinkOptions {
+                    batch_size: 0,
+                    ..base()
+                },
+                "option `batch_size`",
+            ),
+            (
+                KafkaSinkOptions {
+                    properties: [("linger.ms".to_string(), KafkaProperty::Int(5))].into(),
+                    ..base()
+                },
+                "\"linger.ms\" cannot be set here (use option `linger`)",
+            ),
+        ];
+        for (o, want) in cases {
+            let e = KafkaSink::new(o).err().expect("refused");
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+        assert!(KafkaSink::new(base()).is_ok());
+    }
+}

@@ -1,0 +1,1716 @@
+//! `feed`: new submissions or comments of subreddits, polled from a Reddit-compatible listing
+//! API (`{base}/r/{subreddit}/new.json`, `{base}/r/{subreddit}/comments.json`), as PRAW's
+//! `subreddit.stream.submissions()` / `.comments()` yield them: each item once, oldest first,
+//! across polls and restarts.
+//!
+//! ```text
+//!                  ┌──── OAuth token (client credentials; refreshed before expiry and on 401)
+//!                  ▼
+//!  poll task: GET {base}/r/{sub}/new.json?limit=..&before=<newest fetched>  (or after=.. pages)
+//!      │ Listing { children: [t3 | t1, ...] }      429/5xx/network: backoff, counted, warned
+//!      │ X-Ratelimit-Remaining/Reset: wait         bad JSON / shape, 4xx: `error` stream
+//!      ▼
+//!  spout task: drop items already seen (persisted set) or in flight; order oldest first
+//!      │                                                  bad child: `error` stream (reason, raw)
+//!      ▼
+//!  spout ──emit (id, fullname, ...) msg id n──► bolts     pending: n ─► item (replayed on fail)
+//!      ▲                                                    │ ack
+//!      └──── seen set (LRU, max_seen) ◄─────────────────────┘ ─► state file (atomic rename)
+//! ```
+//!
+//! # Options
+//! ```toml
+//! [spouts.news]
+//! kind = "feed"
+//! subreddits = ["worldnews", "news+politics"]   # "a+b" is one multireddit source
+//! listing = "submissions"          # or "comments"
+//! # base = "https://www.reddit.com"  (with `oauth`: "https://oauth.reddit.com")
+//! limit = 100                      # items per request, 1..=100
+//! poll_interval = "5s"             # after a poll that brought something new
+//! max_poll_interval = "16s"        # polls that bring nothing double the wait up to this
+//! max_backoff = "2m"               # errors (5xx, network, 429 without a hint) double up to this
+//! max_pages = 10                   # requests per poll when a burst fills whole pages
+//! timeout = "30s"                  # per HTTP request
+//! user_agent = "linux:my-app:v1.0 (by /u/me)"   # Reddit requires a descriptive one
+//! # oauth = { client_id = "..", client_secret = "..", token_url = "https://www.reddit.com/api/v1/access_token" }
+//! # state_dir = "state/news"       # default: $TOPO_STATE_DIR or .topo/state, then /<topology>/<component>
+//! max_seen = 10000                 # fullnames remembered per subreddit (least recently seen dropped)
+//! skip_existing = false            # true: a first run emits only items newer than its first poll
+//! max_items = 0                    # end after this many new items over all tasks; 0 = never
+//! ```
+//!
+//! # Output
+//! The `default` stream carries [`FIELDS`]: `id` (`"1abcde"`), `fullname` (`"t3_1abcde"`),
+//! `kind` (`"t3"` submission or `"t1"` comment), `subreddit`, `title`, `author`,
+//! `created_utc` (integer epoch seconds), `score`, `num_comments`, `url`, `permalink` (as Reddit
+//! gives it: a path such as `/r/worldnews/comments/1abcde/title/`), `body` (a submission's
+//! `selftext`, `""` for link posts; a comment's `body`). A comment has no `title`,
+//! `num_comments` or `url`: they are null (its `link_title` is not mapped). Optional fields
+//! missing from an item (`score`, `num_comments`, `url`, `selftext`) are null. Requests carry
+//! `raw_json=1`, so text comes without Reddit's HTML escaping (`&` rather than `&amp;`).
+//!
+//! The `error` stream carries (`reason`, `raw`), without message id: a response that is not
+//! JSON or not a Listing, a 4xx answer other than 401/429 (a private or banned subreddit), and a
+//! listing child of an unknown kind or missing a required field (`id`, `name`, `subreddit`,
+//! `author`, `created_utc`, `permalink`, and `title` for t3 or `body` for t1). `raw` is the first
+//! KiB of the body or of the child's JSON. A bad child with a readable `name` is remembered as
+//! seen, so it is reported once. Every case is counted ([`FeedCounters`]) and logged with
+//! `tracing::warn!` at most once a second.
+//!
+//! # Polling and paging
+//! Subreddits are polled one request at a time per task. The first poll of a subreddit (or the
+//! first after a restart, or after a `before` poll that brought nothing) is a plain newest-first
+//! request checked against the seen set: on a first run (no state file yet; the first poll
+//! writes one) it emits the current listing (as PRAW's streams yield the last 100 items first)
+//! unless `skip_existing = true`; with earlier state, if the whole page is new it follows `after`
+//! pages (up to `max_pages`) to catch up on what came while it was stopped. Later polls ask only for items newer than the newest one fetched
+//! (`before=<fullname>`); a full page is followed by another `before` request from its newest
+//! item (up to `max_pages`), so a burst larger than `limit` is not missed, and a poll cut by
+//! `max_pages` is followed at once by the next. Reddit's `before` returns nothing when that item
+//! has been deleted, which would hide every newer item; so after a `before` poll that brought
+//! nothing, the next poll is a plain one, whose newest item becomes the cursor: a deleted cursor
+//! costs one poll interval, and an idle feed costs no extra requests. Items are emitted oldest
+//! first per poll. A poll that brings something new is followed after `poll_interval`; one that
+//! brings nothing doubles the wait up to `max_poll_interval` (PRAW's backoff).
+//!
+//! # Rate limits and errors
+//! After each response, `X-Ratelimit-Remaining` below 1 makes every task of the spout wait
+//! `X-Ratelimit-Reset` seconds before its next request. A 429 waits `Retry-After` (seconds) or
+//! else `X-Ratelimit-Reset`, or else the error backoff, and is counted. A 5xx, a network error or
+//! a failed token request waits the error backoff (from `poll_interval`, doubling up to
+//! `max_backoff`; reset by a good response) and is counted and warned. With `oauth`, a token is
+//! fetched with the client credentials grant (HTTP basic auth, `grant_type=client_credentials`),
+//! shared by the spout's tasks, refreshed when 90% of its life (at most a minute before expiry)
+//! has passed, and refreshed once at once when a request gets 401. A failed poll is dropped whole
+//! (nothing of it is emitted nor marked seen) and made again.
+//!
+//! # Delivery guarantee
+//! Each emitted item is kept in memory until acked and emitted again (same message id) when it
+//! fails or times out. Its fullname joins the seen set only once acked, and the set is written to
+//! `<state_dir>/<listing>-<subreddit>.seen` (one fullname a line, least recently seen first; at
+//! most once a second, at the end of `max_items`, and when the spout closes). So after a restart
+//! (same state directory) items acked before are not emitted again, and items not acked are
+//! fetched and emitted again — **at-least-once within the listing's reach**: Reddit lists at
+//! most about 1000 items per listing, so items that were emitted but not acked, or that appeared
+//! while the spout was stopped, are lost if more than that many newer ones came in the meantime
+//! (the catch-up also stops at `max_pages` × `limit`). Acks of the last second before a crash
+//! are not written: those items are emitted again (duplicates, not loss). Two tasks never share
+//! a subreddit; each subreddit has its own file.
+//!
+//! The state is a plain file replaced by an atomic rename (written to a temporary file in the
+//! same directory, fsynced, renamed over the old one, directory fsynced), not an embedded store:
+//! the set is small and bounded (`max_seen` fullnames of ~10 bytes), is always read and written
+//! whole, and a file per subreddit needs no lock shared between tasks or with a restarted task
+//! whose old instance is still closing; a crash leaves either the old or the new file, and the
+//! file can be read, edited or deleted (to start over) by hand.
+//!
+//! # Known limits
+//! - With several tasks, subreddit `i` is polled by task `i mod parallelism`; extra tasks emit
+//!   nothing.
+//! - `Retry-After` as an HTTP date is not understood (Reddit sends seconds); the error backoff is
+//!   used instead.
+//! - `max_seen` should exceed the listing's reach (1000 on Reddit): an item forgotten from the
+//!   seen set but still in the listing is emitted again by a plain poll.
+//! - Two components given the same `state_dir` and subreddit would share one state file: give
+//!   each its own directory (the default does).
+//! - A new poll starts only once the items of the last one are all emitted: a topology slower
+//!   than the feed polls less often (at most one poll's items, `limit` × `max_pages`, wait in
+//!   memory besides the `max_spout_pending` emitted ones).
+//! - A spout task restarted after an error starts with an empty pending map: the items its
+//!   predecessor had emitted but not acked are not replayed from memory, but fetched again by
+//!   the new instance's first (plain) poll while they are still in the listing.
+//! - Items edited after being emitted are not emitted again (the fullname is the identity);
+//!   scores and comment counts are those of the poll that first fetched the item.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use serde::Deserialize;
+use smol_str::SmolStr;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use topo_runtime::{
+    BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
+};
+
+/// The stream bad responses and bad items go to, with fields (`reason`, `raw`).
+pub const ERROR_STREAM: &str = "error";
+
+/// The fields of the `default` stream, in order.
+pub const FIELDS: [&str; 12] = [
+    "id",
+    "fullname",
+    "kind",
+    "subreddit",
+    "title",
+    "author",
+    "created_utc",
+    "score",
+    "num_comments",
+    "url",
+    "permalink",
+    "body",
+];
+
+/// The environment variable that overrides the root of the default state directory.
+pub const STATE_DIR_ENV: &str = "TOPO_STATE_DIR";
+
+/// Reddit's API base, without OAuth.
+pub const REDDIT_BASE: &str = "https://www.reddit.com";
+
+/// Reddit's API base for OAuth clients.
+pub const REDDIT_OAUTH_BASE: &str = "https://oauth.reddit.com";
+
+/// Reddit's token endpoint.
+pub const REDDIT_TOKEN_URL: &str = "https://www.reddit.com/api/v1/access_token";
+
+/// How many bytes of a bad body or child the `raw` field keeps.
+const RAW_PREFIX: usize = 1024;
+
+/// How many tuples `next_tuple` emits at most per call.
+const DRAIN_PER_CALL: usize = 64;
+
+/// How often the seen set is written at most while items are being acked.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The first line of a state file.
+const STATE_HEADER: &str = "# topo feed seen set: one fullname a line, least recently seen first";
+
+/// Which listing of a subreddit is polled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedListing {
+    /// New submissions (t3): `/r/{subreddit}/new.json`.
+    #[default]
+    Submissions,
+    /// New comments (t1): `/r/{subreddit}/comments.json`.
+    Comments,
+}
+
+impl FeedListing {
+    fn path(self) -> &'static str {
+        match self {
+            FeedListing::Submissions => "new.json",
+            FeedListing::Comments => "comments.json",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FeedListing::Submissions => "submissions",
+            FeedListing::Comments => "comments",
+        }
+    }
+}
+
+/// OAuth client credentials (Reddit's "application only" grant).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthOptions {
+    /// The application's client id (required).
+    pub client_id: String,
+    /// The application's secret (required).
+    pub client_secret: String,
+    /// Where tokens are requested.
+    #[serde(default = "default_token_url")]
+    pub token_url: String,
+}
+
+fn default_token_url() -> String {
+    REDDIT_TOKEN_URL.to_string()
+}
+
+impl fmt::Debug for OAuthOptions {
+    /// Shows everything but the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthOptions")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("token_url", &self.token_url)
+            .finish()
+    }
+}
+
+/// Options of the `feed` spout.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedOptions {
+    /// The API base; unset = Reddit's (`https://oauth.reddit.com` with `oauth`).
+    pub base: Option<String>,
+    /// The subreddits polled, each a source of its own; `"a+b"` is one multireddit (required).
+    pub subreddits: Vec<String>,
+    /// Submissions or comments.
+    pub listing: FeedListing,
+    /// Items per request, 1 to 100.
+    pub limit: u32,
+    /// The wait after a poll that brought new items.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The longest wait between polls that bring nothing (each doubles the wait).
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    /// The longest wait after errors (each doubles the wait, from `poll_interval`).
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Requests per poll at most when whole pages are new.
+    pub max_pages: u32,
+    /// Timeout of each HTTP request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The User-Agent header.
+    pub user_agent: String,
+    /// Client credentials; unset = anonymous requests.
+    pub oauth: Option<OAuthOptions>,
+    /// Where the seen sets are kept; unset = `$TOPO_STATE_DIR` (or `.topo/state`) joined with
+    /// the topology's name and the component's id.
+    pub state_dir: Option<PathBuf>,
+    /// Fullnames remembered per subreddit; the least recently seen are forgotten.
+    pub max_seen: usize,
+    /// On a first run (no state), mark the current listing seen without emitting it.
+    pub skip_existing: bool,
+    /// End after this many new items over all tasks (then exhausted once all are acked);
+    /// 0 = never.
+    pub max_items: u64,
+}
+
+/// The default User-Agent: `topo/<version> (by topo stream processing)`.
+pub fn default_user_agent() -> String {
+    format!(
+        "topo/{} (by topo stream processing)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+impl Default for FeedOptions {
+    fn default() -> Self {
+        FeedOptions {
+            base: None,
+            subreddits: Vec::new(),
+            listing: FeedListing::Submissions,
+            limit: 100,
+            poll_interval: Duration::from_secs(5),
+            max_poll_interval: Duration::from_secs(16),
+            max_backoff: Duration::from_secs(120),
+            max_pages: 10,
+            timeout: Duration::from_secs(30),
+            user_agent: default_user_agent(),
+            oauth: None,
+            state_dir: None,
+            max_seen: 10_000,
+            skip_existing: false,
+            max_items: 0,
+        }
+    }
+}
+
+/// Counts of what the spout saw, shared by every task of a spout (and its clones).
+#[derive(Debug, Default)]
+pub struct FeedCounters {
+    requests: AtomicU64,
+    items: AtomicU64,
+    server_errors: AtomicU64,
+    request_errors: AtomicU64,
+    rate_limited: AtomicU64,
+    rate_limit_waits: AtomicU64,
+    bad_responses: AtomicU64,
+    bad_items: AtomicU64,
+    token_requests: AtomicU64,
+    token_errors: AtomicU64,
+    unauthorized: AtomicU64,
+    state_writes: AtomicU64,
+    state_write_errors: AtomicU64,
+    /// One warning a second at most.
+    warn: crate::warn::WarnLimit,
+}
+
+impl FeedCounters {
+    /// Listing requests sent (token requests not included).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+    /// New items accepted for emission (replays not counted).
+    pub fn items(&self) -> u64 {
+        self.items.load(Relaxed)
+    }
+    /// 5xx answers of the listing API.
+    pub fn server_errors(&self) -> u64 {
+        self.server_errors.load(Relaxed)
+    }
+    /// Requests that got no answer (connection refused or reset, timeout).
+    pub fn request_errors(&self) -> u64 {
+        self.request_errors.load(Relaxed)
+    }
+    /// 429 answers.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Relaxed)
+    }
+    /// Waits for `X-Ratelimit-Reset` because `X-Ratelimit-Remaining` was below 1.
+    pub fn rate_limit_waits(&self) -> u64 {
+        self.rate_limit_waits.load(Relaxed)
+    }
+    /// Responses that were not a JSON Listing, or a 4xx: sent to the `error` stream.
+    pub fn bad_responses(&self) -> u64 {
+        self.bad_responses.load(Relaxed)
+    }
+    /// Listing children of an unknown kind or missing fields: sent to the `error` stream.
+    pub fn bad_items(&self) -> u64 {
+        self.bad_items.load(Relaxed)
+    }
+    /// OAuth token requests made.
+    pub fn token_requests(&self) -> u64 {
+        self.token_requests.load(Relaxed)
+    }
+    /// OAuth token requests that failed.
+    pub fn token_errors(&self) -> u64 {
+        self.token_errors.load(Relaxed)
+    }
+    /// 401 answers to listing requests (each followed by a token refresh).
+    pub fn unauthorized(&self) -> u64 {
+        self.unauthorized.load(Relaxed)
+    }
+    /// State files written.
+    pub fn state_writes(&self) -> u64 {
+        self.state_writes.load(Relaxed)
+    }
+    /// State files that could not be written (retried at the next write).
+    pub fn state_write_errors(&self) -> u64 {
+        self.state_write_errors.load(Relaxed)
+    }
+
+    /// True at most once a second: whether a warning may be logged now.
+    fn may_warn(&self) -> bool {
+        self.warn.allow()
+    }
+}
+
+/// An OAuth bearer token and when to refresh it.
+struct Token {
+    access: String,
+    refresh_at: Instant,
+}
+
+/// State shared by a spout and its clones (every task of a topology-file component).
+struct Shared {
+    counters: FeedCounters,
+    client: reqwest::Client,
+    token: tokio::sync::Mutex<Option<Token>>,
+    /// No request before this instant (rate limits).
+    not_before: Mutex<Option<Instant>>,
+    /// New items still to emit over all tasks (`max_items`; `u64::MAX` = no end).
+    items_left: AtomicU64,
+}
+
+impl Shared {
+    fn delay_until(&self, at: Instant) {
+        if let Ok(mut nb) = self.not_before.lock()
+            && nb.is_none_or(|t| t < at)
+        {
+            *nb = Some(at);
+        }
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        self.not_before
+            .lock()
+            .map(|nb| nb.is_none_or(|t| t <= now))
+            .unwrap_or(true)
+    }
+
+    /// Takes up to `n` items from `items_left`; returns how many were granted.
+    fn reserve(&self, n: u64) -> u64 {
+        let mut granted = 0;
+        let _ = self.items_left.fetch_update(Relaxed, Relaxed, |left| {
+            if left == u64::MAX {
+                granted = n;
+                return None;
+            }
+            granted = n.min(left);
+            Some(left - granted)
+        });
+        granted
+    }
+
+    fn ended(&self) -> bool {
+        self.items_left.load(Relaxed) == 0
+    }
+}
+
+/// The `feed` spout (see the module docs). Cloning gives a fresh, unopened spout with the same
+/// options that shares the counters, the HTTP client, the OAuth token, rate-limit waits and the
+/// `max_items` budget.
+pub struct FeedSpout {
+    opts: Arc<FeedOptions>,
+    /// `base` with its default applied, without a trailing `/`.
+    base: Arc<str>,
+    shared: Arc<Shared>,
+    task: Option<TaskState>,
+}
+
+impl Clone for FeedSpout {
+    fn clone(&self) -> Self {
+        FeedSpout {
+            opts: self.opts.clone(),
+            base: self.base.clone(),
+            shared: self.shared.clone(),
+            task: None,
+        }
+    }
+}
+
+/// Checks an `http(s)://` URL option.
+fn check_url(option: &str, url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        Ok(_) => Err(format!(
+            "option `{option}` = {url:?}: expected an http:// or https:// URL"
+        )),
+        Err(e) => Err(format!(
+            "option `{option}` = {url:?}: {e}; expected an http:// or https:// URL"
+        )),
+    }
+}
+
+/// Checks a subreddit spec: names of letters, digits and `_`, joined by `+`.
+fn check_subreddit(s: &str) -> Result<(), String> {
+    let ok = s.split('+').all(|part| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "option `subreddits`: {s:?} is not a subreddit name: expected letters, digits and `_`, several joined by `+` (e.g. \"worldnews\" or \"news+politics\"), without \"r/\""
+        ))
+    }
+}
+
+fn duration_text(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+impl FeedSpout {
+    /// A feed spout with these options, or what is wrong with them.
+    pub fn new(opts: FeedOptions) -> Result<FeedSpout, String> {
+        if opts.subreddits.is_empty() {
+            return Err(
+                "option `subreddits` is empty: expected at least one subreddit (e.g. [\"worldnews\"])"
+                    .to_string(),
+            );
+        }
+        let mut names = HashSet::new();
+        for s in &opts.subreddits {
+            check_subreddit(s)?;
+            if !names.insert(s.to_ascii_lowercase()) {
+                return Err(format!(
+                    "option `subreddits`: {s:?} is listed twice: expected each subreddit once"
+                ));
+            }
+        }
+        if !(1..=100).contains(&opts.limit) {
+            return Err(format!(
+                "option `limit` = {}: expected from 1 to 100 (Reddit's page size)",
+                opts.limit
+            ));
+        }
+        if opts.poll_interval.is_zero() {
+            return Err("option `poll_interval` = \"0s\": expected more than zero".to_string());
+        }
+        for (name, d) in [
+            ("max_poll_interval", opts.max_poll_interval),
+            ("max_backoff", opts.max_backoff),
+        ] {
+            if d < opts.poll_interval {
+                return Err(format!(
+                    "option `{name}` = {:?}: expected at least `poll_interval` ({:?})",
+                    duration_text(d),
+                    duration_text(opts.poll_interval)
+                ));
+            }
+        }
+        if opts.timeout.is_zero() {
+            return Err("option `timeout` = \"0s\": expected more than zero".to_string());
+        }
+        if !(1..=100).contains(&opts.max_pages) {
+            return Err(format!(
+                "option `max_pages` = {}: expected from 1 to 100",
+                opts.max_pages
+            ));
+        }
+        let page_reach = opts.limit as usize * opts.max_pages as usize;
+        if opts.max_seen < page_reach {
+            return Err(format!(
+                "option `max_seen` = {}: expected at least `limit` × `max_pages` = {page_reach} (better: more than the listing's reach, 1000 on Reddit)",
+                opts.max_seen
+            ));
+        }
+        if opts.user_agent.trim().is_empty() {
+            return Err("option `user_agent` is empty: Reddit requires a descriptive one, e.g. \"linux:my-app:v1.0 (by /u/me)\"".to_string());
+        }
+        let agent = HeaderValue::from_str(&opts.user_agent).map_err(|_| {
+            format!(
+                "option `user_agent` = {:?}: expected visible ASCII text (a valid header value)",
+                opts.user_agent
+            )
+        })?;
+        if let Some(o) = &opts.oauth {
+            if o.client_id.is_empty() {
+                return Err(
+                    "option `oauth.client_id` is empty: expected the application's client id"
+                        .to_string(),
+                );
+            }
+            check_url("oauth.token_url", &o.token_url)?;
+        }
+        let base = match &opts.base {
+            Some(b) => {
+                check_url("base", b)?;
+                b.trim_end_matches('/').to_string()
+            }
+            None if opts.oauth.is_some() => REDDIT_OAUTH_BASE.to_string(),
+            None => REDDIT_BASE.to_string(),
+        };
+        if opts
+            .state_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(
+                "option `state_dir` is empty: expected a directory, or leave it unset".to_string(),
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, agent);
+        let client = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .default_headers(headers)
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let items_left = if opts.max_items == 0 {
+            u64::MAX
+        } else {
+            opts.max_items
+        };
+        Ok(FeedSpout {
+            opts: Arc::new(opts),
+            base: Arc::from(base),
+            shared: Arc::new(Shared {
+                counters: FeedCounters::default(),
+                client,
+                token: tokio::sync::Mutex::new(None),
+                not_before: Mutex::new(None),
+                items_left: AtomicU64::new(items_left),
+            }),
+            task: None,
+        })
+    }
+
+    /// What the spout has seen so far, over every task of this spout and its clones.
+    pub fn counters(&self) -> &FeedCounters {
+        &self.shared.counters
+    }
+
+    /// The state file of a subreddit in `state_dir`.
+    pub fn state_file(state_dir: &Path, listing: FeedListing, subreddit: &str) -> PathBuf {
+        state_dir.join(format!("{}-{subreddit}.seen", listing.name()))
+    }
+}
+
+/// The default state directory of a component.
+fn default_state_dir(ctx: &TaskContext) -> PathBuf {
+    let root = std::env::var_os(STATE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(".topo/state"), PathBuf::from);
+    root.join(ctx.topology()).join(ctx.component_id())
+}
+
+/// Fullnames, least recently seen first, at most `cap` of them.
+struct Seen {
+    stamp: u64,
+    by_name: HashMap<SmolStr, u64>,
+    by_stamp: BTreeMap<u64, SmolStr>,
+    cap: usize,
+}
+
+impl Seen {
+    fn new(cap: usize) -> Seen {
+        Seen {
+            stamp: 0,
+            by_name: HashMap::new(),
+            by_stamp: BTreeMap::new(),
+            cap,
+        }
+    }
+
+    /// Adds `name`, or makes it the most recently seen.
+    fn insert(&mut self, name: SmolStr) {
+        self.stamp += 1;
+        if let Some(old) = self.by_name.insert(name.clone(), self.stamp) {
+            self.by_stamp.remove(&old);
+        }
+        self.by_stamp.insert(self.stamp, name);
+        while self.by_name.len() > self.cap {
+            match self.by_stamp.pop_first() {
+                Some((_, oldest)) => {
+                    self.by_name.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Whether `name` is known; if so it becomes the most recently seen.
+    fn touch(&mut self, name: &SmolStr) -> bool {
+        if self.by_name.contains_key(name) {
+            self.insert(name.clone());
+            true
+        } else {
+            false
+        }
+    }
+
+    #[cfg(test)]
+    fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// The state file's text.
+    fn to_text(&self) -> String {
+        let mut text = String::with_capacity(STATE_HEADER.len() + 1 + self.by_name.len() * 11);
+        text.push_str(STATE_HEADER);
+        text.push('\n');
+        for name in self.by_stamp.values() {
+            text.push_str(name);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Reads a state file; a missing file is an empty set.
+    fn load(path: &Path, cap: usize) -> Result<Seen, String> {
+        let mut seen = Seen::new(cap);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(seen),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the state file {}: {e}",
+                    path.display()
+                ));
+            }
+        };
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if !is_fullname(line) {
+                return Err(format!(
+                    "state file {}:{}: {line:?} is not a fullname: expected kind_id such as \"t3_1abcde\" (delete the file to start over)",
+                    path.display(),
+                    n + 1
+                ));
+            }
+            seen.insert(SmolStr::new(line));
+        }
+        Ok(seen)
+    }
+}
+
+/// `t3_1abcde` and the like.
+fn is_fullname(s: &str) -> bool {
+    match s.split_once('_') {
+        Some((kind, id)) => {
+            kind.len() >= 2
+                && kind.starts_with('t')
+                && kind[1..].chars().all(|c| c.is_ascii_digit())
+                && !id.is_empty()
+                && id.chars().all(|c| c.is_ascii_alphanumeric())
+        }
+        None => false,
+    }
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, fsynced, renamed
+/// over `path`, then the directory fsynced.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".seen-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// What one poll request asks for.
+#[derive(Clone, Debug)]
+enum Request {
+    /// Newest first, optionally from after an item (older ones).
+    Plain { after: Option<SmolStr> },
+    /// Items newer than the cursor.
+    Before { cursor: SmolStr },
+}
+
+/// A listing item, ready to emit.
+struct Item {
+    fullname: SmolStr,
+    values: Values,
+}
+
+/// A listing child.
+enum Child {
+    Item(Item),
+    /// A child of an unknown kind or missing fields.
+    Bad {
+        name: Option<SmolStr>,
+        reason: String,
+        raw: String,
+    },
+}
+
+/// A listing page as received.
+struct Page {
+    children: Vec<Child>,
+    /// The page's `data.after`.
+    after: Option<SmolStr>,
+    /// The fullname of the first (newest) child.
+    first: Option<SmolStr>,
+    /// The fullname of the last (oldest) child.
+    last: Option<SmolStr>,
+}
+
+/// Why a request is to be made again later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transient {
+    /// 5xx.
+    Server,
+    /// 429.
+    RateLimited,
+    /// No answer.
+    Network,
+    /// The token request failed.
+    Token,
+}
+
+/// The outcome of one request.
+enum Fetched {
+    Page(Page),
+    /// Try again after `wait` (or the error backoff).
+    Retry {
+        cause: Transient,
+        reason: String,
+        wait: Option<Duration>,
+    },
+    /// A response that is not a usable Listing: to the `error` stream.
+    Bad {
+        reason: String,
+        raw: String,
+    },
+}
+
+/// The first KiB of `bytes`, as text.
+fn prefix(bytes: &[u8]) -> String {
+    let end = bytes.len().min(RAW_PREFIX);
+    let mut s = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    // A multi-byte character cut at the end becomes U+FFFD: fine for a diagnostic.
+    s.truncate(s.len().min(RAW_PREFIX * 3));
+    s
+}
+
+/// A header's value as a number of seconds.
+fn header_secs(headers: &HeaderMap, name: &str) -> Option<f64> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+fn secs(v: f64) -> Duration {
+    Duration::from_secs_f64(v.min(86_400.0))
+}
+
+/// Notes `X-Ratelimit-*`: with less than one request left, every task waits for the reset.
+fn note_rate_limit(shared: &Shared, headers: &HeaderMap, source: &str) {
+    let remaining = header_secs(headers, "x-ratelimit-remaining");
+    let reset = header_secs(headers, "x-ratelimit-reset");
+    if let (Some(remaining), Some(reset)) = (remaining, reset)
+        && remaining < 1.0
+    {
+        shared.counters.rate_limit_waits.fetch_add(1, Relaxed);
+        let used = header_secs(headers, "x-ratelimit-used");
+        tracing::info!(
+            source,
+            remaining,
+            used,
+            reset_in = %duration_text(secs(reset)),
+            "rate limit reached: waiting for its reset"
+        );
+        shared.delay_until(Instant::now() + secs(reset));
+    }
+}
+
+/// The bearer token, fetched (or refreshed when `force` or due) with the client credentials.
+async fn bearer(shared: &Shared, oauth: &OAuthOptions, force: bool) -> Result<String, Fetched> {
+    let mut token = shared.token.lock().await;
+    if !force
+        && let Some(t) = token.as_ref()
+        && Instant::now() < t.refresh_at
+    {
+        return Ok(t.access.clone());
+    }
+    *token = None;
+    shared.counters.token_requests.fetch_add(1, Relaxed);
+    let url = &oauth.token_url;
+    let retry = |reason: String, wait: Option<Duration>| Fetched::Retry {
+        cause: Transient::Token,
+        reason,
+        wait,
+    };
+    let resp = shared
+        .client
+        .post(url)
+        .basic_auth(&oauth.client_id, Some(&oauth.client_secret))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .map_err(|e| retry(format!("token request to {url} failed: {e}"), None))?;
+    let status = resp.status();
+    let wait = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
+        .map(secs);
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| retry(format!("token response from {url} failed: {e}"), None))?;
+    if !status.is_success() {
+        return Err(retry(
+            format!(
+                "token request to {url}: HTTP {status} (check oauth.client_id and oauth.client_secret): {}",
+                prefix(&body)
+            ),
+            wait,
+        ));
+    }
+    #[derive(Deserialize)]
+    struct TokenResponse {
+        access_token: String,
+        expires_in: Option<f64>,
+    }
+    let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+        retry(
+            format!(
+                "token response from {url}: {e}; expected {{\"access_token\": .., \"expires_in\": ..}}: {}",
+                prefix(&body)
+            ),
+            None,
+        )
+    })?;
+    let life = secs(t.expires_in.unwrap_or(3600.0));
+    let margin = (life / 10).min(Duration::from_secs(60));
+    let access = t.access_token;
+    *token = Some(Token {
+        access: access.clone(),
+        refresh_at: Instant::now() + life - margin,
+    });
+    Ok(access)
+}
+
+/// One listing request (with a token refresh and one retry on 401), parsed.
+async fn fetch(
+    shared: Arc<Shared>,
+    opts: Arc<FeedOptions>,
+    url: String,
+    query: Vec<(&'static str, String)>,
+    source: SmolStr,
+) -> Fetched {
+    let mut refreshed = false;
+    loop {
+        let mut req = shared.client.get(&url).query(&query);
+        if let Some(oauth) = &opts.oauth {
+            match bearer(&shared, oauth, refreshed).await {
+                Ok(t) => req = req.bearer_auth(t),
+                Err(f) => return f,
+            }
+        }
+        shared.counters.requests.fetch_add(1, Relaxed);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Fetched::Retry {
+                    cause: Transient::Network,
+                    reason: format!("request to {url} failed: {e}"),
+                    wait: None,
+                };
+            }
+        };
+        let status = resp.status();
+        note_rate_limit(&shared, resp.headers(), &source);
+        if status == StatusCode::UNAUTHORIZED && opts.oauth.is_some() && !refreshed {
+            shared.counters.unauthorized.fetch_add(1, Relaxed);
+            refreshed = true;
+            continue;
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let headers = resp.headers();
+            let wait = header_secs(headers, RETRY_AFTER.as_str())
+                .or_else(|| header_secs(headers, "x-ratelimit-reset"))
+                .map(secs);
+            return Fetched::Retry {
+                cause: Transient::RateLimited,
+                reason: format!("HTTP 429 Too Many Requests from {url}"),
+                wait,
+            };
+        }
+        if status.is_server_error() {
+            return Fetched::Retry {
+                cause: Transient::Server,
+                reason: format!("HTTP {status} from {url}"),
+                wait: None,
+            };
+        }
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Fetched::Retry {
+                    cause: Transient::Network,
+                    reason: format!("reading the response of {url} failed: {e}"),
+                    wait: None,
+                };
+            }
+        };
+        if !status.is_success() {
+            let hint = match status {
+                StatusCode::UNAUTHORIZED if opts.oauth.is_some() => " (even with a fresh token)",
+                StatusCode::FORBIDDEN => " (a private or quarantined subreddit?)",
+                StatusCode::NOT_FOUND => " (no such subreddit, or banned?)",
+                _ => "",
+            };
+            return Fetched::Bad {
+                reason: format!("HTTP {status} from {url}{hint}"),
+                raw: prefix(&body),
+            };
+        }
+        return parse_listing(&body, &url);
+    }
+}
+
+#[derive(Deserialize)]
+struct ListingDoc {
+    kind: String,
+    data: ListingData,
+}
+
+#[derive(Deserialize)]
+struct ListingData {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    children: Option<Vec<serde_json::Value>>,
+}
+
+/// A listing body to a page, or why it is not one.
+fn parse_listing(body: &[u8], url: &str) -> Fetched {
+    let doc: ListingDoc = match serde_json::from_slice(body) {
+        Ok(d) => d,
+        Err(e) => {
+            let reason = match e.classify() {
+                serde_json::error::Category::Data => format!(
+                    "unexpected response shape from {url}: {e}; expected a Listing {{\"kind\": \"Listing\", \"data\": {{\"children\": [..]}}}}"
+                ),
+                _ => format!("invalid JSON from {url}: {e}"),
+            };
+            return Fetched::Bad {
+                reason,
+                raw: prefix(body),
+            };
+        }
+    };
+    if doc.kind != "Listing" {
+        return Fetched::Bad {
+            reason: format!(
+                "unexpected response from {url}: kind {:?}, expected \"Listing\"",
+                doc.kind
+            ),
+            raw: prefix(body),
+        };
+    }
+    let Some(children) = doc.data.children else {
+        return Fetched::Bad {
+            reason: format!(
+                "unexpected response shape from {url}: a Listing without `data.children`"
+            ),
+            raw: prefix(body),
+        };
+    };
+    let name_of = |c: &serde_json::Value| {
+        c.get("data")
+            .and_then(|d| d.get("name"))
+            .and_then(|n| n.as_str())
+            .map(SmolStr::new)
+    };
+    let first = children.first().and_then(name_of);
+    let last = children.last().and_then(name_of);
+    Fetched::Page(Page {
+        children: children.iter().map(child).collect(),
+        after: doc.data.after.map(SmolStr::from),
+        first,
+        last,
+    })
+}
+
+/// A listing child to an item, or why it is not one.
+fn child(c: &serde_json::Value) -> Child {
+    let data = c.get("data").filter(|d| d.is_object());
+    let name = data
+        .and_then(|d| d.get("name"))
+        .and_then(|n| n.as_str())
+        .filter(|n| is_fullname(n))
+        .map(SmolStr::new);
+    let bad = |reason: String| Child::Bad {
+        name: name.clone(),
+        reason,
+        raw: prefix(c.to_string().as_bytes()),
+    };
+    let kind = c.get("kind").and_then(|k| k.as_str());
+    let (kind, data) = match (kind, data) {
+        (Some(k @ ("t3" | "t1")), Some(d)) => (k, d),
+        (Some(k @ ("t3" | "t1")), None) => {
+            return bad(format!("{k} child without a `data` object"));
+        }
+        (Some(k), _) => {
+            // Reddit answers a request for a subreddit that does not exist with a redirect to
+            // a subreddit search: a listing of t5 (subreddit) children.
+            let hint = if k == "t5" {
+                " (a subreddit search result: does the subreddit exist?)"
+            } else {
+                ""
+            };
+            return bad(format!(
+                "child of kind {k:?}: expected \"t3\" (submission) or \"t1\" (comment){hint}"
+            ));
+        }
+        (None, _) => return bad("child without a `kind`".to_string()),
+    };
+    let label = name.as_deref().unwrap_or("(no name)");
+    let text = |field: &str| -> Result<SmolStr, String> {
+        data.get(field)
+            .and_then(|v| v.as_str())
+            .map(SmolStr::new)
+            .ok_or_else(|| format!("{kind} child {label}: missing or non-string field `{field}`"))
+    };
+    let opt_text = |field: &str| -> Value {
+        data.get(field)
+            .and_then(|v| v.as_str())
+            .map_or(Value::Null, |s| Value::Str(SmolStr::new(s)))
+    };
+    let opt_int = |field: &str| -> Value {
+        data.get(field)
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+            .map_or(Value::Null, Value::Int)
+    };
+    let item = (|| -> Result<Item, String> {
+        let id = text("id")?;
+        let fullname = text("name")?;
+        if !is_fullname(&fullname) {
+            return Err(format!(
+                "{kind} child: field `name` = {fullname:?} is not a fullname (expected e.g. \"t3_1abcde\")"
+            ));
+        }
+        let subreddit = text("subreddit")?;
+        let author = text("author")?;
+        let created = data
+            .get("created_utc")
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| {
+                format!("{kind} child {label}: missing or non-numeric field `created_utc`")
+            })?;
+        let permalink = text("permalink")?;
+        let (title, num_comments, url, body) = if kind == "t3" {
+            (
+                Value::Str(text("title")?),
+                opt_int("num_comments"),
+                opt_text("url"),
+                opt_text("selftext"),
+            )
+        } else {
+            (
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Str(text("body")?),
+            )
+        };
+        let values = values![
+            id,
+            fullname.clone(),
+            kind,
+            subreddit,
+            title,
+            author,
+            created as i64,
+            opt_int("score"),
+            num_comments,
+            url,
+            permalink,
+            body
+        ];
+        Ok(Item { fullname, values })
+    })();
+    match item {
+        Ok(item) => Child::Item(item),
+        Err(reason) => bad(reason),
+    }
+}
+
+/// A poll in progress: its next request and what its pages brought so far, oldest first.
+struct PollRun {
+    request: Request,
+    pages: u32,
+    items: VecDeque<Item>,
+    names: HashSet<SmolStr>,
+    /// The newest fullname the poll fetched (the next cursor).
+    newest: Option<SmolStr>,
+}
+
+/// One subreddit polled by this task.
+struct Source {
+    name: SmolStr,
+    url: String,
+    file: PathBuf,
+    seen: Seen,
+    /// Queued or emitted, not yet acked.
+    inflight: HashSet<SmolStr>,
+    /// The newest fullname fetched: the next poll asks for items before it.
+    cursor: Option<SmolStr>,
+    /// The last `before` poll brought nothing: the next one is plain.
+    verify: bool,
+    /// No state file yet: the first poll takes the current listing only.
+    fresh: bool,
+    dirty: bool,
+    next_poll: Instant,
+    idle_wait: Duration,
+    error_wait: Duration,
+    run: Option<PollRun>,
+}
+
+/// An emitted (or queued) item, kept until acked.
+struct Pending {
+    source: usize,
+    fullname: SmolStr,
+    values: Values,
+}
+
+/// A task's state, made in `open`.
+struct TaskState {
+    sources: Vec<Source>,
+    job: Option<(usize, JoinHandle<Fetched>)>,
+    pending: HashMap<u64, Pending>,
+    /// New items to emit, oldest first.
+    queue: VecDeque<u64>,
+    /// Failed items to emit again.
+    replay: VecDeque<u64>,
+    next_id: u64,
+    max_pending: usize,
+    last_flush: Instant,
+    component: SmolStr,
+}
+
+impl Spout for FeedSpout {
+    type MessageId = u64;
+
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        out.declare(FIELDS);
+        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+    }
+
+    async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        let dir = self
+            .opts
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| default_state_dir(ctx));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+        let now = Instant::now();
+        let mut sources = Vec::new();
+        for (i, name) in self.opts.subreddits.iter().enumerate() {
+            if i % ctx.parallelism() != ctx.task_index() {
+                continue;
+            }
+            let file = FeedSpout::state_file(&dir, self.opts.listing, name);
+            let seen = Seen::load(&file, self.opts.max_seen)?;
+            let fresh = !file.exists();
+            sources.push(Source {
+                name: SmolStr::new(name),
+                url: format!("{}/r/{name}/{}", self.base, self.opts.listing.path()),
+                file,
+                fresh,
+                seen,
+                inflight: HashSet::new(),
+                cursor: None,
+                verify: false,
+                dirty: false,
+                next_poll: now,
+                idle_wait: self.opts.poll_interval,
+                error_wait: self.opts.poll_interval,
+                run: None,
+            });
+        }
+        self.task = Some(TaskState {
+            sources,
+            job: None,
+            pending: HashMap::new(),
+            queue: VecDeque::new(),
+            replay: VecDeque::new(),
+            // From a random start, so that the ids a restarted task's predecessor had pending
+            // (failed to this instance by the runtime) name none of this one's items.
+            next_id: fastrand::u64(..),
+            max_pending: ctx.config().max_spout_pending.unwrap_or(usize::MAX),
+            last_flush: now,
+            component: SmolStr::new(ctx.component_id()),
+        });
+        Ok(())
+    }
+
+    async fn next_tuple(&mut self, out: &mut SpoutCollector<'_, u64>) -> Result<(), BoxError> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        if task.job.as_ref().is_some_and(|(_, h)| h.is_finished())
+            && let Some((i, handle)) = task.job.take()
+        {
+            let fetched = handle.await.unwrap_or_else(|e| Fetched::Retry {
+                cause: Transient::Network,
+                reason: format!("the poll task failed: {e}"),
+                wait: None,
+            });
+            task.on_fetched(i, fetched, &self.opts, &self.shared, out);
+        }
+        let ended = self.shared.ended();
+        let force = ended && task.pending.is_empty();
+        task.flush(force, &self.shared).await;
+        if task.job.is_none() && !ended {
+            task.start_job(&self.opts, &self.shared);
+        }
+        task.emit(out);
+        Ok(())
+    }
+
+    fn ack(&mut self, id: u64) {
+        if let Some(task) = &mut self.task
+            && let Some(p) = task.pending.remove(&id)
+            && let Some(src) = task.sources.get_mut(p.source)
+        {
+            src.inflight.remove(&p.fullname);
+            src.seen.insert(p.fullname);
+            src.dirty = true;
+        }
+    }
+
+    fn fail(&mut self, id: u64) {
+        if let Some(task) = &mut self.task
+            && task.pending.contains_key(&id)
+        {
+            task.replay.push_back(id);
+        }
+    }
+
+    fn is_exhausted(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| {
+            t.sources.is_empty()
+                || (self.shared.ended()
+                    && t.job.is_none()
+                    && t.pending.is_empty()
+                    && t.sources.iter().all(|s| !s.dirty))
+        })
+    }
+
+    async fn close(&mut self) {
+        if let Some(task) = &mut self.task {
+            if let Some((_, handle)) = task.job.take() {
+                handle.abort();
+            }
+            task.flush(true, &self.shared).await;
+        }
+    }
+}
+
+impl TaskState {
+    /// Starts the next request: a poll's next page, or the poll of the most overdue source.
+    fn start_job(&mut self, opts: &Arc<FeedOptions>, shared: &Arc<Shared>) {
+        let now = Instant::now();
+        if !shared.ready(now) {
+            return;
+        }
+        // A poll's next page comes first; a new poll waits until the items of the last one
+        // are all emitted, so memory holds at most one poll's items besides the pending ones.
+        let waiting = !self.queue.is_empty();
+        let pick = self
+            .sources
+            .iter()
+            .position(|s| s.run.is_some())
+            .or_else(|| {
+                if waiting {
+                    return None;
+                }
+                self.sources
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.next_poll <= now)
+                    .min_by_key(|(_, s)| s.next_poll)
+                    .map(|(i, _)| i)
+            });
+        let Some(i) = pick else {
+            return;
+        };
+        let src = &mut self.sources[i];
+        let run = src.run.get_or_insert_with(|| PollRun {
+            request: match (&src.cursor, src.verify) {
+                (Some(c), false) => Request::Before { cursor: c.clone() },
+                _ => Request::Plain { after: None },
+            },
+            pages: 0,
+            items: VecDeque::new(),
+            names: HashSet::new(),
+            newest: None,
+        });
+        let mut query = vec![("limit", opts.limit.to_string()), ("raw_json", "1".into())];
+        match &run.request {
+            Request::Before { cursor } => query.push(("before", cursor.to_string())),
+            Request::Plain { after: Some(a) } => query.push(("after", a.to_string())),
+            Request::Plain { after: None } => {}
+        }
+        let handle = tokio::spawn(fetch(
+            shared.clone(),
+            opts.clone(),
+            src.url.clone(),
+            query,
+            src.name.clone(),
+        ));
+        self.job = Some((i, handle));
+    }
+
+    /// Takes a request's outcome: keeps the page's new items and decides the next request, or
+    /// reports the failure and waits.
+    fn on_fetched(
+        &mut self,
+        i: usize,
+        fetched: Fetched,
+        opts: &FeedOptions,
+        shared: &Shared,
+        out: &mut SpoutCollector<'_, u64>,
+    ) {
+        let counters = &shared.counters;
+        let Some(src) = self.sources.get_mut(i) else {
+            return;
+        };
+        let Some(mut run) = src.run.take() else {
+            return;
+        };
+        let now = Instant::now();
+        let page = match fetched {
+            Fetched::Page(p) => p,
+            Fetched::Retry {
+                cause,
+                reason,
+                wait,
+            } => {
+                let counter = match cause {
+                    Transient::Server => &counters.server_errors,
+                    Transient::RateLimited => &counters.rate_limited,
+                    Transient::Network => &counters.request_errors,
+                    Transient::Token => &counters.token_errors,
+                };
+                counter.fetch_add(1, Relaxed);
+                let wait = wait.unwrap_or(src.error_wait);
+                src.error_wait = (src.error_wait * 2).min(opts.max_backoff);
+                if counters.may_warn() {
+                    tracing::warn!(
+                        component = %self.component,
+                        subreddit = %src.name,
+                        retry_in = %duration_text(wait),
+                        "{reason}"
+                    );
+                }
+                src.next_poll = now + wait;
+                if cause == Transient::RateLimited {
+                    shared.delay_until(now + wait);
+                }
+                return;
+            }
+            Fetched::Bad { reason, raw } => {
+                counters.bad_responses.fetch_add(1, Relaxed);
+                let wait = src.error_wait;
+                src.error_wait = (src.error_wait * 2).min(opts.max_backoff);
+                if counters.may_warn() {
+                    tracing::warn!(
+                        component = %self.component,
+                        subreddit = %src.name,
+                        retry_in = %duration_text(wait),
+                        "{reason}; sent to the `error` stream"
+                    );
+                }
+                out.emit_to(ERROR_STREAM, values![reason, raw], None);
+                src.next_poll = now + wait;
+                return;
+            }
+        };
+        src.error_wait = opts.poll_interval;
+        run.pages += 1;
+        let full = page.children.len() >= opts.limit as usize;
+        let mut fresh_items = Vec::new();
+        let mut saw_known = false;
+        // Oldest first, so that the seen set's recency follows the listing's order.
+        for c in page.children.into_iter().rev() {
+            match c {
+                Child::Item(item) => {
+                    if src.seen.touch(&item.fullname)
+                        || src.inflight.contains(&item.fullname)
+                        || run.names.contains(&item.fullname)
+                    {
+                        saw_known = true;
+                    } else {
+                        run.names.insert(item.fullname.clone());
+                        fresh_items.push(item);
+                    }
+                }
+                Child::Bad { name, reason, raw } => {
+                    if let Some(n) = &name
+                        && src.seen.touch(n)
+                    {
+                        saw_known = true;
+                        continue;
+                    }
+                    counters.bad_items.fetch_add(1, Relaxed);
+                    if counters.may_warn() {
+                        tracing::warn!(
+                            component = %self.component,
+                            subreddit = %src.name,
+                            "{reason}; sent to the `error` stream"
+                        );
+                    }
+                    out.emit_to(ERROR_STREAM, values![reason, raw], None);
+                    if let Some(n) = name {
+                        src.seen.insert(n);
+                        src.dirty = true;
+                    }
+                }
+            }
+        }
+        // `fresh_items` is oldest first; `before` pages come in newer and newer, `after` pages
+        // in older and older.
+        let next = match &run.request {
+            Request::Before { .. } => {
+                if page.first.is_some() {
+                    run.newest = page.first.clone();
+                }
+                run.items.extend(fresh_items);
+                match &page.first {
+                    Some(first) if full && run.pages < opts.max_pages => Some(Request::Before {
+                        cursor: first.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+            Request::Plain { .. } => {
+                if run.newest.is_none() {
+                    run.newest = page.first.clone();
+                }
+                let whole_page_new = !saw_known;
+                for item in fresh_items.into_iter().rev() {
+                    run.items.push_front(item);
+                }
+                match page.after.or(page.last) {
+                    Some(after)
+                        if full && whole_page_new && !src.fresh && run.pages < opts.max_pages =>
+                    {
+                        Some(Request::Plain { after: Some(after) })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if let Some(request) = next {
+            run.request = request;
+            src.run = Some(run);
+            return;
+        }
+        // The poll is complete.
+        let was_before = matches!(run.request, Request::Before { .. });
+        let cut = full && run.pages >= opts.max_pages;
+        src.verify = was_before && run.items.is_empty() && !cut;
+        if let Some(n) = run.newest {
+            src.cursor = Some(n);
+        }
+        let skip = src.fresh && opts.skip_existing;
+        if src.fresh {
+            // Write the state file even if nothing is acked yet: a restart then knows that
+            // this is not a first run (and does not skip what it finds).
+            src.fresh = false;
+            src.dirty = true;
+        }
+        let found = run.items.len();
+        if skip {
+            for item in run.items {
+                src.seen.insert(item.fullname);
+            }
+            src.dirty = true;
+        } else {
+            let granted = shared.reserve(found as u64) as usize;
+            counters.items.fetch_add(granted as u64, Relaxed);
+            for item in run.items.into_iter().take(granted) {
+                let id = self.next_id;
+                self.next_id = self.next_id.wrapping_add(1);
+                src.inflight.insert(item.fullname.clone());
+                self.pending.insert(
+                    id,
+                    Pending {
+                        source: i,
+                        fullname: item.fullname,
+                        values: item.values,
+                    },
+                );
+                self.queue.push_back(id);
+            }
+        }
+        if cut {
+            src.next_poll = now;
+        } else if found > 0 {
+            src.idle_wait = opts.poll_interval;
+            src.next_poll = now + opts.poll_interval;
+        } else {
+            src.next_poll = now + src.idle_wait;
+            src.idle_wait = (src.idle_wait * 2).min(opts.max_poll_interval);
+        }
+    }
+
+    /// Writes the seen sets that changed, at most once a second unless `force`.
+    async fn flush(&mut self, force: bool, shared: &Shared) {
+        if !force && self.last_flush.elapsed() < FLUSH_EVERY {
+            return;
+        }
+        self.last_flush = Instant::now();
+        for src in self.sources.iter_mut().filter(|s| s.dirty) {
+            let text = src.seen.to_text();
+            let path = src.file.clone();
+            let written = tokio::task::spawn_blocking(move || write_atomically(&path, &text))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+            match written {
+                Ok(()) => {
+                    src.dirty = false;
+                    shared.counters.state_writes.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    shared.counters.state_write_errors.fetch_add(1, Relaxed);
+                    if shared.counters.may_warn() {
+                        tracing::warn!(
+                            component = %self.component,
+                            file = %src.file.display(),
+                            "cannot write the seen set (retried at the next write): {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Emits replays first, then new items, up to [`DRAIN_PER_CALL`] and `max_spout_pending`.
+    fn emit(&mut self, out: &mut SpoutCollector<'_, u64>) {
+        let mut n = 0;
+        while n < DRAIN_PER_CALL && out.pending() < self.max_pending {
+            let Some(id) = self.replay.pop_front().or_else(|| self.queue.pop_front()) else {
+                break;
+            };
+            if let Some(p) = self.pending.get(&id) {
+                out.emit(p.values.clone(), id);
+                n += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_forgets_the_least_recently_seen() {
+        let mut s = Seen::new(3);
+        for n in ["t3_a", "t3_b", "t3_c"] {
+            s.insert(SmolStr::new(n));
+        }
+        assert!(s.touch(&SmolStr::new("t3_a")));
+        s.insert(SmolStr::new("t3_d"));
+        assert!(!s.contains("t3_b"), "b was the least recently seen");
+        assert!(s.contains("t3_a") && s.contains("t3_c") && s.contains("t3_d"));
+        assert_eq!(s.to_text(), format!("{STATE_HEADER}\nt3_c\nt3_a\nt3_d\n"));
+    }
+
+    #[test]
+    fn state_file_round_trips_and_bad_lines_are_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("submissions-x.seen");
+        let mut s = Seen::new(10);
+        s.insert(SmolStr::new("t3_abc"));
+        s.insert(SmolStr::new("t1_xyz9"));
+        write_atomically(&path, &s.to_text()).expect("write");
+        let back = Seen::load(&path, 10).expect("load");
+        assert_eq!(back.to_text(), s.to_text());
+        std::fs::write(&path, "t3_ok\nnot a name\n").expect("write");
+        let err = Seen::load(&path, 10).err().expect("a bad line");
+        assert!(err.contains("submissions-x.seen:2"), "{err}");
+        assert!(err.contains("\"not a name\""), "{err}");
+    }
+
+    #[test]
+    fn children_map_to_fields_and_bad_ones_say_why() {
+        let t1: serde_json::Value = serde_json::json!({"kind": "t1", "data": {
+            "id": "k1", "name": "t1_k1", "subreddit": "worldnews", "author": "a",
+            "created_utc": 1700000000.0, "score": 3, "permalink": "/r/worldnews/comments/x/y/k1/",
+            "body": "hi", "link_title": "T"}});
+        let Child::Item(item) = child(&t1) else {
+            panic!("a comment")
+        };
+        assert_eq!(item.fullname, "t1_k1");
+        assert_eq!(item.values.len(), FIELDS.len());
+        assert_eq!(item.values[4], Value::Null, "a comment has no title");
+        assert_eq!(item.values[6], Value::Int(1_700_000_000));
+        assert_eq!(item.values[11], Value::from("hi"));
+        let more = serde_json::json!({"kind": "more", "data": {"name": "t1_m", "children": []}});
+        let Child::Bad { reason, name, .. } = child(&more) else {
+            panic!("bad")
+        };
+        assert!(reason.contains("\"more\""), "{reason}");
+        assert_eq!(name.as_deref(), Some("t1_m"));
+        let no_title = serde_json::json!({"kind": "t3", "data": {
+            "id": "p", "name": "t3_p", "subreddit": "s", "author": "a",
+            "created_utc": 1.0, "permalink": "/p"}});
+        let Child::Bad { reason, .. } = child(&no_title) else {
+            panic!("bad")
+        };
+        assert!(
+            reason.contains("`title`") && reason.contains("t3_p"),
+            "{reason}"
+        );
+    }
+}

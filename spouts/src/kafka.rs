@@ -1,0 +1,1659 @@
+//! `kafka`: the records of Apache Kafka topics (or of a Kafka-compatible broker such as tansu),
+//! read as a member of a consumer group through librdkafka (the `rdkafka` crate); each
+//! partition's contiguous acked prefix is committed to the group, so a restart, or another
+//! member taking the partition over, resumes after it (at-least-once).
+//!
+//! ```text
+//!  brokers ◄── consumer group `group` (subscribe: the partitions of `topic` are spread over
+//!    │          every spout task of every process running the topology; a member joining or
+//!    │          leaving rebalances them)
+//!    │  fetch (librdkafka's own threads; a partition is paused while `max_uncommitted`
+//!    ▼         offsets of it are emitted but not committed, resumed once commits catch up)
+//!  next_tuple: poll ≤ 512 records ──► decode ──emit (topic, partition, offset, key, value,
+//!    │                                  │       timestamp, headers[, fields..]) id (slot, offset)──► bolts
+//!    │                                  └─undecodable──► emit_to "error" (reason, raw), committed past
+//!    │  pending: (slot, offset) -> record; ack -> per-partition acked prefix
+//!    │  fail -> emitted again after `retry.backoff` × 2^(failures-1) (≤ `retry.max_backoff`);
+//!    │          after `retry.max_retries` failures -> `dead_letter_topic` (or the `error` stream)
+//!    └─ commit the acked prefix: every `commit_interval` (async), on revoke and on close (sync)
+//! ```
+//!
+//! # Options
+//! ```toml
+//! [spouts.lines]
+//! kind = "kafka"
+//! brokers = "127.0.0.1:9092"        # bootstrap servers, comma separated (required)
+//! topic = "lines"                   # or topics = ["a", "b"]
+//! # group = "my-app"                # default: "topo.<topology>.<component>"
+//! # instance_id = "host-1"          # static membership: task i joins as "host-1-<i>"
+//! first_poll = "committed_else_earliest"   # "earliest" | "latest" | "committed_else_earliest"
+//!                                          # | "committed_else_latest"
+//! payload = "utf8"                  # the value: "utf8" | "strict" | "raw" | "json"
+//! # fields = ["user", "action"]     # json: keys of the object emitted as fields
+//! commit_interval = "1s"
+//! max_uncommitted = 10000           # per partition: fetching pauses at this many
+//! retry = { backoff = "100ms", max_backoff = "10s", max_retries = 0 }   # 0 = forever
+//! # dead_letter_topic = "lines-dlt" # records failed max_retries times are produced here
+//! # dead_letter_properties = { "compression.type" = "lz4" }   # its producer's librdkafka settings
+//! stop_at_end = false               # true: the spout ends once every assigned partition is
+//!                                   # read to its end and acked (tests, `--until-idle`)
+//! [spouts.lines.properties]         # any librdkafka setting, passed through
+//! "session.timeout.ms" = 10000
+//! ```
+//! `earliest` and `latest` ignore the committed offsets the first time this spout task is
+//! assigned a partition (a re-assignment after a rebalance resumes from the committed offset);
+//! the `committed_else_*` strategies resume from the committed offset and use the earliest or
+//! latest offset only where the group has none.
+//!
+//! # Output
+//! The `default` stream carries (`topic`, `partition`, `offset`, `key`, `value`, `timestamp`,
+//! `headers`), then with `payload = "json"` one field per name in `fields`. `key` is text when
+//! it is UTF-8, else bytes, and null when the record has none; `value` is, by `payload`: `utf8`
+//! text (invalid UTF-8 replaced by U+FFFD), `strict` text (not UTF-8: `error`), `raw` bytes, or
+//! `json` the parsed document (with `fields`, an object is required). `timestamp` is the
+//! record's time in milliseconds since the Unix epoch (null if none); `headers` a map of header
+//! name to text (null for a header without a value).
+//!
+//! The `error` stream carries (`reason`, `raw`): records that cannot be decoded (`raw`: the first
+//! KiB of the value, invalid UTF-8 replaced), and, without `dead_letter_topic`, records that
+//! failed `retry.max_retries` times. Such a record counts as handled: it is committed past,
+//! counted ([`KafkaCounters::malformed`], [`KafkaCounters::gave_up`]) and logged at most once a
+//! second; nothing vanishes silently.
+//!
+//! # Delivery guarantee
+//! At-least-once. Kafka's auto-commit is off. Every emitted record is kept in memory until its
+//! tree is acked; per partition the spout commits the offset after the contiguous acked
+//! prefix, every `commit_interval`, synchronously when the partition is revoked (rebalance) and
+//! when the spout closes. After a crash, or when another member takes the partition over,
+//! reading resumes at the last committed offset: records emitted but not committed are read
+//! again (duplicates are possible, losses are not), at most `max_uncommitted` per partition plus
+//! one poll batch. A failed tree is emitted again from memory after its back-off, so other
+//! records of the partition keep flowing meanwhile (no seek, no stall); its offset holds the
+//! commit point back until it is acked. A fail or ack for a partition no longer assigned to the
+//! task is ignored (the new owner reads it again from the committed offset).
+//!
+//! # Errors
+//! An unreachable broker is retried by librdkafka for ever (its reconnect back-off); the spout
+//! keeps running, logs `brokers <list> unreachable: ...` at most once a second and keeps it in
+//! [`KafkaCounters::last_error`]. When the spout opens, the topics' metadata is fetched: a
+//! missing topic is reported as `topic "<name>" not found at <brokers>` and the open is retried
+//! by the runtime after a back-off. Bad options name the option and what was expected.
+//!
+//! # Known limits
+//! - Kafka transactions (exactly-once) are not used; the guarantee is at-least-once.
+//! - `earliest`/`latest` are per task and per run: a restarted process resumes a partition
+//!   from the group's committed offset only with the `committed_else_*` strategies.
+//! - The uncommitted cap is checked as records are polled: up to one poll batch of records that
+//!   librdkafka had already fetched may pass it.
+//! - Records held for replay live in memory (bounded by `max_uncommitted` per partition).
+//! - `stop_at_end` relies on librdkafka's end-of-partition event, which names the partition
+//!   number only: with several `topics`, the same partition number of each is taken as ended.
+//! - Kafka-compatible brokers differ: tansu 0.6 gives a produce batch of several records one
+//!   offset (a fetch from inside such a batch returns nothing), does not complete a join when
+//!   fewer members rejoin a group than it had, and does not expire a member that stopped
+//!   heartbeating; Apache Kafka has none of these limits. Against tansu, produce one record per
+//!   batch (`batch.num.messages = 1`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use serde::Deserialize;
+use smol_str::SmolStr;
+use tokio::time::Instant;
+use topo_runtime::{
+    BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
+};
+
+use crate::file::AckedPrefix;
+use crate::mqtt::PayloadFormat;
+use crate::warn::lock;
+
+/// The stream undecodable records (and records given up on) go to, with fields (`reason`, `raw`).
+pub const ERROR_STREAM: &str = "error";
+/// The environment variable tests and examples read the brokers from.
+pub const BROKERS_ENV: &str = "TOPO_KAFKA_BROKERS";
+
+/// How many bytes of a bad record the `raw` field keeps.
+const RAW_PREFIX: usize = 1024;
+/// How many records `next_tuple` polls at most per call.
+const POLL_PER_CALL: usize = 512;
+/// The fields every record has, in order.
+const BASE_FIELDS: [&str; 7] = [
+    "topic",
+    "partition",
+    "offset",
+    "key",
+    "value",
+    "timestamp",
+    "headers",
+];
+/// librdkafka settings the spout owns: set through options, or not at all.
+const OWNED_PROPERTIES: [(&str, &str); 7] = [
+    ("group.instance.id", "use option `instance_id`"),
+    ("bootstrap.servers", "use option `brokers`"),
+    ("metadata.broker.list", "use option `brokers`"),
+    ("group.id", "use option `group`"),
+    (
+        "enable.auto.commit",
+        "the spout commits acked offsets itself (at-least-once)",
+    ),
+    (
+        "enable.auto.offset.store",
+        "the spout commits acked offsets itself (at-least-once)",
+    ),
+    (
+        "enable.partition.eof",
+        "the spout sets it for `stop_at_end`",
+    ),
+];
+
+/// Where the spout starts reading a partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstPoll {
+    /// The earliest offset, ignoring the committed one (first assignment of the task only).
+    Earliest,
+    /// The end of the partition, ignoring the committed offset (first assignment only).
+    Latest,
+    /// The committed offset of the group, else the earliest offset.
+    #[default]
+    CommittedElseEarliest,
+    /// The committed offset of the group, else the end of the partition.
+    CommittedElseLatest,
+}
+
+/// How failed tuples are retried.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaRetry {
+    /// The wait before the first replay; doubles with every failure of the record.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// The longest wait before a replay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Failures of one record after which it goes to the dead-letter topic (or the `error`
+    /// stream) instead of being replayed; 0 = replay for ever.
+    pub max_retries: u32,
+}
+
+impl Default for KafkaRetry {
+    fn default() -> Self {
+        KafkaRetry {
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            max_retries: 0,
+        }
+    }
+}
+
+/// A librdkafka setting's value as written in TOML: text, a number or a boolean.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    /// Text, passed as is.
+    Text(String),
+    /// An integer.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl std::fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PropertyValue::Text(s) => f.write_str(s),
+            PropertyValue::Int(i) => write!(f, "{i}"),
+            PropertyValue::Float(x) => write!(f, "{x}"),
+            PropertyValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Options of the `kafka` spout.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaOptions {
+    /// Bootstrap servers, `host:port` separated by commas.
+    pub brokers: String,
+    /// The topic to read (or use `topics`).
+    pub topic: Option<String>,
+    /// Several topics to read.
+    pub topics: Vec<String>,
+    /// The consumer group; default `topo.<topology>.<component>`.
+    pub group: Option<String>,
+    /// Static group membership: task `i` joins as `group.instance.id` `<instance_id>-<i>`, so a
+    /// process restarted with the same id takes its partitions back without a rebalance. Each
+    /// process of a group needs an id of its own.
+    pub instance_id: Option<String>,
+    /// Where a partition starts.
+    pub first_poll: FirstPoll,
+    /// How a record's value becomes the `value` field (`raw` is an alias of `bytes`).
+    pub payload: PayloadFormat,
+    /// With `payload = "json"`: keys of the object emitted as fields after `headers`.
+    pub fields: Vec<String>,
+    /// How often acked offsets are committed.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Per partition, how many offsets may be emitted but not committed before fetching pauses.
+    pub max_uncommitted: u64,
+    /// How failed tuples are retried.
+    pub retry: KafkaRetry,
+    /// Where records that failed `retry.max_retries` times are produced.
+    pub dead_letter_topic: Option<String>,
+    /// librdkafka settings of the dead-letter producer, passed through.
+    pub dead_letter_properties: BTreeMap<String, PropertyValue>,
+    /// Read every assigned partition to its end, then end (the spout becomes exhausted).
+    pub stop_at_end: bool,
+    /// librdkafka settings passed through (`"session.timeout.ms" = 10000`).
+    pub properties: BTreeMap<String, PropertyValue>,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions {
+            brokers: String::new(),
+            topic: None,
+            topics: Vec::new(),
+            group: None,
+            instance_id: None,
+            first_poll: FirstPoll::default(),
+            payload: PayloadFormat::Utf8,
+            fields: Vec::new(),
+            commit_interval: Duration::from_secs(1),
+            max_uncommitted: 10_000,
+            retry: KafkaRetry::default(),
+            dead_letter_topic: None,
+            dead_letter_properties: BTreeMap::new(),
+            stop_at_end: false,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaOptions {
+    /// The topics to subscribe to.
+    pub fn topic_list(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.topic.iter().cloned().collect();
+        t.extend(self.topics.iter().cloned());
+        t
+    }
+}
+
+/// Checks a `brokers` option: `host:port` entries separated by commas.
+pub fn check_brokers(brokers: &str) -> Result<(), String> {
+    if brokers.trim().is_empty() {
+        return Err(
+            "option `brokers`: expected the bootstrap servers, e.g. \"127.0.0.1:9092\"".into(),
+        );
+    }
+    for b in brokers.split(',') {
+        let b = b.trim();
+        let hp = b
+            .strip_prefix("PLAINTEXT://")
+            .or_else(|| b.strip_prefix("SSL://"))
+            .unwrap_or(b);
+        let ok = hp
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(format!(
+                "option `brokers`: {b:?} is not host:port (e.g. \"127.0.0.1:9092\")"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a topic name as Kafka does (1 to 249 of `[A-Za-z0-9._-]`, not `.` or `..`).
+pub fn check_topic(option: &str, topic: &str) -> Result<(), String> {
+    if topic.is_empty()
+        || topic.len() > 249
+        || topic == "."
+        || topic == ".."
+        || !topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "option `{option}` = {topic:?}: expected a topic name (1 to 249 of letters, digits, '.', '_', '-')"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks passed-through properties: none of `owned`, every name non-empty.
+pub fn check_properties(
+    props: &BTreeMap<String, PropertyValue>,
+    owned: &[(&str, &str)],
+) -> Result<(), String> {
+    for name in props.keys() {
+        if name.trim().is_empty() {
+            return Err("option `properties`: a property name is empty".into());
+        }
+        if let Some((_, why)) = owned.iter().find(|(n, _)| n == name) {
+            return Err(format!(
+                "option `properties`: {name:?} cannot be set here ({why})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Counts shared by every task of a spout (and its clones).
+#[derive(Debug, Default)]
+pub struct KafkaCounters {
+    records: AtomicU64,
+    malformed: AtomicU64,
+    replays: AtomicU64,
+    dead_lettered: AtomicU64,
+    gave_up: AtomicU64,
+    commits: AtomicU64,
+    commit_errors: AtomicU64,
+    rebalances: AtomicU64,
+    pauses: AtomicU64,
+    log: crate::warn::ErrorLog,
+}
+
+impl KafkaCounters {
+    /// Records polled and emitted for the first time (replays not counted).
+    pub fn records(&self) -> u64 {
+        self.records.load(Relaxed)
+    }
+    /// Records that could not be decoded, sent to the `error` stream.
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Relaxed)
+    }
+    /// Failed tuples emitted again.
+    pub fn replays(&self) -> u64 {
+        self.replays.load(Relaxed)
+    }
+    /// Records produced to the dead-letter topic.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(Relaxed)
+    }
+    /// Records given up on without a dead-letter topic (sent to the `error` stream).
+    pub fn gave_up(&self) -> u64 {
+        self.gave_up.load(Relaxed)
+    }
+    /// Commits of acked offsets that succeeded.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Relaxed)
+    }
+    /// Commits that failed (retried at the next commit).
+    pub fn commit_errors(&self) -> u64 {
+        self.commit_errors.load(Relaxed)
+    }
+    /// Assignments and revocations seen by the tasks.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Relaxed)
+    }
+    /// Times a partition was paused at `max_uncommitted`.
+    pub fn pauses(&self) -> u64 {
+        self.pauses.load(Relaxed)
+    }
+    /// Errors reported by the client (unreachable brokers, missing topics, ...).
+    pub fn errors(&self) -> u64 {
+        self.log.count()
+    }
+    /// The text of the last error, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.log.last()
+    }
+
+    fn error(&self, component: &str, msg: String) {
+        self.log.record(component, msg);
+    }
+}
+
+/// The text of a client error, naming the brokers when they cannot be reached.
+pub fn describe_client_error(brokers: &str, error: &KafkaError, reason: &str) -> String {
+    let unreachable = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+        )
+    );
+    if unreachable {
+        format!("brokers {brokers} unreachable: {reason}")
+    } else {
+        format!("kafka client error ({error}): {reason}")
+    }
+}
+
+/// Forwards librdkafka's log lines to `tracing`.
+pub fn forward_log(component: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(component, fac, "librdkafka: {msg}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(component, fac, "librdkafka: {msg}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(component, fac, "librdkafka: {msg}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(component, fac, "librdkafka: {msg}"),
+    }
+}
+
+/// What a held record needs to be produced to the dead-letter topic.
+#[derive(Clone, Debug)]
+struct RawRecord {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// An emitted record, held until acked.
+struct Held {
+    values: Values,
+    failures: u32,
+    /// With a dead-letter topic: the record as read.
+    raw: Option<RawRecord>,
+}
+
+/// One assigned partition.
+struct Part {
+    /// Offsets handled (acked, undecodable, given up); `None` until the first record is read.
+    prefix: Option<AckedPrefix>,
+    /// The offset after the last one read.
+    next: u64,
+    /// Emitted and not yet acked.
+    held: HashMap<u64, Held>,
+    /// The offset last committed (or known committed).
+    committed: Option<u64>,
+    /// The last poll reached the end of the partition.
+    at_end: bool,
+    paused: bool,
+}
+
+impl Part {
+    fn new() -> Part {
+        Part {
+            prefix: None,
+            next: 0,
+            held: HashMap::new(),
+            committed: None,
+            at_end: false,
+            paused: false,
+        }
+    }
+    /// The offset to commit: after the contiguous handled prefix.
+    fn commit_point(&self) -> Option<u64> {
+        self.prefix.as_ref().map(AckedPrefix::committed)
+    }
+    fn uncommitted(&self) -> u64 {
+        self.next
+            .saturating_sub(self.committed.or(self.commit_point()).unwrap_or(self.next))
+    }
+    fn handled(&mut self, offset: u64) {
+        if let Some(p) = &mut self.prefix {
+            p.ack(offset, offset + 1);
+        }
+    }
+}
+
+/// Partition state shared by the spout and the rebalance callback (which runs inside `poll`).
+#[derive(Default)]
+struct Parts {
+    /// Slot index -> (topic, partition); a message id names the slot.
+    slots: Vec<(SmolStr, i32)>,
+    slot_of: HashMap<(SmolStr, i32), u32>,
+    /// The partitions assigned now.
+    live: HashMap<u32, Part>,
+    /// Partitions this task was ever assigned (for `earliest`/`latest`).
+    started: HashSet<u32>,
+    /// Failed records waiting for their replay time: (due, slot, offset).
+    replay: BTreeSet<(Instant, u32, u64)>,
+    /// An assignment has been received since the spout opened.
+    assigned_once: bool,
+    /// Between a revocation and the next assignment.
+    rebalancing: bool,
+}
+
+impl Parts {
+    fn slot(&mut self, topic: &str, partition: i32) -> u32 {
+        if let Some(s) = self.slot_of.get(&(SmolStr::new(topic), partition)) {
+            return *s;
+        }
+        let s = self.slots.len() as u32;
+        self.slots.push((SmolStr::new(topic), partition));
+        self.slot_of.insert((SmolStr::new(topic), partition), s);
+        s
+    }
+
+    /// Offsets to commit of the given slots: those whose commit point moved, or with `all`
+    /// every one (a final, synchronous commit that must not rely on one still in flight).
+    fn to_commit(&self, slots: impl Iterator<Item = u32>, all: bool) -> Vec<(u32, u64)> {
+        slots
+            .filter_map(|s| {
+                let p = self.live.get(&s)?;
+                let c = p.commit_point()?;
+                (all || p.committed != Some(c)).then_some((s, c))
+            })
+            .collect()
+    }
+
+    fn tpl(&self, offsets: &[(u32, u64)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (s, off) in offsets {
+            let (t, p) = &self.slots[*s as usize];
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*off as i64));
+        }
+        tpl
+    }
+}
+
+/// The consumer's context: rebalances (commit on revoke), errors, logs.
+struct SpoutContext {
+    parts: Arc<Mutex<Parts>>,
+    first_poll: FirstPoll,
+    counters: Arc<KafkaCounters>,
+    component: SmolStr,
+    brokers: String,
+}
+
+impl ClientContext for SpoutContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(&self.component, level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            // The end of a partition: expected, handled through `poll`.
+            return;
+        }
+        self.counters.error(
+            &self.component,
+            describe_client_error(&self.brokers, &error, reason),
+        );
+    }
+}
+
+impl ConsumerContext for SpoutContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        self.counters.rebalances.fetch_add(1, Relaxed);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut parts = lock(&self.parts);
+                let mut names = Vec::new();
+                let elements: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                for (topic, partition) in elements {
+                    let slot = parts.slot(&topic, partition);
+                    names.push(format!("{topic}/{partition}"));
+                    parts.live.insert(slot, Part::new());
+                    if parts.started.insert(slot) {
+                        let start = match self.first_poll {
+                            FirstPoll::Earliest => Some(Offset::Beginning),
+                            FirstPoll::Latest => Some(Offset::End),
+                            _ => None,
+                        };
+                        if let Some(o) = start {
+                            let _ = tpl.set_partition_offset(&topic, partition, o);
+                        }
+                    }
+                }
+                parts.assigned_once = true;
+                parts.rebalancing = false;
+                drop(parts);
+                tracing::info!(component = %self.component, partitions = ?names, "kafka partitions assigned");
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    self.counters
+                        .error(&self.component, format!("cannot take the assignment: {e}"));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let mut parts = lock(&self.parts);
+                let slots: Vec<u32> = tpl
+                    .elements()
+                    .iter()
+                    .filter_map(|e| {
+                        parts
+                            .slot_of
+                            .get(&(SmolStr::new(e.topic()), e.partition()))
+                            .copied()
+                    })
+                    .collect();
+                // Commit what is acked before another member takes the partitions.
+                let offsets = parts.to_commit(slots.iter().copied(), true);
+                if !offsets.is_empty() && !consumer.assignment_lost() {
+                    let commit = parts.tpl(&offsets);
+                    match consumer.commit(&commit, CommitMode::Sync) {
+                        Ok(()) => {
+                            self.counters.commits.fetch_add(1, Relaxed);
+                        }
+                        Err(e) => {
+                            self.counters.commit_errors.fetch_add(1, Relaxed);
+                            self.counters
+                                .error(&self.component, format!("commit on revoke failed: {e}"));
+                        }
+                    }
+                }
+                for s in &slots {
+                    parts.live.remove(s);
+                }
+                parts.replay.retain(|(_, s, _)| !slots.contains(s));
+                parts.rebalancing = !cooperative || parts.live.is_empty();
+                drop(parts);
+                tracing::info!(component = %self.component, partitions = slots.len(), "kafka partitions revoked");
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    self.counters.error(
+                        &self.component,
+                        format!("cannot give up the assignment: {e}"),
+                    );
+                }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                self.counters
+                    .error(&self.component, format!("rebalance error: {code}"));
+                lock(&self.parts).live.clear();
+                let _ = consumer.unassign();
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                self.counters.commits.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                // Not committed after all: the next commit sends these offsets again.
+                let mut parts = lock(&self.parts);
+                for el in offsets.elements() {
+                    let key = (SmolStr::new(el.topic()), el.partition());
+                    if let Some(slot) = parts.slot_of.get(&key).copied()
+                        && let Some(p) = parts.live.get_mut(&slot)
+                        && let Offset::Offset(o) = el.offset()
+                        && p.committed == Some(o as u64)
+                    {
+                        p.committed = None;
+                    }
+                }
+                drop(parts);
+                self.counters.commit_errors.fetch_add(1, Relaxed);
+                self.counters
+                    .error(&self.component, format!("commit failed: {e}"));
+            }
+        }
+    }
+}
+
+/// The `kafka` spout (see the module docs). Cloning gives a fresh, unopened spout with the same
+/// options that shares the counters.
+pub struct KafkaSpout {
+    opts: Arc<KafkaOptions>,
+    counters: Arc<KafkaCounters>,
+    run: Option<Running>,
+}
+
+impl Clone for KafkaSpout {
+    fn clone(&self) -> Self {
+        KafkaSpout {
+            opts: self.opts.clone(),
+            counters: self.counters.clone(),
+            run: None,
+        }
+    }
+}
+
+struct Running {
+    consumer: Arc<BaseConsumer<SpoutContext>>,
+    parts: Arc<Mutex<Parts>>,
+    dlq: Option<FutureProducer>,
+    /// Dead-letter deliveries under way: (slot, offset, delivery).
+    dlq_pending: Vec<(u32, u64, DeliveryFuture)>,
+    /// Records given up on (no dead-letter topic), to emit on the `error` stream.
+    gave_up: Vec<Values>,
+    component: SmolStr,
+    max_pending: usize,
+    last_commit: Instant,
+}
+
+impl KafkaSpout {
+    /// A Kafka spout with these options, or what is wrong with them.
+    pub fn new(opts: KafkaOptions) -> Result<KafkaSpout, String> {
+        check_brokers(&opts.brokers)?;
+        let topics = opts.topic_list();
+        if topics.is_empty() {
+            return Err("option `topic`: expected the topic to read (or `topics`, a list)".into());
+        }
+        for t in &topics {
+            check_topic(
+                if opts.topics.contains(t) {
+                    "topics"
+                } else {
+                    "topic"
+                },
+                t,
+            )?;
+        }
+        if topics.iter().collect::<HashSet<_>>().len() != topics.len() {
+            return Err("options `topic`/`topics`: a topic is named twice".into());
+        }
+        if opts.group.as_deref().is_some_and(|g| g.trim().is_empty()) {
+            return Err("option `group` is empty: expected a consumer group id".into());
+        }
+        if opts
+            .instance_id
+            .as_deref()
+            .is_some_and(|g| g.trim().is_empty())
+        {
+            return Err("option `instance_id` is empty: expected an id of this process in the group, e.g. \"host-1\"".into());
+        }
+        if let Some(t) = &opts.dead_letter_topic {
+            check_topic("dead_letter_topic", t)?;
+            if topics.contains(t) {
+                return Err(format!(
+                    "option `dead_letter_topic` = {t:?} is a topic the spout reads"
+                ));
+            }
+        }
+        if opts.dead_letter_topic.is_some() && opts.retry.max_retries == 0 {
+            return Err("option `dead_letter_topic` needs `retry.max_retries` (at least 1): with 0 records are replayed for ever".into());
+        }
+        if !opts.fields.is_empty() && opts.payload != PayloadFormat::Json {
+            return Err("option `fields` applies only with payload = \"json\"".into());
+        }
+        let mut seen = HashSet::new();
+        for f in &opts.fields {
+            if f.is_empty() || BASE_FIELDS.contains(&f.as_str()) || !seen.insert(f.as_str()) {
+                return Err(format!(
+                    "option `fields`: {f:?} is empty, repeated, or one of the fields {}",
+                    BASE_FIELDS.join(", ")
+                ));
+            }
+        }
+        if opts.commit_interval.is_zero() {
+            return Err("option `commit_interval` must be longer than 0s".into());
+        }
+        if opts.max_uncommitted == 0 {
+            return Err("option `max_uncommitted` must be at least 1".into());
+        }
+        let r = &opts.retry;
+        if r.backoff.is_zero() || r.max_backoff < r.backoff {
+            return Err(
+                "option `retry`: `backoff` must be more than 0s and at most `max_backoff`".into(),
+            );
+        }
+        check_properties(&opts.properties, &OWNED_PROPERTIES)?;
+        check_properties(
+            &opts.dead_letter_properties,
+            &[
+                ("bootstrap.servers", "use option `brokers`"),
+                ("metadata.broker.list", "use option `brokers`"),
+            ],
+        )
+        .map_err(|e| e.replace("`properties`", "`dead_letter_properties`"))?;
+        if !opts.dead_letter_properties.is_empty() && opts.dead_letter_topic.is_none() {
+            return Err(
+                "option `dead_letter_properties` applies only with `dead_letter_topic`".into(),
+            );
+        }
+        Ok(KafkaSpout {
+            opts: Arc::new(opts),
+            counters: Arc::default(),
+            run: None,
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.opts
+    }
+
+    /// What the tasks have seen so far, over every task of this spout and its clones.
+    pub fn counters(&self) -> &KafkaCounters {
+        &self.counters
+    }
+
+    /// The consumer group of a component: `group` if set, else `topo.<topology>.<component>`.
+    pub fn group_for(&self, topology: &str, component: &str) -> String {
+        self.opts
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("topo.{topology}.{component}"))
+    }
+}
+
+/// The metadata check done when opening: every topic exists (else its name and the brokers).
+pub fn check_topics_exist<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    brokers: &str,
+    topics: &[String],
+    option: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    for t in topics {
+        let md = client.fetch_metadata(Some(t), timeout).map_err(|e| {
+            if matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::OperationTimedOut)
+            ) {
+                format!(
+                    "brokers {brokers} unreachable: no metadata for topic {t:?} within {}",
+                    humantime::format_duration(timeout)
+                )
+            } else {
+                format!("cannot fetch the metadata of topic {t:?} from {brokers}: {e}")
+            }
+        })?;
+        let found = md.topics().iter().find(|m| m.name() == t);
+        let missing = match found {
+            None => true,
+            Some(m) => {
+                m.error().is_some_and(|e| {
+                    RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition
+                }) || m.partitions().is_empty()
+            }
+        };
+        if missing {
+            return Err(format!(
+                "topic {t:?} not found at {brokers}: create it, or fix option `{option}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `properties` to a librdkafka configuration.
+pub fn apply_properties(config: &mut ClientConfig, props: &BTreeMap<String, PropertyValue>) {
+    for (k, v) in props {
+        config.set(k, v.to_string());
+    }
+}
+
+/// The text of a key: UTF-8 text, else bytes; null when absent.
+fn key_value(key: Option<&[u8]>) -> Value {
+    match key {
+        None => Value::Null,
+        Some(k) => match std::str::from_utf8(k) {
+            Ok(s) => Value::Str(SmolStr::new(s)),
+            Err(_) => Value::from(bytes::Bytes::copy_from_slice(k)),
+        },
+    }
+}
+
+/// Decodes a record into its field values, or the reason it cannot be.
+fn decode(m: &BorrowedMessage<'_>, opts: &KafkaOptions, topic: &SmolStr) -> Result<Values, String> {
+    let data = m.payload().unwrap_or_default();
+    let what = || format!("record {}/{}@{}", m.topic(), m.partition(), m.offset());
+    let value = match opts.payload {
+        PayloadFormat::Utf8 => Value::Str(SmolStr::new(String::from_utf8_lossy(data))),
+        PayloadFormat::Strict => match std::str::from_utf8(data) {
+            Ok(s) => Value::Str(SmolStr::new(s)),
+            Err(e) => {
+                return Err(format!(
+                    "{} is not UTF-8 (invalid byte at offset {})",
+                    what(),
+                    e.valid_up_to()
+                ));
+            }
+        },
+        PayloadFormat::Bytes => Value::from(bytes::Bytes::copy_from_slice(data)),
+        PayloadFormat::Json => match serde_json::from_slice::<Value>(data) {
+            Ok(doc) => doc,
+            Err(e) => return Err(format!("{} is not valid JSON: {e}", what())),
+        },
+    };
+    let mut extracted = Vec::new();
+    if !opts.fields.is_empty() {
+        let Some(map) = value.as_map() else {
+            return Err(format!(
+                "{} is a JSON {}, expected an object (for `fields`)",
+                what(),
+                value.type_name()
+            ));
+        };
+        extracted = opts
+            .fields
+            .iter()
+            .map(|f| map.get(f.as_str()).cloned().unwrap_or(Value::Null))
+            .collect();
+    }
+    let headers = match m.headers() {
+        None => Value::Map(Arc::default()),
+        Some(h) => Value::Map(Arc::new(
+            h.iter()
+                .map(|Header { key, value }| {
+                    (
+                        SmolStr::new(key),
+                        value.map_or(Value::Null, |v| {
+                            Value::Str(SmolStr::new(String::from_utf8_lossy(v)))
+                        }),
+                    )
+                })
+                .collect(),
+        )),
+    };
+    let mut values = values![
+        Value::Str(topic.clone()),
+        Value::Int(m.partition() as i64),
+        Value::Int(m.offset()),
+        key_value(m.key()),
+        value,
+        m.timestamp().to_millis().map_or(Value::Null, Value::Int),
+        headers
+    ];
+    values.extend(extracted);
+    Ok(values)
+}
+
+fn raw_record(m: &BorrowedMessage<'_>) -> RawRecord {
+    RawRecord {
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+impl Running {
+    /// Handles one polled record: emit it, or send it to `error`.
+    fn on_record(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        opts: &KafkaOptions,
+        counters: &KafkaCounters,
+        out: &mut SpoutCollector<'_, (u32, u64)>,
+    ) {
+        let Ok(offset) = u64::try_from(m.offset()) else {
+            return;
+        };
+        let mut parts = lock(&self.parts);
+        let slot = parts.slot(m.topic(), m.partition());
+        let topic = parts.slots[slot as usize].0.clone();
+        let Some(part) = parts.live.get_mut(&slot) else {
+            // A record of a partition revoked meanwhile: its new owner reads it.
+            return;
+        };
+        part.at_end = false;
+        match &mut part.prefix {
+            None => {
+                part.prefix = Some(AckedPrefix::new(offset));
+                part.next = offset;
+            }
+            Some(p) => {
+                if offset < part.next {
+                    // Read before (a fetch repeated after pause/resume): already emitted.
+                    return;
+                }
+                if offset > part.next {
+                    // A gap (compaction, transaction markers): nothing to wait for there.
+                    p.ack(part.next, offset);
+                }
+            }
+        }
+        part.next = offset + 1;
+        match decode(m, opts, &topic) {
+            Ok(values) => {
+                counters.records.fetch_add(1, Relaxed);
+                let raw = self.dlq.is_some().then(|| raw_record(m));
+                part.held.insert(
+                    offset,
+                    Held {
+                        values: values.clone(),
+                        failures: 0,
+                        raw,
+                    },
+                );
+                out.emit(values, (slot, offset));
+            }
+            Err(reason) => {
+                counters.malformed.fetch_add(1, Relaxed);
+                if counters.log.warn.allow() {
+                    tracing::warn!(component = %self.component, %reason, "record sent to the `error` stream");
+                }
+                part.handled(offset);
+                let data = m.payload().unwrap_or_default();
+                out.emit_to(
+                    ERROR_STREAM,
+                    values![
+                        reason,
+                        String::from_utf8_lossy(&data[..data.len().min(RAW_PREFIX)]).into_owned()
+                    ],
+                    None,
+                );
+            }
+        }
+        if part.uncommitted() >= opts.max_uncommitted && !part.paused {
+            part.paused = true;
+            let (t, p) = parts.slots[slot as usize].clone();
+            drop(parts);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&t, p);
+            if let Err(e) = self.consumer.pause(&tpl) {
+                counters.error(&self.component, format!("cannot pause {t}/{p}: {e}"));
+            } else {
+                counters.pauses.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Resumes paused partitions whose uncommitted window fell below the cap.
+    fn resume_below_cap(&mut self, opts: &KafkaOptions, counters: &KafkaCounters) {
+        let mut parts = lock(&self.parts);
+        let mut tpl = TopicPartitionList::new();
+        let mut resumed = Vec::new();
+        for (slot, part) in parts.live.iter() {
+            if part.paused && part.uncommitted() < opts.max_uncommitted {
+                resumed.push(*slot);
+            }
+        }
+        for slot in &resumed {
+            if let Some(p) = parts.live.get_mut(slot) {
+                p.paused = false;
+            }
+            let (t, p) = &parts.slots[*slot as usize];
+            tpl.add_partition(t, *p);
+        }
+        drop(parts);
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.resume(&tpl)
+        {
+            counters.error(&self.component, format!("cannot resume partitions: {e}"));
+        }
+    }
+
+    /// Emits failed records whose back-off has passed.
+    fn replay_due(&mut self, out: &mut SpoutCollector<'_, (u32, u64)>, counters: &KafkaCounters) {
+        let now = Instant::now();
+        let mut parts = lock(&self.parts);
+        while out.pending() < self.max_pending {
+            let Some(&(due, slot, offset)) = parts.replay.first() else {
+                break;
+            };
+            if due > now {
+                break;
+            }
+            parts.replay.pop_first();
+            if let Some(h) = parts.live.get(&slot).and_then(|p| p.held.get(&offset)) {
+                counters.replays.fetch_add(1, Relaxed);
+                out.emit(h.values.clone(), (slot, offset));
+            }
+        }
+    }
+
+    /// Moves finished dead-letter deliveries: delivered offsets are handled.
+    fn poll_dead_letters(&mut self, opts: &KafkaOptions, counters: &KafkaCounters) {
+        use futures_util::FutureExt;
+        if self.dlq_pending.is_empty() {
+            return;
+        }
+        let mut still = Vec::new();
+        for (slot, offset, mut fut) in self.dlq_pending.drain(..) {
+            match (&mut fut).now_or_never() {
+                None => still.push((slot, offset, fut)),
+                Some(Ok(Ok(_))) => {
+                    counters.dead_lettered.fetch_add(1, Relaxed);
+                    let mut parts = lock(&self.parts);
+                    if let Some(p) = parts.live.get_mut(&slot) {
+                        p.held.remove(&offset);
+                        p.handled(offset);
+                    }
+                }
+                Some(r) => {
+                    let why = match r {
+                        Ok(Err((e, _))) => e.to_string(),
+                        _ => "the producer was dropped".into(),
+                    };
+                    counters.error(
+                        &self.component,
+                        format!(
+                            "cannot produce to dead-letter topic {:?}: {why}; trying again after {}",
+                            opts.dead_letter_topic.as_deref().unwrap_or(""),
+                            humantime::format_duration(opts.retry.max_backoff)
+                        ),
+                    );
+                    let mut parts = lock(&self.parts);
+                    if parts
+                        .live
+                        .get(&slot)
+                        .is_some_and(|p| p.held.contains_key(&offset))
+                    {
+                        // Replayed as a failed tuple once more: it comes back here.
+                        parts.replay.insert((
+                            Instant::now() + opts.retry.max_backoff,
+                            slot,
+                            offset,
+                        ));
+                    }
+                }
+            }
+        }
+        self.dlq_pending = still;
+    }
+
+    /// Commits moved commit points of every live partition (`Async`, or `Sync` when ending).
+    fn commit(&self, mode: CommitMode, counters: &KafkaCounters) -> Result<(), String> {
+        let (offsets, tpl) = {
+            let parts = lock(&self.parts);
+            let offsets = parts.to_commit(parts.live.keys().copied(), false);
+            let tpl = parts.tpl(&offsets);
+            (offsets, tpl)
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                if matches!(mode, CommitMode::Sync) {
+                    counters.commits.fetch_add(1, Relaxed);
+                }
+                let mut parts = lock(&self.parts);
+                for (slot, off) in offsets {
+                    if let Some(p) = parts.live.get_mut(&slot) {
+                        p.committed = Some(off);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                counters.commit_errors.fetch_add(1, Relaxed);
+                let msg = format!("commit of acked offsets failed: {e}");
+                counters.error(&self.component, msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
+    /// Every assigned partition read to its end, every record handled and committed.
+    fn drained(&self) -> bool {
+        let parts = lock(&self.parts);
+        parts.assigned_once
+            && !parts.rebalancing
+            && parts.replay.is_empty()
+            && self.dlq_pending.is_empty()
+            && parts.live.values().all(|p| {
+                p.at_end && p.held.is_empty() && p.committed == p.commit_point().or(p.committed)
+            })
+    }
+}
+
+impl Spout for KafkaSpout {
+    type MessageId = (u32, u64);
+
+    fn declare_outputs(&self, out: &mut OutputDeclarer) {
+        let mut fields: Vec<&str> = BASE_FIELDS.to_vec();
+        fields.extend(self.opts.fields.iter().map(String::as_str));
+        out.declare(fields);
+        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+    }
+
+    async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        let o = &self.opts;
+        let component = SmolStr::from(ctx.component_id());
+        let group = self.group_for(ctx.topology(), ctx.component_id());
+        let parts = Arc::new(Mutex::new(Parts::default()));
+        let context = SpoutContext {
+            parts: parts.clone(),
+            first_poll: o.first_poll,
+            counters: self.counters.clone(),
+            component: component.clone(),
+            brokers: o.brokers.clone(),
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &o.brokers)
+            .set("group.id", &group)
+            .set(
+                "client.id",
+                format!("topo-{}-{}", ctx.component_id(), ctx.task_index()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set(
+                "auto.offset.reset",
+                match o.first_poll {
+                    FirstPoll::Latest | FirstPoll::CommittedElseLatest => "latest",
+                    _ => "earliest",
+                },
+            );
+        if let Some(id) = &o.instance_id {
+            config.set("group.instance.id", format!("{id}-{}", ctx.task_index()));
+        }
+        apply_properties(&mut config, &o.properties);
+        let consumer: BaseConsumer<SpoutContext> = config
+            .create_with_context(context)
+            .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+        let consumer = Arc::new(consumer);
+        // The topics must exist: a missing one is named (and the open retried).
+        let topics = o.topic_list();
+        {
+            let (c, brokers, topics) = (consumer.clone(), o.brokers.clone(), topics.clone());
+            let option = if o.topic.is_some() { "topic" } else { "topics" };
+            tokio::task::spawn_blocking(move || {
+                check_topics_exist(
+                    c.client(),
+                    &brokers,
+                    &topics,
+                    option,
+                    Duration::from_secs(10),
+                )
+            })
+            .await
+            .map_err(|e| format!("metadata check: {e}"))?
+            .inspect_err(|e| self.counters.error(&component, e.clone()))?;
+        }
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| format!("cannot subscribe to {names:?}: {e}"))?;
+        let dlq = match &o.dead_letter_topic {
+            None => None,
+            Some(_) => {
+                let mut pc = ClientConfig::new();
+                pc.set("bootstrap.servers", &o.brokers)
+                    .set("enable.idempotence", "true");
+                apply_properties(&mut pc, &o.dead_letter_properties);
+                Some(
+                    pc.create::<FutureProducer>()
+                        .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?,
+                )
+            }
+        };
+        tracing::info!(component = %component, topics = ?topics, group = %group, brokers = %o.brokers, "kafka spout open");
+        self.run = Some(Running {
+            consumer,
+            parts,
+            dlq,
+            dlq_pending: Vec::new(),
+            gave_up: Vec::new(),
+            component,
+            max_pending: ctx.config().max_spout_pending.unwrap_or(usize::MAX),
+            last_commit: Instant::now(),
+        });
+        Ok(())
+    }
+
+    async fn next_tuple(
+        &mut self,
+        out: &mut SpoutCollector<'_, (u32, u64)>,
+    ) -> Result<(), BoxError> {
+        let Some(r) = &mut self.run else {
+            return Ok(());
+        };
+        let opts = &*self.opts;
+        let counters = &*self.counters;
+        r.poll_dead_letters(opts, counters);
+        for v in r.gave_up.drain(..) {
+            out.emit_to(ERROR_STREAM, v, None);
+        }
+        r.replay_due(out, counters);
+        let mut n = 0;
+        while n < POLL_PER_CALL && out.pending() < r.max_pending {
+            // The rebalance callback runs inside poll: no lock held here.
+            let consumer = r.consumer.clone();
+            match consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => {
+                    r.on_record(&m, opts, counters, out);
+                    n += 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    let mut parts = lock(&r.parts);
+                    // The EOF event names the partition only: mark every topic's.
+                    let slots: Vec<u32> = parts
+                        .slot_of
+                        .iter()
+                        .filter(|((_, part), _)| *part == p)
+                        .map(|(_, s)| *s)
+                        .collect();
+                    for s in slots {
+                        if let Some(part) = parts.live.get_mut(&s) {
+                            part.at_end = true;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    counters.error(&r.component, format!("kafka consumer: {e}"));
+                    break;
+                }
+            }
+        }
+        r.resume_below_cap(opts, counters);
+        if r.last_commit.elapsed() >= opts.commit_interval {
+            r.last_commit = Instant::now();
+            let _ = r.commit(CommitMode::Async, counters);
+        }
+        if opts.stop_at_end {
+            // Once everything is read and acked, commit for sure before reporting the end.
+            let all_read = {
+                let parts = lock(&r.parts);
+                parts.assigned_once
+                    && !parts.rebalancing
+                    && parts.replay.is_empty()
+                    && parts.live.values().all(|p| p.at_end && p.held.is_empty())
+            };
+            if all_read && !r.drained() {
+                let consumer = r.consumer.clone();
+                let (offsets, tpl) = {
+                    let parts = lock(&r.parts);
+                    let offsets = parts.to_commit(parts.live.keys().copied(), false);
+                    let tpl = parts.tpl(&offsets);
+                    (offsets, tpl)
+                };
+                if !offsets.is_empty() {
+                    let res = tokio::task::spawn_blocking(move || {
+                        consumer.commit(&tpl, CommitMode::Sync)
+                    })
+                    .await;
+                    match res {
+                        Ok(Ok(())) => {
+                            counters.commits.fetch_add(1, Relaxed);
+                            let mut parts = lock(&r.parts);
+                            for (slot, off) in offsets {
+                                if let Some(p) = parts.live.get_mut(&slot) {
+                                    p.committed = Some(off);
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            counters.commit_errors.fetch_add(1, Relaxed);
+                            counters.error(&r.component, format!("commit failed: {e}"));
+                        }
+                        Err(e) => counters.error(&r.component, format!("commit: {e}")),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ack(&mut self, id: (u32, u64)) {
+        let Some(r) = &mut self.run else { return };
+        let mut parts = lock(&r.parts);
+        if let Some(p) = parts.live.get_mut(&id.0)
+            && p.held.remove(&id.1).is_some()
+        {
+            p.handled(id.1);
+        }
+    }
+
+    fn fail(&mut self, id: (u32, u64)) {
+        let Some(r) = &mut self.run else { return };
+        let opts = &*self.opts;
+        let mut parts = lock(&r.parts);
+        let Some((topic, partition)) = parts.slots.get(id.0 as usize).cloned() else {
+            return;
+        };
+        let Some(part) = parts.live.get_mut(&id.0) else {
+            // No longer assigned: the new owner reads it again from the committed offset.
+            return;
+        };
+        let Some(held) = part.held.get_mut(&id.1) else {
+            return;
+        };
+        held.failures += 1;
+        let failures = held.failures;
+        let raw = held.raw.clone();
+        let give_up = opts.retry.max_retries != 0 && failures > opts.retry.max_retries;
+        if !give_up {
+            let wait = opts
+                .retry
+                .backoff
+                .saturating_mul(1u32 << (failures - 1).min(20))
+                .min(opts.retry.max_backoff);
+            parts.replay.insert((Instant::now() + wait, id.0, id.1));
+            return;
+        }
+        let reason = format!(
+            "record {topic}/{partition}@{} failed {failures} times (retry.max_retries = {})",
+            id.1, opts.retry.max_retries
+        );
+        match (&r.dlq, &opts.dead_letter_topic) {
+            (Some(producer), Some(dlt)) => {
+                let Some(raw) = raw else { return };
+                drop(parts);
+                let mut headers = OwnedHeaders::new();
+                for (k, v) in &raw.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: v.as_deref(),
+                    });
+                }
+                let offset_text = id.1.to_string();
+                let partition_text = partition.to_string();
+                headers = headers
+                    .insert(Header {
+                        key: "topo.error",
+                        value: Some(reason.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "topo.topic",
+                        value: Some(topic.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "topo.partition",
+                        value: Some(partition_text.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "topo.offset",
+                        value: Some(offset_text.as_bytes()),
+                    });
+                let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlt).headers(headers);
+                if let Some(k) = &raw.key {
+                    rec = rec.key(k.as_slice());
+                }
+                if let Some(v) = &raw.value {
+                    rec = rec.payload(v.as_slice());
+                }
+                match producer.send_result(rec) {
+                    Ok(fut) => r.dlq_pending.push((id.0, id.1, fut)),
+                    Err((e, _)) => {
+                        self.counters.error(
+                            &r.component,
+                            format!("cannot produce to dead-letter topic {dlt:?}: {e}"),
+                        );
+                        lock(&r.parts).replay.insert((
+                            Instant::now() + opts.retry.max_backoff,
+                            id.0,
+                            id.1,
+                        ));
+                    }
+                }
+            }
+            _ => {
+                self.counters.gave_up.fetch_add(1, Relaxed);
+                if self.counters.log.warn.allow() {
+                    tracing::warn!(component = %r.component, %reason, "record sent to the `error` stream");
+                }
+                let Some(part) = parts.live.get_mut(&id.0) else {
+                    return;
+                };
+                let raw = part
+                    .held
+                    .remove(&id.1)
+                    .map(|h| h.values)
+                    .and_then(|v| v.get(4).cloned())
+                    .map(|v| match v {
+                        Value::Str(s) => s.to_string(),
+                        other => serde_json::to_string(&other).unwrap_or_default(),
+                    })
+                    .unwrap_or_default();
+                part.handled(id.1);
+                r.gave_up.push(values![reason, raw]);
+            }
+        }
+    }
+
+    fn is_exhausted(&self) -> bool {
+        self.opts.stop_at_end && self.run.as_ref().is_some_and(Running::drained)
+    }
+
+    async fn close(&mut self) {
+        let Some(r) = self.run.take() else { return };
+        let counters = self.counters.clone();
+        let consumer = r.consumer.clone();
+        let (offsets, tpl) = {
+            let parts = lock(&r.parts);
+            let offsets = parts.to_commit(parts.live.keys().copied(), true);
+            let tpl = parts.tpl(&offsets);
+            (offsets, tpl)
+        };
+        if let Some(p) = &r.dlq {
+            use rdkafka::producer::Producer;
+            let p = p.clone();
+            let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
+        }
+        let component = r.component.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if !offsets.is_empty() {
+                match consumer.commit(&tpl, CommitMode::Sync) {
+                    Ok(()) => {
+                        counters.commits.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        counters.commit_errors.fetch_add(1, Relaxed);
+                        counters.error(&component, format!("commit on close failed: {e}"));
+                    }
+                }
+            }
+            // Leave the group now, so that other members take the partitions at once.
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await;
+        drop(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> KafkaOptions {
+        KafkaOptions {
+            brokers: "127.0.0.1:9092".into(),
+            topic: Some("t".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bad_options_name_the_option() {
+        let cases: Vec<(KafkaOptions, &str)> = vec![
+            (
+                KafkaOptions {
+                    brokers: String::new(),
+                    ..base()
+                },
+                "option `brokers`",
+            ),
+            (
+                KafkaOptions {
+                    brokers: "localhost".into(),
+                    ..base()
+                },
+                "\"localhost\" is not host:port",
+            ),
+            (
+                KafkaOptions {
+                    topic: None,
+                    ..base()
+                },
+                "option `topic`",
+            ),
+            (
+                KafkaOptions {
+                    topic: Some("a b".into()),
+                    ..base()
+                },
+                "option `topic` = \"a b\"",
+            ),
+            (
+                KafkaOptions {
+                    dead_letter_topic: Some("dlt".into()),
+                    ..base()
+                },
+                "needs `retry.max_retries`",
+            ),
+            (
+                KafkaOptions {
+                    fields: vec!["a".into()],
+                    ..base()
+                },
+                "applies only with payload",
+            ),
+            (
+                KafkaOptions {
+                    max_uncommitted: 0,
+                    ..base()
+                },
+                "option `max_uncommitted`",
+            ),
+            (
+                KafkaOptions {
+                    properties: [("enable.auto.commit".to_string(), PropertyValue::Bool(true))]
+                        .into(),
+                    ..base()
+                },
+                "\"enable.auto.commit\" cannot be set here",
+            ),
+        ];
+        for (o, want) in cases {
+            let e = KafkaSpout::new(o).err().expect("refused");
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+        assert!(KafkaSpout::new(base()).is_ok());
+    }
+
+    #[test]
+    fn gaps_and_acks_move_the_commit_point() {
+        let mut p = Part::new();
+        p.prefix = Some(AckedPrefix::new(10));
+        p.next = 13;
+        assert_eq!(p.commit_point(), Some(10));
+        p.handled(11);
+        assert_eq!(p.commit_point(), Some(10));
+        p.handled(10);
+        assert_eq!(p.commit_point(), Some(12));
+        assert_eq!(p.uncommitted(), 1);
+    }
+}

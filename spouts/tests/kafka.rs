@@ -1,0 +1,385 @@
+//! The `kafka` spout against a real Kafka-compatible broker (tansu, address in
+//! `TOPO_KAFKA_BROKERS`, default `127.0.0.1:9092`): every record of a 4-partition topic read by
+//! two tasks of one group with replays of failed tuples and the group's offsets committed to
+//! the end; undecodable JSON to the `error` stream and committed past; records failing every
+//! try produced to the dead-letter topic; fetching paused at `max_uncommitted`; a missing topic
+//! and an unreachable broker named. Every test uses topics and groups of its own.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use topo_dsl::TopologyBuilder;
+use topo_runtime::testing::CaptureBolt;
+use topo_runtime::{BasicBolt, BasicCollector, BoltFactory, BoxError, TopologyHandle, Tuple};
+use topo_spouts::mqtt::PayloadFormat;
+use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSpout};
+
+use topo_test_support::kafka::*;
+use topo_test_support::unique;
+
+fn options(topic: &str, group: &str) -> KafkaOptions {
+    KafkaOptions {
+        brokers: brokers(),
+        topic: Some(topic.into()),
+        group: Some(group.into()),
+        stop_at_end: true,
+        commit_interval: Duration::from_millis(100),
+        retry: KafkaRetry {
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+            max_retries: 0,
+        },
+        ..KafkaOptions::default()
+    }
+}
+
+/// Fails the first `times` deliveries of every k-th record (by the number in its value), or of
+/// every record whose value starts with "poison"; records every delivered value.
+#[derive(Clone)]
+struct Flaky {
+    every: usize,
+    times: usize,
+    failures: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    delivered: Arc<Mutex<Vec<String>>>,
+}
+
+impl Flaky {
+    fn new(every: usize, times: usize) -> Flaky {
+        Flaky {
+            every,
+            times,
+            failures: Arc::default(),
+            delivered: Arc::default(),
+        }
+    }
+    fn values(&self) -> Vec<String> {
+        let mut v = self.delivered.lock().expect("lock").clone();
+        v.sort();
+        v
+    }
+}
+
+impl BasicBolt for Flaky {
+    fn execute(&mut self, input: &Tuple, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        let value = input.str_field("value")?.to_string();
+        if value.starts_with("poison") {
+            return Err(format!("{value} always fails").into());
+        }
+        let n: usize = value
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        if self.every > 0 && n.is_multiple_of(self.every) {
+            let mut f = self.failures.lock().expect("lock");
+            let c = f.entry(value.clone()).or_insert(0);
+            if *c < self.times {
+                *c += 1;
+                return Err(format!("delivery {} of {value} fails", *c).into());
+            }
+        }
+        self.delivered.lock().expect("lock").push(value);
+        Ok(())
+    }
+}
+
+fn run(spout: &KafkaSpout, parallelism: usize, bolt: &Flaky) -> (TopologyHandle, CaptureBolt) {
+    let mut b = TopologyBuilder::new("kafka-test");
+    b.config_mut().max_spout_pending = Some(500);
+    let s = spout.clone();
+    b.set_spout("kafka", move || s.clone(), parallelism);
+    let f = bolt.clone();
+    b.set_bolt("flaky", BoltFactory::basic(move || f.clone()), 2)
+        .shuffle_grouping("kafka");
+    let errors = CaptureBolt::new();
+    b.set_bolt("errors", errors.factory(), 1)
+        .shuffle_grouping_stream("kafka", "error");
+    (
+        topo_runtime::submit(b.build().expect("a valid topology")),
+        errors,
+    )
+}
+
+fn records(prefix: &str, range: std::ops::Range<usize>) -> Vec<(String, String)> {
+    range
+        .map(|i| (format!("key-{}", i % 23), format!("{prefix}-{i}")))
+        .collect()
+}
+
+// Guards at-least-once over a 4-partition topic read by two tasks of one group: with every 7th
+// record failing its first two deliveries, every record is delivered exactly once after
+// replays, and the group's committed offsets reach the end of every partition; a second run
+// of the same group reads only what was produced after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_of_four_partitions_is_delivered_and_committed_to_the_end() {
+    const N: usize = 2000;
+    let topic = unique("four");
+    let group = unique("group");
+    create_topic(&topic, 4).await;
+    let first = records("r", 0..N);
+    produce(&topic, &first).await;
+
+    let spout = KafkaSpout::new(options(&topic, &group)).expect("valid options");
+    let bolt = Flaky::new(7, 2);
+    let (handle, _) = run(&spout, 2, &bolt);
+    let m = handle.wait_until_idle(WAIT).await.expect("idle");
+    let s = m.component("kafka").expect("the spout's figures");
+    let failing = (0..N).filter(|i| i % 7 == 0).count() as u64;
+    assert_eq!(s.acked(), N as u64, "each record acked once");
+    assert_eq!(s.failed(), 2 * failing, "every 7th record failed twice");
+    let mut want: Vec<String> = first.iter().map(|r| r.1.clone()).collect();
+    want.sort();
+    assert_eq!(
+        bolt.values(),
+        want,
+        "every record delivered once after replays"
+    );
+    assert_eq!(spout.counters().replays(), 2 * failing);
+    handle.stop(Duration::from_secs(10)).await;
+    assert_eq!(
+        committed(&group, &topic, 4),
+        end_offsets(&topic, 4),
+        "the group committed the end of every partition"
+    );
+
+    // The same group again (as many members as before: tansu 0.6 does not complete a join of
+    // fewer members than the group had): only the new records.
+    let second = records("s", N..N + 100);
+    produce(&topic, &second).await;
+    let spout = KafkaSpout::new(options(&topic, &group)).expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let (handle, _) = run(&spout, 2, &bolt);
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(10)).await;
+    let mut want: Vec<String> = second.iter().map(|r| r.1.clone()).collect();
+    want.sort();
+    assert_eq!(bolt.values(), want, "a restart resumes after the commits");
+    assert_eq!(committed(&group, &topic, 4), end_offsets(&topic, 4));
+}
+
+// Guards the fields and the `error` stream: JSON records become fields (key, headers,
+// timestamp kept), undecodable ones go to `error` with the reason and are committed past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_json_goes_to_the_error_stream_and_is_committed_past() {
+    let topic = unique("json");
+    let group = unique("group");
+    create_topic(&topic, 1).await;
+    let p = producer();
+    for (i, v) in [
+        r#"{"user":"ann","n":1}"#,
+        "not json {",
+        r#"{"user":"bob","n":2}"#,
+        "[1,2]",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let key = format!("k{i}");
+        p.send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key(&key)
+                .payload(*v)
+                .headers(headers(&[("source", "test")])),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    }
+    let spout = KafkaSpout::new(KafkaOptions {
+        payload: PayloadFormat::Json,
+        fields: vec!["user".into(), "n".into()],
+        ..options(&topic, &group)
+    })
+    .expect("valid options");
+
+    let mut b = TopologyBuilder::new("kafka-json");
+    let s = spout.clone();
+    b.set_spout("kafka", move || s.clone(), 1);
+    let good = CaptureBolt::new();
+    b.set_bolt("good", good.factory(), 1)
+        .shuffle_grouping("kafka");
+    let bad = CaptureBolt::new();
+    b.set_bolt("bad", bad.factory(), 1)
+        .shuffle_grouping_stream("kafka", "error");
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(10)).await;
+
+    // Fields: topic, partition, offset, key, value, timestamp, headers, user, n.
+    let good = good.tuples();
+    assert_eq!(good.len(), 2);
+    let users: Vec<&str> = good
+        .iter()
+        .map(|t| t.values[7].as_str().expect("user"))
+        .collect();
+    assert_eq!(users, ["ann", "bob"]);
+    assert_eq!(good[0].values[0].as_str(), Some(topic.as_str()));
+    assert_eq!(good[0].values[2].as_i64(), Some(0));
+    assert_eq!(good[0].values[3].as_str(), Some("k0"));
+    assert_eq!(good[1].values[8].as_i64(), Some(2));
+    assert!(good[0].values[5].as_i64().is_some(), "a timestamp");
+    assert_eq!(
+        good[0].values[6]
+            .as_map()
+            .and_then(|m| m.get("source"))
+            .and_then(|v| v.as_str()),
+        Some("test")
+    );
+    // Fields: reason, raw.
+    let bad = bad.tuples();
+    assert_eq!(bad.len(), 2, "both bad records reported");
+    let reason = bad[0].values[0].as_str().expect("reason");
+    assert!(
+        reason.contains(&format!("{topic}/0@1")) && reason.contains("not valid JSON"),
+        "{reason}"
+    );
+    assert_eq!(bad[0].values[1].as_str(), Some("not json {"));
+    let reason = bad[1].values[0].as_str().expect("reason");
+    assert!(reason.contains("expected an object"), "{reason}");
+    assert_eq!(spout.counters().malformed(), 2);
+    assert_eq!(committed(&group, &topic, 1), end_offsets(&topic, 1));
+}
+
+// Guards the dead-letter topic: a record failing every try is produced there after
+// `max_retries` replays (with the reason and its origin in headers) and committed past; the
+// other records are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_failing_every_try_go_to_the_dead_letter_topic() {
+    let topic = unique("dlq-in");
+    let dlt = unique("dlq");
+    let group = unique("group");
+    create_topic(&topic, 2).await;
+    create_topic(&dlt, 1).await;
+    let mut input = records("ok", 0..50);
+    input.push(("key-a".into(), "poison-1".into()));
+    input.push(("key-b".into(), "poison-2".into()));
+    produce(&topic, &input).await;
+    let spout = KafkaSpout::new(KafkaOptions {
+        dead_letter_topic: Some(dlt.clone()),
+        // tansu 0.6 gives a batch of several records one offset: one record per batch.
+        dead_letter_properties: [(
+            "batch.num.messages".to_string(),
+            topo_spouts::PropertyValue::Int(1),
+        )]
+        .into(),
+        retry: KafkaRetry {
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            max_retries: 2,
+        },
+        ..options(&topic, &group)
+    })
+    .expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let (handle, _) = run(&spout, 1, &bolt);
+    let m = handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(10)).await;
+    assert_eq!(
+        m.component("kafka").expect("spout").failed(),
+        6,
+        "each poison record failed 1 + max_retries times"
+    );
+    assert_eq!(bolt.values().len(), 50);
+    assert_eq!(spout.counters().dead_lettered(), 2);
+    let mut dead = read_all(&dlt, 1);
+    dead.sort_by(|a, b| a.value.cmp(&b.value));
+    assert_eq!(
+        dead.iter().map(|r| r.value.as_str()).collect::<Vec<_>>(),
+        ["poison-1", "poison-2"]
+    );
+    assert_eq!(dead[0].key.as_deref(), Some("key-a"));
+    let h: std::collections::HashMap<_, _> = dead[0].headers.iter().cloned().collect();
+    assert_eq!(h.get("topo.topic"), Some(&topic));
+    assert!(
+        h.get("topo.error")
+            .is_some_and(|e| e.contains("failed 3 times")),
+        "{h:?}"
+    );
+    assert_eq!(committed(&group, &topic, 2), end_offsets(&topic, 2));
+}
+
+// Guards the uncommitted cap: with `max_uncommitted = 20` and a bolt that fails one record
+// several times, the partition is paused (counted) and everything still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_pauses_at_the_uncommitted_cap_and_resumes() {
+    let topic = unique("cap");
+    let group = unique("group");
+    create_topic(&topic, 1).await;
+    let input = records("c", 0..300);
+    produce(&topic, &input).await;
+    let spout = KafkaSpout::new(KafkaOptions {
+        max_uncommitted: 20,
+        retry: KafkaRetry {
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            max_retries: 0,
+        },
+        ..options(&topic, &group)
+    })
+    .expect("valid options");
+    let bolt = Flaky::new(10, 3);
+    let (handle, _) = run(&spout, 1, &bolt);
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(10)).await;
+    let got: HashSet<String> = bolt.values().into_iter().collect();
+    assert_eq!(got.len(), 300, "every record delivered");
+    assert!(
+        spout.counters().pauses() > 0,
+        "the cap paused the partition"
+    );
+    assert_eq!(committed(&group, &topic, 1), end_offsets(&topic, 1));
+}
+
+// Guards the report of a missing topic: the spout names it and the brokers, and keeps
+// retrying instead of crashing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_topic_is_named() {
+    let topic = unique("missing");
+    let spout = KafkaSpout::new(options(&topic, &unique("group"))).expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let (handle, _) = run(&spout, 1, &bolt);
+    let want = format!("topic {topic:?} not found at {}", brokers());
+    let start = std::time::Instant::now();
+    while !spout
+        .counters()
+        .last_error()
+        .is_some_and(|e| e.contains(&want))
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "no error naming the topic: {:?}",
+            spout.counters().last_error()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.stop(Duration::from_secs(5)).await;
+}
+
+// Guards an unreachable broker: the error names the brokers, and the spout keeps retrying
+// (the topology stops cleanly afterwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_named_and_retried() {
+    let spout = KafkaSpout::new(KafkaOptions {
+        brokers: "127.0.0.1:1".into(),
+        ..options("nowhere", &unique("group"))
+    })
+    .expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let (handle, _) = run(&spout, 1, &bolt);
+    let start = std::time::Instant::now();
+    while spout.counters().errors() < 2
+        || !spout
+            .counters()
+            .last_error()
+            .is_some_and(|e| e.contains("brokers 127.0.0.1:1 unreachable"))
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "no error naming the broker: {:?}",
+            spout.counters().last_error()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.stop(Duration::from_secs(5)).await;
+}

@@ -1,0 +1,344 @@
+//! The HTTP endpoint of a running topology (`topo run --http 127.0.0.1:8080`; off by default):
+//! exact figures, read from the tasks' own counters at each request, never sampled.
+//!
+//! ```text
+//!  tasks ──counters, histograms──► TopologyHandle::metrics() ◄── each request
+//!                                        │
+//!   GET /metrics        Prometheus/OpenMetrics text, one series per component and task
+//!   GET /api/metrics    the same snapshot as JSON (MetricsSnapshot)
+//!   GET /api/topology   components (kind, parallelism) and edges (stream, grouping) as JSON
+//!   GET /health         200 "ok"
+//! ```
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use topo_runtime::topology::ComponentFactory;
+use topo_runtime::{
+    ComponentKind, ComponentSnapshot, DEFAULT_STREAM, Grouping, LatencySummary, MetricsReader,
+    MetricsSnapshot, TaskSnapshot, Topology,
+};
+
+/// The shape of a topology, as `/api/topology` serves it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TopologyInfo {
+    /// The topology's name.
+    pub name: String,
+    /// Spouts and bolts in declaration order.
+    pub components: Vec<ComponentInfo>,
+    /// One edge per subscription.
+    pub edges: Vec<EdgeInfo>,
+}
+
+/// A component of [`TopologyInfo`].
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentInfo {
+    /// The component id.
+    pub id: String,
+    /// `spout` or `bolt`.
+    pub kind: &'static str,
+    /// Its tasks.
+    pub parallelism: usize,
+}
+
+/// A subscription of [`TopologyInfo`]: tuples of `stream` of `from` go to `to` by `grouping`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EdgeInfo {
+    /// The upstream component.
+    pub from: String,
+    /// The subscribing bolt.
+    pub to: String,
+    /// The upstream stream.
+    pub stream: String,
+    /// The grouping's name (`shuffle`, `fields`, ...).
+    pub grouping: &'static str,
+    /// The grouping's fields (fields and partial-key groupings).
+    pub fields: Vec<String>,
+}
+
+impl TopologyInfo {
+    /// The shape of `topology`.
+    pub fn of(topology: &Topology) -> TopologyInfo {
+        let mut components = Vec::new();
+        let mut edges = Vec::new();
+        for id in topology.component_ids() {
+            let Some(c) = topology.component(id) else {
+                continue;
+            };
+            components.push(ComponentInfo {
+                id: id.to_string(),
+                kind: match c.factory {
+                    ComponentFactory::Spout(_) => "spout",
+                    ComponentFactory::Bolt(_) => "bolt",
+                },
+                parallelism: c.parallelism,
+            });
+            for input in &c.inputs {
+                let fields = match &input.grouping {
+                    Grouping::Fields(f) | Grouping::PartialKey(f) => {
+                        f.iter().map(ToString::to_string).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                edges.push(EdgeInfo {
+                    from: input.component.to_string(),
+                    to: id.to_string(),
+                    stream: if input.stream.is_empty() {
+                        DEFAULT_STREAM.to_string()
+                    } else {
+                        input.stream.to_string()
+                    },
+                    grouping: input.grouping.name(),
+                    fields,
+                });
+            }
+        }
+        TopologyInfo {
+            name: topology.name().to_string(),
+            components,
+            edges,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct AppState {
+    handle: MetricsReader,
+    info: Arc<TopologyInfo>,
+    registry: Arc<Registry>,
+}
+
+/// The routes above, reading the figures from `handle` (a topology whose shape is `info`).
+pub fn router(handle: MetricsReader, info: TopologyInfo) -> axum::Router {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(TaskCollector {
+        handle: handle.clone(),
+    }));
+    let state = AppState {
+        handle,
+        info: Arc::new(info),
+        registry: Arc::new(registry),
+    };
+    axum::Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/api/metrics", get(metrics_json))
+        .route("/api/topology", get(topology_json))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &s.registry) {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("cannot encode the metrics: {e}"),
+        );
+    }
+    (
+        axum::http::StatusCode::OK,
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+async fn metrics_json(State(s): State<AppState>) -> Json<MetricsSnapshot> {
+    Json(s.handle.metrics())
+}
+
+async fn topology_json(State(s): State<AppState>) -> Json<TopologyInfo> {
+    Json((*s.info).clone())
+}
+
+/// Encodes a snapshot of every task at each scrape.
+#[derive(Debug)]
+struct TaskCollector {
+    handle: MetricsReader,
+}
+
+/// A family of series, one per task: name, help, and the task's value.
+type Family<V> = (&'static str, &'static str, fn(&TaskSnapshot) -> V);
+
+/// Counts: Prometheus counters.
+const COUNTS: &[Family<u64>] = &[
+    (
+        "topo_emitted",
+        "Tuples emitted (an emit counts once).",
+        |t| t.emitted,
+    ),
+    (
+        "topo_transferred",
+        "Tuples sent to tasks (an emit to three tasks counts three).",
+        |t| t.transferred,
+    ),
+    ("topo_executed", "Input tuples executed (bolts).", |t| {
+        t.executed
+    }),
+    (
+        "topo_acked",
+        "Bolts: inputs acked. Spouts: trees completed.",
+        |t| t.acked,
+    ),
+    (
+        "topo_failed",
+        "Bolts: inputs failed. Spouts: trees failed.",
+        |t| t.failed,
+    ),
+    (
+        "topo_timed_out",
+        "Spouts: trees failed by the message timeout.",
+        |t| t.timed_out,
+    ),
+    (
+        "topo_errors",
+        "Errors returned or panics raised by the component.",
+        |t| t.errors,
+    ),
+    (
+        "topo_restarts",
+        "Times the component was re-created.",
+        |t| t.restarts,
+    ),
+];
+
+/// Times spent: Prometheus counters, in seconds.
+const TIMES: &[Family<f64>] = &[
+    (
+        "topo_busy_seconds",
+        "Time spent in the component's own code.",
+        |t| t.busy.as_secs_f64(),
+    ),
+    (
+        "topo_backpressure_seconds",
+        "Time spent waiting for a full downstream queue.",
+        |t| t.backpressure.as_secs_f64(),
+    ),
+];
+
+/// Levels: Prometheus gauges.
+const LEVELS: &[Family<f64>] = &[
+    (
+        "topo_pending",
+        "Spouts: trees emitted and not yet acked or failed.",
+        |t| t.pending as f64,
+    ),
+    (
+        "topo_capacity",
+        "Busy time as a share of the uptime: near 1, the task is the bottleneck.",
+        |t| t.busy_fraction,
+    ),
+    (
+        "topo_queue_length",
+        "Tuples waiting in the task's receive queue.",
+        |t| t.queue_len as f64,
+    ),
+    (
+        "topo_queue_capacity",
+        "Capacity of the task's receive queue, in tuples.",
+        |t| t.queue_capacity as f64,
+    ),
+];
+
+/// The labels of a task's series.
+fn labels(c: &ComponentSnapshot, t: &TaskSnapshot) -> Vec<(&'static str, String)> {
+    let kind = match c.kind {
+        ComponentKind::Spout => "spout",
+        ComponentKind::Bolt => "bolt",
+        ComponentKind::Acker => "acker",
+    };
+    vec![
+        ("component", c.id.to_string()),
+        ("kind", kind.to_string()),
+        ("task", t.task.to_string()),
+    ]
+}
+
+/// Encodes `families` as counters, one series per task.
+fn counters<V: EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder,
+    families: &[Family<V>],
+    snap: &MetricsSnapshot,
+) -> Result<(), std::fmt::Error> {
+    for &(name, help, value) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for c in &snap.components {
+            for t in &c.tasks {
+                family
+                    .encode_family(&labels(c, t))?
+                    .encode_counter::<NoLabelSet, _, u64>(&value(t), None)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Collector for TaskCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.handle.metrics();
+        let tasks = || {
+            snap.components
+                .iter()
+                .flat_map(|c| c.tasks.iter().map(move |t| (c, t)))
+        };
+        counters(&mut encoder, COUNTS, &snap)?;
+        counters(&mut encoder, TIMES, &snap)?;
+        for &(name, help, value) in LEVELS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (c, t) in tasks() {
+                family
+                    .encode_family(&labels(c, t))?
+                    .encode_gauge(&value(t))?;
+            }
+        }
+        // Latencies as summaries' quantiles (microsecond histograms, 3 significant digits).
+        for (name, help, pick) in [
+            (
+                "topo_execute_latency_seconds",
+                "Bolts: time per executed tuple.",
+                (|t| t.execute_latency) as fn(&TaskSnapshot) -> LatencySummary,
+            ),
+            (
+                "topo_complete_latency_seconds",
+                "Spouts: time from emit to tree completion.",
+                |t| t.complete_latency,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (c, t) in tasks() {
+                let l = pick(t);
+                if l.count == 0 {
+                    continue;
+                }
+                for (q, v) in [("0.5", l.p50_us), ("0.99", l.p99_us), ("1", l.max_us)] {
+                    let mut set = labels(c, t);
+                    set.push(("quantile", q.to_string()));
+                    family
+                        .encode_family(&set)?
+                        .encode_gauge(&(v as f64 / 1e6))?;
+                }
+            }
+        }
+        let mut up = encoder.encode_descriptor(
+            "topo_uptime_seconds",
+            "Time since the topology started.",
+            None,
+            MetricType::Gauge,
+        )?;
+        up.encode_gauge(&snap.uptime.as_secs_f64())?;
+        Ok(())
+    }
+}

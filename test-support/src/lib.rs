@@ -1,0 +1,41 @@
+//! What the connector tests of topo's crates share (a dev-dependency only): clients of the
+//! local servers that `scripts/services start` runs, and names of their own for the streams
+//! and topics each test creates, so that tests running at once never meet.
+//!
+//! ```text
+//!  spouts/tests, bolts/tests, tests/  ──►  topo-test-support  ──►  tansu (TOPO_KAFKA_BROKERS)
+//!                                                            └─►  kinesalite (TOPO_KINESIS_ENDPOINT)
+//! ```
+
+pub mod kafka;
+pub mod kinesis;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A name no other test (of this run or another) uses: `topo-<what>-<pid>-<nanos>-<n>`.
+pub fn unique(what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "topo-{what}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Relaxed)
+    )
+}
+
+/// A temporary topology file (`.toml`) holding `text`; removed when dropped.
+pub fn temp_topology(text: &str) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("a temporary file");
+    f.write_all(text.as_bytes())
+        .expect("write the temporary topology file");
+    f.flush().expect("flush the temporary topology file");
+    f
+}
