@@ -24,6 +24,7 @@ use topo_dsl::registry::Registry;
 use topo_runtime::{LocalCluster, MetricsSnapshot, Topology};
 
 use crate::graph::{GraphFormat, render};
+use crate::logs::{LogFormat, RecentErrors};
 use crate::status;
 
 /// topo: run Storm-like topologies of spouts and bolts.
@@ -36,6 +37,9 @@ struct Cli {
     /// Less output: errors only, no status line.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// The format of log lines on stderr: `text`, or `json` (one object per line) for collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,7 +139,8 @@ pub fn main_with(registry: Registry) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    let errors = RecentErrors::new();
+    init_logging(cli.verbose, cli.quiet, cli.log_format, &errors);
     match cli.command {
         Command::Validate { files, format } => validate(&registry, &files, format),
         Command::Graph {
@@ -175,6 +180,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
                     status_interval,
                     http,
                     quiet: cli.quiet,
+                    errors,
                 },
             ),
             Err(d) => {
@@ -185,8 +191,9 @@ pub fn main_with(registry: Registry) -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr at the level `-q`/`-v` choose (`RUST_LOG` overrides), and keeps the recent
+/// warnings and errors in `errors`.
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat, errors: &RecentErrors) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -194,11 +201,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logs::init(level, format, errors);
 }
 
 /// Loads and validates a topology file.
@@ -314,6 +317,8 @@ struct RunOptions {
     status_interval: Duration,
     http: Option<std::net::SocketAddr>,
     quiet: bool,
+    /// The recent warnings and errors, served with the figures.
+    errors: RecentErrors,
 }
 
 /// Runs until Ctrl-C, the duration, or idleness; then stops gracefully.
@@ -325,6 +330,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         status_interval,
         http,
         quiet,
+        errors,
     } = o;
     let cluster = match LocalCluster::new(topology.config().worker_threads) {
         Ok(c) => c,
@@ -348,7 +354,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     let info = crate::http::TopologyInfo::of(&topology);
     let handle = cluster.submit(topology);
     if let Some(listener) = listener {
-        let app = crate::http::router(handle.metrics_reader(), info);
+        let app = crate::http::router(handle.metrics_reader(), info, errors);
         let addr = listener
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());

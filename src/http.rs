@@ -4,8 +4,10 @@
 //! ```text
 //!  tasks ──counters, histograms──► TopologyHandle::metrics() ◄── each request
 //!                                        │
-//!   GET /metrics        Prometheus/OpenMetrics text, one series per component and task
-//!   GET /api/metrics    the same snapshot as JSON (MetricsSnapshot)
+//!   GET /metrics        Prometheus/OpenMetrics text, one series per component and task,
+//!                       latency histograms, and the process's own figures (CPU, memory, fds)
+//!   GET /api/metrics    the same snapshot as JSON (MetricsSnapshot, with per-edge counts and
+//!                       the recent warnings and errors)
 //!   GET /api/topology   components (kind, parallelism) and edges (stream, grouping) as JSON
 //!   GET /health         200 "ok"
 //! ```
@@ -24,9 +26,11 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use topo_runtime::topology::ComponentFactory;
 use topo_runtime::{
-    ComponentKind, ComponentSnapshot, DEFAULT_STREAM, Grouping, LatencySummary, MetricsReader,
-    MetricsSnapshot, TaskSnapshot, Topology,
+    ComponentKind, ComponentSnapshot, DEFAULT_STREAM, Grouping, LATENCY_BOUNDS_US, LatencySummary,
+    MetricsReader, MetricsSnapshot, TaskSnapshot, Topology,
 };
+
+use crate::logs::{ErrorEvent, RecentErrors};
 
 /// The shape of a topology, as `/api/topology` serves it.
 #[derive(Clone, Debug, Serialize)]
@@ -110,24 +114,38 @@ impl TopologyInfo {
     }
 }
 
+/// The body of `/api/metrics`: the snapshot's fields, and the recent warnings and errors.
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricsBody {
+    /// Every task's figures, every edge's count.
+    #[serde(flatten)]
+    pub snapshot: MetricsSnapshot,
+    /// The last warnings and errors logged, oldest first, with their component and task.
+    pub errors: Vec<ErrorEvent>,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 struct AppState {
     handle: MetricsReader,
     info: Arc<TopologyInfo>,
     registry: Arc<Registry>,
+    errors: RecentErrors,
 }
 
-/// The routes above, reading the figures from `handle` (a topology whose shape is `info`).
-pub fn router(handle: MetricsReader, info: TopologyInfo) -> axum::Router {
+/// The routes above, reading the figures from `handle` (a topology whose shape is `info`) and
+/// the recent warnings and errors from `errors`.
+pub fn router(handle: MetricsReader, info: TopologyInfo, errors: RecentErrors) -> axum::Router {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(TaskCollector {
         handle: handle.clone(),
     }));
+    crate::process::register(&mut registry);
     let state = AppState {
         handle,
         info: Arc::new(info),
         registry: Arc::new(registry),
+        errors,
     };
     axum::Router::new()
         .route("/metrics", get(metrics_text))
@@ -156,8 +174,11 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn metrics_json(State(s): State<AppState>) -> Json<MetricsSnapshot> {
-    Json(s.handle.metrics())
+async fn metrics_json(State(s): State<AppState>) -> Json<MetricsBody> {
+    Json(MetricsBody {
+        snapshot: s.handle.metrics(),
+        errors: s.errors.events(),
+    })
 }
 
 async fn topology_json(State(s): State<AppState>) -> Json<TopologyInfo> {
@@ -253,6 +274,19 @@ const LEVELS: &[Family<f64>] = &[
     ),
 ];
 
+/// A summary's cumulative counts as the per-bucket counts the encoder sums up, bounds in seconds,
+/// ending with the `+Inf` bucket.
+fn histogram_buckets(l: &LatencySummary) -> Vec<(f64, u64)> {
+    let mut out = Vec::with_capacity(LATENCY_BOUNDS_US.len() + 1);
+    let mut below = 0;
+    for (&bound, &cumulative) in LATENCY_BOUNDS_US.iter().zip(&l.buckets) {
+        out.push((bound as f64 / 1e6, cumulative - below));
+        below = cumulative;
+    }
+    out.push((f64::INFINITY, l.count - below));
+    out
+}
+
 /// The labels of a task's series.
 fn labels(c: &ComponentSnapshot, t: &TaskSnapshot) -> Vec<(&'static str, String)> {
     let kind = match c.kind {
@@ -304,7 +338,8 @@ impl Collector for TaskCollector {
                     .encode_gauge(&value(t))?;
             }
         }
-        // Latencies as summaries' quantiles (microsecond histograms, 3 significant digits).
+        // Latencies as histograms with the buckets of LATENCY_BOUNDS_US (recorded in microseconds
+        // to 3 significant digits).
         for (name, help, pick) in [
             (
                 "topo_execute_latency_seconds",
@@ -317,19 +352,20 @@ impl Collector for TaskCollector {
                 |t| t.complete_latency,
             ),
         ] {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
             for (c, t) in tasks() {
                 let l = pick(t);
                 if l.count == 0 {
                     continue;
                 }
-                for (q, v) in [("0.5", l.p50_us), ("0.99", l.p99_us), ("1", l.max_us)] {
-                    let mut set = labels(c, t);
-                    set.push(("quantile", q.to_string()));
-                    family
-                        .encode_family(&set)?
-                        .encode_gauge(&(v as f64 / 1e6))?;
-                }
+                family
+                    .encode_family(&labels(c, t))?
+                    .encode_histogram::<NoLabelSet>(
+                        l.sum_us as f64 / 1e6,
+                        l.count,
+                        &histogram_buckets(&l),
+                        None,
+                    )?;
             }
         }
         let mut up = encoder.encode_descriptor(

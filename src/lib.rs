@@ -22,6 +22,8 @@ pub mod builtin;
 pub mod cli;
 pub mod graph;
 pub mod http;
+pub mod logs;
+pub mod process;
 pub mod status;
 
 pub use builtin::builtin_registry;

@@ -129,15 +129,47 @@ fn metrics_count_exactly_what_went_through() {
         series(&text, "topo_queue_capacity", &["component=\"count\""]).len(),
         2
     );
-    assert!(
-        !series(
-            &text,
-            "topo_complete_latency_seconds",
-            &["component=\"sentences\"", "quantile=\"0.99\""]
-        )
-        .is_empty(),
-        "complete latency of the spout: {text}"
+    // Latency histograms: one observation per executed tuple and per completed tree, in
+    // cumulative buckets ending with +Inf, which holds them all.
+    assert_eq!(
+        sum(&text, "topo_execute_latency_seconds_count", "count") as u64,
+        words
     );
+    assert_eq!(
+        sum(&text, "topo_complete_latency_seconds_count", "sentences") as u64,
+        N
+    );
+    let inf = series(
+        &text,
+        "topo_complete_latency_seconds_bucket",
+        &["component=\"sentences\"", "le=\"+Inf\""],
+    );
+    assert_eq!(inf, [N as f64], "{text}");
+    let buckets = series(
+        &text,
+        "topo_execute_latency_seconds_bucket",
+        &["component=\"split\"", "task=\"1\""],
+    );
+    assert_eq!(buckets.len(), topo::LATENCY_BOUNDS_US.len() + 1, "{text}");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert!(sum(&text, "topo_complete_latency_seconds_sum", "sentences") > 0.0);
+    // The process's own figures.
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+        "process_start_time_seconds",
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"));
+        assert!(
+            value.parse::<f64>().expect("a number") > 0.0,
+            "{name} {value}"
+        );
+    }
     assert!(
         text.trim_end().ends_with("# EOF"),
         "OpenMetrics text ends with # EOF"
@@ -166,6 +198,33 @@ fn metrics_count_exactly_what_went_through() {
     };
     assert_eq!(total("sentences", "acked"), N);
     assert_eq!(total("count", "executed"), words);
+    // Each edge's count: every sentence to split, every word to count.
+    let edges: Vec<(&str, &str, &str, u64)> = v["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().expect("from"),
+                e["stream"].as_str().expect("stream"),
+                e["to"].as_str().expect("to"),
+                e["transferred"].as_u64().expect("transferred"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("sentences", "default", "split", N),
+            ("split", "default", "count", words)
+        ]
+    );
+    assert_eq!(
+        v["latency_bounds_us"].as_array().map(Vec::len),
+        Some(topo::LATENCY_BOUNDS_US.len())
+    );
+    // Nothing went wrong: the recent errors are an empty list.
+    assert_eq!(v["errors"], serde_json::json!([]), "{json}");
 
     let (_, topo) = get("/api/topology");
     let t: serde_json::Value = serde_json::from_str(&topo).expect("JSON");
@@ -202,4 +261,61 @@ fn a_busy_address_is_refused_with_its_name() {
         err.contains(&format!("cannot serve HTTP on {addr} (--http)")),
         "{err}"
     );
+}
+
+// A connector's warnings reach `/api/metrics` with the component they came from: a socket spout
+// whose server is down says it cannot connect.
+#[test]
+fn recent_errors_name_their_component() {
+    // A port that was free a moment ago: nothing listens on it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let file = temp_topology(&format!(
+        r#"
+name = "errors-check"
+
+[spouts.lines]
+kind = "socket"
+mode = "client"
+address = "{closed}"
+reconnect = {{ backoff = "50ms", max_backoff = "50ms", attempts = 0 }}
+
+[bolts.count]
+kind = "count"
+field = "line"
+inputs = [{{ from = "lines" }}]
+"#
+    ));
+    let (mut child, addr) = start(file.path());
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let started = Instant::now();
+    let errors = loop {
+        let body = rt.block_on(async {
+            reqwest::get(format!("http://{addr}/api/metrics"))
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("a body")
+        });
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let errors = v["errors"].as_array().cloned().unwrap_or_default();
+        if !errors.is_empty() {
+            break errors;
+        }
+        assert!(started.elapsed() < WAIT, "no error recorded: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let e = &errors[0];
+    assert_eq!(e["component"], "lines", "{e}");
+    assert_eq!(e["level"], "WARN", "{e}");
+    assert_eq!(e["seq"], 1, "{e}");
+    let message = e["message"].as_str().expect("a message");
+    assert!(
+        message.contains("cannot connect") && message.contains(&closed.to_string()),
+        "{message}"
+    );
+    child.kill().expect("stop topo");
+    child.wait().expect("reap topo");
 }

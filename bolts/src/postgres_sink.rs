@@ -731,11 +731,11 @@ impl PostgresWriter {
             }
         };
         let target = s.target.clone();
-        tokio::spawn(async move {
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(target = %target, error = %e, "postgres connection ended");
             }
-        });
+        }));
         let fail = |e: tokio_postgres::Error| -> BoxError {
             match classify(&e, &s.target) {
                 Failure::Data(r) | Failure::Retry { reason: r, .. } => r.into(),

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use smallvec::SmallVec;
 use smol_str::SmolStr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::acker::{self, Acker};
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
@@ -285,9 +287,28 @@ pub fn submit(topology: Topology) -> TopologyHandle {
             .collect(),
     });
 
+    // One counter per subscription, shared by the emitting tasks: (bolt, input index) -> count.
+    let mut registry = MetricsRegistry::default();
+    let mut edges: HashMap<(&str, usize), Arc<AtomicU64>> = HashMap::new();
+    for c in &topology.components {
+        for (i, input) in c.spec.inputs.iter().enumerate() {
+            let n = Arc::new(AtomicU64::new(0));
+            edges.insert((c.spec.id.as_str(), i), n.clone());
+            registry.edges.push((
+                input.component.clone(),
+                if input.stream.is_empty() {
+                    crate::DEFAULT_STREAM.into()
+                } else {
+                    input.stream.clone()
+                },
+                c.spec.id.clone(),
+                n,
+            ));
+        }
+    }
+
     let (control, control_rx) = watch::channel(Control::Active);
     let mut handles = Vec::with_capacity(total_tasks);
-    let mut registry = MetricsRegistry::default();
     let mut spouts = Vec::new();
 
     for c in &topology.components {
@@ -316,6 +337,7 @@ pub fn submit(topology: Topology) -> TopologyHandle {
                 &bolt_tx,
                 &metrics,
                 &ackers,
+                &edges,
                 batch,
                 m.clone(),
             );
@@ -349,7 +371,9 @@ pub fn submit(topology: Topology) -> TopologyHandle {
                     f.0.spawn(env, rx, c.spec.tick_interval)
                 }
             };
-            handles.push(tokio::spawn(fut));
+            // Every log line of the task carries its component and task index.
+            let span = tracing::error_span!("task", component = %id, task = index);
+            handles.push(tokio::spawn(fut.instrument(span)));
         }
     }
     // Senders to bolts live only in emitters from here on.
@@ -406,6 +430,7 @@ fn build_emitter(
     bolt_tx: &HashMap<TaskId, flume::Sender<Vec<crate::Tuple>>>,
     metrics: &[Arc<TaskMetrics>],
     ackers: &[AckerQueue],
+    edges: &HashMap<(&str, usize), Arc<AtomicU64>>,
     batch: usize,
     own: Arc<TaskMetrics>,
 ) -> Emitter {
@@ -421,11 +446,12 @@ fn build_emitter(
         let schema = StreamSchema::intern(component, &decl.name, &decl.fields, decl.direct);
         let mut subs = Vec::new();
         for c in &topology.components {
-            for input in c
+            for (input_index, input) in c
                 .spec
                 .inputs
                 .iter()
-                .filter(|i| i.component == *component && i.stream == decl.name)
+                .enumerate()
+                .filter(|(_, i)| i.component == *component && i.stream == decl.name)
             {
                 let mut sub_tasks = tasks_of[c.spec.id.as_str()].clone();
                 sub_tasks.sort();
@@ -463,6 +489,8 @@ fn build_emitter(
                         .collect(),
                     tasks: sub_tasks,
                     slots,
+                    sent: 0,
+                    edge: edges[&(c.spec.id.as_str(), input_index)].clone(),
                 });
             }
         }

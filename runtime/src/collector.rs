@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use nohash_hasher::NoHashHasher;
@@ -84,6 +85,10 @@ pub(crate) struct Subscription {
     pub(crate) slots: Vec<usize>,
     /// For each of those tasks, its receive queue's length.
     pub(crate) loads: Vec<Arc<QueueGauge>>,
+    /// Tuples routed along this subscription since the last `publish`.
+    pub(crate) sent: u64,
+    /// The subscription's counter, shared by every emitting task.
+    pub(crate) edge: Arc<AtomicU64>,
 }
 
 /// A downstream task this task sends to: its batch being filled and its queue.
@@ -231,6 +236,7 @@ impl Emitter {
                 Some(task) => {
                     if let Ok(pos) = sub.tasks.binary_search(&task) {
                         self.deliveries.push(sub.slots[pos]);
+                        sub.sent += 1;
                     }
                 }
                 None => {
@@ -238,6 +244,7 @@ impl Emitter {
                     sub.router.route(&values, &sub.loads, &mut self.scratch);
                     self.deliveries
                         .extend(self.scratch.iter().map(|&pos| sub.slots[pos]));
+                    sub.sent += self.scratch.len() as u64;
                 }
             }
         }
@@ -394,6 +401,9 @@ impl Emitter {
         TaskMetrics::add(&m.transferred, std::mem::take(&mut self.transferred));
         TaskMetrics::add(&m.acked, std::mem::take(&mut self.acked));
         TaskMetrics::add(&m.failed, std::mem::take(&mut self.failed));
+        for sub in self.streams.iter_mut().flat_map(|s| s.subs.iter_mut()) {
+            TaskMetrics::add(&sub.edge, std::mem::take(&mut sub.sent));
+        }
     }
 }
 

@@ -50,7 +50,8 @@ pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl
 pub use config::Config;
 pub use grouping::{CustomGrouping, CustomGroupingFactory, Grouping};
 pub use metrics::{
-    ComponentKind, ComponentSnapshot, LatencySummary, MetricsSnapshot, TaskSnapshot,
+    ComponentKind, ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US, LatencySummary,
+    MetricsSnapshot, TaskSnapshot,
 };
 pub use topology::{
     BoltFactory, ComponentFactory, ComponentSpec, InputSpec, SpoutFactory, Topology, TopologySpec,

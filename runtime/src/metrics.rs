@@ -140,7 +140,15 @@ impl TaskMetrics {
     }
 }
 
-/// Percentiles of a latency histogram, in microseconds.
+/// The upper bounds, in microseconds, of the latency buckets every [`LatencySummary`] counts
+/// into (1-2-5 steps from 10 µs to one minute): the `le` bounds of the Prometheus histograms, and
+/// what lets a reader compute the quantiles of any interval from two snapshots.
+pub const LATENCY_BOUNDS_US: [u64; 22] = [
+    10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000,
+    500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 30_000_000, 60_000_000,
+];
+
+/// Percentiles of a latency histogram, in microseconds, and its counts per bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct LatencySummary {
     /// How many latencies were recorded.
@@ -153,6 +161,11 @@ pub struct LatencySummary {
     pub max_us: u64,
     /// Mean, µs.
     pub mean_us: f64,
+    /// Sum of every latency recorded, µs (from the histogram, to its 3 significant digits).
+    pub sum_us: u64,
+    /// Cumulative counts: `buckets[i]` latencies were at most [`LATENCY_BOUNDS_US`]`[i]`
+    /// (those over the last bound are `count - buckets[21]`).
+    pub buckets: [u64; LATENCY_BOUNDS_US.len()],
 }
 
 impl LatencySummary {
@@ -160,12 +173,29 @@ impl LatencySummary {
         if h.is_empty() {
             return LatencySummary::default();
         }
+        let mut buckets = [0u64; LATENCY_BOUNDS_US.len()];
+        let mut sum_us = 0u64;
+        for v in h.iter_recorded() {
+            let value = h.highest_equivalent(v.value_iterated_to());
+            let n = v.count_at_value();
+            sum_us = sum_us.saturating_add(h.median_equivalent(value).saturating_mul(n));
+            let first = LATENCY_BOUNDS_US.partition_point(|&b| b < value);
+            if let Some(b) = buckets.get_mut(first) {
+                *b += n;
+            }
+        }
+        // Per-bucket counts to cumulative ones.
+        for i in 1..buckets.len() {
+            buckets[i] += buckets[i - 1];
+        }
         LatencySummary {
             count: h.len(),
             p50_us: h.value_at_quantile(0.5),
             p99_us: h.value_at_quantile(0.99),
             max_us: h.max(),
             mean_us: h.mean(),
+            sum_us,
+            buckets,
         }
     }
 }
@@ -278,6 +308,19 @@ impl ComponentSnapshot {
     }
 }
 
+/// The tuples sent along one subscription: `from`'s stream `stream` to the bolt `to`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EdgeSnapshot {
+    /// The emitting component.
+    pub from: SmolStr,
+    /// Its stream.
+    pub stream: SmolStr,
+    /// The subscribing bolt.
+    pub to: SmolStr,
+    /// Tuples sent along this subscription so far (a copy to each receiving task counts once).
+    pub transferred: u64,
+}
+
 /// The figures of every component of a running topology at one moment.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MetricsSnapshot {
@@ -285,6 +328,10 @@ pub struct MetricsSnapshot {
     pub uptime: Duration,
     /// One entry per component, spouts and bolts in declaration order, then the ackers.
     pub components: Vec<ComponentSnapshot>,
+    /// One entry per subscription, in the order of the subscribing bolts and their inputs.
+    pub edges: Vec<EdgeSnapshot>,
+    /// The bounds of the latency buckets ([`LATENCY_BOUNDS_US`]).
+    pub latency_bounds_us: &'static [u64],
 }
 
 impl MetricsSnapshot {
@@ -297,10 +344,14 @@ impl MetricsSnapshot {
 /// A component's tasks with their metrics.
 pub(crate) type TaskList = Vec<(TaskId, Arc<TaskMetrics>)>;
 
+/// The counter of one subscription, shared by the emitting tasks: from, stream, to, count.
+pub(crate) type EdgeCounter = (SmolStr, SmolStr, SmolStr, Arc<AtomicU64>);
+
 /// Where the runtime keeps every task's metrics.
 #[derive(Debug, Default)]
 pub(crate) struct MetricsRegistry {
     pub(crate) components: Vec<(SmolStr, ComponentKind, TaskList)>,
+    pub(crate) edges: Vec<EdgeCounter>,
 }
 
 impl MetricsRegistry {
@@ -316,6 +367,62 @@ impl MetricsRegistry {
                     tasks: tasks.iter().map(|(t, m)| m.snapshot(*t, uptime)).collect(),
                 })
                 .collect(),
+            edges: self
+                .edges
+                .iter()
+                .map(|(from, stream, to, n)| EdgeSnapshot {
+                    from: from.clone(),
+                    stream: stream.clone(),
+                    to: to.clone(),
+                    transferred: n.load(Relaxed),
+                })
+                .collect(),
+            latency_bounds_us: &LATENCY_BOUNDS_US,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_cumulative_and_hold_every_value() {
+        let mut h = new_histogram();
+        // 10 µs exactly is in the first bucket (le 10), 11 µs in the second.
+        for (v, n) in [(10, 3), (11, 2), (150, 4), (1_500_000, 1), (90_000_000, 2)] {
+            h.record_n(v, n).expect("in range");
+        }
+        let l = LatencySummary::of(&h);
+        assert_eq!(l.count, 12);
+        let at = |bound: u64| {
+            let i = LATENCY_BOUNDS_US
+                .iter()
+                .position(|&b| b == bound)
+                .expect("a bound");
+            l.buckets[i]
+        };
+        assert_eq!(at(10), 3);
+        assert_eq!(at(20), 5);
+        assert_eq!(at(100), 5);
+        assert_eq!(at(200), 9);
+        assert_eq!(at(1_000_000), 9);
+        assert_eq!(at(2_000_000), 10);
+        // 90 s is over the last bound: only the count holds it.
+        assert_eq!(at(60_000_000), 10);
+        assert!(l.buckets.windows(2).all(|w| w[0] <= w[1]));
+        // The sum, to the histogram's 3 significant digits.
+        let exact = 3 * 10 + 2 * 11 + 4 * 150 + 1_500_000 + 2 * 90_000_000u64;
+        assert!(
+            l.sum_us.abs_diff(exact) * 1000 <= exact,
+            "{} vs {exact}",
+            l.sum_us
+        );
+    }
+
+    #[test]
+    fn an_empty_histogram_has_empty_buckets() {
+        let l = LatencySummary::of(&new_histogram());
+        assert_eq!(l, LatencySummary::default());
     }
 }

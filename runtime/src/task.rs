@@ -80,13 +80,8 @@ impl ErrorLog {
         }
         self.last = Some(now);
         let suppressed = std::mem::take(&mut self.suppressed);
-        tracing::error!(
-            component = ctx.component_id(),
-            task = ctx.task_index(),
-            task_id = ctx.task_id().0,
-            suppressed,
-            "{what}: {err}"
-        );
+        // The task's span names the component and task index.
+        tracing::error!(task_id = ctx.task_id().0, suppressed, "{what}: {err}");
     }
 }
 

@@ -197,6 +197,8 @@ impl BoltTester {
                     tasks: vec![sink_task],
                     slots: vec![slot],
                     loads: vec![targets[slot].gauge.clone()],
+                    sent: 0,
+                    edge: Default::default(),
                 }],
             });
         }

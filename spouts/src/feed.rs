@@ -1398,7 +1398,7 @@ impl TaskState {
             Request::Plain { after: Some(a) } => query.push(("after", a.to_string())),
             Request::Plain { after: None } => {}
         }
-        let handle = tokio::spawn(fetch(
+        let handle = crate::warn::spawn(fetch(
             shared.clone(),
             opts.clone(),
             src.url.clone(),

@@ -1298,7 +1298,7 @@ impl Spout for FileSpout {
         let state_file = dir.join(format!("task-{}.json", ctx.task_index()));
         let entries = Entries::default();
         let cancel = CancellationToken::new();
-        let writer = tokio::spawn(run_writer(
+        let writer = crate::warn::spawn(run_writer(
             entries.clone(),
             state_file.clone(),
             self.opts.checkpoint_interval,

@@ -1239,7 +1239,7 @@ impl Spout for HttpSpout {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        tokio::spawn(async move {
+        crate::warn::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(component = %source, "http server failed: {e}");

@@ -888,7 +888,7 @@ async fn coordinate(
             readers.insert(
                 id.to_string(),
                 (
-                    tokio::spawn(read_shard(shared.clone(), index, id.to_string(), after)),
+                    crate::warn::spawn(read_shard(shared.clone(), index, id.to_string(), after)),
                     index,
                 ),
             );
@@ -1411,7 +1411,7 @@ impl Spout for KinesisSpout {
         });
         let shard_names = Arc::new(Mutex::new(Vec::new()));
         tracing::info!(component = %component, stream = %self.opts.stream, state_dir = %dir.display(), "kinesis spout open");
-        let task = tokio::spawn(coordinate(shared, shard_names.clone(), worker));
+        let task = crate::warn::spawn(coordinate(shared, shard_names.clone(), worker));
         self.run = Some(Running {
             rx,
             shard_names,

@@ -874,7 +874,7 @@ impl Spout for MqttSpout {
         let link = Arc::new(Link::default());
         let cancel = CancellationToken::new();
         tracing::info!(component = %source, %client_id, broker = %self.opts.broker, "connecting");
-        let task = tokio::spawn(
+        let task = crate::warn::spawn(
             ConnTask {
                 eventloop,
                 client: client.clone(),

@@ -566,7 +566,7 @@ impl Spout for SocketSpout {
         let source = SmolStr::from(ctx.component_id());
         match self.opts.mode {
             SocketMode::Client => {
-                tokio::spawn(run_client(
+                crate::warn::spawn(run_client(
                     self.opts.clone(),
                     self.format.clone(),
                     self.shared.clone(),
@@ -582,7 +582,7 @@ impl Spout for SocketSpout {
                 let addr = listener.local_addr()?;
                 tracing::info!(component = %source, %addr, "listening for lines");
                 let _ = self.shared.local_addr.set(addr);
-                tokio::spawn(run_server(
+                crate::warn::spawn(run_server(
                     listener,
                     self.opts.max_clients,
                     self.format.clone(),
@@ -600,7 +600,7 @@ impl Spout for SocketSpout {
                 );
                 // Keep `tx` alive so the task is not taken for ended.
                 let stop = cancel.clone();
-                tokio::spawn(async move {
+                crate::warn::spawn(async move {
                     stop.cancelled().await;
                     drop(tx);
                 });
@@ -755,7 +755,7 @@ async fn run_server(
             cancel.clone(),
             source.clone(),
         );
-        tokio::spawn(async move {
+        crate::warn::spawn(async move {
             let _permit = permit;
             let peer_value = Value::from(peer.to_string());
             tokio::select! {

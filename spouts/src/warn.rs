@@ -29,6 +29,17 @@ impl WarnLimit {
     }
 }
 
+/// Spawns a connector's background task inside the current span, so what it logs names the
+/// component and task it works for (every task of a topology runs in a `task` span).
+pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    tokio::spawn(fut.in_current_span())
+}
+
 /// Locks `m`, taking the data of a poisoned lock as it is (counters stay readable after a panic).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
