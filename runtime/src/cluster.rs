@@ -25,6 +25,7 @@ use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{ContextShared, TaskContext};
 use crate::grouping::Router;
 use crate::metrics::{ComponentKind, MetricsRegistry, MetricsSnapshot, TaskMetrics};
+use crate::tap::{Direction, TapError, TapHub, TapOptions, TapReceiver};
 use crate::task::{Control, TaskEnv};
 use crate::topology::{ComponentFactory, Topology};
 use crate::tuple::{StreamSchema, TaskId};
@@ -43,6 +44,7 @@ pub struct TopologyHandle {
     control: watch::Sender<Control>,
     tasks: Vec<JoinHandle<()>>,
     spouts: Vec<Arc<TaskMetrics>>,
+    taps: Arc<TapHub>,
 }
 
 /// Reads the figures of a running topology (see [`TopologyHandle::metrics_reader`]); after the
@@ -51,12 +53,28 @@ pub struct TopologyHandle {
 pub struct MetricsReader {
     started: Instant,
     registry: Arc<MetricsRegistry>,
+    taps: Arc<TapHub>,
 }
 
 impl MetricsReader {
     /// Every task's figures now.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.registry.snapshot(self.started.elapsed())
+    }
+
+    /// Taps a component: see [`TopologyHandle::tap`].
+    pub fn tap(
+        &self,
+        component: &str,
+        direction: Direction,
+        rate: f64,
+    ) -> Result<TapReceiver, TapError> {
+        self.taps.tap(component, &TapOptions::new(direction, rate))
+    }
+
+    /// Taps a component with every option: see [`TopologyHandle::tap_with`].
+    pub fn tap_with(&self, component: &str, options: TapOptions) -> Result<TapReceiver, TapError> {
+        self.taps.tap(component, &options)
     }
 }
 
@@ -109,7 +127,44 @@ impl TopologyHandle {
         MetricsReader {
             started: self.started,
             registry: self.registry.clone(),
+            taps: self.taps.clone(),
         }
+    }
+
+    /// Starts receiving sampled copies of the tuples leaving ([`Direction::Out`]: what the
+    /// component's tasks emit) or entering ([`Direction::In`]: what a bolt's tasks execute) a
+    /// component, at most `rate` per second, values as `Display` text (see [`crate::tap`]).
+    ///
+    /// The topology never waits for the receiver: tuples over the rate or finding its channel
+    /// full are counted ([`TapReceiver::skipped`]) and left out. Dropping the receiver ends the
+    /// tap; so does the end of the component's tasks.
+    ///
+    /// ```no_run
+    /// # async fn f(handle: topo_runtime::TopologyHandle) -> Result<(), topo_runtime::TapError> {
+    /// use topo_runtime::Direction;
+    /// let words = handle.tap("split", Direction::Out, 10.0)?;
+    /// while let Some(t) = words.recv().await {
+    ///     println!("{}[{}] {}: {:?}", t.component, t.task_index, t.stream, t.fields);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors: an unknown component (naming the components, and the nearest id), `In` on a
+    /// spout, a rate not in (0, [`MAX_RATE`](crate::tap::MAX_RATE)], or a topology whose tasks
+    /// have all ended.
+    pub fn tap(
+        &self,
+        component: &str,
+        direction: Direction,
+        rate: f64,
+    ) -> Result<TapReceiver, TapError> {
+        self.taps.tap(component, &TapOptions::new(direction, rate))
+    }
+
+    /// [`tap`](TopologyHandle::tap) with every option: the values' format (text or JSON) and
+    /// the channel's bound.
+    pub fn tap_with(&self, component: &str, options: TapOptions) -> Result<TapReceiver, TapError> {
+        self.taps.tap(component, &options)
     }
 
     /// Stops asking the spouts for tuples (in-flight trees still complete).
@@ -238,6 +293,17 @@ pub fn submit(topology: Topology) -> TopologyHandle {
         .map(|i| TaskId(next + i))
         .collect();
     let total_tasks = next as usize + acker_ids.len();
+    let taps = Arc::new(TapHub::new(
+        &topology
+            .components
+            .iter()
+            .map(|c| {
+                let bolt = matches!(c.spec.factory, ComponentFactory::Bolt(_));
+                let first = tasks_of[c.spec.id.as_str()].first().copied();
+                (c.spec.id.clone(), bolt, first.unwrap_or(TaskId(next)))
+            })
+            .collect::<Vec<_>>(),
+    ));
 
     let metrics: Vec<Arc<TaskMetrics>> = (0..total_tasks)
         .map(|_| Arc::new(TaskMetrics::new(config.queue_capacity)))
@@ -328,7 +394,7 @@ pub fn submit(topology: Topology) -> TopologyHandle {
         ));
         for (index, &task) in my_tasks.iter().enumerate() {
             let m = metrics[task.0 as usize].clone();
-            let emitter = build_emitter(
+            let mut emitter = build_emitter(
                 &topology,
                 id,
                 task,
@@ -341,6 +407,7 @@ pub fn submit(topology: Topology) -> TopologyHandle {
                 batch,
                 m.clone(),
             );
+            emitter.taps = taps.links(id, task);
             let env = TaskEnv {
                 ctx: TaskContext {
                     inner: shared.clone(),
@@ -407,6 +474,7 @@ pub fn submit(topology: Topology) -> TopologyHandle {
         control,
         tasks: handles,
         spouts,
+        taps,
     }
 }
 

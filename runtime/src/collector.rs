@@ -25,6 +25,7 @@ use smol_str::SmolStr;
 use crate::acker::AckMsg;
 use crate::grouping::{Router, Targets};
 use crate::metrics::{QueueGauge, TaskMetrics};
+use crate::tap::TaskTaps;
 use crate::tuple::{Anchors, StreamSchema, TaskId, Tuple};
 use crate::value::Values;
 
@@ -123,6 +124,8 @@ pub(crate) struct Emitter {
     /// A target's buffer holds a whole batch: send it before executing more input, so batches
     /// stay at `batch_size` and queue capacity counts tuples.
     pub(crate) has_full_batch: bool,
+    /// This task's taps (see [`crate::tap`]); off unless someone watches.
+    pub(crate) taps: TaskTaps,
     scratch: Targets,
     deliveries: SmallVec<[usize; 8]>,
     // Counts not yet added to `metrics`.
@@ -156,6 +159,7 @@ impl Emitter {
             error: None,
             oldest_buffered: None,
             has_full_batch: false,
+            taps: TaskTaps::default(),
             scratch: Targets::new(),
             deliveries: SmallVec::new(),
             emitted: 0,
@@ -255,6 +259,7 @@ impl Emitter {
             });
             return None;
         }
+        self.taps.emitted(schema, &values);
 
         self.emitted += 1;
         let n = self.deliveries.len();

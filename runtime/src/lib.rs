@@ -24,6 +24,7 @@
 //! - [`topology`]: the declared topology and its one validation.
 //! - [`cluster`]: wiring, [`TopologyHandle`], [`LocalCluster`].
 //! - [`metrics`]: exact per-task counters and latency histograms.
+//! - [`tap`]: sampled copies of the tuples leaving or entering a component, for a person watching.
 //! - [`config`]: topology settings.
 //! - [`clock`]: wall-clock milliseconds that follow the runtime's (pausable) clock.
 //! - [`testing`]: run one bolt on given tuples, or a small topology, and capture what happens.
@@ -38,6 +39,7 @@ pub mod component;
 pub mod config;
 pub mod grouping;
 pub mod metrics;
+pub mod tap;
 mod task;
 pub mod testing;
 pub mod topology;
@@ -53,6 +55,7 @@ pub use metrics::{
     ComponentKind, ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US, LatencySummary,
     MetricsSnapshot, TaskSnapshot,
 };
+pub use tap::{Direction, TapError, TapEvent, TapFormat, TapOptions, TapReceiver};
 pub use topology::{
     BoltFactory, ComponentFactory, ComponentSpec, InputSpec, SpoutFactory, Topology, TopologySpec,
     ValidationError, ValidationErrors,

@@ -519,6 +519,7 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
             }
         };
         gauge.sub(batch.len());
+        env.emitter.taps.executing(&batch);
         driver.execute_batch(batch, &mut env).await;
         // A task whose queue never runs dry never waits: let the worker run others now and then.
         tokio::task::coop::consume_budget().await;
