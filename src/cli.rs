@@ -1,4 +1,5 @@
-//! The `topo` command line: `run`, `validate`, `graph` and `components`.
+//! The `topo` command line: `run`, `validate`, `graph` and `components`; `tap` and `top` watch a
+//! topology that `topo run --http` serves.
 //!
 //! A team that writes its own spouts and bolts registers them and gets the same command line:
 //!
@@ -10,8 +11,9 @@
 //! }
 //! ```
 //!
-//! Exit codes: 0 ok, 1 runtime failure (including a stop that could not drain), 2 invalid
-//! topology or command line.
+//! Exit codes: 0 ok, 1 runtime failure (including a stop that could not drain; for `tap` and
+//! `top`, an endpoint that cannot be reached or breaks off), 2 invalid topology or command line
+//! (for `tap`, also a component the endpoint does not know, or a rate it refuses).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -95,6 +97,39 @@ enum Command {
         /// A kind to describe.
         kind: Option<String>,
     },
+    /// Print sampled tuples leaving (or entering) a component of a running topology, one a line:
+    /// `split[1] default: (word="cow")`. Needs `topo run --http ADDR`.
+    Tap {
+        /// The endpoint of `topo run --http` (`http://127.0.0.1:8080` or `127.0.0.1:8080`).
+        url: String,
+        /// The component to watch.
+        component: String,
+        /// Show the tuples the bolt executes, with where each came from, instead of those it
+        /// emits.
+        #[arg(long = "in")]
+        input: bool,
+        /// At most this many tuples per second; the rest are skipped (and counted on stderr).
+        #[arg(long, value_name = "N", default_value_t = crate::tap::DEFAULT_RATE, value_parser = parse_rate)]
+        rate: f64,
+        /// Stop after this many tuples.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Print the endpoint's JSON lines as they come (a tuple a line, and `{"skipped": n}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// A live table of every component of a running topology: rates, failures, p99 latency,
+    /// queues, capacity, and the bottleneck. `q` quits. Needs `topo run --http ADDR`.
+    Top {
+        /// The endpoint of `topo run --http` (`http://127.0.0.1:8080` or `127.0.0.1:8080`).
+        url: String,
+        /// Print the table once as plain text (also what happens when stdout is not a terminal).
+        #[arg(long)]
+        once: bool,
+        /// How often the table refreshes; with --once, the interval the figures cover.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+        interval: Duration,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -119,6 +154,17 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (expected a duration such as 250ms, 30s or 5m)"))
+}
+
+/// A tap's rate: tuples per second, above 0 and at most `topo_runtime::tap::MAX_RATE`.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= topo_runtime::tap::MAX_RATE => Ok(r),
+        _ => Err(format!(
+            "expected a number of tuples per second above 0 and at most {}",
+            topo_runtime::tap::MAX_RATE
+        )),
+    }
 }
 
 /// A duration that must not be zero (a period of a timer).
@@ -162,6 +208,34 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
         },
         Command::Components { kind } => components(&registry, kind.as_deref()),
+        Command::Tap {
+            url,
+            component,
+            input,
+            rate,
+            limit,
+            json,
+        } => crate::tap::run(crate::tap::TapArgs {
+            url,
+            component,
+            direction: if input {
+                topo_runtime::Direction::In
+            } else {
+                topo_runtime::Direction::Out
+            },
+            rate,
+            limit,
+            json,
+        }),
+        Command::Top {
+            url,
+            once,
+            interval,
+        } => crate::top::run(crate::top::TopArgs {
+            url,
+            once,
+            interval,
+        }),
         Command::Run {
             file,
             overrides,

@@ -151,6 +151,7 @@ pub fn router(handle: MetricsReader, info: TopologyInfo, errors: RecentErrors) -
         .route("/metrics", get(metrics_text))
         .route("/api/metrics", get(metrics_json))
         .route("/api/topology", get(topology_json))
+        .route("/api/tap", crate::tap::route(state.handle.clone()))
         .route("/health", get(|| async { "ok" }))
         .with_state(state)
 }

@@ -25,5 +25,7 @@ pub mod http;
 pub mod logs;
 pub mod process;
 pub mod status;
+pub mod tap;
+pub mod top;
 
 pub use builtin::builtin_registry;
