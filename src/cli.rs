@@ -427,6 +427,9 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     };
     let info = crate::http::TopologyInfo::of(&topology);
     let handle = cluster.submit(topology);
+    // After the stop, the endpoint finishes what it is sending (a tap's last lines and its end)
+    // before the process ends.
+    let mut server = None;
     if let Some(listener) = listener {
         let app = crate::http::router(handle.metrics_reader(), info, errors);
         let addr = listener
@@ -438,13 +441,18 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
                 "live figures: http://{addr}/metrics (Prometheus), http://{addr}/api/metrics"
             );
         }
-        cluster.block_on(async move {
+        let (done, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let task = cluster.block_on(async move {
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                    let _ = shutdown.await;
+                });
+                if let Err(e) = serve.await {
                     tracing::error!("the HTTP endpoint stopped: {e}");
                 }
-            });
+            })
         });
+        server = Some((done, task));
     }
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
@@ -509,6 +517,10 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         eprintln!("error: interrupted while draining; in-flight tuples were not acked");
         return ExitCode::from(130);
     };
+    if let Some((done, task)) = server {
+        let _ = done.send(());
+        let _ = cluster.block_on(tokio::time::timeout(Duration::from_secs(1), task));
+    }
     if !quiet {
         eprintln!("{}", status::line(&report.metrics, None));
     }

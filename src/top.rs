@@ -12,9 +12,11 @@
 //! acker: executed) and acked per second over the last interval; failed and timed-out trees since
 //! the start; the p99 latency (spouts: emit to tree completion; bolts: execute) since the start;
 //! how full its receive queues are now; and its *capacity*, the largest share of the last
-//! interval one of its tasks spent in the component's own code. The **bottleneck** is the
-//! component with the highest capacity when that is at least 0.7, or else the one whose queues
-//! are fullest when they are over half full; there may be none.
+//! interval one of its tasks spent in the component's own code. The **bottleneck** is the bolt
+//! (or acker) with the highest capacity when that is at least 0.7, or else the one whose queues
+//! are fullest when they are over half full; there may be none. Spouts are never marked: a
+//! spout's busy time includes what `next_tuple` awaits (a paced generator sleeping, a consumer
+//! waiting for its broker), so a high figure there says little about the topology's flow.
 //!
 //! When standard output is not a terminal, or with `--once`, the table is printed once as plain
 //! text, over one interval:
@@ -22,7 +24,7 @@
 //! ```text
 //! topology word-count, uptime 41s, at http://127.0.0.1:8080 (figures over the last 1.0s)
 //! COMPONENT  KIND   TASKS  TUPLES/S  ACKED/S  FAILED  TIMED OUT  P99       QUEUE  CAPACITY
-//! sentences  spout      1     20.0k    20.0k       0          0  3.2 ms        -      0.08
+//! sentences  spout      1     20.0k    20.0k       0          0  3.2 ms        -      0.31
 //! split      bolt       2     20.0k    20.0k       0          0  18 µs        0%      0.11
 //! count      bolt       2     99.8k    99.8k       0          0  9 µs        62%      0.93  <- bottleneck
 //! __acker    acker      1    139.7k        0       0          0  -            0%      0.21
@@ -222,12 +224,13 @@ const BUSY: f64 = 0.7;
 /// The queue fill above which the fullest component is the bottleneck.
 const FULL: f64 = 0.5;
 
-/// The row of the bottleneck: the highest capacity if at least 0.7, else the fullest queues if
-/// over half full, else none.
+/// The row of the bottleneck among the bolts and ackers: the highest capacity if at least 0.7,
+/// else the fullest queues if over half full, else none.
 pub fn bottleneck(rows: &[Row]) -> Option<usize> {
     let busiest = rows
         .iter()
         .enumerate()
+        .filter(|(_, r)| r.kind != "spout")
         .max_by(|a, b| a.1.capacity.total_cmp(&b.1.capacity))
         .filter(|(_, r)| r.capacity >= BUSY);
     let fullest = || {
@@ -505,7 +508,7 @@ async fn live(
 
 fn draw(frame: &mut Frame, view: &View) {
     let [head, body, foot] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(3),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -523,14 +526,9 @@ fn draw(frame: &mut Frame, view: &View) {
     };
     let title = Line::from(vec![
         Span::styled(format!("topo top: {}", view.name), bold),
-        Span::raw(format!(
-            "   uptime {}   {}   ",
-            uptime(view.uptime),
-            view.base
-        )),
-        state,
+        Span::raw(format!("   uptime {}   {}", uptime(view.uptime), view.base)),
     ]);
-    frame.render_widget(Paragraph::new(title), head);
+    frame.render_widget(Paragraph::new(vec![title, Line::from(state)]), head);
 
     let marked = bottleneck(&view.rows);
     let lines: Vec<TableRow> = view
@@ -714,6 +712,12 @@ mod tests {
         );
         assert_eq!(bottleneck(&[row(0.2, Some(0.5)), row(0.5, None)]), None);
         assert_eq!(bottleneck(&[]), None);
+        let spout = Row {
+            kind: "spout".into(),
+            ..row(0.95, None)
+        };
+        assert_eq!(bottleneck(&[spout.clone(), row(0.8, None)]), Some(1));
+        assert_eq!(bottleneck(&[spout, row(0.1, None)]), None);
     }
 
     #[test]
