@@ -442,7 +442,8 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
             );
         }
         let (done, shutdown) = tokio::sync::oneshot::channel::<()>();
-        let task = cluster.block_on(async move {
+        let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
+        cluster.block_on(async move {
             tokio::spawn(async move {
                 let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                     let _ = shutdown.await;
@@ -450,9 +451,10 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
                 if let Err(e) = serve.await {
                     tracing::error!("the HTTP endpoint stopped: {e}");
                 }
-            })
+                let _ = ended_tx.send(());
+            });
         });
-        server = Some((done, task));
+        server = Some((done, ended));
     }
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
@@ -517,9 +519,9 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         eprintln!("error: interrupted while draining; in-flight tuples were not acked");
         return ExitCode::from(130);
     };
-    if let Some((done, task)) = server {
+    if let Some((done, ended)) = server {
         let _ = done.send(());
-        let _ = cluster.block_on(tokio::time::timeout(Duration::from_secs(1), task));
+        let _ = cluster.block_on(tokio::time::timeout(Duration::from_secs(1), ended));
     }
     if !quiet {
         eprintln!("{}", status::line(&report.metrics, None));
