@@ -42,6 +42,9 @@ use topo_runtime::{Direction, MetricsReader, TapError};
 /// The rate of a tap when none is asked for, in tuples per second.
 pub const DEFAULT_RATE: f64 = 10.0;
 
+/// The content type of the tap stream: newline-delimited JSON.
+const NDJSON: &str = "application/x-ndjson";
+
 /// How often a `{"skipped": n}` line may be sent.
 const SKIPPED_EVERY: Duration = Duration::from_secs(1);
 
@@ -143,11 +146,7 @@ async fn tap(
         let line = f.next_line().await?;
         Some((Ok::<_, Infallible>(line), f))
     });
-    (
-        [(CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(lines),
-    )
-        .into_response()
+    ([(CONTENT_TYPE, NDJSON)], Body::from_stream(lines)).into_response()
 }
 
 /// One tap's stream of lines.
@@ -274,14 +273,15 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The message of an endpoint's error answer: its `{"error": ...}`, else the body, else the status.
+/// The message of an endpoint's error answer: its `{"error": ...}`, else the body if it is one
+/// short line of text, else the status alone.
 pub(crate) fn error_message(status: reqwest::StatusCode, body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_string))
         .unwrap_or_else(|| {
             let body = body.trim();
-            if body.is_empty() {
+            if body.is_empty() || body.len() > 200 || body.contains('\n') || body.starts_with('<') {
                 format!("HTTP {status}")
             } else {
                 format!("HTTP {status}: {body}")
@@ -402,6 +402,21 @@ async fn stream(args: &TapArgs) -> Result<End, Failure> {
                 error_message(status, &body)
             ),
             code,
+        ));
+    }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if !content_type.starts_with(NDJSON) {
+        return Err(Failure(
+            format!(
+                "{url} is not a tap stream (it answered {status} with content type {content_type:?}, \
+                 expected {NDJSON}); is a `topo run --http` with /api/tap serving there?"
+            ),
+            1,
         ));
     }
     let stdout = std::io::stdout();
@@ -612,5 +627,9 @@ mod tests {
         );
         assert_eq!(error_message(s, ""), "HTTP 404 Not Found");
         assert_eq!(error_message(s, "nope\n"), "HTTP 404 Not Found: nope");
+        assert_eq!(
+            error_message(s, "<!DOCTYPE HTML>\n<html>...</html>"),
+            "HTTP 404 Not Found"
+        );
     }
 }
