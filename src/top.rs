@@ -22,12 +22,12 @@
 //! text, over one interval:
 //!
 //! ```text
-//! topology word-count, uptime 41s, at http://127.0.0.1:8080 (figures over the last 1.0s)
-//! COMPONENT  KIND   TASKS  TUPLES/S  ACKED/S  FAILED  TIMED OUT  P99       QUEUE  CAPACITY
-//! sentences  spout      1     20.0k    20.0k       0          0  3.2 ms        -      0.31
-//! split      bolt       2     20.0k    20.0k       0          0  18 µs        0%      0.11
-//! count      bolt       2     99.8k    99.8k       0          0  9 µs        62%      0.93  <- bottleneck
-//! __acker    acker      1    139.7k        0       0          0  -            0%      0.21
+//! topology word-count, uptime 4s, at 127.0.0.1:8080 (figures over the last 1.0s)
+//! COMPONENT  KIND   TASKS  TUPLES/S  ACKED/S  FAILED  TIMED OUT  P99      QUEUE  CAPACITY
+//! sentences  spout      1     98.5k    99.3k       0          0  18.6 ms      -      0.10
+//! split      bolt       2     98.5k    98.5k       0          0  28 µs       3%      0.42
+//! count      bolt       2    633.1k   633.1k       0          0  6 µs        0%      0.35
+//! __acker    acker      1    395.6k    99.5k       0          0  -           6%      0.00
 //! ```
 
 use std::io::IsTerminal;
