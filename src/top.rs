@@ -10,7 +10,9 @@
 //!
 //! Each row: the component, its kind and tasks; tuples per second (spouts: emitted; bolts and the
 //! acker: executed) and acked per second over the last interval; failed and timed-out trees since
-//! the start; the p99 latency (spouts: emit to tree completion; bolts: execute) since the start;
+//! the start; the p99 latency (spouts: emit to tree completion; bolts: execute) over the last
+//! interval, from the deltas of the latency buckets (interpolated inside the bucket, as
+//! Prometheus' `histogram_quantile` does; since the start from an endpoint without buckets);
 //! how full its receive queues are now; and its *capacity*, the largest share of the last
 //! interval one of its tasks spent in the component's own code. The **bottleneck** is the bolt
 //! (or acker) with the highest capacity when that is at least 0.7, or else the one whose queues
@@ -65,6 +67,9 @@ pub struct Snapshot {
     pub uptime: Duration,
     /// Spouts and bolts in declaration order, then the acker.
     pub components: Vec<ComponentFigures>,
+    /// The upper bounds of the latency buckets, µs (empty from an endpoint without buckets).
+    #[serde(default)]
+    pub latency_bounds_us: Vec<u64>,
 }
 
 /// One component of a [`Snapshot`].
@@ -106,12 +111,16 @@ pub struct TaskFigures {
 }
 
 /// The parts of a latency summary the table uses.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Latency {
     /// How many latencies were recorded.
     pub count: u64,
-    /// 99th percentile, µs.
+    /// 99th percentile since the start, µs.
     pub p99_us: u64,
+    /// Cumulative counts at [`Snapshot::latency_bounds_us`] (empty from an endpoint without
+    /// buckets).
+    #[serde(default)]
+    pub buckets: Vec<u64>,
 }
 
 /// The parts of `/api/topology` the view uses.
@@ -137,7 +146,8 @@ pub struct Row {
     pub failed: u64,
     /// Timed out since the start.
     pub timed_out: u64,
-    /// p99 latency since the start (spouts: complete; others: execute), if any was recorded.
+    /// p99 latency over the interval (spouts: complete; others: execute), if any was recorded;
+    /// since the start when the endpoint gives no buckets.
     pub p99_us: Option<u64>,
     /// Queued tuples over queue capacity, now (not for spouts, which have no input queue).
     pub queue_fill: Option<f64>,
@@ -187,20 +197,44 @@ pub fn rows(before: Option<&Snapshot>, now: &Snapshot) -> Vec<Row> {
                 })
                 .fold(0.0f64, f64::max)
                 .clamp(0.0, 1.0);
-            let latency = |t: &TaskFigures| {
+            let latency = |t: &TaskFigures| -> Latency {
                 if spout {
-                    t.complete_latency
+                    t.complete_latency.clone()
                 } else {
-                    t.execute_latency
+                    t.execute_latency.clone()
                 }
             };
-            let p99_us = c
-                .tasks
-                .iter()
-                .map(latency)
-                .filter(|l| l.count > 0)
-                .map(|l| l.p99_us)
-                .max();
+            let bounds = &now.latency_bounds_us;
+            let bucketed = !bounds.is_empty()
+                && c.tasks
+                    .iter()
+                    .all(|t| latency(t).buckets.len() == bounds.len());
+            let p99_us = if bucketed {
+                // The interval's histogram: each task's buckets minus its earlier ones.
+                let mut buckets = vec![0u64; bounds.len()];
+                let mut count = 0u64;
+                for t in &c.tasks {
+                    let l = latency(t);
+                    let earlier = prev_task(t)
+                        .map(latency)
+                        .filter(|p| p.buckets.len() == bounds.len());
+                    count += l
+                        .count
+                        .saturating_sub(earlier.as_ref().map_or(0, |p| p.count));
+                    for (i, b) in buckets.iter_mut().enumerate() {
+                        let before = earlier.as_ref().map_or(0, |p| p.buckets[i]);
+                        *b += l.buckets[i].saturating_sub(before);
+                    }
+                }
+                quantile(bounds, &buckets, count, 0.99)
+            } else {
+                c.tasks
+                    .iter()
+                    .map(latency)
+                    .filter(|l| l.count > 0)
+                    .map(|l| l.p99_us)
+                    .max()
+            };
             let queued: u64 = c.tasks.iter().map(|t| t.queue_len).sum();
             let room: u64 = c.tasks.iter().map(|t| t.queue_capacity).sum();
             Row {
@@ -217,6 +251,29 @@ pub fn rows(before: Option<&Snapshot>, now: &Snapshot) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// The `q` quantile of `count` latencies whose cumulative counts at `bounds` are `cumulative`
+/// (those over the last bound are only in `count`): found in its bucket and interpolated
+/// linearly inside it, as Prometheus' `histogram_quantile` does. Past the last bound, that bound.
+/// `None` when there are no latencies.
+pub fn quantile(bounds: &[u64], cumulative: &[u64], count: u64, q: f64) -> Option<u64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = q * count as f64;
+    for (i, (&bound, &at_most)) in bounds.iter().zip(cumulative).enumerate() {
+        if at_most as f64 >= rank {
+            let (lower, below) = match i {
+                0 => (0, 0),
+                _ => (bounds[i - 1], cumulative[i - 1]),
+            };
+            let inside = at_most.saturating_sub(below).max(1) as f64;
+            let share = ((rank - below as f64) / inside).clamp(0.0, 1.0);
+            return Some(lower + ((bound - lower) as f64 * share).round() as u64);
+        }
+    }
+    bounds.last().copied()
 }
 
 /// The capacity from which the busiest component is the bottleneck.
@@ -636,6 +693,7 @@ mod tests {
             execute_latency: Latency {
                 count: executed,
                 p99_us: 40 + task as u64,
+                buckets: Vec::new(),
             },
             complete_latency: Latency::default(),
         }
@@ -660,6 +718,7 @@ mod tests {
                         .collect(),
                 },
             ],
+            latency_bounds_us: Vec::new(),
         }
     }
 
@@ -686,6 +745,45 @@ mod tests {
         let since_start = rows(None, &now);
         assert_eq!(since_start[1].rate, 2800.0 / 12.0);
         assert_eq!(rows(Some(&snapshot(99, [(0, 0, 0); 2])), &now), since_start);
+    }
+
+    #[test]
+    fn p99_comes_from_the_buckets_of_the_interval_when_there_are_some() {
+        let mut before = snapshot(10, [(1000, 1000, 0), (1000, 2000, 0)]);
+        let mut now = snapshot(12, [(1500, 2800, 10), (1300, 2200, 70)]);
+        // Bounds 10, 100, 1000 µs. Before: everything at most 10 µs. In the interval: task 1
+        // adds 400 at most 10 µs and 100 in (100, 1000]; task 2 adds 300 in (10, 100].
+        for s in [&mut before, &mut now] {
+            s.latency_bounds_us = vec![10, 100, 1000];
+        }
+        let set = |s: &mut Snapshot, task: usize, buckets: [u64; 3]| {
+            s.components[1].tasks[task].execute_latency.buckets = buckets.to_vec();
+        };
+        set(&mut before, 0, [1000, 1000, 1000]);
+        set(&mut before, 1, [1000, 1000, 1000]);
+        set(&mut now, 0, [1400, 1400, 1500]);
+        set(&mut now, 1, [1000, 1300, 1300]);
+        // 800 in the interval: rank 792 falls among the 100 in (100, 1000] (700 below):
+        // 100 + 900 * 92 / 100.
+        assert_eq!(rows(Some(&before), &now)[1].p99_us, Some(928));
+        // A bucket-less spout keeps its since-start figure (none here).
+        assert_eq!(rows(Some(&before), &now)[0].p99_us, None);
+        // Nothing executed in the interval: no p99.
+        assert_eq!(rows(Some(&now), &now)[1].p99_us, None);
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        let bounds = [10, 20, 50];
+        assert_eq!(quantile(&bounds, &[0, 0, 0], 0, 0.99), None);
+        assert_eq!(quantile(&bounds, &[100, 100, 100], 100, 0.99), Some(10));
+        assert_eq!(quantile(&bounds, &[0, 100, 100], 100, 0.5), Some(15));
+        assert_eq!(quantile(&bounds, &[50, 50, 100], 100, 0.99), Some(49));
+        assert_eq!(
+            quantile(&bounds, &[0, 0, 10], 100, 0.99),
+            Some(50),
+            "past the last bound"
+        );
     }
 
     #[test]
