@@ -14,6 +14,12 @@
 //! shared by the component's tasks. A point is off until someone taps it: the hot path then costs
 //! one relaxed atomic load per emit (out) or per input batch (in), and allocates nothing.
 //!
+//! A tapped point stays cheap for the tuples it skips, which are nearly all of them: when every
+//! tap's bucket is empty, the point keeps a *gate*, the earliest time any of them takes a tuple
+//! again. Until then a task skips with a clock read, a relaxed load of the gate and a count in a
+//! counter only it writes; no lock, no shared write. The taps' buckets are only consulted once the
+//! gate opens.
+//!
 //! A tap ([`TopologyHandle::tap`](crate::TopologyHandle::tap),
 //! [`MetricsReader::tap`](crate::MetricsReader::tap)) never slows the topology down: a tuple over
 //! the tap's rate, or one that finds the tap's channel full, is counted
@@ -27,8 +33,8 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
@@ -220,9 +226,12 @@ pub struct TapEvent {
 /// The receiving end of a tap. Dropping it ends the tap.
 pub struct TapReceiver {
     rx: flume::Receiver<TapEvent>,
-    /// The subscriber's count of skipped tuples (the subscriber itself, which holds the sender,
-    /// lives in the point, so that ending the component's tasks closes the channel).
+    /// The subscriber's count of tuples its bucket refused or its channel had no room for (the
+    /// subscriber itself, which holds the sender, lives in the point, so that ending the
+    /// component's tasks closes the channel).
     skipped: Arc<AtomicU64>,
+    /// The point's count of tuples skipped at the gate when this tap began.
+    gated_base: u64,
     /// To unsubscribe on drop.
     point: Arc<TapPoint>,
     id: u64,
@@ -248,7 +257,8 @@ impl TapReceiver {
 
     /// Tuples left out so far: over the rate, or finding the channel full.
     pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
+        let gated = self.point.gated().saturating_sub(self.gated_base);
+        self.skipped.load(Ordering::Relaxed) + gated
     }
 
     /// The tapped component.
@@ -309,7 +319,19 @@ pub(crate) struct TapPoint {
     /// Tasks holding a link to this point; the last one to end ends the point.
     live: AtomicUsize,
     subs: RwLock<Subscribers>,
+    /// Where `gate_ns` counts from.
+    epoch: Instant,
+    /// Nanoseconds after `epoch` before which no subscriber takes a tuple (0: open).
+    gate_ns: AtomicU64,
+    /// Each link's count of tuples skipped at the gate (written by its task only).
+    gated: Mutex<Vec<Arc<GateCount>>>,
 }
+
+/// A count written by one task, alone on its cache line so that tasks counting side by side do
+/// not slow each other down.
+#[derive(Default)]
+#[repr(align(128))]
+struct GateCount(AtomicU64);
 
 impl TapPoint {
     fn new(
@@ -326,7 +348,21 @@ impl TapPoint {
             on: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             subs: RwLock::new(Subscribers::default()),
+            epoch: Instant::now(),
+            gate_ns: AtomicU64::new(0),
+            gated: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Tuples skipped at the gate so far, over every task.
+    fn gated(&self) -> u64 {
+        let links = self.gated.lock().unwrap_or_else(|e| e.into_inner());
+        links.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Nanoseconds since `epoch`.
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
     }
 
     /// A poisoned lock only means a thread panicked while holding it; the list is intact.
@@ -337,9 +373,15 @@ impl TapPoint {
     /// The link of one task to this point.
     fn link(self: &Arc<Self>, task: TaskId) -> TapLink {
         self.live.fetch_add(1, Ordering::AcqRel);
+        let gated = Arc::new(GateCount::default());
+        self.gated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(gated.clone());
         TapLink {
             point: self.clone(),
             task,
+            gated,
         }
     }
 
@@ -366,10 +408,13 @@ impl TapPoint {
             format: o.format,
             skipped: skipped.clone(),
         });
+        // The new tap's bucket is full: open the gate.
+        self.gate_ns.store(0, Ordering::Relaxed);
         self.on.store(true, Ordering::Relaxed);
         Ok(TapReceiver {
             rx,
             skipped,
+            gated_base: self.gated(),
             point: self.clone(),
             id,
         })
@@ -378,6 +423,8 @@ impl TapPoint {
     fn unsubscribe(&self, id: u64) {
         let mut subs = self.write();
         subs.list.retain(|s| s.id != id);
+        // The gate may have been the one that tap's bucket set.
+        self.gate_ns.store(0, Ordering::Relaxed);
         if subs.list.is_empty() {
             self.on.store(false, Ordering::Relaxed);
         }
@@ -394,15 +441,20 @@ impl TapPoint {
         }
     }
 
-    /// Hands a copy of one tuple to every subscriber whose rate allows it. Never waits.
-    #[cold]
+    /// Hands a copy of one tuple to every subscriber whose rate allows it. Never waits. When
+    /// every bucket refuses, closes the gate until the first of them has a token again.
     fn offer(&self, task: TaskId, schema: &StreamSchema, source: Option<TaskId>, values: &[Value]) {
         let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
+        let mut reopens: Option<Instant> = None;
+        let mut taken = false;
         for sub in &subs.list {
-            if sub.limiter.check().is_err() {
+            if let Err(later) = sub.limiter.check() {
                 sub.skipped.fetch_add(1, Ordering::Relaxed);
+                let at = later.earliest_possible();
+                reopens = Some(reopens.map_or(at, |r| r.min(at)));
                 continue;
             }
+            taken = true;
             let event = TapEvent {
                 time_ms: crate::clock::now_millis(),
                 component: self.component.clone(),
@@ -425,6 +477,10 @@ impl TapPoint {
             if let Err(flume::TrySendError::Full(_)) = sub.tx.try_send(event) {
                 sub.skipped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if let (false, Some(at)) = (taken, reopens) {
+            let ns = at.saturating_duration_since(self.epoch).as_nanos() as u64;
+            self.gate_ns.store(ns.max(1), Ordering::Relaxed);
         }
     }
 
@@ -454,6 +510,40 @@ fn format_value(v: &Value, format: TapFormat) -> String {
 pub(crate) struct TapLink {
     point: Arc<TapPoint>,
     task: TaskId,
+    /// Tuples this task skipped at the point's gate; only this task writes it.
+    gated: Arc<GateCount>,
+}
+
+impl TapLink {
+    /// Whether the gate is closed now; if so, counts `n` tuples as skipped there.
+    fn gate_skips(&self, n: usize) -> bool {
+        let gate = self.point.gate_ns.load(Ordering::Relaxed);
+        if gate == 0 || self.point.now_ns() >= gate {
+            return false;
+        }
+        // One writer: a load and a store, no read-modify-write on a shared line.
+        let before = self.gated.0.load(Ordering::Relaxed);
+        self.gated.0.store(before + n as u64, Ordering::Relaxed);
+        true
+    }
+
+    #[cold]
+    fn emitted(&self, schema: &StreamSchema, values: &[Value]) {
+        if !self.gate_skips(1) {
+            self.point.offer(self.task, schema, None, values);
+        }
+    }
+
+    #[cold]
+    fn executing(&self, batch: &[Tuple]) {
+        for (i, t) in batch.iter().enumerate() {
+            if self.gate_skips(batch.len() - i) {
+                return;
+            }
+            self.point
+                .offer(self.task, t.schema(), Some(t.source_task()), t.values());
+        }
+    }
 }
 
 impl Drop for TapLink {
@@ -477,7 +567,7 @@ impl TaskTaps {
         if let Some(l) = &self.out
             && l.point.on.load(Ordering::Relaxed)
         {
-            l.point.offer(l.task, schema, None, values);
+            l.emitted(schema, values);
         }
     }
 
@@ -487,10 +577,7 @@ impl TaskTaps {
         if let Some(l) = &self.input
             && l.point.on.load(Ordering::Relaxed)
         {
-            for t in batch {
-                l.point
-                    .offer(l.task, t.schema(), Some(t.source_task()), t.values());
-            }
+            l.executing(batch);
         }
     }
 }
@@ -698,6 +785,52 @@ mod tests {
             "{got} in {elapsed}s"
         );
         assert_eq!(rx.skipped(), 1000 - got);
+    }
+
+    #[test]
+    fn once_every_bucket_is_empty_the_gate_skips_without_asking_them() {
+        let hub = hub();
+        let a = hub.links("gen", TaskId(0));
+        let b = hub.links("gen", TaskId(1));
+        let first = hub
+            .tap("gen", &TapOptions::new(Direction::Out, 1.0))
+            .expect("tap");
+        let point = a.out.as_ref().expect("a link").point.clone();
+        a.emitted(schema(), &values!["x", 1]);
+        assert_eq!(
+            point.gate_ns.load(Ordering::Relaxed),
+            0,
+            "a token was taken"
+        );
+        a.emitted(schema(), &values!["x", 2]);
+        let gate = point.gate_ns.load(Ordering::Relaxed);
+        assert!(gate > point.now_ns(), "closed for about a second: {gate}");
+        for n in 0..100 {
+            b.emitted(schema(), &values!["y", n]);
+        }
+        assert_eq!(point.gated(), 100, "counted by the task that skipped them");
+        assert_eq!(
+            first.skipped(),
+            101,
+            "1 refused by the bucket, 100 at the gate"
+        );
+        // A new tap has a full bucket: it opens the gate, and counts from its own start.
+        let second = hub
+            .tap("gen", &TapOptions::new(Direction::Out, 1.0))
+            .expect("tap");
+        assert_eq!(point.gate_ns.load(Ordering::Relaxed), 0);
+        b.emitted(schema(), &values!["z", 1]);
+        assert_eq!(
+            second.try_recv().map(|e| e.fields[0].value.clone()),
+            Some("z".into())
+        );
+        assert_eq!(second.skipped(), 0);
+        assert_eq!(first.skipped(), 102);
+        assert_eq!(
+            first.try_recv().map(|e| e.fields[1].value.clone()),
+            Some("1".into())
+        );
+        assert!(first.try_recv().is_none());
     }
 
     #[test]
