@@ -134,6 +134,7 @@ pub fn router(handle: MetricsReader, info: TopologyInfo) -> axum::Router {
         .route("/api/metrics", get(metrics_json))
         .route("/api/topology", get(topology_json))
         .route("/health", get(|| async { "ok" }))
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 

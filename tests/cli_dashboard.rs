@@ -1,0 +1,428 @@
+//! The live dashboard in a real browser: `topo run --http` serves `examples/dashboard.toml`,
+//! headless Chromium (driven over WebDriver by chromedriver and `fantoccini`) loads `/`, and the
+//! page must draw every component of the topology in its layer, show rates that move, mark the
+//! throttled bolt — and only it — as the bottleneck, say "disconnected, retrying" when the
+//! topology goes away and recover by itself when it is back.
+//!
+//! ```text
+//!  topo run --http 127.0.0.1:0 examples/dashboard.toml ◄── GET /, /api/* ── Chromium (headless)
+//!                                                                              ▲ WebDriver
+//!  this test ── fantoccini ──► chromedriver --port=N ──────────────────────────┘
+//! ```
+//!
+//! A screenshot is saved to `<target dir>/dashboard.png` (its path is printed); with
+//! `TOPO_UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png`, the README's picture.
+//! Chromium and chromedriver come from `scripts/services start`; without them the test fails and
+//! says so.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The longest any one wait of this test may take.
+const WAIT: Duration = Duration::from_secs(60);
+/// The components of examples/dashboard.toml, in the layers the page must put them in.
+const LAYERS: &[(&str, u64)] = &[("sentences", 0), ("split", 1), ("count", 2), ("to_api", 3)];
+/// Its throttled bolt: the bottleneck.
+const THROTTLED: &str = "to_api";
+
+/// A child process killed (and reaped) when dropped, so no run leaves one behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `topo run --http ADDR examples/dashboard.toml`; returns it with the address it serves.
+fn start_topo(http: &str) -> (Killed, String) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dashboard.toml");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("topo"))
+        .env_remove("RUST_LOG")
+        .env_remove("SENTENCES")
+        .args(["run", "--for", "600s", "--http", http])
+        .arg(example)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn topo");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Killed(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("topo printed its address before ending")
+            .expect("read stderr");
+        if let Some(rest) = line.strip_prefix("live figures: http://") {
+            break rest.split('/').next().expect("an address").to_string();
+        }
+    };
+    // Keep draining stderr so the status lines never block the process.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Starts chromedriver on a free loopback port and waits (bounded) until it listens.
+fn start_chromedriver() -> (Killed, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chromedriver");
+    let mut child = Killed(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("chromedriver ended before listening on port {port}: {status}");
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "chromedriver did not listen on port {port} within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+/// The browser, headless, with a profile of its own and its background traffic off (the
+/// network here is closed: left on, it would keep trying to reach Google's services).
+async fn open_browser(port: u16, profile: &Path) -> Client {
+    let args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-quic".to_string(),
+        "--no-first-run".to_string(),
+        "--disable-background-networking".to_string(),
+        "--disable-component-update".to_string(),
+        "--disable-sync".to_string(),
+        "--disable-dev-shm-usage".to_string(),
+        "--hide-scrollbars".to_string(),
+        "--window-size=1440,1250".to_string(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_string(),
+        json!({ "binary": CHROMIUM, "args": args }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with headless Chromium")
+}
+
+/// What the page shows, read in one script: the drawn nodes and edges, the table's rows, the
+/// connection indicator and the error list.
+const READ_PAGE: &str = r##"
+const nodes = [...document.querySelectorAll("#graph .node")].map((n) => ({
+  id: n.dataset.component, kind: n.dataset.kind, layer: Number(n.dataset.layer),
+  rate: n.dataset.rate, capacity: n.dataset.capacity,
+  bottleneck: n.classList.contains("bottleneck"),
+  text: n.textContent,
+}));
+const edges = [...document.querySelectorAll("#graph .edge")].map((e) => ({
+  from: e.dataset.from, to: e.dataset.to, rate: e.dataset.rate ?? "",
+  estimated: e.dataset.estimated ?? "", text: e.textContent,
+}));
+const rows = [...document.querySelectorAll("#components tbody tr")].map((r) => ({
+  id: r.dataset.component, rate: r.dataset.rate ?? "", text: r.textContent,
+}));
+return {
+  nodes, edges, rows,
+  bottlenecks: [...document.querySelectorAll(".bottleneck")].map((b) => b.dataset.component ?? b.tagName),
+  note: document.getElementById("bottleneck-note").hidden ? "" : document.getElementById("bottleneck-note").textContent,
+  connection: document.getElementById("connection-text").textContent,
+  uptime: document.getElementById("uptime").textContent,
+  noErrors: !document.getElementById("no-errors").hidden,
+  throughputPoints: (document.querySelector("#throughput-chart path.line")?.getAttribute("d") ?? "").split("L").length,
+  name: document.getElementById("topology-name").textContent,
+};
+"##;
+
+async fn read(client: &Client) -> Result<Value, String> {
+    client
+        .execute(READ_PAGE, Vec::new())
+        .await
+        .map_err(|e| format!("reading the page: {e}"))
+}
+
+/// Reads the page until `done` says what it wanted is there, or fails after [`WAIT`] with the
+/// last reading.
+async fn until(
+    client: &Client,
+    what: &str,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Result<Value, String> {
+    let start = Instant::now();
+    loop {
+        let page = read(client).await?;
+        if done(&page) {
+            return Ok(page);
+        }
+        if start.elapsed() > WAIT {
+            return Err(format!(
+                "{what}: not within {WAIT:?}; the page showed:\n{page:#}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn nodes(page: &Value) -> &[Value] {
+    page["nodes"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn node<'a>(page: &'a Value, id: &str) -> Option<&'a Value> {
+    nodes(page).iter().find(|n| n["id"] == id)
+}
+
+/// Parses a `data-*` number (empty = not yet known).
+fn number(v: &Value) -> Option<f64> {
+    v.as_str().and_then(|s| s.parse().ok())
+}
+
+/// Drives the page through everything the test checks; an error says what was missing.
+async fn drive(client: &Client, addr: &str, shot: &Path) -> Result<(), String> {
+    let get = |path: &str| {
+        let url = format!("http://{addr}{path}");
+        async move {
+            let body = reqwest::get(&url)
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?
+                .text()
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?;
+            serde_json::from_str::<Value>(&body).map_err(|e| format!("GET {url}: {e}"))
+        }
+    };
+    let topology = get("/api/topology").await?;
+    let ids: Vec<&str> = topology["components"]
+        .as_array()
+        .ok_or("no components in /api/topology")?
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    let expected: Vec<&str> = LAYERS.iter().map(|(id, _)| *id).collect();
+    if ids != expected {
+        return Err(format!(
+            "examples/dashboard.toml has {ids:?}, expected {expected:?}"
+        ));
+    }
+
+    client
+        .goto(&format!("http://{addr}/"))
+        .await
+        .map_err(|e| format!("loading the page: {e}"))?;
+
+    // Every component is drawn, once, in its layer (the longest path from the spout).
+    let page = until(client, "every component drawn", |p| {
+        nodes(p).len() == ids.len()
+    })
+    .await?;
+    for (id, layer) in LAYERS {
+        let n = node(&page, id).ok_or(format!("component `{id}` is not drawn"))?;
+        if n["layer"].as_u64() != Some(*layer) {
+            return Err(format!(
+                "`{id}` drawn in layer {}, expected {layer}",
+                n["layer"]
+            ));
+        }
+        if !n["text"].as_str().is_some_and(|t| t.contains(id)) {
+            return Err(format!("`{id}`'s box does not show its id: {n}"));
+        }
+    }
+    if page["name"] != topology["name"] {
+        return Err(format!(
+            "header shows {}, expected {}",
+            page["name"], topology["name"]
+        ));
+    }
+    if page["edges"].as_array().map(Vec::len) != topology["edges"].as_array().map(Vec::len) {
+        return Err(format!("edges drawn: {:#}", page["edges"]));
+    }
+
+    // Rates: known for every node, then moving between two readings.
+    let first = until(client, "a rate on every node", |p| {
+        nodes(p).iter().all(|n| number(&n["rate"]).is_some())
+    })
+    .await?;
+    let rates = |p: &Value| -> Vec<String> {
+        nodes(p)
+            .iter()
+            .map(|n| n["rate"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let before = rates(&first);
+    until(client, "rates moving", |p| rates(p) != before).await?;
+
+    // The throttled bolt is the bottleneck, and nothing else is.
+    let page = until(client, "the throttled bolt marked as the bottleneck", |p| {
+        p["bottlenecks"] == json!([THROTTLED])
+    })
+    .await?;
+    let throttled = node(&page, THROTTLED).ok_or("no throttled node")?;
+    let capacity = number(&throttled["capacity"]).unwrap_or(0.0);
+    if capacity < 0.7 {
+        return Err(format!(
+            "the bottleneck's capacity is {capacity}, expected >= 0.7"
+        ));
+    }
+    if !page["note"].as_str().is_some_and(|t| t.contains(THROTTLED)) {
+        return Err(format!("the bottleneck note says {}", page["note"]));
+    }
+    for n in nodes(&page) {
+        if n["id"] != THROTTLED && n["bottleneck"] == true {
+            return Err(format!("{} is marked too", n["id"]));
+        }
+    }
+
+    // Edge rates: exact when /api/metrics reports edges, else estimated and marked "≈".
+    let exact = get("/api/metrics").await?.get("edges").is_some();
+    let page = until(client, "a rate on every edge", |p| {
+        p["edges"]
+            .as_array()
+            .is_some_and(|es| es.iter().all(|e| number(&e["rate"]).is_some()))
+    })
+    .await?;
+    for e in page["edges"].as_array().into_iter().flatten() {
+        let marked = e["text"].as_str().is_some_and(|t| t.contains('≈'));
+        if marked == exact || e["estimated"] != json!((!exact).to_string()) {
+            return Err(format!(
+                "edge {e}: exact figures {exact}, marked ≈ {marked}"
+            ));
+        }
+    }
+
+    // The table has a row per component (and the acker), the header says live, no errors.
+    let rows = page["rows"].as_array().ok_or("no table rows")?;
+    for id in &ids {
+        if !rows
+            .iter()
+            .any(|r| r["id"] == *id && number(&r["rate"]).is_some())
+        {
+            return Err(format!("no table row with a rate for `{id}`: {rows:#?}"));
+        }
+    }
+    if page["connection"] != "live" {
+        return Err(format!(
+            "the connection indicator says {}",
+            page["connection"]
+        ));
+    }
+    if page["noErrors"] != true {
+        return Err("the error list does not say \"no errors recorded\"".into());
+    }
+
+    // A few seconds of history in the charts, then the screenshot.
+    until(client, "ten points in the throughput chart", |p| {
+        p["throughputPoints"].as_u64().unwrap_or(0) >= 10
+    })
+    .await?;
+    let png = client
+        .screenshot()
+        .await
+        .map_err(|e| format!("screenshot: {e}"))?;
+    std::fs::write(shot, &png).map_err(|e| format!("writing {}: {e}", shot.display()))?;
+    println!("screenshot: {}", shot.display());
+    Ok(())
+}
+
+/// The seconds of an uptime as the header shows it (`42s`, `3m 07s`, `1h 02m 03s`).
+fn uptime_secs(v: &Value) -> Option<u64> {
+    let mut total = 0;
+    for part in v.as_str()?.split_whitespace() {
+        let unit = match part.chars().last()? {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let n: u64 = part[..part.len() - 1].parse().ok()?;
+        total += n * unit;
+    }
+    Some(total)
+}
+
+/// The topology goes away and comes back on the same address: the page says so, then recovers
+/// by itself (a new graph, counters from zero).
+async fn reconnects(client: &Client, topo: Killed, addr: &str) -> Result<Killed, String> {
+    let old = uptime_secs(&read(client).await?["uptime"]).ok_or("no uptime shown")?;
+    drop(topo);
+    until(client, "\"disconnected, retrying\"", |p| {
+        p["connection"] == "disconnected, retrying"
+    })
+    .await?;
+    let (topo, again) = start_topo(addr);
+    if again != addr {
+        return Err(format!("restarted on {again}, expected {addr}"));
+    }
+    until(
+        client,
+        "live again, with the restarted topology's figures",
+        |p| {
+            p["connection"] == "live"
+                && uptime_secs(&p["uptime"]).is_some_and(|new| new < old)
+                && nodes(p).len() == LAYERS.len()
+                && nodes(p).iter().all(|n| number(&n["rate"]).is_some())
+        },
+    )
+    .await?;
+    Ok(topo)
+}
+
+#[test]
+fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: run `scripts/services start`, which installs chromium and \
+             chromium-driver (the dashboard's browser test needs both)"
+        );
+    }
+    let (topo, addr) = start_topo("127.0.0.1:0");
+    let (_driver, port) = start_chromedriver();
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf);
+    let shot = target.join("dashboard.png");
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let outcome = rt.block_on(async {
+        let client = open_browser(port, profile.path()).await;
+        let result = match drive(&client, &addr, &shot).await {
+            Ok(()) => reconnects(&client, topo, &addr).await,
+            Err(e) => Err(e),
+        };
+        // Close the session (and the browser) whatever happened.
+        if let Err(e) = client.close().await {
+            eprintln!("closing the browser: {e}");
+        }
+        result
+    });
+    let _topo = outcome.unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var_os("TOPO_UPDATE_SCREENSHOT").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+        std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
+        println!("updated {}", docs.display());
+    }
+}
