@@ -201,6 +201,127 @@ fn number(v: &Value) -> Option<f64> {
     v.as_str().and_then(|s| s.parse().ok())
 }
 
+/// The page's own functions on figures whose answers are known, run in the browser: the layout
+/// (longest path, barycentre order), windowed figures from two snapshots (capacity, rates, p99
+/// from latency buckets, else the mean), edge rates exact and estimated, and the bottleneck rule.
+/// These cover the optional fields of `/api/metrics` (`edges`, `buckets`) that a runtime may not
+/// report yet.
+const CHECK_FUNCTIONS: &str = r##"
+const done = arguments[arguments.length - 1];
+import("/dashboard.js").then((m) => {
+  const topo = {
+    name: "t",
+    components: ["a", "b", "x", "y", "z"].map((id) => ({ id, kind: id < "c" ? "spout" : "bolt", parallelism: 1 })),
+    edges: [["b", "x"], ["a", "y"], ["x", "z"], ["y", "z"], ["a", "z"]]
+      .map(([from, to]) => ({ from, to, stream: "default", grouping: "shuffle", fields: [] })),
+  };
+  const l = m.layout(topo);
+  const placed = Object.fromEntries([...l.nodes].map(([id, p]) => [id, [p.layer, p.order]]));
+  const d = (s) => ({ secs: Math.floor(s), nanos: Math.round((s % 1) * 1e9) });
+  const lat = (count, mean, buckets) => ({ count, p50_us: 0, p99_us: 0, max_us: 50000, mean_us: mean, buckets });
+  const task = (task, executed, busy, queue, latency) => ({
+    task, emitted: executed, transferred: 2 * executed, executed, acked: executed, failed: 0,
+    timed_out: 0, errors: 0, restarts: 0, pending: 0, busy: d(busy), busy_fraction: 0,
+    backpressure: d(busy / 2), queue_len: queue, queue_capacity: 100,
+    execute_latency: latency, complete_latency: lat(0, 0),
+  });
+  const bounds = [100, 1000, 10000];
+  const before = { id: "x", kind: "bolt", tasks: [
+    task(1, 100, 1.0, 0, lat(10, 100, [5, 10, 10])),
+    task(2, 100, 1.0, 0, lat(0, 0, [0, 0, 0])),
+  ] };
+  const now = { id: "x", kind: "bolt", tasks: [
+    task(1, 300, 2.5, 30, lat(60, 280, [10, 50, 60])),
+    task(2, 200, 1.2, 80, lat(40, 500, [0, 20, 40])),
+  ] };
+  const windowed = m.componentStats(now, before, 2, bounds);
+  const unbucketed = m.componentStats(now, before, 2, null);
+  const edges = [{ from: "x", to: "z", stream: "default" }, { from: "x", to: "y", stream: "default" }];
+  const byId = new Map([["x", windowed]]);
+  const exact = m.edgeRates(edges,
+    { edges: [{ from: "x", stream: "default", to: "z", transferred: 500 }] },
+    { edges: [{ from: "x", stream: "default", to: "z", transferred: 100 }] }, 2, byId);
+  const estimated = m.edgeRates(edges, {}, {}, 2, byId);
+  const stat = (id, capacity, queueFill) => ({ id, capacity, queueFill });
+  done({
+    placed,
+    rate: windowed.rate, capacity: windowed.capacity, queueFill: windowed.queueFill,
+    backpressure: windowed.backpressure,
+    p50: windowed.p50, p99: windowed.p99, windowedLatency: windowed.latencyWindowed,
+    mean: unbucketed.windowMeanUs, unbucketedWindowed: unbucketed.latencyWindowed,
+    exact: [...exact.values()], estimated: [...estimated.values()],
+    busiest: m.findBottleneck([stat("p", 0.9, 0.9), stat("q", 0.95, 0.1)]),
+    fullest: m.findBottleneck([stat("p", 0.5, 0.6), stat("q", 0.65, 0.2)]),
+    none: m.findBottleneck([stat("p", 0.69, 0.5), stat("q", 0.1, 0.1)]),
+    short: [0, 0.5, 42, 312.4, 12345, 4560000].map(m.short),
+  });
+}).catch((e) => done({ error: String(e) }));
+"##;
+
+async fn check_functions(client: &Client) -> Result<(), String> {
+    let got = client
+        .execute_async(CHECK_FUNCTIONS, Vec::new())
+        .await
+        .map_err(|e| format!("running the page's functions: {e}"))?;
+    let want = |what: &str, value: &Value, expected: Value| {
+        if *value == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: {value}, expected {expected} (all: {got:#})"
+            ))
+        }
+    };
+    want("error", &got["error"], Value::Null)?;
+    // Longest path: z is in layer 2 (a -> y -> z), not 1 (a -> z); inside layer 1, y (fed by a,
+    // order 0) comes before x (fed by b, order 1).
+    want(
+        "layout",
+        &got["placed"],
+        json!({ "a": [0, 0], "b": [0, 1], "y": [1, 0], "x": [1, 1], "z": [2, 0] }),
+    )?;
+    // Executed (300 + 200) - (100 + 100) in 2 s; the busiest task was busy 1.5 of the 2 s and
+    // waited 0.75; the fullest queue holds 80 of 100.
+    want("rate", &got["rate"], json!(150))?;
+    want("capacity", &got["capacity"], json!(0.75))?;
+    want("backpressure", &got["backpressure"], json!(0.375))?;
+    want("queue fill", &got["queueFill"], json!(0.8))?;
+    // Bucket deltas [5, 40, 50] + [0, 20, 40] = [5, 60, 90] of 90 latencies: the median is at or
+    // below 1000 µs, the 99th percentile at or below 10000 µs.
+    want("windowed p50", &got["p50"], json!(1000))?;
+    want("windowed p99", &got["p99"], json!(10000))?;
+    want("windowed", &got["windowedLatency"], json!(true))?;
+    // Without buckets: the mean of the window, (60 * 280 - 10 * 100 + 40 * 500) / 90 µs.
+    let mean = got["mean"].as_f64().unwrap_or(f64::NAN);
+    if (mean - 35800.0 / 90.0).abs() > 1e-6 {
+        return Err(format!(
+            "windowed mean: {mean}, expected {}",
+            35800.0 / 90.0
+        ));
+    }
+    want("unbucketed", &got["unbucketedWindowed"], json!(false))?;
+    // Exact: 400 tuples in 2 s on x -> z, none on x -> y (absent from the report).
+    want(
+        "exact edge rates",
+        &got["exact"],
+        json!([{ "rate": 200, "estimated": false }, { "rate": 0, "estimated": false }]),
+    )?;
+    // Estimated: x transferred 1000 - 400 tuples in 2 s, divided over its two out-edges.
+    want(
+        "estimated edge rates",
+        &got["estimated"],
+        json!([{ "rate": 150, "estimated": true }, { "rate": 150, "estimated": true }]),
+    )?;
+    want("busiest", &got["busiest"]["id"], json!("q"))?;
+    want("fullest", &got["fullest"]["id"], json!("p"))?;
+    want("no bottleneck", &got["none"], Value::Null)?;
+    want(
+        "short",
+        &got["short"],
+        json!(["0", "0.50", "42", "312", "12.3k", "4.56M"]),
+    )
+}
+
 /// Drives the page through everything the test checks; an error says what was missing.
 async fn drive(client: &Client, addr: &str, shot: &Path) -> Result<(), String> {
     let get = |path: &str| {
@@ -233,6 +354,7 @@ async fn drive(client: &Client, addr: &str, shot: &Path) -> Result<(), String> {
         .goto(&format!("http://{addr}/"))
         .await
         .map_err(|e| format!("loading the page: {e}"))?;
+    check_functions(client).await?;
 
     // Every component is drawn, once, in its layer (the longest path from the spout).
     let page = until(client, "every component drawn", |p| {

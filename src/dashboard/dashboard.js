@@ -230,9 +230,9 @@ function latencyOf(kind, task) {
 
 /**
  * The figures of one component between snapshot components `c` (now) and `p` (before, may be
- * missing), `dt` seconds apart.
+ * missing), `dt` seconds apart; `bounds` are the snapshot's `latency_bounds_us`, if any.
  */
-function componentStats(c, p, dt, bounds) {
+export function componentStats(c, p, dt, bounds) {
   const before = new Map(p ? p.tasks.map((t) => [t.task, t]) : []);
   const per = (f) => (dt > 0 && p ? delta(total(c, f), total(p, f)) / dt : null);
   const count = c.kind === "spout" ? (t) => t.emitted : (t) => t.executed;
@@ -341,11 +341,17 @@ export function findBottleneck(stats) {
   return null;
 }
 
-/** Tuples per second on each topology edge: exact when the runtime reports edges, else estimated. */
-function edgeRates(now, before, dt, byId) {
+/** The key of an edge in the maps below. */
+export const edgeKey = (e) => `${e.from}\u0000${e.stream}\u0000${e.to}`;
+
+/**
+ * Tuples per second on each of the topology's `edges`, by edgeKey: exact from the snapshots'
+ * `edges` when the runtime reports them, else the upstream component's transferred rate
+ * (from `byId`, its componentStats) divided over its out-edges, marked estimated.
+ */
+export function edgeRates(edges, now, before, dt, byId) {
   const out = new Map();
-  const key = (e) => `${e.from}\u0000${e.stream}\u0000${e.to}`;
-  const edges = state.topology.edges;
+  const key = edgeKey;
   if (Array.isArray(now.edges)) {
     const prev = new Map((before && Array.isArray(before.edges) ? before.edges : []).map((e) => [key(e), e]));
     const cur = new Map(now.edges.map((e) => [key(e), e]));
@@ -506,7 +512,7 @@ function updateGraph(byId, rates, bottleneck) {
   }
   const widths = [];
   for (const d of state.graph.edges) {
-    const r = rates.get(`${d.e.from}\u0000${d.e.stream}\u0000${d.e.to}`);
+    const r = rates.get(edgeKey(d.e));
     const rate = r ? r.rate : null;
     d.g.setAttribute("data-rate", rate === null ? "" : rate.toFixed(2));
     d.g.setAttribute("data-estimated", r && r.estimated ? "true" : "false");
@@ -751,7 +757,7 @@ function render() {
   const byId = new Map(stats.map((s) => [s.id, s]));
   const inGraph = stats.filter((s) => state.graph.nodes.has(s.id));
   const bottleneck = base ? findBottleneck(inGraph) : null;
-  const rates = edgeRates(now.snap, base ? base.snap : null, dt, byId);
+  const rates = edgeRates(state.topology.edges, now.snap, base ? base.snap : null, dt, byId);
 
   // One chart point per poll.
   const spouts = stats.filter((s) => s.kind === "spout");
