@@ -59,11 +59,14 @@ fn start_topo(http: &str) -> (Killed, String) {
     let stderr = child.stderr.take().expect("stderr");
     let child = Killed(child);
     let mut lines = BufReader::new(stderr).lines();
+    let mut said = String::new();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("topo printed its address before ending")
-            .expect("read stderr");
+        let Some(line) = lines.next() else {
+            panic!("topo ended before printing its address; it said:\n{said}");
+        };
+        let line = line.expect("read stderr");
+        said.push_str(&line);
+        said.push('\n');
         if let Some(rest) = line.strip_prefix("live figures: http://") {
             break rest.split('/').next().expect("an address").to_string();
         }
@@ -455,9 +458,11 @@ async fn drive(client: &Client, addr: &str, shot: &Path) -> Result<(), String> {
         return Err("the error list does not say \"no errors recorded\"".into());
     }
 
-    // A few seconds of history in the charts, then the screenshot.
-    until(client, "ten points in the throughput chart", |p| {
-        p["throughputPoints"].as_u64().unwrap_or(0) >= 10
+    // A few seconds of history in the charts (a minute for the README's picture), then the
+    // screenshot.
+    let points = if updating_docs() { 60 } else { 10 };
+    until(client, "history in the throughput chart", |p| {
+        p["throughputPoints"].as_u64().unwrap_or(0) >= points
     })
     .await?;
     let png = client
@@ -512,6 +517,11 @@ async fn reconnects(client: &Client, topo: Killed, addr: &str) -> Result<Killed,
     Ok(topo)
 }
 
+/// Whether this run replaces `docs/dashboard.png` (`TOPO_UPDATE_SCREENSHOT=1`).
+fn updating_docs() -> bool {
+    std::env::var_os("TOPO_UPDATE_SCREENSHOT").is_some_and(|v| v == "1")
+}
+
 #[test]
 fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
     for bin in [CHROMIUM, CHROMEDRIVER] {
@@ -542,7 +552,7 @@ fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
         result
     });
     let _topo = outcome.unwrap_or_else(|e| panic!("{e}"));
-    if std::env::var_os("TOPO_UPDATE_SCREENSHOT").is_some() {
+    if updating_docs() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
         std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
         println!("updated {}", docs.display());

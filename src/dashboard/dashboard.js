@@ -130,7 +130,8 @@ async function getJson(path) {
  * Positions of the components: layer = the longest path from a spout (spouts in layer 0), so
  * every edge goes left to right; inside a layer, nodes are ordered by the mean height of their
  * predecessors (the barycentre), which keeps edges short and mostly uncrossed.
- * Returns {nodes: Map id -> {x, y, layer, order}, width, height}.
+ * Returns {nodes: Map id -> {x, y, layer, order}, extents: [{top, bottom}] per layer, width,
+ * height}.
  */
 export function layout(topology) {
   const ids = topology.components.map((c) => c.id);
@@ -193,7 +194,12 @@ export function layout(topology) {
     place(members, l);
   });
   const width = MARGIN * 2 + (depth + 1) * NODE_W + depth * COL_GAP;
-  return { nodes: pos, width, height };
+  // The vertical extent of each layer's boxes, for edges routed around the layers they skip.
+  const extents = layers.map((members) => ({
+    top: Math.min(...members.map((id) => pos.get(id).y)),
+    bottom: Math.max(...members.map((id) => pos.get(id).y + NODE_H)),
+  }));
+  return { nodes: pos, extents, width, height };
 }
 
 // ---------------------------------------------------------------- figures
@@ -382,13 +388,64 @@ function groupingLabel(e) {
   return e.stream && e.stream !== "default" ? `${e.stream} · ${g}` : g;
 }
 
+/**
+ * The path of an edge from component `a` to `b` (layout positions), leaving at (x1, y1) and
+ * arriving at (x2, y2), and the middle of it for the labels: a curve between adjacent layers;
+ * around the boxes of the layers in between (above or below them, whichever is nearer) when the
+ * edge skips layers, so it never runs behind a component it does not touch.
+ */
+function route(extents, a, b, x1, y1, x2, y2) {
+  if (b.layer - a.layer <= 1) {
+    const dx = Math.max(40, (x2 - x1) / 2);
+    return {
+      d: `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`,
+      mx: (x1 + x2) / 2,
+      my: (y1 + y2) / 2,
+    };
+  }
+  const skipped = extents.slice(a.layer + 1, b.layer);
+  const over = Math.min(...skipped.map((x) => x.top)) - 26;
+  const under = Math.max(...skipped.map((x) => x.bottom)) + 26;
+  const mid = (y1 + y2) / 2;
+  const y = Math.abs(over - mid) < Math.abs(under - mid) ? over : under;
+  const xa = x1 + COL_GAP / 2;
+  const xb = x2 - COL_GAP / 2;
+  const c = COL_GAP / 4;
+  return {
+    d: `M ${x1} ${y1} C ${x1 + c} ${y1}, ${xa - c} ${y}, ${xa} ${y} L ${xb} ${y} C ${xb + c} ${y}, ${x2 - c} ${y2}, ${x2} ${y2}`,
+    mx: (xa + xb) / 2,
+    my: y,
+  };
+}
+
+/**
+ * Where to put an edge's labels (the y of the line between them) centred at `x`, `width` wide,
+ * wanting `y`: there, or below the labels in `placed` it would overlap. Records the choice.
+ */
+function labelSpot(placed, x, y, width) {
+  const above = 21;
+  const below = 24;
+  let spot = y;
+  for (let moved = true; moved; ) {
+    moved = false;
+    for (const p of placed) {
+      const apartX = Math.abs(p.x - x) >= (p.width + width) / 2;
+      const apartY = spot - above >= p.y + below || spot + below <= p.y - above;
+      if (!apartX && !apartY) {
+        spot = p.y + below + above + 2;
+        moved = true;
+      }
+    }
+  }
+  placed.push({ x, y: spot, width });
+  return spot;
+}
+
 function drawGraph() {
   const topo = state.topology;
   const root = $("graph");
   root.replaceChildren();
-  const { nodes, width, height } = layout(topo);
-  root.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  root.style.maxWidth = `${width}px`;
+  const { nodes, extents, width, height } = layout(topo);
   const defs = svg("defs");
   const marker = svg("marker", {
     id: "arrow",
@@ -417,6 +474,9 @@ function drawGraph() {
     return { e, n };
   });
   const drawnEdges = [];
+  const placedLabels = [];
+  let top = 0;
+  let bottom = height;
   for (const { e, n } of edges) {
     const a = nodes.get(e.from);
     const b = nodes.get(e.to);
@@ -427,7 +487,6 @@ function drawGraph() {
     const y1 = a.y + NODE_H / 2 + off;
     const x2 = b.x - 2;
     const y2 = b.y + NODE_H / 2 + off;
-    const dx = Math.max(40, (x2 - x1) / 2);
     const g = svg("g", {
       class: "edge",
       "data-from": e.from,
@@ -435,21 +494,24 @@ function drawGraph() {
       "data-stream": e.stream,
       "data-grouping": e.grouping,
     });
-    const path = svg("path", {
-      class: "edge-line",
-      d: `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`,
-      "marker-end": "url(#arrow)",
-    });
-    const mx = (x1 + x2) / 2;
-    const my = (y1 + y2) / 2;
-    // The grouping above the line, the rate below it.
-    const kind = svg("text", { class: "edge-label grouping", x: mx, y: my - 9, "text-anchor": "middle" },
-      groupingLabel(e));
+    const { d, mx, my: wanted } = route(extents, a, b, x1, y1, x2, y2);
+    const path = svg("path", { class: "edge-line", d, "marker-end": "url(#arrow)" });
+    // The grouping above the curve's midpoint, the rate below it; moved down past the labels
+    // already placed when they would overlap (edges fanning out of one component).
+    const text = groupingLabel(e);
+    const my = labelSpot(placedLabels, mx, wanted, Math.max(text.length, 9) * 6.6);
+    top = Math.min(top, my - 34);
+    bottom = Math.max(bottom, my + 34);
+    const kind = svg("text", { class: "edge-label grouping", x: mx, y: my - 9, "text-anchor": "middle" }, text);
     const rate = svg("text", { class: "edge-label edge-rate", x: mx, y: my + 19, "text-anchor": "middle" }, "–");
     g.append(path, kind, rate);
     edgeLayer.append(g);
     drawnEdges.push({ e, g, path, rate });
   }
+
+  // Edges routed around skipped layers may pass above or below the boxes.
+  root.setAttribute("viewBox", `0 ${top} ${width} ${bottom - top}`);
+  root.style.maxWidth = `${width}px`;
 
   const drawnNodes = new Map();
   for (const c of topo.components) {
