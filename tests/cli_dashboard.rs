@@ -245,7 +245,7 @@ import("/dashboard.js").then((m) => {
     { edges: [{ from: "x", stream: "default", to: "z", transferred: 500 }] },
     { edges: [{ from: "x", stream: "default", to: "z", transferred: 100 }] }, 2, byId);
   const estimated = m.edgeRates(edges, {}, {}, 2, byId);
-  const stat = (id, capacity, queueFill) => ({ id, capacity, queueFill });
+  const stat = (id, capacity, queueFill, backpressure = 0) => ({ id, capacity, queueFill, backpressure });
   done({
     placed,
     rate: windowed.rate, capacity: windowed.capacity, queueFill: windowed.queueFill,
@@ -256,6 +256,7 @@ import("/dashboard.js").then((m) => {
     busiest: m.findBottleneck([stat("p", 0.9, 0.9), stat("q", 0.95, 0.1)]),
     fullest: m.findBottleneck([stat("p", 0.5, 0.6), stat("q", 0.65, 0.2)]),
     none: m.findBottleneck([stat("p", 0.69, 0.5), stat("q", 0.1, 0.1)]),
+    tie: m.findBottleneck([stat("p", 1.0, 0.1, 0.9), stat("q", 0.995, 0.6, 0.0), stat("r", 0.2, 0.1)]),
     short: [0, 0.5, 42, 312.4, 12345, 4560000].map(m.short),
   });
 }).catch((e) => done({ error: String(e) }));
@@ -318,6 +319,8 @@ async fn check_functions(client: &Client) -> Result<(), String> {
     want("busiest", &got["busiest"]["id"], json!("q"))?;
     want("fullest", &got["fullest"]["id"], json!("p"))?;
     want("no bottleneck", &got["none"], Value::Null)?;
+    // Both saturated: p waits 90% of its time for q's queue, so q holds the topology back.
+    want("tie", &got["tie"]["id"], json!("q"))?;
     want(
         "short",
         &got["short"],

@@ -327,12 +327,18 @@ function baseSnapshot() {
 /**
  * The bottleneck: the component with the highest capacity when it is at least CAP_HIGH, else
  * the one whose queues are fullest when they are more than half full; null when neither.
+ * Capacities within 0.01 of each other count as equal (a saturated stage and the stage feeding
+ * it can both read 1.00): then the one that waits less for its downstream queues wins, as the
+ * other is held up by it.
  */
 export function findBottleneck(stats) {
   let busiest = null;
   let fullest = null;
+  const cap = (s) => s.capacity ?? 0;
   for (const s of stats) {
-    if (busiest === null || (s.capacity ?? 0) > (busiest.capacity ?? 0)) busiest = s;
+    const gap = busiest === null ? 1 : cap(s) - cap(busiest);
+    const waitsLess = busiest !== null && (s.backpressure ?? 0) < (busiest.backpressure ?? 0);
+    if (gap >= 0.01 || (Math.abs(gap) < 0.01 && waitsLess)) busiest = s;
     if (fullest === null || (s.queueFill ?? 0) > (fullest.queueFill ?? 0)) fullest = s;
   }
   if (busiest && (busiest.capacity ?? 0) >= CAP_HIGH) {
