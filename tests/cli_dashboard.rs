@@ -17,11 +17,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -544,17 +546,23 @@ fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let outcome = rt.block_on(async {
         let client = open_browser(port, profile.path()).await;
-        let result = match drive(&client, &addr, &shot).await {
-            Ok(()) => reconnects(&client, topo, &addr).await,
-            Err(e) => Err(e),
+        let checks = async {
+            drive(&client, &addr, &shot).await?;
+            reconnects(&client, topo, &addr).await
         };
-        // Close the session (and the browser) whatever happened.
+        let result = AssertUnwindSafe(checks).catch_unwind().await;
+        // Close the session, and so the browser, whatever happened: chromedriver does not take
+        // the browser down with it when it is killed.
         if let Err(e) = client.close().await {
             eprintln!("closing the browser: {e}");
         }
         result
     });
-    let _topo = outcome.unwrap_or_else(|e| panic!("{e}"));
+    let _topo = match outcome {
+        Ok(Ok(topo)) => topo,
+        Ok(Err(e)) => panic!("{e}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     if updating_docs() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
         std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");

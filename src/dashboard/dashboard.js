@@ -2,7 +2,7 @@
 //
 //   /api/topology (once) ──► layout(): layers by the longest path from the spouts, each layer
 //                            ordered by the barycentre of its predecessors ──► drawGraph()
-//   /api/metrics (every second) ──► history of snapshots ──► windowStats(): rates, capacity,
+//   /api/metrics (every second) ──► history of snapshots ──► componentStats(): rates, capacity,
 //                            queue fill, backpressure and latencies from the deltas between the
 //                            newest snapshot and the one WINDOW_S seconds before it
 //                            ──► graph colours, bottleneck, table, sparklines, errors
@@ -70,7 +70,7 @@ function secs(d) {
 
 const clamp01 = (x) => Math.min(1, Math.max(0, x));
 
-/** A count or rate in short form: 0.42, 7.5, 312, 12.3k, 4.56M. */
+/** A count or rate in short form: 0.42, 7.50, 42.5, 312, 12.3k, 4.56M (whole numbers as such). */
 export function short(n) {
   if (!Number.isFinite(n)) return "–";
   const a = Math.abs(n);
