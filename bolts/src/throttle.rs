@@ -2,11 +2,11 @@
 //! sink in front of a rate-limited API, or to make a slow stage on purpose.
 //!
 //! ```text
-//!                 ┌──────────────── throttle (one bucket per task) ────────────────┐
-//! (any fields) ──►│ take a token: one is added every 1/rate s, at most `burst` kept │──► default: the input
-//!   queue fills   │ none left → execute waits for the next one (nothing dropped)   │    values, anchored;
-//!   ◄── upstream  └────────────────────────────────────────────────────────────────┘    then the input acked
-//!   waits (backpressure)
+//!                   ┌──────── throttle (a token bucket per task) ────────┐
+//! (any fields) ────►│ one token per input: `rate` new tokens a second,    │──► default: the input's
+//!                   │ at most `burst` kept; none left → execute waits     │    values, anchored;
+//! upstream waits ◄──│ for the next (nothing dropped) and the queue fills  │    then the input acked
+//! (backpressure)    └─────────────────────────────────────────────────────┘
 //! ```
 //!
 //! A token bucket per task: it starts full with `burst` tokens, gains `rate` tokens per second
@@ -17,10 +17,11 @@
 //! seconds a task passes at most `burst + rate × t` tuples.
 //!
 //! The wait counts as the task's busy time, so a throttled stage shows a capacity near 1 — it is
-//! the bottleneck, as intended — and its execute latency is the time each tuple waited.
+//! the bottleneck, as intended — and its execute latency includes the wait.
 //!
-//! The bucket reads tokio's clock, so a test that pauses the runtime's clock
-//! ([`BoltTester::pause_time`](topo_runtime::testing::BoltTester::pause_time)) sees exact,
+//! The bucket is a few lines of our own rather than a rate-limiter crate because it must wait on
+//! tokio's clock: a test that pauses the runtime's clock
+//! ([`BoltTester::pause_time`](topo_runtime::testing::BoltTester::pause_time)) then sees exact,
 //! deterministic timings.
 //!
 //! # Options
