@@ -19,6 +19,7 @@ mod spouts_file;
 mod spouts_http;
 mod spouts_io;
 mod spouts_mqtt;
+mod throttle;
 mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
@@ -202,6 +203,7 @@ pub fn builtin_registry() -> Registry {
     spouts_mqtt::register(&mut r);
     kafka::register(&mut r);
     kinesis::register(&mut r);
+    throttle::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
     }

@@ -153,6 +153,7 @@ pub fn router(handle: MetricsReader, info: TopologyInfo, errors: RecentErrors) -
         .route("/api/topology", get(topology_json))
         .route("/api/tap", crate::tap::route(state.handle.clone()))
         .route("/health", get(|| async { "ok" }))
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 

@@ -36,6 +36,8 @@
 //! - [`sentiment`]: `sentiment` (VADER's compound score and a positive/negative/neutral label
 //!   of a text field; inputs without text to `error`).
 //! - [`stdout`]: `stdout` (prints each tuple as a JSON or `field=value` line, acks once written).
+//! - [`throttle`]: `throttle` (passes inputs on unchanged at most `rate` tuples per second per
+//!   task, a token bucket with `burst`; the excess waits, so backpressure reaches upstream).
 //! - [`window`]: `window` (count, sum, min, max, avg, distinct counts and top-k over tumbling or
 //!   sliding windows, by duration or count, in processing or event time, per group; late tuples
 //!   to `late`).
@@ -56,6 +58,7 @@ pub mod redis_sink;
 pub mod sentiment;
 pub mod sink;
 pub mod stdout;
+pub mod throttle;
 pub mod window;
 pub mod words;
 
@@ -74,5 +77,6 @@ pub use redis_sink::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
 pub use sentiment::{Sentiment, SentimentOptions};
 pub use sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
+pub use throttle::{Throttle, ThrottleOptions};
 pub use window::{AggregateOptions, Anchoring, Extent, TimeMode, Window, WindowOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};

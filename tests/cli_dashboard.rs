@@ -1,0 +1,571 @@
+//! The live dashboard in a real browser: `topo run --http` serves `examples/dashboard.toml`,
+//! headless Chromium (driven over WebDriver by chromedriver and `fantoccini`) loads `/`, and the
+//! page must draw every component of the topology in its layer, show rates that move, mark the
+//! throttled bolt — and only it — as the bottleneck, say "disconnected, retrying" when the
+//! topology goes away and recover by itself when it is back.
+//!
+//! ```text
+//!  topo run --http 127.0.0.1:0 examples/dashboard.toml ◄── GET /, /api/* ── Chromium (headless)
+//!                                                                              ▲ WebDriver
+//!  this test ── fantoccini ──► chromedriver --port=N ──────────────────────────┘
+//! ```
+//!
+//! A screenshot is saved to `<target dir>/dashboard.png` (its path is printed); with
+//! `TOPO_UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png`, the README's picture.
+//! Chromium and chromedriver come from `scripts/services start`; without them the test fails and
+//! says so.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use futures_util::FutureExt;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The longest any one wait of this test may take.
+const WAIT: Duration = Duration::from_secs(60);
+/// The components of examples/dashboard.toml, in the layers the page must put them in.
+const LAYERS: &[(&str, u64)] = &[("sentences", 0), ("split", 1), ("count", 2), ("to_api", 3)];
+/// Its throttled bolt: the bottleneck.
+const THROTTLED: &str = "to_api";
+
+/// A child process killed (and reaped) when dropped, so no run leaves one behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `topo run --http ADDR examples/dashboard.toml`; returns it with the address it serves.
+fn start_topo(http: &str) -> (Killed, String) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dashboard.toml");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("topo"))
+        .env_remove("RUST_LOG")
+        .env_remove("SENTENCES")
+        .args(["run", "--for", "600s", "--http", http])
+        .arg(example)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn topo");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Killed(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let mut said = String::new();
+    let addr = loop {
+        let Some(line) = lines.next() else {
+            panic!("topo ended before printing its address; it said:\n{said}");
+        };
+        let line = line.expect("read stderr");
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(rest) = line.strip_prefix("live figures: http://") {
+            break rest.split('/').next().expect("an address").to_string();
+        }
+    };
+    // Keep draining stderr so the status lines never block the process.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Starts chromedriver on a free loopback port and waits (bounded) until it listens.
+fn start_chromedriver() -> (Killed, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chromedriver");
+    let mut child = Killed(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("chromedriver ended before listening on port {port}: {status}");
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "chromedriver did not listen on port {port} within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+/// The browser, headless, with a profile of its own and its background traffic off (the
+/// network here is closed: left on, it would keep trying to reach Google's services).
+async fn open_browser(port: u16, profile: &Path) -> Client {
+    let args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-quic".to_string(),
+        "--no-first-run".to_string(),
+        "--disable-background-networking".to_string(),
+        "--disable-component-update".to_string(),
+        "--disable-sync".to_string(),
+        "--disable-dev-shm-usage".to_string(),
+        "--hide-scrollbars".to_string(),
+        "--window-size=1440,1250".to_string(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_string(),
+        json!({ "binary": CHROMIUM, "args": args }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with headless Chromium")
+}
+
+/// What the page shows, read in one script: the drawn nodes and edges, the table's rows, the
+/// connection indicator and the error list.
+const READ_PAGE: &str = r##"
+const nodes = [...document.querySelectorAll("#graph .node")].map((n) => ({
+  id: n.dataset.component, kind: n.dataset.kind, layer: Number(n.dataset.layer),
+  rate: n.dataset.rate, capacity: n.dataset.capacity,
+  bottleneck: n.classList.contains("bottleneck"),
+  text: n.textContent,
+}));
+const edges = [...document.querySelectorAll("#graph .edge")].map((e) => ({
+  from: e.dataset.from, to: e.dataset.to, rate: e.dataset.rate ?? "",
+  estimated: e.dataset.estimated ?? "", text: e.textContent,
+}));
+const rows = [...document.querySelectorAll("#components tbody tr")].map((r) => ({
+  id: r.dataset.component, rate: r.dataset.rate ?? "", text: r.textContent,
+}));
+return {
+  nodes, edges, rows,
+  bottlenecks: [...document.querySelectorAll(".bottleneck")].map((b) => b.dataset.component ?? b.tagName),
+  note: document.getElementById("bottleneck-note").hidden ? "" : document.getElementById("bottleneck-note").textContent,
+  connection: document.getElementById("connection-text").textContent,
+  uptime: document.getElementById("uptime").textContent,
+  noErrors: !document.getElementById("no-errors").hidden,
+  throughputPoints: (document.querySelector("#throughput-chart path.line")?.getAttribute("d") ?? "").split("L").length,
+  name: document.getElementById("topology-name").textContent,
+};
+"##;
+
+async fn read(client: &Client) -> Result<Value, String> {
+    client
+        .execute(READ_PAGE, Vec::new())
+        .await
+        .map_err(|e| format!("reading the page: {e}"))
+}
+
+/// Reads the page until `done` says what it wanted is there, or fails after [`WAIT`] with the
+/// last reading.
+async fn until(
+    client: &Client,
+    what: &str,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Result<Value, String> {
+    let start = Instant::now();
+    loop {
+        let page = read(client).await?;
+        if done(&page) {
+            return Ok(page);
+        }
+        if start.elapsed() > WAIT {
+            return Err(format!(
+                "{what}: not within {WAIT:?}; the page showed:\n{page:#}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn nodes(page: &Value) -> &[Value] {
+    page["nodes"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn node<'a>(page: &'a Value, id: &str) -> Option<&'a Value> {
+    nodes(page).iter().find(|n| n["id"] == id)
+}
+
+/// Parses a `data-*` number (empty = not yet known).
+fn number(v: &Value) -> Option<f64> {
+    v.as_str().and_then(|s| s.parse().ok())
+}
+
+/// The page's own functions on figures whose answers are known, run in the browser: the layout
+/// (longest path, barycentre order), windowed figures from two snapshots (capacity, rates, p99
+/// from latency buckets, else the mean), edge rates exact and estimated, and the bottleneck rule.
+/// These cover the optional fields of `/api/metrics` (`edges`, `buckets`) that a runtime may not
+/// report yet.
+const CHECK_FUNCTIONS: &str = r##"
+const done = arguments[arguments.length - 1];
+import("/dashboard.js").then((m) => {
+  const topo = {
+    name: "t",
+    components: ["a", "b", "x", "y", "z"].map((id) => ({ id, kind: id < "c" ? "spout" : "bolt", parallelism: 1 })),
+    edges: [["b", "x"], ["a", "y"], ["x", "z"], ["y", "z"], ["a", "z"]]
+      .map(([from, to]) => ({ from, to, stream: "default", grouping: "shuffle", fields: [] })),
+  };
+  const l = m.layout(topo);
+  const placed = Object.fromEntries([...l.nodes].map(([id, p]) => [id, [p.layer, p.order]]));
+  const d = (s) => ({ secs: Math.floor(s), nanos: Math.round((s % 1) * 1e9) });
+  const lat = (count, mean, buckets) => ({ count, p50_us: 0, p99_us: 0, max_us: 50000, mean_us: mean, buckets });
+  const task = (task, executed, busy, queue, latency) => ({
+    task, emitted: executed, transferred: 2 * executed, executed, acked: executed, failed: 0,
+    timed_out: 0, errors: 0, restarts: 0, pending: 0, busy: d(busy), busy_fraction: 0,
+    backpressure: d(busy / 2), queue_len: queue, queue_capacity: 100,
+    execute_latency: latency, complete_latency: lat(0, 0),
+  });
+  const bounds = [100, 1000, 10000];
+  const before = { id: "x", kind: "bolt", tasks: [
+    task(1, 100, 1.0, 0, lat(10, 100, [5, 10, 10])),
+    task(2, 100, 1.0, 0, lat(0, 0, [0, 0, 0])),
+  ] };
+  const now = { id: "x", kind: "bolt", tasks: [
+    task(1, 300, 2.5, 30, lat(60, 280, [10, 50, 60])),
+    task(2, 200, 1.2, 80, lat(40, 500, [0, 20, 40])),
+  ] };
+  const windowed = m.componentStats(now, before, 2, bounds);
+  const unbucketed = m.componentStats(now, before, 2, null);
+  const edges = [{ from: "x", to: "z", stream: "default" }, { from: "x", to: "y", stream: "default" }];
+  const byId = new Map([["x", windowed]]);
+  const exact = m.edgeRates(edges,
+    { edges: [{ from: "x", stream: "default", to: "z", transferred: 500 }] },
+    { edges: [{ from: "x", stream: "default", to: "z", transferred: 100 }] }, 2, byId);
+  const estimated = m.edgeRates(edges, {}, {}, 2, byId);
+  const stat = (id, capacity, queueFill, backpressure = 0) => ({ id, capacity, queueFill, backpressure });
+  done({
+    placed,
+    rate: windowed.rate, capacity: windowed.capacity, queueFill: windowed.queueFill,
+    backpressure: windowed.backpressure,
+    p50: windowed.p50, p99: windowed.p99, windowedLatency: windowed.latencyWindowed,
+    mean: unbucketed.windowMeanUs, unbucketedWindowed: unbucketed.latencyWindowed,
+    exact: [...exact.values()], estimated: [...estimated.values()],
+    busiest: m.findBottleneck([stat("p", 0.9, 0.9), stat("q", 0.95, 0.1)]),
+    fullest: m.findBottleneck([stat("p", 0.5, 0.6), stat("q", 0.65, 0.2)]),
+    none: m.findBottleneck([stat("p", 0.69, 0.5), stat("q", 0.1, 0.1)]),
+    tie: m.findBottleneck([stat("p", 1.0, 0.1, 0.9), stat("q", 0.995, 0.6, 0.0), stat("r", 0.2, 0.1)]),
+    short: [0, 0.5, 42, 312.4, 12345, 4560000].map(m.short),
+  });
+}).catch((e) => done({ error: String(e) }));
+"##;
+
+async fn check_functions(client: &Client) -> Result<(), String> {
+    let got = client
+        .execute_async(CHECK_FUNCTIONS, Vec::new())
+        .await
+        .map_err(|e| format!("running the page's functions: {e}"))?;
+    let want = |what: &str, value: &Value, expected: Value| {
+        if *value == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: {value}, expected {expected} (all: {got:#})"
+            ))
+        }
+    };
+    want("error", &got["error"], Value::Null)?;
+    // Longest path: z is in layer 2 (a -> y -> z), not 1 (a -> z); inside layer 1, y (fed by a,
+    // order 0) comes before x (fed by b, order 1).
+    want(
+        "layout",
+        &got["placed"],
+        json!({ "a": [0, 0], "b": [0, 1], "y": [1, 0], "x": [1, 1], "z": [2, 0] }),
+    )?;
+    // Executed (300 + 200) - (100 + 100) in 2 s; the busiest task was busy 1.5 of the 2 s and
+    // waited 0.75; the fullest queue holds 80 of 100.
+    want("rate", &got["rate"], json!(150))?;
+    want("capacity", &got["capacity"], json!(0.75))?;
+    want("backpressure", &got["backpressure"], json!(0.375))?;
+    want("queue fill", &got["queueFill"], json!(0.8))?;
+    // Bucket deltas [5, 40, 50] + [0, 20, 40] = [5, 60, 90] of 90 latencies: the median is at or
+    // below 1000 µs, the 99th percentile at or below 10000 µs.
+    want("windowed p50", &got["p50"], json!(1000))?;
+    want("windowed p99", &got["p99"], json!(10000))?;
+    want("windowed", &got["windowedLatency"], json!(true))?;
+    // Without buckets: the mean of the window, (60 * 280 - 10 * 100 + 40 * 500) / 90 µs.
+    let mean = got["mean"].as_f64().unwrap_or(f64::NAN);
+    if (mean - 35800.0 / 90.0).abs() > 1e-6 {
+        return Err(format!(
+            "windowed mean: {mean}, expected {}",
+            35800.0 / 90.0
+        ));
+    }
+    want("unbucketed", &got["unbucketedWindowed"], json!(false))?;
+    // Exact: 400 tuples in 2 s on x -> z, none on x -> y (absent from the report).
+    want(
+        "exact edge rates",
+        &got["exact"],
+        json!([{ "rate": 200, "estimated": false }, { "rate": 0, "estimated": false }]),
+    )?;
+    // Estimated: x transferred 1000 - 400 tuples in 2 s, divided over its two out-edges.
+    want(
+        "estimated edge rates",
+        &got["estimated"],
+        json!([{ "rate": 150, "estimated": true }, { "rate": 150, "estimated": true }]),
+    )?;
+    want("busiest", &got["busiest"]["id"], json!("q"))?;
+    want("fullest", &got["fullest"]["id"], json!("p"))?;
+    want("no bottleneck", &got["none"], Value::Null)?;
+    // Both saturated: p waits 90% of its time for q's queue, so q holds the topology back.
+    want("tie", &got["tie"]["id"], json!("q"))?;
+    want(
+        "short",
+        &got["short"],
+        json!(["0", "0.50", "42", "312", "12.3k", "4.56M"]),
+    )
+}
+
+/// Drives the page through everything the test checks; an error says what was missing.
+async fn drive(client: &Client, addr: &str, shot: &Path) -> Result<(), String> {
+    let get = |path: &str| {
+        let url = format!("http://{addr}{path}");
+        async move {
+            let body = reqwest::get(&url)
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?
+                .text()
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?;
+            serde_json::from_str::<Value>(&body).map_err(|e| format!("GET {url}: {e}"))
+        }
+    };
+    let topology = get("/api/topology").await?;
+    let ids: Vec<&str> = topology["components"]
+        .as_array()
+        .ok_or("no components in /api/topology")?
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    let expected: Vec<&str> = LAYERS.iter().map(|(id, _)| *id).collect();
+    if ids != expected {
+        return Err(format!(
+            "examples/dashboard.toml has {ids:?}, expected {expected:?}"
+        ));
+    }
+
+    client
+        .goto(&format!("http://{addr}/"))
+        .await
+        .map_err(|e| format!("loading the page: {e}"))?;
+    check_functions(client).await?;
+
+    // Every component is drawn, once, in its layer (the longest path from the spout).
+    let page = until(client, "every component drawn", |p| {
+        nodes(p).len() == ids.len()
+    })
+    .await?;
+    for (id, layer) in LAYERS {
+        let n = node(&page, id).ok_or(format!("component `{id}` is not drawn"))?;
+        if n["layer"].as_u64() != Some(*layer) {
+            return Err(format!(
+                "`{id}` drawn in layer {}, expected {layer}",
+                n["layer"]
+            ));
+        }
+        if !n["text"].as_str().is_some_and(|t| t.contains(id)) {
+            return Err(format!("`{id}`'s box does not show its id: {n}"));
+        }
+    }
+    if page["name"] != topology["name"] {
+        return Err(format!(
+            "header shows {}, expected {}",
+            page["name"], topology["name"]
+        ));
+    }
+    if page["edges"].as_array().map(Vec::len) != topology["edges"].as_array().map(Vec::len) {
+        return Err(format!("edges drawn: {:#}", page["edges"]));
+    }
+
+    // Rates: known for every node, then moving between two readings.
+    let first = until(client, "a rate on every node", |p| {
+        nodes(p).iter().all(|n| number(&n["rate"]).is_some())
+    })
+    .await?;
+    let rates = |p: &Value| -> Vec<String> {
+        nodes(p)
+            .iter()
+            .map(|n| n["rate"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let before = rates(&first);
+    until(client, "rates moving", |p| rates(p) != before).await?;
+
+    // The throttled bolt is the bottleneck, and nothing else is.
+    let page = until(client, "the throttled bolt marked as the bottleneck", |p| {
+        p["bottlenecks"] == json!([THROTTLED])
+    })
+    .await?;
+    let throttled = node(&page, THROTTLED).ok_or("no throttled node")?;
+    let capacity = number(&throttled["capacity"]).unwrap_or(0.0);
+    if capacity < 0.7 {
+        return Err(format!(
+            "the bottleneck's capacity is {capacity}, expected >= 0.7"
+        ));
+    }
+    if !page["note"].as_str().is_some_and(|t| t.contains(THROTTLED)) {
+        return Err(format!("the bottleneck note says {}", page["note"]));
+    }
+    for n in nodes(&page) {
+        if n["id"] != THROTTLED && n["bottleneck"] == true {
+            return Err(format!("{} is marked too", n["id"]));
+        }
+    }
+
+    // Edge rates: exact when /api/metrics reports edges, else estimated and marked "≈".
+    let exact = get("/api/metrics").await?.get("edges").is_some();
+    let page = until(client, "a rate on every edge", |p| {
+        p["edges"]
+            .as_array()
+            .is_some_and(|es| es.iter().all(|e| number(&e["rate"]).is_some()))
+    })
+    .await?;
+    for e in page["edges"].as_array().into_iter().flatten() {
+        let marked = e["text"].as_str().is_some_and(|t| t.contains('≈'));
+        if marked == exact || e["estimated"] != json!((!exact).to_string()) {
+            return Err(format!(
+                "edge {e}: exact figures {exact}, marked ≈ {marked}"
+            ));
+        }
+    }
+
+    // The table has a row per component (and the acker), the header says live, no errors.
+    let rows = page["rows"].as_array().ok_or("no table rows")?;
+    for id in &ids {
+        if !rows
+            .iter()
+            .any(|r| r["id"] == *id && number(&r["rate"]).is_some())
+        {
+            return Err(format!("no table row with a rate for `{id}`: {rows:#?}"));
+        }
+    }
+    if page["connection"] != "live" {
+        return Err(format!(
+            "the connection indicator says {}",
+            page["connection"]
+        ));
+    }
+    if page["noErrors"] != true {
+        return Err("the error list does not say \"no errors recorded\"".into());
+    }
+
+    // A few seconds of history in the charts (a minute for the README's picture), then the
+    // screenshot.
+    let points = if updating_docs() { 60 } else { 10 };
+    until(client, "history in the throughput chart", |p| {
+        p["throughputPoints"].as_u64().unwrap_or(0) >= points
+    })
+    .await?;
+    let png = client
+        .screenshot()
+        .await
+        .map_err(|e| format!("screenshot: {e}"))?;
+    std::fs::write(shot, &png).map_err(|e| format!("writing {}: {e}", shot.display()))?;
+    println!("screenshot: {}", shot.display());
+    Ok(())
+}
+
+/// The seconds of an uptime as the header shows it (`42s`, `3m 07s`, `1h 02m 03s`).
+fn uptime_secs(v: &Value) -> Option<u64> {
+    let mut total = 0;
+    for part in v.as_str()?.split_whitespace() {
+        let unit = match part.chars().last()? {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let n: u64 = part[..part.len() - 1].parse().ok()?;
+        total += n * unit;
+    }
+    Some(total)
+}
+
+/// The topology goes away and comes back on the same address: the page says so, then recovers
+/// by itself (a new graph, counters from zero).
+async fn reconnects(client: &Client, topo: Killed, addr: &str) -> Result<Killed, String> {
+    let old = uptime_secs(&read(client).await?["uptime"]).ok_or("no uptime shown")?;
+    drop(topo);
+    until(client, "\"disconnected, retrying\"", |p| {
+        p["connection"] == "disconnected, retrying"
+    })
+    .await?;
+    let (topo, again) = start_topo(addr);
+    if again != addr {
+        return Err(format!("restarted on {again}, expected {addr}"));
+    }
+    until(
+        client,
+        "live again, with the restarted topology's figures",
+        |p| {
+            p["connection"] == "live"
+                && uptime_secs(&p["uptime"]).is_some_and(|new| new < old)
+                && nodes(p).len() == LAYERS.len()
+                && nodes(p).iter().all(|n| number(&n["rate"]).is_some())
+        },
+    )
+    .await?;
+    Ok(topo)
+}
+
+/// Whether this run replaces `docs/dashboard.png` (`TOPO_UPDATE_SCREENSHOT=1`).
+fn updating_docs() -> bool {
+    std::env::var_os("TOPO_UPDATE_SCREENSHOT").is_some_and(|v| v == "1")
+}
+
+#[test]
+fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: run `scripts/services start`, which installs chromium and \
+             chromium-driver (the dashboard's browser test needs both)"
+        );
+    }
+    let (topo, addr) = start_topo("127.0.0.1:0");
+    let (_driver, port) = start_chromedriver();
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf);
+    let shot = target.join("dashboard.png");
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let outcome = rt.block_on(async {
+        let client = open_browser(port, profile.path()).await;
+        let checks = async {
+            drive(&client, &addr, &shot).await?;
+            reconnects(&client, topo, &addr).await
+        };
+        let result = AssertUnwindSafe(checks).catch_unwind().await;
+        // Close the session, and so the browser, whatever happened: chromedriver does not take
+        // the browser down with it when it is killed.
+        if let Err(e) = client.close().await {
+            eprintln!("closing the browser: {e}");
+        }
+        result
+    });
+    let _topo = match outcome {
+        Ok(Ok(topo)) => topo,
+        Ok(Err(e)) => panic!("{e}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    if updating_docs() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+        std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
+        println!("updated {}", docs.display());
+    }
+}
