@@ -68,7 +68,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
         status_interval: Duration,
         /// Serve the live figures over HTTP on this address (`127.0.0.1:8080`; port 0 picks
-        /// one): `/metrics` (Prometheus), `/api/metrics`, `/api/topology`.
+        /// one): the live dashboard at `/`, `/metrics` (Prometheus), `/api/metrics`,
+        /// `/api/topology`, `/api/tap` (`topo tap`, `topo top`).
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
     },
@@ -438,7 +439,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         tracing::info!(address = %addr, "serving /metrics, /api/metrics and /api/topology");
         if !quiet {
             eprintln!(
-                "live figures: http://{addr}/metrics (Prometheus), http://{addr}/api/metrics"
+                "live figures: http://{addr}/metrics (Prometheus), http://{addr}/api/metrics, dashboard http://{addr}/"
             );
         }
         let (done, shutdown) = tokio::sync::oneshot::channel::<()>();

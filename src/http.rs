@@ -9,7 +9,10 @@
 //!   GET /api/metrics    the same snapshot as JSON (MetricsSnapshot, with per-edge counts and
 //!                       the recent warnings and errors)
 //!   GET /api/topology   components (kind, parallelism) and edges (stream, grouping) as JSON
+//!   GET /api/tap        sampled tuples out of or into a component, streamed as JSON lines
+//!                       (`topo tap`; see crate::tap)
 //!   GET /health         200 "ok"
+//!   GET /               the live dashboard (see crate::dashboard)
 //! ```
 
 use std::sync::Arc;
