@@ -15,7 +15,6 @@
 //! Chromium and chromedriver come from `scripts/services start`; without them the test fails and
 //! says so.
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -48,7 +47,7 @@ impl Drop for Killed {
 /// Starts `topo run --http ADDR examples/dashboard.toml`; returns it with the address it serves.
 fn start_topo(http: &str) -> (Killed, String) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dashboard.toml");
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("topo"))
+    let child = Command::new(assert_cmd::cargo::cargo_bin("topo"))
         .env_remove("RUST_LOG")
         .env_remove("SENTENCES")
         .args(["run", "--for", "600s", "--http", http])
@@ -58,23 +57,9 @@ fn start_topo(http: &str) -> (Killed, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn topo");
-    let stderr = child.stderr.take().expect("stderr");
-    let child = Killed(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let mut said = String::new();
-    let addr = loop {
-        let Some(line) = lines.next() else {
-            panic!("topo ended before printing its address; it said:\n{said}");
-        };
-        let line = line.expect("read stderr");
-        said.push_str(&line);
-        said.push('\n');
-        if let Some(rest) = line.strip_prefix("live figures: http://") {
-            break rest.split('/').next().expect("an address").to_string();
-        }
-    };
-    // Keep draining stderr so the status lines never block the process.
-    std::thread::spawn(move || for _ in lines {});
+    // Wrapped first, so a panic while reading the address still kills it.
+    let mut child = Killed(child);
+    let addr = topo_test_support::http_address(&mut child.0);
     (child, addr)
 }
 

@@ -2,7 +2,6 @@
 //! (Prometheus text) and read from `/api/metrics` and `/api/topology`, equal the known input
 //! exactly: N sentences of 4 words each, split and counted, every tree acked.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,19 +46,7 @@ fn start(file: &std::path::Path) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn topo");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("topo printed its address before ending")
-            .expect("read stderr");
-        if let Some(rest) = line.strip_prefix("live figures: http://") {
-            break rest.split('/').next().expect("an address").to_string();
-        }
-    };
-    // Keep draining stderr so the status lines never block the process.
-    std::thread::spawn(move || for _ in lines {});
+    let addr = topo_test_support::http_address(&mut child);
     (child, addr)
 }
 

@@ -7,7 +7,7 @@
 //! Every wait is bounded: child processes run under a timeout, the pseudo-terminal's screen is
 //! polled with a deadline.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -83,19 +83,7 @@ fn start(run_for: &str) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn topo run");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("topo run printed its address before ending")
-            .expect("read stderr");
-        if let Some(rest) = line.strip_prefix("live figures: http://") {
-            break rest.split('/').next().expect("an address").to_string();
-        }
-    };
-    // Keep draining stderr so the status lines never block the process.
-    std::thread::spawn(move || for _ in lines {});
+    let addr = topo_test_support::http_address(&mut child);
     Running {
         child,
         addr,

@@ -39,3 +39,29 @@ pub fn temp_topology(text: &str) -> tempfile::NamedTempFile {
     f.flush().expect("flush the temporary topology file");
     f
 }
+
+/// The address a `topo run --http ...` child serves on, read from its piped stderr (the line
+/// `live figures: http://ADDR/...`); the rest of its stderr is then drained in the background so
+/// the child never blocks writing status lines. Panics with what the child said if it ends first.
+pub fn http_address(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let stderr = child
+        .stderr
+        .take()
+        .expect("the child's stderr is piped (Stdio::piped())");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut said = String::new();
+    let addr = loop {
+        let Some(line) = lines.next() else {
+            panic!("topo ended before printing its address; it said:\n{said}");
+        };
+        let line = line.expect("read the child's stderr");
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(rest) = line.strip_prefix("live figures: http://") {
+            break rest.split('/').next().unwrap_or_default().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
+}
