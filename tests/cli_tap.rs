@@ -61,7 +61,7 @@ inputs = [{{ from = "split", grouping = {{ fields = ["word"] }} }}]
 struct Running {
     child: Child,
     addr: String,
-    _file: tempfile::NamedTempFile,
+    _file: Option<tempfile::NamedTempFile>,
 }
 
 impl Drop for Running {
@@ -74,10 +74,21 @@ impl Drop for Running {
 /// Starts the topology for at most `run_for` and returns it with the address it serves.
 fn start(run_for: &str) -> Running {
     let file = topology();
+    let path = file.path().to_path_buf();
+    start_file(run_for, &path, Some(file))
+}
+
+/// Starts the topology file `path` (kept alive by `file`, if temporary).
+fn start_file(
+    run_for: &str,
+    path: &std::path::Path,
+    file: Option<tempfile::NamedTempFile>,
+) -> Running {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("topo"))
         .env_remove("RUST_LOG")
+        .env_remove("SENTENCES")
         .args(["run", "--for", run_for, "--http", "127.0.0.1:0"])
-        .arg(file.path())
+        .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -155,6 +166,30 @@ fn tap_prints_tuples_of_the_component_with_their_stream_and_field_names() {
             .and_then(|l| l.strip_suffix("\")"))
             .unwrap_or_else(|| panic!("not a sentence line: {line:?}"));
         assert!(SENTENCES.contains(&sentence), "{sentence:?}");
+    }
+}
+
+// `topo tap` on a running example, examples/dashboard.toml: what enters its throttled stage
+// `to_api` are the counts of the `count` bolt, word and count.
+#[test]
+fn tap_shows_the_tuples_entering_a_stage_of_a_running_example() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dashboard.toml");
+    let t = start_file("120s", &example, None);
+    let out = topo(&["tap", &t.addr, "to_api", "--in", "--limit", "3"]);
+    assert!(out.status.success(), "{out:?}");
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines {
+        // e.g. to_api[5] <- count[3] default: (word="jumped", count=12)
+        let (to, rest) = line
+            .split_once(" <- ")
+            .unwrap_or_else(|| panic!("not an input line: {line:?}"));
+        assert!(to.starts_with("to_api["), "{line}");
+        assert!(rest.starts_with("count["), "{line}");
+        assert!(
+            rest.contains(" default: (word=\"") && rest.contains(", count="),
+            "{line}"
+        );
     }
 }
 
