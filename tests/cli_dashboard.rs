@@ -244,6 +244,7 @@ import("/dashboard.js").then((m) => {
     fullest: m.findBottleneck([stat("p", 0.5, 0.6), stat("q", 0.65, 0.2)]),
     none: m.findBottleneck([stat("p", 0.69, 0.5), stat("q", 0.1, 0.1)]),
     tie: m.findBottleneck([stat("p", 1.0, 0.1, 0.9), stat("q", 0.995, 0.6, 0.0), stat("r", 0.2, 0.1)]),
+    spout: m.findBottleneck([{ ...stat("s", 0.95, 0), kind: "spout" }, { ...stat("b", 0.8, 0.1), kind: "bolt" }]),
     short: [0, 0.5, 42, 312.4, 12345, 4560000].map(m.short),
   });
 }).catch((e) => done({ error: String(e) }));
@@ -308,6 +309,7 @@ async fn check_functions(client: &Client) -> Result<(), String> {
     want("no bottleneck", &got["none"], Value::Null)?;
     // Both saturated: p waits 90% of its time for q's queue, so q holds the topology back.
     want("tie", &got["tie"]["id"], json!("q"))?;
+    want("spout", &got["spout"]["id"], json!("b"))?;
     want(
         "short",
         &got["short"],

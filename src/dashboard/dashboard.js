@@ -325,7 +325,7 @@ function baseSnapshot() {
 }
 
 /**
- * The bottleneck: the component with the highest capacity when it is at least CAP_HIGH, else
+ * The bottleneck: the bolt with the highest capacity when it is at least CAP_HIGH, else
  * the one whose queues are fullest when they are more than half full; null when neither.
  * Capacities within 0.01 of each other count as equal (a saturated stage and the stage feeding
  * it can both read 1.00): then the one that waits less for its downstream queues wins, as the
@@ -336,9 +336,13 @@ export function findBottleneck(stats) {
   let fullest = null;
   const cap = (s) => s.capacity ?? 0;
   for (const s of stats) {
-    const gap = busiest === null ? 1 : cap(s) - cap(busiest);
-    const waitsLess = busiest !== null && (s.backpressure ?? 0) < (busiest.backpressure ?? 0);
-    if (gap >= 0.01 || (Math.abs(gap) < 0.01 && waitsLess)) busiest = s;
+    // A spout's busy time includes what next_tuple awaits (a paced or idle source looks busy),
+    // so capacity names bolts only, as in Storm's UI and `topo top`.
+    if (s.kind !== "spout") {
+      const gap = busiest === null ? 1 : cap(s) - cap(busiest);
+      const waitsLess = busiest !== null && (s.backpressure ?? 0) < (busiest.backpressure ?? 0);
+      if (gap >= 0.01 || (Math.abs(gap) < 0.01 && waitsLess)) busiest = s;
+    }
     if (fullest === null || (s.queueFill ?? 0) > (fullest.queueFill ?? 0)) fullest = s;
   }
   if (busiest && (busiest.capacity ?? 0) >= CAP_HIGH) {
