@@ -215,16 +215,24 @@ function delta(now, before) {
 }
 
 /**
- * A quantile (0..1) of latencies from bucket deltas: `now` and `before` are cumulative counts at
- * `bounds` (counts of latencies at or below each bound, growing over time); `count` is all
- * latencies in the window (some may lie above the last bound: then `max_us` answers).
+ * A quantile (0..1) of latencies from bucket deltas, in whole µs: `now` and `before` are
+ * cumulative counts at `bounds` (counts of latencies at or below each bound, growing over time);
+ * `count` is all latencies in the window (some may lie above the last bound: then `max_us`
+ * answers). Inside its bucket the quantile is interpolated linearly, as Prometheus's
+ * histogram_quantile and `topo top` do.
  */
 export function bucketQuantile(q, bounds, now, before, count, maxUs) {
   if (!count) return null;
   const want = q * count;
+  let below = 0;
   for (let i = 0; i < bounds.length; i++) {
     const c = delta(now[i] ?? 0, before ? (before[i] ?? 0) : 0);
-    if (c >= want) return bounds[i];
+    if (c >= want) {
+      const lower = i === 0 ? 0 : bounds[i - 1];
+      const share = Math.min(1, Math.max(0, (want - below) / Math.max(1, c - below)));
+      return Math.round(lower + (bounds[i] - lower) * share);
+    }
+    below = c;
   }
   return maxUs;
 }
