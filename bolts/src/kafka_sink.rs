@@ -514,42 +514,6 @@ fn settle(
     }
 }
 
-/// Checks that `topic` exists, through the producer's metadata.
-fn check_topic_exists<C: ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    brokers: &str,
-    topic: &str,
-    timeout: Duration,
-) -> Result<(), String> {
-    let md = client.fetch_metadata(Some(topic), timeout).map_err(|e| {
-        if matches!(
-            e.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::OperationTimedOut)
-        ) {
-            format!(
-                "brokers {brokers} unreachable: no metadata for topic {topic:?} within {}",
-                humantime::format_duration(timeout)
-            )
-        } else {
-            format!("cannot fetch the metadata of topic {topic:?} from {brokers}: {e}")
-        }
-    })?;
-    let missing = match md.topics().iter().find(|m| m.name() == topic) {
-        None => true,
-        Some(m) => {
-            m.error().is_some_and(|e| {
-                RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition
-            }) || m.partitions().is_empty()
-        }
-    };
-    if missing {
-        return Err(format!(
-            "topic {topic:?} not found at {brokers}: create it, or fix option `topic`"
-        ));
-    }
-    Ok(())
-}
-
 impl Bolt for KafkaSink {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
         out.declare_stream("error", ["reason", "record"]);
@@ -589,7 +553,13 @@ impl Bolt for KafkaSink {
         if let Some(topic) = o.topic.clone() {
             let (p, brokers) = (producer.clone(), o.brokers.clone());
             tokio::task::spawn_blocking(move || {
-                check_topic_exists(p.client(), &brokers, &topic, Duration::from_secs(10))
+                topo_spouts::kafka::check_topics_exist(
+                    p.client(),
+                    &brokers,
+                    std::slice::from_ref(&topic),
+                    "topic",
+                    Duration::from_secs(10),
+                )
             })
             .await
             .map_err(|e| format!("metadata check: {e}"))?

@@ -56,7 +56,6 @@
 //! - No aggregation (KPL format) and no explicit hash keys.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kinesis::Client;
@@ -268,37 +267,19 @@ fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, 
 
 impl BatchWriter for KinesisWriter {
     async fn open(&mut self, _ctx: &TaskContext) -> Result<(), BoxError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            );
-        if let Some(r) = &self.opts.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(e) = &self.opts.endpoint {
-            loader = loader.endpoint_url(e);
-        }
-        if let (Some(id), Some(secret)) = (&self.opts.access_key_id, &self.opts.secret_access_key) {
-            loader = loader.credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-                id.clone(),
-                secret.clone(),
-                None,
-                None,
-                "topo-options",
-            ));
-        }
-        let mut conf = loader.load().await;
-        if conf.region().is_none() {
-            conf = conf
-                .into_builder()
-                .region(aws_config::Region::from_static("us-east-1"))
-                .build();
-        }
-        self.client = Some(Client::new(&conf));
+        let o = &self.opts;
+        let credentials = o
+            .access_key_id
+            .as_deref()
+            .zip(o.secret_access_key.as_deref());
+        self.client = Some(
+            topo_spouts::kinesis::kinesis_client(
+                o.region.as_deref(),
+                o.endpoint.as_deref(),
+                credentials,
+            )
+            .await,
+        );
         Ok(())
     }
 
