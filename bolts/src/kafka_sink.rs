@@ -84,30 +84,8 @@ use crate::sink::record;
 /// How often delivery reports are read while no input arrives.
 const TICK: Duration = Duration::from_millis(20);
 
-/// A librdkafka setting's value as written in TOML: text, a number or a boolean.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum KafkaProperty {
-    /// Text, passed as is.
-    Text(String),
-    /// An integer.
-    Int(i64),
-    /// A number with a fraction.
-    Float(f64),
-    /// `true` or `false`.
-    Bool(bool),
-}
-
-impl std::fmt::Display for KafkaProperty {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KafkaProperty::Text(s) => f.write_str(s),
-            KafkaProperty::Int(i) => write!(f, "{i}"),
-            KafkaProperty::Float(x) => write!(f, "{x}"),
-            KafkaProperty::Bool(b) => write!(f, "{b}"),
-        }
-    }
-}
+/// A librdkafka setting's value as written in TOML: the spout's [`PropertyValue`](topo_spouts::PropertyValue).
+pub use topo_spouts::PropertyValue as KafkaProperty;
 
 /// librdkafka settings the sink sets from its options.
 const OWNED_PROPERTIES: [(&str, &str); 7] = [
@@ -543,9 +521,7 @@ impl Bolt for KafkaSink {
                 "message.timeout.ms",
                 o.delivery_timeout.as_millis().to_string(),
             );
-        for (k, v) in &o.properties {
-            config.set(k, v.to_string());
-        }
+        topo_spouts::kafka::apply_properties(&mut config, &o.properties);
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
