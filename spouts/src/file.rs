@@ -303,6 +303,11 @@ impl AckedPrefix {
     pub fn waiting(&self) -> usize {
         self.ahead.len()
     }
+
+    /// How many positions the acked ranges after a gap cover.
+    pub fn ahead_len(&self) -> u64 {
+        self.ahead.iter().map(|(s, e)| e - s).sum()
+    }
 }
 
 /// A file's identity: device and inode.

@@ -96,12 +96,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol,
+    base_consumer::PartitionQueue,
+};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -127,6 +130,14 @@ pub const BROKERS_ENV: &str = "TOPO_KAFKA_BROKERS";
 const RAW_PREFIX: usize = 1024;
 /// How many records `next_tuple` polls at most per call.
 const POLL_PER_CALL: usize = 512;
+/// How long a partition whose reading (re)started may stay silent below the broker's high
+/// watermark before it is read again from earlier.
+const STALLED: Duration = Duration::from_millis(300);
+/// How long a partition at or past the broker's high watermark must stay silent to count as
+/// read to its end when no end-of-partition event comes.
+const QUIET: Duration = Duration::from_millis(500);
+/// `Part::back` once stepping back further is not possible.
+const GAVE_UP: u64 = u64::MAX;
 /// The fields every record has, in order.
 const BASE_FIELDS: [&str; 7] = [
     "topic",
@@ -170,6 +181,22 @@ pub enum FirstPoll {
     CommittedElseEarliest,
     /// The committed offset of the group, else the end of the partition.
     CommittedElseLatest,
+}
+
+/// How the spout's tasks get their partitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    /// As members of the consumer group: the broker's group coordinator spreads the partitions
+    /// over every task of every process and moves them when members come and go.
+    #[default]
+    Group,
+    /// Without group membership: the spout's tasks deal the topics' partitions (or those in
+    /// `partitions`) out among themselves, start from the group's committed offsets and commit
+    /// to the group, as Flink's and Spark's Kafka sources do. Nothing waits for a group to
+    /// form, so a restarted process reads at once, even on brokers that keep dead members
+    /// (tansu). Every process reads the same partitions unless each lists its own.
+    Static,
 }
 
 /// How failed tuples are retried.
@@ -238,6 +265,11 @@ pub struct KafkaOptions {
     /// process restarted with the same id takes its partitions back without a rebalance. Each
     /// process of a group needs an id of its own.
     pub instance_id: Option<String>,
+    /// How the tasks get their partitions: as members of the group, or `static`ally.
+    pub assignment: Assignment,
+    /// With `assignment = "static"`: the partitions this process reads (of every topic);
+    /// empty = all.
+    pub partitions: Vec<i32>,
     /// Where a partition starts.
     pub first_poll: FirstPoll,
     /// How a record's value becomes the `value` field (`raw` is an alias of `bytes`).
@@ -269,6 +301,8 @@ impl Default for KafkaOptions {
             topics: Vec::new(),
             group: None,
             instance_id: None,
+            assignment: Assignment::default(),
+            partitions: Vec::new(),
             first_poll: FirstPoll::default(),
             payload: PayloadFormat::Utf8,
             fields: Vec::new(),
@@ -364,6 +398,9 @@ pub struct KafkaCounters {
     commit_errors: AtomicU64,
     rebalances: AtomicU64,
     pauses: AtomicU64,
+    refetches: AtomicU64,
+    absent: AtomicU64,
+    refused_commits: AtomicU64,
     log: crate::warn::ErrorLog,
 }
 
@@ -400,9 +437,26 @@ impl KafkaCounters {
     pub fn rebalances(&self) -> u64 {
         self.rebalances.load(Relaxed)
     }
-    /// Times a partition was paused at `max_uncommitted`.
+    /// Times a partition reached `max_uncommitted` and stopped being read until commits caught
+    /// up.
     pub fn pauses(&self) -> u64 {
         self.pauses.load(Relaxed)
+    }
+    /// Times a partition was read again from an earlier offset because the broker answered
+    /// from past the offset asked for (or not at all) right after reading started there.
+    pub fn refetches(&self) -> u64 {
+        self.refetches.load(Relaxed)
+    }
+    /// Offsets the broker does not have (compacted away, transaction markers), skipped once
+    /// reading from before them showed the gap.
+    pub fn absent(&self) -> u64 {
+        self.absent.load(Relaxed)
+    }
+    /// Commits refused because the commit point would have passed an offset that was not
+    /// emitted and acked (or otherwise handled). Always 0 unless there is a bug; each one is
+    /// also logged as an error.
+    pub fn refused_commits(&self) -> u64 {
+        self.refused_commits.load(Relaxed)
     }
     /// Errors reported by the client (unreachable brokers, missing topics, ...).
     pub fn errors(&self) -> u64 {
@@ -450,6 +504,30 @@ pub fn forward_log(component: &str, level: RDKafkaLogLevel, fac: &str, msg: &str
     }
 }
 
+/// The low and high watermarks of a partition as the consumer last saw them in a fetch
+/// answer (no request is made); `None` while unknown.
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(u64, u64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer lives as long as `consumer`; the topic is a valid C string
+    // and the out-pointers point at locals.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0)
+        .then_some((low as u64, high as u64))
+}
+
 /// What a held record needs to be produced to the dead-letter topic.
 #[derive(Clone, Debug)]
 struct RawRecord {
@@ -467,43 +545,116 @@ struct Held {
 }
 
 /// One assigned partition.
+///
+/// Offsets below `next` have been read. Each is emitted and `held` until acked, or handled
+/// otherwise (undecodable, dead-lettered, given up, absent from the broker); `prefix` tracks
+/// the contiguous handled prefix from `origin`, and that is all that is ever committed.
 struct Part {
-    /// Offsets handled (acked, undecodable, given up); `None` until the first record is read.
+    /// Offsets handled (acked, undecodable, given up, absent); `None` until reading starts.
     prefix: Option<AckedPrefix>,
+    /// Where `prefix` starts.
+    origin: u64,
+    /// How many offsets were handled since `origin`: the invariant behind every commit is
+    /// `handled == commit point - origin + offsets handled past a gap`.
+    handled: u64,
     /// The offset after the last one read.
     next: u64,
+    /// The committed offset reading started from, when the group had one: the first record
+    /// must be this one (a broker answering from further on is asked again from earlier).
+    start: Option<u64>,
     /// Emitted and not yet acked.
     held: HashMap<u64, Held>,
     /// The offset last committed (or known committed).
     committed: Option<u64>,
+    /// Reading (re)started (assignment, seek) and no record has arrived since: the first one's
+    /// offset is not yet known to follow the last one read.
+    fresh: bool,
+    /// When reading last (re)started.
+    since: Instant,
+    /// When the last record arrived.
+    last_record: Instant,
+    /// Offsets stepped back on the last re-read (0: none under way).
+    back: u64,
     /// The last poll reached the end of the partition.
     at_end: bool,
+    /// Not read while `max_uncommitted` offsets are uncommitted.
     paused: bool,
 }
 
 impl Part {
-    fn new() -> Part {
+    fn new(start: Option<u64>) -> Part {
         Part {
             prefix: None,
+            origin: 0,
+            handled: 0,
             next: 0,
+            start,
             held: HashMap::new(),
             committed: None,
+            fresh: true,
+            since: Instant::now(),
+            last_record: Instant::now(),
+            back: 0,
             at_end: false,
             paused: false,
         }
+    }
+    /// Starts the prefix at `offset`, where reading begins.
+    fn begin(&mut self, offset: u64) {
+        self.prefix = Some(AckedPrefix::new(offset));
+        self.origin = offset;
+        self.next = offset;
     }
     /// The offset to commit: after the contiguous handled prefix.
     fn commit_point(&self) -> Option<u64> {
         self.prefix.as_ref().map(AckedPrefix::committed)
     }
+    /// Where reading is: the offset expected next.
+    fn position(&self) -> Option<u64> {
+        if self.prefix.is_some() {
+            Some(self.next)
+        } else {
+            self.start
+        }
+    }
     fn uncommitted(&self) -> u64 {
         self.next
             .saturating_sub(self.committed.or(self.commit_point()).unwrap_or(self.next))
     }
-    fn handled(&mut self, offset: u64) {
+    /// The offsets `[from, to)` are handled (each exactly once).
+    fn handle(&mut self, from: u64, to: u64) {
         if let Some(p) = &mut self.prefix {
-            p.ack(offset, offset + 1);
+            p.ack(from, to);
+            self.handled += to - from;
         }
+    }
+    fn handled(&mut self, offset: u64) {
+        self.handle(offset, offset + 1);
+    }
+    /// The commit point, checked: it never passes an offset not read, an emitted offset not
+    /// yet acked, or an offset not handled. `Err` says which rule it would break.
+    fn checked_commit_point(&self) -> Option<Result<u64, String>> {
+        let p = self.prefix.as_ref()?;
+        let c = p.committed();
+        if c > self.next {
+            return Some(Err(format!(
+                "commit point {c} is past the next offset to read, {}",
+                self.next
+            )));
+        }
+        if let Some(o) = self.held.keys().copied().filter(|o| *o < c).min() {
+            return Some(Err(format!(
+                "commit point {c} is past offset {o}, emitted and not yet acked"
+            )));
+        }
+        let counted = (c - self.origin) + p.ahead_len();
+        if counted != self.handled {
+            return Some(Err(format!(
+                "commit point {c} covers {counted} offsets from {} but {} were handled",
+                self.origin, self.handled
+            )));
+        }
+        Some(Ok(c))
     }
 }
 
@@ -515,6 +666,8 @@ struct Parts {
     slot_of: HashMap<(SmolStr, i32), u32>,
     /// The partitions assigned now.
     live: HashMap<u32, Part>,
+    /// Queues of partitions assigned since the spout last polled, for it to take.
+    incoming: Vec<(u32, PartitionQueue<SpoutContext>)>,
     /// Partitions this task was ever assigned (for `earliest`/`latest`).
     started: HashSet<u32>,
     /// Failed records waiting for their replay time: (due, slot, offset).
@@ -537,13 +690,28 @@ impl Parts {
     }
 
     /// Offsets to commit of the given slots: those whose commit point moved, or with `all`
-    /// every one (a final, synchronous commit that must not rely on one still in flight).
-    fn to_commit(&self, slots: impl Iterator<Item = u32>, all: bool) -> Vec<(u32, u64)> {
+    /// every one (a final, synchronous commit that must not rely on one still in flight). A
+    /// commit point that fails [`Part::checked_commit_point`] is not committed: it is counted
+    /// and logged as an error.
+    fn to_commit(
+        &self,
+        slots: impl Iterator<Item = u32>,
+        all: bool,
+        counters: &KafkaCounters,
+        component: &str,
+    ) -> Vec<(u32, u64)> {
         slots
             .filter_map(|s| {
                 let p = self.live.get(&s)?;
-                let c = p.commit_point()?;
-                (all || p.committed != Some(c)).then_some((s, c))
+                match p.checked_commit_point()? {
+                    Ok(c) => (all || p.committed != Some(c)).then_some((s, c)),
+                    Err(why) => {
+                        let (t, n) = &self.slots[s as usize];
+                        counters.refused_commits.fetch_add(1, Relaxed);
+                        counters.error(component, format!("not committing {t}/{n}: {why}"));
+                        None
+                    }
+                }
             })
             .collect()
     }
@@ -558,9 +726,12 @@ impl Parts {
     }
 }
 
-/// The consumer's context: rebalances (commit on revoke), errors, logs.
+/// The consumer's context: rebalances (commit on revoke, a queue of its own per assigned
+/// partition), errors, logs.
 struct SpoutContext {
     parts: Arc<Mutex<Parts>>,
+    /// The consumer itself, for splitting off partition queues in the rebalance callback.
+    consumer: OnceLock<Weak<BaseConsumer<SpoutContext>>>,
     first_poll: FirstPoll,
     counters: Arc<KafkaCounters>,
     component: SmolStr,
@@ -585,6 +756,115 @@ impl ClientContext for SpoutContext {
     }
 }
 
+impl SpoutContext {
+    /// Takes the partitions of `tpl` (assigned by the group, or chosen by `assignment =
+    /// "static"`): sets where each starts, gives each a queue of its own and its state.
+    /// Returns their names; the caller assigns `tpl` to the consumer.
+    fn take(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) -> Vec<String> {
+        let elements: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let first_time: HashSet<(String, i32)> = {
+            let mut parts = lock(&self.parts);
+            elements
+                .iter()
+                .filter(|(t, p)| {
+                    let slot = parts.slot(t, *p);
+                    !parts.started.contains(&slot)
+                })
+                .cloned()
+                .collect()
+        };
+        let committed = self.starting_offsets(consumer, tpl, &first_time);
+        // Each partition gets a queue of its own, so that one at its uncommitted cap is simply
+        // not read (librdkafka stops fetching it when its queue is full) rather than paused,
+        // which drops what was fetched and fetches again from the middle of a record batch.
+        // Split before assigning: no record reaches the common queue first.
+        let me = self.consumer.get().and_then(Weak::upgrade);
+        let mut parts = lock(&self.parts);
+        let mut names = Vec::new();
+        for (topic, partition) in elements {
+            let slot = parts.slot(&topic, partition);
+            names.push(format!("{topic}/{partition}"));
+            let start = committed.get(&(topic.clone(), partition)).copied();
+            parts.live.insert(slot, Part::new(start));
+            parts.started.insert(slot);
+            match me
+                .as_ref()
+                .and_then(|c| c.split_partition_queue(&topic, partition))
+            {
+                Some(q) => parts.incoming.push((slot, q)),
+                None => self.counters.error(
+                    &self.component,
+                    format!("cannot give {topic}/{partition} a queue of its own"),
+                ),
+            }
+        }
+        parts.assigned_once = true;
+        parts.rebalancing = false;
+        drop(parts);
+        drop(me);
+        names
+    }
+
+    /// Where each newly assigned partition starts, set in `tpl`: `earliest`/`latest` the first
+    /// time, else the group's committed offset, asked for here so that the first record can be
+    /// checked against it. Returns the committed offset of each `(topic, partition)` it found.
+    fn starting_offsets(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        first_time: &HashSet<(String, i32)>,
+    ) -> HashMap<(String, i32), u64> {
+        let mut found = HashMap::new();
+        let asked = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                // librdkafka asks for them itself; the first record is then taken as the start.
+                self.counters.error(
+                    &self.component,
+                    format!("cannot read the committed offsets: {e}"),
+                );
+                TopicPartitionList::new()
+            }
+        };
+        for el in asked.elements() {
+            let key = (el.topic().to_string(), el.partition());
+            let first = match self.first_poll {
+                FirstPoll::Earliest => Some(Offset::Beginning),
+                FirstPoll::Latest => Some(Offset::End),
+                _ => None,
+            };
+            let at = match (first_time.contains(&key), first, el.offset()) {
+                (true, Some(o), _) => o,
+                (_, _, Offset::Offset(c)) if c >= 0 => {
+                    found.insert(key.clone(), c as u64);
+                    Offset::Offset(c)
+                }
+                _ => match self.first_poll {
+                    FirstPoll::Latest | FirstPoll::CommittedElseLatest => Offset::End,
+                    _ => Offset::Beginning,
+                },
+            };
+            let _ = tpl.set_partition_offset(&key.0, key.1, at);
+        }
+        // On a failure above, only `earliest`/`latest` of a first assignment are set.
+        if asked.count() == 0 {
+            for (topic, partition) in first_time {
+                let o = match self.first_poll {
+                    FirstPoll::Earliest => Offset::Beginning,
+                    FirstPoll::Latest => Offset::End,
+                    _ => continue,
+                };
+                let _ = tpl.set_partition_offset(topic, *partition, o);
+            }
+        }
+        found
+    }
+}
+
 impl ConsumerContext for SpoutContext {
     fn rebalance(
         &self,
@@ -599,31 +879,7 @@ impl ConsumerContext for SpoutContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut parts = lock(&self.parts);
-                let mut names = Vec::new();
-                let elements: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                for (topic, partition) in elements {
-                    let slot = parts.slot(&topic, partition);
-                    names.push(format!("{topic}/{partition}"));
-                    parts.live.insert(slot, Part::new());
-                    if parts.started.insert(slot) {
-                        let start = match self.first_poll {
-                            FirstPoll::Earliest => Some(Offset::Beginning),
-                            FirstPoll::Latest => Some(Offset::End),
-                            _ => None,
-                        };
-                        if let Some(o) = start {
-                            let _ = tpl.set_partition_offset(&topic, partition, o);
-                        }
-                    }
-                }
-                parts.assigned_once = true;
-                parts.rebalancing = false;
-                drop(parts);
+                let names = self.take(consumer, tpl);
                 tracing::info!(component = %self.component, partitions = ?names, "kafka partitions assigned");
                 let r = if cooperative {
                     consumer.incremental_assign(tpl)
@@ -648,7 +904,8 @@ impl ConsumerContext for SpoutContext {
                     })
                     .collect();
                 // Commit what is acked before another member takes the partitions.
-                let offsets = parts.to_commit(slots.iter().copied(), true);
+                let offsets =
+                    parts.to_commit(slots.iter().copied(), true, &self.counters, &self.component);
                 if !offsets.is_empty() && !consumer.assignment_lost() {
                     let commit = parts.tpl(&offsets);
                     match consumer.commit(&commit, CommitMode::Sync) {
@@ -665,6 +922,7 @@ impl ConsumerContext for SpoutContext {
                 for s in &slots {
                     parts.live.remove(s);
                 }
+                parts.incoming.retain(|(s, _)| !slots.contains(s));
                 parts.replay.retain(|(_, s, _)| !slots.contains(s));
                 parts.rebalancing = !cooperative || parts.live.is_empty();
                 drop(parts);
@@ -685,7 +943,10 @@ impl ConsumerContext for SpoutContext {
                 let code: RDKafkaErrorCode = other.into();
                 self.counters
                     .error(&self.component, format!("rebalance error: {code}"));
-                lock(&self.parts).live.clear();
+                let mut parts = lock(&self.parts);
+                parts.live.clear();
+                parts.incoming.clear();
+                drop(parts);
                 let _ = consumer.unassign();
             }
         }
@@ -744,9 +1005,21 @@ struct Running {
     dlq_pending: Vec<(u32, u64, DeliveryFuture)>,
     /// Records given up on (no dead-letter topic), to emit on the `error` stream.
     gave_up: Vec<Values>,
+    /// The queue of each assigned partition (taken from `Parts::incoming`).
+    queues: Vec<(u32, PartitionQueue<SpoutContext>)>,
+    /// Which queue is polled first next time.
+    turn: usize,
     component: SmolStr,
     max_pending: usize,
     last_commit: Instant,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A queue holds the consumer; the consumer's context holds queues not yet taken.
+        self.queues.clear();
+        lock(&self.parts).incoming.clear();
+    }
 }
 
 impl KafkaSpout {
@@ -779,6 +1052,20 @@ impl KafkaSpout {
             .is_some_and(|g| g.trim().is_empty())
         {
             return Err("option `instance_id` is empty: expected an id of this process in the group, e.g. \"host-1\"".into());
+        }
+        if opts.assignment == Assignment::Static && opts.instance_id.is_some() {
+            return Err("option `instance_id` is a group member's id: it does not apply with assignment = \"static\"".into());
+        }
+        if opts.assignment == Assignment::Group && !opts.partitions.is_empty() {
+            return Err("option `partitions` applies only with assignment = \"static\" (a group's coordinator assigns the partitions)".into());
+        }
+        if let Some(p) = opts.partitions.iter().find(|p| **p < 0) {
+            return Err(format!(
+                "option `partitions`: {p} is not a partition number (0 or more)"
+            ));
+        }
+        if opts.partitions.iter().collect::<HashSet<_>>().len() != opts.partitions.len() {
+            return Err("option `partitions`: a partition is listed twice".into());
         }
         if let Some(t) = &opts.dead_letter_topic {
             check_topic("dead_letter_topic", t)?;
@@ -895,6 +1182,49 @@ pub fn check_topics_exist<C: ClientContext>(
     Ok(())
 }
 
+/// The partitions a task reads with `assignment = "static"`: every partition of every topic
+/// (or those listed in `partitions`), in topic order then partition order, dealt out to the
+/// spout's tasks in turn.
+fn static_share<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    brokers: &str,
+    opts: &KafkaOptions,
+    task: usize,
+    tasks: usize,
+) -> Result<Vec<(String, i32)>, String> {
+    let mut all = Vec::new();
+    for t in opts.topic_list() {
+        let md = client
+            .fetch_metadata(Some(&t), Duration::from_secs(10))
+            .map_err(|e| {
+                format!("cannot fetch the partitions of topic {t:?} from {brokers}: {e}")
+            })?;
+        let mut ids: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|m| m.name() == t)
+            .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+            .collect();
+        ids.sort_unstable();
+        if !opts.partitions.is_empty() {
+            if let Some(p) = opts.partitions.iter().find(|p| !ids.contains(p)) {
+                return Err(format!(
+                    "option `partitions`: topic {t:?} has no partition {p} (it has {})",
+                    ids.len()
+                ));
+            }
+            ids.retain(|p| opts.partitions.contains(p));
+        }
+        all.extend(ids.into_iter().map(|p| (t.clone(), p)));
+    }
+    Ok(all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % tasks.max(1) == task)
+        .map(|(_, tp)| tp)
+        .collect())
+}
+
 /// Applies `properties` to a librdkafka configuration.
 pub fn apply_properties(config: &mut ClientConfig, props: &BTreeMap<String, PropertyValue>) {
     for (k, v) in props {
@@ -994,9 +1324,11 @@ fn raw_record(m: &BorrowedMessage<'_>) -> RawRecord {
 }
 
 impl Running {
-    /// Handles one polled record: emit it, or send it to `error`.
+    /// Handles one record polled from the queue of `slot`: emit it, send it to `error`, or,
+    /// when it is not the offset expected, read the partition again from earlier.
     fn on_record(
-        &mut self,
+        &self,
+        slot: u32,
         m: &BorrowedMessage<'_>,
         opts: &KafkaOptions,
         counters: &KafkaCounters,
@@ -1006,31 +1338,90 @@ impl Running {
             return;
         };
         let mut parts = lock(&self.parts);
-        let slot = parts.slot(m.topic(), m.partition());
         let topic = parts.slots[slot as usize].0.clone();
         let Some(part) = parts.live.get_mut(&slot) else {
             // A record of a partition revoked meanwhile: its new owner reads it.
             return;
         };
         part.at_end = false;
-        match &mut part.prefix {
-            None => {
-                part.prefix = Some(AckedPrefix::new(offset));
-                part.next = offset;
-            }
-            Some(p) => {
-                if offset < part.next {
-                    // Read before (a fetch repeated after pause/resume): already emitted.
-                    return;
-                }
-                if offset > part.next {
-                    // A gap (compaction, transaction markers): nothing to wait for there.
-                    p.ack(part.next, offset);
+        part.last_record = Instant::now();
+        if part.prefix.is_none() {
+            match part.start {
+                Some(start) => part.begin(start),
+                None => {
+                    // `earliest`/`latest`, or no committed offset: reading starts here.
+                    part.begin(offset);
+                    part.fresh = false;
                 }
             }
         }
+        if offset < part.next {
+            // Read before (reading again from an earlier offset): from here on, what comes
+            // follows on from records already read.
+            part.fresh = false;
+            part.back = 0;
+            return;
+        }
+        if offset > part.next {
+            if part.fresh {
+                // The first record since reading (re)started is past the offset asked for. A
+                // broker may answer a fetch from inside a record batch with the next batch
+                // (tansu does): read again from earlier, where the batch begins. The record
+                // comes again.
+                let gap = (part.next, offset);
+                drop(parts);
+                if self.refetch(slot, counters) {
+                    return;
+                }
+                parts = lock(&self.parts);
+                let Some(p) = parts.live.get_mut(&slot) else {
+                    return;
+                };
+                self.absent(p, gap, &topic, slot, counters);
+                return self.emit_record(parts, slot, &topic, offset, m, opts, counters, out);
+            }
+            // A gap after records read in sequence: offsets the broker does not have
+            // (compaction, transaction markers).
+            let gap = (part.next, offset);
+            self.absent(part, gap, &topic, slot, counters);
+        }
+        self.emit_record(parts, slot, &topic, offset, m, opts, counters, out);
+    }
+
+    /// Offsets `[gap.0, gap.1)` of a partition are not at the broker: handled, counted.
+    fn absent(
+        &self,
+        part: &mut Part,
+        gap: (u64, u64),
+        topic: &str,
+        slot: u32,
+        counters: &KafkaCounters,
+    ) {
+        counters.absent.fetch_add(gap.1 - gap.0, Relaxed);
+        tracing::debug!(component = %self.component, topic, slot, from = gap.0, to = gap.1, "offsets absent at the broker");
+        part.handle(gap.0, gap.1);
+    }
+
+    /// Emits the record at `offset`, the one expected next (or sends it to `error`).
+    #[allow(clippy::too_many_arguments)]
+    fn emit_record(
+        &self,
+        mut parts: std::sync::MutexGuard<'_, Parts>,
+        slot: u32,
+        topic: &SmolStr,
+        offset: u64,
+        m: &BorrowedMessage<'_>,
+        opts: &KafkaOptions,
+        counters: &KafkaCounters,
+        out: &mut SpoutCollector<'_, (u32, u64)>,
+    ) {
+        let Some(part) = parts.live.get_mut(&slot) else {
+            return;
+        };
+        part.fresh = false;
+        part.back = 0;
         part.next = offset + 1;
-        match decode(m, opts, &topic) {
+        match decode(m, opts, topic) {
             Ok(values) => {
                 counters.records.fetch_add(1, Relaxed);
                 let raw = self.dlq.is_some().then(|| raw_record(m));
@@ -1063,40 +1454,160 @@ impl Running {
         }
         if part.uncommitted() >= opts.max_uncommitted && !part.paused {
             part.paused = true;
-            let (t, p) = parts.slots[slot as usize].clone();
-            drop(parts);
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&t, p);
-            if let Err(e) = self.consumer.pause(&tpl) {
-                counters.error(&self.component, format!("cannot pause {t}/{p}: {e}"));
-            } else {
-                counters.pauses.fetch_add(1, Relaxed);
+            counters.pauses.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Reads a partition again from before its position, stepping back 1, 4, 16, ... offsets
+    /// (never below the partition's first offset), because the broker answered from past the
+    /// position or not at all. Records already read are skipped when they come again. Returns
+    /// `false` once stepping back further is not possible: what the broker sends is then taken
+    /// as it is.
+    fn refetch(&self, slot: u32, counters: &KafkaCounters) -> bool {
+        let mut parts = lock(&self.parts);
+        let (topic, partition) = parts.slots[slot as usize].clone();
+        let Some(part) = parts.live.get_mut(&slot) else {
+            return true;
+        };
+        let Some(pos) = part.position() else {
+            return false;
+        };
+        let low = watermarks(&self.consumer, &topic, partition).map_or(0, |(low, _)| low);
+        let from = |back: u64| pos.saturating_sub(back).max(low.min(pos));
+        if part.back == GAVE_UP || (part.back > 0 && from(part.back) == low.min(pos)) {
+            part.back = GAVE_UP;
+            return false;
+        }
+        let back = if part.back == 0 { 1 } else { part.back * 4 };
+        let target = from(back);
+        if target >= pos {
+            part.back = GAVE_UP;
+            return false;
+        }
+        part.back = back;
+        part.fresh = true;
+        part.since = Instant::now();
+        drop(parts);
+        counters.refetches.fetch_add(1, Relaxed);
+        tracing::debug!(component = %self.component, %topic, partition, position = pos, from = target, "reading again from an earlier offset");
+        if let Err(e) = self.consumer.seek(
+            &topic,
+            partition,
+            Offset::Offset(target as i64),
+            Duration::ZERO,
+        ) {
+            counters.error(
+                &self.component,
+                format!("cannot read {topic}/{partition} again from offset {target}: {e}"),
+            );
+        }
+        true
+    }
+
+    /// Polls the queue of every partition below its uncommitted cap, up to `POLL_PER_CALL`
+    /// records in all, starting with a different partition each call.
+    fn poll_partitions(
+        &mut self,
+        opts: &KafkaOptions,
+        counters: &KafkaCounters,
+        out: &mut SpoutCollector<'_, (u32, u64)>,
+    ) {
+        {
+            let mut parts = lock(&self.parts);
+            let incoming = std::mem::take(&mut parts.incoming);
+            for (slot, q) in incoming {
+                self.queues.retain(|(s, _)| *s != slot);
+                self.queues.push((slot, q));
+            }
+            let live = &parts.live;
+            self.queues.retain(|(s, _)| live.contains_key(s));
+        }
+        let count = self.queues.len();
+        if count == 0 {
+            return;
+        }
+        self.turn = (self.turn + 1) % count;
+        let mut n = 0;
+        for i in 0..count {
+            let (slot, queue) = &self.queues[(self.turn + i) % count];
+            let slot = *slot;
+            let readable = match lock(&self.parts).live.get_mut(&slot) {
+                Some(p) if p.uncommitted() < opts.max_uncommitted => {
+                    p.paused = false;
+                    true
+                }
+                _ => false,
+            };
+            if !readable {
+                continue;
+            }
+            let mut empty = false;
+            while n < POLL_PER_CALL && out.pending() < self.max_pending {
+                match queue.poll(Duration::ZERO) {
+                    None => {
+                        empty = true;
+                        break;
+                    }
+                    Some(Ok(m)) => {
+                        self.on_record(slot, &m, opts, counters, out);
+                        n += 1;
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        // Not while reading again from earlier: records are on their way.
+                        if let Some(p) = lock(&self.parts).live.get_mut(&slot)
+                            && (!p.fresh || p.back == 0)
+                        {
+                            p.at_end = true;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        counters.error(&self.component, format!("kafka consumer: {e}"));
+                        break;
+                    }
+                }
+            }
+            if empty {
+                self.check_quiet(slot, counters);
             }
         }
     }
 
-    /// Resumes paused partitions whose uncommitted window fell below the cap.
-    fn resume_below_cap(&mut self, opts: &KafkaOptions, counters: &KafkaCounters) {
-        let mut parts = lock(&self.parts);
-        let mut tpl = TopicPartitionList::new();
-        let mut resumed = Vec::new();
-        for (slot, part) in parts.live.iter() {
-            if part.paused && part.uncommitted() < opts.max_uncommitted {
-                resumed.push(*slot);
+    /// A partition whose queue is empty: at its end by the broker's high watermark, or stuck
+    /// right after reading (re)started at an offset the broker does not answer from (tansu,
+    /// inside the last record batch), and then read again from earlier.
+    fn check_quiet(&self, slot: u32, counters: &KafkaCounters) {
+        let (topic, partition, pos, fresh, since, quiet, back) = {
+            let parts = lock(&self.parts);
+            let Some(p) = parts.live.get(&slot) else {
+                return;
+            };
+            let Some(pos) = p.position() else {
+                return;
+            };
+            let (t, n) = parts.slots[slot as usize].clone();
+            (t, n, pos, p.fresh, p.since, p.last_record, p.back)
+        };
+        let Some((_, high)) = watermarks(&self.consumer, &topic, partition) else {
+            return;
+        };
+        if high <= pos {
+            // By the broker's own account there is nothing after the position; its end of
+            // partition event may not come when its high watermark lags what was read.
+            if quiet.elapsed() >= QUIET
+                && since.elapsed() >= QUIET
+                && let Some(p) = lock(&self.parts).live.get_mut(&slot)
+            {
+                p.at_end = true;
             }
+            return;
         }
-        for slot in &resumed {
-            if let Some(p) = parts.live.get_mut(slot) {
-                p.paused = false;
-            }
-            let (t, p) = &parts.slots[*slot as usize];
-            tpl.add_partition(t, *p);
-        }
-        drop(parts);
-        if tpl.count() > 0
-            && let Err(e) = self.consumer.resume(&tpl)
-        {
-            counters.error(&self.component, format!("cannot resume partitions: {e}"));
+        if fresh && back != GAVE_UP && since.elapsed() >= STALLED && !self.refetch(slot, counters) {
+            counters.error(
+                &self.component,
+                format!(
+                    "{topic}/{partition}: the broker sends nothing from offset {pos} though its high watermark is {high}"
+                ),
+            );
         }
     }
 
@@ -1173,7 +1684,8 @@ impl Running {
     fn commit(&self, mode: CommitMode, counters: &KafkaCounters) -> Result<(), String> {
         let (offsets, tpl) = {
             let parts = lock(&self.parts);
-            let offsets = parts.to_commit(parts.live.keys().copied(), false);
+            let offsets =
+                parts.to_commit(parts.live.keys().copied(), false, counters, &self.component);
             let tpl = parts.tpl(&offsets);
             (offsets, tpl)
         };
@@ -1232,6 +1744,7 @@ impl Spout for KafkaSpout {
         let parts = Arc::new(Mutex::new(Parts::default()));
         let context = SpoutContext {
             parts: parts.clone(),
+            consumer: OnceLock::new(),
             first_poll: o.first_poll,
             counters: self.counters.clone(),
             component: component.clone(),
@@ -1263,6 +1776,7 @@ impl Spout for KafkaSpout {
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
         let consumer = Arc::new(consumer);
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         // The topics must exist: a missing one is named (and the open retried).
         let topics = o.topic_list();
         {
@@ -1281,10 +1795,33 @@ impl Spout for KafkaSpout {
             .map_err(|e| format!("metadata check: {e}"))?
             .inspect_err(|e| self.counters.error(&component, e.clone()))?;
         }
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|e| format!("cannot subscribe to {names:?}: {e}"))?;
+        match o.assignment {
+            Assignment::Group => {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                consumer
+                    .subscribe(&names)
+                    .map_err(|e| format!("cannot subscribe to {names:?}: {e}"))?;
+            }
+            Assignment::Static => {
+                let (c, brokers, opts) = (consumer.clone(), o.brokers.clone(), self.opts.clone());
+                let (task, tasks) = (ctx.task_index(), ctx.parallelism());
+                let names = tokio::task::spawn_blocking(move || {
+                    let mine = static_share(c.client(), &brokers, &opts, task, tasks)?;
+                    let mut tpl = TopicPartitionList::new();
+                    for (t, p) in &mine {
+                        tpl.add_partition(t, *p);
+                    }
+                    let names = c.context().take(&c, &mut tpl);
+                    c.assign(&tpl)
+                        .map_err(|e| format!("cannot assign {names:?}: {e}"))?;
+                    Ok::<_, String>(names)
+                })
+                .await
+                .map_err(|e| format!("static assignment: {e}"))?
+                .inspect_err(|e| self.counters.error(&component, e.clone()))?;
+                tracing::info!(component = %component, partitions = ?names, "kafka partitions assigned (static)");
+            }
+        }
         let dlq = match &o.dead_letter_topic {
             None => None,
             Some(_) => {
@@ -1305,6 +1842,8 @@ impl Spout for KafkaSpout {
             dlq,
             dlq_pending: Vec::new(),
             gave_up: Vec::new(),
+            queues: Vec::new(),
+            turn: 0,
             component,
             max_pending: ctx.config().max_spout_pending.unwrap_or(usize::MAX),
             last_commit: Instant::now(),
@@ -1326,38 +1865,26 @@ impl Spout for KafkaSpout {
             out.emit_to(ERROR_STREAM, v, None);
         }
         r.replay_due(out, counters);
-        let mut n = 0;
-        while n < POLL_PER_CALL && out.pending() < r.max_pending {
-            // The rebalance callback runs inside poll: no lock held here.
+        // The common queue carries rebalances, commit results and client errors; records
+        // come through each partition's own queue. The rebalance callback runs inside poll:
+        // no lock held here.
+        for _ in 0..POLL_PER_CALL {
             let consumer = r.consumer.clone();
             match consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => {
-                    r.on_record(&m, opts, counters, out);
-                    n += 1;
+                    // Not expected once every queue is split off; handled all the same.
+                    let slot = lock(&r.parts).slot(m.topic(), m.partition());
+                    r.on_record(slot, &m, opts, counters, out);
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    let mut parts = lock(&r.parts);
-                    // The EOF event names the partition only: mark every topic's.
-                    let slots: Vec<u32> = parts
-                        .slot_of
-                        .iter()
-                        .filter(|((_, part), _)| *part == p)
-                        .map(|(_, s)| *s)
-                        .collect();
-                    for s in slots {
-                        if let Some(part) = parts.live.get_mut(&s) {
-                            part.at_end = true;
-                        }
-                    }
-                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
                     counters.error(&r.component, format!("kafka consumer: {e}"));
                     break;
                 }
             }
         }
-        r.resume_below_cap(opts, counters);
+        r.poll_partitions(opts, counters, out);
         if r.last_commit.elapsed() >= opts.commit_interval {
             r.last_commit = Instant::now();
             let _ = r.commit(CommitMode::Async, counters);
@@ -1375,7 +1902,8 @@ impl Spout for KafkaSpout {
                 let consumer = r.consumer.clone();
                 let (offsets, tpl) = {
                     let parts = lock(&r.parts);
-                    let offsets = parts.to_commit(parts.live.keys().copied(), false);
+                    let offsets =
+                        parts.to_commit(parts.live.keys().copied(), false, counters, &r.component);
                     let tpl = parts.tpl(&offsets);
                     (offsets, tpl)
                 };
@@ -1528,12 +2056,16 @@ impl Spout for KafkaSpout {
     }
 
     async fn close(&mut self) {
-        let Some(r) = self.run.take() else { return };
+        let Some(mut r) = self.run.take() else { return };
         let counters = self.counters.clone();
+        // The queues hold the consumer: let them go first, so that it closes below.
+        r.queues.clear();
+        lock(&r.parts).incoming.clear();
         let consumer = r.consumer.clone();
         let (offsets, tpl) = {
             let parts = lock(&r.parts);
-            let offsets = parts.to_commit(parts.live.keys().copied(), true);
+            let offsets =
+                parts.to_commit(parts.live.keys().copied(), true, &counters, &r.component);
             let tpl = parts.tpl(&offsets);
             (offsets, tpl)
         };
@@ -1558,9 +2090,9 @@ impl Spout for KafkaSpout {
             // Leave the group now, so that other members take the partitions at once.
             consumer.unsubscribe();
             drop(consumer);
+            drop(r);
         })
         .await;
-        drop(r);
     }
 }
 
@@ -1646,8 +2178,8 @@ mod tests {
 
     #[test]
     fn gaps_and_acks_move_the_commit_point() {
-        let mut p = Part::new();
-        p.prefix = Some(AckedPrefix::new(10));
+        let mut p = Part::new(Some(10));
+        p.begin(10);
         p.next = 13;
         assert_eq!(p.commit_point(), Some(10));
         p.handled(11);
@@ -1655,5 +2187,84 @@ mod tests {
         p.handled(10);
         assert_eq!(p.commit_point(), Some(12));
         assert_eq!(p.uncommitted(), 1);
+        assert_eq!(p.checked_commit_point(), Some(Ok(12)));
+    }
+
+    fn held() -> Held {
+        Held {
+            values: values![1],
+            failures: 0,
+            raw: None,
+        }
+    }
+
+    #[test]
+    fn the_commit_point_never_passes_an_offset_not_emitted_and_acked() {
+        let mut p = Part::new(Some(0));
+        p.begin(0);
+        p.next = 5;
+        for o in 0..5 {
+            p.held.insert(o, held());
+        }
+        p.held.remove(&0);
+        p.handled(0);
+        assert_eq!(p.checked_commit_point(), Some(Ok(1)));
+        // Offsets 1..3 marked handled while still held (emitted, not acked): refused.
+        p.prefix.as_mut().expect("begun").ack(1, 3);
+        p.handled += 2;
+        let e = p
+            .checked_commit_point()
+            .expect("begun")
+            .expect_err("refused");
+        assert!(e.contains("offset 1, emitted and not yet acked"), "{e}");
+        // A range handled without being counted (never read, never emitted): refused.
+        let mut q = Part::new(Some(0));
+        q.begin(0);
+        q.next = 10;
+        q.prefix.as_mut().expect("begun").ack(0, 4);
+        let e = q
+            .checked_commit_point()
+            .expect("begun")
+            .expect_err("refused");
+        assert!(
+            e.contains("covers 4 offsets from 0 but 0 were handled"),
+            "{e}"
+        );
+        // Past what was read: refused.
+        let mut r = Part::new(None);
+        r.begin(0);
+        r.handle(0, 3);
+        r.next = 2;
+        let e = r
+            .checked_commit_point()
+            .expect("begun")
+            .expect_err("refused");
+        assert!(e.contains("past the next offset to read"), "{e}");
+    }
+
+    #[test]
+    fn refused_commit_points_are_counted_and_not_committed() {
+        let mut parts = Parts::default();
+        let slot = parts.slot("t", 0);
+        let mut p = Part::new(Some(0));
+        p.begin(0);
+        p.next = 3;
+        p.held.insert(1, held());
+        p.prefix.as_mut().expect("begun").ack(0, 2);
+        p.handled += 2;
+        parts.live.insert(slot, p);
+        let counters = KafkaCounters::default();
+        assert!(
+            parts
+                .to_commit([slot].into_iter(), true, &counters, "c")
+                .is_empty()
+        );
+        assert_eq!(counters.refused_commits(), 1);
+        assert!(
+            counters
+                .last_error()
+                .expect("logged")
+                .contains("not committing t/0")
+        );
     }
 }

@@ -49,7 +49,9 @@ pub use feed::{FeedCounters, FeedListing, FeedOptions, FeedSpout, OAuthOptions};
 pub use file::{AckedPrefix, FileCounters, FileOptions, FileSpout, StartAt};
 pub use generator::{GeneratorMode, GeneratorOptions, GeneratorSpout, StartTime};
 pub use http_ingest::{HttpCounters, HttpFormat, HttpOptions, HttpSpout};
-pub use kafka::{FirstPoll, KafkaCounters, KafkaOptions, KafkaRetry, KafkaSpout, PropertyValue};
+pub use kafka::{
+    Assignment, FirstPoll, KafkaCounters, KafkaOptions, KafkaRetry, KafkaSpout, PropertyValue,
+};
 pub use kinesis::{KinesisCounters, KinesisOptions, KinesisSpout, KinesisStart};
 pub use mqtt::{MqttCounters, MqttOptions, MqttSpout, PayloadFormat};
 pub use socket::{

@@ -331,6 +331,160 @@ async fn fetching_pauses_at_the_uncommitted_cap_and_resumes() {
     assert_eq!(committed(&group, &topic, 1), end_offsets(&topic, 1));
 }
 
+/// Records the offset and value of every delivery, slowly (`pause` per tuple), so that the
+/// spout outpaces it.
+#[derive(Clone)]
+struct Slow {
+    pause: Duration,
+    seen: Arc<Mutex<Vec<(i64, String)>>>,
+}
+
+impl Slow {
+    fn new(pause: Duration) -> Slow {
+        Slow {
+            pause,
+            seen: Arc::default(),
+        }
+    }
+    /// Distinct (offset, value) pairs, and how many deliveries were duplicates.
+    fn distinct(&self) -> (std::collections::BTreeMap<i64, String>, usize) {
+        let seen = self.seen.lock().expect("lock");
+        let distinct: std::collections::BTreeMap<i64, String> = seen.iter().cloned().collect();
+        let dups = seen.len() - distinct.len();
+        (distinct, dups)
+    }
+}
+
+impl BasicBolt for Slow {
+    fn execute(&mut self, input: &Tuple, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        if !self.pause.is_zero() {
+            std::thread::sleep(self.pause);
+        }
+        let offset = input.int_field("offset")?;
+        let value = input.str_field("value")?.to_string();
+        self.seen.lock().expect("lock").push((offset, value));
+        Ok(())
+    }
+}
+
+fn run_slow(spout: &KafkaSpout, bolt: &Slow) -> TopologyHandle {
+    let mut b = TopologyBuilder::new("kafka-test");
+    b.config_mut().max_spout_pending = Some(1000);
+    let s = spout.clone();
+    b.set_spout("kafka", move || s.clone(), 1);
+    let f = bolt.clone();
+    b.set_bolt("slow", BoltFactory::basic(move || f.clone()), 1)
+        .shuffle_grouping("kafka");
+    topo_runtime::submit(b.build().expect("a valid topology"))
+}
+
+/// The record produced `i`-th to a one-partition topic, by its offset.
+fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<(String, String)> {
+    range
+        .map(|i| (format!("key-{i}"), format!("{prefix}-{i}")))
+        .collect()
+}
+
+// Guards against losing records when a partition stops being read at `max_uncommitted` and
+// is read on once commits catch up, hundreds of times, with input produced in batches of many
+// records as applications' clients do (a broker may answer a fetch from inside a batch with
+// the next batch): every record arrives, the group commits the end, and no commit point ever
+// passed an offset that was not emitted and acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_paused_hundreds_of_times_loses_nothing() {
+    const N: usize = 20_000;
+    const CAP: u64 = 100;
+    let topic = unique("paused");
+    let group = unique("group");
+    create_topic(&topic, 1).await;
+    let input = numbered("p", 0..N);
+    produce_batched_to(&topic, Some(0), &input).await;
+    let spout = KafkaSpout::new(KafkaOptions {
+        max_uncommitted: CAP,
+        commit_interval: Duration::from_millis(10),
+        ..options(&topic, &group)
+    })
+    .expect("valid options");
+    let bolt = Slow::new(Duration::from_micros(20));
+    let handle = run_slow(&spout, &bolt);
+    let idle = handle.wait_until_idle(WAIT).await;
+    handle.stop(Duration::from_secs(10)).await;
+    let c = spout.counters();
+    let (got, dups) = bolt.distinct();
+    eprintln!(
+        "{N} records, cap {CAP}: {} distinct delivered, {dups} duplicates, {} pauses, {} re-reads from earlier, {} absent",
+        got.len(),
+        c.pauses(),
+        c.refetches(),
+        c.absent()
+    );
+    let missing: Vec<usize> = (0..N).filter(|i| !got.contains_key(&(*i as i64))).collect();
+    assert!(
+        missing.is_empty(),
+        "{} records lost, the first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    for (offset, value) in &got {
+        assert_eq!(
+            value,
+            &format!("p-{offset}"),
+            "offset {offset} is its record"
+        );
+    }
+    idle.expect("the spout ends once every record is acked");
+    assert_eq!(c.refused_commits(), 0, "{:?}", c.last_error());
+    assert_eq!(c.absent(), 0, "no offset is missing at the broker");
+    assert!(
+        c.pauses() >= 100,
+        "the cap stopped the partition {} times (expected hundreds)",
+        c.pauses()
+    );
+    assert_eq!(
+        committed(&group, &topic, 1)[&0],
+        N as i64,
+        "committed to the end"
+    );
+}
+
+// Guards a restart from a committed offset inside a record batch, in the middle of a partition
+// and inside its last batch (where tansu answers nothing at all): every record from the
+// committed offset on arrives, and none before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_from_a_commit_inside_a_record_batch_loses_nothing() {
+    const WAVE: usize = 2000;
+    let topic = unique("midbatch");
+    create_topic(&topic, 1).await;
+    for w in 0..3 {
+        produce_batched_to(&topic, Some(0), &numbered("m", w * WAVE..(w + 1) * WAVE)).await;
+    }
+    let n = 3 * WAVE;
+    for at in [WAVE + WAVE / 2, n - 7] {
+        let group = unique("group");
+        commit_offset(&group, &topic, 0, at as i64);
+        let spout = KafkaSpout::new(options(&topic, &group)).expect("valid options");
+        let bolt = Slow::new(Duration::ZERO);
+        let handle = run_slow(&spout, &bolt);
+        let idle = handle.wait_until_idle(WAIT).await;
+        handle.stop(Duration::from_secs(10)).await;
+        let (got, dups) = bolt.distinct();
+        eprintln!(
+            "from offset {at}: {} distinct, {dups} duplicates, {} re-reads from earlier",
+            got.len(),
+            spout.counters().refetches()
+        );
+        let want: Vec<i64> = (at as i64..n as i64).collect();
+        let have: Vec<i64> = got.keys().copied().collect();
+        assert_eq!(
+            have, want,
+            "every record from offset {at} on, and none before"
+        );
+        idle.expect("the spout ends");
+        assert_eq!(spout.counters().refused_commits(), 0);
+        assert_eq!(committed(&group, &topic, 1)[&0], n as i64);
+    }
+}
+
 // Guards the report of a missing topic: the spout names it and the brokers, and keeps
 // retrying instead of crashing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,18 @@ pub(super) fn register(r: &mut Registry) {
             "static membership: task i joins as group.instance.id \"<instance_id>-<i>\"; a restarted process takes its partitions back without a rebalance (each process its own id)",
         ),
         OptionDoc::new(
+            "assignment",
+            "group | static",
+            "group",
+            "group: partitions assigned by the consumer group's coordinator (rebalances); static: the spout's tasks deal the partitions out among themselves without group membership, start from the group's committed offsets and commit to it (a restart reads at once, even on brokers that keep dead members)",
+        ),
+        OptionDoc::new(
+            "partitions",
+            "list of integers",
+            "[]",
+            "assignment = \"static\": the partitions this process reads, of every topic; empty = all",
+        ),
+        OptionDoc::new(
             "first_poll",
             "earliest | latest | committed_else_earliest | committed_else_latest",
             "committed_else_earliest",
@@ -83,7 +95,7 @@ pub(super) fn register(r: &mut Registry) {
             "max_uncommitted",
             "integer",
             "10000",
-            "per partition: fetching pauses while this many offsets are emitted but not committed",
+            "per partition: the partition is not read while this many offsets are emitted but not committed",
         ),
         OptionDoc::new(
             "retry.backoff",

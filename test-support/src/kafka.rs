@@ -115,6 +115,62 @@ pub async fn produce(topic: &str, records: &[(String, String)]) {
     let _ = p.flush(Duration::from_secs(10));
 }
 
+/// A producer configured the way applications' clients usually are: records linger (20 ms)
+/// and go out in batches of many records, as confluent-kafka, the Java client and librdkafka
+/// do by default. With tansu a fetch from inside such a batch answers from the next batch, so
+/// a consumer that resumes mid-batch must cope with it.
+pub fn batching_producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("a producer")
+}
+
+/// Produces `(key, value)` records with [`batching_producer`] (many records per batch) and
+/// waits for every delivery.
+pub async fn produce_batched(topic: &str, records: &[(String, String)]) {
+    produce_batched_to(topic, None, records).await;
+}
+
+/// As [`produce_batched`], every record to `partition` when given.
+pub async fn produce_batched_to(topic: &str, partition: Option<i32>, records: &[(String, String)]) {
+    let p = batching_producer();
+    let mut futs = Vec::with_capacity(records.len());
+    for (k, v) in records {
+        let mut r = FutureRecord::to(topic).key(k).payload(v);
+        if let Some(n) = partition {
+            r = r.partition(n);
+        }
+        futs.push(
+            p.send_result(r)
+                .map_err(|(e, _)| e)
+                .expect("enqueue a record"),
+        );
+    }
+    for f in futs {
+        tokio::time::timeout(WAIT, f)
+            .await
+            .expect("delivered in time")
+            .expect("the producer lives")
+            .expect("delivered");
+    }
+    let _ = p.flush(Duration::from_secs(10));
+}
+
+/// Commits `offset` on partition `partition` of `topic` for the group (as a consumer that
+/// stopped there would have).
+pub fn commit_offset(group: &str, topic: &str, partition: i32, offset: i64) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .expect("a valid offset");
+    consumer(Some(group))
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .unwrap_or_else(|e| panic!("commit offset {offset} for group {group}: {e}"));
+}
+
 /// Produces raw values (no key).
 pub async fn produce_raw(topic: &str, values: &[Vec<u8>]) {
     let p = producer();
