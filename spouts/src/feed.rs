@@ -1311,7 +1311,12 @@ fn child(c: &serde_json::Value) -> Child {
         given => given,
     };
     let (title, num_comments, url, body) = if kind == "t3" {
-        (text("title"), int("num_comments"), text("url"), text("selftext"))
+        (
+            text("title"),
+            int("num_comments"),
+            text("url"),
+            text("selftext"),
+        )
     } else {
         (Value::Null, Value::Null, Value::Null, text("body"))
     };
@@ -1655,9 +1660,8 @@ impl TaskState {
         for c in page.children.into_iter().rev() {
             let known = match &c {
                 Child::Item(Item { fullname: n, .. }) | Child::Bad { name: Some(n), .. } => {
-                    let known = src.seen.touch(n)
-                        || src.inflight.contains(n)
-                        || run.names.contains(n);
+                    let known =
+                        src.seen.touch(n) || src.inflight.contains(n) || run.names.contains(n);
                     run.names.insert(n.clone());
                     known
                 }
@@ -1938,9 +1942,7 @@ mod tests {
 
     #[test]
     fn comment_permalinks_take_the_slug_of_a_reddit_page_of_their_submission() {
-        let data = |link_url: &str| {
-            serde_json::json!({"subreddit": "AskReddit", "link_id": "t3_4r4inc", "link_url": link_url})
-        };
+        let data = |link_url: &str| serde_json::json!({"subreddit": "AskReddit", "link_id": "t3_4r4inc", "link_url": link_url});
         let self_post = data("https://www.reddit.com/r/AskReddit/comments/4r4inc/serious_to/?x=1");
         assert_eq!(
             comment_permalink(&self_post, "d4y8bdp").as_deref(),
