@@ -1,6 +1,8 @@
 //! The `feed` spout through the real `topo` binary against a local listing server: two runs of
 //! one topology file with the state under `TOPO_STATE_DIR` emit each submission once (the second
-//! run only what is new), and a bad option is reported when the file is validated.
+//! run only what is new), a `max_items` run over recorded 2016 comments (no `permalink`, one
+//! child without `created_utc`) ends with every child emitted or reported, and a bad option is
+//! reported when the file is validated.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -168,6 +170,98 @@ fn a_second_run_emits_only_what_is_new() {
         run(second.path(), state.path()),
         (6..=8).map(fullname).collect::<Vec<_>>()
     );
+}
+
+/// A listing server whose r/AskReddit/comments.json answers a recorded listing of 2016 (the
+/// first answer: the listing; later `before` polls: nothing newer).
+fn recorded_comments(runtime: &tokio::runtime::Runtime, doc: serde_json::Value) -> String {
+    let empty = serde_json::json!({"kind": "Listing", "data": {
+        "modhash": "", "children": [], "after": null, "before": null
+    }})
+    .to_string();
+    let full = doc.to_string();
+    let app = axum::Router::new().route(
+        "/r/AskReddit/comments.json",
+        axum::routing::get(move |query: axum::extract::RawQuery| {
+            let before = query.0.unwrap_or_default().contains("before=");
+            let body = if before { empty.clone() } else { full.clone() };
+            async move { body }
+        }),
+    );
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("the address"));
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+// Guards the end of a `max_items` run over real 2016 comments, which carry no `permalink`: the
+// comments are emitted with one derived in Reddit's shape, the child without `created_utc` is
+// printed on the `error` stream, and as it counts toward `max_items` the run ends.
+#[test]
+fn a_max_items_run_over_recorded_comments_ends() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("spouts/tests/fixtures/comments-2016-07-oauth-askreddit.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the fixture")).expect("JSON");
+    doc["data"]["children"][1]["data"]
+        .as_object_mut()
+        .expect("a child")
+        .remove("created_utc");
+    let url = recorded_comments(&runtime, doc);
+    let text =
+        topology(&url, 4).replace("[\"worldnews\"]", "[\"AskReddit\"]\nlisting = \"comments\"");
+    let file = temp_topology(&text);
+    let state = tempfile::tempdir().expect("temp dir");
+    let out = Command::cargo_bin("topo")
+        .expect("the topo binary")
+        .env("TOPO_STATE_DIR", state.path())
+        .env_remove("RUST_LOG")
+        .args(["run", "--until-idle", "--quiet"])
+        .arg(file.path())
+        .timeout(TIMEOUT)
+        .output()
+        .expect("topo runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (errors, items): (Vec<&str>, Vec<&str>) =
+        stdout.lines().partition(|l| l.starts_with("news:error "));
+    assert_eq!(errors.len(), 1, "{stdout}");
+    let error: serde_json::Value =
+        serde_json::from_str(errors[0].trim_start_matches("news:error ")).expect("a JSON line");
+    assert_eq!(
+        error["reason"],
+        "t1 child t1_d4y8bdo: missing field `created_utc`: expected epoch seconds (a number)"
+    );
+    let items: Vec<serde_json::Value> = items
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|v| v["fullname"].as_str().expect("a fullname"))
+        .collect();
+    assert_eq!(
+        names,
+        ["t1_d4y8bdf", "t1_d4y8bdn", "t1_d4y8bdp"],
+        "{stdout}"
+    );
+    assert_eq!(
+        items[2]["permalink"],
+        "/r/AskReddit/comments/4r4inc/serious_to_anyone_who_followed_their_dreams_how/d4y8bdp/"
+    );
+    assert_eq!(items[2]["title"], serde_json::Value::Null);
+    assert_eq!(items[2]["created_utc"], 1_467_590_690);
 }
 
 // Guards that a bad feed option is reported by `validate` with its place and what is expected.

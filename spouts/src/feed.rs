@@ -36,26 +36,47 @@
 //! # state_dir = "state/news"       # default: $TOPO_STATE_DIR or .topo/state, then /<topology>/<component>
 //! max_seen = 10000                 # fullnames remembered per subreddit (least recently seen dropped)
 //! skip_existing = false            # true: a first run emits only items newer than its first poll
-//! max_items = 0                    # end after this many new items over all tasks; 0 = never
+//! max_items = 0                    # end after this many new items, emitted or sent to `error`; 0 = never
 //! ```
 //!
 //! # Output
 //! The `default` stream carries [`FIELDS`]: `id` (`"1abcde"`), `fullname` (`"t3_1abcde"`),
 //! `kind` (`"t3"` submission or `"t1"` comment), `subreddit`, `title`, `author`,
-//! `created_utc` (integer epoch seconds), `score`, `num_comments`, `url`, `permalink` (as Reddit
-//! gives it: a path such as `/r/worldnews/comments/1abcde/title/`), `body` (a submission's
-//! `selftext`, `""` for link posts; a comment's `body`). A comment has no `title`,
-//! `num_comments` or `url`: they are null (its `link_title` is not mapped). Optional fields
-//! missing from an item (`score`, `num_comments`, `url`, `selftext`) are null. Requests carry
-//! `raw_json=1`, so text comes without Reddit's HTML escaping (`&` rather than `&amp;`).
+//! `created_utc` (integer epoch seconds), `score`, `num_comments`, `url`, `permalink` (a path
+//! such as `/r/worldnews/comments/1abcde/title/`), `body` (a submission's `selftext`, `""` for
+//! link posts; a comment's `body`). Requests carry `raw_json=1`, so text comes without Reddit's
+//! HTML escaping (`&` rather than `&amp;`).
+//!
+//! Listings of different years and hosts carry different field sets (comments of 2016–2017,
+//! for one, have no `permalink`), so only what identifies an item is required:
+//! - `id` and `fullname`: from `id` and `name`; either one is derived from the other when
+//!   missing (`name` = `{kind}_{id}`). A child with neither, with a `name` that is not a
+//!   fullname of its kind, or with an `id` that does not match its `name`, goes to `error`.
+//! - `created_utc`: required (a number); without it the child goes to `error`.
+//! - `permalink`: as Reddit gives it; when missing, derived. A comment's is
+//!   `/r/{subreddit}/comments/{link}/{slug}/{id}/` (Reddit's own shape) from `subreddit`,
+//!   `link_id` (`t3_{link}`) and `id`, the slug being the submission's when `link_permalink` or
+//!   `link_url` is a reddit.com page of that submission (as for a self post), else `_` (Reddit
+//!   ignores the slug, so the link works). A submission's is `/r/{subreddit}/comments/{id}/_/`.
+//!   Null when `subreddit` (or, for a comment, `link_id`) is missing too.
+//! - Every other field is null when missing (or not of its type): `subreddit`, `author`,
+//!   `title`, `score`, `num_comments`, `url`, `body`. A comment has no `title`, `num_comments`
+//!   or `url`: they are always null (its `link_title` and the submission's `num_comments` are
+//!   not mapped).
 //!
 //! The `error` stream carries (`reason`, `raw`), without message id: a response that is not
 //! JSON or not a Listing, a 4xx answer other than 401/429 (a private or banned subreddit), and a
-//! listing child of an unknown kind or missing a required field (`id`, `name`, `subreddit`,
-//! `author`, `created_utc`, `permalink`, and `title` for t3 or `body` for t1). `raw` is the first
-//! KiB of the body or of the child's JSON. A bad child with a readable `name` is remembered as
-//! seen, so it is reported once. Every case is counted ([`FeedCounters`]) and logged with
-//! `tracing::warn!` at most once a second.
+//! listing child of an unknown kind or lacking what identifies an item (above); the reason names
+//! the child and the missing or wrong field. `raw` is the first KiB of the body or of the
+//! child's JSON. A bad child is reported once: its fullname (when it has one) joins the seen
+//! set, and one without a fullname is remembered in memory by a hash of its JSON. Every case is
+//! counted ([`FeedCounters`]) and logged with `tracing::warn!` at most once a second.
+//!
+//! `max_items` counts the new listing children the spout handles, oldest first: those emitted
+//! on `default` and those sent to `error` alike (a bad child is handled once reported), so a run
+//! ends even when its items are bad. Responses sent to `error` are not listing children and do
+//! not count. A run ends once `max_items` children were handled and the emitted ones acked; a
+//! listing holding fewer new children than that is polled until more come.
 //!
 //! # Polling and paging
 //! Subreddits are polled one request at a time per task. The first poll of a subreddit (or the
@@ -119,6 +140,9 @@
 //! - A spout task restarted after an error starts with an empty pending map: the items its
 //!   predecessor had emitted but not acked are not replayed from memory, but fetched again by
 //!   the new instance's first (plain) poll while they are still in the listing.
+//! - A bad child without a fullname is remembered as reported in memory only: a restarted
+//!   task reports it again while it is still in the listing (and it counts toward `max_items`
+//!   again).
 //! - Items edited after being emitted are not emitted again (the fullname is the identity);
 //!   scores and comment counts are those of the poll that first fetched the item.
 
@@ -275,8 +299,8 @@ pub struct FeedOptions {
     pub max_seen: usize,
     /// On a first run (no state), mark the current listing seen without emitting it.
     pub skip_existing: bool,
-    /// End after this many new items over all tasks (then exhausted once all are acked);
-    /// 0 = never.
+    /// End after this many new listing children over all tasks, counting those emitted and
+    /// those sent to `error` (then exhausted once the emitted ones are acked); 0 = never.
     pub max_items: u64,
 }
 
@@ -335,7 +359,7 @@ impl FeedCounters {
     pub fn requests(&self) -> u64 {
         self.requests.load(Relaxed)
     }
-    /// New items accepted for emission (replays not counted).
+    /// New items accepted for emission (replays and bad children not counted).
     pub fn items(&self) -> u64 {
         self.items.load(Relaxed)
     }
@@ -359,7 +383,8 @@ impl FeedCounters {
     pub fn bad_responses(&self) -> u64 {
         self.bad_responses.load(Relaxed)
     }
-    /// Listing children of an unknown kind or missing fields: sent to the `error` stream.
+    /// Listing children of an unknown kind or lacking what identifies an item (`name`/`id`,
+    /// `created_utc`): sent to the `error` stream.
     pub fn bad_items(&self) -> u64 {
         self.bad_items.load(Relaxed)
     }
@@ -771,12 +796,26 @@ struct Item {
 /// A listing child.
 enum Child {
     Item(Item),
-    /// A child of an unknown kind or missing fields.
+    /// A child of an unknown kind, or one that lacks what identifies an item.
     Bad {
+        /// Its fullname when it has one (so that it is reported once).
         name: Option<SmolStr>,
         reason: String,
+        /// The first KiB of its JSON.
         raw: String,
+        /// A hash of its whole JSON, which tells bad children without a fullname apart.
+        print: u64,
     },
+}
+
+impl Child {
+    /// The child's fullname, if it has one.
+    fn fullname(&self) -> Option<SmolStr> {
+        match self {
+            Child::Item(item) => Some(item.fullname.clone()),
+            Child::Bad { name, .. } => name.clone(),
+        }
+    }
 }
 
 /// A listing page as received.
@@ -1060,132 +1099,254 @@ fn parse_listing(body: &[u8], url: &str) -> Fetched {
             raw: prefix(body),
         };
     };
-    let name_of = |c: &serde_json::Value| {
-        c.get("data")
-            .and_then(|d| d.get("name"))
-            .and_then(|n| n.as_str())
-            .map(SmolStr::new)
-    };
-    let first = children.first().and_then(name_of);
-    let last = children.last().and_then(name_of);
+    let children: Vec<Child> = children.iter().map(child).collect();
+    let first = children.iter().find_map(Child::fullname);
+    let last = children.iter().rev().find_map(Child::fullname);
     Fetched::Page(Page {
-        children: children.iter().map(child).collect(),
+        children,
         after: doc.data.after.map(SmolStr::from),
         first,
         last,
     })
 }
 
-/// A listing child to an item, or why it is not one.
+/// A hash of a bad child's JSON.
+fn fingerprint(text: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Whether `s` is a Reddit id (base 36: letters and digits).
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// A string field of a child's `data`: `None` when missing, null or not a string.
+fn str_field<'a>(data: &'a serde_json::Value, field: &str) -> Option<&'a str> {
+    data.get(field).and_then(|v| v.as_str())
+}
+
+/// The (`id`, fullname) of a listing child of kind `kind` (`"t3"` or `"t1"`): its `id` and
+/// `name`, either one derived from the other when missing (`name` = `{kind}_{id}`), or why they
+/// do not identify an item.
+fn identity(kind: &str, data: &serde_json::Value) -> Result<(SmolStr, SmolStr), String> {
+    let field = |f: &str| -> Result<Option<&str>, String> {
+        match data.get(f) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(v) => Err(format!(
+                "{kind} child: field `{f}` = {v}: expected a string (e.g. `name` \"{kind}_abc123\", `id` \"abc123\")"
+            )),
+        }
+    };
+    let name = field("name")?;
+    let id = field("id")?;
+    match (name, id) {
+        (None, None) => Err(format!(
+            "{kind} child: missing field `name` and `id`: expected at least one of them to identify the item (e.g. `name` \"{kind}_abc123\" or `id` \"abc123\")"
+        )),
+        (Some(n), id) => {
+            let Some(from_name) = n
+                .strip_prefix(kind)
+                .and_then(|r| r.strip_prefix('_'))
+                .filter(|r| is_id(r))
+            else {
+                return Err(format!(
+                    "{kind} child: field `name` = {n:?} is not a {kind} fullname: expected \"{kind}_\" and a base-36 id, e.g. \"{kind}_abc123\""
+                ));
+            };
+            match id {
+                Some(i) if i != from_name => Err(format!(
+                    "{kind} child {n}: field `id` = {i:?} does not match `name`: expected {from_name:?}"
+                )),
+                _ => Ok((SmolStr::new(from_name), SmolStr::new(n))),
+            }
+        }
+        (None, Some(i)) if is_id(i) => Ok((SmolStr::new(i), SmolStr::new(format!("{kind}_{i}")))),
+        (None, Some(i)) => Err(format!(
+            "{kind} child: field `id` = {i:?} is not a Reddit id: expected letters and digits, e.g. \"abc123\""
+        )),
+    }
+}
+
+/// The path of `url` (without query or fragment) when it is a page of Reddit (on `reddit.com`
+/// or one of its subdomains), or `url` itself when it is already a path. The path is taken as
+/// written, not normalised.
+fn reddit_path(url: &str) -> Option<&str> {
+    let path = if url.starts_with('/') {
+        url
+    } else {
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))?;
+        let (host, path) = rest.split_at(rest.find('/')?);
+        let host = host.to_ascii_lowercase();
+        if host != "reddit.com" && !host.ends_with(".reddit.com") {
+            return None;
+        }
+        path
+    };
+    Some(path.split(['?', '#']).next().unwrap_or(path))
+}
+
+/// A comment's permalink as Reddit writes it, `/r/{subreddit}/comments/{link}/{slug}/{id}/`,
+/// derived from `subreddit`, `link_id` (`t3_{link}`) and `id`. The slug (Reddit ignores it) is
+/// the submission's, read from `link_permalink` or `link_url` when one of them is that
+/// submission's own page (as for a self post), else `_`. `None` without `subreddit` or
+/// `link_id`.
+fn comment_permalink(data: &serde_json::Value, id: &str) -> Option<String> {
+    let subreddit = str_field(data, "subreddit").filter(|s| !s.is_empty())?;
+    let link = str_field(data, "link_id")?
+        .strip_prefix("t3_")
+        .filter(|l| is_id(l))?;
+    let prefix = format!("/r/{subreddit}/comments/{link}/");
+    let slug = ["link_permalink", "link_url"]
+        .iter()
+        .filter_map(|f| reddit_path(str_field(data, f)?))
+        .find_map(|path| {
+            let head = path.get(..prefix.len())?;
+            if !head.eq_ignore_ascii_case(&prefix) {
+                return None;
+            }
+            let rest = &path[prefix.len()..];
+            let slug = rest.strip_suffix('/').unwrap_or(rest);
+            (!slug.is_empty() && !slug.contains('/')).then_some(slug)
+        })
+        .unwrap_or("_");
+    Some(format!("{prefix}{slug}/{id}/"))
+}
+
+/// A submission's permalink in Reddit's shape, `/r/{subreddit}/comments/{id}/_/` (the slug,
+/// which Reddit ignores, as `_`), derived from `subreddit` and `id`. `None` without `subreddit`.
+fn submission_permalink(data: &serde_json::Value, id: &str) -> Option<String> {
+    let subreddit = str_field(data, "subreddit").filter(|s| !s.is_empty())?;
+    Some(format!("/r/{subreddit}/comments/{id}/_/"))
+}
+
+/// A listing child to an item, or why it is not one. Only what identifies an item is required
+/// (`name` or `id`, and `created_utc`); a missing `permalink` is derived, and other missing
+/// fields are null (see the module docs).
 fn child(c: &serde_json::Value) -> Child {
     let data = c.get("data").filter(|d| d.is_object());
-    let name = data
-        .and_then(|d| d.get("name"))
-        .and_then(|n| n.as_str())
-        .filter(|n| is_fullname(n))
-        .map(SmolStr::new);
-    let bad = |reason: String| Child::Bad {
-        name: name.clone(),
-        reason,
-        raw: prefix(c.to_string().as_bytes()),
-    };
     let kind = c.get("kind").and_then(|k| k.as_str());
+    let bad = |name: Option<SmolStr>, reason: String| {
+        let text = c.to_string();
+        Child::Bad {
+            name,
+            reason,
+            raw: prefix(text.as_bytes()),
+            print: fingerprint(&text),
+        }
+    };
     let (kind, data) = match (kind, data) {
         (Some(k @ ("t3" | "t1")), Some(d)) => (k, d),
         (Some(k @ ("t3" | "t1")), None) => {
-            return bad(format!("{k} child without a `data` object"));
+            return bad(None, format!("{k} child without a `data` object"));
         }
-        (Some(k), _) => {
-            // Reddit answers a request for a subreddit that does not exist with a redirect to
-            // a subreddit search: a listing of t5 (subreddit) children.
-            let hint = if k == "t5" {
-                " (a subreddit search result: does the subreddit exist?)"
-            } else {
-                ""
+        (k, _) => {
+            let name = data
+                .and_then(|d| str_field(d, "name"))
+                .filter(|n| is_fullname(n))
+                .map(SmolStr::new);
+            let reason = match k {
+                // Reddit answers a request for a subreddit that does not exist with a redirect
+                // to a subreddit search: a listing of t5 (subreddit) children.
+                Some(k) => {
+                    let hint = if k == "t5" {
+                        " (a subreddit search result: does the subreddit exist?)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "child of kind {k:?}: expected \"t3\" (submission) or \"t1\" (comment){hint}"
+                    )
+                }
+                None => "child without a `kind`".to_string(),
             };
-            return bad(format!(
-                "child of kind {k:?}: expected \"t3\" (submission) or \"t1\" (comment){hint}"
-            ));
+            return bad(name, reason);
         }
-        (None, _) => return bad("child without a `kind`".to_string()),
     };
-    let label = name.as_deref().unwrap_or("(no name)");
-    let text = |field: &str| -> Result<SmolStr, String> {
-        data.get(field)
-            .and_then(|v| v.as_str())
-            .map(SmolStr::new)
-            .ok_or_else(|| format!("{kind} child {label}: missing or non-string field `{field}`"))
+    let (id, fullname) = match identity(kind, data) {
+        Ok(ident) => ident,
+        Err(reason) => return bad(None, reason),
     };
-    let opt_text = |field: &str| -> Value {
-        data.get(field)
-            .and_then(|v| v.as_str())
-            .map_or(Value::Null, |s| Value::Str(SmolStr::new(s)))
+    let created = match data.get("created_utc") {
+        None | Some(serde_json::Value::Null) => {
+            return bad(
+                Some(fullname.clone()),
+                format!(
+                    "{kind} child {fullname}: missing field `created_utc`: expected epoch seconds (a number)"
+                ),
+            );
+        }
+        Some(v) => match v.as_f64().filter(|t| t.is_finite()) {
+            Some(t) => t,
+            None => {
+                return bad(
+                    Some(fullname.clone()),
+                    format!(
+                        "{kind} child {fullname}: field `created_utc` = {v}: expected epoch seconds (a number)"
+                    ),
+                );
+            }
+        },
     };
-    let opt_int = |field: &str| -> Value {
+    let text = |field: &str| -> Value {
+        str_field(data, field).map_or(Value::Null, |s| Value::Str(SmolStr::new(s)))
+    };
+    let int = |field: &str| -> Value {
         data.get(field)
             .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
             .map_or(Value::Null, Value::Int)
     };
-    let item = (|| -> Result<Item, String> {
-        let id = text("id")?;
-        let fullname = text("name")?;
-        if !is_fullname(&fullname) {
-            return Err(format!(
-                "{kind} child: field `name` = {fullname:?} is not a fullname (expected e.g. \"t3_1abcde\")"
-            ));
-        }
-        let subreddit = text("subreddit")?;
-        let author = text("author")?;
-        let created = data
-            .get("created_utc")
-            .and_then(|v| v.as_f64())
-            .ok_or_else(|| {
-                format!("{kind} child {label}: missing or non-numeric field `created_utc`")
-            })?;
-        let permalink = text("permalink")?;
-        let (title, num_comments, url, body) = if kind == "t3" {
-            (
-                Value::Str(text("title")?),
-                opt_int("num_comments"),
-                opt_text("url"),
-                opt_text("selftext"),
-            )
-        } else {
-            (
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Str(text("body")?),
-            )
-        };
-        let values = values![
-            id,
-            fullname.clone(),
-            kind,
-            subreddit,
-            title,
-            author,
-            created as i64,
-            opt_int("score"),
-            num_comments,
-            url,
-            permalink,
-            body
-        ];
-        Ok(Item { fullname, values })
-    })();
-    match item {
-        Ok(item) => Child::Item(item),
-        Err(reason) => bad(reason),
-    }
+    let derived = if kind == "t3" {
+        submission_permalink(data, &id)
+    } else {
+        comment_permalink(data, &id)
+    };
+    let permalink = match text("permalink") {
+        Value::Null => derived.map_or(Value::Null, |p| Value::Str(SmolStr::new(p))),
+        given => given,
+    };
+    let (title, num_comments, url, body) = if kind == "t3" {
+        (
+            text("title"),
+            int("num_comments"),
+            text("url"),
+            text("selftext"),
+        )
+    } else {
+        (Value::Null, Value::Null, Value::Null, text("body"))
+    };
+    let values = values![
+        id,
+        fullname.clone(),
+        kind,
+        text("subreddit"),
+        title,
+        text("author"),
+        created as i64,
+        int("score"),
+        num_comments,
+        url,
+        permalink,
+        body
+    ];
+    Child::Item(Item { fullname, values })
 }
 
 /// A poll in progress: its next request and what its pages brought so far, oldest first.
 struct PollRun {
     request: Request,
     pages: u32,
-    items: VecDeque<Item>,
+    /// New children, oldest first: items, and bad children to report.
+    items: VecDeque<Child>,
+    /// The fullnames the poll fetched.
     names: HashSet<SmolStr>,
+    /// The fingerprints of the bad children without a fullname the poll fetched.
+    nameless: HashSet<u64>,
     /// The newest fullname the poll fetched (the next cursor).
     newest: Option<SmolStr>,
 }
@@ -1209,6 +1370,19 @@ struct Source {
     idle_wait: Duration,
     error_wait: Duration,
     run: Option<PollRun>,
+    /// The fingerprints of the bad children without a fullname already reported (in memory
+    /// only, at most `max_seen`), so that a plain poll does not report them again.
+    nameless: HashSet<u64>,
+}
+
+impl Source {
+    /// Remembers a bad child without a fullname as reported.
+    fn remember_nameless(&mut self, print: u64, cap: usize) {
+        if self.nameless.len() >= cap {
+            self.nameless.clear();
+        }
+        self.nameless.insert(print);
+    }
 }
 
 /// An emitted (or queued) item, kept until acked.
@@ -1272,6 +1446,7 @@ impl Spout for FeedSpout {
                 idle_wait: self.opts.poll_interval,
                 error_wait: self.opts.poll_interval,
                 run: None,
+                nameless: HashSet::new(),
             });
         }
         self.task = Some(TaskState {
@@ -1390,6 +1565,7 @@ impl TaskState {
             pages: 0,
             items: VecDeque::new(),
             names: HashSet::new(),
+            nameless: HashSet::new(),
             newest: None,
         });
         let mut query = vec![("limit", opts.limit.to_string()), ("raw_json", "1".into())];
@@ -1478,41 +1654,25 @@ impl TaskState {
         let full = page.children.len() >= opts.limit as usize;
         let mut fresh_items = Vec::new();
         let mut saw_known = false;
-        // Oldest first, so that the seen set's recency follows the listing's order.
+        // Oldest first, so that the seen set's recency follows the listing's order. Bad children
+        // are kept in that order too: they are reported when the poll is complete, each taking
+        // its place in `max_items` like an item.
         for c in page.children.into_iter().rev() {
-            match c {
-                Child::Item(item) => {
-                    if src.seen.touch(&item.fullname)
-                        || src.inflight.contains(&item.fullname)
-                        || run.names.contains(&item.fullname)
-                    {
-                        saw_known = true;
-                    } else {
-                        run.names.insert(item.fullname.clone());
-                        fresh_items.push(item);
-                    }
+            let known = match &c {
+                Child::Item(Item { fullname: n, .. }) | Child::Bad { name: Some(n), .. } => {
+                    let known =
+                        src.seen.touch(n) || src.inflight.contains(n) || run.names.contains(n);
+                    run.names.insert(n.clone());
+                    known
                 }
-                Child::Bad { name, reason, raw } => {
-                    if let Some(n) = &name
-                        && src.seen.touch(n)
-                    {
-                        saw_known = true;
-                        continue;
-                    }
-                    counters.bad_items.fetch_add(1, Relaxed);
-                    if counters.may_warn() {
-                        tracing::warn!(
-                            component = %self.component,
-                            subreddit = %src.name,
-                            "{reason}; sent to the `error` stream"
-                        );
-                    }
-                    out.emit_to(ERROR_STREAM, values![reason, raw], None);
-                    if let Some(n) = name {
-                        src.seen.insert(n);
-                        src.dirty = true;
-                    }
-                }
+                Child::Bad {
+                    name: None, print, ..
+                } => src.nameless.contains(print) || !run.nameless.insert(*print),
+            };
+            if known {
+                saw_known = true;
+            } else {
+                fresh_items.push(c);
             }
         }
         // `fresh_items` is oldest first; `before` pages come in newer and newer, `after` pages
@@ -1569,14 +1729,50 @@ impl TaskState {
         }
         let found = run.items.len();
         if skip {
-            for item in run.items {
-                src.seen.insert(item.fullname);
+            for c in run.items {
+                match c {
+                    Child::Item(Item { fullname: n, .. }) | Child::Bad { name: Some(n), .. } => {
+                        src.seen.insert(n);
+                    }
+                    Child::Bad {
+                        name: None, print, ..
+                    } => src.remember_nameless(print, opts.max_seen),
+                }
             }
             src.dirty = true;
         } else {
+            // Items and bad children alike take their place in `max_items`, oldest first: what
+            // is sent to `error` is handled too, so a run whose items are all bad still ends.
             let granted = shared.reserve(found as u64) as usize;
-            counters.items.fetch_add(granted as u64, Relaxed);
-            for item in run.items.into_iter().take(granted) {
+            for c in run.items.into_iter().take(granted) {
+                let item = match c {
+                    Child::Item(item) => item,
+                    Child::Bad {
+                        name,
+                        reason,
+                        raw,
+                        print,
+                    } => {
+                        counters.bad_items.fetch_add(1, Relaxed);
+                        if counters.may_warn() {
+                            tracing::warn!(
+                                component = %self.component,
+                                subreddit = %src.name,
+                                "{reason}; sent to the `error` stream"
+                            );
+                        }
+                        out.emit_to(ERROR_STREAM, values![reason, raw], None);
+                        match name {
+                            Some(n) => {
+                                src.seen.insert(n);
+                                src.dirty = true;
+                            }
+                            None => src.remember_nameless(print, opts.max_seen),
+                        }
+                        continue;
+                    }
+                };
+                counters.items.fetch_add(1, Relaxed);
                 let id = self.next_id;
                 self.next_id = self.next_id.wrapping_add(1);
                 src.inflight.insert(item.fullname.clone());
@@ -1703,14 +1899,68 @@ mod tests {
         assert!(reason.contains("\"more\""), "{reason}");
         assert_eq!(name.as_deref(), Some("t1_m"));
         let no_title = serde_json::json!({"kind": "t3", "data": {
-            "id": "p", "name": "t3_p", "subreddit": "s", "author": "a",
-            "created_utc": 1.0, "permalink": "/p"}});
-        let Child::Bad { reason, .. } = child(&no_title) else {
-            panic!("bad")
+            "id": "p", "subreddit": "s", "created_utc": 1.0}});
+        let Child::Item(item) = child(&no_title) else {
+            panic!("an item: only `id` and `created_utc` are required")
         };
-        assert!(
-            reason.contains("`title`") && reason.contains("t3_p"),
-            "{reason}"
+        assert_eq!(item.fullname, "t3_p", "`name` derived from `id`");
+        assert_eq!(item.values[4], Value::Null, "no title");
+        assert_eq!(item.values[10], Value::from("/r/s/comments/p/_/"));
+        let cases = [
+            (
+                serde_json::json!({"kind": "t1", "data": {"created_utc": 1.0}}),
+                "t1 child: missing field `name` and `id`",
+            ),
+            (
+                serde_json::json!({"kind": "t1", "data": {"name": "t1_a", "id": "b", "created_utc": 1.0}}),
+                "t1 child t1_a: field `id` = \"b\" does not match `name`: expected \"a\"",
+            ),
+            (
+                serde_json::json!({"kind": "t1", "data": {"name": "t3_a", "created_utc": 1.0}}),
+                "t1 child: field `name` = \"t3_a\" is not a t1 fullname",
+            ),
+            (
+                serde_json::json!({"kind": "t1", "data": {"id": 7, "created_utc": 1.0}}),
+                "t1 child: field `id` = 7: expected a string",
+            ),
+            (
+                serde_json::json!({"kind": "t1", "data": {"id": "a"}}),
+                "t1 child t1_a: missing field `created_utc`",
+            ),
+            (
+                serde_json::json!({"kind": "t1", "data": {"id": "a", "created_utc": "yesterday"}}),
+                "t1 child t1_a: field `created_utc` = \"yesterday\": expected epoch seconds",
+            ),
+        ];
+        for (c, want) in cases {
+            let Child::Bad { reason, .. } = child(&c) else {
+                panic!("bad: {c}")
+            };
+            assert!(reason.starts_with(want), "{reason}");
+        }
+    }
+
+    #[test]
+    fn comment_permalinks_take_the_slug_of_a_reddit_page_of_their_submission() {
+        let data = |link_url: &str| serde_json::json!({"subreddit": "AskReddit", "link_id": "t3_4r4inc", "link_url": link_url});
+        let self_post = data("https://www.reddit.com/r/AskReddit/comments/4r4inc/serious_to/?x=1");
+        assert_eq!(
+            comment_permalink(&self_post, "d4y8bdp").as_deref(),
+            Some("/r/AskReddit/comments/4r4inc/serious_to/d4y8bdp/")
         );
+        for other in [
+            "http://i.imgur.com/hMfSaGu.jpg",
+            "https://www.reddit.com/r/AskReddit/comments/5jls8a/other_post/",
+            "https://notreddit.com/r/AskReddit/comments/4r4inc/serious_to/",
+            "https://www.reddit.com/r/AskReddit/comments/4r4inc/",
+        ] {
+            assert_eq!(
+                comment_permalink(&data(other), "d4y8bdp").as_deref(),
+                Some("/r/AskReddit/comments/4r4inc/_/d4y8bdp/"),
+                "{other}"
+            );
+        }
+        let no_link = serde_json::json!({"subreddit": "AskReddit"});
+        assert_eq!(comment_permalink(&no_link, "d4y8bdp"), None);
     }
 }
