@@ -1,21 +1,27 @@
 //! `kafka`: the records of Apache Kafka topics (or of a Kafka-compatible broker such as tansu),
-//! read as a member of a consumer group through librdkafka (the `rdkafka` crate); each
-//! partition's contiguous acked prefix is committed to the group, so a restart, or another
-//! member taking the partition over, resumes after it (at-least-once).
+//! read through librdkafka (the `rdkafka` crate) as a member of a consumer group, or with the
+//! partitions dealt out among the spout's tasks (`assignment = "static"`); each partition's
+//! contiguous acked prefix is committed to the group, so a restart, or another member taking
+//! the partition over, resumes after it (at-least-once).
 //!
 //! ```text
 //!  brokers ◄── consumer group `group` (subscribe: the partitions of `topic` are spread over
 //!    │          every spout task of every process running the topology; a member joining or
-//!    │          leaving rebalances them)
-//!    │  fetch (librdkafka's own threads; a partition is paused while `max_uncommitted`
-//!    ▼         offsets of it are emitted but not committed, resumed once commits catch up)
-//!  next_tuple: poll ≤ 512 records ──► decode ──emit (topic, partition, offset, key, value,
-//!    │                                  │       timestamp, headers[, fields..]) id (slot, offset)──► bolts
-//!    │                                  └─undecodable──► emit_to "error" (reason, raw), committed past
+//!    │          leaving rebalances them), or `assignment = "static"` (task i of n reads
+//!    │          partitions i, i+n, ...; no membership)
+//!    │  fetch (librdkafka's own threads) into one queue per partition; it stops fetching a
+//!    ▼  partition whose queue is full (`queued.min.messages`, `queued.max.messages.kbytes`)
+//!  next_tuple: poll ≤ 512 records from the queues of partitions with fewer than
+//!    │  `max_uncommitted` offsets emitted but not committed
+//!    │  check: the offset expected next? (past it right after a (re)start: read again from earlier)
+//!    ├──► decode ──emit (topic, partition, offset, key, value, timestamp, headers[, fields..])
+//!    │      │        id (slot, offset) ──► bolts
+//!    │      └─undecodable──► emit_to "error" (reason, raw), committed past
 //!    │  pending: (slot, offset) -> record; ack -> per-partition acked prefix
 //!    │  fail -> emitted again after `retry.backoff` × 2^(failures-1) (≤ `retry.max_backoff`);
 //!    │          after `retry.max_retries` failures -> `dead_letter_topic` (or the `error` stream)
-//!    └─ commit the acked prefix: every `commit_interval` (async), on revoke and on close (sync)
+//!    └─ commit the checked acked prefix: every `commit_interval` (async), on revoke and on
+//!       close (sync)
 //! ```
 //!
 //! # Options
@@ -26,12 +32,14 @@
 //! topic = "lines"                   # or topics = ["a", "b"]
 //! # group = "my-app"                # default: "topo.<topology>.<component>"
 //! # instance_id = "host-1"          # static membership: task i joins as "host-1-<i>"
+//! assignment = "group"              # "group" | "static" (no membership: see below)
+//! # partitions = [0, 1]             # static: the partitions this process reads (default all)
 //! first_poll = "committed_else_earliest"   # "earliest" | "latest" | "committed_else_earliest"
 //!                                          # | "committed_else_latest"
 //! payload = "utf8"                  # the value: "utf8" | "strict" | "raw" | "json"
 //! # fields = ["user", "action"]     # json: keys of the object emitted as fields
 //! commit_interval = "1s"
-//! max_uncommitted = 10000           # per partition: fetching pauses at this many
+//! max_uncommitted = 10000           # per partition: not read while this many are uncommitted
 //! retry = { backoff = "100ms", max_backoff = "10s", max_retries = 0 }   # 0 = forever
 //! # dead_letter_topic = "lines-dlt" # records failed max_retries times are produced here
 //! # dead_letter_properties = { "compression.type" = "lz4" }   # its producer's librdkafka settings
@@ -83,8 +91,6 @@
 //! - Kafka transactions (exactly-once) are not used; the guarantee is at-least-once.
 //! - `earliest`/`latest` are per task and per run: a restarted process resumes a partition
 //!   from the group's committed offset only with the `committed_else_*` strategies.
-//! - The uncommitted cap is checked as records are polled: up to one poll batch of records that
-//!   librdkafka had already fetched may pass it.
 //! - Records held for replay live in memory (bounded by `max_uncommitted` per partition).
 //! - `stop_at_end` relies on librdkafka's end-of-partition event, which names the partition
 //!   number only: with several `topics`, the same partition number of each is taken as ended.
@@ -1325,7 +1331,8 @@ fn raw_record(m: &BorrowedMessage<'_>) -> RawRecord {
 
 impl Running {
     /// Handles one record polled from the queue of `slot`: emit it, send it to `error`, or,
-    /// when it is not the offset expected, read the partition again from earlier.
+    /// when it is not the offset expected, read the partition again from earlier. Returns
+    /// whether the partition may be read on (it is below its uncommitted cap).
     fn on_record(
         &self,
         slot: u32,
@@ -1333,15 +1340,15 @@ impl Running {
         opts: &KafkaOptions,
         counters: &KafkaCounters,
         out: &mut SpoutCollector<'_, (u32, u64)>,
-    ) {
+    ) -> bool {
         let Ok(offset) = u64::try_from(m.offset()) else {
-            return;
+            return true;
         };
         let mut parts = lock(&self.parts);
         let topic = parts.slots[slot as usize].0.clone();
         let Some(part) = parts.live.get_mut(&slot) else {
             // A record of a partition revoked meanwhile: its new owner reads it.
-            return;
+            return false;
         };
         part.at_end = false;
         part.last_record = Instant::now();
@@ -1360,7 +1367,7 @@ impl Running {
             // follows on from records already read.
             part.fresh = false;
             part.back = 0;
-            return;
+            return true;
         }
         if offset > part.next {
             if part.fresh {
@@ -1371,11 +1378,11 @@ impl Running {
                 let gap = (part.next, offset);
                 drop(parts);
                 if self.refetch(slot, counters) {
-                    return;
+                    return true;
                 }
                 parts = lock(&self.parts);
                 let Some(p) = parts.live.get_mut(&slot) else {
-                    return;
+                    return false;
                 };
                 self.absent(p, gap, &topic, slot, counters);
                 return self.emit_record(parts, slot, &topic, offset, m, opts, counters, out);
@@ -1385,7 +1392,7 @@ impl Running {
             let gap = (part.next, offset);
             self.absent(part, gap, &topic, slot, counters);
         }
-        self.emit_record(parts, slot, &topic, offset, m, opts, counters, out);
+        self.emit_record(parts, slot, &topic, offset, m, opts, counters, out)
     }
 
     /// Offsets `[gap.0, gap.1)` of a partition are not at the broker: handled, counted.
@@ -1402,7 +1409,8 @@ impl Running {
         part.handle(gap.0, gap.1);
     }
 
-    /// Emits the record at `offset`, the one expected next (or sends it to `error`).
+    /// Emits the record at `offset`, the one expected next (or sends it to `error`). Returns
+    /// whether the partition is still below its uncommitted cap.
     #[allow(clippy::too_many_arguments)]
     fn emit_record(
         &self,
@@ -1414,9 +1422,9 @@ impl Running {
         opts: &KafkaOptions,
         counters: &KafkaCounters,
         out: &mut SpoutCollector<'_, (u32, u64)>,
-    ) {
+    ) -> bool {
         let Some(part) = parts.live.get_mut(&slot) else {
-            return;
+            return false;
         };
         part.fresh = false;
         part.back = 0;
@@ -1456,6 +1464,7 @@ impl Running {
             part.paused = true;
             counters.pauses.fetch_add(1, Relaxed);
         }
+        !part.paused
     }
 
     /// Reads a partition again from before its position, stepping back 1, 4, 16, ... offsets
@@ -1549,8 +1558,10 @@ impl Running {
                         break;
                     }
                     Some(Ok(m)) => {
-                        self.on_record(slot, &m, opts, counters, out);
                         n += 1;
+                        if !self.on_record(slot, &m, opts, counters, out) {
+                            break;
+                        }
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {
                         // Not while reading again from earlier: records are on their way.
@@ -1875,7 +1886,7 @@ impl Spout for KafkaSpout {
                 Some(Ok(m)) => {
                     // Not expected once every queue is split off; handled all the same.
                     let slot = lock(&r.parts).slot(m.topic(), m.partition());
-                    r.on_record(slot, &m, opts, counters, out);
+                    let _ = r.on_record(slot, &m, opts, counters, out);
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
