@@ -1056,7 +1056,8 @@ async fn max_items_ends_the_spout_once_they_are_acked() {
 // Recorded Reddit answers (see `tests/fixtures/README.md`).
 
 /// The recorded listings, and which listing of the spout each stands for.
-const RECORDED: [(&str, FeedListing); 9] = [
+const RECORDED: [(&str, FeedListing); 13] = [
+    ("comments-2012-12-www-user.json", FeedListing::Comments),
     (
         "comments-2016-07-oauth-askreddit.json",
         FeedListing::Comments,
@@ -1067,7 +1068,16 @@ const RECORDED: [(&str, FeedListing); 9] = [
         "comments-2017-11-oauth-multireddit.json",
         FeedListing::Comments,
     ),
+    ("comments-2020-12-www-all.json", FeedListing::Comments),
     ("comments-2023-10-oauth.json", FeedListing::Comments),
+    (
+        "submissions-2013-11-www-programming-hot.json",
+        FeedListing::Submissions,
+    ),
+    (
+        "submissions-2016-01-www-funny-hot.json",
+        FeedListing::Submissions,
+    ),
     (
         "submissions-2016-03-oauth-askreddit-new.json",
         FeedListing::Submissions,
@@ -1178,10 +1188,11 @@ async fn run_recorded(doc: Json, listing: FeedListing) -> (Recorder, FeedSpout, 
     (rec, spout, m)
 }
 
-// Guards real listing shapes of 2016 to 2026 (comments without `permalink` before late 2017,
-// submissions, several hosts' and years' field sets): every recorded child is emitted oldest
-// first with its fields, none goes to `error`, a comment's missing permalink is derived in
-// Reddit's shape, and a `max_items` run over them ends.
+// Guards real listing shapes of 2012 to 2026 (comments without `permalink` before late 2017,
+// and of 2012 without `score`, `link_url` or `link_permalink`; submissions; the field sets of
+// `oauth.reddit.com` and of `www.reddit.com` answers, logged in or not): every recorded child is
+// emitted oldest first with its fields, none goes to `error`, a comment's missing permalink is
+// derived in Reddit's shape, and a `max_items` run over them ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_listings_of_every_year_are_emitted_whole() {
     for (file, listing) in RECORDED {
@@ -1202,9 +1213,9 @@ async fn recorded_listings_of_every_year_are_emitted_whole() {
             let permalink = match d["permalink"].as_str() {
                 Some(p) => p.to_string(),
                 None => {
-                    // A comment of 2016/2017: `/r/{subreddit}/comments/{link}/{slug}/{id}/`,
+                    // A comment of 2012 to 2017: `/r/{subreddit}/comments/{link}/{slug}/{id}/`,
                     // the slug read from `link_permalink` (from 2017) or `link_url` when that
-                    // is the submission's own page.
+                    // is the submission's own page, else `_` (2012 comments have neither).
                     let sub = d["subreddit"].as_str().expect("a subreddit");
                     let link = d["link_id"].as_str().expect("a link_id");
                     let link = link.strip_prefix("t3_").expect("a t3 fullname");
@@ -1227,9 +1238,10 @@ async fn recorded_listings_of_every_year_are_emitted_whole() {
 
 // Guards the derived permalinks against Reddit's own: a derived comment permalink is written
 // exactly as Reddit writes it (slug from `link_permalink`), or with `_` as the slug without a
-// page of the submission; a derived submission permalink has `_` as the slug. Spot checks pin
-// the derivation for comments that were recorded without one (2016: slug from a self post's
-// `link_url`, or `_` for a link post; April 2017: from `link_permalink`).
+// page of the submission; a derived submission permalink has `_` as the slug, on both hosts.
+// Spot checks pin the derivation for comments that were recorded without one (2012: `_`, with
+// no page of the submission at all; 2016: slug from a self post's `link_url`, or `_` for a
+// link post; April 2017: from `link_permalink`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derived_permalinks_are_in_reddits_shape() {
     for (file, listing) in [
@@ -1237,7 +1249,16 @@ async fn derived_permalinks_are_in_reddits_shape() {
             "comments-2017-11-oauth-multireddit.json",
             FeedListing::Comments,
         ),
+        ("comments-2020-12-www-all.json", FeedListing::Comments),
         ("comments-2023-10-oauth.json", FeedListing::Comments),
+        (
+            "submissions-2013-11-www-programming-hot.json",
+            FeedListing::Submissions,
+        ),
+        (
+            "submissions-2016-01-www-funny-hot.json",
+            FeedListing::Submissions,
+        ),
         (
             "submissions-2016-03-oauth-askreddit-new.json",
             FeedListing::Submissions,
@@ -1290,6 +1311,11 @@ async fn derived_permalinks_are_in_reddits_shape() {
         }
     }
     for (file, id, want) in [
+        (
+            "comments-2012-12-www-user.json",
+            "c79peed",
+            "/r/wikipedia/comments/142t4w/_/c79peed/",
+        ),
         (
             "comments-2016-07-oauth-askreddit.json",
             "d4y8bdp",
