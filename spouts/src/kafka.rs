@@ -623,9 +623,14 @@ impl Part {
             self.start
         }
     }
+    /// Offsets read but not (known to be) committed: from the last commit, or from where
+    /// reading started while none was made.
     fn uncommitted(&self) -> u64 {
-        self.next
-            .saturating_sub(self.committed.or(self.commit_point()).unwrap_or(self.next))
+        match (&self.prefix, self.committed) {
+            (None, _) => 0,
+            (Some(_), Some(c)) => self.next.saturating_sub(c),
+            (Some(_), None) => self.next.saturating_sub(self.origin),
+        }
     }
     /// The offsets `[from, to)` are handled (each exactly once).
     fn handle(&mut self, from: u64, to: u64) {
@@ -2197,6 +2202,12 @@ mod tests {
         assert_eq!(p.commit_point(), Some(10));
         p.handled(10);
         assert_eq!(p.commit_point(), Some(12));
+        assert_eq!(
+            p.uncommitted(),
+            3,
+            "nothing committed yet: read since the start"
+        );
+        p.committed = Some(12);
         assert_eq!(p.uncommitted(), 1);
         assert_eq!(p.checked_commit_point(), Some(Ok(12)));
     }

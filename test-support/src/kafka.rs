@@ -183,7 +183,10 @@ pub async fn produce_raw(topic: &str, values: &[Vec<u8>]) {
     }
 }
 
-/// The high watermark (end offset) of each partition.
+/// The high watermark (end offset) of each partition as the broker's ListOffsets answer gives
+/// it: cheap, for progress checks. tansu 0.6 answers the base offset of the last record batch
+/// plus one, so after batches of several records it lags behind the records there are; use
+/// [`ends`] for the true ends.
 pub fn end_offsets(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let c = consumer(None);
     (0..partitions)
@@ -246,7 +249,7 @@ pub fn copy_committed(from: &str, to: &str, topic: &str, partitions: i32) {
 
 /// Waits (bounded) until the group committed the end offset of every partition.
 pub async fn wait_committed_to_end(group: &str, topic: &str, partitions: i32) {
-    let want = end_offsets(topic, partitions);
+    let want = ends(topic, partitions);
     let start = Instant::now();
     loop {
         let got = committed(group, topic, partitions);
@@ -276,10 +279,18 @@ pub struct Read {
     pub headers: Vec<(String, String)>,
 }
 
-/// Every record of a topic, up to the current end of each partition.
+/// Every record of a topic, up to the current end of each partition: read from the beginning
+/// until every partition reports its end (the end-of-partition event of the fetch answers).
+/// This does not rely on the broker's ListOffsets answer ([`end_offsets`]), which tansu 0.6
+/// gives lagging behind batches of several records.
 pub fn read_all(topic: &str, partitions: i32) -> Vec<Read> {
-    let ends = end_offsets(topic, partitions);
-    let c = consumer(None);
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "topo-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    let c: BaseConsumer = config.create().expect("a consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -287,18 +298,25 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<Read> {
     }
     c.assign(&tpl).expect("assign");
     let mut out = Vec::new();
-    let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    let mut ended = std::collections::BTreeSet::new();
     let start = Instant::now();
-    while next.iter().any(|(p, n)| *n < ends[p]) {
+    while ended.len() < partitions as usize {
         assert!(
             start.elapsed() < WAIT,
-            "reading {topic} back did not reach {ends:?} (at {next:?})"
+            "reading {topic} back: no end of partition for {:?} within {WAIT:?}",
+            (0..partitions)
+                .filter(|p| !ended.contains(p))
+                .collect::<Vec<_>>()
         );
-        let Some(m) = c.poll(Duration::from_millis(100)) else {
-            continue;
+        let m = match c.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+                continue;
+            }
+            Some(m) => m.expect("a record"),
         };
-        let m = m.expect("a record");
-        next.insert(m.partition(), m.offset() + 1);
+        ended.remove(&m.partition());
         out.push(Read {
             partition: m.partition(),
             offset: m.offset(),
@@ -320,6 +338,17 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<Read> {
         });
     }
     out
+}
+
+/// The end of each partition (the offset after its last record) as found by reading it to its
+/// end ([`read_all`]), not as the broker's ListOffsets answer gives it ([`end_offsets`]).
+pub fn ends(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let mut ends: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    for r in read_all(topic, partitions) {
+        let e = ends.entry(r.partition).or_insert(0);
+        *e = (*e).max(r.offset + 1);
+    }
+    ends
 }
 
 /// Headers for a test record.
