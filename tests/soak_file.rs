@@ -23,7 +23,7 @@ use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, kill9, seed}
 /// reads, the sink's batches (100) and many checkpoint intervals.
 const N: usize = 50_000;
 /// SIGKILLs during the run.
-const KILLS: usize = 6;
+const KILLS: usize = 10;
 /// Rotations by rename during the run.
 const ROTATIONS: usize = 4;
 /// Lines written at most ahead of the output (the writer keeps pace with the topology).

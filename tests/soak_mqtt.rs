@@ -30,7 +30,7 @@ use topo_test_support::unique;
 /// spout's channel (1024), max_spout_pending (100) and the sink's batches (100).
 const N: usize = 20_000;
 /// SIGKILLs during the run.
-const KILLS: usize = 6;
+const KILLS: usize = 10;
 /// Messages published (acked by the broker) at most ahead of the output: well under
 /// Mosquitto's `max_queued_messages` (1000) less its `max_inflight_messages` (20).
 const AHEAD: usize = 500;

@@ -81,7 +81,7 @@
 //! duplicates are bounded by the lines acked in one `checkpoint_interval` plus those in flight
 //! (`max_spout_pending`). A clean stop writes the checkpoint after the last ack. Proven by a soak
 //! (`tests/soak_file.rs`): 50,000 lines appended while `topo run` reads them into the durable
-//! `file` sink, the log rotated by rename 4 times and the process killed with `SIGKILL` 6 times
+//! `file` sink, the log rotated by rename 4 times and the process killed with `SIGKILL` 10 times
 //! at random points, lose nothing; every duplicate is a line the checkpoint left to read again.
 //!
 //! # Ending

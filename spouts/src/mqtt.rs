@@ -64,7 +64,7 @@
 //!   memory. **At-least-once across reconnects and restarts**, as long as the broker keeps the
 //!   session (Mosquitto: `persistence true` to survive a broker restart).
 //!   Proven by a soak (`tests/soak_mqtt.rs`): 20,000 QoS 1 messages through `topo run` into the
-//!   durable `file` sink, with 6 `SIGKILL`s at random points and a restart with the same client
+//!   durable `file` sink, with 10 `SIGKILL`s at random points and a restart with the same client
 //!   id after each, lose nothing; a message comes out again only in the run right after a kill.
 //! - **QoS 0**: the broker sends each message once and forgets it. The spout replays failed
 //!   tuples from memory while the process lives (at-least-once within the process); messages in
