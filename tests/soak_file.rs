@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, kill9, seed};
+use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, seed};
 
 /// Lines written: far past max_spout_pending (200), the spout's 256 lines per call and 64 KiB
 /// reads, the sink's batches (100) and many checkpoint intervals.
@@ -200,7 +200,7 @@ fn file_spout_loses_nothing_across_rotations_and_kills() {
         }
         if killed < KILLS && produced >= kills[killed] {
             std::thread::sleep(Duration::from_millis(rng.u64(..20)));
-            kill9(&mut child);
+            child.kill9();
             killed += 1;
             output.poll();
             let cp = checkpoint(&state);
@@ -221,7 +221,7 @@ fn file_spout_loses_nothing_across_rotations_and_kills() {
         }
         if killed < KILLS {
             assert!(
-                child.try_wait().expect("poll topo").is_none(),
+                child.alive(),
                 "topo ended on its own; seed {seed}\n{}",
                 runs.log_tail()
             );

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, kill9, seed, wait_for};
+use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, seed, wait_for};
 use topo_test_support::unique;
 
 /// Messages published: far past Mosquitto's 20 in flight and 1000 queued per client, the
@@ -87,14 +87,6 @@ inputs = [{{ from = "in" }}]
         host = broker().0,
         port = broker().1
     )
-}
-
-/// Sends SIGINT to the process `pid` (a clean stop).
-fn interrupt(pid: u32) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child.
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
 }
 
 /// A QoS 1 publisher whose publications count once the broker has acked them (PUBACK).
@@ -247,7 +239,7 @@ fn mqtt_spout_loses_nothing_across_kills() {
         }
         if produced >= kills[killed] {
             std::thread::sleep(Duration::from_millis(rng.u64(..20)));
-            kill9(&mut child);
+            child.kill9();
             killed += 1;
             seen.poll();
             bounds.push(seen.output.records().len());
@@ -255,7 +247,7 @@ fn mqtt_spout_loses_nothing_across_kills() {
             continue;
         }
         assert!(
-            child.try_wait().expect("poll topo").is_none(),
+            child.alive(),
             "topo ended on its own; seed {seed}\n{}",
             runs.log_tail()
         );
@@ -275,24 +267,13 @@ fn mqtt_spout_loses_nothing_across_kills() {
             break;
         }
         assert!(
-            child.try_wait().expect("poll topo").is_none(),
+            child.alive(),
             "topo ended on its own; seed {seed}\n{}",
             runs.log_tail()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    interrupt(child.id());
-    let stop = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll topo") {
-            break status;
-        }
-        if stop.elapsed() > Duration::from_secs(20) {
-            kill9(&mut child);
-            panic!("topo did not stop on SIGINT\n{}", runs.log_tail());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = child.interrupt(Duration::from_secs(20));
     assert!(
         status.success(),
         "the last run: {status}\n{}",

@@ -125,22 +125,22 @@ impl Runs {
         cmd
     }
 
-    /// Starts a run that goes on until killed.
-    pub fn start(&mut self) -> Child {
-        self.command(&[]).spawn().expect("start topo")
+    /// Starts a run that goes on until killed (or stopped).
+    pub fn start(&mut self) -> Running {
+        Running(self.command(&[]).spawn().expect("start topo"))
     }
 
     /// Runs `topo run <extra..>` to its end (at most `timeout`, then it is killed and this
     /// panics); panics if it fails.
     pub fn run_to_end(&mut self, extra: &[&str], timeout: Duration) {
-        let mut child = self.command(extra).spawn().expect("start topo");
+        let mut child = Running(self.command(extra).spawn().expect("start topo"));
         let start = Instant::now();
         let status = loop {
-            if let Some(status) = child.try_wait().expect("poll topo") {
+            if let Some(status) = child.0.try_wait().expect("poll topo") {
                 break status;
             }
             if start.elapsed() > timeout {
-                kill9(&mut child);
+                child.kill9();
                 panic!(
                     "the last run did not end within {timeout:?}; its log:\n{}",
                     self.log_tail()
@@ -166,14 +166,54 @@ impl Runs {
     }
 }
 
-/// Kills `child` with SIGKILL (no chance to clean up) and reaps it; panics if it had already
-/// ended (a soak kills running processes only).
-pub fn kill9(child: &mut Child) {
-    if let Some(status) = child.try_wait().expect("poll topo") {
-        panic!("topo ended on its own before the kill: {status}");
+/// A running `topo run` child process; killed (SIGKILL) and reaped if dropped while it runs, so
+/// that a failing soak leaves no process behind.
+pub struct Running(Child);
+
+impl Running {
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("poll topo").is_none()
     }
-    child.kill().expect("SIGKILL topo");
-    child.wait().expect("reap topo");
+
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it; panics if it had
+    /// already ended (a soak kills running processes only).
+    pub fn kill9(&mut self) {
+        if let Some(status) = self.0.try_wait().expect("poll topo") {
+            panic!("topo ended on its own before the kill: {status}");
+        }
+        self.0.kill().expect("SIGKILL topo");
+        self.0.wait().expect("reap topo");
+    }
+
+    /// Sends SIGINT (a clean stop: drain, then exit) and waits up to `timeout` for the exit
+    /// status; panics if the process does not end by then (it is then killed).
+    pub fn interrupt(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.0.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child.
+        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("poll topo") {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                self.kill9();
+                panic!("topo did not stop within {timeout:?} of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// An independent reader of a `file` sink's directory of JSON-lines files (`*.jsonl`, and the
