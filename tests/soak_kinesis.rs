@@ -23,9 +23,9 @@ use topo_test_support::unique;
 /// Records put: far past max_spout_pending (300), the spout's channel (2048 records), its 64
 /// records per call, `max_records` per GetRecords (500), the sink's batches (200) and many
 /// checkpoint intervals.
-const N: usize = 10_000;
+const N: usize = 20_000;
 /// SIGKILLs during the run.
-const KILLS: usize = 6;
+const KILLS: usize = 10;
 /// Records put per PutRecords call.
 const PUT_CHUNK: usize = 500;
 /// Records put at most ahead of the output (the test keeps pace with the topology).
