@@ -156,7 +156,7 @@ fn kinesis_spout_loses_nothing_across_a_split_and_kills() {
         .enumerate()
         .map(|(i, d)| (format!("key-{i}"), d.clone()))
         .collect();
-    let mut output = SinkOutput::new(&out);
+    let mut output = SinkOutput::new(&out, "data");
     let mut put = 0;
     let mut may_repeat = 0;
     let mut child = runs.start();
@@ -189,7 +189,7 @@ fn kinesis_spout_loses_nothing_across_a_split_and_kills() {
             may_repeat += output
                 .records()
                 .iter()
-                .filter(|r| seen.insert(r["data"].as_str().unwrap_or_default().to_string()))
+                .filter(|r| seen.insert(output.key_of(r)))
                 .filter(|r| {
                     let shard = r["shard"].as_str().expect("a shard field");
                     let seq = r["sequence"].as_str().expect("a sequence field");

@@ -150,22 +150,14 @@ impl Publisher {
     }
 }
 
-/// The distinct payloads seen in the output, read incrementally.
-struct Seen {
-    output: SinkOutput,
-    counted: usize,
-    distinct: HashSet<String>,
-}
+/// The distinct messages (not probes) in the output, read incrementally.
+struct Seen(SinkOutput);
 
 impl Seen {
     fn poll(&mut self) -> usize {
-        self.output.poll();
-        for r in &self.output.records()[self.counted..] {
-            self.distinct
-                .insert(r["payload"].as_str().unwrap_or_default().to_string());
-        }
-        self.counted = self.output.records().len();
-        self.distinct
+        self.0.poll();
+        self.0
+            .keys()
             .iter()
             .filter(|p| p.starts_with("msg-"))
             .count()
@@ -195,11 +187,7 @@ fn mqtt_spout_loses_nothing_across_kills() {
     println!("kill points (messages output): {kills:?}");
 
     let mut publisher = Publisher::connect(&unique("mqtt-soak-pub"), true);
-    let mut seen = Seen {
-        output: SinkOutput::new(&out),
-        counted: 0,
-        distinct: HashSet::new(),
-    };
+    let mut seen = Seen(SinkOutput::new(&out, "payload"));
     let mut child = runs.start();
     // Until the spout has subscribed (and so holds a session) a message is not kept for it:
     // publish probes until one comes out.
@@ -209,7 +197,7 @@ fn mqtt_spout_loses_nothing_across_kills() {
         Duration::from_secs(30),
         || {
             seen.poll();
-            if seen.distinct.iter().any(|p| p.starts_with("probe-")) {
+            if seen.0.keys().iter().any(|p| p.starts_with("probe-")) {
                 return true;
             }
             publisher.publish(&topic, format!("probe-{probes}"));
@@ -242,7 +230,7 @@ fn mqtt_spout_loses_nothing_across_kills() {
             child.kill9();
             killed += 1;
             seen.poll();
-            bounds.push(seen.output.records().len());
+            bounds.push(seen.0.records().len());
             child = runs.start();
             continue;
         }
@@ -281,11 +269,11 @@ fn mqtt_spout_loses_nothing_across_kills() {
     );
     seen.poll();
 
-    bounds.push(seen.output.records().len());
+    bounds.push(seen.0.records().len());
     let input: Vec<String> = (0..N).map(|i| format!("msg-{i:05}")).collect();
     let tally = Tally::of(
         &input,
-        seen.output
+        seen.0
             .records()
             .iter()
             .filter_map(|r| r["payload"].as_str())
@@ -299,7 +287,7 @@ fn mqtt_spout_loses_nothing_across_kills() {
     );
     tally.assert_nothing_lost(&context);
     // Where the duplicates are: run by run (the output of each run lies between two kills).
-    let records = seen.output.records();
+    let records = seen.0.records();
     let mut before: HashSet<&str> = HashSet::new();
     let mut repeated = Vec::new();
     for (run, w) in bounds.windows(2).enumerate() {
@@ -333,7 +321,7 @@ fn mqtt_spout_loses_nothing_across_kills() {
         tally.lost,
         tally.duplicates,
         &repeated[1..],
-        seen.output.torn_tails(),
+        seen.0.torn_tails(),
         started.elapsed().as_secs_f64()
     );
     // Drop the spout's persistent session at the broker.

@@ -218,28 +218,34 @@ impl Drop for Running {
 
 /// An independent reader of a `file` sink's directory of JSON-lines files (`*.jsonl`, and the
 /// `*.jsonl.part` being written): reads each file incrementally, complete lines only, following
-/// a `.part` file when it is renamed to its final name.
+/// a `.part` file when it is renamed to its final name; tells the records apart by one text field.
 pub struct SinkOutput {
     dir: PathBuf,
+    key: String,
     /// Bytes consumed so far per file (keyed by its final name: without `.part`).
     read: HashMap<String, u64>,
     records: Vec<serde_json::Value>,
+    keys: HashSet<String>,
 }
 
 impl SinkOutput {
-    /// A reader of `dir` (which may not exist yet).
-    pub fn new(dir: &Path) -> SinkOutput {
+    /// A reader of `dir` (which may not exist yet) whose records are told apart by their text
+    /// field `key`.
+    pub fn new(dir: &Path, key: &str) -> SinkOutput {
         SinkOutput {
             dir: dir.to_path_buf(),
+            key: key.to_string(),
             read: HashMap::new(),
             records: Vec::new(),
+            keys: HashSet::new(),
         }
     }
 
-    /// Reads what was appended since the last call; returns how many records are there in all.
+    /// Reads what was appended since the last call; returns how many distinct records (by key)
+    /// are there in all: the progress of a run, which repeats do not count.
     pub fn poll(&mut self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return self.records.len();
+            return self.keys.len();
         };
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
@@ -267,11 +273,30 @@ impl SinkOutput {
                         String::from_utf8_lossy(line)
                     )
                 });
+                let k = v[&self.key].as_str().unwrap_or_else(|| {
+                    panic!(
+                        "{name}: a record without the text field {:?}: {v}",
+                        self.key
+                    )
+                });
+                if !self.keys.contains(k) {
+                    self.keys.insert(k.to_string());
+                }
                 self.records.push(v);
             }
             self.read.insert(key, from + end as u64 + 1);
         }
-        self.records.len()
+        self.keys.len()
+    }
+
+    /// The key of `record` (its text field `key`).
+    pub fn key_of<'a>(&self, record: &'a serde_json::Value) -> &'a str {
+        record[&self.key].as_str().unwrap_or_default()
+    }
+
+    /// The distinct keys read so far.
+    pub fn keys(&self) -> &HashSet<String> {
+        &self.keys
     }
 
     /// Every complete record read so far, in file order.
