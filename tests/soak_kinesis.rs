@@ -1,9 +1,9 @@
 //! Soak of the `kinesis` spout: nothing lost, ever. Against kinesalite (`TOPO_KINESIS_ENDPOINT`,
 //! default `http://127.0.0.1:4567`, started by `scripts/services start`), the test puts N records
-//! into a 2-shard stream with its own client while `topo run` (kinesis spout -> durable `file`
-//! sink) reads them, splits one shard halfway through (SplitShard: the parent is read to its end,
-//! then both children), and kills the process with SIGKILL at seeded random points of its output,
-//! restarting it on the same state directory each time; a last run reads to the end
+//! into a 2-shard stream with its own client while `topo run` (kinesis spout with 2 tasks ->
+//! durable `file` sink) reads them, splits one shard halfway through (SplitShard: the parent is
+//! read to its end, then both children), and kills the process with SIGKILL at seeded random
+//! points of its progress (distinct records output), restarting it on the same state directory each time; a last run reads to the end
 //! (`--until-idle`, `stop_at_end`). The sink's files, read by the test, must hold every record
 //! at least once; the duplicates must stay within the records output beyond the shard
 //! checkpoints read back after each kill (what a restart reads again).
@@ -44,6 +44,7 @@ message_timeout = "300s"
 
 [spouts.in]
 kind = "kinesis"
+parallelism = 2
 stream = "{stream}"
 endpoint = "{endpoint}"
 region = "us-east-1"
