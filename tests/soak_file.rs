@@ -1,11 +1,11 @@
 //! Soak of the `file` spout: nothing lost, ever. The test appends N lines to `app.log` while
 //! `topo run` (file spout with 2 tasks -> durable `file` sink) reads it, rotates the log by rename
 //! (`app.log` -> `app.log.<k>`, a new `app.log`) several times, and kills the process with SIGKILL
-//! at seeded random points of its progress (distinct lines output), restarting it on the same state directory each time; a
-//! last run reads to the end (`--until-idle`, `until_eof`). The sink's files, read by the test,
-//! must hold every line at least once, each with the offset it was written at; the duplicates
-//! must stay within the lines output beyond the checkpoints read back after each kill (what a
-//! restart reads again).
+//! at seeded random points of its progress (distinct lines output), restarting it on the same
+//! state directory each time; a last run reads to the end (`--until-idle`, `until_eof`). The
+//! sink's files, read by the test, must hold every line at least once, each with the offset it was
+//! written at; the duplicates must stay within the lines output beyond the checkpoints read back
+//! after each kill (what a restart reads again).
 //!
 //! Seed: printed; `TOPO_SOAK_SEED=<seed> cargo test -p topo --test soak_file` reproduces the kill
 //! and rotation points.

@@ -3,10 +3,10 @@
 //! into a 2-shard stream with its own client while `topo run` (kinesis spout with 2 tasks ->
 //! durable `file` sink) reads them, splits one shard halfway through (SplitShard: the parent is
 //! read to its end, then both children), and kills the process with SIGKILL at seeded random
-//! points of its progress (distinct records output), restarting it on the same state directory each time; a last run reads to the end
-//! (`--until-idle`, `stop_at_end`). The sink's files, read by the test, must hold every record
-//! at least once; the duplicates must stay within the records output beyond the shard
-//! checkpoints read back after each kill (what a restart reads again).
+//! points of its progress (distinct records output), restarting it on the same state directory
+//! each time; a last run reads to the end (`--until-idle`, `stop_at_end`). The sink's files, read
+//! by the test, must hold every record at least once; the duplicates must stay within the records
+//! output beyond the shard checkpoints read back after each kill (what a restart reads again).
 //!
 //! Seed: printed; `TOPO_SOAK_SEED=<seed> cargo test -p topo --test soak_kinesis` reproduces the
 //! kill points and the shard split.
