@@ -1,11 +1,12 @@
 //! Soak of the `mqtt` spout: nothing lost, ever. Against the local Mosquitto (127.0.0.1:1883, or
-//! `TOPO_MQTT_BROKER` = `host:port`), the test publishes N QoS 1 messages with its own client while `topo run` (mqtt spout, QoS 1,
-//! `clean_session = false` -> durable `file` sink) receives them, and kills the process with
-//! SIGKILL at seeded random points of its progress (distinct messages output), restarting it with the same client id (the
-//! broker keeps its session and redelivers what was not acked); a last run goes on until every
-//! message is out, then stops on SIGINT. The sink's files, read by the test, must hold every
-//! message at least once; a message comes out again only in the run right after a kill (never
-//! twice in one run), at most [`PER_KILL`] of them per kill.
+//! `TOPO_MQTT_BROKER` = `host:port`), the test publishes N QoS 1 messages with its own client
+//! while `topo run` (mqtt spout, QoS 1, `clean_session = false` -> durable `file` sink) receives
+//! them, and kills the process with SIGKILL at seeded random points of its progress (distinct
+//! messages output), restarting it with the same client id (the broker keeps its session and
+//! redelivers what was not acked); a last run goes on until every message is out, then stops on
+//! SIGINT. The sink's files, read by the test, must hold every message at least once; a message
+//! comes out again only in the run right after a kill (never twice in one run), at most
+//! [`PER_KILL`] of them per kill.
 //!
 //! The broker's limits are kept to, not changed: Mosquitto drops QoS 1 messages for a client
 //! beyond `max_queued_messages` (1000 by default). The test publishes only while fewer than
