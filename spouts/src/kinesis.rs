@@ -67,7 +67,10 @@
 //! not acked before a crash are read again (duplicates are possible, losses are not). A shard
 //! that reached SHARD_END (resharding) is checkpointed `ended` only once all its records are
 //! acked, and its children are read only then: the order of a key is kept across a split or
-//! merge.
+//! merge. Proven by a soak (`tests/soak_kinesis.rs`): 20,000 records put while `topo run` (2
+//! spout tasks) reads them into the durable `file` sink, one of 2 shards split midway and the
+//! process killed with `SIGKILL` 10 times at random points, lose nothing (the parent and both
+//! children read in full); every duplicate is a record after its shard's checkpoint at a kill.
 //!
 //! # Errors and limits of the service
 //! GetRecords of one shard is called at most every `poll_interval` (the service allows 5 reads

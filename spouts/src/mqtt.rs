@@ -63,6 +63,9 @@
 //!   when it fails; if the broker did not resume the session, such a message is replayed from
 //!   memory. **At-least-once across reconnects and restarts**, as long as the broker keeps the
 //!   session (Mosquitto: `persistence true` to survive a broker restart).
+//!   Proven by a soak (`tests/soak_mqtt.rs`): 20,000 QoS 1 messages through `topo run` into the
+//!   durable `file` sink, with 10 `SIGKILL`s at random points and a restart with the same client
+//!   id after each, lose nothing; a message comes out again only in the run right after a kill.
 //! - **QoS 0**: the broker sends each message once and forgets it. The spout replays failed
 //!   tuples from memory while the process lives (at-least-once within the process); messages in
 //!   flight when the process or the connection ends, or published while disconnected, are lost.
@@ -95,7 +98,13 @@
 //!   Mosquitto queues at most `max_queued_messages` (1000 by default) per client and *drops* the
 //!   rest, logging "Outgoing messages are being dropped": the spout never sees them. For bursts
 //!   faster than the topology, raise both (e.g. `max_inflight_messages 1000`,
-//!   `max_queued_messages 0` = unbounded).
+//!   `max_queued_messages 0` = unbounded). Mosquitto 2.0.11 keeps to `max_inflight_messages`
+//!   only until the first PUBACK: each PUBACK then lets up to that many more messages out, so
+//!   hundreds can be in flight to a spout that acks steadily, and at a reconnect the broker sends
+//!   every one of them again (seen in its log with `log_type all`).
+//! - While the client waits to hand a message to the full channel it sends no PUBACKs; a process
+//!   killed then has up to `max_spout_pending` plus the channel's 1024 messages processed but not
+//!   acked to the broker, which the broker delivers again after the restart (duplicates).
 //! - MQTT 3.1.1 cannot tell the broker a maximum size: a larger message is still received whole
 //!   (up to the protocol's 256 MiB) before it goes to `error`.
 //! - PUBACKs follow the order in which trees complete, not the order of arrival (Mosquitto

@@ -9,6 +9,7 @@
 
 pub mod kafka;
 pub mod kinesis;
+pub mod soak;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

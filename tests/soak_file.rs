@@ -1,0 +1,278 @@
+//! Soak of the `file` spout: nothing lost, ever. The test appends N lines to `app.log` while
+//! `topo run` (file spout with 2 tasks -> durable `file` sink) reads it, rotates the log by rename
+//! (`app.log` -> `app.log.<k>`, a new `app.log`) several times, and kills the process with SIGKILL
+//! at seeded random points of its progress (distinct lines output), restarting it on the same
+//! state directory each time; a last run reads to the end (`--until-idle`, `until_eof`). The
+//! sink's files, read by the test, must hold every line at least once, each with the offset it was
+//! written at; the duplicates must stay within the lines output beyond the checkpoints read back
+//! after each kill (what a restart reads again).
+//!
+//! Seed: printed; `TOPO_SOAK_SEED=<seed> cargo test -p topo --test soak_file` reproduces the kill
+//! and rotation points.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, seed};
+
+/// Lines written: far past max_spout_pending (200), the spout's 256 lines per call and 64 KiB
+/// reads, the sink's batches (100) and many checkpoint intervals.
+const N: usize = 100_000;
+/// SIGKILLs during the run.
+const KILLS: usize = 10;
+/// Rotations by rename during the run.
+const ROTATIONS: usize = 4;
+/// Lines written at most ahead of the output (the writer keeps pace with the topology).
+const AHEAD: usize = 20_000;
+/// Lines appended per write.
+const CHUNK: usize = 500;
+/// The longest the whole soak may take.
+const BUDGET: Duration = Duration::from_secs(90);
+
+fn topology(input: &Path, out: &Path) -> String {
+    format!(
+        r#"
+name = "soak-file"
+
+[config]
+max_spout_pending = 200
+message_timeout = "300s"
+
+[spouts.lines]
+kind = "file"
+parallelism = 2
+paths = ["{input}/app.log*"]
+include_path = true
+poll_interval = "10ms"
+checkpoint_interval = "50ms"
+
+[bolts.out]
+kind = "file"
+dir = "{out}"
+prefix = "soak"
+batch = {{ max_records = 100, interval = "10ms" }}
+inputs = [{{ from = "lines" }}]
+"#,
+        input = input.display(),
+        out = out.display()
+    )
+}
+
+/// The log being written: appends lines, remembers where each went, rotates by rename.
+struct Writer {
+    dir: std::path::PathBuf,
+    file: File,
+    ino: u64,
+    offset: u64,
+    written: usize,
+    rotated: usize,
+    /// line text -> (inode, offset) of where it was written.
+    at: HashMap<String, (u64, u64)>,
+}
+
+impl Writer {
+    fn new(dir: &Path) -> Writer {
+        let (file, ino) = Writer::create(dir);
+        Writer {
+            dir: dir.to_path_buf(),
+            file,
+            ino,
+            offset: 0,
+            written: 0,
+            rotated: 0,
+            at: HashMap::new(),
+        }
+    }
+
+    fn create(dir: &Path) -> (File, u64) {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(dir.join("app.log"))
+            .expect("create app.log");
+        let ino = file.metadata().expect("stat app.log").ino();
+        (file, ino)
+    }
+
+    /// Appends up to `n` lines, in one write.
+    fn write(&mut self, n: usize) {
+        let mut text = String::new();
+        for _ in 0..n.min(N - self.written) {
+            let line = format!("line {:06} of the soak", self.written);
+            self.at
+                .insert(line.clone(), (self.ino, self.offset + text.len() as u64));
+            text.push_str(&line);
+            text.push('\n');
+            self.written += 1;
+        }
+        self.file.write_all(text.as_bytes()).expect("append");
+        self.offset += text.len() as u64;
+    }
+
+    /// `app.log` -> `app.log.<k>`, then a new, empty `app.log`.
+    fn rotate(&mut self) {
+        self.rotated += 1;
+        std::fs::rename(
+            self.dir.join("app.log"),
+            self.dir.join(format!("app.log.{}", self.rotated)),
+        )
+        .expect("rotate");
+        (self.file, self.ino) = Writer::create(&self.dir);
+        self.offset = 0;
+    }
+
+    /// One step: a chunk, cut at the next rotation point, where the log is rotated.
+    fn step(&mut self, rotations: &[usize]) {
+        let next = rotations.get(self.rotated).copied().unwrap_or(N);
+        self.write(CHUNK.min(next - self.written));
+        if self.written == next && self.rotated < rotations.len() {
+            self.rotate();
+        }
+    }
+}
+
+/// The checkpointed offset of each file (by inode), as the next run will read it: from every
+/// task's checkpoint file, the newest entry of a file wins.
+fn checkpoint(state: &Path) -> HashMap<u64, u64> {
+    let mut newest: HashMap<u64, (u64, u64)> = HashMap::new();
+    let dir = state.join("soak-file/lines");
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("task-") && name.ends_with(".json")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).expect("read a checkpoint");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("a JSON checkpoint");
+        let written = v["written_ms"].as_u64().expect("written_ms");
+        for f in v["files"].as_array().expect("files") {
+            let ino = f["ino"].as_u64().expect("ino");
+            let offset = f["offset"].as_u64().expect("offset");
+            if newest.get(&ino).is_none_or(|(t, _)| *t <= written) {
+                newest.insert(ino, (written, offset));
+            }
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(ino, (_, off))| (ino, off))
+        .collect()
+}
+
+// The soak: N lines, rotations and SIGKILLs during the run, a last run to the end; every line
+// comes out at least once, duplicates only from what the checkpoints left to read again.
+#[test]
+fn file_spout_loses_nothing_across_rotations_and_kills() {
+    let started = Instant::now();
+    let seed = seed("soak_file");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (input, out, state) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    std::fs::create_dir(&input).expect("input dir");
+    let file = dir.path().join("soak.toml");
+    std::fs::write(&file, topology(&input, &out)).expect("write the topology");
+    let mut runs = Runs::new(
+        Path::new(env!("CARGO_BIN_EXE_topo")),
+        &file,
+        &state,
+        &dir.path().join("topo.log"),
+    );
+    let kills = kill_points(&mut rng, KILLS, N / 20, N * 4 / 5);
+    let mut rotations = kill_points(&mut rng, ROTATIONS, N / 10, N * 19 / 20);
+    rotations.dedup();
+    println!(
+        "kill points (distinct lines output): {kills:?}; rotations (lines written): {rotations:?}"
+    );
+
+    let mut writer = Writer::new(&input);
+    let mut output = SinkOutput::new(&out, "line");
+    // Output records beyond the checkpoint at each kill: what a restart may output again.
+    let mut may_repeat = 0;
+    let mut child = runs.start();
+    let mut killed = 0;
+    while killed < KILLS || writer.written < N {
+        let produced = output.poll();
+        assert!(
+            started.elapsed() < BUDGET,
+            "soak over its time budget: {produced} records output, {} lines written, {killed} kills; seed {seed}\n{}",
+            writer.written,
+            runs.log_tail()
+        );
+        if writer.written < N && (writer.written < produced + AHEAD || killed == KILLS) {
+            writer.step(&rotations);
+        }
+        if killed < KILLS && produced >= kills[killed] {
+            std::thread::sleep(Duration::from_millis(rng.u64(..20)));
+            child.kill9();
+            killed += 1;
+            output.poll();
+            let cp = checkpoint(&state);
+            may_repeat += output
+                .keys()
+                .iter()
+                .filter_map(|line| writer.at.get(line))
+                .filter(|(ino, off)| *off >= cp.get(ino).copied().unwrap_or(0))
+                .count();
+            // Sometimes the log moves on while nothing reads it.
+            if rng.bool() {
+                writer.step(&rotations);
+            }
+            if killed < KILLS {
+                child = runs.start();
+            }
+            continue;
+        }
+        if killed < KILLS {
+            assert!(
+                child.alive(),
+                "topo ended on its own; seed {seed}\n{}",
+                runs.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(writer.rotated, rotations.len(), "every rotation happened");
+    runs.run_to_end(
+        &["--until-idle", "--set", "spouts.lines.until_eof=true"],
+        BUDGET.saturating_sub(started.elapsed()),
+    );
+    output.poll();
+
+    let input_lines: Vec<String> = (0..N).map(|i| format!("line {i:06} of the soak")).collect();
+    for r in output.records() {
+        let line = r["line"].as_str().expect("a line field");
+        if let Some((_, off)) = writer.at.get(line) {
+            assert_eq!(r["offset"].as_u64(), Some(*off), "the offset of {line:?}");
+        }
+    }
+    let tally = Tally::of(
+        &input_lines,
+        output
+            .records()
+            .iter()
+            .map(|r| r["line"].as_str().unwrap_or_default().to_string()),
+    );
+    let context = format!("seed {seed}; {tally:?}\n{}", runs.log_tail());
+    tally.assert_nothing_lost(&context);
+    assert!(
+        tally.duplicates <= may_repeat,
+        "{} duplicates, more than the {may_repeat} records output beyond the checkpoints at the kills\n{context}",
+        tally.duplicates
+    );
+    println!(
+        "SOAK file: records {N}, kills {killed}, rotations {}, runs {}, lost {}, duplicates {} (bound {may_repeat}), torn tails {}, {:.1}s, seed {seed}",
+        writer.rotated,
+        runs.started(),
+        tally.lost,
+        tally.duplicates,
+        output.torn_tails(),
+        started.elapsed().as_secs_f64()
+    );
+}
