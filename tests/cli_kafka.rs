@@ -3,8 +3,10 @@
 //! - N keyed records of a 4-partition topic read by the `kafka` spout, through a bolt that fails
 //!   tuples at random, into the `kafka` sink writing another topic: every input record appears
 //!   at least once in the output, and the group's committed offsets are the end offsets;
-//! - a `topo run` process killed (SIGKILL) mid-stream and run again: nothing lost, duplicates
-//!   bounded by the uncommitted window;
+//! - a `topo run` process killed (SIGKILL) mid-stream and run again with the same group, its
+//!   spout a dynamic member, a static member (`instance_id`) or reading without membership
+//!   (`assignment = "static"`): it gets its partitions back within a bounded time, nothing is
+//!   lost, duplicates are bounded by the uncommitted window;
 //! - two `topo run` processes of one topology share the partitions, and when one is stopped
 //!   (Ctrl-C) the other takes its partitions over (nothing lost);
 //! - `examples/kafka_word_count.toml` run with `topo run --until-idle` on topics of its own;
@@ -23,8 +25,7 @@ use topo_runtime::{
 use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSpout};
 
 use topo_test_support::kafka::*;
-use topo_test_support::temp_topology;
-use topo_test_support::unique;
+use topo_test_support::{soak, temp_topology, unique};
 
 /// Passes (key, value) on, failing about one tuple in `one_in` at random.
 struct RandomFail {
@@ -73,7 +74,7 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
     create_topic(&input, 4).await;
     create_topic(&output, 4).await;
     let sent = keyed("record", 0..N);
-    produce(&input, &sent).await;
+    produce_batched(&input, &sent).await;
 
     let spout = KafkaSpout::new(KafkaOptions {
         brokers: brokers(),
@@ -94,8 +95,6 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
         topic: Some(output.clone()),
         key_field: Some("key".into()),
         value_field: Some("value".into()),
-        // tansu 0.6 gives a batch of several records one offset: one record per batch.
-        batch_size: 1,
         ..KafkaSinkOptions::default()
     })
     .expect("valid sink options");
@@ -136,18 +135,20 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
     );
     assert_eq!(
         committed(&group, &input, 4),
-        end_offsets(&input, 4),
+        ends(&input, 4),
         "committed offsets equal the end offsets after the drain"
     );
 }
 
-/// A topology file: the `kafka` spout on `input` (group `group`) -> the `kafka` sink on
-/// `output`; each record read is also printed (its partition and value) by `seen`.
+/// A topology file: the `kafka` spout on `input` (group `group`, and the options in
+/// `spout_extra`) -> the `kafka` sink on `output`; each record read is also printed (its
+/// partition and value) by `seen`.
 fn relay_topology(
     input: &str,
     output: &str,
     group: &str,
     stop_at_end: bool,
+    spout_extra: &str,
 ) -> tempfile::NamedTempFile {
     temp_topology(&format!(
         r#"
@@ -166,6 +167,7 @@ max_uncommitted = {MAX_UNCOMMITTED}
 stop_at_end = {stop_at_end}
 parallelism = 2
 properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 500 }}
+{spout_extra}
 
 [bolts.out]
 kind = "kafka"
@@ -173,7 +175,6 @@ brokers = "{brokers}"
 topic = "{output}"
 key_field = "key"
 value_field = "value"
-batch_size = 1               # tansu 0.6 gives a batch of several records one offset
 inputs = [{{ from = "in" }}]
 
 [bolts.seen]
@@ -198,46 +199,6 @@ fn topo(file: &std::path::Path, until_idle: bool) -> std::process::Command {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     cmd
-}
-
-/// Runs `cmd` to its end, or kills it after `limit` and fails showing what it printed.
-fn run_bounded(mut cmd: std::process::Command, limit: Duration) -> std::process::Output {
-    use std::io::Read;
-    let mut child = cmd.spawn().expect("spawn topo");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll topo") {
-            break Some(status);
-        }
-        if start.elapsed() > limit {
-            child.kill().expect("kill topo");
-            child.wait().expect("reap topo");
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
-    let Some(status) = status else {
-        panic!(
-            "topo did not finish within {limit:?}; its stderr:\n{}",
-            String::from_utf8_lossy(&stderr)
-        );
-    };
-    std::process::Output {
-        status,
-        stdout,
-        stderr,
-    }
 }
 
 /// Collects a child's stdout lines in the background.
@@ -265,81 +226,56 @@ fn partitions_seen(lines: &Mutex<Vec<String>>) -> HashSet<i64> {
         .collect()
 }
 
+/// Records in a topic, counted by reading it to its end (the broker's end offsets lag behind
+/// batches of several records on tansu).
 fn output_len(topic: &str, partitions: i32) -> i64 {
-    end_offsets(topic, partitions).values().sum()
+    read_all(topic, partitions).len() as i64
 }
 
-// A process killed (SIGKILL) in the middle of a run loses nothing: the next run resumes from
-// the committed offsets, every input record is in the output topic at least once, and the
-// records written twice are at most the uncommitted window (cap per partition plus a poll
-// batch, over the 4 partitions).
-#[test]
-fn a_killed_run_resumes_from_the_committed_offsets_without_losing_records() {
+/// A `topo run` of the relay (its spout with `spout_extra`) killed (SIGKILL) in the middle of
+/// a run and started again with the same group: it takes the partitions back within a bounded
+/// time and resumes from the committed offsets; every input record is in the output topic at
+/// least once, and the records written twice are at most the uncommitted window.
+fn killed_and_restarted(name: &str, spout_extra: &str) {
     const N: usize = 40_000;
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    let input = unique("kill-in");
-    let output = unique("kill-out");
-    let group = unique("kill-group");
+    let input = unique(&format!("{name}-in"));
+    let output = unique(&format!("{name}-out"));
+    let group = unique(&format!("{name}-group"));
     let sent = keyed("record", 0..N);
     rt.block_on(async {
         create_topic(&input, 4).await;
         create_topic(&output, 4).await;
-        produce(&input, &sent).await;
+        produce_batched(&input, &sent).await;
     });
-    let file = relay_topology(&input, &output, &group, true);
-
-    let log = tempfile::NamedTempFile::new().expect("temp file");
-    let mut child = topo(file.path(), true)
-        .stderr(log.reopen().expect("the log file"))
-        .spawn()
-        .expect("spawn topo");
-    let _lines = collect_lines(&mut child);
-    let start = Instant::now();
-    loop {
-        let n = output_len(&output, 4);
-        if n >= (N / 10) as i64 {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("poll the child").is_none(),
-            "the first run ended before it could be killed"
-        );
-        if start.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!(
-                "the first run wrote {n} records in {WAIT:?}; its log: {}",
-                std::fs::read_to_string(log.path()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("kill topo");
-    child.wait().expect("reap topo");
-    let after_kill = output_len(&output, 4);
-    assert!(
-        after_kill < N as i64,
-        "killed midway ({after_kill} written)"
+    let file = relay_topology(&input, &output, &group, true, spout_extra);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut runs = soak::Runs::new(
+        &assert_cmd::cargo::cargo_bin("topo"),
+        file.path(),
+        &dir.path().join("state"),
+        &dir.path().join("topo.log"),
+    )
+    .env("RUST_LOG", "info");
+    let mut run = runs.start();
+    soak::wait_for(
+        "the first run to write a tenth of the records",
+        WAIT,
+        || output_len(&output, 4) >= (N / 10) as i64,
+        || runs.log_tail(),
     );
+    run.kill9();
+    let after_kill = output_len(&output, 4);
     let committed_at_kill: i64 = committed(&group, &input, 4)
         .values()
         .map(|&c| c.max(0))
         .sum();
-
-    // The restart resumes from the offsets the killed run committed. Kafka would let the same
-    // group rejoin once the dead members' `session.timeout.ms` passed; tansu 0.6 never expires a
-    // member that stopped heartbeating, so the group would wait for them forever. The restart
-    // therefore uses a new group holding exactly the old group's committed offsets.
-    let group2 = unique("kill-group-restart");
-    copy_committed(&group, &group2, &input, 4);
-    let file2 = relay_topology(&input, &output, &group2, true);
-    let mut again = topo(file2.path(), true);
-    again.env("RUST_LOG", "info");
-    let out = run_bounded(again, WAIT);
-    assert!(
-        out.status.success(),
-        "second run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The same group again: the restarted process must get the partitions (the broker drops
+    // the killed members after `session.timeout.ms`, 6 s here, or hands a static member's
+    // partitions back to its `group.instance.id`) and read on from the committed offsets.
+    let restarted = Instant::now();
+    runs.run_to_end(&["--until-idle"], WAIT);
+    let took = restarted.elapsed();
     let got = read_all(&output, 4);
     let lost = missing(&sent, &got);
     assert!(
@@ -349,13 +285,38 @@ fn a_killed_run_resumes_from_the_committed_offsets_without_losing_records() {
         &lost[..lost.len().min(10)]
     );
     let duplicates = got.len() - N;
-    // What the second run read again: from the committed offsets on.
-    let bound = 4 * (MAX_UNCOMMITTED as usize + 512);
+    println!(
+        "{name}: killed at {after_kill} written, {committed_at_kill} committed; the restart read to the end in {:.1} s; {duplicates} duplicates",
+        took.as_secs_f64()
+    );
+    // What the restart read again: from the committed offsets on.
+    let bound = 4 * 2 * MAX_UNCOMMITTED as usize;
     assert!(
         duplicates <= bound,
         "{duplicates} records written twice: more than the uncommitted window ({bound}); {after_kill} written before the kill, {committed_at_kill} committed"
     );
-    assert_eq!(committed(&group2, &input, 4), end_offsets(&input, 4));
+    assert_eq!(committed(&group, &input, 4), ends(&input, 4));
+}
+
+// A process killed in the middle of a run, its spout a dynamic member of the group, is
+// replaced by the restarted process once the broker drops the dead members.
+#[test]
+fn a_killed_group_member_is_replaced_and_nothing_is_lost() {
+    killed_and_restarted("kill-dynamic", "");
+}
+
+// A process killed in the middle of a run, its spout's tasks static members of the group
+// (`instance_id`), takes its partitions back when restarted with the same id.
+#[test]
+fn a_killed_static_member_takes_its_partitions_back_and_nothing_is_lost() {
+    killed_and_restarted("kill-static", "instance_id = \"host-1\"");
+}
+
+// A process killed in the middle of a run, its spout reading without group membership
+// (`assignment = "static"`), reads on at once when restarted.
+#[test]
+fn a_killed_run_with_static_assignment_reads_on_at_once_and_nothing_is_lost() {
+    killed_and_restarted("kill-assigned", "assignment = \"static\"");
 }
 
 // Two processes running the same topology share the partitions; when one is stopped, the other
@@ -376,7 +337,7 @@ fn two_processes_share_the_partitions_and_one_takes_over_when_the_other_stops() 
         create_topic(&input, 4).await;
         create_topic(&output, 4).await;
     });
-    let file = relay_topology(&input, &output, &group, false);
+    let file = relay_topology(&input, &output, &group, false, "");
     let mut a = topo(file.path(), false).spawn().expect("spawn topo a");
     let a_lines = collect_lines(&mut a);
     let mut b = topo(file.path(), false).spawn().expect("spawn topo b");

@@ -11,11 +11,10 @@
 //! `stop_at_end`). A plain consumer then reads the output topic to its end: every input record
 //! must be there at least once; duplicates are counted and reported.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use topo_test_support::kafka::*;
-use topo_test_support::{temp_topology, unique};
+use topo_test_support::{soak, temp_topology, unique};
 
 /// Records in the input topic.
 const N: usize = 200_000;
@@ -62,35 +61,15 @@ inputs = [{{ from = "relay" }}]
     ))
 }
 
-fn topo(file: &std::path::Path, log: &std::fs::File) -> std::process::Command {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("topo"));
-    cmd.env("RUST_LOG", "info")
-        .args(["run", "--quiet", "--until-idle"])
-        .arg(file)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log.try_clone().expect("the log file"));
-    cmd
-}
-
-/// Records written to the output so far (by the broker's end offsets).
+/// Records written to the output so far (by the broker's end offsets, which tansu reports
+/// lagging behind batches: a progress figure only).
 fn written(output: &str) -> i64 {
     end_offsets(output, PARTITIONS).values().sum()
 }
 
-fn log_tail(log: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 #[test]
 fn kafka_relay_killed_at_random_points_loses_nothing() {
-    let seed: u64 = std::env::var("TOPO_SOAK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("kafka soak: seed {seed} (TOPO_SOAK_SEED={seed} repeats these kill points)");
+    let seed = soak::seed("soak_kafka");
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
@@ -106,113 +85,67 @@ fn kafka_relay_killed_at_random_points_loses_nothing() {
         produce_batched(&input, &sent).await;
     });
     let file = relay(&input, &output, &group);
-    let log = tempfile::NamedTempFile::new().expect("a log file");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut runs = soak::Runs::new(
+        &assert_cmd::cargo::cargo_bin("topo"),
+        file.path(),
+        &dir.path().join("state"),
+        &dir.path().join("topo.log"),
+    );
 
     // Each run is killed at a random moment 0.5 to 2.5 s after it first writes.
     let delays: Vec<Duration> = (0..KILLS)
         .map(|_| Duration::from_millis(rng.u64(500..2500)))
         .collect();
-    eprintln!("kafka soak: kills {delays:?} after each run starts writing");
+    println!("soak_kafka: kills {delays:?} after each run starts writing");
     for (i, delay) in delays.iter().enumerate() {
         let before = written(&output);
-        let mut child = topo(file.path(), log.as_file())
-            .spawn()
-            .expect("spawn topo");
         let start = Instant::now();
-        let mut writing: Option<Instant> = None;
-        loop {
-            let n = written(&output);
-            if writing.is_none() && n > before {
-                writing = Some(Instant::now());
-            }
-            if writing.is_some_and(|w| w.elapsed() >= *delay) {
-                break;
-            }
-            if let Some(status) = child.try_wait().expect("poll topo") {
-                panic!(
-                    "run {i} ended ({status}) before it was killed, {n} records written; its log:\n{}",
-                    log_tail(log.path())
-                );
-            }
-            if start.elapsed() > RUN_LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "run {i} wrote nothing in {RUN_LIMIT:?}; its log:\n{}",
-                    log_tail(log.path())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().expect("kill -9 topo");
-        child.wait().expect("reap topo");
-        eprintln!(
-            "kafka soak: run {i} killed after {:.1} s, output {} records, committed {:?}",
+        let mut run = runs.start();
+        soak::wait_for(
+            &format!("run {i} to write"),
+            RUN_LIMIT,
+            || written(&output) > before,
+            || runs.log_tail(),
+        );
+        let writing = Instant::now();
+        soak::wait_for(
+            &format!("run {i} to reach its kill moment"),
+            RUN_LIMIT,
+            || writing.elapsed() >= *delay || !run.alive(),
+            || runs.log_tail(),
+        );
+        run.kill9();
+        println!(
+            "soak_kafka: run {i} killed after {:.1} s, output {} records, committed {:?}",
             start.elapsed().as_secs_f64(),
             written(&output),
             committed(&group, &input, PARTITIONS)
         );
     }
-
     // The final run, to the end.
-    let start = Instant::now();
-    let mut child = topo(file.path(), log.as_file())
-        .spawn()
-        .expect("spawn topo");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll topo") {
-            break status;
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the final run did not end within {RUN_LIMIT:?} ({} records written); its log:\n{}",
-                written(&output),
-                log_tail(log.path())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "the final run failed ({status}); its log:\n{}",
-        log_tail(log.path())
-    );
+    runs.run_to_end(&["--until-idle"], RUN_LIMIT);
 
-    // An independent reader: a plain consumer of the output topic.
+    // An independent reader: a plain consumer of the output topic, to its end.
     let got = read_all(&output, PARTITIONS);
-    let mut times: HashMap<&str, usize> = HashMap::with_capacity(N);
-    for r in &got {
-        *times.entry(r.value.as_str()).or_insert(0) += 1;
-    }
-    let lost: Vec<&str> = sent
-        .iter()
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !times.contains_key(v))
-        .collect();
-    let duplicates = got.len() - (N - lost.len());
-    eprintln!(
-        "kafka soak: {N} records, {KILLS} kills, lost {}, duplicates {duplicates}, {:.1} s in all (seed {seed})",
-        lost.len(),
+    let tally = soak::Tally::of(
+        &sent.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+        got.into_iter().map(|r| r.value),
+    );
+    println!(
+        "soak_kafka: {N} records, {KILLS} kills, lost {}, duplicates {}, {:.1} s in all (seed {seed})",
+        tally.lost,
+        tally.duplicates,
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        lost.is_empty(),
-        "{} records lost (seed {seed}), the first {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    tally.assert_nothing_lost(&format!("seed {seed}\n{}", runs.log_tail()));
     // A restart reads again what was read but not committed: at most the cap per partition,
     // plus what the last commit before the kill covered if it had not reached the broker.
     let bound = KILLS * PARTITIONS as usize * 2 * MAX_UNCOMMITTED;
     assert!(
-        duplicates <= bound,
-        "{duplicates} duplicates: more than the uncommitted window allows ({bound})"
-    );
-    assert!(
-        got.iter().all(|r| r.value.starts_with("soak-")),
-        "only relayed records in the output"
+        tally.duplicates <= bound,
+        "{} duplicates: more than the uncommitted window allows ({bound})",
+        tally.duplicates
     );
     assert_eq!(
         committed(&group, &input, PARTITIONS),

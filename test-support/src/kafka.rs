@@ -223,30 +223,6 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64
         .collect()
 }
 
-/// Commits, for the group `to`, the offsets the group `from` committed on each partition of
-/// `topic` (partitions `from` never committed are left alone): a new group that starts where an
-/// old one stopped.
-pub fn copy_committed(from: &str, to: &str, topic: &str, partitions: i32) {
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in committed(from, topic, partitions) {
-        if o >= 0 {
-            tpl.add_partition_offset(topic, p, Offset::Offset(o))
-                .expect("a valid offset");
-        }
-    }
-    if tpl.count() == 0 {
-        return;
-    }
-    consumer(Some(to))
-        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-        .unwrap_or_else(|e| panic!("commit the offsets of group {from} for group {to}: {e}"));
-    assert_eq!(
-        committed(to, topic, partitions),
-        committed(from, topic, partitions),
-        "group {to} holds the offsets of group {from}"
-    );
-}
-
 /// Waits (bounded) until the group committed the end offset of every partition.
 pub async fn wait_committed_to_end(group: &str, topic: &str, partitions: i32) {
     let want = ends(topic, partitions);
