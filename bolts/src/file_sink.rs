@@ -5,7 +5,7 @@
 //! ```text
 //!                 ┌──────────────── file (BatchSink<FileWriter>) ────────────────┐
 //! input ────────► │ encode: JSON object / CSV row ──► pending batch (held inputs)│
-//!                 │   │ no such field, other columns         │ full or old (tick) │
+//!                 │   │ no such field, other columns         │ full, dry or old   │
 //!                 │   ▼                                      ▼                    │
 //!   error ◄────── │ (reason, record)     blocking thread: [gzip member] append to │
 //!                 │                      <name>.part, sync_data ──ok──► ack held  │
@@ -14,6 +14,12 @@
 //!                 │   <name>.part ── rename at max_bytes / max_age / close ──► <name>
 //!                 └──────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! A batch is written when it is full (`batch.max_records` records or `batch.max_bytes` bytes),
+//! as soon as no more input is waiting for the sink (its task's input ran dry), when its oldest
+//! record has waited `batch.interval`, and at the end of input. Under load the sink's queue is
+//! never empty and batches fill; under a light trickle they are small, written one per pause in
+//! the input. See [`crate::sink`].
 //!
 //! Options:
 //!
@@ -74,7 +80,8 @@
 //! - A sink task waits for each batch's fsync before it takes more input, so one task writes at
 //!   most `batch.max_records` records per fsync; raise the batch or the parallelism for more.
 //!   A batch fills only as far as the topology lets records be pending: with `max_spout_pending`
-//!   below `batch.max_records` (per sink task), batches are written by `batch.interval` instead.
+//!   below `batch.max_records` (per sink task), a batch is written each time the sink's input
+//!   runs dry (the spouts wait for its acks), not when it is full.
 //! - The directory is created when the task opens; if it disappears later, writes fail (and
 //!   are retried) until it is back.
 

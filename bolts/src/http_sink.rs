@@ -4,7 +4,7 @@
 //! ```text
 //!                 ┌──────────────── http (BatchSink<HttpWriter>) ────────────────┐
 //! input ────────► │ encode: JSON object ──► pending batch (inputs held)          │
-//!                 │                           │ full, or old (tick), or finish   │
+//!                 │                           │ full, dry, old, or finish        │
 //!                 │                           ▼                                  │
 //!                 │        POST url  (ndjson | json array, [gzip])               │
 //!                 │          ├─ 2xx ───────────────────► ack every held input    │
@@ -13,6 +13,12 @@
 //!   error ◄────── │          └─ other status: each record (reason = status + body)│
 //!                 └──────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! A batch is written when it is full (`batch.max_records` records or `batch.max_bytes` bytes),
+//! as soon as no more input is waiting for the sink (its task's input ran dry), when its oldest
+//! record has waited `batch.interval`, and at the end of input. Under load the sink's queue is
+//! never empty and batches fill; under a light trickle they are small, written one per pause in
+//! the input. See [`crate::sink`].
 //!
 //! Options:
 //!

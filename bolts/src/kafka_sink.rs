@@ -7,7 +7,8 @@
 //! input ─────► │ encode: topic (fixed, or field `topic_field`)                      │
 //!              │         key   (fixed `key`, field `key_field`, or none)            │
 //!              │         value (field `value_field`, or the tuple as JSON) ──err────────► error
-//!              │   send (librdkafka queue; batches by `linger` / `batch_size`)       │
+//!              │   send (librdkafka queue; batches by `linger` / `batch_size`, and  │
+//!              │        sent at once when no more input is waiting)                 │
 //!              │   input held until its delivery report ── at most `max_in_flight`  │
 //!              │        (more: execute waits for reports: backpressure)             │
 //!              │   delivery report (read at every execute and tick)                 │
@@ -54,6 +55,16 @@
 //! When the sink opens, a fixed `topic` is looked up: a missing topic is reported as `topic
 //! "<name>" not found at <brokers>` and the open retried after a back-off. Unreachable brokers are
 //! logged as `brokers <list> unreachable: ...` (at most once a second) and retried by librdkafka.
+//!
+//! # When records are sent
+//! librdkafka sends a partition's batch when it holds `batch_size` records, or when its oldest
+//! record has waited `linger`. Besides, as soon as no more input is waiting for the sink (its
+//! task's input ran dry, [`Bolt::input_drained`]), the sink has librdkafka send every record it
+//! holds at once, whatever `linger`, and waits for their delivery reports (at most
+//! `delivery_timeout`; input that arrives meanwhile waits in the queue). So records do not
+//! wait out a long `linger` when the input pauses, nor when acking holds the spouts back at
+//! `max_spout_pending`; under load the queue is never empty, and batches fill by `linger` and
+//! `batch_size` as configured.
 //!
 //! # Known limits
 //! - Kafka transactions are not used: a spout replay can write a record twice.
@@ -364,8 +375,26 @@ struct SinkRun {
     /// Inputs whose record awaits its delivery report, by id.
     held: HashMap<u64, Tuple>,
     next_id: u64,
+    /// Records were sent since librdkafka was last told to send everything at once.
+    unsent: bool,
     component: SmolStr,
     buf: Vec<u8>,
+}
+
+/// Has librdkafka send every record it queues now, whatever `linger.ms`, and waits up to
+/// `timeout` for them to be delivered or failed; false if some were still undecided then.
+///
+/// This calls `rd_kafka_flush` with the whole timeout: the producer counts as flushing, so its
+/// batches are sent at once, for as long as the call lasts. (rdkafka's `Producer::flush` calls it
+/// repeatedly with no timeout, so the flushing state lasts an instant and the broker threads,
+/// woken asynchronously, may not see it and keep lingering.) The delivery reports are handed to
+/// the producer's polling thread, as always.
+fn send_now(p: &ThreadedProducer<SinkContext>, timeout: Duration) -> bool {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the handle is the producer's own, valid while `p` is borrowed; librdkafka allows
+    // `rd_kafka_flush` from any thread, alongside the polling thread's `rd_kafka_poll`.
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(p.client().native_ptr(), ms) };
+    err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
 }
 
 /// One encoded record.
@@ -547,6 +576,7 @@ impl Bolt for KafkaSink {
             rx,
             held: HashMap::new(),
             next_id: 0,
+            unsent: false,
             component,
             buf: Vec::new(),
         });
@@ -589,6 +619,7 @@ impl Bolt for KafkaSink {
             match r.producer.send(br) {
                 Ok(()) => {
                     r.held.insert(id, input);
+                    r.unsent = true;
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -623,6 +654,29 @@ impl Bolt for KafkaSink {
     }
 
     async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        self.reports(out, None).await
+    }
+
+    async fn input_drained(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        // No more input is waiting: send what librdkafka holds now rather than after `linger`.
+        let Some(r) = &mut self.run else {
+            return Ok(());
+        };
+        if !std::mem::take(&mut r.unsent) {
+            return Ok(());
+        }
+        let p = r.producer.clone();
+        let timeout = self.opts.delivery_timeout + TICK * 50;
+        let all_decided = tokio::task::spawn_blocking(move || send_now(&p, timeout))
+            .await
+            .map_err(|e| format!("sending the pending records: {e}"))?;
+        if !all_decided {
+            // Reports still missing are read at the next execute or tick; the inputs stay held.
+            tracing::debug!(
+                component = %r.component,
+                "records still without a delivery report after the flush"
+            );
+        }
         self.reports(out, None).await
     }
 

@@ -6,7 +6,7 @@
 //!              ┌──────────────── kinesis (BatchSink<KinesisWriter>) ─────────────────┐
 //! input ─────► │ encode: data (field `data_field`, or the tuple as a JSON object)    │
 //!              │         partition key (field `partition_key_field`)  ──err──────────────► error
-//!              │   pending batch (inputs held) ── full / old (tick) / finish        │
+//!              │   pending batch (inputs held) ── full / dry / old / finish        │
 //!              │        ▼                                                           │
 //!              │  PutRecords in calls of ≤ 500 records and ≤ 5 MiB                   │
 //!              │    ├─ every entry accepted ─────────────► ack every held input      │
@@ -16,6 +16,12 @@
 //!              │    └─ every try failed ─────────────────► fail held (replay)        │
 //!              └─────────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! A batch is written when it is full (`batch.max_records` records or `batch.max_bytes` bytes),
+//! as soon as no more input is waiting for the sink (its task's input ran dry), when its oldest
+//! record has waited `batch.interval`, and at the end of input. Under load the sink's queue is
+//! never empty and batches fill; under a light trickle they are small, written one per pause in
+//! the input. See [`crate::sink`].
 //!
 //! Options:
 //!

@@ -16,6 +16,12 @@
 //!            └─────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! A batch is written when it is full (`batch.max_records` records or `batch.max_bytes` bytes),
+//! as soon as no more input is waiting for the sink (its task's input ran dry), when its oldest
+//! record has waited `batch.interval`, and at the end of input. Under load the sink's queue is
+//! never empty and batches fill; under a light trickle they are small, written one per pause in
+//! the input. See [`crate::sink`].
+//!
 //! Options (with the shared `batch` and `retry` tables of [`crate::sink`]):
 //!
 //! ```toml

@@ -5,7 +5,8 @@
 //!            ┌──────────────────────── BatchSink<W> ─────────────────────────┐
 //! input ───► │ W::encode ──ok──► pending batch (inputs held, not yet acked)  │
 //!            │     │                 │ full (max_records / max_bytes), or    │
-//!            │     │                 │ older than `interval` (tick), or      │
+//!            │     │                 │ no more input waiting (input_drained),│
+//!            │     │                 │ or older than `interval` (tick), or   │
 //!            │     │                 │ end of input (finish)                 │
 //!            │     │                 ▼                                       │
 //!            │     │           W::write ──ok──► ack every held input         │
@@ -26,6 +27,22 @@
 //! record may be written more than once (at-least-once). While a batch is being retried the
 //! sink takes no input, so backpressure reaches the spouts instead of memory growing.
 //!
+//! # When a batch is written
+//! A batch is written as soon as one of these holds:
+//! - it is **full**: `batch.max_records` records, or `batch.max_bytes` encoded bytes;
+//! - the task's **input ran dry**: no more input is waiting in its queue
+//!   ([`Bolt::input_drained`]);
+//! - its oldest record is **old**: it has waited `batch.interval` (checked at the sink's tick);
+//! - the **input ended** (the topology stops, or its sources are exhausted).
+//!
+//! So latency comes first when the sink is idle, and batches fill under load: while input
+//! arrives faster than the sink writes, its queue is never empty, and a batch is written when
+//! it is full (or old). Under a light, steady trickle a sink writes small batches, one per
+//! moment its queue runs dry. Writing when the input runs dry is also what keeps a large batch
+//! from stalling a topology with acking on: the spouts stop at `max_spout_pending` unacked trees,
+//! so a batch larger than what those trees bring never fills, and would otherwise wait out
+//! `batch.interval` every time.
+//!
 //! Options shared by every sink, as TOML tables:
 //!
 //! ```toml
@@ -33,6 +50,7 @@
 //! max_records = 500      # write when this many records are pending
 //! max_bytes = 1048576    # ... or when their encoded size reaches this
 //! interval = "1s"        # ... or when the oldest pending record is this old
+//!                        # (and always when no more input is waiting)
 //!
 //! [bolts.out.retry]
 //! attempts = 5           # writes tried before the batch's inputs are failed
@@ -40,9 +58,10 @@
 //! max_backoff = "10s"    # cap of the wait
 //! ```
 //!
-//! Hold times matter: an input waits for its batch, so `batch.interval` plus the time spent
-//! retrying should stay well under the topology's `message_timeout` (30 s by default), or its
-//! tree times out and is replayed while still pending here (written twice, not lost).
+//! Hold times matter: under load an input waits for its batch, so `batch.interval` plus the
+//! time spent retrying should stay well under the topology's `message_timeout` (30 s by
+//! default), or its tree times out and is replayed while still pending here (written twice, not
+//! lost).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -56,7 +75,8 @@ use topo_runtime::{
     Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
 };
 
-/// When a sink writes its pending batch.
+/// When a sink writes its pending batch, besides whenever its input runs dry and at the end of
+/// input (see the [module docs](self)).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchOptions {
@@ -358,6 +378,12 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
             self.writer.idle().await?;
         }
         Ok(())
+    }
+
+    async fn input_drained(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        // No more input is waiting: write now rather than wait for a batch that may never fill.
+        // `flush` returns at once when nothing is pending.
+        self.flush(out).await
     }
 
     async fn finish(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {

@@ -827,3 +827,127 @@ fn csv_columns_come_from_the_first_record_and_other_field_sets_go_to_error() {
         ]
     );
 }
+
+// Guards: a batch far from full is written, and its inputs acked, as soon as the task's input
+// runs dry — not at `batch.interval`; with nothing pending, a dry input writes nothing.
+#[test]
+fn a_batch_is_written_when_the_input_runs_dry() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts(tmp.path());
+    o.batch.max_records = 20_000;
+    o.batch.interval = Duration::from_secs(3600);
+    let mut t = tester(o);
+    for i in 0..3 {
+        assert!(t.execute(rec(i)).acked_inputs.is_empty());
+    }
+    assert!(names(tmp.path()).is_empty(), "nothing written yet");
+    let run = t.input_drained();
+    assert_eq!(run.acked_inputs, vec![0, 1, 2]);
+    assert_eq!(run.errors, 0);
+    let files = names(tmp.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        read(tmp.path(), &files[0]),
+        (0..3).map(json_line).collect::<String>()
+    );
+    let again = t.input_drained();
+    assert!(again.acked_inputs.is_empty() && again.failed_inputs.is_empty());
+    assert_eq!(names(tmp.path()), files, "nothing pending, nothing written");
+    assert_eq!(
+        read(tmp.path(), &files[0]),
+        (0..3).map(json_line).collect::<String>()
+    );
+    assert!(t.execute(rec(3)).acked_inputs.is_empty());
+    assert_eq!(t.input_drained().acked_inputs, vec![3]);
+    assert_eq!(t.finish().acked_inputs, Vec::<usize>::new());
+}
+
+/// The gzip members (one per batch written) of a file, and its records.
+fn members_and_lines(path: &Path) -> (usize, usize) {
+    let data = std::fs::read(path).expect("read file");
+    let mut rest: &[u8] = &data;
+    let (mut members, mut lines) = (0, 0);
+    while !rest.is_empty() {
+        let mut d = flate2::bufread::GzDecoder::new(rest);
+        let mut s = String::new();
+        d.read_to_string(&mut s).expect("a gzip member");
+        rest = d.into_inner();
+        members += 1;
+        lines += s.lines().count();
+    }
+    (members, lines)
+}
+
+/// Runs `n` records through a gzip file sink with acking on and `max_spout_pending` trees at
+/// most, to the end (idle, then stopped); returns the batches written (gzip members) and the
+/// records in the files. Panics if the topology is not idle within 60 s.
+fn run_to_the_end(n: i64, max_spout_pending: usize, max_records: usize) -> (usize, usize) {
+    use topo_dsl::TopologyBuilder;
+    use topo_runtime::LocalCluster;
+    use topo_runtime::testing::VecSpout;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts(tmp.path());
+    o.gzip = true;
+    o.batch.max_records = max_records;
+    o.batch.interval = Duration::from_secs(3600);
+    let writer = FileWriter::new(o).expect("valid options");
+    let spout = VecSpout::new(FIELDS, (0..n).map(rec).collect());
+    let mut b = TopologyBuilder::new("file-dry");
+    b.config_mut().max_spout_pending = Some(max_spout_pending);
+    b.config_mut().worker_threads = 2;
+    b.set_spout("source", spout.factory(), 1);
+    b.set_bolt("out", move || writer.clone().into_sink(), 1)
+        .shuffle_grouping("source");
+    let topology = b.build().expect("valid topology");
+    assert!(topology.config().acking());
+    let cluster = LocalCluster::new(2).expect("cluster");
+    let handle = cluster.submit(topology);
+    let idle = cluster.block_on(handle.wait_until_idle(Duration::from_secs(60)));
+    assert!(
+        idle.is_ok(),
+        "batch.max_records = {max_records}: not idle within 60 s with batch.interval = 1h: {:?}",
+        idle.err().map(|e| e.waited)
+    );
+    let report = cluster.block_on(handle.stop(Duration::from_secs(5)));
+    assert!(report.drained, "{report:#?}");
+    assert_eq!(
+        spout.acked(),
+        vec![1; n as usize],
+        "every record acked once"
+    );
+    assert!(spout.failed().iter().all(|&f| f == 0), "nothing failed");
+    let (mut members, mut lines) = (0, 0);
+    for name in names(tmp.path()) {
+        assert!(name.ends_with(".jsonl.gz"), "{name}: complete files only");
+        let (m, l) = members_and_lines(&tmp.path().join(&name));
+        members += m;
+        lines += l;
+    }
+    (members, lines)
+}
+
+// The must-show: with acking on, the spout stops at `max_spout_pending` unacked trees,
+// so a batch of 20,000 never fills; it is written each time the sink's input runs dry, and the
+// run ends as one with small batches does instead of waiting out `batch.interval` (an hour here,
+// so the old behaviour could not finish within the bound).
+#[test]
+fn a_big_batch_with_acking_on_finishes_as_a_small_batch_does() {
+    const N: i64 = 3000;
+    const PENDING: usize = 50;
+    let (big_writes, big_lines) = run_to_the_end(N, PENDING, 20_000);
+    let (small_writes, small_lines) = run_to_the_end(N, PENDING, 10);
+    eprintln!("batches written: {big_writes} (max_records 20000), {small_writes} (max_records 10)");
+    assert_eq!(big_lines, N as usize, "every record written once");
+    assert_eq!(small_lines, N as usize, "every record written once");
+    // A batch holds at most what the pending trees brought; never fewer records than one.
+    let fewest = N as usize / PENDING;
+    assert!(
+        (fewest..=N as usize).contains(&big_writes),
+        "{big_writes} batches for {N} records, {PENDING} pending at most"
+    );
+    assert!(
+        (N as usize / 10..=N as usize).contains(&small_writes),
+        "{small_writes} batches of at most 10 for {N} records"
+    );
+}

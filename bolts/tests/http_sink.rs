@@ -525,6 +525,51 @@ fn the_destination_killed_mid_run_loses_nothing() {
     }
 }
 
+// Guards: with acking on and few trees pending, a batch of 20,000 with an interval of an hour
+// never fills; it is POSTed each time the sink's input runs dry, so every record arrives and is
+// acked within the bound (the old behaviour waited out the hour).
+#[test]
+fn a_big_batch_with_a_long_interval_is_posted_when_the_input_runs_dry() {
+    const N: i64 = 600;
+    const PENDING: usize = 50;
+    let rec_ = Recorder::default();
+    let server = Server::start(&rec_, local());
+    let mut o = HttpSinkOptions::new(server.url());
+    o.batch.max_records = 20_000;
+    o.batch.interval = Duration::from_secs(3600);
+    o.timeout = Duration::from_secs(5);
+    let writer = HttpWriter::new(o).expect("valid options");
+    let spout = VecSpout::new(["id", "msg"], (0..N).map(rec).collect());
+    let mut b = TopologyBuilder::new("http-dry");
+    b.config_mut().max_spout_pending = Some(PENDING);
+    b.config_mut().worker_threads = 2;
+    b.set_spout("source", spout.factory(), 1);
+    b.set_bolt("ship", move || writer.clone().into_sink(), 2)
+        .shuffle_grouping("source");
+    let cluster = LocalCluster::new(2).expect("cluster");
+    let handle = cluster.submit(b.build().expect("valid topology"));
+    let idle = cluster.block_on(handle.wait_until_idle(Duration::from_secs(60)));
+    assert!(idle.is_ok(), "not idle within 60 s: {:?}", idle.err());
+    cluster.block_on(handle.stop(Duration::from_secs(5)));
+    assert_eq!(
+        spout.acked(),
+        vec![1; N as usize],
+        "every message acked once"
+    );
+    let mut ids: Vec<i64> = rec_
+        .records()
+        .iter()
+        .map(|r| r["id"].as_i64().expect("id"))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..N).collect::<Vec<_>>(), "every record posted once");
+    let requests = rec_.stored().len();
+    assert!(
+        (N as usize / PENDING..=N as usize).contains(&requests),
+        "{requests} batches for {N} records, {PENDING} pending at most"
+    );
+}
+
 /// Polls `cond` every 2 ms for at most `timeout`.
 fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -467,3 +467,42 @@ async fn throughput() {
     );
     delete_stream(&c, &stream).await;
 }
+
+// Guards: a batch of 500 (the most PutRecords takes) with an interval of an hour never fills
+// with 300 inputs; it is put each time the sink's input runs dry, so every input is in the
+// stream and acked within the bound (the old behaviour waited out the hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_long_interval_is_put_when_the_input_runs_dry() {
+    let c = client().await;
+    let stream = unique("dry");
+    create_stream(&c, &stream, 2).await;
+    let inputs: Vec<Values> = (0..300)
+        .map(|i| values![format!("dev-{}", i % 7), format!("reading {i}")])
+        .collect();
+    let mut want: Vec<(String, String)> = inputs
+        .iter()
+        .map(|v| {
+            (
+                v[0].as_str().unwrap_or("").to_string(),
+                v[1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    let mut opts = options(&stream);
+    opts.batch.max_records = 500;
+    opts.batch.max_bytes = 5 << 20;
+    opts.batch.interval = Duration::from_secs(3600);
+    let (spout, errors, _) = run(opts, inputs, true).await;
+    assert!(
+        spout.acked().iter().all(|&n| n == 1),
+        "each input acked once"
+    );
+    assert!(errors.tuples().is_empty());
+    assert_eq!(
+        keyed(&c, &stream).await,
+        want,
+        "every record in the stream once"
+    );
+    delete_stream(&c, &stream).await;
+}

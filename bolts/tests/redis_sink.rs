@@ -523,3 +523,44 @@ fn records_survive_killed_connections_and_refused_logins_through_replay() {
         spout.emitted()
     );
 }
+
+// Guards: with acking on and few trees pending, a batch of 20,000 with an interval of an hour
+// never fills; it is applied each time the sink's input runs dry, so every record is on the
+// board and acked within the bound (the old behaviour waited out the hour).
+#[test]
+fn a_big_batch_with_a_long_interval_is_written_when_the_input_runs_dry() {
+    let r = Redis::connect();
+    let key = r.key("board");
+    let total = 1000usize;
+    let s = sink(&format!(
+        "url = \"{URL}\"\ncommand = \"zadd\"\nkey = \"{key}\"\nmember = \"word\"\nvalue = \"n\"\n\
+         batch = {{ max_records = 20000, interval = \"1h\" }}"
+    ));
+    let records: Vec<_> = (0..total)
+        .map(|i| values![format!("w{i}"), i as i64])
+        .collect();
+    let spout = VecSpout::new(["word", "n"], records);
+    let mut b = TopologyBuilder::new("redis-dry");
+    b.config_mut().max_spout_pending = Some(50);
+    b.config_mut().worker_threads = 2;
+    b.set_spout("records", spout.factory(), 1);
+    b.set_bolt("board", move || s.bolt(), 2)
+        .fields_grouping("records", ["word"]);
+    let topology = b.build().expect("a valid topology");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let handle = topo_runtime::submit(topology);
+        if let Err(e) = handle.wait_until_idle(WAIT).await {
+            panic!("not idle within {:?}: {:#?}", e.waited, e.metrics);
+        }
+        let report = handle.stop(Duration::from_secs(5)).await;
+        assert!(report.drained, "{report:#?}");
+    });
+    assert_eq!(spout.acked(), vec![1; total], "every message acked once");
+    let expected: BTreeMap<String, f64> = (0..total).map(|i| (format!("w{i}"), i as f64)).collect();
+    assert!(r.zscores(&key) == expected, "the board holds every record");
+}

@@ -249,8 +249,9 @@ pub trait Spout: Send + 'static {
 /// One instance per task, created from the factory (which is also called once at build time to
 /// read [`declare_outputs`](BasicBolt::declare_outputs)). On that task, never concurrently:
 /// [`prepare`](BasicBolt::prepare) once, then [`execute`](BasicBolt::execute) for each input
-/// tuple and [`tick`](BasicBolt::tick) at the component's tick interval, then, when the topology
-/// stops and its inputs are drained, [`finish`](BasicBolt::finish) and
+/// tuple, [`tick`](BasicBolt::tick) at the component's tick interval and
+/// [`input_drained`](BasicBolt::input_drained) each time the input queue runs dry after input,
+/// then, when the topology stops and its inputs are drained, [`finish`](BasicBolt::finish) and
 /// [`cleanup`](BasicBolt::cleanup) once each.
 ///
 /// # Acking
@@ -290,6 +291,16 @@ pub trait BasicBolt: Send + 'static {
         None
     }
 
+    /// The task's input queue has run dry: nothing more is waiting right now. Called on the
+    /// task, between inputs, when the task has executed input since the last call and finds its
+    /// queue empty, just before it waits for more; see [`Bolt::input_drained`] for the whole
+    /// contract. Tuples emitted here are not anchored. An error is logged and counted, as a
+    /// tick's is.
+    fn input_drained(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        let _ = out;
+        Ok(())
+    }
+
     /// Every input has ended (the topology is stopping, or its sources are exhausted): emit what
     /// is still held — open windows, partial batches. Tuples emitted here are not anchored.
     /// Called once, before [`cleanup`](BasicBolt::cleanup).
@@ -306,8 +317,9 @@ pub trait BasicBolt: Send + 'static {
 /// write, joins and windows that hold tuples.
 ///
 /// # Lifecycle
-/// As [`BasicBolt`]: [`prepare`](Bolt::prepare) once, then [`execute`](Bolt::execute) per input
-/// and [`tick`](Bolt::tick) per tick, never concurrently, then [`finish`](Bolt::finish) and
+/// As [`BasicBolt`]: [`prepare`](Bolt::prepare) once, then [`execute`](Bolt::execute) per input,
+/// [`tick`](Bolt::tick) per tick and [`input_drained`](Bolt::input_drained) each time the input
+/// queue runs dry after input, never concurrently, then [`finish`](Bolt::finish) and
 /// [`cleanup`](Bolt::cleanup).
 ///
 /// # What the bolt owes the runtime
@@ -355,6 +367,32 @@ pub trait Bolt: Send + 'static {
     /// sink's flush interval). Read once, on the declaration instance; `None` = no ticks.
     fn tick_interval(&self) -> Option<Duration> {
         None
+    }
+
+    /// The task's input queue has run dry: nothing more is waiting right now. The moment for a
+    /// bolt that holds inputs to write them (a sink's pending batch) rather than wait for more
+    /// that may never come: with acking on, a spout stops emitting at `max_spout_pending`, so a
+    /// batch that waits to fill can wait out its whole interval.
+    ///
+    /// # When it is called
+    /// On the task, never concurrently with another method: after the task has executed at least
+    /// one input since the last call, when it finds its input queue empty, just before it waits
+    /// for more input. So it is called at most once each time the queue runs dry, and never
+    /// while input keeps waiting: under load, when the queue is never empty, it is not called at
+    /// all, and batches fill. When input trickles in, it can be called as often as once per
+    /// input transfer batch; it must then be cheap when nothing is pending (return at once, no
+    /// allocation, no lock). It is not called at the end of input ([`finish`](Bolt::finish) is).
+    ///
+    /// # What may be done here
+    /// Anything `tick` may do: write, ack or fail held inputs, emit (anchored to held inputs or
+    /// not), await I/O. Input that arrives meanwhile waits in the queue. An `Err` is logged and
+    /// counted, as a tick's is; a panic fails every input the bolt holds, as in `execute`.
+    fn input_drained(
+        &mut self,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = out;
+        async { Ok(()) }
     }
 
     /// Every input has ended (the topology is stopping, or its sources are exhausted): emit,

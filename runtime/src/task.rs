@@ -4,7 +4,8 @@
 //! spout task:  acker notices ─► ack/fail ─┐   next_tuple ─► collector ─► flush ─► bolt queues
 //!                                         └── timeouts (sweep of pending trees)
 //! bolt task:   queue ─► batch ─► execute (each tuple) ─► collector ─► flush ─► next queues
-//!                                  └── ack/fail ─► acker queues
+//!                │                 └── ack/fail ─► acker queues
+//!                └─ empty after input: input_drained (a sink writes its batch), then wait
 //! ```
 //!
 //! Each task owns its component instance and its [`Emitter`]. A panic or an error escaping the
@@ -478,6 +479,8 @@ pub(crate) trait BoltDriver: Send + 'static {
     ) -> impl std::future::Future<Output = ()> + Send;
     /// Delivers a tick.
     fn tick(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
+    /// The input queue ran dry after input was executed (see [`Bolt::input_drained`]).
+    fn input_drained(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
     /// The input is closed and drained: clean up.
     fn finish(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
 }
@@ -492,10 +495,20 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
     let gauge = env.metrics.queue.clone();
     driver.start(&mut env).await;
     let mut next_tick = tick.map(|t| Instant::now() + t);
+    // Input was executed since the queue last ran dry: the bolt is told once per idle moment,
+    // never per tuple, and never while the queue keeps input waiting.
+    let mut drained_due = false;
     loop {
         let batch = match inbox.try_recv() {
             Ok(b) => b,
             Err(flume::TryRecvError::Disconnected) => break,
+            Err(flume::TryRecvError::Empty) if drained_due => {
+                drained_due = false;
+                driver.input_drained(&mut env).await;
+                // Send what it acked or emitted now; input that came meanwhile is taken next.
+                env.emitter.flush(true).await;
+                continue;
+            }
             Err(flume::TryRecvError::Empty) => {
                 env.emitter.flush(true).await;
                 let tick_at = next_tick;
@@ -521,6 +534,7 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
         gauge.sub(batch.len());
         env.emitter.taps.executing(&batch);
         driver.execute_batch(batch, &mut env).await;
+        drained_due = true;
         // A task whose queue never runs dry never waits: let the worker run others now and then.
         tokio::task::coop::consume_budget().await;
         let now = Instant::now();
@@ -654,6 +668,33 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
         if let Some(why) = why {
             self.errors
                 .report(&env.ctx, &env.metrics, "bolt tick failed", &why);
+        }
+    }
+
+    async fn input_drained(&mut self, env: &mut TaskEnv) {
+        // No instance: a fresh one is made for the next input, and holds nothing yet.
+        let Some(bolt) = self.bolt.as_mut() else {
+            return;
+        };
+        let none = Anchors::new();
+        let mut out = BasicCollector {
+            emitter: &mut env.emitter,
+            anchors: &none,
+            ack_val: 0,
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.input_drained(&mut out)));
+        let why = match result {
+            Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => {
+                self.bolt = None;
+                env.metrics.restarts.fetch_add(1, Relaxed);
+                Some(panic_message(&*p))
+            }
+        };
+        if let Some(why) = why {
+            self.errors
+                .report(&env.ctx, &env.metrics, "bolt input_drained failed", &why);
         }
     }
 
@@ -812,6 +853,21 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
         self.settle(env, "bolt tick failed", result, 0);
     }
 
+    async fn input_drained(&mut self, env: &mut TaskEnv) {
+        // No instance: a fresh one is made for the next input, and holds nothing yet.
+        let Some(bolt) = self.bolt.as_mut() else {
+            return;
+        };
+        let mut out = OutputCollector {
+            emitter: &mut env.emitter,
+            ledger: &mut self.ledger,
+        };
+        let result = AssertUnwindSafe(bolt.input_drained(&mut out))
+            .catch_unwind()
+            .await;
+        self.settle(env, "bolt input_drained failed", result, 0);
+    }
+
     async fn finish(&mut self, env: &mut TaskEnv) {
         if let Some(bolt) = self.bolt.as_mut() {
             let mut out = OutputCollector {
@@ -839,5 +895,203 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
                 "bolt ended holding inputs it never acked or failed; failed them"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use smol_str::SmolStr;
+
+    use super::*;
+    use crate::collector::BasicCollector;
+    use crate::component::ContextShared;
+    use crate::config::Config;
+    use crate::tuple::{StreamSchema, TaskId};
+    use crate::values;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Event {
+        Execute(i64),
+        Drained,
+        Finish,
+    }
+
+    /// Records the calls it gets; tells the test of each `input_drained` and each tick.
+    #[derive(Clone)]
+    struct Recorder {
+        events: Arc<Mutex<Vec<Event>>>,
+        drained: flume::Sender<()>,
+        ticked: flume::Sender<()>,
+    }
+
+    impl Recorder {
+        fn record(&self, e: Event) {
+            self.events.lock().expect("events").push(e);
+        }
+    }
+
+    impl Bolt for Recorder {
+        async fn execute(
+            &mut self,
+            input: Tuple,
+            _out: &mut OutputCollector<'_>,
+        ) -> Result<(), BoxError> {
+            self.record(Event::Execute(input.int_field("n")?));
+            Ok(())
+        }
+        async fn tick(&mut self, _out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+            let _ = self.ticked.send(());
+            Ok(())
+        }
+        async fn input_drained(&mut self, _out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+            self.record(Event::Drained);
+            let _ = self.drained.send(());
+            Ok(())
+        }
+        async fn finish(&mut self, _out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+            self.record(Event::Finish);
+            Ok(())
+        }
+    }
+
+    impl BasicBolt for Recorder {
+        fn execute(
+            &mut self,
+            input: &Tuple,
+            _out: &mut BasicCollector<'_>,
+        ) -> Result<(), BoxError> {
+            self.record(Event::Execute(input.int_field("n")?));
+            Ok(())
+        }
+        fn tick(&mut self, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+            let _ = self.ticked.send(());
+            Ok(())
+        }
+        fn input_drained(&mut self, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+            self.record(Event::Drained);
+            let _ = self.drained.send(());
+            Ok(())
+        }
+        fn finish(&mut self, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+            self.record(Event::Finish);
+            Ok(())
+        }
+    }
+
+    /// A task environment with no outputs and no ackers (the inputs are untracked).
+    fn env() -> TaskEnv {
+        let metrics = Arc::new(TaskMetrics::new(0));
+        TaskEnv {
+            ctx: TaskContext {
+                inner: Arc::new(ContextShared {
+                    topology: "test".into(),
+                    config: Config::default(),
+                    components: vec![("rec".into(), vec![TaskId(0)])],
+                    tick_intervals: Vec::new(),
+                }),
+                component: "rec".into(),
+                task: TaskId(0),
+                task_index: 0,
+                parallelism: 1,
+            },
+            emitter: Emitter::new(
+                TaskId(0),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                64,
+                metrics.clone(),
+            ),
+            metrics,
+        }
+    }
+
+    fn batch(range: std::ops::Range<i64>) -> Vec<Tuple> {
+        let schema =
+            StreamSchema::intern("src", crate::DEFAULT_STREAM, &[SmolStr::new("n")], false);
+        range
+            .map(|n| Tuple::new(schema, TaskId(9), values![n]))
+            .collect()
+    }
+
+    async fn next(rx: &flume::Receiver<()>, what: &str) {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv_async())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within 10 s"))
+            .expect("the bolt is there");
+    }
+
+    /// Drives a recorder through `run_bolt`: input already waiting is all executed before the
+    /// hook; the hook comes once each time the queue runs dry after input, not on idle ticks,
+    /// not at the end.
+    async fn drained_once_per_dry_queue<D: BoltDriver>(make: impl FnOnce(Recorder) -> D) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (drained_tx, drained) = flume::unbounded();
+        let (ticked_tx, ticked) = flume::unbounded();
+        let driver = make(Recorder {
+            events: events.clone(),
+            drained: drained_tx,
+            ticked: ticked_tx,
+        });
+        let (tx, inbox) = flume::unbounded();
+        // Two batches wait before the task starts: the queue is not dry between them.
+        tx.send(batch(0..3)).expect("inbox");
+        tx.send(batch(3..5)).expect("inbox");
+        let task = tokio::spawn(run_bolt(
+            driver,
+            env(),
+            inbox,
+            Some(Duration::from_millis(1)),
+        ));
+        next(&drained, "input_drained").await;
+        let seen = events.lock().expect("events").clone();
+        let mut want: Vec<Event> = (0..5).map(Event::Execute).collect();
+        want.push(Event::Drained);
+        assert_eq!(seen, want, "executed all waiting input, then told once");
+
+        // Idle ticks do not call it again.
+        for _ in 0..3 {
+            next(&ticked, "tick").await;
+        }
+        assert_eq!(
+            events.lock().expect("events").len(),
+            6,
+            "no call while idle"
+        );
+
+        // More input, then dry again: once more.
+        tx.send(batch(5..7)).expect("inbox");
+        next(&drained, "input_drained").await;
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the task ends when its input closes")
+            .expect("no panic");
+        let seen = events.lock().expect("events").clone();
+        want.extend([
+            Event::Execute(5),
+            Event::Execute(6),
+            Event::Drained,
+            Event::Finish,
+        ]);
+        assert_eq!(seen, want, "not called at the end of input: finish is");
+    }
+
+    #[tokio::test]
+    async fn a_full_bolt_is_told_once_each_time_its_input_runs_dry() {
+        drained_once_per_dry_queue(|r| {
+            FullDriver::new(Arc::new(move || -> Recorder { r.clone() }))
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_basic_bolt_is_told_once_each_time_its_input_runs_dry() {
+        drained_once_per_dry_queue(|r| {
+            BasicDriver::new(Arc::new(move || -> Recorder { r.clone() }))
+        })
+        .await;
     }
 }

@@ -91,6 +91,10 @@ trait DynDriver: Send {
         env: &'a mut TaskEnv,
     ) -> futures_util::future::BoxFuture<'a, ()>;
     fn tick<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
+    fn input_drained<'a>(
+        &'a mut self,
+        env: &'a mut TaskEnv,
+    ) -> futures_util::future::BoxFuture<'a, ()>;
     fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
 }
 
@@ -107,6 +111,12 @@ impl<D: BoltDriver> DynDriver for D {
     }
     fn tick<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
         Box::pin(BoltDriver::tick(self, env))
+    }
+    fn input_drained<'a>(
+        &'a mut self,
+        env: &'a mut TaskEnv,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(BoltDriver::input_drained(self, env))
     }
     fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
         Box::pin(BoltDriver::finish(self, env))
@@ -292,6 +302,18 @@ impl BoltTester {
         let env = &mut self.env;
         self.runtime.block_on(async {
             driver.tick(env).await;
+            env.emitter.flush(true).await;
+        });
+        self.collect(None)
+    }
+
+    /// Tells the bolt its input queue ran dry, as a task does when no more input is waiting
+    /// (see [`Bolt::input_drained`]); a batching sink writes its pending batch.
+    pub fn input_drained(&mut self) -> Executed {
+        let driver = &mut self.driver;
+        let env = &mut self.env;
+        self.runtime.block_on(async {
+            driver.input_drained(env).await;
             env.emitter.flush(true).await;
         });
         self.collect(None)
