@@ -139,7 +139,7 @@ async fn every_record_of_four_partitions_is_delivered_and_committed_to_the_end()
     handle.stop(Duration::from_secs(10)).await;
     assert_eq!(
         committed(&group, &topic, 4),
-        end_offsets(&topic, 4),
+        ends(&topic, 4),
         "the group committed the end of every partition"
     );
 
@@ -155,7 +155,7 @@ async fn every_record_of_four_partitions_is_delivered_and_committed_to_the_end()
     let mut want: Vec<String> = second.iter().map(|r| r.1.clone()).collect();
     want.sort();
     assert_eq!(bolt.values(), want, "a restart resumes after the commits");
-    assert_eq!(committed(&group, &topic, 4), end_offsets(&topic, 4));
+    assert_eq!(committed(&group, &topic, 4), ends(&topic, 4));
 }
 
 // Guards the fields and the `error` stream: JSON records become fields (key, headers,
@@ -238,7 +238,7 @@ async fn undecodable_json_goes_to_the_error_stream_and_is_committed_past() {
     let reason = bad[1].values[0].as_str().expect("reason");
     assert!(reason.contains("expected an object"), "{reason}");
     assert_eq!(spout.counters().malformed(), 2);
-    assert_eq!(committed(&group, &topic, 1), end_offsets(&topic, 1));
+    assert_eq!(committed(&group, &topic, 1), ends(&topic, 1));
 }
 
 // Guards the dead-letter topic: a record failing every try is produced there after
@@ -257,12 +257,6 @@ async fn records_failing_every_try_go_to_the_dead_letter_topic() {
     produce(&topic, &input).await;
     let spout = KafkaSpout::new(KafkaOptions {
         dead_letter_topic: Some(dlt.clone()),
-        // tansu 0.6 gives a batch of several records one offset: one record per batch.
-        dead_letter_properties: [(
-            "batch.num.messages".to_string(),
-            topo_spouts::PropertyValue::Int(1),
-        )]
-        .into(),
         retry: KafkaRetry {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),
@@ -296,7 +290,7 @@ async fn records_failing_every_try_go_to_the_dead_letter_topic() {
             .is_some_and(|e| e.contains("failed 3 times")),
         "{h:?}"
     );
-    assert_eq!(committed(&group, &topic, 2), end_offsets(&topic, 2));
+    assert_eq!(committed(&group, &topic, 2), ends(&topic, 2));
 }
 
 // Guards the uncommitted cap: with `max_uncommitted = 20` and a bolt that fails one record
@@ -328,7 +322,7 @@ async fn fetching_pauses_at_the_uncommitted_cap_and_resumes() {
         spout.counters().pauses() > 0,
         "the cap paused the partition"
     );
-    assert_eq!(committed(&group, &topic, 1), end_offsets(&topic, 1));
+    assert_eq!(committed(&group, &topic, 1), ends(&topic, 1));
 }
 
 /// Records the offset and value of every delivery, slowly (`pause` per tuple), so that the
