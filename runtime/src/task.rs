@@ -567,6 +567,39 @@ impl<B: BasicBolt> BasicDriver<B> {
         }
     }
 
+    /// Calls `f` on the instance (if there is one) with a collector whose emits are not
+    /// anchored (ticks, input run dry); an error or a panic is reported as `what`, and a panic
+    /// drops the instance.
+    fn call_unanchored(
+        &mut self,
+        env: &mut TaskEnv,
+        what: &str,
+        f: impl FnOnce(&mut B, &mut BasicCollector<'_>) -> Result<(), BoxError>,
+    ) {
+        let Some(bolt) = self.bolt.as_mut() else {
+            return;
+        };
+        let none = Anchors::new();
+        let mut out = BasicCollector {
+            emitter: &mut env.emitter,
+            anchors: &none,
+            ack_val: 0,
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(bolt, &mut out)));
+        let why = match result {
+            Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => {
+                self.bolt = None;
+                env.metrics.restarts.fetch_add(1, Relaxed);
+                Some(panic_message(&*p))
+            }
+        };
+        if let Some(why) = why {
+            self.errors.report(&env.ctx, &env.metrics, what, &why);
+        }
+    }
+
     /// Makes and prepares an instance, retrying with back-off until one is ready.
     async fn ensure(&mut self, ctx: &TaskContext, metrics: &TaskMetrics) {
         let mut backoff = FIRST_BACKOFF;
@@ -646,56 +679,14 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
 
     async fn tick(&mut self, env: &mut TaskEnv) {
         self.ensure(&env.ctx, &env.metrics).await;
-        let Some(bolt) = self.bolt.as_mut() else {
-            return;
-        };
-        let none = Anchors::new();
-        let mut out = BasicCollector {
-            emitter: &mut env.emitter,
-            anchors: &none,
-            ack_val: 0,
-        };
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.tick(&mut out)));
-        let why = match result {
-            Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(p) => {
-                self.bolt = None;
-                env.metrics.restarts.fetch_add(1, Relaxed);
-                Some(panic_message(&*p))
-            }
-        };
-        if let Some(why) = why {
-            self.errors
-                .report(&env.ctx, &env.metrics, "bolt tick failed", &why);
-        }
+        self.call_unanchored(env, "bolt tick failed", |b, out| b.tick(out));
     }
 
     async fn input_drained(&mut self, env: &mut TaskEnv) {
         // No instance: a fresh one is made for the next input, and holds nothing yet.
-        let Some(bolt) = self.bolt.as_mut() else {
-            return;
-        };
-        let none = Anchors::new();
-        let mut out = BasicCollector {
-            emitter: &mut env.emitter,
-            anchors: &none,
-            ack_val: 0,
-        };
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.input_drained(&mut out)));
-        let why = match result {
-            Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(p) => {
-                self.bolt = None;
-                env.metrics.restarts.fetch_add(1, Relaxed);
-                Some(panic_message(&*p))
-            }
-        };
-        if let Some(why) = why {
-            self.errors
-                .report(&env.ctx, &env.metrics, "bolt input_drained failed", &why);
-        }
+        self.call_unanchored(env, "bolt input_drained failed", |b, out| {
+            b.input_drained(out)
+        });
     }
 
     async fn finish(&mut self, env: &mut TaskEnv) {

@@ -96,14 +96,28 @@ pub fn producer() -> FutureProducer {
 
 /// Produces `(key, value)` records (keys hash to partitions) and waits for every delivery.
 pub async fn produce(topic: &str, records: &[(String, String)]) {
-    let p = producer();
-    let mut futs = Vec::new();
+    send_all(&producer(), topic, None, records).await;
+}
+
+/// Sends `records` with `p` (to `partition` when given, else by key) and waits for every
+/// delivery.
+async fn send_all(
+    p: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    records: &[(String, String)],
+) {
+    let mut futs = Vec::with_capacity(records.len());
     for (k, v) in records {
-        let f = p
-            .send_result(FutureRecord::to(topic).key(k).payload(v))
-            .map_err(|(e, _)| e)
-            .expect("enqueue a record");
-        futs.push(f);
+        let mut r = FutureRecord::to(topic).key(k).payload(v);
+        if let Some(n) = partition {
+            r = r.partition(n);
+        }
+        futs.push(
+            p.send_result(r)
+                .map_err(|(e, _)| e)
+                .expect("enqueue a record"),
+        );
     }
     for f in futs {
         tokio::time::timeout(WAIT, f)
@@ -137,27 +151,7 @@ pub async fn produce_batched(topic: &str, records: &[(String, String)]) {
 
 /// As [`produce_batched`], every record to `partition` when given.
 pub async fn produce_batched_to(topic: &str, partition: Option<i32>, records: &[(String, String)]) {
-    let p = batching_producer();
-    let mut futs = Vec::with_capacity(records.len());
-    for (k, v) in records {
-        let mut r = FutureRecord::to(topic).key(k).payload(v);
-        if let Some(n) = partition {
-            r = r.partition(n);
-        }
-        futs.push(
-            p.send_result(r)
-                .map_err(|(e, _)| e)
-                .expect("enqueue a record"),
-        );
-    }
-    for f in futs {
-        tokio::time::timeout(WAIT, f)
-            .await
-            .expect("delivered in time")
-            .expect("the producer lives")
-            .expect("delivered");
-    }
-    let _ = p.flush(Duration::from_secs(10));
+    send_all(&batching_producer(), topic, partition, records).await;
 }
 
 /// Commits `offset` on partition `partition` of `topic` for the group (as a consumer that
