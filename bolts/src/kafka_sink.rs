@@ -70,8 +70,9 @@
 //! - Kafka transactions are not used: a spout replay can write a record twice.
 //! - Records are partitioned by librdkafka's default partitioner (by key hash; records without
 //!   a key spread).
-//! - tansu 0.6, a Kafka-compatible broker, gives a batch of several records a single offset:
-//!   against it use `batch_size = 1` (Apache Kafka needs no such setting).
+//! - tansu 0.6, a Kafka-compatible broker, stores batches of many records correctly (each
+//!   record its own offset), but its ListOffsets answer (the end offsets tools show) lags behind
+//!   the last batch; count what a topic holds by reading it to its end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
