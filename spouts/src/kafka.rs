@@ -626,7 +626,7 @@ struct Part {
     fresh: bool,
     /// When reading last (re)started.
     since: Instant,
-    /// When the last record arrived.
+    /// When a poll last brought records.
     last_record: Instant,
     /// Offsets stepped back on the last re-read (0: none under way).
     back: u64,
@@ -1405,7 +1405,6 @@ impl Running {
             return false;
         };
         part.at_end = false;
-        part.last_record = Instant::now();
         if part.prefix.is_none() {
             match part.start {
                 Some(start) => part.begin(start),
@@ -1605,6 +1604,7 @@ impl Running {
                 continue;
             }
             let mut empty = false;
+            let before = n;
             while n < POLL_PER_CALL && out.pending() < self.max_pending {
                 match queue.poll(Duration::ZERO) {
                     None => {
@@ -1630,6 +1630,11 @@ impl Running {
                         break;
                     }
                 }
+            }
+            if n > before
+                && let Some(p) = lock(&self.parts).live.get_mut(&slot)
+            {
+                p.last_record = Instant::now();
             }
             if empty {
                 self.check_quiet(slot, counters);
