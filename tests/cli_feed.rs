@@ -117,8 +117,8 @@ inputs = [{{ from = "news", stream = "error" }}]
     )
 }
 
-/// Runs `file` to the end with the state under `state`; the fullnames printed, in order.
-fn run(file: &Path, state: &Path) -> Vec<String> {
+/// Runs `file` to the end with the state under `state`; what it printed.
+fn run_output(file: &Path, state: &Path) -> String {
     let out = Command::cargo_bin("topo")
         .expect("the topo binary")
         .env("TOPO_STATE_DIR", state)
@@ -133,7 +133,12 @@ fn run(file: &Path, state: &Path) -> Vec<String> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `file` to the end with the state under `state`; the fullnames printed, in order.
+fn run(file: &Path, state: &Path) -> Vec<String> {
+    run_output(file, state)
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
@@ -219,21 +224,7 @@ fn a_max_items_run_over_recorded_comments_ends() {
         topology(&url, 4).replace("[\"worldnews\"]", "[\"AskReddit\"]\nlisting = \"comments\"");
     let file = temp_topology(&text);
     let state = tempfile::tempdir().expect("temp dir");
-    let out = Command::cargo_bin("topo")
-        .expect("the topo binary")
-        .env("TOPO_STATE_DIR", state.path())
-        .env_remove("RUST_LOG")
-        .args(["run", "--until-idle", "--quiet"])
-        .arg(file.path())
-        .timeout(TIMEOUT)
-        .output()
-        .expect("topo runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = run_output(file.path(), state.path());
     let (errors, items): (Vec<&str>, Vec<&str>) =
         stdout.lines().partition(|l| l.starts_with("news:error "));
     assert_eq!(errors.len(), 1, "{stdout}");

@@ -250,11 +250,10 @@ fn killed_and_restarted(name: &str, spout_extra: &str) {
     });
     let file = relay_topology(&input, &output, &group, true, spout_extra);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut runs = soak::Runs::new(
+    let mut runs = soak::Runs::in_dir(
         &assert_cmd::cargo::cargo_bin("topo"),
         file.path(),
-        &dir.path().join("state"),
-        &dir.path().join("topo.log"),
+        dir.path(),
     )
     .env("RUST_LOG", "info");
     let mut run = runs.start();

@@ -15,9 +15,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, seed};
+use topo_test_support::soak::{SinkOutput, Soak, kill_points};
 
 /// Lines written: far past max_spout_pending (200), the spout's 256 lines per call and 64 KiB
 /// reads, the sink's batches (100) and many checkpoint intervals.
@@ -166,54 +166,40 @@ fn checkpoint(state: &Path) -> HashMap<u64, u64> {
 // comes out at least once, duplicates only from what the checkpoints left to read again.
 #[test]
 fn file_spout_loses_nothing_across_rotations_and_kills() {
-    let started = Instant::now();
-    let seed = seed("soak_file");
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (input, out, state) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-    );
-    std::fs::create_dir(&input).expect("input dir");
-    let file = dir.path().join("soak.toml");
-    std::fs::write(&file, topology(&input, &out)).expect("write the topology");
-    let mut runs = Runs::new(
+    let mut soak = Soak::new(
+        "soak_file",
         Path::new(env!("CARGO_BIN_EXE_topo")),
-        &file,
-        &state,
-        &dir.path().join("topo.log"),
+        BUDGET,
+        KILLS,
+        N,
+        |dir| topology(&dir.join("in"), &dir.join("out")),
     );
-    let kills = kill_points(&mut rng, KILLS, N / 20, N * 4 / 5);
-    let mut rotations = kill_points(&mut rng, ROTATIONS, N / 10, N * 19 / 20);
+    let input = soak.dir().join("in");
+    std::fs::create_dir(&input).expect("input dir");
+    let mut rotations = kill_points(&mut soak.rng, ROTATIONS, N / 10, N * 19 / 20);
     rotations.dedup();
     println!(
-        "kill points (distinct lines output): {kills:?}; rotations (lines written): {rotations:?}"
+        "kill points (distinct lines output): {:?}; rotations (lines written): {rotations:?}",
+        soak.kill_points()
     );
 
     let mut writer = Writer::new(&input);
-    let mut output = SinkOutput::new(&out, "line");
+    let mut output = SinkOutput::new(&soak.out(), "line");
     // Output records beyond the checkpoint at each kill: what a restart may output again.
     let mut may_repeat = 0;
-    let mut child = runs.start();
-    let mut killed = 0;
-    while killed < KILLS || writer.written < N {
+    soak.start();
+    while soak.killing() || writer.written < N {
         let produced = output.poll();
-        assert!(
-            started.elapsed() < BUDGET,
-            "soak over its time budget: {produced} records output, {} lines written, {killed} kills; seed {seed}\n{}",
-            writer.written,
-            runs.log_tail()
-        );
-        if writer.written < N && (writer.written < produced + AHEAD || killed == KILLS) {
+        soak.check_budget(format_args!(
+            "{produced} records output, {} lines written",
+            writer.written
+        ));
+        if writer.written < N && (writer.written < produced + AHEAD || !soak.killing()) {
             writer.step(&rotations);
         }
-        if killed < KILLS && produced >= kills[killed] {
-            std::thread::sleep(Duration::from_millis(rng.u64(..20)));
-            child.kill9();
-            killed += 1;
+        if soak.kill_if_due(produced, 20) {
             output.poll();
-            let cp = checkpoint(&state);
+            let cp = checkpoint(&soak.state());
             may_repeat += output
                 .keys()
                 .iter()
@@ -221,28 +207,18 @@ fn file_spout_loses_nothing_across_rotations_and_kills() {
                 .filter(|(ino, off)| *off >= cp.get(ino).copied().unwrap_or(0))
                 .count();
             // Sometimes the log moves on while nothing reads it.
-            if rng.bool() {
+            if soak.rng.bool() {
                 writer.step(&rotations);
             }
-            if killed < KILLS {
-                child = runs.start();
+            if soak.killing() {
+                soak.start();
             }
             continue;
         }
-        if killed < KILLS {
-            assert!(
-                child.alive(),
-                "topo ended on its own; seed {seed}\n{}",
-                runs.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        soak.pause();
     }
     assert_eq!(writer.rotated, rotations.len(), "every rotation happened");
-    runs.run_to_end(
-        &["--until-idle", "--set", "spouts.lines.until_eof=true"],
-        BUDGET.saturating_sub(started.elapsed()),
-    );
+    soak.run_to_end(&["--until-idle", "--set", "spouts.lines.until_eof=true"]);
     output.poll();
 
     let input_lines: Vec<String> = (0..N).map(|i| format!("line {i:06} of the soak")).collect();
@@ -252,27 +228,22 @@ fn file_spout_loses_nothing_across_rotations_and_kills() {
             assert_eq!(r["offset"].as_u64(), Some(*off), "the offset of {line:?}");
         }
     }
-    let tally = Tally::of(
-        &input_lines,
-        output
-            .records()
-            .iter()
-            .map(|r| r["line"].as_str().unwrap_or_default().to_string()),
-    );
-    let context = format!("seed {seed}; {tally:?}\n{}", runs.log_tail());
+    let tally = output.tally(&input_lines);
+    let context = soak.context(format_args!("{tally:?}"));
     tally.assert_nothing_lost(&context);
-    assert!(
-        tally.duplicates <= may_repeat,
-        "{} duplicates, more than the {may_repeat} records output beyond the checkpoints at the kills\n{context}",
-        tally.duplicates
+    tally.assert_duplicates_within(
+        may_repeat,
+        "records output beyond the checkpoints at the kills",
+        &context,
     );
-    println!(
-        "SOAK file: records {N}, kills {killed}, rotations {}, runs {}, lost {}, duplicates {} (bound {may_repeat}), torn tails {}, {:.1}s, seed {seed}",
-        writer.rotated,
-        runs.started(),
-        tally.lost,
-        tally.duplicates,
+    soak.summary(
+        format_args!(
+            "file: records {N}, kills {}, rotations {}",
+            soak.killed(),
+            writer.rotated
+        ),
+        &tally,
+        format_args!("bound {may_repeat}"),
         output.torn_tails(),
-        started.elapsed().as_secs_f64()
     );
 }

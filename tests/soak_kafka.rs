@@ -86,11 +86,10 @@ fn kafka_relay_killed_at_random_points_loses_nothing() {
     });
     let file = relay(&input, &output, &group);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut runs = soak::Runs::new(
+    let mut runs = soak::Runs::in_dir(
         &assert_cmd::cargo::cargo_bin("topo"),
         file.path(),
-        &dir.path().join("state"),
-        &dir.path().join("topo.log"),
+        dir.path(),
     );
 
     // Each run is killed at a random moment 0.5 to 2.5 s after it first writes.

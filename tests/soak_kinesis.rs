@@ -13,11 +13,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use topo_test_support::kinesis::{client, create_stream, delete_stream, endpoint, put_batched};
-use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, seed};
+use topo_test_support::kinesis::{
+    client, create_stream, delete_stream, endpoint, put_batched, shards, wait_active,
+};
+use topo_test_support::soak::{SinkOutput, Soak};
 use topo_test_support::unique;
 
 /// Records put: far past max_spout_pending (300), the spout's channel (2048 records), its 64
@@ -97,14 +99,8 @@ fn checkpoints(state: &Path) -> HashMap<String, Result<Option<String>, ()>> {
 
 /// Splits `shard` at the middle of its hash key range.
 async fn split(c: &Client, stream: &str, shard: &str) {
-    let shards = c
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("list shards");
+    let shards = shards(c, stream).await;
     let s = shards
-        .shards()
         .iter()
         .find(|s| s.shard_id() == shard)
         .expect("the shard to split");
@@ -124,31 +120,26 @@ async fn split(c: &Client, stream: &str, shard: &str) {
 // record comes out at least once, duplicates only from what the checkpoints left to read again.
 #[test]
 fn kinesis_spout_loses_nothing_across_a_split_and_kills() {
-    let started = Instant::now();
-    let seed = seed("soak_kinesis");
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    let c = rt.block_on(client());
     let stream = unique("soak");
-    rt.block_on(create_stream(&c, &stream, 2));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (out, state) = (dir.path().join("out"), dir.path().join("state"));
-    let file = dir.path().join("soak.toml");
-    std::fs::write(&file, topology(&stream, &out)).expect("write the topology");
-    let mut runs = Runs::new(
+    let mut soak = Soak::new(
+        "soak_kinesis",
         Path::new(env!("CARGO_BIN_EXE_topo")),
-        &file,
-        &state,
-        &dir.path().join("topo.log"),
+        BUDGET,
+        KILLS,
+        N,
+        |dir| topology(&stream, &dir.join("out")),
     )
     .env("AWS_ACCESS_KEY_ID", "test")
     .env("AWS_SECRET_ACCESS_KEY", "test");
-    let kills = kill_points(&mut rng, KILLS, N / 20, N * 4 / 5);
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let c = rt.block_on(client());
+    rt.block_on(create_stream(&c, &stream, 2));
     // The split comes after a random whole number of PutRecords calls in the middle third.
-    let split_at = PUT_CHUNK * (N / 3 / PUT_CHUNK + rng.usize(..=N / 3 / PUT_CHUNK));
-    let to_split = format!("shardId-00000000000{}", rng.usize(..2));
+    let split_at = PUT_CHUNK * (N / 3 / PUT_CHUNK + soak.rng.usize(..=N / 3 / PUT_CHUNK));
+    let to_split = format!("shardId-00000000000{}", soak.rng.usize(..2));
     println!(
-        "kill points (records output): {kills:?}; split of {to_split} after {split_at} records put"
+        "kill points (records output): {:?}; split of {to_split} after {split_at} records put",
+        soak.kill_points()
     );
 
     let input: Vec<String> = (0..N).map(|i| format!("record-{i:05}")).collect();
@@ -157,35 +148,27 @@ fn kinesis_spout_loses_nothing_across_a_split_and_kills() {
         .enumerate()
         .map(|(i, d)| (format!("key-{i}"), d.clone()))
         .collect();
-    let mut output = SinkOutput::new(&out, "data");
+    let mut output = SinkOutput::new(&soak.out(), "data");
     let mut put = 0;
     let mut may_repeat = 0;
-    let mut child = runs.start();
-    let mut killed = 0;
-    while killed < KILLS || put < N {
+    soak.start();
+    while soak.killing() || put < N {
         let produced = output.poll();
-        assert!(
-            started.elapsed() < BUDGET,
-            "soak over its time budget: {produced} records output, {put} put, {killed} kills; seed {seed}\n{}",
-            runs.log_tail()
-        );
-        if put < N && (put < produced + AHEAD || killed == KILLS) {
+        soak.check_budget(format_args!("{produced} records output, {put} put"));
+        if put < N && (put < produced + AHEAD || !soak.killing()) {
             let end = (put + PUT_CHUNK).min(N);
             rt.block_on(put_batched(&c, &stream, &keyed[put..end]));
             put = end;
             if put == split_at {
                 rt.block_on(async {
                     split(&c, &stream, &to_split).await;
-                    topo_test_support::kinesis::wait_active(&c, &stream).await;
+                    wait_active(&c, &stream).await;
                 });
             }
         }
-        if killed < KILLS && produced >= kills[killed] {
-            std::thread::sleep(Duration::from_millis(rng.u64(..50)));
-            child.kill9();
-            killed += 1;
+        if soak.kill_if_due(produced, 50) {
             output.poll();
-            let cp = checkpoints(&state);
+            let cp = checkpoints(&soak.state());
             let mut seen = HashSet::new();
             may_repeat += output
                 .records()
@@ -201,24 +184,14 @@ fn kinesis_spout_loses_nothing_across_a_split_and_kills() {
                     }
                 })
                 .count();
-            if killed < KILLS {
-                child = runs.start();
+            if soak.killing() {
+                soak.start();
             }
             continue;
         }
-        if killed < KILLS {
-            assert!(
-                child.alive(),
-                "topo ended on its own; seed {seed}\n{}",
-                runs.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        soak.pause();
     }
-    runs.run_to_end(
-        &["--until-idle", "--set", "spouts.in.stop_at_end=true"],
-        BUDGET.saturating_sub(started.elapsed()),
-    );
+    soak.run_to_end(&["--until-idle", "--set", "spouts.in.stop_at_end=true"]);
     output.poll();
 
     let shards: HashSet<&str> = output
@@ -226,32 +199,24 @@ fn kinesis_spout_loses_nothing_across_a_split_and_kills() {
         .iter()
         .filter_map(|r| r["shard"].as_str())
         .collect();
-    let tally = Tally::of(
-        &input,
-        output
-            .records()
-            .iter()
-            .map(|r| r["data"].as_str().unwrap_or_default().to_string()),
-    );
-    let context = format!("seed {seed}; {tally:?}\n{}", runs.log_tail());
+    let tally = output.tally(&input);
+    let context = soak.context(format_args!("{tally:?}"));
     tally.assert_nothing_lost(&context);
     assert_eq!(
         shards.len(),
         4,
         "records from the 2 shards and the 2 children of the split: {shards:?}"
     );
-    assert!(
-        tally.duplicates <= may_repeat,
-        "{} duplicates, more than the {may_repeat} records output beyond the checkpoints at the kills\n{context}",
-        tally.duplicates
+    tally.assert_duplicates_within(
+        may_repeat,
+        "records output beyond the checkpoints at the kills",
+        &context,
     );
-    println!(
-        "SOAK kinesis: records {N}, kills {killed}, runs {}, lost {}, duplicates {} (bound {may_repeat}), torn tails {}, {:.1}s, seed {seed}",
-        runs.started(),
-        tally.lost,
-        tally.duplicates,
+    soak.summary(
+        format_args!("kinesis: records {N}, kills {}", soak.killed()),
+        &tally,
+        format_args!("bound {may_repeat}"),
         output.torn_tails(),
-        started.elapsed().as_secs_f64()
     );
     rt.block_on(delete_stream(&c, &stream));
 }

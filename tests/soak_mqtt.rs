@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use topo_test_support::soak::{Runs, SinkOutput, Tally, kill_points, seed, wait_for};
+use topo_test_support::soak::{SinkOutput, Soak, Tally, wait_for};
 use topo_test_support::unique;
 
 /// Messages published: far past Mosquitto's 20 in flight and 1000 queued per client, the
@@ -145,6 +145,23 @@ impl Publisher {
         self.sent += 1;
     }
 
+    /// Publishes what the window allows: messages `msg-<published>` up to N, while fewer than
+    /// [`AHEAD`] are published beyond the `produced` output and fewer than 100 beyond what the
+    /// broker acked (the `probes` sent before them not counted).
+    fn publish_window(
+        &mut self,
+        topic: &str,
+        published: &mut usize,
+        produced: usize,
+        probes: usize,
+    ) {
+        let acked = self.acked().saturating_sub(probes);
+        while *published < N && *published < produced + AHEAD && *published < acked + 100 {
+            self.publish(topic, format!("msg-{:05}", *published));
+            *published += 1;
+        }
+    }
+
     /// Publications the broker acked.
     fn acked(&self) -> usize {
         self.acked.load(Relaxed)
@@ -169,27 +186,21 @@ impl Seen {
 // message comes out at least once, duplicates only from what the broker had in flight.
 #[test]
 fn mqtt_spout_loses_nothing_across_kills() {
-    let started = Instant::now();
-    let seed = seed("soak_mqtt");
-    let mut rng = fastrand::Rng::with_seed(seed);
     let topic = format!("topo-soak/{}/m", unique("mqtt"));
     let client_id = unique("mqtt-soak");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (out, state) = (dir.path().join("out"), dir.path().join("state"));
-    let file = dir.path().join("soak.toml");
-    std::fs::write(&file, topology(&topic, &client_id, &out)).expect("write the topology");
-    let mut runs = Runs::new(
+    let mut soak = Soak::new(
+        "soak_mqtt",
         Path::new(env!("CARGO_BIN_EXE_topo")),
-        &file,
-        &state,
-        &dir.path().join("topo.log"),
+        BUDGET,
+        KILLS,
+        N,
+        |dir| topology(&topic, &client_id, &dir.join("out")),
     );
-    let kills = kill_points(&mut rng, KILLS, N / 20, N * 4 / 5);
-    println!("kill points (messages output): {kills:?}");
+    println!("kill points (messages output): {:?}", soak.kill_points());
 
     let mut publisher = Publisher::connect(&unique("mqtt-soak-pub"), true);
-    let mut seen = Seen(SinkOutput::new(&out, "payload"));
-    let mut child = runs.start();
+    let mut seen = Seen(SinkOutput::new(&soak.out(), "payload"));
+    soak.start();
     // Until the spout has subscribed (and so holds a session) a message is not kept for it:
     // publish probes until one comes out.
     let mut probes = 0;
@@ -206,67 +217,42 @@ fn mqtt_spout_loses_nothing_across_kills() {
             std::thread::sleep(Duration::from_millis(40));
             false
         },
-        || runs.log_tail(),
+        || soak.runs.log_tail(),
     );
     let probes_sent = publisher.sent;
 
     let mut published = 0;
-    let mut killed = 0;
     let mut bounds = vec![0];
-    while killed < KILLS {
+    while soak.killing() {
         let produced = seen.poll();
-        assert!(
-            started.elapsed() < BUDGET,
-            "soak over its time budget: {produced} messages output, {published} published, {killed} kills; seed {seed}\n{}",
-            runs.log_tail()
-        );
-        // Publish what the window allows, counting only what the broker acked.
-        let acked = publisher.acked().saturating_sub(probes_sent);
-        while published < N && published < produced + AHEAD && published < acked + 100 {
-            publisher.publish(&topic, format!("msg-{published:05}"));
-            published += 1;
-        }
-        if produced >= kills[killed] {
-            std::thread::sleep(Duration::from_millis(rng.u64(..20)));
-            child.kill9();
-            killed += 1;
+        soak.check_budget(format_args!(
+            "{produced} messages output, {published} published"
+        ));
+        publisher.publish_window(&topic, &mut published, produced, probes_sent);
+        if soak.kill_if_due(produced, 20) {
             seen.poll();
             bounds.push(seen.0.records().len());
-            child = runs.start();
+            soak.start();
             continue;
         }
-        assert!(
-            child.alive(),
-            "topo ended on its own; seed {seed}\n{}",
-            runs.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(5));
+        soak.pause();
     }
     // The last run: every message published, then waited for in the output.
-    let deadline = BUDGET.saturating_sub(started.elapsed());
+    let deadline = soak.left();
     let last = Instant::now();
     while last.elapsed() < deadline {
         let produced = seen.poll();
-        let acked = publisher.acked().saturating_sub(probes_sent);
-        while published < N && published < produced + AHEAD && published < acked + 100 {
-            publisher.publish(&topic, format!("msg-{published:05}"));
-            published += 1;
-        }
+        publisher.publish_window(&topic, &mut published, produced, probes_sent);
         if produced == N {
             break;
         }
-        assert!(
-            child.alive(),
-            "topo ended on its own; seed {seed}\n{}",
-            runs.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(5));
+        soak.pause();
     }
-    let status = child.interrupt(Duration::from_secs(20));
+    let status = soak.interrupt(Duration::from_secs(20));
     assert!(
         status.success(),
         "the last run: {status}\n{}",
-        runs.log_tail()
+        soak.runs.log_tail()
     );
     seen.poll();
 
@@ -281,11 +267,10 @@ fn mqtt_spout_loses_nothing_across_kills() {
             .filter(|p| !p.starts_with("probe-"))
             .map(str::to_string),
     );
-    let context = format!(
-        "seed {seed}; {published} published, {} acked by the broker; {tally:?}\n{}",
-        publisher.acked().saturating_sub(probes_sent),
-        runs.log_tail()
-    );
+    let context = soak.context(format_args!(
+        "{published} published, {} acked by the broker; {tally:?}",
+        publisher.acked().saturating_sub(probes_sent)
+    ));
     tally.assert_nothing_lost(&context);
     // Where the duplicates are: run by run (the output of each run lies between two kills).
     let records = seen.0.records();
@@ -316,14 +301,14 @@ fn mqtt_spout_loses_nothing_across_kills() {
             kill + 1
         );
     }
-    println!(
-        "SOAK mqtt: messages {N}, kills {killed}, runs {}, lost {}, duplicates {} (per run after a kill: {:?}, bound {PER_KILL} each), torn tails {}, {:.1}s, seed {seed}",
-        runs.started(),
-        tally.lost,
-        tally.duplicates,
-        &repeated[1..],
+    soak.summary(
+        format_args!("mqtt: messages {N}, kills {}", soak.killed()),
+        &tally,
+        format_args!(
+            "per run after a kill: {:?}, bound {PER_KILL} each",
+            &repeated[1..]
+        ),
         seen.0.torn_tails(),
-        started.elapsed().as_secs_f64()
     );
     // Drop the spout's persistent session at the broker.
     drop(Publisher::connect(&client_id, true));

@@ -31,6 +31,21 @@ async fn keyed(c: &Client, stream: &str) -> Vec<(String, String)> {
     v
 }
 
+/// Every input as (partition key, data), sorted: what the stream holds once each is put.
+fn keyed_inputs(inputs: &[Values]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = inputs
+        .iter()
+        .map(|v| {
+            (
+                v[0].as_str().unwrap_or("").to_string(),
+                v[1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn options(stream: &str) -> KinesisSinkOptions {
     KinesisSinkOptions {
         stream: stream.into(),
@@ -100,6 +115,27 @@ async fn run(
     (spout, errors, counters)
 }
 
+/// Checks a run in which every input is put: each input acked once, nothing on the error
+/// stream, and the stream holding `want` (as [`keyed_inputs`] gives it), each record once.
+async fn assert_each_put_once(
+    c: &Client,
+    stream: &str,
+    spout: &VecSpout,
+    errors: &CaptureBolt,
+    want: Vec<(String, String)>,
+) {
+    assert!(
+        spout.acked().iter().all(|&n| n == 1),
+        "each input acked once"
+    );
+    assert!(errors.tuples().is_empty());
+    assert_eq!(
+        keyed(c, stream).await,
+        want,
+        "every record in the stream once"
+    );
+}
+
 // Guards the sink's main path: every input is put to a 2-shard stream with its partition key,
 // and acked exactly once; a batch bigger than one call's 5 MiB is split.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,30 +152,12 @@ async fn every_input_is_put_and_acked_once() {
     for i in 0..6 {
         inputs.push(values!["big", format!("{big}{i}")]);
     }
-    let mut want: Vec<(String, String)> = inputs
-        .iter()
-        .map(|v| {
-            (
-                v[0].as_str().unwrap_or("").to_string(),
-                v[1].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    want.sort();
+    let want = keyed_inputs(&inputs);
     let mut opts = options(&stream);
     opts.batch.max_bytes = 5 << 20;
     let (spout, errors, _) = run(opts, inputs, true).await;
-    assert!(
-        spout.acked().iter().all(|&n| n == 1),
-        "each input acked once"
-    );
     assert!(spout.failed().iter().all(|&n| n == 0));
-    assert!(errors.tuples().is_empty());
-    assert_eq!(
-        keyed(&c, &stream).await,
-        want,
-        "every record in the stream once"
-    );
+    assert_each_put_once(&c, &stream, &spout, &errors, want).await;
     delete_stream(&c, &stream).await;
 }
 
@@ -479,30 +497,12 @@ async fn a_batch_with_a_long_interval_is_put_when_the_input_runs_dry() {
     let inputs: Vec<Values> = (0..300)
         .map(|i| values![format!("dev-{}", i % 7), format!("reading {i}")])
         .collect();
-    let mut want: Vec<(String, String)> = inputs
-        .iter()
-        .map(|v| {
-            (
-                v[0].as_str().unwrap_or("").to_string(),
-                v[1].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    want.sort();
+    let want = keyed_inputs(&inputs);
     let mut opts = options(&stream);
     opts.batch.max_records = 500;
     opts.batch.max_bytes = 5 << 20;
     opts.batch.interval = Duration::from_secs(3600);
     let (spout, errors, _) = run(opts, inputs, true).await;
-    assert!(
-        spout.acked().iter().all(|&n| n == 1),
-        "each input acked once"
-    );
-    assert!(errors.tuples().is_empty());
-    assert_eq!(
-        keyed(&c, &stream).await,
-        want,
-        "every record in the stream once"
-    );
+    assert_each_put_once(&c, &stream, &spout, &errors, want).await;
     delete_stream(&c, &stream).await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls, Row};
 use topo_bolts::{PostgresOptions, PostgresSink};
 use topo_dsl::TopologyBuilder;
-use topo_runtime::testing::{BoltTester, VecSpout};
+use topo_runtime::testing::BoltTester;
 use topo_runtime::value::Values;
 use topo_runtime::{Config, Value, values};
 
@@ -18,7 +18,7 @@ const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const START: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 
 mod common;
-use common::{Gate, WAIT, wait_until};
+use common::{Gate, WAIT, run_words_until_idle, runtime, wait_until, word_spout};
 
 // The longest a test waits for something that should take a moment.
 
@@ -541,10 +541,7 @@ fn records_survive_a_killed_connection_and_a_locked_table_through_replay() {
          retry = {{ attempts = 3, backoff = \"20ms\", max_backoff = \"100ms\" }}",
         t.name
     ));
-    let records: Vec<_> = (0..total)
-        .map(|i| values![format!("w{i}"), i as i64])
-        .collect();
-    let spout = VecSpout::new(["word", "n"], records);
+    let spout = word_spout(total);
     let (open_gate, gate) = tokio::sync::watch::channel(false);
     let free = Arc::new(AtomicUsize::new(first));
     let mut b = TopologyBuilder::new("pg-kill");
@@ -572,11 +569,7 @@ fn records_survive_a_killed_connection_and_a_locked_table_through_replay() {
         .fields_grouping("gate", ["word"]);
     let topology = b.build().expect("a valid topology");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let rt = runtime();
     let client = &db.client;
     let table = t.name.clone();
     rt.block_on(async {
@@ -655,31 +648,7 @@ fn a_big_batch_with_a_long_interval_is_written_when_the_input_runs_dry() {
          batch = {{ max_records = 20000, interval = \"1h\" }}",
         t.name
     ));
-    let records: Vec<_> = (0..total)
-        .map(|i| values![format!("w{i}"), i as i64])
-        .collect();
-    let spout = VecSpout::new(["word", "n"], records);
-    let mut b = TopologyBuilder::new("pg-dry");
-    b.config_mut().max_spout_pending = Some(50);
-    b.config_mut().worker_threads = 2;
-    b.set_spout("records", spout.factory(), 1);
     let s = sink.clone();
-    b.set_bolt("store", move || s.bolt(), 2)
-        .fields_grouping("records", ["word"]);
-    let topology = b.build().expect("a valid topology");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let handle = topo_runtime::submit(topology);
-        if let Err(e) = handle.wait_until_idle(WAIT).await {
-            panic!("not idle within {:?}: {:#?}", e.waited, e.metrics);
-        }
-        let report = handle.stop(Duration::from_secs(5)).await;
-        assert!(report.drained, "{report:#?}");
-    });
-    assert_eq!(spout.acked(), vec![1; total], "every message acked once");
+    run_words_until_idle("pg-dry", "store", total, move || s.bolt());
     assert_eq!(db.count(&t.name), total as i64, "every record written once");
 }

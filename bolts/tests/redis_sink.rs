@@ -9,14 +9,14 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use topo_bolts::{RedisOptions, RedisSink};
 use topo_dsl::TopologyBuilder;
-use topo_runtime::testing::{BoltTester, Executed, VecSpout};
+use topo_runtime::testing::{BoltTester, Executed};
 use topo_runtime::{Config, Value, values};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 const START: &str = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log";
 
 mod common;
-use common::{Gate, WAIT, wait_until};
+use common::{Gate, WAIT, run_words_until_idle, runtime, wait_until, word_spout};
 
 // The longest a test waits for something that should take a moment.
 
@@ -424,10 +424,7 @@ fn records_survive_killed_connections_and_refused_logins_through_replay() {
          retry = {{ attempts = 3, backoff = \"20ms\", max_backoff = \"100ms\" }}",
         user.name
     ));
-    let records: Vec<_> = (0..total)
-        .map(|i| values![format!("w{i}"), i as i64])
-        .collect();
-    let spout = VecSpout::new(["word", "n"], records);
+    let spout = word_spout(total);
     let (open_gate, gate) = tokio::sync::watch::channel(false);
     let free = Arc::new(AtomicUsize::new(first));
     let mut b = TopologyBuilder::new("redis-kill");
@@ -455,11 +452,7 @@ fn records_survive_killed_connections_and_refused_logins_through_replay() {
         .shuffle_grouping("gate");
     let topology = b.build().expect("a valid topology");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let rt = runtime();
     let mut c = r.conn.clone();
     rt.block_on(async {
         let handle = topo_runtime::submit(topology);
@@ -536,31 +529,7 @@ fn a_big_batch_with_a_long_interval_is_written_when_the_input_runs_dry() {
         "url = \"{URL}\"\ncommand = \"zadd\"\nkey = \"{key}\"\nmember = \"word\"\nvalue = \"n\"\n\
          batch = {{ max_records = 20000, interval = \"1h\" }}"
     ));
-    let records: Vec<_> = (0..total)
-        .map(|i| values![format!("w{i}"), i as i64])
-        .collect();
-    let spout = VecSpout::new(["word", "n"], records);
-    let mut b = TopologyBuilder::new("redis-dry");
-    b.config_mut().max_spout_pending = Some(50);
-    b.config_mut().worker_threads = 2;
-    b.set_spout("records", spout.factory(), 1);
-    b.set_bolt("board", move || s.bolt(), 2)
-        .fields_grouping("records", ["word"]);
-    let topology = b.build().expect("a valid topology");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let handle = topo_runtime::submit(topology);
-        if let Err(e) = handle.wait_until_idle(WAIT).await {
-            panic!("not idle within {:?}: {:#?}", e.waited, e.metrics);
-        }
-        let report = handle.stop(Duration::from_secs(5)).await;
-        assert!(report.drained, "{report:#?}");
-    });
-    assert_eq!(spout.acked(), vec![1; total], "every message acked once");
+    run_words_until_idle("redis-dry", "board", total, move || s.bolt());
     let expected: BTreeMap<String, f64> = (0..total).map(|i| (format!("w{i}"), i as f64)).collect();
     assert!(r.zscores(&key) == expected, "the board holds every record");
 }

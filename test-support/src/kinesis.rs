@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Shard, ShardIteratorType};
 
 /// The longest a helper waits for the server.
 const WAIT: Duration = Duration::from_secs(90);
@@ -140,16 +140,21 @@ pub struct Record {
     pub data: String,
 }
 
-/// Every record of every shard, shard by shard in stream order.
-pub async fn read_all(c: &Client, stream: &str) -> Vec<Record> {
-    let shards = c
-        .list_shards()
+/// The shards of a stream (one ListShards call: a test's streams have few).
+pub async fn shards(c: &Client, stream: &str) -> Vec<Shard> {
+    c.list_shards()
         .stream_name(stream)
         .send()
         .await
-        .expect("list shards");
+        .expect("list shards")
+        .shards()
+        .to_vec()
+}
+
+/// Every record of every shard, shard by shard in stream order.
+pub async fn read_all(c: &Client, stream: &str) -> Vec<Record> {
     let mut out = Vec::new();
-    for s in shards.shards() {
+    for s in shards(c, stream).await {
         let mut it = c
             .get_shard_iterator()
             .stream_name(stream)

@@ -1,6 +1,7 @@
 //! What the soak tests (`tests/soak_*.rs`) share: a seeded random source for the kill points,
 //! `topo run` child processes killed with SIGKILL and started again on the same state directory,
-//! an independent reader of the `file` sink's output directory, and the final tally (lost,
+//! the soak under way ([`Soak`]: its directory, time budget, kill points and run going on), an
+//! independent reader of the `file` sink's output directory, and the final tally (lost,
 //! duplicates).
 //!
 //! ```text
@@ -66,6 +67,188 @@ pub fn wait_for(
     }
 }
 
+/// One soak under way: its seed and the random source drawn from it, its time budget, its
+/// temporary directory (the topology file `soak.toml`, the sink's `out/`, the state directory
+/// `state/`, the runs' log `topo.log`), its runs, the run going on and its kill points.
+pub struct Soak {
+    /// The seed (printed by [`Soak::new`]).
+    pub seed: u64,
+    /// The random source of the kill points, then of the test's own choices.
+    pub rng: fastrand::Rng,
+    /// The runs of the soak's topology.
+    pub runs: Runs,
+    kills: Vec<usize>,
+    killed: usize,
+    child: Option<Running>,
+    started: Instant,
+    budget: Duration,
+    dir: tempfile::TempDir,
+}
+
+impl Soak {
+    /// Starts the soak of test binary `test` (its [`seed`] printed): writes `topology(dir)` (of
+    /// the soak's temporary directory) to `soak.toml`, prepares runs of it by `bin` and draws
+    /// `kills` kill points from the output counts of `n / 20 .. n * 4 / 5` ([`kill_points`]).
+    /// The soak may take `budget` in all, counted from now.
+    pub fn new(
+        test: &str,
+        bin: &Path,
+        budget: Duration,
+        kills: usize,
+        n: usize,
+        topology: impl FnOnce(&Path) -> String,
+    ) -> Soak {
+        let started = Instant::now();
+        let seed = seed(test);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("soak.toml");
+        std::fs::write(&file, topology(dir.path())).expect("write the topology");
+        let runs = Runs::in_dir(bin, &file, dir.path());
+        let kills = kill_points(&mut rng, kills, n / 20, n * 4 / 5);
+        Soak {
+            seed,
+            rng,
+            runs,
+            kills,
+            killed: 0,
+            child: None,
+            started,
+            budget,
+            dir,
+        }
+    }
+
+    /// Sets an environment variable of every run.
+    pub fn env(mut self, key: &str, value: &str) -> Soak {
+        self.runs = self.runs.env(key, value);
+        self
+    }
+
+    /// The soak's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The sink's output directory: `out/` of the temporary directory.
+    pub fn out(&self) -> PathBuf {
+        self.dir().join("out")
+    }
+
+    /// The runs' state directory: `state/` of the temporary directory.
+    pub fn state(&self) -> PathBuf {
+        self.dir().join("state")
+    }
+
+    /// The kill points: output counts at which a run is killed, increasing.
+    pub fn kill_points(&self) -> &[usize] {
+        &self.kills
+    }
+
+    /// How many runs were killed so far.
+    pub fn killed(&self) -> usize {
+        self.killed
+    }
+
+    /// Whether kill points are left.
+    pub fn killing(&self) -> bool {
+        self.killed < self.kills.len()
+    }
+
+    /// Starts a run (the run going on).
+    pub fn start(&mut self) {
+        self.child = Some(self.runs.start());
+    }
+
+    /// Panics when the soak is over its time budget, saying `progress`, the kills so far, the
+    /// seed and the end of the runs' log.
+    pub fn check_budget(&self, progress: impl std::fmt::Display) {
+        assert!(
+            self.started.elapsed() < self.budget,
+            "soak over its time budget: {progress}, {} kills; seed {}\n{}",
+            self.killed,
+            self.seed,
+            self.runs.log_tail()
+        );
+    }
+
+    /// When the output count `produced` has reached the next kill point: waits a random
+    /// `0..max_pause_ms` ms, kills the run going on with SIGKILL and returns true (no run goes on
+    /// then). Else returns false.
+    pub fn kill_if_due(&mut self, produced: usize, max_pause_ms: u64) -> bool {
+        if !self.killing() || produced < self.kills[self.killed] {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(self.rng.u64(..max_pause_ms)));
+        self.child.take().expect("a run going on to kill").kill9();
+        self.killed += 1;
+        true
+    }
+
+    /// Between two rounds of a soak's loop: panics if the run going on (if any) has ended on its
+    /// own, then sleeps 5 ms.
+    pub fn pause(&mut self) {
+        if let Some(child) = &mut self.child {
+            assert!(
+                child.alive(),
+                "topo ended on its own; seed {}\n{}",
+                self.seed,
+                self.runs.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    /// Stops the run going on with SIGINT ([`Running::interrupt`]); its exit status.
+    pub fn interrupt(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.child
+            .take()
+            .expect("a run going on to stop")
+            .interrupt(timeout)
+    }
+
+    /// Runs `topo run <extra..>` to its end within what is left of the budget
+    /// ([`Runs::run_to_end`]).
+    pub fn run_to_end(&mut self, extra: &[&str]) {
+        let left = self.left();
+        self.runs.run_to_end(extra, left);
+    }
+
+    /// What is left of the time budget.
+    pub fn left(&self) -> Duration {
+        self.budget.saturating_sub(self.started.elapsed())
+    }
+
+    /// The time since the soak started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Prints the soak's summary: `SOAK <head>, runs <n>, lost <n>, duplicates <n> (<bound>),
+    /// torn tails <torn_tails>, <seconds>s, seed <seed>`.
+    pub fn summary(
+        &self,
+        head: impl std::fmt::Display,
+        tally: &Tally,
+        bound: impl std::fmt::Display,
+        torn_tails: usize,
+    ) {
+        println!(
+            "SOAK {head}, runs {}, lost {}, duplicates {} ({bound}), torn tails {torn_tails}, {:.1}s, seed {}",
+            self.runs.started(),
+            tally.lost,
+            tally.duplicates,
+            self.elapsed().as_secs_f64(),
+            self.seed
+        );
+    }
+
+    /// The context of a failure: the seed, `what`, and the end of the runs' log.
+    pub fn context(&self, what: impl std::fmt::Display) -> String {
+        format!("seed {}; {what}\n{}", self.seed, self.runs.log_tail())
+    }
+}
+
 /// `topo run` child processes of one soak: each run is started with the same topology file,
 /// state directory and environment, its standard error appended to `<log>`.
 pub struct Runs {
@@ -88,6 +271,12 @@ impl Runs {
             env: Vec::new(),
             started: 0,
         }
+    }
+
+    /// Runs of `bin run <topology>` whose state directory (`state/`) and log (`topo.log`) are
+    /// in `dir`.
+    pub fn in_dir(bin: &Path, topology: &Path, dir: &Path) -> Runs {
+        Runs::new(bin, topology, &dir.join("state"), &dir.join("topo.log"))
     }
 
     /// Sets an environment variable of every run.
@@ -304,6 +493,14 @@ impl SinkOutput {
         &self.records
     }
 
+    /// The tally of the records read so far (by their keys) against `input`.
+    pub fn tally(&self, input: &[String]) -> Tally {
+        Tally::of(
+            input,
+            self.records.iter().map(|r| self.key_of(r).to_string()),
+        )
+    }
+
     /// Bytes after the last complete line of each file: the torn tails of writes cut by a kill
     /// (the sink acks only after its fsync, so no acked record is in one). Call after [`poll`].
     ///
@@ -360,6 +557,15 @@ impl Tally {
             duplicates: seen.values().map(|n| n - 1).sum(),
             unexpected,
         }
+    }
+
+    /// Panics if there are more duplicates than `bound`, the `what` that may come out again.
+    pub fn assert_duplicates_within(&self, bound: usize, what: &str, context: &str) {
+        assert!(
+            self.duplicates <= bound,
+            "{} duplicates, more than the {bound} {what}\n{context}",
+            self.duplicates
+        );
     }
 
     /// Panics unless nothing was lost and nothing foreign came out.

@@ -1,11 +1,13 @@
 //! Helpers shared by the sink tests that run a topology against a live server: a gate that holds
-//! tuples back until the test opens it, and a bounded wait.
+//! tuples back until the test opens it, a bounded wait, and a run of word records to the end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use topo_runtime::{Bolt, BoxError, OutputCollector, OutputDeclarer, Tuple};
+use topo_dsl::{IntoBoltFactory, TopologyBuilder};
+use topo_runtime::testing::VecSpout;
+use topo_runtime::{Bolt, BoxError, OutputCollector, OutputDeclarer, Tuple, values};
 
 /// The longest a test waits for a condition.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -71,4 +73,44 @@ pub async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
         assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// `total` records of the fields `word` and `n` (`"w<i>"`, `i`) from a spout of their own.
+pub fn word_spout(total: usize) -> VecSpout {
+    let records: Vec<_> = (0..total)
+        .map(|i| values![format!("w{i}"), i as i64])
+        .collect();
+    VecSpout::new(["word", "n"], records)
+}
+
+/// A runtime of two worker threads, for a topology under test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Runs topology `name`: [`word_spout`]`(total)` ("records") into `bolt` (component `id`, 2
+/// tasks, grouped by `word`), with at most 50 trees pending and 2 worker threads, until it is
+/// idle (panics after [`WAIT`] with its figures); then stops it and checks that it drained and
+/// that every record was acked once.
+pub fn run_words_until_idle<M>(name: &str, id: &str, total: usize, bolt: impl IntoBoltFactory<M>) {
+    let spout = word_spout(total);
+    let mut b = TopologyBuilder::new(name);
+    b.config_mut().max_spout_pending = Some(50);
+    b.config_mut().worker_threads = 2;
+    b.set_spout("records", spout.factory(), 1);
+    b.set_bolt(id, bolt, 2).fields_grouping("records", ["word"]);
+    let topology = b.build().expect("a valid topology");
+    runtime().block_on(async {
+        let handle = topo_runtime::submit(topology);
+        if let Err(e) = handle.wait_until_idle(WAIT).await {
+            panic!("not idle within {:?}: {:#?}", e.waited, e.metrics);
+        }
+        let report = handle.stop(Duration::from_secs(5)).await;
+        assert!(report.drained, "{report:#?}");
+    });
+    assert_eq!(spout.acked(), vec![1; total], "every message acked once");
 }
