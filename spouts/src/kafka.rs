@@ -133,9 +133,9 @@
 //! - `earliest`/`latest` are per task and per run: a restarted process resumes a partition
 //!   from the group's committed offset only with the `committed_else_*` strategies.
 //! - Records held for replay live in memory (bounded by `max_uncommitted` per partition), and
-//!   librdkafka fetches ahead into each partition's queue (`queued.min.messages`, default
-//!   100,000 records, or `queued.max.messages.kbytes`, default 64 MiB, per partition; set them
-//!   in `properties` to use less memory).
+//!   librdkafka fetches ahead into each partition's queue: up to `max_uncommitted` records or
+//!   8 MiB per partition (its `queued.min.messages` and `queued.max.messages.kbytes`, which
+//!   `properties` may set otherwise).
 //! - Kafka-compatible brokers differ. tansu 0.6, the broker the tests run against:
 //!   - answers a fetch from inside a record batch with the next batch, or with nothing when it
 //!     is the last one (the spout reads again from earlier: nothing is lost);
@@ -191,6 +191,9 @@ const STALLED: Duration = Duration::from_millis(300);
 /// How long a partition at or past the broker's high watermark must stay silent to count as
 /// read to its end when no end-of-partition event comes.
 const QUIET: Duration = Duration::from_millis(500);
+/// librdkafka's fetch-ahead limit per partition queue, in KiB (its default, 64 MiB, is meant
+/// for one queue of all partitions).
+const QUEUED_KBYTES: u32 = 8192;
 /// `Part::back` once stepping back further is not possible.
 const GAVE_UP: u64 = u64::MAX;
 /// The fields every record has, in order.
@@ -768,7 +771,9 @@ impl Parts {
                     Err(why) => {
                         let (t, n) = &self.slots[s as usize];
                         counters.refused_commits.fetch_add(1, Relaxed);
-                        counters.error(component, format!("not committing {t}/{n}: {why}"));
+                        counters
+                            .log
+                            .record_error(component, format!("not committing {t}/{n}: {why}"));
                         None
                     }
                 }
@@ -1841,6 +1846,16 @@ impl Spout for KafkaSpout {
         if let Some(id) = &o.instance_id {
             config.set("group.instance.id", format!("{id}-{}", ctx.task_index()));
         }
+        // Each partition has a queue of its own, and librdkafka's fetch-ahead limits apply to
+        // each (not to all together, as with one queue): a partition needs no more records
+        // ahead than it may read before its cap, and a few MiB keep it busy. `properties` may
+        // set other values.
+        config
+            .set(
+                "queued.min.messages",
+                o.max_uncommitted.clamp(1, 10_000_000).to_string(),
+            )
+            .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string());
         apply_properties(&mut config, &o.properties);
         let consumer: BaseConsumer<SpoutContext> = config
             .create_with_context(context)

@@ -66,6 +66,14 @@ impl ErrorLog {
         *lock(&self.last) = Some(msg);
     }
 
+    /// As [`record`](ErrorLog::record), but logged at error level every time: for what must
+    /// never happen (a broken invariant), which is rare by nature and must not be hidden.
+    pub(crate) fn record_error(&self, component: &str, msg: String) {
+        self.count.fetch_add(1, Relaxed);
+        tracing::error!(component, "{msg}");
+        *lock(&self.last) = Some(msg);
+    }
+
     /// Errors recorded.
     pub(crate) fn count(&self) -> u64 {
         self.count.load(Relaxed)
