@@ -5,7 +5,8 @@
 //! 200,000 records in a 4-partition topic, produced the way applications' clients produce
 //! them (batches of many records), are relayed by `topo run` (kafka spout with
 //! `assignment = "static"` and `max_uncommitted = 2000`, so that every partition stops at its
-//! cap again and again -> map -> kafka sink) into another topic. The process is killed with
+//! cap again and again -> throttle at 8,000 records/s, so that a run is killed long before it
+//! could read everything -> map -> kafka sink) into another topic. The process is killed with
 //! SIGKILL at random moments (the seed is printed; set `TOPO_SOAK_SEED` to repeat a run),
 //! started again each time with the same group, and finally run to the end (`--until-idle`,
 //! `stop_at_end`). A plain consumer then reads the output topic to its end: every input record
@@ -24,10 +25,13 @@ const PARTITIONS: i32 = 4;
 const KILLS: usize = 6;
 /// The uncommitted cap of the relay's spout (per partition).
 const MAX_UNCOMMITTED: usize = 2000;
+/// The relay's pace per throttle task (2 tasks): 6 runs of at most a few seconds each read
+/// well under the 200,000 records, so every kill lands mid-stream.
+const RATE_PER_TASK: usize = 4000;
 /// The longest one run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(180);
 
-/// The relay: kafka spout (default options, static assignment) -> map -> kafka sink.
+/// The relay: kafka spout (static assignment, a small cap) -> throttle -> map -> kafka sink.
 fn relay(input: &str, output: &str, group: &str) -> tempfile::NamedTempFile {
     temp_topology(&format!(
         r#"
@@ -43,11 +47,17 @@ max_uncommitted = {MAX_UNCOMMITTED}
 stop_at_end = true
 parallelism = 2
 
+[bolts.pace]
+kind = "throttle"
+rate = {RATE_PER_TASK}
+parallelism = 2
+inputs = [{{ from = "in" }}]
+
 [bolts.relay]
 kind = "map"
 fields = [{{ key = "key" }}, {{ value = "value" }}]
 parallelism = 2
-inputs = [{{ from = "in" }}]
+inputs = [{{ from = "pace" }}]
 
 [bolts.out]
 kind = "kafka"

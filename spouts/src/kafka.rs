@@ -38,7 +38,7 @@
 //!                                          # | "committed_else_latest"
 //! payload = "utf8"                  # the value: "utf8" | "strict" | "raw" | "json"
 //! # fields = ["user", "action"]     # json: keys of the object emitted as fields
-//! commit_interval = "1s"
+//! commit_interval = "1s"           # also at once when a partition at its cap can free half
 //! max_uncommitted = 10000           # per partition: not read while this many are uncommitted
 //! retry = { backoff = "100ms", max_backoff = "10s", max_retries = 0 }   # 0 = forever
 //! # dead_letter_topic = "lines-dlt" # records failed max_retries times are produced here
@@ -194,6 +194,8 @@ const QUIET: Duration = Duration::from_millis(500);
 /// librdkafka's fetch-ahead limit per partition queue, in KiB (its default, 64 MiB, is meant
 /// for one queue of all partitions).
 const QUEUED_KBYTES: u32 = 8192;
+/// How long librdkafka holds fetching back for a partition whose queue is full, in ms.
+const FETCH_QUEUE_BACKOFF_MS: u32 = 20;
 /// `Part::back` once stepping back further is not possible.
 const GAVE_UP: u64 = u64::MAX;
 /// The fields every record has, in order.
@@ -334,7 +336,8 @@ pub struct KafkaOptions {
     pub payload: PayloadFormat,
     /// With `payload = "json"`: keys of the object emitted as fields after `headers`.
     pub fields: Vec<String>,
-    /// How often acked offsets are committed.
+    /// How often acked offsets are committed (and at once when a partition at its
+    /// `max_uncommitted` cap can free half of it by committing).
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// Per partition, how many offsets may be emitted but not committed before fetching pauses.
@@ -1789,6 +1792,17 @@ impl Running {
         }
     }
 
+    /// A partition stopped at its uncommitted cap has at least half of its window acked past
+    /// its last commit: committing now lets it be read on.
+    fn window_to_free(&self, opts: &KafkaOptions) -> bool {
+        let half = (opts.max_uncommitted / 2).max(1);
+        lock(&self.parts).live.values().any(|p| {
+            p.paused
+                && p.commit_point()
+                    .is_some_and(|c| c.saturating_sub(p.committed.unwrap_or(p.origin)) >= half)
+        })
+    }
+
     /// Every assigned partition read to its end, every record handled and committed.
     fn drained(&self) -> bool {
         let parts = lock(&self.parts);
@@ -1855,7 +1869,10 @@ impl Spout for KafkaSpout {
                 "queued.min.messages",
                 o.max_uncommitted.clamp(1, 10_000_000).to_string(),
             )
-            .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string());
+            .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string())
+            // A full queue holds fetching back this long (librdkafka: 1 s, which with these
+            // limits would stall a partition after every cap).
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string());
         apply_properties(&mut config, &o.properties);
         let consumer: BaseConsumer<SpoutContext> = config
             .create_with_context(context)
@@ -1970,7 +1987,9 @@ impl Spout for KafkaSpout {
             }
         }
         r.poll_partitions(opts, counters, out);
-        if r.last_commit.elapsed() >= opts.commit_interval {
+        // Every `commit_interval`, and at once when a partition at its cap could free half of
+        // its window by committing: the cap bounds what a restart reads again, not throughput.
+        if r.last_commit.elapsed() >= opts.commit_interval || r.window_to_free(opts) {
             r.last_commit = Instant::now();
             let _ = r.commit(CommitMode::Async, counters);
         }

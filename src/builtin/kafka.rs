@@ -89,7 +89,7 @@ pub(super) fn register(r: &mut Registry) {
             "commit_interval",
             "duration",
             "\"1s\"",
-            "how often each partition's contiguous acked prefix is committed (also on revoke and close)",
+            "how often each partition's contiguous acked prefix is committed (also on revoke and close, and at once when a partition at its cap can free half of it)",
         ),
         OptionDoc::new(
             "max_uncommitted",
