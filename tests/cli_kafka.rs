@@ -141,15 +141,26 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
 }
 
 /// A topology file: the `kafka` spout on `input` (group `group`, and the options in
-/// `spout_extra`) -> the `kafka` sink on `output`; each record read is also printed (its
-/// partition and value) by `seen`.
+/// `spout_extra`) -> with `pace`, a throttle of that many records/s per task (2 tasks) -> the
+/// `kafka` sink on `output`; each record read is also printed (its partition and value) by
+/// `seen`.
 fn relay_topology(
     input: &str,
     output: &str,
     group: &str,
     stop_at_end: bool,
     spout_extra: &str,
+    pace: Option<u32>,
 ) -> tempfile::NamedTempFile {
+    let (pace, to_sink) = match pace {
+        Some(rate) => (
+            format!(
+                "[bolts.pace]\nkind = \"throttle\"\nrate = {rate}\nparallelism = 2\ninputs = [{{ from = \"in\" }}]\n"
+            ),
+            "pace",
+        ),
+        None => (String::new(), "in"),
+    };
     temp_topology(&format!(
         r#"
 name = "kafka-relay"
@@ -169,13 +180,14 @@ parallelism = 2
 properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 500 }}
 {spout_extra}
 
+{pace}
 [bolts.out]
 kind = "kafka"
 brokers = "{brokers}"
 topic = "{output}"
 key_field = "key"
 value_field = "value"
-inputs = [{{ from = "in" }}]
+inputs = [{{ from = "{to_sink}" }}]
 
 [bolts.seen]
 kind = "stdout"
@@ -248,7 +260,8 @@ fn killed_and_restarted(name: &str, spout_extra: &str) {
         create_topic(&output, 4).await;
         produce_batched(&input, &sent).await;
     });
-    let file = relay_topology(&input, &output, &group, true, spout_extra);
+    // Paced at 10,000 records/s, so that the kill lands mid-stream.
+    let file = relay_topology(&input, &output, &group, true, spout_extra, Some(5000));
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut runs = soak::Runs::in_dir(
         &assert_cmd::cargo::cargo_bin("topo"),
@@ -260,11 +273,16 @@ fn killed_and_restarted(name: &str, spout_extra: &str) {
     soak::wait_for(
         "the first run to write a tenth of the records",
         WAIT,
-        || output_len(&output, 4) >= (N / 10) as i64,
+        // The broker's end offsets, cheap to ask for, lag behind what is written: a lower bound.
+        || end_offsets(&output, 4).values().sum::<i64>() >= (N / 10) as i64,
         || runs.log_tail(),
     );
     run.kill9();
     let after_kill = output_len(&output, 4);
+    assert!(
+        after_kill < N as i64,
+        "killed midway ({after_kill} of {N} written)"
+    );
     let committed_at_kill: i64 = committed(&group, &input, 4)
         .values()
         .map(|&c| c.max(0))
@@ -342,7 +360,7 @@ fn two_processes_share_the_partitions_and_one_takes_over_when_the_other_stops() 
         create_topic(&input, 4).await;
         create_topic(&output, 4).await;
     });
-    let file = relay_topology(&input, &output, &group, false, "");
+    let file = relay_topology(&input, &output, &group, false, "", None);
     let mut a = topo(file.path(), false).spawn().expect("spawn topo a");
     let a_lines = collect_lines(&mut a);
     let mut b = topo(file.path(), false).spawn().expect("spawn topo b");
