@@ -259,6 +259,25 @@ pub enum Assignment {
     Static,
 }
 
+impl FirstPoll {
+    /// Where a partition starts the first time this task is assigned it, whatever the group
+    /// committed: `earliest` and `latest` only.
+    fn ignoring_commits(self) -> Option<Offset> {
+        match self {
+            FirstPoll::Earliest => Some(Offset::Beginning),
+            FirstPoll::Latest => Some(Offset::End),
+            _ => None,
+        }
+    }
+    /// Where a partition starts when the group committed no offset for it.
+    fn without_commit(self) -> Offset {
+        match self {
+            FirstPoll::Latest | FirstPoll::CommittedElseLatest => Offset::End,
+            _ => Offset::Beginning,
+        }
+    }
+}
+
 /// How failed tuples are retried.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -898,34 +917,24 @@ impl SpoutContext {
                 TopicPartitionList::new()
             }
         };
+        let first = self.first_poll.ignoring_commits();
         for el in asked.elements() {
             let key = (el.topic().to_string(), el.partition());
-            let first = match self.first_poll {
-                FirstPoll::Earliest => Some(Offset::Beginning),
-                FirstPoll::Latest => Some(Offset::End),
-                _ => None,
-            };
             let at = match (first_time.contains(&key), first, el.offset()) {
                 (true, Some(o), _) => o,
                 (_, _, Offset::Offset(c)) if c >= 0 => {
                     found.insert(key.clone(), c as u64);
                     Offset::Offset(c)
                 }
-                _ => match self.first_poll {
-                    FirstPoll::Latest | FirstPoll::CommittedElseLatest => Offset::End,
-                    _ => Offset::Beginning,
-                },
+                _ => self.first_poll.without_commit(),
             };
             let _ = tpl.set_partition_offset(&key.0, key.1, at);
         }
         // On a failure above, only `earliest`/`latest` of a first assignment are set.
-        if asked.count() == 0 {
+        if asked.count() == 0
+            && let Some(o) = first
+        {
             for (topic, partition) in first_time {
-                let o = match self.first_poll {
-                    FirstPoll::Earliest => Offset::Beginning,
-                    FirstPoll::Latest => Offset::End,
-                    _ => continue,
-                };
                 let _ = tpl.set_partition_offset(topic, *partition, o);
             }
         }
@@ -1852,8 +1861,8 @@ impl Spout for KafkaSpout {
             .set("enable.partition.eof", "true")
             .set(
                 "auto.offset.reset",
-                match o.first_poll {
-                    FirstPoll::Latest | FirstPoll::CommittedElseLatest => "latest",
+                match o.first_poll.without_commit() {
+                    Offset::End => "latest",
                     _ => "earliest",
                 },
             );
