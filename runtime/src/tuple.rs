@@ -21,6 +21,12 @@ use crate::value::{Value, Values};
 /// The name of the stream used when a component emits without naming one.
 pub const DEFAULT_STREAM: &str = "default";
 
+/// The stream every built-in component sends what it could not handle to: a malformed record,
+/// a rejected write, a bad request. Its first field is always `reason` (why, as text); the others
+/// carry the input as it came (`raw`, `record`, ...), so nothing is dropped without a trace.
+/// Route it like any stream: `inputs = [{ from = "parse", stream = "error" }]`.
+pub const ERROR_STREAM: &str = "error";
+
 /// A task's id, unique within a running topology. Tasks of one component have consecutive ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
