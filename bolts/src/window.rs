@@ -501,7 +501,7 @@ impl Window {
                     AggKind::TopK(k as usize)
                 }
                 other => {
-                    let hint = topo_runtime::topology::suggest(other, FUNCTIONS)
+                    let hint = topo_runtime::suggest::suggest(other, FUNCTIONS)
                         .map(|s| format!(" (did you mean {s:?}?)"))
                         .unwrap_or_default();
                     return Err(format!(

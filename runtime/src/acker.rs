@@ -18,13 +18,19 @@
 //! each tree started; the acker only forgets trees older than the message timeout, so its memory
 //! stays bounded when a tree's messages are lost with a failed task.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::collector::IdMap;
+use nohash_hasher::NoHashHasher;
+
 use crate::metrics::{QueueGauge, TaskMetrics};
 use crate::tuple::TaskId;
 
-use std::sync::Arc;
+/// A hash map keyed by 64-bit ids that need no further hashing: tuple tree roots (random), as in
+/// the acker's trees and a spout task's pending trees, or a full bolt's held inputs.
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<NoHashHasher<u64>>>;
 
 /// A message to an acker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

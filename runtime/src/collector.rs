@@ -12,25 +12,19 @@
 //! millisecond has passed), so batching costs no latency when the topology is idle. Sending to a
 //! full queue waits — that wait is backpressure.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use nohash_hasher::NoHashHasher;
 use smallvec::SmallVec;
 use smol_str::SmolStr;
 
-use crate::acker::AckMsg;
+use crate::acker::{AckMsg, IdMap};
 use crate::grouping::{Router, Targets};
 use crate::metrics::{QueueGauge, TaskMetrics};
 use crate::tap::TaskTaps;
 use crate::tuple::{Anchors, StreamSchema, TaskId, Tuple};
 use crate::value::Values;
-
-/// A hash map keyed by random 64-bit ids, which need no further hashing.
-pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<NoHashHasher<u64>>>;
 
 /// Why an emit was refused. The runtime fails the input (or the spout message) and logs this.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -479,7 +473,7 @@ fn put_xor(anchors: &mut Anchors, root: u64, id: u64) {
 }
 
 /// A root → position index of an [`Anchors`] list being built.
-type RootIndex = HashMap<u64, usize, BuildHasherDefault<NoHashHasher<u64>>>;
+type RootIndex = IdMap<usize>;
 
 /// [`put_xor`] for lists that may grow long (a window result anchored to thousands of trees):
 /// past a few entries, roots are found through `index` instead of a scan, so building the list

@@ -101,6 +101,35 @@ impl OutputDeclarer {
     }
 }
 
+/// What a component declares about itself on its declaration instance.
+pub(crate) struct Declared {
+    pub(crate) streams: Vec<StreamDecl>,
+    /// The tick interval a bolt asks for when the topology sets none.
+    pub(crate) tick: Option<Duration>,
+}
+
+/// Calls a factory once to read what the component declares; a panic becomes an error.
+pub(crate) fn declared<C>(
+    make: &dyn Fn() -> C,
+    declare: impl FnOnce(&C, &mut OutputDeclarer) -> Option<Duration>,
+) -> Result<Declared, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let c = make();
+        let mut d = OutputDeclarer::default();
+        let tick = declare(&c, &mut d);
+        Declared {
+            streams: d.streams,
+            tick,
+        }
+    }))
+    .map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string())
+    })
+}
+
 /// What a task knows about itself and the topology; given to `open`/`prepare`.
 #[derive(Clone, Debug)]
 pub struct TaskContext {

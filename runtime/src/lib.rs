@@ -27,7 +27,28 @@
 //! - [`tap`]: sampled copies of the tuples leaving or entering a component, for a person watching.
 //! - [`config`]: topology settings.
 //! - [`clock`]: wall-clock milliseconds that follow the runtime's (pausable) clock.
+//! - [`suggest`](mod@suggest): the nearest valid name to a typo, for every "unknown …" message.
 //! - [`testing`]: run one bolt on given tuples, or a small topology, and capture what happens.
+//!
+//! ## Module dependencies
+//!
+//! No circle: each module uses (`use crate::…`) only modules above it in this order, so each can
+//! be read knowing only those. (Unit tests inside a module may use any.)
+//!
+//! ```text
+//!  value, config, clock, suggest       leaves: use no other module
+//!  tuple      ─► value
+//!  metrics    ─► tuple
+//!  grouping   ─► metrics, tuple, value
+//!  acker      ─► metrics, tuple
+//!  tap        ─► clock, suggest, tuple, value
+//!  collector  ─► acker, grouping, metrics, tap, tuple, value
+//!  component  ─► collector, config, tuple
+//!  task       ─► acker, collector, component, metrics, tuple         (starts the task loops)
+//!  topology   ─► component, config, grouping, suggest, task   (holds the task starters)
+//!  cluster    ─► acker, collector, component, grouping, metrics, tap, task, topology, tuple
+//!  testing    ─► all of the above
+//! ```
 
 #![deny(missing_docs)]
 
@@ -39,6 +60,7 @@ pub mod component;
 pub mod config;
 pub mod grouping;
 pub mod metrics;
+pub mod suggest;
 pub mod tap;
 mod task;
 pub mod testing;

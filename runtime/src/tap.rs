@@ -40,7 +40,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use smol_str::SmolStr;
 
-use crate::topology::suggest;
+use crate::suggest::{did_you_mean, suggest};
 use crate::tuple::{StreamSchema, TaskId, Tuple};
 use crate::value::Value;
 
@@ -174,12 +174,6 @@ pub enum TapError {
         /// The component.
         component: SmolStr,
     },
-}
-
-fn did_you_mean(s: &Option<SmolStr>) -> String {
-    s.as_ref()
-        .map(|s| format!("; did you mean `{s}`?"))
-        .unwrap_or_default()
 }
 
 /// One field of a tapped tuple: its declared name and its value, formatted as the tap asked.

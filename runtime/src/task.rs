@@ -1,4 +1,8 @@
-//! Task loops: how a spout task and a bolt task drive their component.
+//! Task loops: how a spout task and a bolt task drive their component, and where they start.
+//!
+//! A component's factory ([`crate::topology::SpoutFactory`], [`crate::topology::BoltFactory`])
+//! holds a [`SpoutRunner`] or [`BoltRunner`] made here, which knows the concrete component type;
+//! the cluster calls its `spawn` once per task, which runs [`run_spout`] or [`run_bolt`].
 //!
 //! ```text
 //! spout task:  acker notices ─► ack/fail ─┐   next_tuple ─► collector ─► flush ─► bolt queues
@@ -20,13 +24,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::acker::SpoutNotice;
+use crate::acker::{IdMap, SpoutNotice};
 use crate::collector::{
-    BasicCollector, Emitter, IdMap, Ledger, OutputCollector, PendingTree, SpoutCollector,
+    BasicCollector, Emitter, Ledger, OutputCollector, PendingTree, SpoutCollector,
 };
-use crate::component::{BasicBolt, Bolt, BoxError, Spout, TaskContext};
+use crate::component::{BasicBolt, Bolt, BoxError, Declared, Spout, TaskContext, declared};
 use crate::metrics::TaskMetrics;
 use crate::tuple::{Anchors, Tuple};
 
@@ -46,6 +51,101 @@ pub(crate) struct TaskEnv {
     pub(crate) ctx: TaskContext,
     pub(crate) emitter: Emitter,
     pub(crate) metrics: Arc<TaskMetrics>,
+}
+
+// ---------------------------------------------------------------- starting tasks
+
+/// A spout component's factory ([`crate::topology::SpoutFactory`]), with its concrete type erased
+/// at task start (not per tuple): reads the declaration, starts a task loop.
+pub(crate) trait SpoutRunner: Send + Sync {
+    fn declare(&self) -> Result<Declared, String>;
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        notices: flume::Receiver<Vec<SpoutNotice>>,
+        control: tokio::sync::watch::Receiver<Control>,
+        max_pending: Option<usize>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// A bolt component's factory ([`crate::topology::BoltFactory`]), with its concrete type erased
+/// at task start.
+pub(crate) trait BoltRunner: Send + Sync {
+    fn declare(&self) -> Result<Declared, String>;
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        inbox: flume::Receiver<Vec<Tuple>>,
+        tick: Option<Duration>,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// Starts [`run_spout`] tasks of a spout made by the closure.
+pub(crate) struct SpoutFn<S>(pub(crate) Arc<dyn Fn() -> S + Send + Sync>);
+/// Starts [`run_bolt`] tasks of a [`BasicBolt`] made by the closure.
+pub(crate) struct BasicFn<B>(pub(crate) Arc<dyn Fn() -> B + Send + Sync>);
+/// Starts [`run_bolt`] tasks of a full [`Bolt`] made by the closure.
+pub(crate) struct FullFn<B>(pub(crate) Arc<dyn Fn() -> B + Send + Sync>);
+
+impl<S: Spout> SpoutRunner for SpoutFn<S> {
+    fn declare(&self) -> Result<Declared, String> {
+        declared(&*self.0, |s, d| {
+            s.declare_outputs(d);
+            None
+        })
+    }
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        notices: flume::Receiver<Vec<SpoutNotice>>,
+        control: tokio::sync::watch::Receiver<Control>,
+        max_pending: Option<usize>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(run_spout(
+            self.0.clone(),
+            env,
+            notices,
+            control,
+            max_pending,
+            timeout,
+        ))
+    }
+}
+
+impl<B: BasicBolt> BoltRunner for BasicFn<B> {
+    fn declare(&self) -> Result<Declared, String> {
+        declared(&*self.0, |b, d| {
+            b.declare_outputs(d);
+            b.tick_interval()
+        })
+    }
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        inbox: flume::Receiver<Vec<Tuple>>,
+        tick: Option<Duration>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(run_bolt(BasicDriver::new(self.0.clone()), env, inbox, tick))
+    }
+}
+
+impl<B: Bolt> BoltRunner for FullFn<B> {
+    fn declare(&self) -> Result<Declared, String> {
+        declared(&*self.0, |b, d| {
+            b.declare_outputs(d);
+            b.tick_interval()
+        })
+    }
+    fn spawn(
+        &self,
+        env: TaskEnv,
+        inbox: flume::Receiver<Vec<Tuple>>,
+        tick: Option<Duration>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(run_bolt(FullDriver::new(self.0.clone()), env, inbox, tick))
+    }
 }
 
 /// Logs a component's failures without flooding: the first at once, then at most one a second

@@ -15,15 +15,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use smol_str::SmolStr;
 
-use crate::acker::SpoutNotice;
-use crate::component::{BasicBolt, Bolt, OutputDeclarer, Spout, StreamDecl};
+use crate::component::{BasicBolt, Bolt, Declared, Spout, StreamDecl};
 use crate::config::Config;
 use crate::grouping::Grouping;
-use crate::task::{self, BasicDriver, Control, FullDriver, TaskEnv};
-use crate::tuple::Tuple;
+use crate::suggest::{did_you_mean, suggest};
+use crate::task::{BasicFn, BoltRunner, FullFn, SpoutFn, SpoutRunner};
 
 /// Makes the instances of a spout component, one per task.
 #[derive(Clone)]
@@ -50,133 +48,6 @@ impl BoltFactory {
     /// A factory for a full [`Bolt`].
     pub fn full<B: Bolt, F: Fn() -> B + Send + Sync + 'static>(make: F) -> BoltFactory {
         BoltFactory(Arc::new(FullFn(Arc::new(make))))
-    }
-}
-
-/// A spout component's factory, with its concrete type erased at task start (not per tuple).
-pub(crate) trait SpoutRunner: Send + Sync {
-    fn declare(&self) -> Result<Declared, String>;
-    fn spawn(
-        &self,
-        env: TaskEnv,
-        notices: flume::Receiver<Vec<SpoutNotice>>,
-        control: tokio::sync::watch::Receiver<Control>,
-        max_pending: Option<usize>,
-        timeout: Duration,
-    ) -> BoxFuture<'static, ()>;
-}
-
-/// A bolt component's factory, with its concrete type erased at task start.
-pub(crate) trait BoltRunner: Send + Sync {
-    fn declare(&self) -> Result<Declared, String>;
-    fn spawn(
-        &self,
-        env: TaskEnv,
-        inbox: flume::Receiver<Vec<Tuple>>,
-        tick: Option<Duration>,
-    ) -> BoxFuture<'static, ()>;
-}
-
-struct SpoutFn<S>(Arc<dyn Fn() -> S + Send + Sync>);
-struct BasicFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
-struct FullFn<B>(Arc<dyn Fn() -> B + Send + Sync>);
-
-/// What a component declares about itself on its declaration instance.
-pub(crate) struct Declared {
-    pub(crate) streams: Vec<StreamDecl>,
-    /// The tick interval a bolt asks for when the topology sets none.
-    pub(crate) tick: Option<Duration>,
-}
-
-/// Calls a factory once to read what the component declares; a panic becomes an error.
-fn declared<C>(
-    make: &dyn Fn() -> C,
-    declare: impl FnOnce(&C, &mut OutputDeclarer) -> Option<Duration>,
-) -> Result<Declared, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let c = make();
-        let mut d = OutputDeclarer::default();
-        let tick = declare(&c, &mut d);
-        Declared {
-            streams: d.streams,
-            tick,
-        }
-    }))
-    .map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".to_string())
-    })
-}
-
-impl<S: Spout> SpoutRunner for SpoutFn<S> {
-    fn declare(&self) -> Result<Declared, String> {
-        declared(&*self.0, |s, d| {
-            s.declare_outputs(d);
-            None
-        })
-    }
-    fn spawn(
-        &self,
-        env: TaskEnv,
-        notices: flume::Receiver<Vec<SpoutNotice>>,
-        control: tokio::sync::watch::Receiver<Control>,
-        max_pending: Option<usize>,
-        timeout: Duration,
-    ) -> BoxFuture<'static, ()> {
-        Box::pin(task::run_spout(
-            self.0.clone(),
-            env,
-            notices,
-            control,
-            max_pending,
-            timeout,
-        ))
-    }
-}
-
-impl<B: BasicBolt> BoltRunner for BasicFn<B> {
-    fn declare(&self) -> Result<Declared, String> {
-        declared(&*self.0, |b, d| {
-            b.declare_outputs(d);
-            b.tick_interval()
-        })
-    }
-    fn spawn(
-        &self,
-        env: TaskEnv,
-        inbox: flume::Receiver<Vec<Tuple>>,
-        tick: Option<Duration>,
-    ) -> BoxFuture<'static, ()> {
-        Box::pin(task::run_bolt(
-            BasicDriver::new(self.0.clone()),
-            env,
-            inbox,
-            tick,
-        ))
-    }
-}
-
-impl<B: Bolt> BoltRunner for FullFn<B> {
-    fn declare(&self) -> Result<Declared, String> {
-        declared(&*self.0, |b, d| {
-            b.declare_outputs(d);
-            b.tick_interval()
-        })
-    }
-    fn spawn(
-        &self,
-        env: TaskEnv,
-        inbox: flume::Receiver<Vec<Tuple>>,
-        tick: Option<Duration>,
-    ) -> BoxFuture<'static, ()> {
-        Box::pin(task::run_bolt(
-            FullDriver::new(self.0.clone()),
-            env,
-            inbox,
-            tick,
-        ))
     }
 }
 
@@ -532,12 +403,6 @@ impl ValidationError {
     }
 }
 
-fn did_you_mean(s: &Option<SmolStr>) -> String {
-    s.as_ref()
-        .map(|s| format!("; did you mean `{s}`?"))
-        .unwrap_or_default()
-}
-
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(c) = &self.component {
@@ -649,26 +514,6 @@ impl fmt::Display for ValidationErrors {
 }
 
 impl std::error::Error for ValidationErrors {}
-
-/// The candidate nearest to `name`, if it is near enough to be a likely typo.
-///
-/// Near enough: a few edits for its length (`spilt` → `split`), or a similar spelling that
-/// shares the start (`splitter` → `split`, `workers` → `worker_threads`: Jaro-Winkler
-/// similarity ≥ 0.85).
-pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<SmolStr> {
-    candidates
-        .into_iter()
-        .filter(|c| *c != name)
-        .map(|c| {
-            let edits = strsim::damerau_levenshtein(name, c);
-            let similar = strsim::jaro_winkler(name, c);
-            let near = edits <= (name.len().max(c.len()) / 3).max(1) || similar >= 0.85;
-            (near, edits, c)
-        })
-        .filter(|(near, _, _)| *near)
-        .min_by_key(|(_, edits, _)| *edits)
-        .map(|(_, _, c)| c.into())
-}
 
 impl TopologySpec {
     /// Checks everything and returns the runnable topology, or every problem found.
@@ -917,20 +762,6 @@ mod tests {
                 .collect(),
             tick_interval: None,
         }
-    }
-
-    #[test]
-    fn suggestions_catch_typos_only() {
-        let ids = ["split", "count", "sentences"];
-        assert_eq!(suggest("spilt", ids).as_deref(), Some("split"));
-        assert_eq!(suggest("sentence", ids).as_deref(), Some("sentences"));
-        assert_eq!(
-            suggest("workers", ["worker_threads", "ackers"]).as_deref(),
-            Some("worker_threads")
-        );
-        assert_eq!(suggest("splitter", ids).as_deref(), Some("split"));
-        assert_eq!(suggest("report", ids), None);
-        assert_eq!(suggest("x", ids), None);
     }
 
     #[test]

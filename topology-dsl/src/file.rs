@@ -98,7 +98,8 @@ use std::time::Duration;
 use smol_str::SmolStr;
 use toml::Value;
 use toml::de::{DeTable, DeValue};
-use topo_runtime::topology::{ComponentFactory, ComponentSpec, ErrorKind, InputSpec, suggest};
+use topo_runtime::suggest::suggest;
+use topo_runtime::topology::{ComponentFactory, ComponentSpec, ErrorKind, InputSpec};
 use topo_runtime::{
     BasicBolt, BasicCollector, BoltFactory, BoxError, Config, DEFAULT_STREAM, Grouping,
     OutputDeclarer, Spout, SpoutCollector, SpoutFactory, TopologySpec, Tuple, ValidationError,

@@ -49,7 +49,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use topo_runtime::topology::{ComponentFactory, suggest};
+use topo_runtime::suggest::suggest;
+use topo_runtime::topology::ComponentFactory;
 use topo_runtime::{BasicBolt, Bolt, BoltFactory, Spout, SpoutFactory};
 
 /// Whether a kind makes spouts or bolts.
