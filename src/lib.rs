@@ -5,8 +5,8 @@
 //! grouping, and track every spout tuple's tree with XOR acking so failed or timed-out tuples are
 //! replayed (at-least-once).
 //!
-//! This crate re-exports the public API: the runtime ([`topo_runtime`]) and the topology builder
-//! ([`topo_dsl`]).
+//! This crate re-exports the public API: the runtime ([`topo_runtime`], with the Rust
+//! [`TopologyBuilder`]) and topology files with their registry of kinds ([`topo_dsl`]).
 //!
 //! ```text
 //! spout task -> collector -> grouping -> bounded queue -> bolt task -> collector -> ...
@@ -15,7 +15,7 @@
 
 #![deny(missing_docs)]
 
-pub use topo_dsl::{BoltDeclarer, TopologyBuilder, file, registry};
+pub use topo_dsl::{file, registry};
 pub use topo_runtime::*;
 
 pub mod builtin;

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smol_str::SmolStr;
-use topo_dsl::TopologyBuilder;
+use topo_runtime::TopologyBuilder;
 use topo_runtime::{
     BasicBolt, BasicCollector, BoxError, Config, LocalCluster, OutputDeclarer, Spout,
     SpoutCollector, TaskContext, Tuple, Value, values,

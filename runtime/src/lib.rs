@@ -22,6 +22,7 @@
 //! - [`acker`]: Storm's XOR tree tracking.
 //! - `task` (internal): the spout and bolt task loops, failure isolation and restarts.
 //! - [`topology`]: the declared topology and its one validation.
+//! - [`builder`]: [`TopologyBuilder`], the Rust way to declare one (Storm's spelling).
 //! - [`cluster`]: wiring, [`TopologyHandle`], [`LocalCluster`].
 //! - [`metrics`]: exact per-task counters and latency histograms.
 //! - [`tap`]: sampled copies of the tuples leaving or entering a component, for a person watching.
@@ -46,6 +47,7 @@
 //!  component  ─► collector, config, tuple
 //!  task       ─► acker, collector, component, metrics, tuple         (starts the task loops)
 //!  topology   ─► component, config, grouping, suggest, task   (holds the task starters)
+//!  builder    ─► component, config, grouping, topology, tuple
 //!  cluster    ─► acker, collector, component, grouping, metrics, tap, task, topology, tuple
 //!  testing    ─► all of the above
 //! ```
@@ -53,6 +55,7 @@
 #![deny(missing_docs)]
 
 pub mod acker;
+pub mod builder;
 pub mod clock;
 pub mod cluster;
 pub mod collector;
@@ -68,6 +71,7 @@ pub mod topology;
 pub mod tuple;
 pub mod value;
 
+pub use builder::{BoltDeclarer, TopologyBuilder};
 pub use cluster::{LocalCluster, MetricsReader, StopReport, TopologyHandle, WaitTimeout, submit};
 pub use collector::{BasicCollector, EmitError, OutputCollector, SpoutCollector};
 pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl, TaskContext};

@@ -1,7 +1,7 @@
 //! The topology description and its one validation.
 //!
-//! A [`TopologySpec`] is what a user wrote — with the Rust builder (`topo-dsl`'s
-//! `TopologyBuilder`) or a topology file — and [`TopologySpec::validate`] is the only way to turn
+//! A [`TopologySpec`] is what a user wrote — with the Rust builder ([`crate::builder`]) or a
+//! topology file — and [`TopologySpec::validate`] is the only way to turn
 //! it into a runnable [`Topology`]. Validation reports every problem at once, each naming its
 //! component (and input), with the nearest valid name where one exists:
 //!

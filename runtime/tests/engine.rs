@@ -1,5 +1,6 @@
 //! End-to-end tests of the runtime: real topologies on a real tokio runtime, watched through the
 //! public API only (metrics, the testing harness, shared counters in the test's own components).
+//! They build only the runtime: every component is written in the test (no connectors).
 //!
 //! One test binary (fast to link, one place to look); each module is one concern, each test is
 //! named after the guarantee it guards:
@@ -10,8 +11,8 @@
 //! - `failures`: a panicking component is replaced, and the trees it held are failed.
 //! - `lifecycle`: graceful stop drains queues and calls close/cleanup; ticks.
 //! - `validation`: the builder reports every problem at once, with exact messages.
-//! - `word_count`: the word-count example's topology counts exactly, and its topology file is
-//!   the same topology.
+//! - `word_count`: the word-count example's topology counts exactly (that its topology file is
+//!   the same topology is checked in the workspace's `tests/word_count.rs`, with the connectors).
 //! - `regressions`: one test per bug found.
 //!
 //! Every wait is bounded (`TopologyHandle::wait_until` with a timeout, or `util::wait_blocking`
@@ -20,27 +21,22 @@
 //! is ordered after it instead. The one fixed window is the regression test that counts how
 //! often an idle spout is polled.
 
-#[path = "runtime/util.rs"]
+#[path = "engine/util.rs"]
 mod util;
 
-#[path = "runtime/acking.rs"]
+#[path = "engine/acking.rs"]
 mod acking;
-#[path = "runtime/failures.rs"]
+#[path = "engine/failures.rs"]
 mod failures;
-#[path = "runtime/flow.rs"]
+#[path = "engine/flow.rs"]
 mod flow;
-#[path = "runtime/groupings.rs"]
+#[path = "engine/groupings.rs"]
 mod groupings;
-#[path = "runtime/lifecycle.rs"]
+#[path = "engine/lifecycle.rs"]
 mod lifecycle;
-#[path = "runtime/regressions.rs"]
+#[path = "engine/regressions.rs"]
 mod regressions;
-#[path = "runtime/validation.rs"]
+#[path = "engine/validation.rs"]
 mod validation;
-#[path = "runtime/word_count.rs"]
+#[path = "engine/word_count.rs"]
 mod word_count;
-
-/// The word-count example itself, for its `topology` function.
-#[path = "../examples/word_count.rs"]
-#[allow(dead_code)]
-mod word_count_example;

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use topo::testing::VecSpout;
-use topo::{
+use topo_runtime::testing::VecSpout;
+use topo_runtime::{
     BasicBolt, BasicCollector, Bolt, BoxError, Config, LocalCluster, OutputCollector,
     OutputDeclarer, TopologyBuilder, Tuple, values,
 };
@@ -62,7 +62,7 @@ async fn a_fan_out_tree_completes_only_when_every_leaf_is_acked() {
     )
     .shuffle_grouping("fan")
     .tick_interval(Duration::from_millis(5));
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
 
     // The sink publishes its ack count after sending the acks, so wait for that too.
     wait_for(&handle, "the probe's tree completes", |m| {
@@ -124,7 +124,7 @@ async fn an_explicit_fail_reaches_the_spout_long_before_the_timeout() {
     )
     .shuffle_grouping("spout");
     let start = Instant::now();
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
     let failed_within = handle
         .wait_until(Duration::from_secs(5), |m| {
             m.component("spout").is_some_and(|s| s.failed() >= 1)
@@ -167,7 +167,7 @@ async fn a_dropped_tuple_times_out_and_counts_as_timed_out() {
     )
     .shuffle_grouping("spout");
     let start = Instant::now();
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
     wait_for(&handle, "message 1 times out", |m| {
         m.component("spout").is_some_and(|s| s.timed_out() == 1)
     })
@@ -242,7 +242,7 @@ async fn multi_anchoring_joins_two_trees_until_the_joined_tuple_is_acked() {
     )
     .global_grouping("join")
     .tick_interval(Duration::from_millis(5));
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
 
     wait_for(&handle, "the probe's tree completes", |_| {
         spout.acked()[2] == 1

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use topo::{
+use topo_runtime::{
     Bolt, BoxError, Config, OutputCollector, OutputDeclarer, Spout, SpoutCollector,
     TopologyBuilder, Tuple, values,
 };
@@ -91,7 +91,7 @@ async fn max_spout_pending_is_never_exceeded() {
         2,
     );
     b.set_bolt("slow", || Slow, 2).shuffle_grouping("spout");
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
 
     let mut most_pending = 0;
     let mut samples = 0;
@@ -173,7 +173,7 @@ async fn backpressure_bounds_queues_and_slows_the_spout() {
         1,
     )
     .shuffle_grouping("firehose");
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
 
     let mut violations = Vec::new();
     let mut longest_queue = 0;

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use topo::testing::VecSpout;
-use topo::{
+use topo_runtime::testing::VecSpout;
+use topo_runtime::{
     BasicBolt, BasicCollector, Bolt, BoxError, Config, OutputCollector, OutputDeclarer, Spout,
     SpoutCollector, TaskContext, TopologyBuilder, Tuple, values,
 };
@@ -90,7 +90,7 @@ async fn stop_drains_queued_tuples_and_calls_close_and_cleanup() {
     // About 8 tuples a millisecond per task: far slower than the spout.
     b.set_bolt("sink", Napper::factory(8, &executed, &cleanups), 2)
         .shuffle_grouping("spout");
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
 
     wait_for(&handle, "a backlog builds up", |m| {
         m.component("sink").expect("sink").queue_len() >= BACKLOG
@@ -129,7 +129,7 @@ async fn stop_past_its_deadline_fails_and_reports_abandoned_trees() {
     b.set_spout("spout", spout.factory(), 1);
     b.set_bolt("sink", Holder::factory(|_| true, &never, &received), 1)
         .shuffle_grouping("spout");
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
     wait_for(&handle, "the sink holds every tuple", |_| {
         received.get() == 5
     })
@@ -206,7 +206,7 @@ async fn ticks_arrive_when_idle_and_while_busy() {
     )
     .shuffle_grouping("backlog")
     .tick_interval(Duration::from_millis(10));
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
 
     wait_for(&handle, "3 idle ticks and the backlog done", |m| {
         lock(&idle_ticks).len() >= 3 && m.component("busy").expect("busy").executed() == BACKLOG

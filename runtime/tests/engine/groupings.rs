@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use topo::testing::{CaptureBolt, Captured, VecSpout};
-use topo::{
+use topo_runtime::testing::{CaptureBolt, Captured, VecSpout};
+use topo_runtime::{
     BasicBolt, BasicCollector, BoltDeclarer, BoxError, CustomGrouping, DEFAULT_STREAM,
     OutputDeclarer, Spout, SpoutCollector, StopReport, TaskContext, TaskId, TopologyBuilder, Tuple,
     Value, values,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use topo::{
+use topo_runtime::{
     BoxError, Config, LocalCluster, OutputDeclarer, Spout, SpoutCollector, TopologyBuilder,
 };
 

@@ -1,8 +1,8 @@
 //! Validation through the builder: one topology with many problems reports every one of them at
 //! once, each naming its component (and input), with a suggestion where there is a near name.
 
-use topo::testing::{CaptureBolt, VecSpout};
-use topo::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, TopologyBuilder, Tuple};
+use topo_runtime::testing::{CaptureBolt, VecSpout};
+use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, TopologyBuilder, Tuple};
 
 /// Passes words on: declares one `word` field.
 struct Pass;

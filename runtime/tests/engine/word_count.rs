@@ -1,13 +1,15 @@
 //! The word-count example's topology (`examples/word_count.rs`), built inline with a
-//! deterministic spout: its counts must equal a plain count of the same sentences.
+//! deterministic spout and its own split and count bolts: its counts must equal a plain count of
+//! the same sentences. (That the example itself and `examples/word_count.toml` count the same is
+//! checked at the workspace root, in `tests/word_count.rs`: they use the connectors' generator.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use topo::testing::VecSpout;
-use topo::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, TopologyBuilder, Tuple, values};
-
-use topo_spouts::{GeneratorOptions, GeneratorSpout};
+use topo_runtime::testing::VecSpout;
+use topo_runtime::{
+    BasicBolt, BasicCollector, BoxError, OutputDeclarer, TopologyBuilder, Tuple, values,
+};
 
 use crate::util::{config, lock, mix, run_until_idle};
 
@@ -112,68 +114,5 @@ async fn word_count_counts_exactly_what_a_plain_count_does() {
     assert_eq!(
         (count.executed(), count.acked(), count.failed()),
         (words, words, 0)
-    );
-}
-
-/// The final count of each word in what `count` emitted: its largest running count.
-fn final_counts(captured: &[topo::testing::Captured]) -> HashMap<String, i64> {
-    let mut out = HashMap::new();
-    for c in captured {
-        let n = c.values[1].as_i64().expect("a count");
-        let e = out.entry(c.values[0].to_string()).or_insert(0);
-        *e = n.max(*e);
-    }
-    out
-}
-
-// examples/word_count.toml and examples/word_count.rs are one topology: same components,
-// parallelism and groupings, and the same counts on the same input.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_topology_file_and_the_rust_example_count_the_same() {
-    let n = 3000;
-    let example_counts = crate::word_count_example::Counts::default();
-    let example = crate::word_count_example::topology(n, example_counts.clone());
-    let example_spec = example.spec().clone();
-    run_until_idle(example.build().expect("valid")).await;
-
-    let registry = topo::builtin_registry();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/word_count.toml");
-    let overrides = [("spouts.sentences.count".to_string(), n.to_string())];
-    let mut spec = topo::file::load_file(path, &registry, &overrides).expect("a valid file");
-    let shape = |s: &topo::TopologySpec| -> Vec<String> {
-        s.components
-            .iter()
-            .filter(|c| c.id != "report")
-            .map(|c| format!("{} x{} {:?}", c.id, c.parallelism, c.inputs))
-            .collect()
-    };
-    assert_eq!(shape(&spec), shape(&example_spec));
-
-    let sink = topo::testing::CaptureBolt::new();
-    spec.components.push(topo::ComponentSpec {
-        id: "report".into(),
-        parallelism: 1,
-        factory: topo::ComponentFactory::Bolt(sink.factory()),
-        inputs: vec![topo::InputSpec {
-            component: "count".into(),
-            stream: topo::DEFAULT_STREAM.into(),
-            grouping: topo::Grouping::Global,
-        }],
-        tick_interval: None,
-    });
-    run_until_idle(spec.validate().expect("valid")).await;
-
-    let from_file = final_counts(&sink.tuples());
-    let from_example = lock(&example_counts).clone();
-    assert_eq!(from_file, from_example);
-    assert_eq!(
-        from_file.values().sum::<i64>(),
-        (0..n)
-            .map(|i| GeneratorSpout::new(GeneratorOptions::default())
-                .sentence(i)
-                .split_whitespace()
-                .count() as i64)
-            .sum::<i64>(),
-        "every word of every sentence counted once"
     );
 }

@@ -8,8 +8,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use topo::testing::VecSpout;
-use topo::{
+use topo_runtime::testing::VecSpout;
+use topo_runtime::{
     BasicBolt, BasicCollector, Bolt, BoxError, OutputCollector, OutputDeclarer, Spout,
     SpoutCollector, TaskContext, TopologyBuilder, Tuple, values,
 };
@@ -223,7 +223,7 @@ async fn a_panicking_spout_is_reopened_and_gets_its_pending_trees_failed() {
     b.set_bolt("sink", Holder::factory(|_| true, &release, &received), 1)
         .shuffle_grouping("spout")
         .tick_interval(Duration::from_millis(5));
-    let handle = topo::submit(b.build().expect("a valid topology"));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
 
     wait_for(
         &handle,

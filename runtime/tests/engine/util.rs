@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use topo::{
+use topo_runtime::{
     Bolt, BoxError, Config, MetricsSnapshot, OutputCollector, StopReport, Topology, TopologyHandle,
     Tuple,
 };
@@ -64,7 +64,7 @@ pub fn wait_blocking(what: &str, mut condition: impl FnMut() -> bool) {
 /// Runs a topology on the current runtime until it is idle, then stops it, asserting the stop
 /// drained everything.
 pub async fn run_until_idle(topology: Topology) -> StopReport {
-    let handle = topo::submit(topology);
+    let handle = topo_runtime::submit(topology);
     wait_idle(&handle).await;
     let report = handle.stop(Duration::from_secs(5)).await;
     assert!(report.drained, "the stop did not drain: {report:#?}");
