@@ -3,8 +3,7 @@
 
 use std::fmt::Write;
 
-use topo_runtime::topology::ComponentFactory;
-use topo_runtime::{DEFAULT_STREAM, Grouping, InputSpec, Topology};
+use topo_runtime::{DEFAULT_STREAM, Grouping, InputSpec, Role, Topology};
 
 /// The text formats [`render`] can produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,13 +12,6 @@ pub enum GraphFormat {
     Dot,
     /// Mermaid `flowchart`.
     Mermaid,
-}
-
-fn role(c: &ComponentFactory) -> &'static str {
-    match c {
-        ComponentFactory::Spout(_) => "spout",
-        ComponentFactory::Bolt(_) => "bolt",
-    }
 }
 
 /// The edge label: grouping with its fields, prefixed by the stream when it is not `default`.
@@ -49,11 +41,11 @@ pub fn render(topology: &Topology, format: GraphFormat) -> String {
                 let Some(c) = topology.component(id) else {
                     continue;
                 };
-                let shape = match c.factory {
-                    ComponentFactory::Spout(_) => "box",
-                    ComponentFactory::Bolt(_) => "ellipse",
+                let shape = match c.factory.role() {
+                    Role::Spout => "box",
+                    Role::Bolt => "ellipse",
                 };
-                let label = format!("{id}\n{} ×{}", role(&c.factory), c.parallelism);
+                let label = format!("{id}\n{} ×{}", c.factory.role(), c.parallelism);
                 let _ = writeln!(out, "  {id:?} [shape={shape}, label={label:?}];");
             }
             for id in &ids {
@@ -80,10 +72,10 @@ pub fn render(topology: &Topology, format: GraphFormat) -> String {
                     continue;
                 };
                 let text =
-                    format!("{id} ({} ×{})", role(&c.factory), c.parallelism).replace('"', "'");
-                let _ = match c.factory {
-                    ComponentFactory::Spout(_) => writeln!(out, "  c{i}[[\"{text}\"]]"),
-                    ComponentFactory::Bolt(_) => writeln!(out, "  c{i}([\"{text}\"])"),
+                    format!("{id} ({} ×{})", c.factory.role(), c.parallelism).replace('"', "'");
+                let _ = match c.factory.role() {
+                    Role::Spout => writeln!(out, "  c{i}[[\"{text}\"]]"),
+                    Role::Bolt => writeln!(out, "  c{i}([\"{text}\"])"),
                 };
             }
             for id in &ids {

@@ -27,10 +27,9 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, NoLabel
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use topo_runtime::topology::ComponentFactory;
 use topo_runtime::{
-    ComponentKind, ComponentSnapshot, DEFAULT_STREAM, Grouping, LATENCY_BOUNDS_US, LatencySummary,
-    MetricsReader, MetricsSnapshot, TaskSnapshot, Topology,
+    ComponentSnapshot, DEFAULT_STREAM, Grouping, LATENCY_BOUNDS_US, LatencySummary, MetricsReader,
+    MetricsSnapshot, Role, TaskSnapshot, Topology,
 };
 
 use crate::logs::{ErrorEvent, RecentErrors};
@@ -51,8 +50,9 @@ pub struct TopologyInfo {
 pub struct ComponentInfo {
     /// The component id.
     pub id: String,
-    /// `spout` or `bolt`.
-    pub kind: &'static str,
+    /// Spout or bolt (`kind` in JSON).
+    #[serde(rename = "kind")]
+    pub role: Role,
     /// Its tasks.
     pub parallelism: usize,
 }
@@ -83,10 +83,7 @@ impl TopologyInfo {
             };
             components.push(ComponentInfo {
                 id: id.to_string(),
-                kind: match c.factory {
-                    ComponentFactory::Spout(_) => "spout",
-                    ComponentFactory::Bolt(_) => "bolt",
-                },
+                role: c.factory.role(),
                 parallelism: c.parallelism,
             });
             for input in &c.inputs {
@@ -294,14 +291,9 @@ fn histogram_buckets(l: &LatencySummary) -> Vec<(f64, u64)> {
 
 /// The labels of a task's series.
 fn labels(c: &ComponentSnapshot, t: &TaskSnapshot) -> Vec<(&'static str, String)> {
-    let kind = match c.kind {
-        ComponentKind::Spout => "spout",
-        ComponentKind::Bolt => "bolt",
-        ComponentKind::Acker => "acker",
-    };
     vec![
         ("component", c.id.to_string()),
-        ("kind", kind.to_string()),
+        ("kind", c.kind().to_string()),
         ("task", t.task.to_string()),
     ]
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use topo_runtime::MetricsSnapshot;
-use topo_runtime::metrics::ComponentKind;
+use topo_runtime::Role;
 
 /// A count in short form: `999`, `12.3k`, `4.56M`.
 pub fn short(n: f64) -> String {
@@ -31,25 +31,26 @@ pub fn line(now: &MetricsSnapshot, before: Option<&MetricsSnapshot>) -> String {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let mut parts = Vec::new();
     for c in &now.components {
-        if c.kind == ComponentKind::Acker {
+        // The runtime's acker (no role) has no line of its own.
+        let Some(role) = c.role else {
             continue;
-        }
+        };
         let prev = before.and_then(|b| b.component(&c.id));
-        let (count, prev_count) = match c.kind {
-            ComponentKind::Spout => (c.emitted(), prev.map_or(0, |p| p.emitted())),
-            _ => (c.executed(), prev.map_or(0, |p| p.executed())),
+        let (count, prev_count) = match role {
+            Role::Spout => (c.emitted(), prev.map_or(0, |p| p.emitted())),
+            Role::Bolt => (c.executed(), prev.map_or(0, |p| p.executed())),
         };
         let rate = count.saturating_sub(prev_count) as f64 / secs;
         let mut s = format!("{} {}/s", c.id, short(rate));
-        match c.kind {
-            ComponentKind::Spout => s.push_str(&format!(
+        match role {
+            Role::Spout => s.push_str(&format!(
                 " acked {} failed {} timeout {} pending {}",
                 short(c.acked() as f64),
                 short(c.failed() as f64),
                 short(c.timed_out() as f64),
                 c.pending()
             )),
-            _ => {
+            Role::Bolt => {
                 let capacity: usize = c.tasks.iter().map(|t| t.queue_capacity).sum();
                 let fill = 100.0 * c.queue_len() as f64 / capacity.max(1) as f64;
                 s.push_str(&format!(" q {fill:.0}%"));

@@ -24,7 +24,7 @@ use crate::acker::{self, Acker};
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{ContextShared, TaskContext};
 use crate::grouping::Router;
-use crate::metrics::{ComponentKind, MetricsRegistry, MetricsSnapshot, TaskMetrics};
+use crate::metrics::{MetricsRegistry, MetricsSnapshot, TaskMetrics};
 use crate::tap::{Direction, TapError, TapHub, TapOptions, TapReceiver};
 use crate::task::{Control, TaskEnv};
 use crate::topology::{ComponentFactory, Topology};
@@ -380,13 +380,10 @@ pub fn submit(topology: Topology) -> TopologyHandle {
     for c in &topology.components {
         let id = &c.spec.id;
         let my_tasks = &tasks_of[id.as_str()];
-        let kind = match c.spec.factory {
-            ComponentFactory::Spout(_) => ComponentKind::Spout,
-            ComponentFactory::Bolt(_) => ComponentKind::Bolt,
-        };
+        let role = Some(c.spec.factory.role());
         registry.components.push((
             id.clone(),
-            kind,
+            role,
             my_tasks
                 .iter()
                 .map(|&t| (t, metrics[t.0 as usize].clone()))
@@ -464,7 +461,7 @@ pub fn submit(topology: Topology) -> TopologyHandle {
     if !acker_metrics.is_empty() {
         registry
             .components
-            .push((ACKER_ID.into(), ComponentKind::Acker, acker_metrics));
+            .push((ACKER_ID.into(), None, acker_metrics));
     }
 
     TopologyHandle {

@@ -17,6 +17,7 @@
 //! - [`value`]: [`Value`] and [`Values`] — what a tuple carries.
 //! - [`tuple`](mod@tuple): [`Tuple`], [`StreamSchema`], [`TaskId`].
 //! - [`component`]: the traits users implement and their lifecycle contracts.
+//! - [`role`](mod@role): [`Role`], spout or bolt — the one spelling of a component's role.
 //! - [`collector`]: where components emit; anchoring, batching, backpressure.
 //! - [`grouping`]: the one place that picks the target task(s) of a tuple.
 //! - [`acker`]: Storm's XOR tree tracking.
@@ -37,16 +38,16 @@
 //! be read knowing only those. (Unit tests inside a module may use any.)
 //!
 //! ```text
-//!  value, config, clock, suggest       leaves: use no other module
+//!  value, config, clock, suggest, role   leaves: use no other module
 //!  tuple      ─► value
-//!  metrics    ─► tuple
+//!  metrics    ─► role, tuple
 //!  grouping   ─► metrics, tuple, value
 //!  acker      ─► metrics, tuple
 //!  tap        ─► clock, suggest, tuple, value
 //!  collector  ─► acker, grouping, metrics, tap, tuple, value
 //!  component  ─► collector, config, tuple
 //!  task       ─► acker, collector, component, metrics, tuple         (starts the task loops)
-//!  topology   ─► component, config, grouping, suggest, task   (holds the task starters)
+//!  topology   ─► component, config, grouping, role, suggest, task   (holds the task starters)
 //!  builder    ─► component, config, grouping, topology, tuple
 //!  cluster    ─► acker, collector, component, grouping, metrics, tap, task, topology, tuple
 //!  testing    ─► all of the above
@@ -63,6 +64,7 @@ pub mod component;
 pub mod config;
 pub mod grouping;
 pub mod metrics;
+pub mod role;
 pub mod suggest;
 pub mod tap;
 mod task;
@@ -78,9 +80,10 @@ pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl
 pub use config::Config;
 pub use grouping::{CustomGrouping, CustomGroupingFactory, Grouping};
 pub use metrics::{
-    ComponentKind, ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US, LatencySummary,
-    MetricsSnapshot, TaskSnapshot,
+    ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US, LatencySummary, MetricsSnapshot,
+    TaskSnapshot,
 };
+pub use role::Role;
 pub use tap::{Direction, TapError, TapEvent, TapFormat, TapOptions, TapReceiver};
 pub use topology::{
     BoltFactory, ComponentFactory, ComponentSpec, InputSpec, SpoutFactory, Topology, TopologySpec,

@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use smol_str::SmolStr;
 
+use crate::role::Role;
 use crate::tuple::TaskId;
 
 /// Latencies are recorded in microseconds, from 1 µs to one hour, with 3 significant digits.
@@ -239,16 +240,41 @@ pub struct TaskSnapshot {
     pub complete_latency: LatencySummary,
 }
 
-/// Whether a component is a spout, a bolt or an acker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComponentKind {
-    /// A source.
-    Spout,
-    /// A processing step.
-    Bolt,
-    /// The runtime's acker (`__acker`).
-    Acker,
+/// The JSON `kind` of a component of a running topology, for its `Option<Role>`: `spout` or
+/// `bolt`, and `acker` for `None`, the runtime's acker (`__acker`), which is neither.
+///
+/// Use it as `#[serde(rename = "kind", with = "component_kind")]` on an `Option<Role>` field.
+pub mod component_kind {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::role::Role;
+
+    /// The kind of the runtime's acker.
+    pub const ACKER: &str = "acker";
+
+    /// `spout`, `bolt`, or `acker` for `None`.
+    pub fn name(role: Option<Role>) -> &'static str {
+        role.map_or(ACKER, Role::as_str)
+    }
+
+    /// Writes [`name`].
+    pub fn serialize<S: Serializer>(role: &Option<Role>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(name(*role))
+    }
+
+    /// Reads `spout`, `bolt` or `acker`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Role>, D::Error> {
+        let kind = String::deserialize(d)?;
+        match kind.as_str() {
+            "spout" => Ok(Some(Role::Spout)),
+            "bolt" => Ok(Some(Role::Bolt)),
+            ACKER => Ok(None),
+            other => Err(serde::de::Error::unknown_variant(
+                other,
+                &["spout", "bolt", ACKER],
+            )),
+        }
+    }
 }
 
 /// The figures of one component: each task, and the sums.
@@ -256,13 +282,18 @@ pub enum ComponentKind {
 pub struct ComponentSnapshot {
     /// The component id.
     pub id: SmolStr,
-    /// Spout, bolt or acker.
-    pub kind: ComponentKind,
+    /// Spout or bolt; `None` for the runtime's acker (`kind` `acker` in JSON).
+    #[serde(rename = "kind", with = "component_kind")]
+    pub role: Option<Role>,
     /// One entry per task.
     pub tasks: Vec<TaskSnapshot>,
 }
 
 impl ComponentSnapshot {
+    /// `spout`, `bolt` or `acker`.
+    pub fn kind(&self) -> &'static str {
+        component_kind::name(self.role)
+    }
     fn sum(&self, f: impl Fn(&TaskSnapshot) -> u64) -> u64 {
         self.tasks.iter().map(f).sum()
     }
@@ -350,7 +381,7 @@ pub(crate) type EdgeCounter = (SmolStr, SmolStr, SmolStr, Arc<AtomicU64>);
 /// Where the runtime keeps every task's metrics.
 #[derive(Debug, Default)]
 pub(crate) struct MetricsRegistry {
-    pub(crate) components: Vec<(SmolStr, ComponentKind, TaskList)>,
+    pub(crate) components: Vec<(SmolStr, Option<Role>, TaskList)>,
     pub(crate) edges: Vec<EdgeCounter>,
 }
 
@@ -361,9 +392,9 @@ impl MetricsRegistry {
             components: self
                 .components
                 .iter()
-                .map(|(id, kind, tasks)| ComponentSnapshot {
+                .map(|(id, role, tasks)| ComponentSnapshot {
                     id: id.clone(),
-                    kind: *kind,
+                    role: *role,
                     tasks: tasks.iter().map(|(t, m)| m.snapshot(*t, uptime)).collect(),
                 })
                 .collect(),
@@ -418,6 +449,27 @@ mod tests {
             "{} vs {exact}",
             l.sum_us
         );
+    }
+
+    #[test]
+    fn a_component_s_kind_is_its_role_or_acker() {
+        for (role, kind) in [
+            (Some(Role::Spout), "spout"),
+            (Some(Role::Bolt), "bolt"),
+            (None, "acker"),
+        ] {
+            let c = ComponentSnapshot {
+                id: "c".into(),
+                role,
+                tasks: Vec::new(),
+            };
+            assert_eq!(c.kind(), kind);
+            let json = serde_json::to_value(&c).expect("serializable");
+            assert_eq!(json["kind"], kind);
+            let back = component_kind::deserialize(json["kind"].clone()).expect("readable");
+            assert_eq!(back, role);
+        }
+        assert!(component_kind::deserialize(serde_json::json!("sink")).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use smol_str::SmolStr;
 use crate::component::{BasicBolt, Bolt, Declared, Spout, StreamDecl};
 use crate::config::Config;
 use crate::grouping::Grouping;
+use crate::role::Role;
 use crate::suggest::{did_you_mean, suggest};
 use crate::task::{BasicFn, BoltRunner, FullFn, SpoutFn, SpoutRunner};
 
@@ -61,10 +62,11 @@ pub enum ComponentFactory {
 }
 
 impl ComponentFactory {
-    fn role(&self) -> &'static str {
+    /// Spout or bolt.
+    pub fn role(&self) -> Role {
         match self {
-            ComponentFactory::Spout(_) => "spout",
-            ComponentFactory::Bolt(_) => "bolt",
+            ComponentFactory::Spout(_) => Role::Spout,
+            ComponentFactory::Bolt(_) => Role::Bolt,
         }
     }
 
@@ -249,7 +251,7 @@ impl Topology {
 
 impl fmt::Debug for ComponentSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(self.factory.role())
+        f.debug_struct(self.factory.role().as_str())
             .field("id", &self.id)
             .field("parallelism", &self.parallelism)
             .field("inputs", &self.inputs)
@@ -384,8 +386,8 @@ impl ErrorKind {
 pub struct ValidationError {
     /// The component, when the problem belongs to one.
     pub component: Option<SmolStr>,
-    /// `spout` or `bolt`, when `component` is set.
-    pub role: Option<&'static str>,
+    /// Spout or bolt, when `component` is set.
+    pub role: Option<Role>,
     /// The index of the input, when the problem is in one of the component's inputs.
     pub input: Option<usize>,
     /// What is wrong.
@@ -406,7 +408,7 @@ impl ValidationError {
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(c) = &self.component {
-            write!(f, "{} `{c}`", self.role.unwrap_or("component"))?;
+            write!(f, "{} `{c}`", self.role.map_or("component", Role::as_str))?;
             if let Some(i) = self.input {
                 write!(f, ", input {i}")?;
             }

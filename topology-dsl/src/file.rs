@@ -1409,7 +1409,7 @@ impl Loader<'_> {
         origins: &HashMap<(SmolStr, Role), Origin>,
     ) {
         let role = match e.role {
-            Some("spout") => Role::Spout,
+            Some(Role::Spout) => Role::Spout,
             _ => Role::Bolt,
         };
         let base = match &e.component {

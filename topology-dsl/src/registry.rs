@@ -53,30 +53,8 @@ use topo_runtime::suggest::suggest;
 use topo_runtime::topology::ComponentFactory;
 use topo_runtime::{BasicBolt, Bolt, BoltFactory, Spout, SpoutFactory};
 
-/// Whether a kind makes spouts or bolts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// A source.
-    Spout,
-    /// A processing step.
-    Bolt,
-}
-
-impl Role {
-    /// `spout` or `bolt`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Spout => "spout",
-            Role::Bolt => "bolt",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Whether a kind makes spouts or bolts: the runtime's one [`Role`](topo_runtime::Role).
+pub use topo_runtime::Role;
 
 /// The documentation of one option of a kind.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 use topo_dsl::{OptionDoc, Registry, Role, TopologyBuilder, load_file, load_str_with_env};
-use topo_runtime::topology::ComponentFactory;
 use topo_runtime::{
     BasicBolt, BasicCollector, BoxError, OutputDeclarer, Spout, SpoutCollector, TopologySpec, Tuple,
 };
@@ -168,10 +167,7 @@ fn summary(spec: &TopologySpec) -> Vec<String> {
     spec.components
         .iter()
         .map(|c| {
-            let role = match c.factory {
-                ComponentFactory::Spout(_) => "spout",
-                ComponentFactory::Bolt(_) => "bolt",
-            };
+            let role = c.factory.role();
             format!(
                 "{role} {} x{} tick={:?} inputs={:?}",
                 c.id, c.parallelism, c.tick_interval, c.inputs
