@@ -5,14 +5,15 @@
 //!  browser ── GET /  /dashboard.js  /dashboard.css ──► these files (bundled in the binary)
 //!     │
 //!     ├── GET /api/topology  once ──► graph: spouts and bolts in layers, left to right
-//!     └── GET /api/metrics   every second ──► rates from the deltas between snapshots,
+//!     └── GET /api/metrics?window=5s every second ──► its `figures` (crate::figures): rates,
 //!                                             capacity colours, the bottleneck, table,
 //!                                             sparklines of the last 5 minutes, errors
 //! ```
 //!
 //! The page is plain HTML, CSS and one JavaScript module (no framework, no build step, nothing
-//! fetched from elsewhere: it works offline). Every figure is computed in the browser from the
-//! exact cumulative counters of `/api/metrics`; the server keeps no history.
+//! fetched from elsewhere: it works offline). It computes no figure: rates, capacities, latency
+//! quantiles and the bottleneck come from the endpoint (computed once, in [`crate::figures`], as
+//! for `topo top`); the page keeps only the recent points of its charts.
 //!
 //! The files are served with `Cache-Control: no-cache`, so a browser revalidates them on each
 //! load and a new `topo` binary's page is never mixed with an old one's script.
@@ -24,7 +25,7 @@ use axum::routing::get;
 
 /// The page.
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
-/// Its script: fetching, rates, layout and drawing.
+/// Its script: fetching, layout and drawing.
 const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
 /// Its style sheet.
 const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");

@@ -7,7 +7,9 @@
 //!   GET /metrics        Prometheus/OpenMetrics text, one series per component and task,
 //!                       latency histograms, and the process's own figures (CPU, memory, fds)
 //!   GET /api/metrics    the same snapshot as JSON (MetricsSnapshot, with per-edge counts and
-//!                       the recent warnings and errors)
+//!                       the recent warnings and errors), and `figures`: rates, capacity, queue
+//!                       fill, latency quantiles and the bottleneck over a window (`?window=5s`,
+//!                       the default; see crate::figures), what the dashboard and `topo top` show
 //!   GET /api/topology   components (kind, parallelism) and edges (stream, grouping) as JSON
 //!   GET /api/tap        sampled tuples out of or into a component, streamed as JSON lines
 //!                       (`topo tap`; see crate::tap)
@@ -15,10 +17,12 @@
 //!   GET /               the live dashboard (see crate::dashboard)
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -26,12 +30,13 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use topo_runtime::{
     ComponentSnapshot, DEFAULT_STREAM, Grouping, LATENCY_BOUNDS_US, LatencySummary, MetricsReader,
     MetricsSnapshot, Role, TaskSnapshot, Topology,
 };
 
+use crate::figures::{DEFAULT_WINDOW, Figures, History, KEPT};
 use crate::logs::{ErrorEvent, RecentErrors};
 
 /// The shape of a topology, as `/api/topology` serves it.
@@ -122,6 +127,29 @@ pub struct MetricsBody {
     pub snapshot: MetricsSnapshot,
     /// The last warnings and errors logged, oldest first, with their component and task.
     pub errors: Vec<ErrorEvent>,
+    /// What the dashboard and `topo top` show, over the window the request asked for.
+    pub figures: Figures,
+}
+
+/// The query of `/api/metrics`: the window of its `figures` (`?window=500ms`; 5 s without one).
+#[derive(Debug, Deserialize)]
+struct MetricsQuery {
+    window: Option<String>,
+}
+
+/// The window a query asks for, from 1 ms to [`KEPT`].
+fn window(q: &MetricsQuery) -> Result<Duration, String> {
+    let Some(text) = &q.window else {
+        return Ok(DEFAULT_WINDOW);
+    };
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= Duration::from_millis(1) && d <= KEPT => Ok(d),
+        Ok(_) => Err(format!(
+            "window `{text}`: must be from 1ms to {}",
+            humantime::format_duration(KEPT)
+        )),
+        Err(e) => Err(format!("window `{text}`: {e} (such as 5s or 500ms)")),
+    }
 }
 
 /// What the handlers share.
@@ -131,6 +159,8 @@ struct AppState {
     info: Arc<TopologyInfo>,
     registry: Arc<Registry>,
     errors: RecentErrors,
+    /// The snapshots of earlier `/api/metrics` requests: where their windows start.
+    history: Arc<Mutex<History>>,
 }
 
 /// The routes above, reading the figures from `handle` (a topology whose shape is `info`) and
@@ -146,6 +176,7 @@ pub fn router(handle: MetricsReader, info: TopologyInfo, errors: RecentErrors) -
         info: Arc::new(info),
         registry: Arc::new(registry),
         errors,
+        history: Arc::default(),
     };
     axum::Router::new()
         .route("/metrics", get(metrics_text))
@@ -176,11 +207,23 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn metrics_json(State(s): State<AppState>) -> Json<MetricsBody> {
-    Json(MetricsBody {
-        snapshot: s.handle.metrics(),
+async fn metrics_json(
+    State(s): State<AppState>,
+    Query(q): Query<MetricsQuery>,
+) -> Result<Json<MetricsBody>, (StatusCode, String)> {
+    let window = window(&q).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let snapshot = s.handle.metrics();
+    // A poisoned lock only means a request panicked while keeping a snapshot; the rest is intact.
+    let figures = s
+        .history
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .figures(&snapshot, window);
+    Ok(Json(MetricsBody {
+        snapshot,
         errors: s.errors.events(),
-    })
+        figures,
+    }))
 }
 
 async fn topology_json(State(s): State<AppState>) -> Json<TopologyInfo> {
@@ -373,5 +416,23 @@ impl Collector for TaskCollector {
         )?;
         up.encode_gauge(&snap.uptime.as_secs_f64())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_a_duration_up_to_a_minute_five_seconds_without_one() {
+        let q = |w: Option<&str>| MetricsQuery {
+            window: w.map(str::to_string),
+        };
+        assert_eq!(window(&q(None)), Ok(Duration::from_secs(5)));
+        assert_eq!(window(&q(Some("500ms"))), Ok(Duration::from_millis(500)));
+        assert_eq!(window(&q(Some("1m"))), Ok(Duration::from_secs(60)));
+        assert!(window(&q(Some("2m"))).is_err_and(|e| e.contains("from 1ms to 1m")));
+        assert!(window(&q(Some("0s"))).is_err());
+        assert!(window(&q(Some("soon"))).is_err_and(|e| e.starts_with("window `soon`")));
     }
 }

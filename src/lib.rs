@@ -21,6 +21,7 @@ pub use topo_runtime::*;
 pub mod builtin;
 pub mod cli;
 pub mod dashboard;
+pub mod figures;
 pub mod graph;
 pub mod http;
 pub mod logs;

@@ -2,7 +2,8 @@
 //! sentences -> split (2 tasks) -> count by word (2 tasks). `topo tap` prints tuples of the right
 //! component, stream and fields, stops at `--limit`, keeps to `--rate`, shows what enters a bolt
 //! with `--in`, names an unknown component; `topo top` draws every component under a real
-//! pseudo-terminal and quits on `q`, and prints the table once as text with `--once`.
+//! pseudo-terminal and quits on `q`, prints the table once as text with `--once`, and marks the
+//! bottleneck the endpoint names.
 //!
 //! Every wait is bounded: child processes run under a timeout, the pseudo-terminal's screen is
 //! polled with a deadline.
@@ -365,6 +366,51 @@ fn top_once_prints_every_component_with_live_rates() {
     // The spout emits about 2,000 sentences a second (paced in ~5 ms releases).
     let rate: f64 = row("sentences")[3].parse().expect("a rate");
     assert!((1000.0..3000.0).contains(&rate), "{text}");
+}
+
+// Guards: `topo top` and the endpoint (whose figures the dashboard shows) name the same
+// bottleneck — the throttled bolt of examples/dashboard.toml — as top only shows what the
+// endpoint computes.
+#[test]
+fn top_names_the_bottleneck_the_endpoint_names() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dashboard.toml");
+    let t = start_file("120s", &example, None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let named = |window: &str| -> Option<String> {
+        let url = format!("http://{}/api/metrics?window={window}", t.addr);
+        let body = rt
+            .block_on(async { reqwest::get(&url).await?.text().await })
+            .expect("an answer from /api/metrics");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        json["figures"]["bottleneck"]["id"]
+            .as_str()
+            .map(str::to_string)
+    };
+    // The throttle saturates within a few seconds; until then there may be no bottleneck.
+    let start = Instant::now();
+    let by_endpoint = loop {
+        if let Some(id) = named("1s") {
+            break id;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the endpoint named no bottleneck within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(by_endpoint, "to_api");
+    let out = topo(&["top", &t.addr, "--once", "--interval", "1s"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let marked: Vec<&str> = text
+        .lines()
+        .filter(|l| l.ends_with("<- bottleneck"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(marked, [by_endpoint.as_str()], "{text}");
 }
 
 #[test]

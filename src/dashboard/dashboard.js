@@ -2,25 +2,25 @@
 //
 //   /api/topology (once) ──► layout(): layers by the longest path from the spouts, each layer
 //                            ordered by the barycentre of its predecessors ──► drawGraph()
-//   /api/metrics (every second) ──► history of snapshots ──► componentStats(): rates, capacity,
-//                            queue fill, backpressure and latencies from the deltas between the
-//                            newest snapshot and the one WINDOW_S seconds before it
+//   /api/metrics (every second) ──► its `figures`: per component rates, capacity, queue fill,
+//                            backpressure and latency quantiles over the last WINDOW_S seconds,
+//                            each edge's rate, and the bottleneck — computed by the endpoint
+//                            (src/figures.rs), the same figures `topo top` shows
 //                            ──► graph colours, bottleneck, table, sparklines, errors
 //
-// Every figure comes from the exact cumulative counters of /api/metrics; nothing is sampled on
-// the server and no state is kept there. Fields the runtime may add later are optional here:
-// `edges` (exact tuples per edge), latency `buckets` with `latency_bounds_us`, and `errors`.
+// The page computes no figure and judges no bottleneck itself: it shows what the endpoint says,
+// so it cannot disagree with `topo top`. It only keeps the recent points of its charts.
 
 const POLL_MS = 1000;
-// Rates and capacities are taken over this many seconds: tasks add their counts and busy time
-// once per batch, so a one-second delta of a slow stage jumps between 0 and several seconds'
-// worth; five seconds keep the figures steady and still live.
+// The window the endpoint takes the figures over: tasks add their counts and busy time once per
+// batch, so a one-second delta of a slow stage jumps between 0 and several seconds' worth; five
+// seconds keep the figures steady and still live.
 const WINDOW_S = 5;
 // Sparklines and charts show this many seconds.
 const HISTORY_S = 300;
 const CAP_MID = 0.3;
 const CAP_HIGH = 0.7;
-const QUEUE_BOTTLENECK = 0.5;
+const QUEUE_HIGH = 0.5;
 const FETCH_TIMEOUT_MS = 3000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -35,8 +35,8 @@ const state = {
   topology: null,
   /** Graph elements by component id, and edges in topology order. */
   graph: null,
-  /** Recent snapshots, oldest first: {t: uptime in seconds, snap}. */
-  snapshots: [],
+  /** The uptime of the newest snapshot shown, in seconds (null before the first). */
+  uptime: null,
   /** One point per poll for the charts, oldest first. */
   series: [],
   /** Table rows by component id. */
@@ -67,8 +67,6 @@ function svg(tag, attrs = {}, text) {
 function secs(d) {
   return d ? d.secs + d.nanos / 1e9 : 0;
 }
-
-const clamp01 = (x) => Math.min(1, Math.max(0, x));
 
 /** A count or rate in short form: 0.42, 7.50, 42.5, 312, 12.3k, 4.56M (whole numbers as such). */
 export function short(n) {
@@ -204,199 +202,16 @@ export function layout(topology) {
 
 // ---------------------------------------------------------------- figures
 
-/** Sums `f` over the tasks of a component snapshot (0 without one). */
-function total(c, f) {
-  return c ? c.tasks.reduce((a, t) => a + f(t), 0) : 0;
-}
-
-/** A counter's increase, or its value when the counters restarted. */
-function delta(now, before) {
-  return now >= before ? now - before : now;
-}
-
-/**
- * A quantile (0..1) of latencies from bucket deltas, in whole µs: `now` and `before` are
- * cumulative counts at `bounds` (counts of latencies at or below each bound, growing over time);
- * `count` is all latencies in the window (some may lie above the last bound: then `max_us`
- * answers). Inside its bucket the quantile is interpolated linearly, as Prometheus's
- * histogram_quantile and `topo top` do.
- */
-export function bucketQuantile(q, bounds, now, before, count, maxUs) {
-  if (!count) return null;
-  const want = q * count;
-  let below = 0;
-  for (let i = 0; i < bounds.length; i++) {
-    const c = delta(now[i] ?? 0, before ? (before[i] ?? 0) : 0);
-    if (c >= want) {
-      const lower = i === 0 ? 0 : bounds[i - 1];
-      const share = Math.min(1, Math.max(0, (want - below) / Math.max(1, c - below)));
-      return Math.round(lower + (bounds[i] - lower) * share);
-    }
-    below = c;
-  }
-  return maxUs;
-}
-
-/** The latency summary a component is judged by: spouts complete, bolts execute. */
-function latencyOf(kind, task) {
-  return kind === "spout" ? task.complete_latency : task.execute_latency;
-}
-
-/**
- * The figures of one component between snapshot components `c` (now) and `p` (before, may be
- * missing), `dt` seconds apart; `bounds` are the snapshot's `latency_bounds_us`, if any.
- */
-export function componentStats(c, p, dt, bounds) {
-  const before = new Map(p ? p.tasks.map((t) => [t.task, t]) : []);
-  const per = (f) => (dt > 0 && p ? delta(total(c, f), total(p, f)) / dt : null);
-  const count = c.kind === "spout" ? (t) => t.emitted : (t) => t.executed;
-  let capacity = null;
-  let backpressure = null;
-  let queueFill = null;
-  let latCount = 0;
-  let latSum = 0;
-  let bucketsNow = null;
-  let bucketsBefore = null;
-  let maxUs = 0;
-  for (const t of c.tasks) {
-    const b = before.get(t.task);
-    if (b && dt > 0) {
-      capacity = Math.max(capacity ?? 0, clamp01(delta(secs(t.busy), secs(b.busy)) / dt));
-      backpressure = Math.max(
-        backpressure ?? 0,
-        clamp01(delta(secs(t.backpressure), secs(b.backpressure)) / dt),
-      );
-    }
-    if (t.queue_capacity > 0) {
-      queueFill = Math.max(queueFill ?? 0, t.queue_len / t.queue_capacity);
-    }
-    const l = latencyOf(c.kind, t);
-    const lb = b ? latencyOf(c.kind, b) : null;
-    const n = delta(l.count, lb ? lb.count : 0);
-    latCount += n;
-    latSum += Math.max(0, l.mean_us * l.count - (lb && l.count >= lb.count ? lb.mean_us * lb.count : 0));
-    maxUs = Math.max(maxUs, l.max_us);
-    if (bounds && Array.isArray(l.buckets)) {
-      bucketsNow = bucketsNow ?? bounds.map(() => 0);
-      bucketsBefore = bucketsBefore ?? bounds.map(() => 0);
-      l.buckets.forEach((v, i) => (bucketsNow[i] += v));
-      if (lb && Array.isArray(lb.buckets)) lb.buckets.forEach((v, i) => (bucketsBefore[i] += v));
-    }
-  }
-  if (capacity === null) {
-    // The first snapshot: the share of the whole uptime.
-    capacity = c.tasks.reduce((a, t) => Math.max(a, t.busy_fraction), 0);
-  }
-  // Since start: p50 weighted by each task's count, p99 of the slowest task.
-  const lats = c.tasks.map((t) => latencyOf(c.kind, t)).filter((l) => l.count > 0);
-  const lifeCount = lats.reduce((a, l) => a + l.count, 0);
-  const lifeP50 = lifeCount ? lats.reduce((a, l) => a + l.p50_us * l.count, 0) / lifeCount : null;
-  const lifeP99 = lats.length ? Math.max(...lats.map((l) => l.p99_us)) : null;
-  const windowed = bucketsNow && p && latCount > 0;
-  return {
-    id: c.id,
-    kind: c.kind,
-    tasks: c.tasks.length,
-    rate: per(count),
-    transferredRate: per((t) => t.transferred),
-    acked: total(c, (t) => t.acked),
-    ackedRate: per((t) => t.acked),
-    failed: total(c, (t) => t.failed),
-    failedRate: per((t) => t.failed),
-    timedOut: total(c, (t) => t.timed_out),
-    timedOutRate: per((t) => t.timed_out),
-    errors: total(c, (t) => t.errors),
-    errorsRate: per((t) => t.errors),
-    pending: total(c, (t) => t.pending),
-    capacity,
-    backpressure,
-    queueFill,
-    p50: windowed ? bucketQuantile(0.5, bounds, bucketsNow, bucketsBefore, latCount, maxUs) : lifeP50,
-    p99: windowed ? bucketQuantile(0.99, bounds, bucketsNow, bucketsBefore, latCount, maxUs) : lifeP99,
-    latencyWindowed: Boolean(windowed),
-    windowMeanUs: p && latCount > 0 ? latSum / latCount : null,
-    windowLatCount: latCount,
-    bucketsNow,
-    bucketsBefore,
-    maxUs,
-  };
-}
-
-/** The snapshot to take deltas from: the oldest within WINDOW_S of the newest. */
-function baseSnapshot() {
-  const s = state.snapshots;
-  const now = s[s.length - 1];
-  for (let i = 0; i < s.length - 1; i++) {
-    if (now.t - s[i].t <= WINDOW_S + 0.25) return s[i];
-  }
-  return s.length > 1 ? s[s.length - 2] : null;
-}
-
-/**
- * The bottleneck: the bolt with the highest capacity when it is at least CAP_HIGH, else
- * the one whose queues are fullest when they are more than half full; null when neither.
- * Capacities within 0.01 of each other count as equal (a saturated stage and the stage feeding
- * it can both read 1.00): then the one that waits less for its downstream queues wins, as the
- * other is held up by it.
- */
-export function findBottleneck(stats) {
-  let busiest = null;
-  let fullest = null;
-  const cap = (s) => s.capacity ?? 0;
-  for (const s of stats) {
-    // A spout's busy time includes what next_tuple awaits (a paced or idle source looks busy),
-    // so capacity names bolts only, as in Storm's UI and `topo top`.
-    if (s.kind !== "spout") {
-      const gap = busiest === null ? 1 : cap(s) - cap(busiest);
-      const waitsLess = busiest !== null && (s.backpressure ?? 0) < (busiest.backpressure ?? 0);
-      if (gap >= 0.01 || (Math.abs(gap) < 0.01 && waitsLess)) busiest = s;
-    }
-    if (fullest === null || (s.queueFill ?? 0) > (fullest.queueFill ?? 0)) fullest = s;
-  }
-  if (busiest && (busiest.capacity ?? 0) >= CAP_HIGH) {
-    return {
-      id: busiest.id,
-      why: `capacity ${busiest.capacity.toFixed(2)}: busy ${percent(busiest.capacity)} of the last ${WINDOW_S} s`,
-    };
-  }
-  if (fullest && (fullest.queueFill ?? 0) > QUEUE_BOTTLENECK) {
-    return { id: fullest.id, why: `receive queue ${percent(fullest.queueFill)} full` };
-  }
-  return null;
-}
-
 /** The key of an edge in the maps below. */
 export const edgeKey = (e) => `${e.from}\u0000${e.stream}\u0000${e.to}`;
 
 /**
- * Tuples per second on each of the topology's `edges`, by edgeKey: exact from the snapshots'
- * `edges` when the runtime reports them, else the upstream component's transferred rate
- * (from `byId`, its componentStats) divided over its out-edges, marked estimated.
+ * Tuples per second on each of the topology's `edges`, by edgeKey, from the endpoint's figures
+ * (`figures.edges`); an edge the figures do not list carried nothing.
  */
-export function edgeRates(edges, now, before, dt, byId) {
-  const out = new Map();
-  const key = edgeKey;
-  if (Array.isArray(now.edges)) {
-    const prev = new Map((before && Array.isArray(before.edges) ? before.edges : []).map((e) => [key(e), e]));
-    const cur = new Map(now.edges.map((e) => [key(e), e]));
-    for (const e of edges) {
-      const c = cur.get(key(e));
-      const p = prev.get(key(e));
-      out.set(key(e), {
-        rate: c && p && dt > 0 ? delta(c.transferred, p.transferred) / dt : c ? null : 0,
-        estimated: false,
-      });
-    }
-    return out;
-  }
-  const fanout = new Map();
-  for (const e of edges) fanout.set(e.from, (fanout.get(e.from) ?? 0) + 1);
-  for (const e of edges) {
-    const s = byId.get(e.from);
-    const r = s && s.transferredRate !== null ? s.transferredRate / fanout.get(e.from) : null;
-    out.set(key(e), { rate: r, estimated: true });
-  }
-  return out;
+export function edgeRates(edges, figures) {
+  const rates = new Map(figures.edges.map((e) => [edgeKey(e), e.rate]));
+  return new Map(edges.map((e) => [edgeKey(e), rates.get(edgeKey(e)) ?? 0]));
 }
 
 // ---------------------------------------------------------------- graph
@@ -577,26 +392,24 @@ function updateGraph(byId, rates, bottleneck) {
     const cap = s.capacity;
     const isBottleneck = bottleneck !== null && bottleneck.id === id;
     n.g.setAttribute("class", `node ${s.kind} ${capClass(cap)}${isBottleneck ? " bottleneck" : ""}`);
-    n.g.setAttribute("data-rate", s.rate === null ? "" : s.rate.toFixed(2));
-    n.g.setAttribute("data-capacity", cap === null ? "" : cap.toFixed(3));
-    n.g.setAttribute("data-queue-fill", s.queueFill === null ? "" : s.queueFill.toFixed(3));
-    n.g.setAttribute("data-backpressure", s.backpressure === null ? "" : s.backpressure.toFixed(3));
-    n.rate.textContent = s.rate === null ? "–" : `${short(s.rate)} tuples/s`;
+    n.g.setAttribute("data-rate", s.rate.toFixed(2));
+    n.g.setAttribute("data-capacity", cap.toFixed(3));
+    n.g.setAttribute("data-queue-fill", s.queue_fill === null ? "" : s.queue_fill.toFixed(3));
+    n.g.setAttribute("data-backpressure", s.backpressure.toFixed(3));
+    n.rate.textContent = `${short(s.rate)} tuples/s`;
     // Capacity, queue fill and (when a task waits at all) backpressure, short enough to fit.
-    const waits = s.backpressure !== null && s.backpressure >= 0.005;
-    const parts = [`cap ${cap === null ? "–" : cap.toFixed(2)}`];
-    if (s.queueFill !== null) parts.push(`${waits ? "q" : "queue"} ${percent(s.queueFill)}`);
+    const waits = s.backpressure >= 0.005;
+    const parts = [`cap ${cap.toFixed(2)}`];
+    if (s.queue_fill !== null) parts.push(`${waits ? "q" : "queue"} ${percent(s.queue_fill)}`);
     if (waits) parts.push(`bp ${percent(s.backpressure)}`);
     n.detail.textContent = parts.join(" · ");
-    n.bar.setAttribute("width", String(NODE_W * (cap ?? 0)));
+    n.bar.setAttribute("width", String(NODE_W * cap));
   }
   const widths = [];
   for (const d of state.graph.edges) {
-    const r = rates.get(edgeKey(d.e));
-    const rate = r ? r.rate : null;
+    const rate = rates.get(edgeKey(d.e)) ?? null;
     d.g.setAttribute("data-rate", rate === null ? "" : rate.toFixed(2));
-    d.g.setAttribute("data-estimated", r && r.estimated ? "true" : "false");
-    d.rate.textContent = rate === null ? "–" : `${r.estimated ? "≈ " : ""}${short(rate)}/s`;
+    d.rate.textContent = rate === null ? "–" : `${short(rate)}/s`;
     widths.push([d.path, rate]);
   }
   const top = Math.max(1, ...widths.map(([, r]) => r ?? 0));
@@ -713,43 +526,43 @@ function countCell(cell, totalValue, perSecond, bad) {
   cell.classList.toggle("bad", bad && totalValue > 0);
 }
 
-function updateTable(stats, bottleneck, tNow) {
+function updateTable(stats, bottleneck, tNow, figures) {
   for (const s of stats) {
     const { tr, cells } = row(s.id);
     tr.className = `${s.kind}${bottleneck && bottleneck.id === s.id ? " row-bottleneck" : ""}`;
-    tr.setAttribute("data-rate", s.rate === null ? "" : s.rate.toFixed(2));
-    tr.setAttribute("data-capacity", s.capacity === null ? "" : s.capacity.toFixed(3));
+    tr.setAttribute("data-rate", s.rate.toFixed(2));
+    tr.setAttribute("data-capacity", s.capacity.toFixed(3));
     const dot = el("i", { class: `dot ${capClass(s.capacity)}` });
     const name = el("span", { class: "name" });
     name.append(dot, el("span", { class: "cid" }, s.id), el("span", { class: `kind ${s.kind}` }, s.kind));
     cells.component.replaceChildren(name);
     cells.tasks.textContent = String(s.tasks);
-    cells.rate.textContent = s.rate === null ? "–" : short(s.rate);
+    cells.rate.textContent = short(s.rate);
     const points = state.series.map((p) => ({ t: p.t, v: p.rates.get(s.id) ?? null }));
     cells.spark.replaceChildren(sparkline(points, tNow));
-    countCell(cells.acked, s.acked, s.ackedRate, false);
-    countCell(cells.failed, s.failed, s.failedRate, true);
-    if (s.kind === "spout") countCell(cells.timedOut, s.timedOut, s.timedOutRate, true);
+    countCell(cells.acked, s.acked, s.acked_rate, false);
+    countCell(cells.failed, s.failed, s.failed_rate, true);
+    if (s.kind === "spout") countCell(cells.timedOut, s.timed_out, s.timed_out_rate, true);
     else cells.timedOut.textContent = "–";
-    const since = s.latencyWindowed ? `last ${WINDOW_S} s` : "since start";
-    cells.p50.textContent = micros(s.p50);
+    const since = figures.since_start ? "since start" : `last ${short(figures.window_s)} s`;
+    cells.p50.textContent = micros(s.p50_us);
     cells.p50.title = `${s.kind === "spout" ? "complete" : "execute"} latency, ${since}`;
-    cells.p99.textContent = micros(s.p99);
+    cells.p99.textContent = micros(s.p99_us);
     cells.p99.title = cells.p50.title;
-    if (s.queueFill === null) {
+    if (s.queue_fill === null) {
       cells.queue.textContent = "–";
     } else {
       const meter = el("span", { class: "meter" });
-      const fill = el("span", { class: `fill ${s.queueFill > QUEUE_BOTTLENECK ? "high" : ""}` });
-      fill.style.width = percent(Math.min(1, s.queueFill));
+      const fill = el("span", { class: `fill ${s.queue_fill > QUEUE_HIGH ? "high" : ""}` });
+      fill.style.width = percent(Math.min(1, s.queue_fill));
       meter.append(fill);
-      cells.queue.replaceChildren(meter, el("span", {}, percent(s.queueFill)));
+      cells.queue.replaceChildren(meter, el("span", {}, percent(s.queue_fill)));
     }
     cells.capacity.replaceChildren(
-      el("span", { class: `chip ${capClass(s.capacity)}` }, s.capacity === null ? "–" : s.capacity.toFixed(2)),
+      el("span", { class: `chip ${capClass(s.capacity)}` }, s.capacity.toFixed(2)),
     );
-    cells.backpressure.textContent = s.backpressure === null ? "–" : percent(s.backpressure);
-    countCell(cells.errors, s.errors, s.errorsRate, true);
+    cells.backpressure.textContent = percent(s.backpressure);
+    countCell(cells.errors, s.errors, s.errors_rate, true);
   }
 }
 
@@ -800,7 +613,7 @@ async function loadTopology() {
 
 /** Forgets the topology and its figures: the next poll starts over. */
 function reset() {
-  state.snapshots = [];
+  state.uptime = null;
   state.series = [];
   state.topology = null;
   state.graph = null;
@@ -812,72 +625,54 @@ function reset() {
   $("uptime").textContent = "–";
 }
 
+/** Takes a new answer of /api/metrics; false when the topology restarted (all starts over). */
 function ingest(snap) {
   const t = secs(snap.uptime);
-  const last = state.snapshots[state.snapshots.length - 1];
-  if (last && t < last.t) {
+  if (state.uptime !== null && t < state.uptime) {
     // The topology restarted: its counters and graph start over.
     reset();
     return false;
   }
-  if (last && t === last.t) return true;
-  state.snapshots.push({ t, snap });
-  while (state.snapshots.length > 2 && t - state.snapshots[1].t > WINDOW_S + 1) state.snapshots.shift();
-  return true;
+  const fresh = state.uptime === null || t > state.uptime;
+  state.uptime = t;
+  return fresh;
 }
 
-function render() {
-  const now = state.snapshots[state.snapshots.length - 1];
-  const base = baseSnapshot();
-  const dt = base ? now.t - base.t : 0;
-  const bounds = Array.isArray(now.snap.latency_bounds_us) ? now.snap.latency_bounds_us : null;
-  const stats = now.snap.components.map((c) =>
-    componentStats(c, base ? base.snap.components.find((p) => p.id === c.id) : null, dt, bounds),
-  );
+function render(snap) {
+  const t = state.uptime;
+  const figures = snap.figures;
+  const stats = figures.components;
   const byId = new Map(stats.map((s) => [s.id, s]));
-  const inGraph = stats.filter((s) => state.graph.nodes.has(s.id));
-  const bottleneck = base ? findBottleneck(inGraph) : null;
-  const rates = edgeRates(state.topology.edges, now.snap, base ? base.snap : null, dt, byId);
+  const bottleneck = figures.bottleneck;
+  const rates = edgeRates(state.topology.edges, figures);
 
-  // One chart point per poll.
+  // One chart point per poll: what the spouts emit and complete, and their p99 complete latency.
   const spouts = stats.filter((s) => s.kind === "spout");
-  const sum = (f) => (spouts.length && spouts.every((s) => f(s) !== null) ? spouts.reduce((a, s) => a + f(s), 0) : null);
-  let latency = null;
-  let latencyLabel = `mean over the last ${WINDOW_S} s`;
-  const latCount = spouts.reduce((a, s) => a + s.windowLatCount, 0);
-  if (bounds && spouts.length && spouts.every((s) => s.bucketsNow) && latCount > 0 && base) {
-    const nowB = bounds.map((_, i) => spouts.reduce((a, s) => a + s.bucketsNow[i], 0));
-    const beforeB = bounds.map((_, i) => spouts.reduce((a, s) => a + s.bucketsBefore[i], 0));
-    latency = bucketQuantile(0.99, bounds, nowB, beforeB, latCount, Math.max(...spouts.map((s) => s.maxUs)));
-    latencyLabel = `p99 over the last ${WINDOW_S} s`;
-  } else if (latCount > 0) {
-    latency = spouts.reduce((a, s) => a + (s.windowMeanUs ?? 0) * s.windowLatCount, 0) / latCount;
-  }
-  if (base) {
-    state.series.push({
-      t: now.t,
-      emitted: sum((s) => s.rate),
-      acked: sum((s) => s.ackedRate),
-      latency,
-      rates: new Map(stats.map((s) => [s.id, s.rate])),
-    });
-    while (state.series.length && now.t - state.series[0].t > HISTORY_S) state.series.shift();
-  }
+  const sum = (f) => (spouts.length ? spouts.reduce((a, s) => a + f(s), 0) : null);
+  const window = figures.since_start ? "since the start" : `over the last ${short(figures.window_s)} s`;
+  state.series.push({
+    t,
+    emitted: sum((s) => s.rate),
+    acked: sum((s) => s.acked_rate),
+    latency: figures.complete_p99_us,
+    rates: new Map(stats.map((s) => [s.id, s.rate])),
+  });
+  while (state.series.length && t - state.series[0].t > HISTORY_S) state.series.shift();
 
-  $("uptime").textContent = uptimeText(now.t);
+  $("uptime").textContent = uptimeText(t);
   updateGraph(byId, rates, bottleneck);
-  updateTable(stats, bottleneck, now.t);
-  updateCharts(now.t, latencyLabel);
-  updateErrors(now.snap);
+  updateTable(stats, bottleneck, t, figures);
+  updateCharts(t, `p99 ${window}`);
+  updateErrors(snap);
 }
 
 async function poll() {
   const started = performance.now();
   try {
     if (!state.topology) await loadTopology();
-    const snap = await getJson("api/metrics");
+    const snap = await getJson(`api/metrics?window=${WINDOW_S}s`);
     if (ingest(snap)) {
-      render();
+      render(snap);
     }
     setConnection("live", "live");
   } catch (e) {
