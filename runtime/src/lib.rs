@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  spout task ─emit─► collector ─route─► batch ─flush─► bounded queue ─► bolt task ─emit─► ...
-//!  (task.rs)         (collector.rs)  (grouping.rs)     (collector.rs)     (task.rs)
+//! (task/spout.rs)   (collector.rs)  (grouping.rs)     (collector.rs)  (task/bolt.rs)
 //!      ▲                    │                                                │
 //!      │                    └──── init ───► acker task ◄──── ack / fail ─────┘
 //!      └──── ack(msg) / fail(msg) ◄─────── (acker.rs)
@@ -21,7 +21,8 @@
 //! - [`collector`]: where components emit; anchoring, batching, backpressure.
 //! - [`grouping`]: the one place that picks the target task(s) of a tuple.
 //! - [`acker`]: Storm's XOR tree tracking.
-//! - `task` (internal): the spout and bolt task loops, failure isolation and restarts.
+//! - `task` (internal): the spout and bolt task loops (`task/spout.rs`, `task/bolt.rs`), failure
+//!   isolation and restarts.
 //! - [`topology`]: the declared topology and its one validation.
 //! - [`builder`]: [`TopologyBuilder`], the Rust way to declare one (Storm's spelling).
 //! - [`cluster`]: wiring, [`TopologyHandle`], [`LocalCluster`].

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Only the code outside `#[cfg(test)]` modules counts, and not comments: a unit test may use
-//! any module, and a doc link is no import.
+//! any module, and a doc link is no import. A module split over a directory (`src/task/`) counts
+//! as one, all its files together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -64,13 +65,17 @@ fn reexports(lib: &str) -> HashMap<String, String> {
     out
 }
 
-/// The modules a source file's code (not its tests, not its comments) names as `crate::…`.
+/// A source file without its unit tests.
+fn without_tests(src: &str) -> &str {
+    src.split("#[cfg(test)]\nmod tests").next().unwrap_or(src)
+}
+
+/// The modules a module's code (its tests already cut; not its comments) names as `crate::…`.
 fn used(
-    src: &str,
+    code: &str,
     modules: &BTreeSet<String>,
     reexported: &HashMap<String, String>,
 ) -> BTreeSet<String> {
-    let code = src.split("#[cfg(test)]\nmod tests").next().unwrap_or(src);
     let code: String = code
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
@@ -125,13 +130,27 @@ fn modules_use_only_the_modules_listed_above_them_in_lib_rs() {
     let lib = std::fs::read_to_string(dir.join("lib.rs")).expect("src/lib.rs");
     let order = documented(&lib);
     let reexported = reexports(&lib);
+    // A module is a file `src/m.rs`, or a directory `src/m/` (its `mod.rs` and submodules).
     let mut sources = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).expect("src/") {
         let path = entry.expect("an entry").path();
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        if path.extension().is_some_and(|e| e == "rs") && name != "lib" {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("")
+            .to_string();
+        if path.is_dir() {
+            let mut code = String::new();
+            for file in std::fs::read_dir(&path).expect("a module directory") {
+                let file = file.expect("an entry").path();
+                if file.extension().is_some_and(|e| e == "rs") {
+                    code += without_tests(&std::fs::read_to_string(&file).expect("a source"));
+                }
+            }
+            sources.insert(name, code);
+        } else if path.extension().is_some_and(|e| e == "rs") && name != "lib" {
             let src = std::fs::read_to_string(&path).expect("a source file");
-            sources.insert(name.to_string(), src);
+            sources.insert(name, without_tests(&src).to_string());
         }
     }
     let modules: BTreeSet<String> = sources.keys().cloned().collect();
