@@ -53,7 +53,7 @@ use topo_runtime::suggest::suggest;
 use topo_runtime::topology::ComponentFactory;
 use topo_runtime::{BasicBolt, Bolt, BoltFactory, Spout, SpoutFactory};
 
-/// Whether a kind makes spouts or bolts: the runtime's one [`Role`](topo_runtime::Role).
+/// Whether a kind makes spouts or bolts: the runtime's one [`Role`].
 pub use topo_runtime::Role;
 
 /// The documentation of one option of a kind.
