@@ -649,7 +649,7 @@ function render(snap) {
   // One chart point per poll: what the spouts emit and complete, and their p99 complete latency.
   const spouts = stats.filter((s) => s.kind === "spout");
   const sum = (f) => (spouts.length ? spouts.reduce((a, s) => a + f(s), 0) : null);
-  const window = figures.since_start ? "since the start" : `over the last ${short(figures.window_s)} s`;
+  const over = figures.since_start ? "since the start" : `over the last ${short(figures.window_s)} s`;
   state.series.push({
     t,
     emitted: sum((s) => s.rate),
@@ -662,7 +662,7 @@ function render(snap) {
   $("uptime").textContent = uptimeText(t);
   updateGraph(byId, rates, bottleneck);
   updateTable(stats, bottleneck, t, figures);
-  updateCharts(t, `p99 ${window}`);
+  updateCharts(t, `p99 ${over}`);
   updateErrors(snap);
 }
 
