@@ -204,7 +204,7 @@ pub enum TimeMode {
 
 /// How a windowed bolt (`window`, `join`) acks its inputs and anchors its results; see the
 /// [module docs](self) and the [`join`](crate::join) docs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Anchoring {
     /// `hold` where it is safe (processing-time windows whose length + slide is at most half

@@ -55,7 +55,7 @@
 //!
 //! ```
 //! use serde::Deserialize;
-//! use topo_dsl::{Registry, load_str};
+//! use topo_dsl::{FromOptions, Kind, Registry, load_str};
 //! use topo_runtime::{BoxError, OutputDeclarer, Spout, SpoutCollector};
 //!
 //! struct Numbers;
@@ -68,15 +68,22 @@
 //!         Ok(())
 //!     }
 //! }
-//! #[derive(Clone, Deserialize)]
+//! #[derive(Clone, Deserialize, schemars::JsonSchema)]
 //! #[serde(deny_unknown_fields)]
 //! struct NumbersOptions {
+//!     /// the last number
 //!     #[serde(default)]
 //!     max: u64,
 //! }
+//! impl FromOptions for NumbersOptions {
+//!     type Options = Self;
+//!     fn from_options(o: Self) -> Result<Self, String> {
+//!         Ok(o)
+//!     }
+//! }
 //!
 //! let mut registry = Registry::new();
-//! registry.register_spout("numbers", "counts up", vec![], |_: &NumbersOptions| Numbers);
+//! registry.add(Kind::spout("numbers", "counts up", |_: &NumbersOptions| Numbers));
 //!
 //! let text = "name = \"n\"\n[spouts.numbers]\nkind = \"numbers\"\nmax = 10\n";
 //! let spec = load_str(text, "n.toml", &registry, &[]).unwrap();
@@ -834,8 +841,8 @@ fn unknown_key_message(key: &str, expected: &[&str]) -> String {
     m
 }
 
-const TOP_KEYS: &[&str] = &["name", "config", "include", "spouts", "bolts"];
-const CONFIG_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &["name", "config", "include", "spouts", "bolts"];
+pub(crate) const CONFIG_KEYS: &[&str] = &[
     "ackers",
     "message_timeout",
     "max_spout_pending",
@@ -844,9 +851,9 @@ const CONFIG_KEYS: &[&str] = &[
     "batch_size",
     "default_parallelism",
 ];
-const COMPONENT_KEYS: &[&str] = &["kind", "parallelism", "tick_interval", "inputs"];
-const INPUT_KEYS: &[&str] = &["from", "stream", "grouping"];
-const GROUPING_NAMES: &[&str] = &[
+pub(crate) const COMPONENT_KEYS: &[&str] = &["kind", "parallelism", "tick_interval", "inputs"];
+pub(crate) const INPUT_KEYS: &[&str] = &["from", "stream", "grouping"];
+pub(crate) const GROUPING_NAMES: &[&str] = &[
     "shuffle",
     "fields",
     "partial_key",
