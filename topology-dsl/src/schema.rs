@@ -428,7 +428,7 @@ fn grouping_schema() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::file::{COMPONENT_KEYS, CONFIG_KEYS, GROUPING_NAMES, INPUT_KEYS, TOP_KEYS};
+    use crate::file::load::{COMPONENT_KEYS, CONFIG_KEYS, GROUPING_NAMES, INPUT_KEYS, TOP_KEYS};
 
     fn keys(v: &Value) -> Vec<&str> {
         let mut k: Vec<&str> = v
