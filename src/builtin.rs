@@ -1,8 +1,7 @@
 //! The built-in component kinds, registered by name for topology files — one explicit list.
 
 use serde::Deserialize;
-use topo_dsl::registry::{OptionDoc, Registry};
-use topo_spouts::{GeneratorOptions, GeneratorSpout};
+use topo_dsl::registry::Registry;
 
 mod kafka;
 mod kinesis;
@@ -13,96 +12,17 @@ mod spouts_file;
 mod spouts_http;
 mod spouts_io;
 mod spouts_mqtt;
-mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
 /// [`cli::main_with`](crate::cli::main_with).
 pub fn builtin_registry() -> Registry {
     let mut r = Registry::new();
-    r.register_spout::<Checked<GeneratorSpout, GeneratorOptions>, GeneratorSpout>(
-        "generator",
-        "synthetic sentences or sensor readings, deterministic from a seed, at a rate or as fast as possible; replays identical tuples",
-        vec![
-            OptionDoc::new(
-                "mode",
-                "sentences | sensors",
-                "sentences",
-                "sentences: one field of text; sensors: (device_id, temperature, humidity, timestamp)",
-            ),
-            OptionDoc::new(
-                "count",
-                "integer",
-                "",
-                "messages to emit over all tasks; unset = without end",
-            ),
-            OptionDoc::new(
-                "rate",
-                "number",
-                "",
-                "messages per second over all tasks, released in batches of ~5 ms; unset = as fast as possible",
-            ),
-            OptionDoc::new(
-                "seed",
-                "integer",
-                "0",
-                "seed of every random choice: message n is always the same tuple",
-            ),
-            OptionDoc::new(
-                "sentences",
-                "list of strings",
-                "Storm's five example sentences",
-                "sentences mode: the sentences to draw from",
-            ),
-            OptionDoc::new(
-                "text_file",
-                "path",
-                "",
-                "sentences mode: draw from the non-empty lines of this file instead (read when the topology loads)",
-            ),
-            OptionDoc::new(
-                "words",
-                "list of strings",
-                "",
-                "sentences mode: build random sentences from these words instead",
-            ),
-            OptionDoc::new(
-                "words_per_sentence",
-                "integer",
-                "8",
-                "sentences mode with `words`: words per sentence",
-            ),
-            OptionDoc::new("field", "string", "\"sentence\"", "sentences mode: the output field"),
-            OptionDoc::new(
-                "devices",
-                "integer",
-                "10",
-                "sensors mode: devices, ids \"sensor-0000\".. ; message n is a reading of device n mod devices",
-            ),
-            OptionDoc::new(
-                "anomaly_rate",
-                "number from 0 to 1",
-                "0.01",
-                "sensors mode: fraction of readings 15-25 degrees above the device's normal",
-            ),
-            OptionDoc::new(
-                "anomaly_length",
-                "integer",
-                "1",
-                "sensors mode: consecutive readings of a device one anomaly lasts",
-            ),
-            OptionDoc::new(
-                "start_time",
-                "epoch ms or RFC 3339 text",
-                "the wall clock at start",
-                "sensors mode: timestamp of message 0; message n is at start_time + n * 1000 / rate ms (1 ms apart without rate)",
-            ),
-        ],
-        |c: &Checked<GeneratorSpout, GeneratorOptions>| c.0.clone(),
-    );
+    for kind in topo_spouts::kinds() {
+        r.add(kind);
+    }
     for kind in topo_bolts::kinds() {
         r.add(kind);
     }
-    window::register(&mut r);
     sinks_out::register(&mut r);
     sinks_db::register(&mut r);
     spouts_file::register(&mut r);
@@ -192,43 +112,6 @@ partition_key_field = "device_id"
 batch = { max_records = 500, max_bytes = 1048576, interval = "1s" }
 retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }
 inputs = [{ from = "readings" }]
-"#,
-    ),
-    (
-        "generator",
-        r#"
-[spouts.sentences]
-kind = "generator"
-count = 100000            # then the spout is exhausted (`topo run --until-idle` ends)
-rate = 20000              # per second over all tasks; unset = as fast as possible
-seed = 7                  # message n is always the same tuple (replays are identical)
-sentences = ["the cow jumped over the moon", "an apple a day keeps the doctor away"]
-# or: text_file = "corpus.txt" (its non-empty lines), or: words = ["a", "b"], words_per_sentence = 8
-
-# sensor readings instead: fields device_id, temperature, humidity, timestamp (epoch ms)
-# [spouts.readings]  kind = "generator"  mode = "sensors"  rate = 20000  devices = 10
-#   anomaly_rate = 0.01  anomaly_length = 200  start_time = "2026-01-01T00:00:00Z"
-"#,
-    ),
-    (
-        "window",
-        r#"
-[bolts.per_path]
-kind = "window"
-length = "1m"             # a duration, or a number of tuples (count windows)
-slide = "10s"             # unset = tumbling
-time = "event"            # or "processing" (the default)
-timestamp = "ts"          # epoch milliseconds or RFC 3339 text
-lag = "5s"                # allowed out-of-orderness; later tuples go to the `late` stream
-group_by = ["path"]
-aggregates = [
-  { fn = "count", as = "hits" },
-  { fn = "sum", field = "bytes", as = "bytes" },
-  { fn = "avg", field = "ms", as = "mean_ms" },
-  { fn = "approx_count_distinct", field = "user", as = "users" },
-  { fn = "top_k", field = "status", k = 3, as = "top_statuses" },
-]
-inputs = [{ from = "parsed", grouping = { fields = ["path"] } }]
 "#,
     ),
     (
@@ -404,12 +287,6 @@ where
 /// Builds a bolt from its options, or says what is wrong with them.
 trait TryFromOptions<O>: Sized {
     fn try_from_options(options: O) -> Result<Self, String>;
-}
-
-impl TryFromOptions<GeneratorOptions> for GeneratorSpout {
-    fn try_from_options(options: GeneratorOptions) -> Result<Self, String> {
-        GeneratorSpout::try_new(options)
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,10 @@ fn readme_tables_list_the_registered_kinds() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
     let registry = topo::builtin_registry();
-    for (role, header) in [(Role::Spout, "| spout kind |"), (Role::Bolt, "| bolt kind |")] {
+    for (role, header) in [
+        (Role::Spout, "| spout kind |"),
+        (Role::Bolt, "| bolt kind |"),
+    ] {
         let mut registered: Vec<String> = registry
             .kinds()
             .filter(|k| k.role() == role)

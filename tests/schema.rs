@@ -15,7 +15,9 @@ fn schema() -> serde_json::Value {
 }
 
 fn as_json(toml_text: &str) -> serde_json::Value {
-    let value: toml::Value = toml::from_str(toml_text).expect("valid TOML");
+    // As the loader reads it: `${VAR:-default}` with no variable set is the default.
+    let text = topo::file::substitute(toml_text, &|_| None).expect("substitution");
+    let value: toml::Value = toml::from_str(&text).expect("valid TOML");
     serde_json::to_value(value).expect("TOML as JSON")
 }
 
@@ -51,20 +53,57 @@ fn every_example_is_valid() {
 fn mistakes_are_rejected() {
     let validator = jsonschema::validator_for(&schema()).expect("a valid JSON Schema");
     let base = "name = \"t\"\n[spouts.s]\nkind = \"generator\"\ncount = 10\n\n[bolts.w]\nkind = \"split\"\ninputs = [{ from = \"s\" }]\n";
-    assert!(problems(&validator, base).is_empty(), "{:?}", problems(&validator, base));
+    assert!(
+        problems(&validator, base).is_empty(),
+        "{:?}",
+        problems(&validator, base)
+    );
     let mistakes = [
         ("a misspelt option", base.replace("count = 10", "cout = 10")),
-        ("an option of the wrong type", base.replace("count = 10", "count = \"ten\"")),
-        ("an unknown kind", base.replace("kind = \"split\"", "kind = \"splt\"")),
+        (
+            "an option of the wrong type",
+            base.replace("count = 10", "count = \"ten\""),
+        ),
+        (
+            "an unknown kind",
+            base.replace("kind = \"split\"", "kind = \"splt\""),
+        ),
         ("an unknown top-level key", format!("nmae = \"x\"\n{base}")),
-        ("an unknown config key", format!("[config]\nackerz = 1\n{base}")),
-        ("parallelism 0", base.replace("kind = \"split\"", "kind = \"split\"\nparallelism = 0")),
-        ("tick_interval on a spout", base.replace("count = 10", "count = 10\ntick_interval = \"1s\"")),
-        ("an unknown grouping", base.replace("{ from = \"s\" }", "{ from = \"s\", grouping = \"shufle\" }")),
-        ("an input without from", base.replace("{ from = \"s\" }", "{ stream = \"default\" }")),
-        ("a bad duration", format!("[config]\nmessage_timeout = \"soon\"\n{base}")),
-        ("a value outside an enum", base.replace("count = 10", "count = 10\nmode = \"poems\"")),
-        ("a component without kind", format!("{base}\n[bolts.c]\ninputs = [{{ from = \"w\" }}]\n")),
+        (
+            "an unknown config key",
+            format!("[config]\nackerz = 1\n{base}"),
+        ),
+        (
+            "parallelism 0",
+            base.replace("kind = \"split\"", "kind = \"split\"\nparallelism = 0"),
+        ),
+        (
+            "tick_interval on a spout",
+            base.replace("count = 10", "count = 10\ntick_interval = \"1s\""),
+        ),
+        (
+            "an unknown grouping",
+            base.replace(
+                "{ from = \"s\" }",
+                "{ from = \"s\", grouping = \"shufle\" }",
+            ),
+        ),
+        (
+            "an input without from",
+            base.replace("{ from = \"s\" }", "{ stream = \"default\" }"),
+        ),
+        (
+            "a bad duration",
+            format!("[config]\nmessage_timeout = \"soon\"\n{base}"),
+        ),
+        (
+            "a value outside an enum",
+            base.replace("count = 10", "count = 10\nmode = \"poems\""),
+        ),
+        (
+            "a component without kind",
+            format!("{base}\n[bolts.c]\ninputs = [{{ from = \"w\" }}]\n"),
+        ),
     ];
     for (what, text) in mistakes {
         assert!(

@@ -526,7 +526,6 @@ fields = [
 inputs = [{ from = "server_errors" }]
 "#;
 
-
 impl FromOptions for Filter {
     type Options = FilterOptions;
     fn from_options(options: FilterOptions) -> Result<Self, String> {

@@ -83,7 +83,9 @@ use topo_runtime::{
 use crate::expr::ERROR_STREAM;
 
 /// How a joined side matches: `inner` (a `from` tuple needs a match) or `left` (nulls when none).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JoinType {
     /// A `from` tuple without a match on this side gives no output.
@@ -119,6 +121,7 @@ pub struct JoinSide {
 /// Options of the `join` bolt; see the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = join_required)]
 pub struct JoinOptions {
     /// The window length (humantime: `"10s"`).
     #[serde(with = "humantime_serde")]
@@ -128,14 +131,21 @@ pub struct JoinOptions {
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub slide: Option<Duration>,
-    /// The side every other side joins to.
+    /// The side every other side joins to: `{ source, key }`.
     pub from: FromSide,
-    /// The joined sides, at least one.
+    /// The joined sides, at least one: `{ source, key, type }` (`type` = `inner` or `left`).
     pub join: Vec<JoinSide>,
     /// The output fields: `source.field` or `source.field as name`.
     pub select: Vec<String>,
-    /// `auto`, `hold` or `receipt`.
+    /// `hold` inputs until their window closes (results anchored), or ack on `receipt`; `auto`
+    /// holds when `window + slide` is at most half the message timeout, else acks on receipt.
     pub anchoring: Anchoring,
+}
+
+/// `from` and `join` have serde defaults (so a missing one is reported by [`Join::new`]), but
+/// are required.
+fn join_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["from", "join"]);
 }
 
 impl Default for JoinOptions {
@@ -779,7 +789,6 @@ join = [{ source = "users", key = ["id"], type = "left" }]
 select = ["orders.order_id", "orders.amount", "users.name as customer"]
 inputs = [{ from = "orders" }, { from = "users" }]
 "#;
-
 
 impl FromOptions for Join {
     type Options = JoinOptions;

@@ -93,6 +93,7 @@ pub fn kinds() -> Vec<topo_dsl::Kind> {
         rank::kinds(),
         sentiment::kinds(),
         throttle::kinds(),
+        window::kinds(),
     ]
     .into_iter()
     .flatten()

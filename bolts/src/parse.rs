@@ -626,7 +626,6 @@ inputs = [{ from = "access_log" }]
 # [bolts.rejects]  kind = "stdout"  inputs = [{ from = "parsed", stream = "error" }]
 "#;
 
-
 impl FromOptions for Parse {
     type Options = ParseOptions;
     fn from_options(options: ParseOptions) -> Result<Self, String> {

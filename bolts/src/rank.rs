@@ -264,11 +264,19 @@ pub enum RankMode {
     Total,
 }
 
+/// `mode` has a serde default (so a missing one is reported by [`Rankings::new`]), but is
+/// required.
+fn rankings_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["mode"]);
+}
+
 /// Options of the `rankings` bolt; see the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = rankings_required)]
 pub struct RankingsOptions {
-    /// `intermediate` or `total` (required).
+    /// `intermediate`: from (object, count) updates, this task's top N; `total`: the top N of
+    /// the intermediate rankings.
     pub mode: Option<RankMode>,
     /// How many objects a ranking holds.
     pub top: usize,
@@ -506,7 +514,6 @@ emit_every = "2s"
 parallelism = 2
 inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
 "#;
-
 
 impl FromOptions for RollingCount {
     type Options = RollingCountOptions;

@@ -190,7 +190,6 @@ inputs = [{ from = "news" }]
 # [bolts.rejects]  kind = "stdout"  inputs = [{ from = "mood", stream = "error" }]
 "#;
 
-
 impl FromOptions for Sentiment {
     type Options = SentimentOptions;
     fn from_options(options: SentimentOptions) -> Result<Self, String> {

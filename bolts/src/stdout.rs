@@ -15,7 +15,9 @@ use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BasicBolt, BasicCollector, BoxError, Tuple};
 
 /// How the `stdout` sink writes a tuple.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StdoutFormat {
     /// One JSON object per line, keyed by field name.
@@ -116,7 +118,6 @@ format = "json"           # or "pretty": field=value pairs
 show_source = true
 inputs = [{ from = "shaped" }, { from = "parsed", stream = "error" }]
 "#;
-
 
 impl FromOptions for StdoutOptions {
     type Options = StdoutOptions;

@@ -187,7 +187,6 @@ parallelism = 1           # the limit is per task: 2 tasks pass up to 600/s toge
 inputs = [{ from = "counts" }]
 "#;
 
-
 impl FromOptions for Throttle {
     type Options = ThrottleOptions;
     fn from_options(options: ThrottleOptions) -> Result<Self, String> {

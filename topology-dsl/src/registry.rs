@@ -129,7 +129,11 @@ impl OptionDoc {
             name: name.into(),
             ty: ty.into(),
             required: default == "(required)" || doc.ends_with("(required)"),
-            default: if default == "(required)" { String::new() } else { default.into() },
+            default: if default == "(required)" {
+                String::new()
+            } else {
+                default.into()
+            },
             doc: doc.trim_end_matches("(required)").trim_end().into(),
         }
     }

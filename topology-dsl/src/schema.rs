@@ -23,7 +23,6 @@ use schemars::generate::SchemaSettings;
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
-
 use crate::registry::{OptionDoc, Registry, Role};
 
 /// The keyword an option's schema may carry to name its type for people (`duration`,
@@ -48,6 +47,30 @@ pub fn duration(_: &mut SchemaGenerator) -> Schema {
 /// An optional humantime duration (no value: the option's documented behaviour).
 pub fn optional_duration(g: &mut SchemaGenerator) -> Schema {
     duration(g)
+}
+
+/// Marks `fields` required in an options struct's schema, for options that serde fills with a
+/// default (`#[serde(default)]` on the struct) but the component refuses to start without; use
+/// it from a `#[schemars(transform = ...)]` function of the struct.
+pub fn require(schema: &mut Schema, fields: &[&str]) {
+    let object = schema.ensure_object();
+    let required = object
+        .entry("required")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(list) = required {
+        for f in fields {
+            if !list.iter().any(|v| v == f) {
+                list.push(Value::from(*f));
+            }
+        }
+    }
+    if let Some(Value::Object(props)) = object.get_mut("properties") {
+        for f in fields {
+            if let Some(Value::Object(p)) = props.get_mut(*f) {
+                p.remove("default");
+            }
+        }
+    }
 }
 
 /// What a humantime duration looks like: numbers each followed by a unit.
@@ -92,7 +115,12 @@ pub(crate) fn option_docs(
                 .to_string(),
         });
     }
-    docs.sort_by_key(|d| order.iter().position(|f| *f == d.name).unwrap_or(usize::MAX));
+    docs.sort_by_key(|d| {
+        order
+            .iter()
+            .position(|f| *f == d.name)
+            .unwrap_or(usize::MAX)
+    });
     docs
 }
 
@@ -101,8 +129,8 @@ pub(crate) fn option_docs(
 /// `deserialize_struct`; a deserializer that only records them and stops gets them. Empty for
 /// types read otherwise (maps, flattened structs).
 pub(crate) fn field_order<O: serde::de::DeserializeOwned>() -> Vec<&'static str> {
-    use serde::de::{Error as _, Visitor};
     use serde::de::value::Error;
+    use serde::de::{Error as _, Visitor};
 
     struct Probe<'a>(&'a mut &'static [&'static str]);
 
@@ -144,7 +172,12 @@ fn properties<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> Vec<(&'a S
         .map(|p| p.iter().collect())
         .unwrap_or_default();
     for key in ["allOf", "oneOf", "anyOf"] {
-        for part in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+        for part in schema
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             out.extend(properties(part, defs));
         }
     }
@@ -452,8 +485,14 @@ mod tests {
     fn the_schema_has_the_loaders_keys() {
         let s = topology_schema(&Registry::new());
         assert_eq!(keys(&s["properties"]), sorted(TOP_KEYS));
-        assert_eq!(keys(&s["properties"]["config"]["properties"]), sorted(CONFIG_KEYS));
-        assert_eq!(keys(&s["definitions"]["input"]["properties"]), sorted(INPUT_KEYS));
+        assert_eq!(
+            keys(&s["properties"]["config"]["properties"]),
+            sorted(CONFIG_KEYS)
+        );
+        assert_eq!(
+            keys(&s["definitions"]["input"]["properties"]),
+            sorted(INPUT_KEYS)
+        );
         let bolt_keys = component_keys(Role::Bolt);
         let mut component: Vec<&str> = bolt_keys
             .keys()

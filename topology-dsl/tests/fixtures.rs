@@ -90,12 +90,16 @@ fn registry() -> Registry {
     r.add(Kind::spout("words", "emits words", |o: &WordsOptions| {
         Words(o.clone())
     }))
-    .add(Kind::basic_bolt("split", "splits sentences", |_: &NoOptions| {
-        Split
-    }))
-    .add(Kind::basic_bolt("count", "counts words", |o: &CountOptions| {
-        Count(o.min)
-    }));
+    .add(Kind::basic_bolt(
+        "split",
+        "splits sentences",
+        |_: &NoOptions| Split,
+    ))
+    .add(Kind::basic_bolt(
+        "count",
+        "counts words",
+        |o: &CountOptions| Count(o.min),
+    ));
     r
 }
 

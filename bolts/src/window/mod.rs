@@ -137,6 +137,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     Bolt, BoxError, Config, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, Tuple,
     Value, Values, clock,
@@ -746,6 +747,45 @@ impl std::fmt::Debug for Window {
             .field("plan", &self.plan)
             .field("hold", &self.hold)
             .finish_non_exhaustive()
+    }
+}
+
+/// The `window` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "window",
+            "aggregates over tumbling or sliding windows, by duration or count, in processing or event time, per group; emits (window_start, window_end, group_by.., aggregates..); late tuples to `late`, bad ones to `error`",
+            Window::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components window`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.per_path]
+kind = "window"
+length = "1m"             # a duration, or a number of tuples (count windows)
+slide = "10s"             # unset = tumbling
+time = "event"            # or "processing" (the default)
+timestamp = "ts"          # epoch milliseconds or RFC 3339 text
+lag = "5s"                # allowed out-of-orderness; later tuples go to the `late` stream
+group_by = ["path"]
+aggregates = [
+  { fn = "count", as = "hits" },
+  { fn = "sum", field = "bytes", as = "bytes" },
+  { fn = "avg", field = "ms", as = "mean_ms" },
+  { fn = "approx_count_distinct", field = "user", as = "users" },
+  { fn = "top_k", field = "status", k = 3, as = "top_statuses" },
+]
+inputs = [{ from = "parsed", grouping = { fields = ["path"] } }]
+"#;
+
+impl FromOptions for Window {
+    type Options = WindowOptions;
+    fn from_options(options: WindowOptions) -> Result<Self, String> {
+        Window::new(options)
     }
 }
 

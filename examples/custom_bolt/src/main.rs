@@ -81,8 +81,12 @@ inputs = [{ from = "split" }]
 fn main() -> std::process::ExitCode {
     let mut registry = topo::builtin_registry();
     registry.add(
-        Kind::basic_bolt("shout", "upper-cases a word and appends a suffix", Shout::clone)
-            .with_example(EXAMPLE),
+        Kind::basic_bolt(
+            "shout",
+            "upper-cases a word and appends a suffix",
+            Shout::clone,
+        )
+        .with_example(EXAMPLE),
     );
     topo::cli::main_with(registry)
 }

@@ -69,7 +69,9 @@ fn a_bad_suffix_is_reported_where_it_is_written() {
     let (code, _, stderr) = run(example().arg("validate").arg(&file));
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("t.toml:10:1: bolts.shout: suffix \"!!!!!!!!!!\" is longer than 8 characters"),
+        stderr.contains(
+            "t.toml:10:1: bolts.shout: suffix \"!!!!!!!!!!\" is longer than 8 characters"
+        ),
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -78,11 +80,13 @@ fn a_bad_suffix_is_reported_where_it_is_written() {
 // Guards that the user's kind runs between built-in ones and every tuple is acked.
 #[test]
 fn runs_next_to_builtin_kinds() {
-    let (code, stdout, stderr) = run(example().args([
-        "run",
-        "examples/custom_bolt/topology.toml",
-        "--until-idle",
-        "--quiet",
-    ]));
+    let (code, stdout, stderr) =
+        run(example().args(["run", "examples/custom_bolt/topology.toml", "--until-idle"]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("sentences") && last.contains("acked 1000 failed 0 timeout 0 pending 0"),
+        "{stderr}"
+    );
+    assert!(last.contains("| shout "), "{stderr}");
 }

@@ -122,6 +122,13 @@ use self::load::Loader;
 use self::source::{apply_override, include, parse_source};
 use crate::registry::Registry;
 
+/// A topology file's text after `${VAR}`, `${VAR:-default}` and `$$` substitution with the
+/// variables `env` gives: the text the loader parses, and what a check against `topo schema`
+/// must see. An error lists every bad or unset reference.
+pub fn substitute(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
+    source::substitute_env(text, env).map_err(|e| e.into_iter().map(|(_, m)| m).collect())
+}
+
 /// Loads the topology file at `path` (see [`load_str`]).
 pub fn load_file(
     path: impl AsRef<Path>,

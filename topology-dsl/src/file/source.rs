@@ -196,7 +196,7 @@ fn convert(v: &DeValue<'_>, file: usize, path: &str, spans: &mut HashMap<String,
 }
 
 /// Replaces `${VAR}`, `${VAR:-default}` and `$$`; errors are (byte offset, message).
-fn substitute_env(
+pub(super) fn substitute_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, Vec<(usize, String)>> {
