@@ -12,8 +12,9 @@
 //! ```
 //!
 //! The file schema is JSON Schema draft 7: the top-level keys, `[config]`, and for `[spouts.*]`
-//! and `[bolts.*]` a tagged union on `kind`: one alternative per registered kind, holding the
-//! component keys (`kind`, `parallelism`, `tick_interval`, `inputs`) and that kind's options.
+//! and `[bolts.*]` a union tagged by `kind`: one case per registered kind (`if` its `kind`,
+//! `then` its schema), holding the component keys (`kind`, `parallelism`, `tick_interval`,
+//! `inputs`) and that kind's options, closed to other keys where the options struct is.
 //!
 //! Options structs use the helpers here for types serde reads in its own way:
 //! `#[schemars(schema_with = "topo_dsl::schema::duration")]` for a humantime duration
@@ -319,8 +320,8 @@ pub fn topology_schema(registry: &Registry) -> Value {
     let mut definitions = generator.take_definitions(true);
     let duration = duration(&mut settings().into_generator()).to_value();
     definitions.insert("duration".into(), duration);
-    definitions.insert("spout".into(), json!({ "oneOf": spouts }));
-    definitions.insert("bolt".into(), json!({ "oneOf": bolts }));
+    definitions.insert("spout".into(), tagged_union(Role::Spout, spouts));
+    definitions.insert("bolt".into(), tagged_union(Role::Bolt, bolts));
     definitions.insert("input".into(), input_schema());
     definitions.insert("grouping".into(), grouping_schema());
     json!({
@@ -349,6 +350,31 @@ pub fn topology_schema(registry: &Registry) -> Value {
             },
         },
         "definitions": definitions,
+    })
+}
+
+/// The kinds of a role as a union tagged by `kind`: `kind` must name one of them, and the
+/// table is then checked against that kind's schema alone (`if` / `then`), so a checker says
+/// "`lowercas` was unexpected" rather than "matches none of 25 alternatives".
+fn tagged_union(role: Role, kinds: Vec<Value>) -> Value {
+    let names: Vec<Value> = kinds
+        .iter()
+        .map(|k| k["properties"]["kind"]["const"].clone())
+        .collect();
+    let cases: Vec<Value> = kinds
+        .into_iter()
+        .map(|k| {
+            json!({
+                "if": { "properties": { "kind": { "const": k["properties"]["kind"]["const"] } }, "required": ["kind"] },
+                "then": k,
+            })
+        })
+        .collect();
+    json!({
+        "type": "object",
+        "required": ["kind"],
+        "properties": { "kind": { "enum": names, "description": format!("the {role} kind (`topo components` lists them)") } },
+        "allOf": cases,
     })
 }
 

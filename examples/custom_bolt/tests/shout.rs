@@ -45,11 +45,12 @@ fn schema_includes_shout() {
     let (code, stdout, stderr) = run(example().arg("schema"));
     assert_eq!(code, 0, "{stderr}");
     let schema: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
-    let bolts = schema["definitions"]["bolt"]["oneOf"]
+    let bolts = schema["definitions"]["bolt"]["allOf"]
         .as_array()
         .expect("the bolt kinds");
     let shout = bolts
         .iter()
+        .map(|case| &case["then"])
         .find(|k| k["properties"]["kind"]["const"] == "shout")
         .expect("shout is a bolt kind of the schema");
     assert_eq!(shout["properties"]["suffix"]["type"], "string");
