@@ -1,17 +1,10 @@
 //! The built-in component kinds, registered by name for topology files — one explicit list.
 
 use serde::Deserialize;
-use topo_bolts::{
-    Count, CountOptions, Filter, FilterOptions, Map, MapOptions, Parse, ParseOptions, Split,
-    SplitOptions, Stdout, StdoutOptions,
-};
-use topo_dsl::registry::{OptionDoc, Registry};
-use topo_spouts::{GeneratorOptions, GeneratorSpout};
+use topo_dsl::registry::Registry;
 
-mod join;
 mod kafka;
 mod kinesis;
-mod sentiment;
 mod sinks_db;
 mod sinks_out;
 mod spouts_feed;
@@ -19,191 +12,26 @@ mod spouts_file;
 mod spouts_http;
 mod spouts_io;
 mod spouts_mqtt;
-mod throttle;
-mod window;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
 /// [`cli::main_with`](crate::cli::main_with).
 pub fn builtin_registry() -> Registry {
     let mut r = Registry::new();
-    r.register_spout::<Checked<GeneratorSpout, GeneratorOptions>, GeneratorSpout>(
-        "generator",
-        "synthetic sentences or sensor readings, deterministic from a seed, at a rate or as fast as possible; replays identical tuples",
-        vec![
-            OptionDoc::new(
-                "mode",
-                "sentences | sensors",
-                "sentences",
-                "sentences: one field of text; sensors: (device_id, temperature, humidity, timestamp)",
-            ),
-            OptionDoc::new(
-                "count",
-                "integer",
-                "",
-                "messages to emit over all tasks; unset = without end",
-            ),
-            OptionDoc::new(
-                "rate",
-                "number",
-                "",
-                "messages per second over all tasks, released in batches of ~5 ms; unset = as fast as possible",
-            ),
-            OptionDoc::new(
-                "seed",
-                "integer",
-                "0",
-                "seed of every random choice: message n is always the same tuple",
-            ),
-            OptionDoc::new(
-                "sentences",
-                "list of strings",
-                "Storm's five example sentences",
-                "sentences mode: the sentences to draw from",
-            ),
-            OptionDoc::new(
-                "text_file",
-                "path",
-                "",
-                "sentences mode: draw from the non-empty lines of this file instead (read when the topology loads)",
-            ),
-            OptionDoc::new(
-                "words",
-                "list of strings",
-                "",
-                "sentences mode: build random sentences from these words instead",
-            ),
-            OptionDoc::new(
-                "words_per_sentence",
-                "integer",
-                "8",
-                "sentences mode with `words`: words per sentence",
-            ),
-            OptionDoc::new("field", "string", "\"sentence\"", "sentences mode: the output field"),
-            OptionDoc::new(
-                "devices",
-                "integer",
-                "10",
-                "sensors mode: devices, ids \"sensor-0000\".. ; message n is a reading of device n mod devices",
-            ),
-            OptionDoc::new(
-                "anomaly_rate",
-                "number from 0 to 1",
-                "0.01",
-                "sensors mode: fraction of readings 15-25 degrees above the device's normal",
-            ),
-            OptionDoc::new(
-                "anomaly_length",
-                "integer",
-                "1",
-                "sensors mode: consecutive readings of a device one anomaly lasts",
-            ),
-            OptionDoc::new(
-                "start_time",
-                "epoch ms or RFC 3339 text",
-                "the wall clock at start",
-                "sensors mode: timestamp of message 0; message n is at start_time + n * 1000 / rate ms (1 ms apart without rate)",
-            ),
-        ],
-        |c: &Checked<GeneratorSpout, GeneratorOptions>| c.0.clone(),
-    );
-    r.register_basic_bolt::<Checked<Split, SplitOptions>, Split>(
-        "split",
-        "one tuple per token of a text field (whitespace-separated or regex matches), optional lowercase and stop words",
-        vec![
-            OptionDoc::new(
-                "field",
-                "string",
-                "\"sentence\"",
-                "the input field holding the text",
-            ),
-            OptionDoc::new(
-                "output",
-                "string",
-                "\"word\"",
-                "the output field of each token",
-            ),
-            OptionDoc::new("lowercase", "bool", "false", "lowercase each token"),
-            OptionDoc::new("pattern", "regex", "", "matches the tokens (e.g. \"[\\\\w']+\"); unset = split on whitespace"),
-            OptionDoc::new("stop_words", "list of strings", "[]", "tokens to drop (after lowercasing)"),
-        ],
-        |c: &Checked<Split, SplitOptions>| c.0.clone(),
-    );
-    r.register_basic_bolt::<CountOptions, Count>(
-        "count",
-        "running count per key; emits (key, count) on every update",
-        vec![OptionDoc::new(
-            "field",
-            "string",
-            "\"word\"",
-            "the field counted; also the first output field",
-        )],
-        |o: &CountOptions| Count::new(o.clone()),
-    );
-    r.register_basic_bolt::<CheckedParse, Parse>(
-        "parse",
-        "raw text to fields: json, csv, tsv, clf, combined, syslog, kv; malformed input to the `error` stream (reason, raw)",
-        vec![
-            OptionDoc::new("format", "json | csv | tsv | clf | combined | syslog | kv", "", "the input format (required)"),
-            OptionDoc::new("field", "string", "\"line\"", "the input field holding the raw text or bytes"),
-            OptionDoc::new("fields", "list of strings", "", "output fields: keys (json, dotted paths reach into objects), columns (csv, tsv) or keys (kv); clf, combined and syslog have fixed fields"),
-            OptionDoc::new("header", "bool", "false", "csv/tsv: the first line names the columns"),
-            OptionDoc::new("delimiter", "string", "whitespace", "kv: between pairs"),
-            OptionDoc::new("separator", "string", "\"=\"", "kv: between key and value"),
-        ],
-        |p: &CheckedParse| p.0.clone(),
-    );
-    r.register_basic_bolt::<Checked<Filter, FilterOptions>, Filter>(
-        "filter",
-        "keeps tuples for which a CEL expression is true (e.g. status >= 500 && path.startsWith(\"/api\")); errors to the `error` stream",
-        vec![
-            OptionDoc::new("expression", "CEL expression", "", "evaluated per tuple with each input field as a variable (required)"),
-            OptionDoc::new("fields", "list of strings", "the input's fields", "the fields of a kept tuple passed on, in order; unset = the input unchanged"),
-        ],
-        |c: &Checked<Filter, FilterOptions>| c.0.clone(),
-    );
-    r.register_basic_bolt::<Checked<Map, MapOptions>, Map>(
-        "map",
-        "computes output fields from CEL expressions over the input fields; errors to the `error` stream",
-        vec![OptionDoc::new(
-            "fields",
-            "list of { name = \"expression\" }",
-            "",
-            "the output fields in order, each with its expression (required)",
-        )],
-        |c: &Checked<Map, MapOptions>| c.0.clone(),
-    );
-    r.register_basic_bolt::<StdoutOptions, Stdout>(
-        "stdout",
-        "prints each tuple as one line (JSON or field=value) and acks it once written",
-        vec![
-            OptionDoc::new(
-                "format",
-                "json | pretty",
-                "json",
-                "JSON object per line, or field=value pairs",
-            ),
-            OptionDoc::new(
-                "show_source",
-                "bool",
-                "false",
-                "prefix each line with the source component and stream",
-            ),
-        ],
-        |o: &StdoutOptions| Stdout::new(o.clone()),
-    );
-    join::register(&mut r);
-    window::register(&mut r);
+    for kind in topo_spouts::kinds() {
+        r.add(kind);
+    }
+    for kind in topo_bolts::kinds() {
+        r.add(kind);
+    }
     sinks_out::register(&mut r);
     sinks_db::register(&mut r);
     spouts_file::register(&mut r);
     spouts_io::register(&mut r);
     spouts_feed::register(&mut r);
-    sentiment::register(&mut r);
     spouts_http::register(&mut r);
     spouts_mqtt::register(&mut r);
     kafka::register(&mut r);
     kinesis::register(&mut r);
-    throttle::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);
     }
@@ -284,147 +112,6 @@ partition_key_field = "device_id"
 batch = { max_records = 500, max_bytes = 1048576, interval = "1s" }
 retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }
 inputs = [{ from = "readings" }]
-"#,
-    ),
-    (
-        "generator",
-        r#"
-[spouts.sentences]
-kind = "generator"
-count = 100000            # then the spout is exhausted (`topo run --until-idle` ends)
-rate = 20000              # per second over all tasks; unset = as fast as possible
-seed = 7                  # message n is always the same tuple (replays are identical)
-sentences = ["the cow jumped over the moon", "an apple a day keeps the doctor away"]
-# or: text_file = "corpus.txt" (its non-empty lines), or: words = ["a", "b"], words_per_sentence = 8
-
-# sensor readings instead: fields device_id, temperature, humidity, timestamp (epoch ms)
-# [spouts.readings]  kind = "generator"  mode = "sensors"  rate = 20000  devices = 10
-#   anomaly_rate = 0.01  anomaly_length = 200  start_time = "2026-01-01T00:00:00Z"
-"#,
-    ),
-    (
-        "split",
-        r#"
-[bolts.words]
-kind = "split"
-field = "sentence"
-lowercase = true
-pattern = "[\\w']+"       # tokens are the matches; unset = split on whitespace
-stop_words = ["the", "a", "an"]
-inputs = [{ from = "sentences" }]
-"#,
-    ),
-    (
-        "count",
-        r#"
-[bolts.counts]
-kind = "count"
-field = "word"
-parallelism = 2
-inputs = [{ from = "words", grouping = { fields = ["word"] } }]
-"#,
-    ),
-    (
-        "parse",
-        r#"
-[bolts.parsed]
-kind = "parse"
-format = "combined"       # fields: host ident user time method path protocol status bytes referer agent
-field = "line"
-inputs = [{ from = "access_log" }]
-
-# malformed lines, with the reason, to a sink of their own:
-# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "parsed", stream = "error" }]
-"#,
-    ),
-    (
-        "filter",
-        r#"
-[bolts.server_errors]
-kind = "filter"
-expression = 'status >= 500 && path.startsWith("/api")'
-fields = ["host", "path", "status", "bytes"]   # unset = every input field, unchanged
-inputs = [{ from = "parsed" }]
-"#,
-    ),
-    (
-        "map",
-        r#"
-[bolts.shaped]
-kind = "map"
-fields = [
-  { path = "path" },
-  { kb = "double(bytes) / 1024.0" },
-  { slow = "status >= 500 ? 'error' : 'ok'" },
-]
-inputs = [{ from = "server_errors" }]
-"#,
-    ),
-    (
-        "stdout",
-        r#"
-[bolts.print]
-kind = "stdout"
-format = "json"           # or "pretty": field=value pairs
-show_source = true
-inputs = [{ from = "shaped" }, { from = "parsed", stream = "error" }]
-"#,
-    ),
-    (
-        "join",
-        r#"
-[bolts.enriched]
-kind = "join"
-window = "10s"            # tumbling; add slide = "5s" for sliding windows
-from = { source = "orders", key = ["user_id"] }
-join = [{ source = "users", key = ["id"], type = "left" }]
-select = ["orders.order_id", "orders.amount", "users.name as customer"]
-inputs = [{ from = "orders" }, { from = "users" }]
-"#,
-    ),
-    (
-        "rolling_count",
-        r#"
-[bolts.counts]
-kind = "rolling_count"
-field = "word"
-window = "5m"             # counts over the last 5 minutes ...
-emit_every = "1m"         # ... emitted every minute
-parallelism = 2
-inputs = [{ from = "words", grouping = { fields = ["word"] } }]
-"#,
-    ),
-    (
-        "rankings",
-        r#"
-[bolts.intermediate]
-kind = "rankings"
-mode = "intermediate"     # then a `mode = "total"` rankings bolt with the global grouping
-top = 10
-emit_every = "2s"
-parallelism = 2
-inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
-"#,
-    ),
-    (
-        "window",
-        r#"
-[bolts.per_path]
-kind = "window"
-length = "1m"             # a duration, or a number of tuples (count windows)
-slide = "10s"             # unset = tumbling
-time = "event"            # or "processing" (the default)
-timestamp = "ts"          # epoch milliseconds or RFC 3339 text
-lag = "5s"                # allowed out-of-orderness; later tuples go to the `late` stream
-group_by = ["path"]
-aggregates = [
-  { fn = "count", as = "hits" },
-  { fn = "sum", field = "bytes", as = "bytes" },
-  { fn = "avg", field = "ms", as = "mean_ms" },
-  { fn = "approx_count_distinct", field = "user", as = "users" },
-  { fn = "top_k", field = "status", k = 3, as = "top_statuses" },
-]
-inputs = [{ from = "parsed", grouping = { fields = ["path"] } }]
 "#,
     ),
     (
@@ -577,34 +264,7 @@ max_items = 0             # 0 = without end; n = end after n new items
 # [bolts.rejects]  kind = "stdout"  inputs = [{ from = "news", stream = "error" }]
 "#,
     ),
-    (
-        "sentiment",
-        r#"
-[bolts.mood]
-kind = "sentiment"
-field = "title"           # VADER: compound score from -1 to 1, label positive/negative/neutral
-keep = ["fullname", "title"]
-inputs = [{ from = "news" }]
-
-# inputs without text (a null field), with the reason, to a sink of their own:
-# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "mood", stream = "error" }]
-"#,
-    ),
 ];
-
-/// `parse` options checked when the topology is loaded, so a bad combination is reported with
-/// its place in the file rather than when a task starts.
-#[derive(Clone, Deserialize)]
-#[serde(try_from = "ParseOptions")]
-struct CheckedParse(Parse);
-
-impl TryFrom<ParseOptions> for CheckedParse {
-    type Error = String;
-
-    fn try_from(options: ParseOptions) -> Result<Self, String> {
-        Parse::new(options).map(CheckedParse)
-    }
-}
 
 /// A bolt built from its options while the topology is loaded (expressions compiled once, errors
 /// reported with their place in the file); each task gets a clone.
@@ -627,30 +287,6 @@ where
 /// Builds a bolt from its options, or says what is wrong with them.
 trait TryFromOptions<O>: Sized {
     fn try_from_options(options: O) -> Result<Self, String>;
-}
-
-impl TryFromOptions<GeneratorOptions> for GeneratorSpout {
-    fn try_from_options(options: GeneratorOptions) -> Result<Self, String> {
-        GeneratorSpout::try_new(options)
-    }
-}
-
-impl TryFromOptions<SplitOptions> for Split {
-    fn try_from_options(options: SplitOptions) -> Result<Self, String> {
-        Split::new(options)
-    }
-}
-
-impl TryFromOptions<FilterOptions> for Filter {
-    fn try_from_options(options: FilterOptions) -> Result<Self, String> {
-        Filter::new(options)
-    }
-}
-
-impl TryFromOptions<MapOptions> for Map {
-    fn try_from_options(options: MapOptions) -> Result<Self, String> {
-        Map::new(options)
-    }
 }
 
 #[cfg(test)]

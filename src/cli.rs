@@ -1,12 +1,12 @@
-//! The `topo` command line: `run`, `validate`, `graph` and `components`; `tap` and `top` watch a
-//! topology that `topo run --http` serves.
+//! The `topo` command line: `run`, `validate`, `graph`, `components` and `schema`; `tap` and
+//! `top` watch a topology that `topo run --http` serves.
 //!
 //! A team that writes its own spouts and bolts registers them and gets the same command line:
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
 //!     let mut registry = topo::builtin_registry();
-//!     // registry.register_basic_bolt::<MyOptions, MyBolt>("my_bolt", "what it does", docs, MyBolt::new);
+//!     // registry.add(topo::registry::Kind::basic_bolt("my_bolt", "what it does", MyBolt::clone));
 //!     topo::cli::main_with(registry)
 //! }
 //! ```
@@ -98,6 +98,9 @@ enum Command {
         /// A kind to describe.
         kind: Option<String>,
     },
+    /// Print the JSON Schema of topology files (every kind's options included), for editors:
+    /// `topo schema > topo.schema.json`, then `#:schema ./topo.schema.json` atop a topology file.
+    Schema,
     /// Print sampled tuples leaving (or entering) a component of a running topology, one a line:
     /// `split[1] default: (word="cow")`. Needs `topo run --http ADDR`.
     Tap {
@@ -209,6 +212,14 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
         },
         Command::Components { kind } => components(&registry, kind.as_deref()),
+        Command::Schema => {
+            let schema = topo_dsl::topology_schema(&registry);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("a JSON value prints")
+            );
+            ExitCode::SUCCESS
+        }
         Command::Tap {
             url,
             component,
@@ -365,12 +376,17 @@ fn components(registry: &Registry, kind: Option<&str>) -> ExitCode {
                     println!("  no options");
                 }
                 for o in k.options() {
-                    let default = if o.default.is_empty() {
+                    let default = if o.required {
+                        " (required)".to_string()
+                    } else if o.default.is_empty() {
                         String::new()
                     } else {
                         format!(" = {}", o.default)
                     };
-                    println!("  {} : {}{}\n      {}", o.name, o.ty, default, o.doc);
+                    println!("  {} : {}{}", o.name, o.ty, default);
+                    for line in wrap(&o.doc, 92) {
+                        println!("      {line}");
+                    }
                 }
                 if let Some(example) = k.example() {
                     println!("\nexample:");
@@ -382,6 +398,31 @@ fn components(registry: &Registry, kind: Option<&str>) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `text` in lines of at most `width` characters (longer words stay whole); paragraphs (blank
+/// lines in a doc comment) stay apart.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, paragraph) in text.split("\n\n").enumerate() {
+        if i > 0 {
+            lines.push(String::new());
+        }
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if !line.is_empty() {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 /// How `topo run` runs a topology.

@@ -64,8 +64,9 @@ use crate::sink::record;
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Program, Value as Cel};
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BasicBolt, BasicCollector, BoxError, DEFAULT_STREAM, OutputDeclarer, Tuple, Value, Values,
 };
@@ -85,7 +86,7 @@ pub const ERROR_FIELDS: [&str; 2] = ["reason", "record"];
 /// expression = 'status >= 500 && path.startsWith("/api")'
 /// fields = ["status", "path", "duration"]
 /// ```
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterOptions {
     /// A CEL expression over the input fields that must evaluate to a bool: the tuple is kept
@@ -131,14 +132,34 @@ impl FilterOptions {
 /// `[bolts.m.fields]` section), but its order is the order the configuration loader keeps:
 /// with the `toml` crate's default (no `preserve_order` feature) keys come out sorted. Use the
 /// list form when the output order matters.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapOptions {
     /// The output fields, in order: output field name → CEL expression over the input fields.
     /// A field is renamed with `new = "old"`; input fields not named here are dropped.
     /// Required, at least one.
     #[serde(deserialize_with = "ordered_fields")]
+    #[schemars(schema_with = "ordered_fields_schema")]
     pub fields: IndexMap<String, String>,
+}
+
+/// What [`ordered_fields`] accepts.
+fn ordered_fields_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-topo-type": "list of { name = \"expression\" }",
+        "anyOf": [
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": { "type": "string" },
+                    "minProperties": 1
+                }
+            },
+            { "type": "object", "additionalProperties": { "type": "string" }, "minProperties": 1 }
+        ]
+    })
 }
 
 /// `fields` as a table, or a list of tables merged in order (a name given twice is an error).
@@ -463,5 +484,58 @@ impl BasicBolt for Map {
             Err(reason) => emit_error(out, reason, input),
         }
         Ok(())
+    }
+}
+
+/// The `filter` and `map` kinds, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::basic_bolt(
+            "filter",
+            "keeps tuples for which a CEL expression is true (e.g. status >= 500 && path.startsWith(\"/api\")); errors to the `error` stream",
+            Filter::clone,
+        )
+        .with_example(FILTER_EXAMPLE),
+        Kind::basic_bolt(
+            "map",
+            "computes output fields from CEL expressions over the input fields; errors to the `error` stream",
+            Map::clone,
+        )
+        .with_example(MAP_EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components filter`; built by the test of every kind's example.
+const FILTER_EXAMPLE: &str = r#"
+[bolts.server_errors]
+kind = "filter"
+expression = 'status >= 500 && path.startsWith("/api")'
+fields = ["host", "path", "status", "bytes"]   # unset = every input field, unchanged
+inputs = [{ from = "parsed" }]
+"#;
+
+/// Printed by `topo components map`; built by the test of every kind's example.
+const MAP_EXAMPLE: &str = r#"
+[bolts.shaped]
+kind = "map"
+fields = [
+  { path = "path" },
+  { kb = "double(bytes) / 1024.0" },
+  { slow = "status >= 500 ? 'error' : 'ok'" },
+]
+inputs = [{ from = "server_errors" }]
+"#;
+
+impl FromOptions for Filter {
+    type Options = FilterOptions;
+    fn from_options(options: FilterOptions) -> Result<Self, String> {
+        Filter::new(options)
+    }
+}
+
+impl FromOptions for Map {
+    type Options = MapOptions;
+    fn from_options(options: MapOptions) -> Result<Self, String> {
+        Map::new(options)
     }
 }

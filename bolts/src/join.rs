@@ -71,9 +71,10 @@ pub use crate::window::Anchoring;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     Bolt, BoxError, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, Tuple, Value,
     Values, clock,
@@ -82,7 +83,9 @@ use topo_runtime::{
 use crate::expr::ERROR_STREAM;
 
 /// How a joined side matches: `inner` (a `from` tuple needs a match) or `left` (nulls when none).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JoinType {
     /// A `from` tuple without a match on this side gives no output.
@@ -93,7 +96,7 @@ pub enum JoinType {
 }
 
 /// The `from` side of a join: a source and its key fields.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FromSide {
     /// The source: a component id, or `component:stream`.
@@ -103,7 +106,7 @@ pub struct FromSide {
 }
 
 /// One joined side: a source, its key fields (matched in order to `from`'s) and the join type.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinSide {
     /// The source: a component id, or `component:stream`.
@@ -116,23 +119,33 @@ pub struct JoinSide {
 }
 
 /// Options of the `join` bolt; see the [module docs](self).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = join_required)]
 pub struct JoinOptions {
     /// The window length (humantime: `"10s"`).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub window: Duration,
     /// The slide of a sliding window; unset = tumbling.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub slide: Option<Duration>,
-    /// The side every other side joins to.
+    /// The side every other side joins to: `{ source, key }`.
     pub from: FromSide,
-    /// The joined sides, at least one.
+    /// The joined sides, at least one: `{ source, key, type }` (`type` = `inner` or `left`).
     pub join: Vec<JoinSide>,
     /// The output fields: `source.field` or `source.field as name`.
     pub select: Vec<String>,
-    /// `auto`, `hold` or `receipt`.
+    /// `hold` inputs until their window closes (results anchored), or ack on `receipt`; `auto`
+    /// holds when `window + slide` is at most half the message timeout, else acks on receipt.
     pub anchoring: Anchoring,
+}
+
+/// `from` and `join` have serde defaults (so a missing one is reported by [`Join::new`]), but
+/// are required.
+fn join_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["from", "join"]);
 }
 
 impl Default for JoinOptions {
@@ -752,4 +765,34 @@ fn emit_error(out: &mut OutputCollector<'_>, reason: String, input: &Tuple) {
     vals.push(record(input));
     out.emit_to(ERROR_STREAM, &[input], vals);
     out.ack(input);
+}
+
+/// The `join` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "join",
+            "windowed stream-stream join on key fields (inner, left), choosing the output fields; bad or unknown-source tuples to the `error` stream",
+            Join::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components join`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.enriched]
+kind = "join"
+window = "10s"            # tumbling; add slide = "5s" for sliding windows
+from = { source = "orders", key = ["user_id"] }
+join = [{ source = "users", key = ["id"], type = "left" }]
+select = ["orders.order_id", "orders.amount", "users.name as customer"]
+inputs = [{ from = "orders" }, { from = "users" }]
+"#;
+
+impl FromOptions for Join {
+    type Options = JoinOptions;
+    fn from_options(options: JoinOptions) -> Result<Self, String> {
+        Join::new(options)
+    }
 }

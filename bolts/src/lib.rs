@@ -80,3 +80,22 @@ pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use throttle::{Throttle, ThrottleOptions};
 pub use window::{AggregateOptions, Anchoring, Extent, TimeMode, Window, WindowOptions};
 pub use words::{Count, CountOptions, Split, SplitOptions};
+
+/// Every processing kind of this crate, in the order `topo components` lists them: add them to
+/// a [`topo_dsl::Registry`] with [`Registry::add`](topo_dsl::Registry::add).
+pub fn kinds() -> Vec<topo_dsl::Kind> {
+    [
+        words::kinds(),
+        parse::kinds(),
+        expr::kinds(),
+        stdout::kinds(),
+        join::kinds(),
+        rank::kinds(),
+        sentiment::kinds(),
+        throttle::kinds(),
+        window::kinds(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}

@@ -41,8 +41,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Utc};
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, Value, values};
 
 /// The name of the stream malformed input goes to, with fields [`ERROR_FIELDS`].
@@ -92,7 +93,7 @@ pub const SYSLOG_FIELDS: [&str; 8] = [
 ];
 
 /// The format the input text is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// One JSON object per input; [`ParseOptions::fields`] picks the keys.
@@ -126,7 +127,7 @@ impl Format {
 }
 
 /// Options of the `parse` bolt.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParseOptions {
     /// The input field holding the raw text (a string, or bytes holding UTF-8). Default `line`.
@@ -598,5 +599,36 @@ impl BasicBolt for Parse {
             Err(reason) => out.emit_to(ERROR_STREAM, values![reason, raw.clone()]),
         }
         Ok(())
+    }
+}
+
+/// The `parse` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::basic_bolt(
+            "parse",
+            "raw text to fields: json, csv, tsv, clf, combined, syslog, kv; malformed input to the `error` stream (reason, raw)",
+            Parse::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components parse`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.parsed]
+kind = "parse"
+format = "combined"       # fields: host ident user time method path protocol status bytes referer agent
+field = "line"
+inputs = [{ from = "access_log" }]
+
+# malformed lines, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "parsed", stream = "error" }]
+"#;
+
+impl FromOptions for Parse {
+    type Options = ParseOptions;
+    fn from_options(options: ParseOptions) -> Result<Self, String> {
+        Parse::new(options)
     }
 }

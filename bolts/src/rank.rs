@@ -76,8 +76,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BasicBolt, BasicCollector, BoxError, OutputDeclarer, TaskId, Tuple, Value, Values, clock,
 };
@@ -87,16 +88,18 @@ use crate::expr::ERROR_STREAM;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Options of the `rolling_count` bolt; see the [module docs](self).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RollingCountOptions {
     /// The input field holding the object counted; also the first output field.
     pub field: String,
     /// The window the counts cover.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub window: Duration,
     /// How often the counts are emitted and the window advances (one slot).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub emit_every: Duration,
 }
 
@@ -252,7 +255,7 @@ impl BasicBolt for RollingCount {
 }
 
 /// What a `rankings` bolt ranks: count updates, or the rankings of intermediate tasks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RankMode {
     /// Input `(object, count)` updates; output this task's top N.
@@ -261,16 +264,25 @@ pub enum RankMode {
     Total,
 }
 
+/// `mode` has a serde default (so a missing one is reported by [`Rankings::new`]), but is
+/// required.
+fn rankings_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["mode"]);
+}
+
 /// Options of the `rankings` bolt; see the [module docs](self).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = rankings_required)]
 pub struct RankingsOptions {
-    /// `intermediate` or `total` (required).
+    /// `intermediate`: from (object, count) updates, this task's top N; `total`: the top N of
+    /// the intermediate rankings.
     pub mode: Option<RankMode>,
     /// How many objects a ranking holds.
     pub top: usize,
     /// How often the ranking is emitted.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub emit_every: Duration,
     /// The object field (of the input in intermediate mode, and of each ranking entry).
     pub field: String,
@@ -460,5 +472,59 @@ impl BasicBolt for Rankings {
     fn finish(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         self.emit_ranking(out);
         Ok(())
+    }
+}
+
+/// The `rolling_count` and `rankings` kinds, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::basic_bolt(
+            "rolling_count",
+            "counts per object over a sliding window of slots; every `emit_every` emits (object, count, window_end)",
+            RollingCount::clone,
+        )
+        .with_example(ROLLING_COUNT_EXAMPLE),
+        Kind::basic_bolt(
+            "rankings",
+            "top-N rankings: intermediate (from counts, fields-grouped) or total (merges intermediate rankings, global); emits (rankings, at)",
+            Rankings::clone,
+        )
+        .with_example(RANKINGS_EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components rolling_count`; built by the test of every kind's example.
+const ROLLING_COUNT_EXAMPLE: &str = r#"
+[bolts.counts]
+kind = "rolling_count"
+field = "word"
+window = "5m"             # counts over the last 5 minutes ...
+emit_every = "1m"         # ... emitted every minute
+parallelism = 2
+inputs = [{ from = "words", grouping = { fields = ["word"] } }]
+"#;
+
+/// Printed by `topo components rankings`; built by the test of every kind's example.
+const RANKINGS_EXAMPLE: &str = r#"
+[bolts.intermediate]
+kind = "rankings"
+mode = "intermediate"     # then a `mode = "total"` rankings bolt with the global grouping
+top = 10
+emit_every = "2s"
+parallelism = 2
+inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
+"#;
+
+impl FromOptions for RollingCount {
+    type Options = RollingCountOptions;
+    fn from_options(options: RollingCountOptions) -> Result<Self, String> {
+        RollingCount::new(options)
+    }
+}
+
+impl FromOptions for Rankings {
+    type Options = RankingsOptions;
+    fn from_options(options: RankingsOptions) -> Result<Self, String> {
+        Rankings::new(options)
     }
 }

@@ -27,7 +27,8 @@
 //! - VADER's lexicon is English; other languages score mostly neutral.
 //! - Scores are per text, with no context of earlier tuples.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, Value, Values};
 use vader_sentimental::SentimentIntensityAnalyzer;
 
@@ -38,7 +39,7 @@ pub const ERROR_STREAM: &str = "error";
 pub const LABEL_THRESHOLD: f64 = 0.05;
 
 /// Options of the `sentiment` bolt.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SentimentOptions {
     /// The input field holding the text.
@@ -162,6 +163,37 @@ impl BasicBolt for Sentiment {
             }
         }
         Ok(())
+    }
+}
+
+/// The `sentiment` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::basic_bolt(
+            "sentiment",
+            "VADER sentiment of a text field: emits (keep.., sentiment, label) with the compound score from -1 to 1 and positive/negative/neutral; inputs without text to `error`",
+            Sentiment::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components sentiment`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.mood]
+kind = "sentiment"
+field = "title"           # VADER: compound score from -1 to 1, label positive/negative/neutral
+keep = ["fullname", "title"]
+inputs = [{ from = "news" }]
+
+# inputs without text (a null field), with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "mood", stream = "error" }]
+"#;
+
+impl FromOptions for Sentiment {
+    type Options = SentimentOptions;
+    fn from_options(options: SentimentOptions) -> Result<Self, String> {
+        Sentiment::new(options)
     }
 }
 

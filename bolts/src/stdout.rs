@@ -10,11 +10,14 @@
 
 use std::io::Write;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BasicBolt, BasicCollector, BoxError, Tuple};
 
 /// How the `stdout` sink writes a tuple.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StdoutFormat {
     /// One JSON object per line, keyed by field name.
@@ -25,7 +28,7 @@ pub enum StdoutFormat {
 }
 
 /// Options of the `stdout` sink.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StdoutOptions {
     /// `json` (default) or `pretty`.
@@ -92,6 +95,34 @@ impl BasicBolt for Stdout {
         writeln!(out, "{line}")?;
         out.flush()?;
         Ok(())
+    }
+}
+
+/// The `stdout` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::basic_bolt(
+            "stdout",
+            "prints each tuple as one line (JSON or field=value) and acks it once written",
+            |o: &StdoutOptions| Stdout::new(o.clone()),
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components stdout`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.print]
+kind = "stdout"
+format = "json"           # or "pretty": field=value pairs
+show_source = true
+inputs = [{ from = "shaped" }, { from = "parsed", stream = "error" }]
+"#;
+
+impl FromOptions for StdoutOptions {
+    type Options = StdoutOptions;
+    fn from_options(options: StdoutOptions) -> Result<Self, String> {
+        Ok(options)
     }
 }
 

@@ -38,12 +38,13 @@
 //! (every input of the throttle must have the same fields), anchored to the input; the input is
 //! acked right after its emit.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{Bolt, BoxError, DEFAULT_STREAM, OutputCollector, OutputDeclarer, Tuple};
 
 /// Options of the `throttle` bolt.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleOptions {
     /// Tuples per second per task, greater than zero. Required.
@@ -161,6 +162,35 @@ impl TokenBucket {
         } else {
             Duration::from_secs_f64(-self.tokens / self.rate)
         }
+    }
+}
+
+/// The `throttle` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "throttle",
+            "passes every input on unchanged (same fields, anchored, then acked) at most `rate` tuples per second per task; the excess is held, not dropped, so backpressure reaches upstream — for sinks in front of rate-limited APIs",
+            Throttle::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components throttle`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.to_api]
+kind = "throttle"
+rate = 300                # tuples per second per task; the excess waits (upstream sees backpressure)
+burst = 50                # a rested task passes this many at once; default = rate
+parallelism = 1           # the limit is per task: 2 tasks pass up to 600/s together
+inputs = [{ from = "counts" }]
+"#;
+
+impl FromOptions for Throttle {
+    type Options = ThrottleOptions;
+    fn from_options(options: ThrottleOptions) -> Result<Self, String> {
+        Throttle::new(options)
     }
 }
 

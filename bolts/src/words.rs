@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, values};
 
 /// Options of the `split` bolt.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SplitOptions {
     /// The input field holding the text.
@@ -38,6 +39,58 @@ impl Default for SplitOptions {
             pattern: None,
             stop_words: Vec::new(),
         }
+    }
+}
+
+/// The `split` and `count` kinds, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::basic_bolt(
+            "split",
+            "one tuple per token of a text field (whitespace-separated or regex matches), optional lowercase and stop words",
+            Split::clone,
+        )
+        .with_example(SPLIT_EXAMPLE),
+        Kind::basic_bolt(
+            "count",
+            "running count per key; emits (key, count) on every update",
+            |o: &CountOptions| Count::new(o.clone()),
+        )
+        .with_example(COUNT_EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components split`; built by the test of every kind's example.
+const SPLIT_EXAMPLE: &str = r#"
+[bolts.words]
+kind = "split"
+field = "sentence"
+lowercase = true
+pattern = "[\\w']+"       # tokens are the matches; unset = split on whitespace
+stop_words = ["the", "a", "an"]
+inputs = [{ from = "sentences" }]
+"#;
+
+/// Printed by `topo components count`.
+const COUNT_EXAMPLE: &str = r#"
+[bolts.counts]
+kind = "count"
+field = "word"
+parallelism = 2
+inputs = [{ from = "words", grouping = { fields = ["word"] } }]
+"#;
+
+impl FromOptions for Split {
+    type Options = SplitOptions;
+    fn from_options(options: SplitOptions) -> Result<Self, String> {
+        Split::new(options)
+    }
+}
+
+impl FromOptions for CountOptions {
+    type Options = CountOptions;
+    fn from_options(options: CountOptions) -> Result<Self, String> {
+        Ok(options)
     }
 }
 
@@ -105,10 +158,10 @@ impl BasicBolt for Split {
 }
 
 /// Options of the `count` bolt.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CountOptions {
-    /// The input field whose values are counted; also the first output field.
+    /// the field counted; also the first output field
     pub field: String,
 }
 

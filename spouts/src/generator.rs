@@ -73,9 +73,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::time::Instant;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -107,7 +108,9 @@ const BATCH_SPAN: Duration = Duration::from_millis(5);
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
 /// What the generator emits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GeneratorMode {
     /// Sentences: from `sentences`, `text_file` or `words`.
@@ -118,7 +121,7 @@ pub enum GeneratorMode {
 }
 
 /// The event time of the first sensor reading: epoch milliseconds or RFC 3339 text.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum StartTime {
     /// Milliseconds since the Unix epoch.
@@ -148,34 +151,40 @@ impl StartTime {
 }
 
 /// Options of the `generator` spout.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GeneratorOptions {
-    /// `sentences` (default) or `sensors`.
+    /// `sentences`: one field of text; `sensors`: (device_id, temperature, humidity, timestamp).
     pub mode: GeneratorMode,
-    /// The sentences to draw from (default: Storm's five example sentences).
+    /// Sentences mode: the sentences to draw from (default: Storm's five example sentences).
     pub sentences: Vec<String>,
-    /// Sentences mode: draw from the non-empty lines of this file instead.
+    /// Sentences mode: draw from the non-empty lines of this file instead (read when the
+    /// topology loads).
     pub text_file: Option<PathBuf>,
     /// Sentences mode: build random sentences from these words instead.
     pub words: Option<Vec<String>>,
     /// Sentences mode with `words`: words per sentence (default 8).
     pub words_per_sentence: Option<usize>,
-    /// How many messages to emit over all tasks; unset = without end.
+    /// Messages to emit over all tasks; unset = without end.
     pub count: Option<u64>,
-    /// Messages per second over all tasks; unset = as fast as possible.
+    /// Messages per second over all tasks, released in batches of ~5 ms; unset = as fast as
+    /// possible.
     pub rate: Option<f64>,
-    /// Seed of every random choice.
+    /// Seed of every random choice: message n is always the same tuple.
     pub seed: u64,
     /// Sentences mode: the name of the output field.
     pub field: String,
-    /// Sensors mode: how many devices (default 10).
+    /// Sensors mode: how many devices (default 10), ids `"sensor-0000"`..; message n is a
+    /// reading of device n mod devices.
     pub devices: Option<u32>,
-    /// Sensors mode: the fraction of readings far above normal (default 0.01).
+    /// Sensors mode: the fraction of readings 15-25 degrees above the device's normal, from 0 to
+    /// 1 (default 0.01).
     pub anomaly_rate: Option<f64>,
     /// Sensors mode: consecutive readings of a device one anomaly lasts (default 1).
     pub anomaly_length: Option<u64>,
-    /// Sensors mode: the event time of message 0 (default: the wall clock at start).
+    /// Sensors mode: the timestamp of message 0, epoch ms or RFC 3339 text (default: the wall
+    /// clock at start); message n is at start_time + n * 1000 / rate ms (1 ms apart without
+    /// rate).
     pub start_time: Option<StartTime>,
 }
 
@@ -704,6 +713,40 @@ impl Spout for GeneratorSpout {
 
     fn is_exhausted(&self) -> bool {
         !self.has_more() && self.replays.is_empty()
+    }
+}
+
+/// The `generator` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "generator",
+            "synthetic sentences or sensor readings, deterministic from a seed, at a rate or as fast as possible; replays identical tuples",
+            GeneratorSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components generator`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.sentences]
+kind = "generator"
+count = 100000            # then the spout is exhausted (`topo run --until-idle` ends)
+rate = 20000              # per second over all tasks; unset = as fast as possible
+seed = 7                  # message n is always the same tuple (replays are identical)
+sentences = ["the cow jumped over the moon", "an apple a day keeps the doctor away"]
+# or: text_file = "corpus.txt" (its non-empty lines), or: words = ["a", "b"], words_per_sentence = 8
+
+# sensor readings instead: fields device_id, temperature, humidity, timestamp (epoch ms)
+# [spouts.readings]  kind = "generator"  mode = "sensors"  rate = 20000  devices = 10
+#   anomaly_rate = 0.01  anomaly_length = 200  start_time = "2026-01-01T00:00:00Z"
+"#;
+
+impl FromOptions for GeneratorSpout {
+    type Options = GeneratorOptions;
+    fn from_options(options: GeneratorOptions) -> Result<Self, String> {
+        GeneratorSpout::try_new(options)
     }
 }
 

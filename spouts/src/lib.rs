@@ -58,3 +58,9 @@ pub use socket::{
     Encoding, LineCounters, ReconnectOptions, SocketMode, SocketOptions, SocketSpout,
 };
 pub use stdin::{StdinOptions, StdinSpout};
+
+/// The kinds of this crate that describe themselves, in the order `topo components` lists them:
+/// add them to a [`topo_dsl::Registry`] with [`Registry::add`](topo_dsl::Registry::add).
+pub fn kinds() -> Vec<topo_dsl::Kind> {
+    [generator::kinds()].into_iter().flatten().collect()
+}

@@ -29,9 +29,13 @@
 
 pub mod file;
 pub mod registry;
+pub mod schema;
 
 pub use file::{Diagnostic, Diagnostics, load_file, load_str, load_str_with_env};
-pub use registry::{Kind, OptionDoc, OptionError, Registry, Role};
+pub use registry::{FromOptions, Kind, OptionDoc, OptionError, Registry, Role};
+pub use schema::topology_schema;
+/// Re-exported so options structs can derive `JsonSchema` through `topo_dsl::schemars`.
+pub use schemars;
 // The Rust builder lives beside the spec it builds, in the runtime; it is re-exported here so
 // `topo_dsl::TopologyBuilder` keeps working.
 pub use topo_runtime::builder::{

@@ -2,18 +2,49 @@
 //!
 //! Spouts and bolts have separate namespaces, as sources and sinks do in Vector: a `file` spout
 //! (reading files) and a `file` bolt (writing them) can both exist, and a `[spouts.x]` table
-//! only ever finds spout kinds. Each kind is a spout or a bolt, with a one-line description, documented options and a
-//! constructor from its options struct. Options are deserialized from the component's table in
-//! the topology file (every key except `kind`, `parallelism`, `tick_interval` and `inputs`).
-//! Options structs should use `#[serde(deny_unknown_fields)]` so that misspelt keys are errors,
-//! and `#[serde(default)]` for optional keys:
+//! only ever finds spout kinds.
+//!
+//! A kind is declared in one place, the file that implements it: a [`Kind`] made by
+//! [`Kind::spout`], [`Kind::basic_bolt`] or [`Kind::bolt`] from a name, a one-line summary and a
+//! *prototype* type implementing [`FromOptions`]. The prototype is built once from the options
+//! when the topology file is loaded (so bad options are reported with their place in the file)
+//! and turned into one component per task. The options struct describes itself: option names,
+//! types, defaults and docs come from its doc comments and serde attributes through
+//! [`schemars::JsonSchema`], for `topo components`, for `topo schema` (see
+//! [`schema`](crate::schema)) and for the "did you mean" of a misspelt key. Options structs should
+//! use `#[serde(deny_unknown_fields)]` so that misspelt keys are errors, and `#[serde(default)]`
+//! (with `Serialize`, so the defaults are shown) for optional keys:
+//!
+//! ```text
+//!  options struct ──JsonSchema──► Kind::options() (topo components), topo schema
+//!        │ Deserialize
+//!  [bolts.x] table ──parse──► FromOptions::from_options ──► prototype ──per task──► component
+//! ```
 //!
 //! ```
-//! use serde::Deserialize;
-//! use topo_dsl::registry::{OptionDoc, Registry, Role};
+//! use serde::{Deserialize, Serialize};
+//! use topo_dsl::registry::{FromOptions, Kind, Registry, Role};
 //! use topo_runtime::{BoxError, OutputDeclarer, Spout, SpoutCollector};
 //!
+//! /// Options of `one_word`.
+//! #[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! struct OneWordOptions {
+//!     /// the word
+//!     word: String,
+//! }
+//!
+//! #[derive(Clone)]
 //! struct OneWord(String);
+//! impl FromOptions for OneWord {
+//!     type Options = OneWordOptions;
+//!     fn from_options(o: OneWordOptions) -> Result<Self, String> {
+//!         if o.word.is_empty() {
+//!             return Err("word must not be empty".into());
+//!         }
+//!         Ok(OneWord(o.word))
+//!     }
+//! }
 //! impl Spout for OneWord {
 //!     type MessageId = ();
 //!     fn declare_outputs(&self, out: &mut OutputDeclarer) {
@@ -24,25 +55,22 @@
 //!     }
 //! }
 //!
-//! #[derive(Clone, Deserialize)]
-//! #[serde(deny_unknown_fields)]
-//! struct WordsOptions {
-//!     word: String,
-//! }
-//!
 //! let mut registry = Registry::new();
-//! registry.register_spout(
-//!     "one_word",
-//!     "emits one word",
-//!     vec![OptionDoc::new("word", "string", "(required)", "the word")],
-//!     |o: &WordsOptions| OneWord(o.word.clone()),
-//! );
+//! registry.add(Kind::spout("one_word", "emits one word", OneWord::clone));
+//! let kind = registry.get(Role::Spout, "one_word").unwrap();
+//! assert_eq!(kind.options()[0].name, "word");
+//! assert_eq!(kind.options()[0].doc, "the word");
+//! assert!(kind.options()[0].required);
+//!
 //! let table: toml::Value = toml::from_str("word = \"hi\"").unwrap();
 //! assert!(registry.build(Role::Spout, "one_word", table).is_ok());
 //! let bad: toml::Value = toml::from_str("wrd = \"hi\"").unwrap();
 //! let err = registry.build(Role::Spout, "one_word", bad).err().unwrap();
 //! assert_eq!(err.path, "wrd");
 //! assert!(err.message.contains("unknown field `wrd`"));
+//! let empty: toml::Value = toml::from_str("word = \"\"").unwrap();
+//! let err = registry.build(Role::Spout, "one_word", empty).err().unwrap();
+//! assert_eq!(err.message, "word must not be empty");
 //! ```
 
 use std::fmt;
@@ -56,27 +84,36 @@ use topo_runtime::{BasicBolt, Bolt, BoltFactory, Spout, SpoutFactory};
 /// Whether a kind makes spouts or bolts: the runtime's one [`Role`].
 pub use topo_runtime::Role;
 
-/// The documentation of one option of a kind.
+/// The documentation of one option of a kind, read off its options struct's JSON Schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OptionDoc {
     /// The key.
     pub name: String,
-    /// Its type, as text (`integer`, `string`, `array of strings`, ...).
+    /// Its type, as text (`integer`, `string`, `duration`, `array of string`, `"a" | "b"`, ...).
     pub ty: String,
-    /// Its default, as text (`(required)` when there is none).
+    /// Its default as a TOML-like value (`"word"`, `5`, `"100ms"`); empty when it has none
+    /// that can be shown (then the doc says what happens without it).
     pub default: String,
-    /// One line of documentation.
+    /// Whether the key must be given.
+    pub required: bool,
+    /// The field's doc comment.
     pub doc: String,
 }
 
 impl OptionDoc {
-    /// An option's documentation.
+    /// An option's documentation, written by hand (for [`Registry::register_spout`] and its
+    /// siblings).
     pub fn new(name: &str, ty: &str, default: &str, doc: &str) -> OptionDoc {
         OptionDoc {
             name: name.into(),
             ty: ty.into(),
-            default: default.into(),
-            doc: doc.into(),
+            required: default == "(required)" || doc.ends_with("(required)"),
+            default: if default == "(required)" {
+                String::new()
+            } else {
+                default.into()
+            },
+            doc: doc.trim_end_matches("(required)").trim_end().into(),
         }
     }
 }
@@ -104,19 +141,109 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 type MakeFn = dyn Fn(toml::Value) -> Result<ComponentFactory, OptionError> + Send + Sync;
+type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
-/// One registered component kind.
+/// A component that can be made from an options table: the prototype a [`Kind`] builds once per
+/// component when the topology file is loaded, and turns into one spout or bolt per task.
+///
+/// Often the component itself (cloned per task); for a sink, a checked writer that each task
+/// wraps in its own batching.
+pub trait FromOptions: Clone + Send + Sync + 'static {
+    /// The options, as written in the component's table; they describe themselves
+    /// (`JsonSchema`) for `topo components` and `topo schema`.
+    type Options: DeserializeOwned + schemars::JsonSchema;
+
+    /// Checks the options and builds the prototype, or says what is wrong with them (reported
+    /// with the component's place in the file).
+    fn from_options(options: Self::Options) -> Result<Self, String>;
+}
+
+/// One component kind: its name, role, summary, options and example, and how to build it.
 #[derive(Clone)]
 pub struct Kind {
     name: String,
     role: Role,
     description: String,
-    options: Vec<OptionDoc>,
+    schema: SchemaFn,
+    field_order: fn() -> Vec<&'static str>,
+    options: Arc<std::sync::OnceLock<Vec<OptionDoc>>>,
     example: Option<String>,
     make: Arc<MakeFn>,
 }
 
 impl Kind {
+    fn new<P: FromOptions>(
+        name: &str,
+        role: Role,
+        description: &str,
+        factory: impl Fn(P) -> ComponentFactory + Send + Sync + 'static,
+    ) -> Kind {
+        Kind {
+            name: name.into(),
+            role,
+            description: description.into(),
+            schema: <P::Options as schemars::JsonSchema>::json_schema,
+            field_order: crate::schema::field_order::<P::Options>,
+            options: Arc::default(),
+            example: None,
+            make: Arc::new(move |v| {
+                let options = parse_options::<P::Options>(v)?;
+                let prototype = P::from_options(options).map_err(|message| OptionError {
+                    path: String::new(),
+                    message,
+                })?;
+                Ok(factory(prototype))
+            }),
+        }
+    }
+
+    /// A spout kind: the prototype `P` is built from the options once, and `make` turns it into
+    /// each task's spout (`P::clone` when the prototype is the spout).
+    pub fn spout<P: FromOptions, S: Spout>(
+        name: &str,
+        description: &str,
+        make: impl Fn(&P) -> S + Send + Sync + 'static,
+    ) -> Kind {
+        let make = Arc::new(make);
+        Kind::new(name, Role::Spout, description, move |p: P| {
+            let make = make.clone();
+            ComponentFactory::Spout(SpoutFactory::new(move || make(&p)))
+        })
+    }
+
+    /// A [`BasicBolt`] kind (synchronous, acked for you); see [`Kind::spout`].
+    pub fn basic_bolt<P: FromOptions, B: BasicBolt>(
+        name: &str,
+        description: &str,
+        make: impl Fn(&P) -> B + Send + Sync + 'static,
+    ) -> Kind {
+        let make = Arc::new(make);
+        Kind::new(name, Role::Bolt, description, move |p: P| {
+            let make = make.clone();
+            ComponentFactory::Bolt(BoltFactory::basic(move || make(&p)))
+        })
+    }
+
+    /// A full [`Bolt`] kind (async, manual acks: sinks, windows, joins); see [`Kind::spout`].
+    pub fn bolt<P: FromOptions, B: Bolt>(
+        name: &str,
+        description: &str,
+        make: impl Fn(&P) -> B + Send + Sync + 'static,
+    ) -> Kind {
+        let make = Arc::new(make);
+        Kind::new(name, Role::Bolt, description, move |p: P| {
+            let make = make.clone();
+            ComponentFactory::Bolt(BoltFactory::full(move || make(&p)))
+        })
+    }
+
+    /// Adds the example `topo components` prints: a topology-file fragment, one `[spouts.x]` or
+    /// `[bolts.x]` table using the kind (a test builds every built-in kind's example).
+    pub fn with_example(mut self, example: &str) -> Kind {
+        self.example = Some(example.trim().to_string());
+        self
+    }
+
     /// The kind's name, as written after `kind =`.
     pub fn name(&self) -> &str {
         &self.name
@@ -129,12 +256,18 @@ impl Kind {
     pub fn description(&self) -> &str {
         &self.description
     }
-    /// Its options.
+    /// Its options, in the order of the options struct, read off its JSON Schema.
     pub fn options(&self) -> &[OptionDoc] {
-        &self.options
+        self.options
+            .get_or_init(|| crate::schema::option_docs(self.schema, &(self.field_order)()))
+    }
+    /// The JSON Schema of its options table, with nested types under `definitions` of
+    /// `generator`.
+    pub fn options_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        (self.schema)(generator)
     }
     /// A topology-file fragment showing the kind in use (`[bolts.x]` table with its options),
-    /// if one was given with [`Registry::example`].
+    /// if one was given.
     pub fn example(&self) -> Option<&str> {
         self.example.as_deref()
     }
@@ -150,7 +283,6 @@ impl fmt::Debug for Kind {
             .field("name", &self.name)
             .field("role", &self.role)
             .field("description", &self.description)
-            .field("options", &self.options)
             .finish()
     }
 }
@@ -217,7 +349,7 @@ impl Registry {
         }
     }
 
-    /// Sets the example of a registered kind: a topology-file fragment (a `[spouts.x]` or
+    /// Sets (or replaces) the example of a registered kind: a topology-file fragment (a `[spouts.x]` or
     /// `[bolts.x]` table) that `topo components <kind>` prints. The table's section says whether
     /// it is the spout or the bolt of that name. Returns false (and sets nothing) when no such
     /// kind is registered.
@@ -239,6 +371,13 @@ impl Registry {
         found
     }
 
+    /// Adds a kind; one of the same role and name added earlier is replaced (a spout and a bolt
+    /// of one name both stay).
+    pub fn add(&mut self, kind: Kind) -> &mut Self {
+        self.insert(kind);
+        self
+    }
+
     /// Registers a kind whose options `O` are turned into a component factory by `factory`.
     fn register_with<O>(
         &mut self,
@@ -255,14 +394,18 @@ impl Registry {
             name: kind.into(),
             role,
             description: description.into(),
-            options: options_doc,
+            schema: |_| schemars::json_schema!({ "type": "object" }),
+            field_order: Vec::new,
+            options: Arc::new(options_doc.into()),
             example: None,
             make: Arc::new(move |v| Ok(factory(parse_options(v)?))),
         });
         self
     }
 
-    /// Registers a spout kind: `make` builds one spout instance (per task) from the options.
+    /// Registers a spout kind with hand-written option docs (its options are not checked by
+    /// `topo schema`); prefer [`Kind::spout`], whose docs come from the options struct.
+    /// `make` builds one spout instance (per task) from the options.
     /// Registering a spout name again replaces the earlier spout kind (a bolt of that name stays).
     pub fn register_spout<O, S>(
         &mut self,

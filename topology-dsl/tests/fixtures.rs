@@ -6,20 +6,37 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::Deserialize;
-use topo_dsl::{OptionDoc, Registry, Role, TopologyBuilder, load_file, load_str_with_env};
+use serde::{Deserialize, Serialize};
+use topo_dsl::{FromOptions, Kind, Registry, Role, TopologyBuilder, load_file, load_str_with_env};
 use topo_runtime::{
     BasicBolt, BasicCollector, BoxError, OutputDeclarer, Spout, SpoutCollector, TopologySpec, Tuple,
 };
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WordsOptions {
+    /// how many
     #[serde(default)]
     count: u64,
+    /// the words
     #[serde(default)]
     words: Vec<String>,
 }
+
+/// Options that need no checking are their own prototype.
+macro_rules! unchecked {
+    ($t:ty) => {
+        impl FromOptions for $t {
+            type Options = $t;
+            fn from_options(options: $t) -> Result<Self, String> {
+                Ok(options)
+            }
+        }
+    };
+}
+unchecked!(WordsOptions);
+unchecked!(NoOptions);
+unchecked!(CountOptions);
 
 struct Words(WordsOptions);
 
@@ -34,7 +51,7 @@ impl Spout for Words {
     }
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NoOptions {}
 
@@ -49,9 +66,10 @@ impl BasicBolt for Split {
     }
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 struct CountOptions {
+    /// smallest count reported
     min: u64,
 }
 
@@ -68,27 +86,19 @@ impl BasicBolt for Count {
 
 fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register_spout(
-        "words",
-        "emits words",
-        vec![
-            OptionDoc::new("count", "integer", "0", "how many"),
-            OptionDoc::new("words", "array of strings", "[]", "the words"),
-        ],
-        |o: &WordsOptions| Words(o.clone()),
-    )
-    .register_basic_bolt("split", "splits sentences", vec![], |_: &NoOptions| Split)
-    .register_basic_bolt(
+    r.add(Kind::spout("words", "emits words", |o: &WordsOptions| {
+        Words(o.clone())
+    }))
+    .add(Kind::basic_bolt(
+        "split",
+        "splits sentences",
+        |_: &NoOptions| Split,
+    ))
+    .add(Kind::basic_bolt(
         "count",
         "counts words",
-        vec![OptionDoc::new(
-            "min",
-            "integer",
-            "0",
-            "smallest count reported",
-        )],
         |o: &CountOptions| Count(o.min),
-    );
+    ));
     r
 }
 
@@ -295,12 +305,11 @@ fn diagnostics_as_json_and_registry_listing() {
 #[test]
 fn a_spout_and_a_bolt_may_share_a_kind_name() {
     let mut registry = registry();
-    registry.register_basic_bolt(
+    registry.add(Kind::basic_bolt(
         "words",
         "a bolt named like the spout",
-        vec![],
         |_: &NoOptions| Split,
-    );
+    ));
     assert!(registry.example("words", "[bolts.w]\nkind = \"words\""));
     assert!(registry.example("words", "[spouts.w]\nkind = \"words\"\ncount = 1"));
     let named: Vec<_> = registry.named("words").map(|k| k.role()).collect();

@@ -131,22 +131,29 @@
 //!   sliding windows its last `length` values) until the end of input.
 //! - Results within one window are emitted in no particular order of groups.
 
-use crate::sink::record;
-use cardinality_estimator::CardinalityEstimator;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    Bolt, BoxError, Config, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, TaskId,
-    Tuple, Value, Values, clock,
+    Bolt, BoxError, Config, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, Tuple,
+    Value, Values, clock,
 };
 
 use crate::expr::{ERROR_FIELDS, ERROR_STREAM};
+use crate::sink::record;
+
+mod aggregate;
+mod options;
+mod state;
+
+use self::aggregate::{AggKind, FUNCTIONS};
+pub use self::aggregate::{Hll, value_order};
+pub use self::options::{AggregateOptions, Anchoring, Extent, TimeMode, WindowOptions};
+use self::state::{CountGroup, DurationState, GroupKey, State};
 
 /// The name of the stream late tuples go to (event time), with fields [`LATE_FIELDS`].
 pub const LATE_STREAM: &str = "late";
@@ -159,149 +166,6 @@ pub const LATE_FIELDS: [&str; 2] = ["timestamp", "record"];
 pub const WINDOW_FIELDS: [&str; 2] = ["window_start", "window_end"];
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A window's length or slide as written: a duration (`"10s"`) or a count of tuples (`100`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Extent {
-    /// A count of tuples.
-    Count(i64),
-    /// A duration in humantime form (`"10s"`, `"1m 30s"`, `"500ms"`).
-    Duration(String),
-}
-
-impl<'de> Deserialize<'de> for Extent {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Extent;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a duration such as \"10s\" or a count of tuples such as 100")
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Extent, E> {
-                Ok(Extent::Count(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Extent, E> {
-                Ok(Extent::Count(i64::try_from(v).unwrap_or(i64::MAX)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Extent, E> {
-                Ok(Extent::Duration(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Which clock places tuples in windows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TimeMode {
-    /// The bolt's clock when the tuple arrives.
-    #[default]
-    Processing,
-    /// A timestamp field of the tuple, with watermarks.
-    Event,
-}
-
-/// How a windowed bolt (`window`, `join`) acks its inputs and anchors its results; see the
-/// [module docs](self) and the [`join`](crate::join) docs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Anchoring {
-    /// `hold` where it is safe (processing-time windows whose length + slide is at most half
-    /// the message timeout), `receipt` otherwise.
-    #[default]
-    Auto,
-    /// Hold each input until the last window containing it fires; anchor results to inputs.
-    Hold,
-    /// Ack each input at once; results unanchored.
-    Receipt,
-}
-
-/// One aggregate of the `aggregates` option: `{ fn = "sum", field = "bytes", as = "bytes" }`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AggregateOptions {
-    /// The function: `count`, `sum`, `min`, `max`, `avg`, `count_distinct`,
-    /// `approx_count_distinct` or `top_k`.
-    #[serde(rename = "fn")]
-    pub function: String,
-    /// The aggregated input field; required for every function but `count`.
-    #[serde(default)]
-    pub field: Option<String>,
-    /// `top_k`: how many values (at least 1).
-    #[serde(default)]
-    pub k: Option<i64>,
-    /// The output field.
-    #[serde(rename = "as")]
-    pub name: String,
-}
-
-impl AggregateOptions {
-    /// An aggregate `function` of `field` (None for `count`) named `name`.
-    pub fn new(function: &str, field: Option<&str>, name: &str) -> AggregateOptions {
-        AggregateOptions {
-            function: function.into(),
-            field: field.map(Into::into),
-            k: None,
-            name: name.into(),
-        }
-    }
-}
-
-/// Options of the `window` bolt; see the [module docs](self).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WindowOptions {
-    /// The window length: a duration (`"1m"`) or a count of tuples (`100`). Required.
-    pub length: Option<Extent>,
-    /// How often a window starts, of the same kind as `length` and at most it; unset = tumbling.
-    pub slide: Option<Extent>,
-    /// `processing` (default) or `event`.
-    pub time: TimeMode,
-    /// Event time: the field with the timestamp (epoch ms int, or RFC 3339 text).
-    pub timestamp: Option<String>,
-    /// Event time: the allowed out-of-orderness (`"5s"`); default `"0s"`.
-    pub lag: Option<String>,
-    /// Fields whose distinct combinations get their own results.
-    pub group_by: Vec<String>,
-    /// The aggregates, at least one.
-    pub aggregates: Vec<AggregateOptions>,
-    /// `auto` (default), `hold` or `receipt`.
-    pub anchoring: Anchoring,
-}
-
-/// The aggregate functions.
-const FUNCTIONS: [&str; 8] = [
-    "count",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count_distinct",
-    "approx_count_distinct",
-    "top_k",
-];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AggKind {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-    CountDistinct,
-    ApproxCountDistinct,
-    TopK(usize),
-}
-
-impl AggKind {
-    fn numeric(self) -> bool {
-        matches!(
-            self,
-            AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::Avg
-        )
-    }
-}
 
 #[derive(Clone, Debug)]
 struct Agg {
@@ -877,588 +741,6 @@ impl FieldCache {
     }
 }
 
-/// Per-task window state.
-#[derive(Clone)]
-enum State {
-    Duration(DurationState),
-    Count(FastMap<GroupKey, CountGroup>),
-}
-
-/// The values of the `group_by` fields of a tuple: hashed with [`Value::stable_hash`], equal when
-/// the values are equal (NaN equal to NaN, so such a group is one group).
-#[derive(Clone, Debug)]
-struct GroupKey(Values);
-
-impl PartialEq for GroupKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| same(a, b))
-    }
-}
-impl Eq for GroupKey {}
-impl Hash for GroupKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        for v in &self.0 {
-            state.write_u64(v.stable_hash(0));
-        }
-    }
-}
-
-/// Value equality for grouping and distinct counts: as `==`, but NaN equals NaN.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Float(x), Value::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
-        _ => a == b,
-    }
-}
-
-/// One value as a hash-set member (see [`GroupKey`]).
-#[derive(Clone, Debug)]
-struct Distinct(Value);
-
-impl PartialEq for Distinct {
-    fn eq(&self, other: &Self) -> bool {
-        same(&self.0, &other.0)
-    }
-}
-impl Eq for Distinct {}
-impl Hash for Distinct {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.stable_hash(0));
-    }
-}
-
-/// A total order on values, for `top_k` ties: null < bool < numbers (ints and floats by value)
-/// < text < bytes < lists < maps; lists and maps element by element.
-pub fn value_order(a: &Value, b: &Value) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    fn rank(v: &Value) -> u8 {
-        match v {
-            Value::Null => 0,
-            Value::Bool(_) => 1,
-            Value::Int(_) | Value::Float(_) => 2,
-            Value::Str(_) => 3,
-            Value::Bytes(_) => 4,
-            Value::List(_) => 5,
-            Value::Map(_) => 6,
-        }
-    }
-    match (a, b) {
-        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Int(x), Value::Int(y)) => x.cmp(y),
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
-            let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
-            // Equal as floats: an int sorts before the float of the same number.
-            x.total_cmp(&y)
-                .then_with(|| matches!(b, Value::Int(_)).cmp(&matches!(a, Value::Int(_))))
-        }
-        (Value::Str(x), Value::Str(y)) => x.cmp(y),
-        (Value::Bytes(x), Value::Bytes(y)) => x.as_ref().as_ref().cmp(y.as_ref().as_ref()),
-        (Value::List(x), Value::List(y)) => {
-            for (p, q) in x.iter().zip(y.iter()) {
-                let o = value_order(p, q);
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        (Value::Map(x), Value::Map(y)) => {
-            for ((kp, p), (kq, q)) in x.iter().zip(y.iter()) {
-                let o = kp.cmp(kq).then_with(|| value_order(p, q));
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
-/// A number being summed, or the current min/max.
-#[derive(Clone, Copy, Debug)]
-enum Num {
-    None,
-    Int(i64),
-    Float(f64),
-}
-
-impl Num {
-    fn value(self) -> Value {
-        match self {
-            Num::None => Value::Null,
-            Num::Int(i) => Value::Int(i),
-            Num::Float(f) => Value::Float(f),
-        }
-    }
-    fn as_f64(self) -> f64 {
-        match self {
-            Num::None => 0.0,
-            Num::Int(i) => i as f64,
-            Num::Float(f) => f,
-        }
-    }
-}
-
-/// One aggregate's running state for one window and group.
-#[derive(Clone, Debug)]
-enum Acc {
-    Count(i64),
-    Sum(Num),
-    /// The best value so far (min or max), and whether a float was seen.
-    Extreme {
-        best: Num,
-        float: bool,
-        max: bool,
-    },
-    Avg {
-        sum: f64,
-        n: u64,
-    },
-    Distinct(HashSet<Distinct, foldhash::fast::RandomState>),
-    Approx(Hll),
-    TopK(FastMap<Distinct, i64>, usize),
-}
-
-impl Acc {
-    fn new(kind: AggKind) -> Acc {
-        match kind {
-            AggKind::Count => Acc::Count(0),
-            AggKind::Sum => Acc::Sum(Num::None),
-            AggKind::Min => Acc::Extreme {
-                best: Num::None,
-                float: false,
-                max: false,
-            },
-            AggKind::Max => Acc::Extreme {
-                best: Num::None,
-                float: false,
-                max: true,
-            },
-            AggKind::Avg => Acc::Avg { sum: 0.0, n: 0 },
-            AggKind::CountDistinct => Acc::Distinct(HashSet::default()),
-            AggKind::ApproxCountDistinct => Acc::Approx(Hll::default()),
-            AggKind::TopK(k) => Acc::TopK(FastMap::default(), k),
-        }
-    }
-
-    /// Adds one value (`Null` for `count`, which has no field). Types were checked before.
-    fn add(&mut self, v: &Value) {
-        match self {
-            Acc::Count(n) => *n += 1,
-            Acc::Sum(s) => {
-                *s = match (*s, v) {
-                    (_, Value::Null) => *s,
-                    (Num::None, Value::Int(i)) => Num::Int(*i),
-                    (Num::None, Value::Float(f)) => Num::Float(*f),
-                    (Num::Int(a), Value::Int(i)) => match a.checked_add(*i) {
-                        Some(x) => Num::Int(x),
-                        None => Num::Float(a as f64 + *i as f64),
-                    },
-                    (Num::Int(a), Value::Float(f)) => Num::Float(a as f64 + f),
-                    (Num::Float(a), Value::Int(i)) => Num::Float(a + *i as f64),
-                    (Num::Float(a), Value::Float(f)) => Num::Float(a + f),
-                    _ => *s,
-                }
-            }
-            Acc::Extreme { best, float, max } => {
-                let n = match v {
-                    Value::Int(i) => Num::Int(*i),
-                    Value::Float(f) if !f.is_nan() => {
-                        *float = true;
-                        Num::Float(*f)
-                    }
-                    _ => return,
-                };
-                let better = match (*best, n) {
-                    (Num::None, _) => true,
-                    (Num::Int(a), Num::Int(b)) => {
-                        if *max {
-                            b > a
-                        } else {
-                            b < a
-                        }
-                    }
-                    (a, b) => {
-                        if *max {
-                            b.as_f64() > a.as_f64()
-                        } else {
-                            b.as_f64() < a.as_f64()
-                        }
-                    }
-                };
-                if better {
-                    *best = n;
-                }
-            }
-            Acc::Avg { sum, n } => {
-                if let Some(x) = v.as_f64() {
-                    *sum += x;
-                    *n += 1;
-                }
-            }
-            Acc::Distinct(set) => {
-                if !v.is_null() {
-                    set.insert(Distinct(v.clone()));
-                }
-            }
-            Acc::Approx(h) => {
-                if !v.is_null() {
-                    h.insert(v.stable_hash(HLL_SEED));
-                }
-            }
-            Acc::TopK(counts, _) => {
-                if !v.is_null() {
-                    *counts.entry(Distinct(v.clone())).or_insert(0) += 1;
-                }
-            }
-        }
-    }
-
-    fn result(&self) -> Value {
-        match self {
-            Acc::Count(n) => Value::Int(*n),
-            Acc::Sum(s) => s.value(),
-            Acc::Extreme { best, float, .. } => match best {
-                Num::None => Value::Null,
-                b if *float => Value::Float(b.as_f64()),
-                b => b.value(),
-            },
-            Acc::Avg { sum, n } => {
-                if *n == 0 {
-                    Value::Null
-                } else {
-                    Value::Float(sum / *n as f64)
-                }
-            }
-            Acc::Distinct(set) => Value::from(set.len()),
-            Acc::Approx(h) => Value::Int(h.estimate().round() as i64),
-            Acc::TopK(counts, k) => {
-                let mut all: Vec<(&Value, i64)> = counts.iter().map(|(d, n)| (&d.0, *n)).collect();
-                all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| value_order(a.0, b.0)));
-                let top: Vec<Value> = all
-                    .into_iter()
-                    .take(*k)
-                    .map(|(v, n)| {
-                        let mut m = BTreeMap::new();
-                        m.insert(SmolStr::new_static("value"), v.clone());
-                        m.insert(SmolStr::new_static("count"), Value::Int(n));
-                        Value::Map(Arc::new(m))
-                    })
-                    .collect();
-                Value::List(Arc::new(top))
-            }
-        }
-    }
-}
-
-const HLL_SEED: u64 = 0x686c_6c5f_7365_6564;
-/// An approximate distinct count: HyperLogLog++ from Cloudflare's `cardinality-estimator`, with
-/// 2¹⁴ registers, fed the 64-bit [`Value::stable_hash`] of each value.
-#[derive(Clone, Debug, Default)]
-pub struct Hll(CardinalityEstimator<u64, std::hash::DefaultHasher, 14, 6>);
-
-impl Hll {
-    /// Adds a 64-bit hash of a value.
-    pub fn insert(&mut self, hash: u64) {
-        self.0.insert_hash(hash);
-    }
-
-    /// The estimated number of distinct hashes inserted.
-    pub fn estimate(&self) -> f64 {
-        self.0.estimate() as f64
-    }
-}
-
-/// The per-source-task watermarks of event time.
-#[derive(Clone, Default)]
-struct Watermarks {
-    /// Largest timestamp seen from each upstream task.
-    max_seen: Vec<(TaskId, i64)>,
-    current: Option<i64>,
-}
-
-impl Watermarks {
-    /// Records a timestamp from `task`; returns the watermark (never lower than before).
-    fn observe(&mut self, task: TaskId, ts: i64, lag: i64) -> i64 {
-        match self.max_seen.iter_mut().find(|(t, _)| *t == task) {
-            Some((_, m)) => *m = (*m).max(ts),
-            None => self.max_seen.push((task, ts)),
-        }
-        let low = self
-            .max_seen
-            .iter()
-            .map(|(_, m)| m.saturating_sub(lag))
-            .min()
-            .unwrap_or(i64::MIN);
-        let wm = self.current.map_or(low, |c| c.max(low));
-        self.current = Some(wm);
-        wm
-    }
-}
-
-/// One window's state for one group: accumulators, and (hold) the inputs whose last window this
-/// is, with their times.
-#[derive(Clone)]
-struct Group {
-    accs: Vec<Acc>,
-    held: Vec<(i64, Tuple)>,
-}
-
-/// Duration windows: open windows by start.
-#[derive(Clone)]
-struct DurationState {
-    windows: BTreeMap<i64, FastMap<GroupKey, Group>>,
-    /// Every window ending at or before this has fired.
-    fired_until: i64,
-    watermarks: Watermarks,
-}
-
-impl Default for DurationState {
-    fn default() -> Self {
-        DurationState {
-            windows: BTreeMap::new(),
-            fired_until: i64::MIN,
-            watermarks: Watermarks::default(),
-        }
-    }
-}
-
-impl DurationState {
-    /// Adds a tuple at `time` to each of its windows that has not fired.
-    fn add(
-        &mut self,
-        plan: &Plan,
-        time: i64,
-        key: GroupKey,
-        input: &Tuple,
-        agg_idx: &[Option<usize>],
-        hold: bool,
-    ) {
-        let Shape::Duration { length, slide } = plan.shape else {
-            return;
-        };
-        let last_start = time.div_euclid(slide) * slide;
-        let mut start = last_start;
-        let mut first = true;
-        while start.saturating_add(length) > time {
-            if start.saturating_add(length) <= self.fired_until {
-                break;
-            }
-            let groups = self.windows.entry(start).or_default();
-            let group = match groups.get_mut(&key) {
-                Some(g) => g,
-                None => groups.entry(key.clone()).or_insert_with(|| Group {
-                    accs: plan.aggs.iter().map(|a| Acc::new(a.kind)).collect(),
-                    held: Vec::new(),
-                }),
-            };
-            for (acc, i) in group.accs.iter_mut().zip(agg_idx) {
-                acc.add(i.and_then(|i| input.get(i)).unwrap_or(&Value::Null));
-            }
-            if hold && first {
-                group.held.push((time, input.clone()));
-            }
-            first = false;
-            start = match start.checked_sub(slide) {
-                Some(s) => s,
-                None => break,
-            };
-        }
-    }
-
-    /// Fires every window whose end is at or before `until`, in order of end.
-    fn fire_until(&mut self, plan: &Plan, until: i64, hold: bool, out: &mut OutputCollector<'_>) {
-        let Shape::Duration { length, .. } = plan.shape else {
-            return;
-        };
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
-            let end = start.saturating_add(length);
-            if end > until {
-                break;
-            }
-            let groups = entry.remove();
-            for (key, group) in &groups {
-                let vals = result_values(start, end, key, &group.accs);
-                if hold {
-                    // Every input of this window and group: those whose last window this is, and
-                    // those held by later windows that still contain this one's span.
-                    let mut anchors: Vec<&Tuple> = group.held.iter().map(|(_, t)| t).collect();
-                    for (_, later) in self.windows.range(start.saturating_add(1)..end) {
-                        if let Some(g) = later.get(key) {
-                            anchors.extend(g.held.iter().filter(|(t, _)| *t < end).map(|(_, t)| t));
-                        }
-                    }
-                    out.emit_anchored(&anchors, vals);
-                } else {
-                    out.emit(vals);
-                }
-            }
-            for group in groups.values() {
-                for (_, t) in &group.held {
-                    out.ack(t);
-                }
-            }
-        }
-        if until > self.fired_until {
-            self.fired_until = until;
-        }
-    }
-}
-
-fn result_values(start: i64, end: i64, key: &GroupKey, accs: &[Acc]) -> Values {
-    let mut vals = Values::with_capacity(2 + key.0.len() + accs.len());
-    vals.push(Value::Int(start));
-    vals.push(Value::Int(end));
-    vals.extend(key.0.iter().cloned());
-    vals.extend(accs.iter().map(Acc::result));
-    vals
-}
-
-/// One entry of a sliding count window: arrival time, the aggregated values, and (hold) the
-/// input until no later window contains it.
-#[derive(Clone)]
-struct Entry {
-    ms: i64,
-    values: Values,
-    input: Option<Tuple>,
-}
-
-/// One group of count windows.
-#[derive(Clone)]
-struct CountGroup {
-    /// Tuples since the last result.
-    since: usize,
-    /// Tumbling: running accumulators, first and last arrival, held inputs.
-    accs: Vec<Acc>,
-    first_ms: i64,
-    last_ms: i64,
-    held: Vec<Tuple>,
-    /// Sliding: the last `length` entries.
-    buf: VecDeque<Entry>,
-}
-
-impl CountGroup {
-    fn new(plan: &Plan, length: usize) -> CountGroup {
-        let sliding = matches!(plan.shape, Shape::Count { slide, .. } if slide < length);
-        CountGroup {
-            since: 0,
-            accs: plan.aggs.iter().map(|a| Acc::new(a.kind)).collect(),
-            first_ms: 0,
-            last_ms: 0,
-            held: Vec::new(),
-            buf: if sliding {
-                VecDeque::with_capacity(length.min(4096))
-            } else {
-                VecDeque::new()
-            },
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &mut self,
-        plan: &Plan,
-        length: usize,
-        slide: usize,
-        ms: i64,
-        key: &GroupKey,
-        input: &Tuple,
-        agg_idx: &[Option<usize>],
-        hold: bool,
-        out: &mut OutputCollector<'_>,
-    ) {
-        let value = |i: &Option<usize>| i.and_then(|i| input.get(i)).unwrap_or(&Value::Null);
-        self.since += 1;
-        if slide == length {
-            if self.since == 1 {
-                self.first_ms = ms;
-            }
-            self.last_ms = ms;
-            for (acc, i) in self.accs.iter_mut().zip(agg_idx) {
-                acc.add(value(i));
-            }
-            if hold {
-                self.held.push(input.clone());
-            }
-            if self.since == length {
-                self.flush(plan, length, slide, key, hold, out);
-            }
-        } else {
-            if self.buf.len() == length
-                && let Some(old) = self.buf.pop_front()
-                && let Some(t) = old.input
-            {
-                out.ack(&t);
-            }
-            self.buf.push_back(Entry {
-                ms,
-                values: agg_idx.iter().map(|i| value(i).clone()).collect(),
-                input: hold.then(|| input.clone()),
-            });
-            if self.since == slide {
-                self.flush(plan, length, slide, key, hold, out);
-                // Entries the next result will no longer cover are done: ack them now.
-                let drop = (self.buf.len() + slide).saturating_sub(length);
-                for e in self.buf.iter_mut().take(drop) {
-                    if let Some(t) = e.input.take() {
-                        out.ack(&t);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Emits the current window of this group, if it received tuples since the last result.
-    fn flush(
-        &mut self,
-        plan: &Plan,
-        length: usize,
-        slide: usize,
-        key: &GroupKey,
-        hold: bool,
-        out: &mut OutputCollector<'_>,
-    ) {
-        if self.since == 0 {
-            return;
-        }
-        self.since = 0;
-        if slide == length {
-            let vals = result_values(self.first_ms, self.last_ms, key, &self.accs);
-            if hold {
-                let anchors: Vec<&Tuple> = self.held.iter().collect();
-                out.emit_anchored(&anchors, vals);
-                for t in self.held.drain(..) {
-                    out.ack(&t);
-                }
-            } else {
-                out.emit(vals);
-            }
-            for (acc, a) in self.accs.iter_mut().zip(&plan.aggs) {
-                *acc = Acc::new(a.kind);
-            }
-        } else {
-            let mut accs: Vec<Acc> = plan.aggs.iter().map(|a| Acc::new(a.kind)).collect();
-            for e in &self.buf {
-                for (acc, v) in accs.iter_mut().zip(&e.values) {
-                    acc.add(v);
-                }
-            }
-            let first = self.buf.front().map_or(0, |e| e.ms);
-            let last = self.buf.back().map_or(0, |e| e.ms);
-            let vals = result_values(first, last, key, &accs);
-            if hold {
-                let anchors: Vec<&Tuple> =
-                    self.buf.iter().filter_map(|e| e.input.as_ref()).collect();
-                out.emit_anchored(&anchors, vals);
-            } else {
-                out.emit(vals);
-            }
-        }
-    }
-}
-
 impl std::fmt::Debug for Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Window")
@@ -1468,58 +750,48 @@ impl std::fmt::Debug for Window {
     }
 }
 
+/// The `window` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "window",
+            "aggregates over tumbling or sliding windows, by duration or count, in processing or event time, per group; emits (window_start, window_end, group_by.., aggregates..); late tuples to `late`, bad ones to `error`",
+            Window::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components window`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.per_path]
+kind = "window"
+length = "1m"             # a duration, or a number of tuples (count windows)
+slide = "10s"             # unset = tumbling
+time = "event"            # or "processing" (the default)
+timestamp = "ts"          # epoch milliseconds or RFC 3339 text
+lag = "5s"                # allowed out-of-orderness; later tuples go to the `late` stream
+group_by = ["path"]
+aggregates = [
+  { fn = "count", as = "hits" },
+  { fn = "sum", field = "bytes", as = "bytes" },
+  { fn = "avg", field = "ms", as = "mean_ms" },
+  { fn = "approx_count_distinct", field = "user", as = "users" },
+  { fn = "top_k", field = "status", k = 3, as = "top_statuses" },
+]
+inputs = [{ from = "parsed", grouping = { fields = ["path"] } }]
+"#;
+
+impl FromOptions for Window {
+    type Options = WindowOptions;
+    fn from_options(options: WindowOptions) -> Result<Self, String> {
+        Window::new(options)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hll_is_exact_when_sparse_and_close_when_dense() {
-        let mut h = Hll::default();
-        for i in 0..100u64 {
-            h.insert(Value::Int(i as i64).stable_hash(HLL_SEED));
-            h.insert(Value::Int(i as i64).stable_hash(HLL_SEED));
-        }
-        assert_eq!(h.estimate(), 100.0);
-        for n in [1_000i64, 5_000, 50_000, 500_000] {
-            let mut h = Hll::default();
-            for i in 0..n {
-                h.insert(Value::from(format!("v{i}")).stable_hash(HLL_SEED));
-            }
-            let err = (h.estimate() - n as f64).abs() / n as f64;
-            assert!(err < 0.03, "n {n}: estimate {} (error {err})", h.estimate());
-        }
-    }
-
-    #[test]
-    fn value_order_is_total_and_numeric() {
-        use std::cmp::Ordering::*;
-        assert_eq!(value_order(&Value::Int(2), &Value::Float(2.5)), Less);
-        assert_eq!(value_order(&Value::Int(2), &Value::Float(2.0)), Less);
-        assert_eq!(value_order(&Value::Null, &Value::Bool(false)), Less);
-        assert_eq!(value_order(&Value::from("b"), &Value::from("a")), Greater);
-        assert_eq!(value_order(&Value::Int(9), &Value::from("a")), Less);
-    }
-
-    #[test]
-    fn sums_stay_ints_until_a_float_or_an_overflow() {
-        let mut s = Acc::new(AggKind::Sum);
-        s.add(&Value::Int(2));
-        s.add(&Value::Null);
-        s.add(&Value::Int(3));
-        assert_eq!(s.result(), Value::Int(5));
-        s.add(&Value::Int(i64::MAX));
-        assert!(matches!(s.result(), Value::Float(_)));
-        let mut m = Acc::new(AggKind::Max);
-        m.add(&Value::Int(2));
-        m.add(&Value::Float(1.5));
-        assert_eq!(m.result(), Value::Float(2.0));
-        let mut m = Acc::new(AggKind::Min);
-        assert_eq!(m.result(), Value::Null);
-        m.add(&Value::Float(f64::NAN));
-        m.add(&Value::Int(4));
-        // NaN is skipped altogether: only ints were counted.
-        assert_eq!(m.result(), Value::Int(4));
-    }
 
     #[test]
     fn timestamps_are_ms_or_rfc3339() {
@@ -1530,15 +802,5 @@ mod tests {
         );
         assert!(timestamp_ms(&Value::Float(1.0)).is_err());
         assert!(timestamp_ms(&Value::from("yesterday")).is_err());
-    }
-
-    #[test]
-    fn watermark_is_the_slowest_task_and_never_goes_back() {
-        let mut w = Watermarks::default();
-        assert_eq!(w.observe(TaskId(1), 100, 10), 90);
-        assert_eq!(w.observe(TaskId(2), 50, 10), 90);
-        assert_eq!(w.observe(TaskId(2), 95, 10), 90);
-        assert_eq!(w.observe(TaskId(2), 120, 10), 90);
-        assert_eq!(w.observe(TaskId(1), 200, 10), 110);
     }
 }
