@@ -17,12 +17,12 @@ use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use topo_bolts::{Count, CountOptions, KafkaSink, KafkaSinkOptions};
+use topo_bolts::{Count, CountOptions};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{
     BasicBolt, BasicCollector, BoltFactory, BoxError, OutputDeclarer, Tuple, values,
 };
-use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSpout};
+use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSink, KafkaSinkOptions, KafkaSpout};
 
 use topo_test_support::kafka::*;
 use topo_test_support::{soak, temp_topology, unique};

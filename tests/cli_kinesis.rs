@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use topo_bolts::{BatchOptions, KinesisSinkOptions, KinesisWriter, RetryOptions};
+use topo_spouts::{BatchOptions, KinesisSinkOptions, KinesisWriter, RetryOptions};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{
     BasicBolt, BasicCollector, BoltFactory, BoxError, OutputDeclarer, Tuple, values,

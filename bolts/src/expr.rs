@@ -60,7 +60,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::sink::record;
+use crate::record::record;
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Program, Value as Cel};
 use indexmap::IndexMap;

@@ -131,7 +131,7 @@
 //!   sliding windows its last `length` values) until the end of input.
 //! - Results within one window are emitted in no particular order of groups.
 
-use crate::sink::record;
+use crate::record::record;
 use cardinality_estimator::CardinalityEstimator;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;

@@ -351,7 +351,7 @@ pub struct FeedCounters {
     state_writes: AtomicU64,
     state_write_errors: AtomicU64,
     /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+    warn: crate::connector::warn::WarnLimit,
 }
 
 impl FeedCounters {
@@ -1574,7 +1574,7 @@ impl TaskState {
             Request::Plain { after: Some(a) } => query.push(("after", a.to_string())),
             Request::Plain { after: None } => {}
         }
-        let handle = crate::warn::spawn(fetch(
+        let handle = crate::connector::warn::spawn(fetch(
             shared.clone(),
             opts.clone(),
             src.url.clone(),

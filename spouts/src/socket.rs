@@ -187,7 +187,7 @@ pub struct LineCounters {
     invalid_utf8: AtomicU64,
     connections: AtomicU64,
     /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+    warn: crate::connector::warn::WarnLimit,
 }
 
 impl LineCounters {
@@ -566,7 +566,7 @@ impl Spout for SocketSpout {
         let source = SmolStr::from(ctx.component_id());
         match self.opts.mode {
             SocketMode::Client => {
-                crate::warn::spawn(run_client(
+                crate::connector::warn::spawn(run_client(
                     self.opts.clone(),
                     self.format.clone(),
                     self.shared.clone(),
@@ -582,7 +582,7 @@ impl Spout for SocketSpout {
                 let addr = listener.local_addr()?;
                 tracing::info!(component = %source, %addr, "listening for lines");
                 let _ = self.shared.local_addr.set(addr);
-                crate::warn::spawn(run_server(
+                crate::connector::warn::spawn(run_server(
                     listener,
                     self.opts.max_clients,
                     self.format.clone(),
@@ -600,7 +600,7 @@ impl Spout for SocketSpout {
                 );
                 // Keep `tx` alive so the task is not taken for ended.
                 let stop = cancel.clone();
-                crate::warn::spawn(async move {
+                crate::connector::warn::spawn(async move {
                     stop.cancelled().await;
                     drop(tx);
                 });
@@ -755,7 +755,7 @@ async fn run_server(
             cancel.clone(),
             source.clone(),
         );
-        crate::warn::spawn(async move {
+        crate::connector::warn::spawn(async move {
             let _permit = permit;
             let peer_value = Value::from(peer.to_string());
             tokio::select! {

@@ -183,7 +183,7 @@ impl Spout for StdinSpout {
         let stop = cancel.clone();
         let (format, counters) = (self.format.clone(), self.counters.clone());
         let source = SmolStr::from(ctx.component_id());
-        crate::warn::spawn(async move {
+        crate::connector::warn::spawn(async move {
             let input = StreamReader::new(stdin_chunks().into_stream());
             tokio::select! {
                 _ = stop.cancelled() => {}

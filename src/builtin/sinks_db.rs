@@ -1,6 +1,6 @@
 //! The database sinks: `postgres` and `redis`.
 
-use topo_bolts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
+use topo_spouts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 use topo_dsl::registry::{OptionDoc, Registry};
 
 use super::{Checked, TryFromOptions};

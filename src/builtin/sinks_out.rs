@@ -1,7 +1,7 @@
 //! The `file` and `http` sinks as built-in kinds: options checked when the topology file is
 //! loaded, one writer per task.
 
-use topo_bolts::{BatchSink, FileSinkOptions, FileWriter, HttpSinkOptions, HttpWriter};
+use topo_spouts::{BatchSink, FileSinkOptions, FileWriter, HttpSinkOptions, HttpWriter};
 use topo_dsl::registry::{OptionDoc, Registry};
 
 use super::{Checked, TryFromOptions};

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use topo_bolts::{FileFormat, FileSinkOptions, FileWriter};
+use topo_spouts::{FileFormat, FileSinkOptions, FileWriter};
 use topo_runtime::testing::BoltTester;
 use topo_runtime::{Value, Values, values};
 

@@ -83,7 +83,7 @@ use serde::Deserialize;
 use smol_str::SmolStr;
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, record};
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, record};
 
 /// The command applied per record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

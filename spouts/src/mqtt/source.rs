@@ -232,7 +232,7 @@ pub struct MqttCounters {
     subscribed: AtomicU64,
     acks_sent: AtomicU64,
     /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+    warn: crate::connector::warn::WarnLimit,
 }
 
 impl MqttCounters {
@@ -883,7 +883,7 @@ impl Spout for MqttSpout {
         let link = Arc::new(Link::default());
         let cancel = CancellationToken::new();
         tracing::info!(component = %source, %client_id, broker = %self.opts.broker, "connecting");
-        let task = crate::warn::spawn(
+        let task = crate::connector::warn::spawn(
             ConnTask {
                 eventloop,
                 client: client.clone(),

@@ -226,7 +226,7 @@ pub struct HttpCounters {
     disconnects: AtomicU64,
     errors_not_emitted: AtomicU64,
     /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+    warn: crate::connector::warn::WarnLimit,
 }
 
 impl HttpCounters {
@@ -1239,7 +1239,7 @@ impl Spout for HttpSpout {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        crate::warn::spawn(async move {
+        crate::connector::warn::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(component = %source, "http server failed: {e}");

@@ -99,7 +99,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How each batch is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use topo_bolts::{HttpEncoding, HttpSinkOptions, HttpWriter};
+use topo_spouts::{HttpEncoding, HttpSinkOptions, HttpWriter};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{BoltTester, VecSpout};
 use topo_runtime::{Config, LocalCluster, Value, Values, values};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use topo_bolts::{RedisOptions, RedisSink};
+use topo_spouts::{RedisOptions, RedisSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{BoltTester, Executed};
 use topo_runtime::{Config, Value, values};

@@ -72,8 +72,8 @@ use serde::Deserialize;
 use smol_str::SmolStr;
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use crate::file_sink::encode_json;
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::file::encode_json;
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// Records per PutRecords call, at most (the service's limit).
 pub const MAX_PUT_RECORDS: usize = 500;
@@ -279,7 +279,7 @@ impl BatchWriter for KinesisWriter {
             .as_deref()
             .zip(o.secret_access_key.as_deref());
         self.client = Some(
-            topo_spouts::kinesis::kinesis_client(
+            crate::kinesis::kinesis_client(
                 o.region.as_deref(),
                 o.endpoint.as_deref(),
                 credentials,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use topo_bolts::{
+use topo_spouts::{
     BatchOptions, BatchSink, KinesisSinkCounters, KinesisSinkOptions, KinesisWriter, RetryOptions,
 };
 use topo_dsl::TopologyBuilder;
@@ -461,7 +461,7 @@ async fn entries_refused_inside_a_reply_are_retried_alone() {
 // Measures the sink against the local server: 50,000 small records through 2 sink tasks into a
 // 2-shard stream, each input acked once its record is accepted. The figure is bounded by the
 // server (kinesalite, one Node.js process), not by the sink; it goes in BENCHMARKS.md.
-// Run: cargo test --release -p topo-bolts --test kinesis_sink -- --ignored --nocapture throughput
+// Run: cargo test --release -p topo-spouts --test kinesis_sink -- --ignored --nocapture throughput
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn throughput() {

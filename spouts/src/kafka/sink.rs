@@ -90,14 +90,14 @@ use topo_runtime::{
     Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
 };
 
-use crate::file_sink::encode_json;
-use crate::sink::record;
+use crate::file::encode_json;
+use crate::connector::sink::record;
 
 /// How often delivery reports are read while no input arrives.
 const TICK: Duration = Duration::from_millis(20);
 
 /// A librdkafka setting's value as written in TOML: the spout's [`PropertyValue`](topo_spouts::PropertyValue).
-pub use topo_spouts::PropertyValue as KafkaProperty;
+pub use super::PropertyValue as KafkaProperty;
 
 /// librdkafka settings the sink sets from its options.
 const OWNED_PROPERTIES: [(&str, &str); 7] = [
@@ -551,7 +551,7 @@ impl Bolt for KafkaSink {
                 "message.timeout.ms",
                 o.delivery_timeout.as_millis().to_string(),
             );
-        topo_spouts::kafka::apply_properties(&mut config, &o.properties);
+        crate::kafka::apply_properties(&mut config, &o.properties);
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
@@ -559,7 +559,7 @@ impl Bolt for KafkaSink {
         if let Some(topic) = o.topic.clone() {
             let (p, brokers) = (producer.clone(), o.brokers.clone());
             tokio::task::spawn_blocking(move || {
-                topo_spouts::kafka::check_topics_exist(
+                crate::kafka::check_topics_exist(
                     p.client(),
                     &brokers,
                     std::slice::from_ref(&topic),

@@ -172,9 +172,9 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use crate::file::AckedPrefix;
+use crate::connector::acked::AckedPrefix;
 use crate::mqtt::PayloadFormat;
-use crate::warn::lock;
+use crate::connector::warn::lock;
 
 /// The stream undecodable records (and records given up on) go to, with fields (`reason`, `raw`).
 pub const ERROR_STREAM: &str = "error";
@@ -481,7 +481,7 @@ pub struct KafkaCounters {
     refetches: AtomicU64,
     absent: AtomicU64,
     refused_commits: AtomicU64,
-    log: crate::warn::ErrorLog,
+    log: crate::connector::warn::ErrorLog,
 }
 
 impl KafkaCounters {

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, Row};
-use topo_bolts::{PostgresOptions, PostgresSink};
+use topo_spouts::{PostgresOptions, PostgresSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::BoltTester;
 use topo_runtime::value::Values;

@@ -125,11 +125,12 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use crate::file::{AckedPrefix, STATE_DIR_ENV};
-use crate::lease;
+use crate::connector::acked::AckedPrefix;
+use crate::file::STATE_DIR_ENV;
+use super::lease;
 use crate::mqtt::PayloadFormat;
 use crate::socket::ReconnectOptions;
-use crate::warn::lock;
+use crate::connector::warn::lock;
 
 /// The stream undecodable records go to, with fields (`reason`, `raw`).
 pub const ERROR_STREAM: &str = "error";
@@ -238,7 +239,7 @@ pub struct KinesisCounters {
     shards_ended: AtomicU64,
     shards_held: AtomicU64,
     shards_handed_back: AtomicU64,
-    log: crate::warn::ErrorLog,
+    log: crate::connector::warn::ErrorLog,
 }
 
 impl KinesisCounters {
@@ -733,7 +734,7 @@ impl Shared {
 
 /// Lists shards; takes the leases of readable shards up to this worker's fair share (a shard is
 /// readable once its parents are done) and starts a reader for each; hands shards above the
-/// fair share back (see [`crate::lease`]).
+/// fair share back (see [`super::lease`]).
 async fn coordinate(
     shared: Arc<Shared>,
     shard_names: Arc<Mutex<Vec<String>>>,
@@ -891,7 +892,7 @@ async fn coordinate(
             readers.insert(
                 id.to_string(),
                 (
-                    crate::warn::spawn(read_shard(shared.clone(), index, id.to_string(), after)),
+                    crate::connector::warn::spawn(read_shard(shared.clone(), index, id.to_string(), after)),
                     index,
                 ),
             );
@@ -1414,7 +1415,7 @@ impl Spout for KinesisSpout {
         });
         let shard_names = Arc::new(Mutex::new(Vec::new()));
         tracing::info!(component = %component, stream = %self.opts.stream, state_dir = %dir.display(), "kinesis spout open");
-        let task = crate::warn::spawn(coordinate(shared, shard_names.clone(), worker));
+        let task = crate::connector::warn::spawn(coordinate(shared, shard_names.clone(), worker));
         self.run = Some(Running {
             rx,
             shard_names,

@@ -99,7 +99,7 @@ use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_runtime::{BoxError, StreamSchema, TaskContext, Tuple, Value, clock};
 
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How the `file` sink encodes records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
