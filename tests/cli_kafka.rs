@@ -85,7 +85,8 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
         retry: KafkaRetry {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
-            max_retries: 0,
+            max_retries: Some(0),
+            attempts: None,
         },
         ..KafkaOptions::default()
     })

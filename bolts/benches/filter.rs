@@ -16,7 +16,6 @@
 //! CPU-second of the whole process (user + system time from `/proc/self/stat`), the "per core"
 //! figure that does not depend on how many cores the machine lends the run.
 
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -28,7 +28,6 @@
 //!   join task (tuples / the task's busy time); and tuples/s per core of the whole process
 //!   (tuples / process CPU time, from `/proc/self/stat`).
 
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

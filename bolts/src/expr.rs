@@ -70,8 +70,8 @@ use topo_runtime::{
     BasicBolt, BasicCollector, BoxError, DEFAULT_STREAM, OutputDeclarer, Tuple, Value, Values,
 };
 
-/// The name of the stream failed evaluations go to, with fields [`ERROR_FIELDS`].
-pub const ERROR_STREAM: &str = "error";
+/// The name of the stream rejected input goes to, with fields [`ERROR_FIELDS`].
+pub use topo_runtime::ERROR_STREAM;
 
 /// The fields of the [`ERROR_STREAM`]: why the evaluation failed, and the input record (a
 /// [`Value::Map`] of field name to value).

@@ -24,7 +24,6 @@
 //! sorted-set size and sum of scores) and of the acks (every record acked, none failed), or it
 //! fails.
 
-
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use smol_str::{SmolStr, format_smolstr};
-use topo_spouts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{BoxError, Config, LocalCluster, OutputDeclarer, Spout, SpoutCollector, values};
+use topo_spouts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 
 const USAGE: &str = "\
 db_sinks benchmark

@@ -25,7 +25,6 @@
 //! - Every run ends with a check: the files hold exactly the records emitted (count and the sum
 //!   of `ts`), read back (through gzip with `--gzip`), or the run fails.
 
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,12 +32,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use topo_spouts::{FileSinkOptions, FileWriter};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{
     Bolt, BoxError, LocalCluster, OutputCollector, OutputDeclarer, Spout, SpoutCollector, Tuple,
     values,
 };
+use topo_spouts::{FileSinkOptions, FileWriter};
 
 const USAGE: &str = "\
 file_sink benchmark

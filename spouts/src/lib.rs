@@ -61,12 +61,15 @@ pub mod redis;
 pub mod socket;
 pub mod stdin;
 
-pub use connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
-pub use feed::{FeedCounters, FeedListing, FeedOptions, FeedSpout, OAuthOptions};
 pub use connector::acked::AckedPrefix;
+pub use connector::encoding::{Encoding, PayloadFormat};
+pub use connector::retry::RetryOptions;
+pub use connector::sink::{BatchOptions, BatchSink, BatchWriter, WriteError};
+pub use connector::state::STATE_DIR_ENV;
+pub use feed::{FeedCounters, FeedListing, FeedOptions, FeedSpout, OAuthOptions};
 pub use file::{
-    FileCounters, FileFormat, FileOptions, FileSinkOptions, FileSpout, FileWriter,
-    RotateOptions, StartAt,
+    FileCounters, FileFormat, FileOptions, FileSinkOptions, FileSpout, FileWriter, RotateOptions,
+    StartAt,
 };
 pub use generator::{GeneratorMode, GeneratorOptions, GeneratorSpout, StartTime};
 pub use http::{
@@ -80,10 +83,8 @@ pub use kinesis::{
     KinesisCounters, KinesisOptions, KinesisSink, KinesisSinkCounters, KinesisSinkOptions,
     KinesisSpout, KinesisStart, KinesisWriter,
 };
-pub use mqtt::{MqttCounters, MqttOptions, MqttSpout, PayloadFormat};
+pub use mqtt::{MqttCounters, MqttOptions, MqttSpout};
 pub use postgres::{PostgresColumns, PostgresMode, PostgresOptions, PostgresSink, PostgresWriter};
 pub use redis::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
-pub use socket::{
-    Encoding, LineCounters, ReconnectOptions, SocketMode, SocketOptions, SocketSpout,
-};
+pub use socket::{LineCounters, ReconnectOptions, SocketMode, SocketOptions, SocketSpout};
 pub use stdin::{StdinOptions, StdinSpout};

@@ -206,7 +206,7 @@ impl PostgresSink {
     /// Checks the options; the error names the option and the value.
     pub fn new(options: PostgresOptions) -> Result<PostgresSink, String> {
         options.batch.check()?;
-        options.retry.check()?;
+        options.retry.check_sink("retry")?;
         if options.url.is_empty() {
             return Err(
                 "option `url` is required (e.g. \"postgres://postgres@127.0.0.1:5432/test\")"

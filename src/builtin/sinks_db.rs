@@ -1,7 +1,7 @@
 //! The database sinks: `postgres` and `redis`.
 
-use topo_spouts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 use topo_dsl::registry::{OptionDoc, Registry};
+use topo_spouts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 
 use super::{Checked, TryFromOptions};
 

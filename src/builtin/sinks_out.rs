@@ -1,8 +1,8 @@
 //! The `file` and `http` sinks as built-in kinds: options checked when the topology file is
 //! loaded, one writer per task.
 
-use topo_spouts::{BatchSink, FileSinkOptions, FileWriter, HttpSinkOptions, HttpWriter};
 use topo_dsl::registry::{OptionDoc, Registry};
+use topo_spouts::{BatchSink, FileSinkOptions, FileWriter, HttpSinkOptions, HttpWriter};
 
 use super::{Checked, TryFromOptions};
 

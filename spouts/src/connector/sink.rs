@@ -68,6 +68,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::connector::retry::RetryOptions;
+use crate::connector::retry::SINK_ATTEMPTS;
+use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
 use serde::Deserialize;
 use smol_str::SmolStr;
 use tokio::time::Instant;
@@ -99,30 +102,6 @@ impl Default for BatchOptions {
     }
 }
 
-/// How a sink retries a failed write.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetryOptions {
-    /// Writes tried before the batch's inputs are failed (at least 1).
-    pub attempts: u32,
-    /// The first wait between tries; doubles after each failed try.
-    #[serde(with = "humantime_serde")]
-    pub backoff: Duration,
-    /// The longest wait between tries.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryOptions {
-    fn default() -> Self {
-        RetryOptions {
-            attempts: 5,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-        }
-    }
-}
-
 impl BatchOptions {
     /// Checks the values; the error names the option.
     pub fn check(&self) -> Result<(), String> {
@@ -134,23 +113,6 @@ impl BatchOptions {
         }
         if self.interval.is_zero() {
             return Err("option `batch.interval` must be longer than 0s".into());
-        }
-        Ok(())
-    }
-}
-
-impl RetryOptions {
-    /// Checks the values; the error names the option.
-    pub fn check(&self) -> Result<(), String> {
-        if self.attempts == 0 {
-            return Err("option `retry.attempts` must be at least 1".into());
-        }
-        if self.backoff > self.max_backoff {
-            return Err(format!(
-                "option `retry.backoff` ({}) must not exceed `retry.max_backoff` ({})",
-                humantime::format_duration(self.backoff),
-                humantime::format_duration(self.max_backoff)
-            ));
         }
         Ok(())
     }
@@ -260,7 +222,7 @@ impl<W: BatchWriter> BatchSink<W> {
         let result = loop {
             match self.writer.write().await {
                 Ok(()) => break Ok(()),
-                Err(WriteError::Retry(e)) if attempt < self.retry.attempts => {
+                Err(WriteError::Retry(e)) if attempt < self.retry.attempts_or(SINK_ATTEMPTS) => {
                     tracing::warn!(
                         component = %self.component,
                         records = self.held.len(),
@@ -270,7 +232,7 @@ impl<W: BatchWriter> BatchSink<W> {
                         humantime::format_duration(wait)
                     );
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(self.retry.max_backoff);
+                    wait = self.retry.next_backoff(wait);
                     attempt += 1;
                 }
                 Err(e) => break Err(e),
@@ -285,7 +247,7 @@ impl<W: BatchWriter> BatchSink<W> {
                 self.writer.take_rejected(&mut self.rejected);
                 for (i, reason) in self.rejected.drain(..) {
                     if let Some(t) = held.get(i) {
-                        out.emit_to("error", &[t], values![reason, record(t)]);
+                        out.emit_to(ERROR_STREAM, &[t], values![reason, record(t)]);
                     }
                 }
                 for t in held {
@@ -296,7 +258,7 @@ impl<W: BatchWriter> BatchSink<W> {
             Err(WriteError::Reject(reason)) => {
                 self.writer.discard();
                 for t in held {
-                    out.emit_to("error", &[t], values![reason.as_str(), record(t)]);
+                    out.emit_to(ERROR_STREAM, &[t], values![reason.as_str(), record(t)]);
                     out.ack(t);
                 }
                 Ok(())
@@ -331,7 +293,7 @@ pub fn record(input: &Tuple) -> Value {
 
 impl<W: BatchWriter> Bolt for BatchSink<W> {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare_stream("error", ["reason", "record"]);
+        out.declare_stream(ERROR_STREAM, SINK_ERROR_FIELDS);
     }
 
     async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -355,7 +317,7 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
                 Ok(())
             }
             Err(reason) => {
-                out.emit_to("error", &[&input], values![reason, record(&input)]);
+                out.emit_to(ERROR_STREAM, &[&input], values![reason, record(&input)]);
                 out.ack(&input);
                 Ok(())
             }

@@ -228,7 +228,7 @@ impl FileWriter {
     /// A writer with these options, or what is wrong with them (naming the option and value).
     pub fn new(opts: FileSinkOptions) -> Result<FileWriter, String> {
         opts.batch.check()?;
-        opts.retry.check()?;
+        opts.retry.check_sink("retry")?;
         if opts.dir.as_os_str().is_empty() {
             return Err("option `dir` must name a directory, got \"\"".into());
         }

@@ -76,7 +76,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -90,8 +90,10 @@ use topo_runtime::{
     Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
 };
 
-use crate::file::encode_json;
+use crate::connector::counters;
 use crate::connector::sink::record;
+use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
+use crate::file::encode_json;
 
 /// How often delivery reports are read while no input arrives.
 const TICK: Duration = Duration::from_millis(20);
@@ -249,29 +251,22 @@ impl KafkaSinkOptions {
     }
 }
 
-/// Counts of one sink (shared by its tasks).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts of one sink (shared by its tasks).
 pub struct KafkaSinkCounters {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    errors: AtomicU64,
-    last_error: std::sync::Mutex<Option<String>>,
-    warn: std::sync::Mutex<Option<std::time::Instant>>,
+        /// Records the brokers confirmed.
+        delivered,
+        /// Records whose delivery failed (their inputs failed).
+        failed,
+        /// Client errors (unreachable brokers, ...).
+        errors,
+        ;
+        last_error: std::sync::Mutex<Option<String>>,
+        warn: std::sync::Mutex<Option<std::time::Instant>>,
+    }
 }
 
 impl KafkaSinkCounters {
-    /// Records the brokers confirmed.
-    pub fn delivered(&self) -> u64 {
-        self.delivered.load(Relaxed)
-    }
-    /// Records whose delivery failed (their inputs failed).
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Relaxed)
-    }
-    /// Client errors (unreachable brokers, ...).
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Relaxed)
-    }
     /// The text of the last error, if any.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
@@ -524,7 +519,7 @@ fn settle(
 
 impl Bolt for KafkaSink {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare_stream("error", ["reason", "record"]);
+        out.declare_stream(ERROR_STREAM, SINK_ERROR_FIELDS);
     }
 
     async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -601,7 +596,7 @@ impl Bolt for KafkaSink {
         let rec = match encoded {
             Ok(rec) => rec,
             Err(reason) => {
-                out.emit_to("error", &[&input], values![reason, record(&input)]);
+                out.emit_to(ERROR_STREAM, &[&input], values![reason, record(&input)]);
                 out.ack(&input);
                 return Ok(());
             }

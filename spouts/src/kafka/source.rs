@@ -150,7 +150,7 @@
 //!     instead. Apache Kafka has none of these limits.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -173,16 +173,17 @@ use topo_runtime::{
 };
 
 use crate::connector::acked::AckedPrefix;
-use crate::mqtt::PayloadFormat;
+use crate::connector::counters;
+use crate::connector::encoding::PayloadFormat;
+use crate::connector::encoding::decode_payload;
+use crate::connector::encoding::raw_prefix;
+use crate::connector::retry::RetryOptions;
 use crate::connector::warn::lock;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 
-/// The stream undecodable records (and records given up on) go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
 /// The environment variable tests and examples read the brokers from.
 pub const BROKERS_ENV: &str = "TOPO_KAFKA_BROKERS";
 
-/// How many bytes of a bad record the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
 /// How many records `next_tuple` polls at most per call.
 const POLL_PER_CALL: usize = 512;
 /// How long a partition whose reading (re)started may stay silent below the broker's high
@@ -278,30 +279,11 @@ impl FirstPoll {
     }
 }
 
-/// How failed tuples are retried.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaRetry {
-    /// The wait before the first replay; doubles with every failure of the record.
-    #[serde(with = "humantime_serde")]
-    pub backoff: Duration,
-    /// The longest wait before a replay.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// Failures of one record after which it goes to the dead-letter topic (or the `error`
-    /// stream) instead of being replayed; 0 = replay for ever.
-    pub max_retries: u32,
-}
-
-impl Default for KafkaRetry {
-    fn default() -> Self {
-        KafkaRetry {
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            max_retries: 0,
-        }
-    }
-}
+/// The former name of the `kafka` spout's `retry` options, now the one [`RetryOptions`] of every
+/// connector: the wait before a failed record's replay doubles from `backoff` up to
+/// `max_backoff`; after `attempts` failures of one record (`max_retries` + 1; unset or 0 =
+/// replay for ever) it goes to the dead-letter topic (or the `error` stream) instead.
+pub type KafkaRetry = RetryOptions;
 
 /// A librdkafka setting's value as written in TOML: text, a number or a boolean.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -362,7 +344,7 @@ pub struct KafkaOptions {
     /// Per partition, how many offsets may be emitted but not committed before fetching pauses.
     pub max_uncommitted: u64,
     /// How failed tuples are retried.
-    pub retry: KafkaRetry,
+    pub retry: RetryOptions,
     /// Where records that failed `retry.max_retries` times are produced.
     pub dead_letter_topic: Option<String>,
     /// librdkafka settings of the dead-letter producer, passed through.
@@ -388,7 +370,7 @@ impl Default for KafkaOptions {
             fields: Vec::new(),
             commit_interval: Duration::from_secs(1),
             max_uncommitted: 10_000,
-            retry: KafkaRetry::default(),
+            retry: RetryOptions::default(),
             dead_letter_topic: None,
             dead_letter_properties: BTreeMap::new(),
             stop_at_end: false,
@@ -466,78 +448,44 @@ pub fn check_properties(
     Ok(())
 }
 
-/// Counts shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts shared by every task of a spout (and its clones).
 pub struct KafkaCounters {
-    records: AtomicU64,
-    malformed: AtomicU64,
-    replays: AtomicU64,
-    dead_lettered: AtomicU64,
-    gave_up: AtomicU64,
-    commits: AtomicU64,
-    commit_errors: AtomicU64,
-    rebalances: AtomicU64,
-    pauses: AtomicU64,
-    refetches: AtomicU64,
-    absent: AtomicU64,
-    refused_commits: AtomicU64,
-    log: crate::connector::warn::ErrorLog,
+        /// Records polled and emitted for the first time (replays not counted).
+        records,
+        /// Records that could not be decoded, sent to the `error` stream.
+        malformed,
+        /// Failed tuples emitted again.
+        replays,
+        /// Records produced to the dead-letter topic.
+        dead_lettered,
+        /// Records given up on without a dead-letter topic (sent to the `error` stream).
+        gave_up,
+        /// Commits of acked offsets that succeeded.
+        commits,
+        /// Commits that failed (retried at the next commit).
+        commit_errors,
+        /// Assignments and revocations seen by the tasks.
+        rebalances,
+        /// Times a partition reached `max_uncommitted` and stopped being read until commits caught
+        /// up.
+        pauses,
+        /// Times a partition was read again from an earlier offset because the broker answered
+        /// from past the offset asked for (or not at all) right after reading started there.
+        refetches,
+        /// Offsets the broker does not have (compacted away, transaction markers), skipped once
+        /// reading from before them showed the gap.
+        absent,
+        /// Commits refused because the commit point would have passed an offset that was not
+        /// emitted and acked (or otherwise handled). Always 0 unless there is a bug; each one is
+        /// also logged as an error.
+        refused_commits,
+        ;
+        log: crate::connector::warn::ErrorLog,
+    }
 }
 
 impl KafkaCounters {
-    /// Records polled and emitted for the first time (replays not counted).
-    pub fn records(&self) -> u64 {
-        self.records.load(Relaxed)
-    }
-    /// Records that could not be decoded, sent to the `error` stream.
-    pub fn malformed(&self) -> u64 {
-        self.malformed.load(Relaxed)
-    }
-    /// Failed tuples emitted again.
-    pub fn replays(&self) -> u64 {
-        self.replays.load(Relaxed)
-    }
-    /// Records produced to the dead-letter topic.
-    pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered.load(Relaxed)
-    }
-    /// Records given up on without a dead-letter topic (sent to the `error` stream).
-    pub fn gave_up(&self) -> u64 {
-        self.gave_up.load(Relaxed)
-    }
-    /// Commits of acked offsets that succeeded.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Relaxed)
-    }
-    /// Commits that failed (retried at the next commit).
-    pub fn commit_errors(&self) -> u64 {
-        self.commit_errors.load(Relaxed)
-    }
-    /// Assignments and revocations seen by the tasks.
-    pub fn rebalances(&self) -> u64 {
-        self.rebalances.load(Relaxed)
-    }
-    /// Times a partition reached `max_uncommitted` and stopped being read until commits caught
-    /// up.
-    pub fn pauses(&self) -> u64 {
-        self.pauses.load(Relaxed)
-    }
-    /// Times a partition was read again from an earlier offset because the broker answered
-    /// from past the offset asked for (or not at all) right after reading started there.
-    pub fn refetches(&self) -> u64 {
-        self.refetches.load(Relaxed)
-    }
-    /// Offsets the broker does not have (compacted away, transaction markers), skipped once
-    /// reading from before them showed the gap.
-    pub fn absent(&self) -> u64 {
-        self.absent.load(Relaxed)
-    }
-    /// Commits refused because the commit point would have passed an offset that was not
-    /// emitted and acked (or otherwise handled). Always 0 unless there is a bug; each one is
-    /// also logged as an error.
-    pub fn refused_commits(&self) -> u64 {
-        self.refused_commits.load(Relaxed)
-    }
     /// Errors reported by the client (unreachable brokers, missing topics, ...).
     pub fn errors(&self) -> u64 {
         self.log.count()
@@ -1152,8 +1100,9 @@ impl KafkaSpout {
                 ));
             }
         }
-        if opts.dead_letter_topic.is_some() && opts.retry.max_retries == 0 {
-            return Err("option `dead_letter_topic` needs `retry.max_retries` (at least 1): with 0 records are replayed for ever".into());
+        opts.retry.check("retry")?;
+        if opts.dead_letter_topic.is_some() && opts.retry.attempts_or(0) == 0 {
+            return Err("option `dead_letter_topic` needs `retry.max_retries` (at least 1, or `retry.attempts` at least 2): with 0 records are replayed for ever".into());
         }
         if !opts.fields.is_empty() && opts.payload != PayloadFormat::Json {
             return Err("option `fields` applies only with payload = \"json\"".into());
@@ -1324,39 +1273,8 @@ fn key_value(key: Option<&[u8]>) -> Value {
 fn decode(m: &BorrowedMessage<'_>, opts: &KafkaOptions, topic: &SmolStr) -> Result<Values, String> {
     let data = m.payload().unwrap_or_default();
     let what = || format!("record {}/{}@{}", m.topic(), m.partition(), m.offset());
-    let value = match opts.payload {
-        PayloadFormat::Utf8 => Value::Str(SmolStr::new(String::from_utf8_lossy(data))),
-        PayloadFormat::Strict => match std::str::from_utf8(data) {
-            Ok(s) => Value::Str(SmolStr::new(s)),
-            Err(e) => {
-                return Err(format!(
-                    "{} is not UTF-8 (invalid byte at offset {})",
-                    what(),
-                    e.valid_up_to()
-                ));
-            }
-        },
-        PayloadFormat::Bytes => Value::from(bytes::Bytes::copy_from_slice(data)),
-        PayloadFormat::Json => match serde_json::from_slice::<Value>(data) {
-            Ok(doc) => doc,
-            Err(e) => return Err(format!("{} is not valid JSON: {e}", what())),
-        },
-    };
-    let mut extracted = Vec::new();
-    if !opts.fields.is_empty() {
-        let Some(map) = value.as_map() else {
-            return Err(format!(
-                "{} is a JSON {}, expected an object (for `fields`)",
-                what(),
-                value.type_name()
-            ));
-        };
-        extracted = opts
-            .fields
-            .iter()
-            .map(|f| map.get(f.as_str()).cloned().unwrap_or(Value::Null))
-            .collect();
-    }
+    let (value, extracted) =
+        decode_payload(opts.payload, data, &opts.fields).map_err(|e| format!("{} {e}", what()))?;
     let headers = match m.headers() {
         None => Value::Map(Arc::default()),
         Some(h) => Value::Map(Arc::new(
@@ -1520,14 +1438,7 @@ impl Running {
                 }
                 part.handled(offset);
                 let data = m.payload().unwrap_or_default();
-                out.emit_to(
-                    ERROR_STREAM,
-                    values![
-                        reason,
-                        String::from_utf8_lossy(&data[..data.len().min(RAW_PREFIX)]).into_owned()
-                    ],
-                    None,
-                );
+                out.emit_to(ERROR_STREAM, values![reason, raw_prefix(&data)], None);
             }
         }
         if part.uncommitted() >= opts.max_uncommitted && !part.paused {
@@ -1832,7 +1743,7 @@ impl Spout for KafkaSpout {
         let mut fields: Vec<&str> = BASE_FIELDS.to_vec();
         fields.extend(self.opts.fields.iter().map(String::as_str));
         out.declare(fields);
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -2074,8 +1985,7 @@ impl Spout for KafkaSpout {
         held.failures += 1;
         let failures = held.failures;
         let raw = held.raw.clone();
-        let give_up = opts.retry.max_retries != 0 && failures > opts.retry.max_retries;
-        if !give_up {
+        if !opts.retry.exhausted(failures, 0) {
             let wait = opts
                 .retry
                 .backoff
@@ -2085,8 +1995,9 @@ impl Spout for KafkaSpout {
             return;
         }
         let reason = format!(
-            "record {topic}/{partition}@{} failed {failures} times (retry.max_retries = {})",
-            id.1, opts.retry.max_retries
+            "record {topic}/{partition}@{} failed {failures} times (retry: at most {} tries)",
+            id.1,
+            opts.retry.attempts_or(0)
         );
         match (&r.dlq, &opts.dead_letter_topic) {
             (Some(producer), Some(dlt)) => {

@@ -72,8 +72,9 @@ use serde::Deserialize;
 use smol_str::SmolStr;
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use crate::file::encode_json;
+use crate::connector::counters;
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::file::encode_json;
 
 /// Records per PutRecords call, at most (the service's limit).
 pub const MAX_PUT_RECORDS: usize = 500;
@@ -144,34 +145,26 @@ impl KinesisSinkOptions {
                 self.batch.max_bytes
             ));
         }
-        self.retry.check()
+        self.retry.check_sink("retry")
     }
 }
 
-/// Counts of one sink (shared by its tasks).
-#[derive(Debug, Default)]
-pub struct KinesisSinkCounters {
-    put: std::sync::atomic::AtomicU64,
-    entry_failures: std::sync::atomic::AtomicU64,
-    call_failures: std::sync::atomic::AtomicU64,
-    last_error: std::sync::Mutex<Option<String>>,
+counters! {
+    /// Counts of one sink (shared by its tasks).
+    pub struct KinesisSinkCounters {
+        /// Records the stream accepted.
+        put,
+        /// Entries refused inside successful PutRecords calls (sent again).
+        entry_failures,
+        /// PutRecords calls that failed whole.
+        call_failures,
+        ;
+        /// The text of the last failed try.
+        last_error: std::sync::Mutex<Option<String>>,
+    }
 }
 
 impl KinesisSinkCounters {
-    /// Records the stream accepted.
-    pub fn put(&self) -> u64 {
-        self.put.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    /// Entries refused inside successful PutRecords calls (sent again).
-    pub fn entry_failures(&self) -> u64 {
-        self.entry_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-    /// PutRecords calls that failed whole.
-    pub fn call_failures(&self) -> u64 {
-        self.call_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
     /// The text of the last failed try, if any.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
@@ -279,12 +272,8 @@ impl BatchWriter for KinesisWriter {
             .as_deref()
             .zip(o.secret_access_key.as_deref());
         self.client = Some(
-            crate::kinesis::kinesis_client(
-                o.region.as_deref(),
-                o.endpoint.as_deref(),
-                credentials,
-            )
-            .await,
+            crate::kinesis::kinesis_client(o.region.as_deref(), o.endpoint.as_deref(), credentials)
+                .await,
         );
         Ok(())
     }

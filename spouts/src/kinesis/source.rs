@@ -125,18 +125,17 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use crate::connector::acked::AckedPrefix;
-use crate::file::STATE_DIR_ENV;
 use super::lease;
-use crate::mqtt::PayloadFormat;
-use crate::socket::ReconnectOptions;
+use crate::connector::acked::AckedPrefix;
+use crate::connector::counters;
+use crate::connector::encoding::PayloadFormat;
+use crate::connector::encoding::decode_payload;
+use crate::connector::encoding::raw_prefix;
+use crate::connector::retry::RetryOptions;
+use crate::connector::state::state_dir;
 use crate::connector::warn::lock;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 
-/// The stream undecodable records go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
-
-/// How many bytes of a bad record the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
 /// How many records `next_tuple` emits at most per call.
 const DRAIN_PER_CALL: usize = 64;
 /// Capacity of the channel between the readers and the spout.
@@ -197,7 +196,7 @@ pub struct KinesisOptions {
     /// Where checkpoints are kept; default `$TOPO_STATE_DIR/<topology>/<component>`.
     pub state_dir: Option<PathBuf>,
     /// Waits after failed calls, and when to give up.
-    pub retry: ReconnectOptions,
+    pub retry: RetryOptions,
     /// Read each shard to its current end, then stop (the spout becomes exhausted).
     pub stop_at_end: bool,
 }
@@ -220,72 +219,44 @@ impl Default for KinesisOptions {
             checkpoint_interval: Duration::from_secs(1),
             shard_refresh: Duration::from_secs(10),
             state_dir: None,
-            retry: ReconnectOptions::default(),
+            retry: RetryOptions::default(),
             stop_at_end: false,
         }
     }
 }
 
-/// Counts shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts shared by every task of a spout (and its clones).
 pub struct KinesisCounters {
-    records: AtomicU64,
-    malformed: AtomicU64,
-    get_records_calls: AtomicU64,
-    throttled: AtomicU64,
-    expired_iterators: AtomicU64,
-    checkpoints: AtomicU64,
-    checkpoint_errors: AtomicU64,
-    shards_ended: AtomicU64,
-    shards_held: AtomicU64,
-    shards_handed_back: AtomicU64,
-    log: crate::connector::warn::ErrorLog,
+        /// Records read and passed on as tuples (replays not counted).
+        records,
+        /// Records that could not be decoded, sent to the `error` stream.
+        malformed,
+        /// GetRecords calls that succeeded.
+        get_records_calls,
+        /// Calls refused with `ProvisionedThroughputExceededException` (then backed off).
+        throttled,
+        /// Shard iterators that expired and were renewed.
+        expired_iterators,
+        /// Checkpoint files written.
+        checkpoints,
+        /// Checkpoint files that could not be written.
+        checkpoint_errors,
+        /// Shards read to SHARD_END with every record acked.
+        shards_ended,
+        /// Shards whose leases the spout's tasks hold now (read, or ending).
+        shards_held,
+        /// Shards handed to another worker (which joined) since the start.
+        shards_handed_back,
+        ;
+        log: crate::connector::warn::ErrorLog,
+    }
 }
 
 impl KinesisCounters {
-    /// Records read and passed on as tuples (replays not counted).
-    pub fn records(&self) -> u64 {
-        self.records.load(Relaxed)
-    }
-    /// Records that could not be decoded, sent to the `error` stream.
-    pub fn malformed(&self) -> u64 {
-        self.malformed.load(Relaxed)
-    }
-    /// GetRecords calls that succeeded.
-    pub fn get_records_calls(&self) -> u64 {
-        self.get_records_calls.load(Relaxed)
-    }
-    /// Calls refused with `ProvisionedThroughputExceededException` (then backed off).
-    pub fn throttled(&self) -> u64 {
-        self.throttled.load(Relaxed)
-    }
-    /// Shard iterators that expired and were renewed.
-    pub fn expired_iterators(&self) -> u64 {
-        self.expired_iterators.load(Relaxed)
-    }
     /// Failed calls other than throttling (unreachable endpoint, missing stream, ...).
     pub fn errors(&self) -> u64 {
         self.log.count()
-    }
-    /// Checkpoint files written.
-    pub fn checkpoints(&self) -> u64 {
-        self.checkpoints.load(Relaxed)
-    }
-    /// Checkpoint files that could not be written.
-    pub fn checkpoint_errors(&self) -> u64 {
-        self.checkpoint_errors.load(Relaxed)
-    }
-    /// Shards read to SHARD_END with every record acked.
-    pub fn shards_ended(&self) -> u64 {
-        self.shards_ended.load(Relaxed)
-    }
-    /// Shards whose leases the spout's tasks hold now (read, or ending).
-    pub fn shards_held(&self) -> u64 {
-        self.shards_held.load(Relaxed)
-    }
-    /// Shards handed to another worker (which joined) since the start.
-    pub fn shards_handed_back(&self) -> u64 {
-        self.shards_handed_back.load(Relaxed)
     }
     /// The text of the last failed call, if any.
     pub fn last_error(&self) -> Option<String> {
@@ -423,6 +394,7 @@ impl KinesisSpout {
         if opts.region.as_deref() == Some("") {
             return Err("option `region` is empty: expected e.g. \"us-east-1\"".into());
         }
+        opts.retry.check("retry")?;
         match opts.start_at {
             KinesisStart::AtSequenceNumber | KinesisStart::AfterSequenceNumber
                 if opts.sequence_number.as_deref().is_none_or(str::is_empty) =>
@@ -507,14 +479,7 @@ impl KinesisSpout {
     /// The state directory of a component: `state_dir` if set, else
     /// `$TOPO_STATE_DIR/<topology>/<component>` (`TOPO_STATE_DIR` defaulting to `.topo/state`).
     pub fn state_dir_for(&self, topology: &str, component: &str) -> PathBuf {
-        match &self.opts.state_dir {
-            Some(dir) => dir.clone(),
-            None => std::env::var_os(STATE_DIR_ENV)
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from(".topo/state"), PathBuf::from)
-                .join(topology)
-                .join(component),
-        }
+        state_dir(self.opts.state_dir.as_deref(), topology, component)
     }
 }
 
@@ -761,7 +726,7 @@ async fn coordinate(
             Err(e) => {
                 shared.counters.error(&shared.component, e.clone());
                 failures = failures.saturating_add(1);
-                if opts.retry.attempts != 0 && failures >= opts.retry.attempts {
+                if opts.retry.exhausted(failures, 0) {
                     tracing::error!(component = %shared.component, attempts = failures, "giving up: {e}");
                     for (r, _) in readers.values() {
                         r.abort();
@@ -771,7 +736,7 @@ async fn coordinate(
                 if !shared.sleep(backoff).await {
                     return;
                 }
-                backoff = (backoff * 2).min(opts.retry.max_backoff);
+                backoff = opts.retry.next_backoff(backoff);
                 continue;
             }
         };
@@ -892,7 +857,12 @@ async fn coordinate(
             readers.insert(
                 id.to_string(),
                 (
-                    crate::connector::warn::spawn(read_shard(shared.clone(), index, id.to_string(), after)),
+                    crate::connector::warn::spawn(read_shard(
+                        shared.clone(),
+                        index,
+                        id.to_string(),
+                        after,
+                    )),
                     index,
                 ),
             );
@@ -1004,7 +974,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
         let fail = |msg: String, failures: &mut u32| -> bool {
             counters.error(&shared.component, msg.clone());
             *failures = failures.saturating_add(1);
-            if o.retry.attempts != 0 && *failures >= o.retry.attempts {
+            if o.retry.exhausted(*failures, 0) {
                 tracing::error!(component = %shared.component, shard = %shard, "giving up: {msg}");
                 shared.gave_up.store(true, Relaxed);
                 return false;
@@ -1019,7 +989,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
                     if !fail(e, &mut failures) || !shared.sleep(backoff).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(o.retry.max_backoff);
+                    backoff = o.retry.next_backoff(backoff);
                     continue;
                 }
             },
@@ -1053,7 +1023,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
                     if !shared.sleep(backoff).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(o.retry.max_backoff);
+                    backoff = o.retry.next_backoff(backoff);
                     continue;
                 }
                 let msg = format!(
@@ -1067,7 +1037,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
                 if !fail(msg, &mut failures) || !shared.sleep(backoff).await {
                     return;
                 }
-                backoff = (backoff * 2).min(o.retry.max_backoff);
+                backoff = o.retry.next_backoff(backoff);
                 continue;
             }
         };
@@ -1126,10 +1096,7 @@ fn decode(
         Item::Error {
             shard: index,
             sequence: sequence.clone(),
-            values: values![
-                reason,
-                String::from_utf8_lossy(&data[..data.len().min(RAW_PREFIX)]).into_owned()
-            ],
+            values: values![reason, raw_prefix(&data)],
         }
     };
     let mut values = values![
@@ -1137,44 +1104,12 @@ fn decode(
         Value::Str(sequence.clone()),
         Value::Str(SmolStr::new(key))
     ];
-    match opts.payload {
-        PayloadFormat::Utf8 => values.push(Value::Str(SmolStr::new(String::from_utf8_lossy(data)))),
-        PayloadFormat::Strict => match std::str::from_utf8(data) {
-            Ok(s) => values.push(Value::Str(SmolStr::new(s))),
-            Err(e) => {
-                return error(format!(
-                    "record {sequence} of shard {shard} is not UTF-8 (invalid byte at offset {})",
-                    e.valid_up_to()
-                ));
-            }
-        },
-        PayloadFormat::Bytes => values.push(Value::from(bytes::Bytes::copy_from_slice(data))),
-        PayloadFormat::Json => match serde_json::from_slice::<Value>(data) {
-            Ok(doc) => {
-                if opts.fields.is_empty() {
-                    values.push(doc);
-                } else {
-                    let Some(map) = doc.as_map() else {
-                        return error(format!(
-                            "record {sequence} of shard {shard} is a JSON {}, expected an object (for `fields`)",
-                            doc.type_name()
-                        ));
-                    };
-                    let extracted: Vec<Value> = opts
-                        .fields
-                        .iter()
-                        .map(|f| map.get(f.as_str()).cloned().unwrap_or(Value::Null))
-                        .collect();
-                    values.push(doc);
-                    values.extend(extracted);
-                }
-            }
-            Err(e) => {
-                return error(format!(
-                    "record {sequence} of shard {shard} is not valid JSON: {e}"
-                ));
-            }
-        },
+    match decode_payload(opts.payload, data, &opts.fields) {
+        Ok((value, extracted)) => {
+            values.push(value);
+            values.extend(extracted);
+        }
+        Err(e) => return error(format!("record {sequence} of shard {shard} {e}")),
     }
     counters.records.fetch_add(1, Relaxed);
     Item::Record {
@@ -1369,7 +1304,7 @@ impl Spout for KinesisSpout {
         let mut fields = vec!["shard", "sequence", "partition_key", "data"];
         fields.extend(self.opts.fields.iter().map(String::as_str));
         out.declare(fields);
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
