@@ -9,15 +9,21 @@ use topo_dsl::registry::{OptionDoc, Registry};
 use topo_spouts::{GeneratorOptions, GeneratorSpout};
 
 mod join;
+#[cfg(feature = "kafka")]
 mod kafka;
+#[cfg(feature = "kinesis")]
 mod kinesis;
 mod sentiment;
+#[cfg(any(feature = "postgres", feature = "redis"))]
 mod sinks_db;
 mod sinks_out;
+#[cfg(feature = "feed")]
 mod spouts_feed;
 mod spouts_file;
+#[cfg(feature = "http")]
 mod spouts_http;
 mod spouts_io;
+#[cfg(feature = "mqtt")]
 mod spouts_mqtt;
 mod throttle;
 mod window;
@@ -194,14 +200,20 @@ pub fn builtin_registry() -> Registry {
     join::register(&mut r);
     window::register(&mut r);
     sinks_out::register(&mut r);
+    #[cfg(any(feature = "postgres", feature = "redis"))]
     sinks_db::register(&mut r);
     spouts_file::register(&mut r);
     spouts_io::register(&mut r);
+    #[cfg(feature = "feed")]
     spouts_feed::register(&mut r);
     sentiment::register(&mut r);
+    #[cfg(feature = "http")]
     spouts_http::register(&mut r);
+    #[cfg(feature = "mqtt")]
     spouts_mqtt::register(&mut r);
+    #[cfg(feature = "kafka")]
     kafka::register(&mut r);
+    #[cfg(feature = "kinesis")]
     kinesis::register(&mut r);
     throttle::register(&mut r);
     for (kind, example) in EXAMPLES {

@@ -46,17 +46,32 @@
 //! - [`connector`]: what the connectors share — the durable sinks' batching and retries, the
 //!   warning limiter.
 
+//!
+//! ## Cargo features
+//!
+//! One per external system, all on by default: `kafka`, `kinesis`, `mqtt`, `postgres`, `redis`,
+//! `http` (ingest spout and sink), `feed`. Each brings its connectors and their heavy
+//! dependencies (librdkafka, the AWS SDK, ...); files, sockets, standard input, the generator
+//! and the connector layer are always there.
+
 #![deny(missing_docs)]
 
 pub mod connector;
+#[cfg(feature = "feed")]
 pub mod feed;
 pub mod file;
 pub mod generator;
+#[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod socket;
 pub mod stdin;
@@ -66,25 +81,32 @@ pub use connector::encoding::{Encoding, PayloadFormat};
 pub use connector::retry::RetryOptions;
 pub use connector::sink::{BatchOptions, BatchSink, BatchWriter, WriteError};
 pub use connector::state::STATE_DIR_ENV;
+#[cfg(feature = "feed")]
 pub use feed::{FeedCounters, FeedListing, FeedOptions, FeedSpout, OAuthOptions};
 pub use file::{
     FileCounters, FileFormat, FileOptions, FileSinkOptions, FileSpout, FileWriter, RotateOptions,
     StartAt,
 };
 pub use generator::{GeneratorMode, GeneratorOptions, GeneratorSpout, StartTime};
+#[cfg(feature = "http")]
 pub use http::{
     HttpCounters, HttpEncoding, HttpFormat, HttpOptions, HttpSinkOptions, HttpSpout, HttpWriter,
 };
+#[cfg(feature = "kafka")]
 pub use kafka::{
     Assignment, FirstPoll, KafkaCounters, KafkaOptions, KafkaProperty, KafkaRetry, KafkaSink,
     KafkaSinkCounters, KafkaSinkOptions, KafkaSpout, PropertyValue,
 };
+#[cfg(feature = "kinesis")]
 pub use kinesis::{
     KinesisCounters, KinesisOptions, KinesisSink, KinesisSinkCounters, KinesisSinkOptions,
     KinesisSpout, KinesisStart, KinesisWriter,
 };
+#[cfg(feature = "mqtt")]
 pub use mqtt::{MqttCounters, MqttOptions, MqttSpout};
+#[cfg(feature = "postgres")]
 pub use postgres::{PostgresColumns, PostgresMode, PostgresOptions, PostgresSink, PostgresWriter};
+#[cfg(feature = "redis")]
 pub use redis::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
 pub use socket::{LineCounters, ReconnectOptions, SocketMode, SocketOptions, SocketSpout};
 pub use stdin::{StdinOptions, StdinSpout};
