@@ -71,6 +71,7 @@ use std::time::Duration;
 pub use crate::connector::retry::RetryOptions;
 use crate::connector::retry::SINK_ATTEMPTS;
 use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use smol_str::SmolStr;
 use tokio::time::Instant;
@@ -80,7 +81,7 @@ use topo_runtime::{
 
 /// When a sink writes its pending batch, besides whenever its input runs dry and at the end of
 /// input (see the [module docs](self)).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchOptions {
     /// Write when this many records are pending (at least 1).
@@ -89,6 +90,7 @@ pub struct BatchOptions {
     pub max_bytes: usize,
     /// Write when the oldest pending record has waited this long.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub interval: Duration,
 }
 

@@ -72,9 +72,11 @@ use serde::Deserialize;
 use smol_str::SmolStr;
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
+use super::kinesis_options;
 use crate::connector::counters;
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 use crate::file::encode_json;
+use schemars::JsonSchema;
 
 /// Records per PutRecords call, at most (the service's limit).
 pub const MAX_PUT_RECORDS: usize = 500;
@@ -83,20 +85,11 @@ pub const MAX_PUT_BYTES: usize = 5 << 20;
 /// Bytes of one record's data and key, at most (the service's limit).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
+kinesis_options! {
 /// Options of the `kinesis` sink.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KinesisSinkOptions {
-    /// The stream's name.
-    pub stream: String,
-    /// The AWS region; default: the SDK's (environment, profile), else `us-east-1`.
-    pub region: Option<String>,
-    /// The service's URL (a Kinesis-compatible server); default: AWS's endpoint of the region.
-    pub endpoint: Option<String>,
-    /// A static access key id (with `secret_access_key`); default: the SDK's credential chain.
-    pub access_key_id: Option<String>,
-    /// The secret of `access_key_id`.
-    pub secret_access_key: Option<String>,
     /// The field whose value is the partition key.
     pub partition_key_field: String,
     /// The field sent as the record's data; default: the tuple as a JSON object.
@@ -106,26 +99,12 @@ pub struct KinesisSinkOptions {
     /// How failed puts are retried.
     pub retry: RetryOptions,
 }
+}
 
 impl KinesisSinkOptions {
     /// Checks the values; the error names the option.
     pub fn check(&self) -> Result<(), String> {
-        if self.stream.is_empty() || self.stream.len() > 128 {
-            return Err("option `stream`: expected the stream's name (1 to 128 characters)".into());
-        }
-        if let Some(e) = &self.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return Err(format!(
-                "option `endpoint` = {e:?}: expected an http:// or https:// URL (e.g. \"http://127.0.0.1:4567\")"
-            ));
-        }
-        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
-            return Err("options `access_key_id` and `secret_access_key` go together".into());
-        }
-        if self.region.as_deref() == Some("") {
-            return Err("option `region` is empty: expected e.g. \"us-east-1\"".into());
-        }
+        self.connection().check()?;
         if self.partition_key_field.is_empty() {
             return Err("option `partition_key_field`: expected the name of the field holding the partition key".into());
         }
@@ -266,15 +245,7 @@ fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, 
 
 impl BatchWriter for KinesisWriter {
     async fn open(&mut self, _ctx: &TaskContext) -> Result<(), BoxError> {
-        let o = &self.opts;
-        let credentials = o
-            .access_key_id
-            .as_deref()
-            .zip(o.secret_access_key.as_deref());
-        self.client = Some(
-            crate::kinesis::kinesis_client(o.region.as_deref(), o.endpoint.as_deref(), credentials)
-                .await,
-        );
+        self.client = Some(self.opts.connection().client().await);
         Ok(())
     }
 

@@ -125,7 +125,7 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use super::lease;
+use super::{kinesis_options, lease};
 use crate::connector::acked::AckedPrefix;
 use crate::connector::counters;
 use crate::connector::encoding::PayloadFormat;
@@ -135,6 +135,7 @@ use crate::connector::retry::RetryOptions;
 use crate::connector::state::state_dir;
 use crate::connector::warn::lock;
 use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
+use schemars::JsonSchema;
 
 /// How many records `next_tuple` emits at most per call.
 const DRAIN_PER_CALL: usize = 64;
@@ -142,7 +143,7 @@ const DRAIN_PER_CALL: usize = 64;
 const CHANNEL_CAPACITY: usize = 2048;
 
 /// Where a shard without a checkpoint starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KinesisStart {
     /// The oldest record kept by the stream.
@@ -158,20 +159,11 @@ pub enum KinesisStart {
     AtTimestamp,
 }
 
+kinesis_options! {
 /// Options of the `kinesis` spout.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KinesisOptions {
-    /// The stream's name.
-    pub stream: String,
-    /// The AWS region; default: the SDK's (environment, profile), else `us-east-1`.
-    pub region: Option<String>,
-    /// The service's URL (a Kinesis-compatible server); default: AWS's endpoint of the region.
-    pub endpoint: Option<String>,
-    /// A static access key id (with `secret_access_key`); default: the SDK's credential chain.
-    pub access_key_id: Option<String>,
-    /// The secret of `access_key_id`.
-    pub secret_access_key: Option<String>,
     /// Where a shard without a checkpoint starts.
     pub start_at: KinesisStart,
     /// The sequence number of `at_sequence_number` / `after_sequence_number`.
@@ -184,14 +176,17 @@ pub struct KinesisOptions {
     pub fields: Vec<String>,
     /// The least time between two GetRecords calls of one shard.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub poll_interval: Duration,
     /// Records asked per GetRecords call.
     pub max_records: i32,
     /// How often the acked sequence numbers are written.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub checkpoint_interval: Duration,
     /// How often the shards are listed again.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub shard_refresh: Duration,
     /// Where checkpoints are kept; default `$TOPO_STATE_DIR/<topology>/<component>`.
     pub state_dir: Option<PathBuf>,
@@ -199,6 +194,7 @@ pub struct KinesisOptions {
     pub retry: RetryOptions,
     /// Read each shard to its current end, then stop (the spout becomes exhausted).
     pub stop_at_end: bool,
+}
 }
 
 impl Default for KinesisOptions {
@@ -378,22 +374,7 @@ impl Drop for Running {
 impl KinesisSpout {
     /// A Kinesis spout with these options, or what is wrong with them.
     pub fn new(opts: KinesisOptions) -> Result<KinesisSpout, String> {
-        if opts.stream.is_empty() || opts.stream.len() > 128 {
-            return Err("option `stream`: expected the stream's name (1 to 128 characters)".into());
-        }
-        if let Some(e) = &opts.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return Err(format!(
-                "option `endpoint` = {e:?}: expected an http:// or https:// URL (e.g. \"http://127.0.0.1:4567\")"
-            ));
-        }
-        if opts.access_key_id.is_some() != opts.secret_access_key.is_some() {
-            return Err("options `access_key_id` and `secret_access_key` go together".into());
-        }
-        if opts.region.as_deref() == Some("") {
-            return Err("option `region` is empty: expected e.g. \"us-east-1\"".into());
-        }
+        opts.connection().check()?;
         opts.retry.check("retry")?;
         match opts.start_at {
             KinesisStart::AtSequenceNumber | KinesisStart::AfterSequenceNumber
@@ -481,46 +462,6 @@ impl KinesisSpout {
     pub fn state_dir_for(&self, topology: &str, component: &str) -> PathBuf {
         state_dir(self.opts.state_dir.as_deref(), topology, component)
     }
-}
-
-/// A Kinesis client for these settings: static credentials if given, else the SDK's default
-/// chain. SDK-level retries are off: callers back off themselves and count what failed.
-pub async fn kinesis_client(
-    region: Option<&str>,
-    endpoint: Option<&str>,
-    credentials: Option<(&str, &str)>,
-) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        );
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r.to_string()));
-    }
-    if let Some(e) = endpoint {
-        loader = loader.endpoint_url(e);
-    }
-    if let Some((id, secret)) = credentials {
-        loader = loader.credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            id,
-            secret,
-            None,
-            None,
-            "topo-options",
-        ));
-    }
-    let mut conf = loader.load().await;
-    if conf.region().is_none() {
-        conf = conf
-            .into_builder()
-            .region(aws_config::Region::from_static("us-east-1"))
-            .build();
-    }
-    Client::new(&conf)
 }
 
 /// The file of a shard's checkpoint.
@@ -1317,15 +1258,7 @@ impl Spout for KinesisSpout {
                 dir.display()
             )
         })?;
-        let client = kinesis_client(
-            self.opts.region.as_deref(),
-            self.opts.endpoint.as_deref(),
-            self.opts
-                .access_key_id
-                .as_deref()
-                .zip(self.opts.secret_access_key.as_deref()),
-        )
-        .await;
+        let client = self.opts.connection().client().await;
         let (tx, rx) = flume::bounded(CHANNEL_CAPACITY);
         let store = Arc::new(Mutex::new(Store::default()));
         let leases = Arc::new(Mutex::new(HashMap::new()));
