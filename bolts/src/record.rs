@@ -1,5 +1,5 @@
 //! The `record` field of an `error` stream tuple: the rejected input as a map of field name to
-//! value. (The sinks in `topo-spouts` build the same with `topo_spouts::connector::record`; its
+//! value. (The sinks in `topo-spouts` build the same with `topo_spouts::connector::sink::record`; its
 //! natural home, shared by both, is `topo_runtime::Tuple`.)
 
 use std::collections::BTreeMap;

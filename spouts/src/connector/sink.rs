@@ -73,6 +73,7 @@ use crate::connector::retry::SINK_ATTEMPTS;
 use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::ser::SerializeMap;
 use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_runtime::{
@@ -357,4 +358,57 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
     async fn cleanup(&mut self) {
         self.writer.close().await;
     }
+}
+
+/// One record as a JSON object: the chosen values under their names.
+struct JsonRecord<'a> {
+    input: &'a Tuple,
+    /// The written fields' indices; `None` = every field.
+    indices: Option<&'a [usize]>,
+    names: Option<&'a [SmolStr]>,
+}
+
+impl serde::Serialize for JsonRecord<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fields = self.input.fields();
+        let values = self.input.values();
+        let Some(indices) = self.indices else {
+            let mut map = s.serialize_map(Some(values.len()))?;
+            for (name, v) in fields.iter().zip(values) {
+                map.serialize_entry(name.as_str(), v)?;
+            }
+            return map.end();
+        };
+        let mut map = s.serialize_map(Some(indices.len()))?;
+        for (k, &i) in indices.iter().enumerate() {
+            let name = match self.names {
+                Some(n) => &n[k],
+                None => &fields[i],
+            };
+            map.serialize_entry(name.as_str(), &values[i])?;
+        }
+        map.end()
+    }
+}
+
+/// Appends one JSON object and a newline (the records of the `file` sink's `jsonl`, of the
+/// `http` sink's bodies, the values of the `kafka` and `kinesis` sinks): the fields at `indices` (every field when `None`),
+/// named by `names`, else by the tuple's fields.
+pub(crate) fn encode_json(
+    buf: &mut Vec<u8>,
+    input: &Tuple,
+    indices: Option<&[usize]>,
+    names: Option<&[SmolStr]>,
+) -> Result<(), String> {
+    serde_json::to_writer(
+        &mut *buf,
+        &JsonRecord {
+            input,
+            indices,
+            names,
+        },
+    )
+    .map_err(|e| format!("the record cannot be written as JSON: {e}"))?;
+    buf.push(b'\n');
+    Ok(())
 }

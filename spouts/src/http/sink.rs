@@ -70,8 +70,8 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 use serde::Deserialize;
 use topo_runtime::{BoxError, TaskContext, Tuple};
 
+use crate::connector::sink::encode_json;
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
-use crate::file::encode_json;
 
 /// How the `http` sink encodes a batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

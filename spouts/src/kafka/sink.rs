@@ -91,9 +91,9 @@ use topo_runtime::{
 };
 
 use crate::connector::counters;
+use crate::connector::sink::encode_json;
 use crate::connector::sink::record;
 use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
-use crate::file::encode_json;
 
 /// How often delivery reports are read while no input arrives.
 const TICK: Duration = Duration::from_millis(20);
@@ -237,17 +237,7 @@ impl KafkaSinkOptions {
         if self.max_in_flight == 0 {
             return Err("option `max_in_flight` must be at least 1".into());
         }
-        for name in self.properties.keys() {
-            if name.trim().is_empty() {
-                return Err("option `properties`: a property name is empty".into());
-            }
-            if let Some((_, why)) = OWNED_PROPERTIES.iter().find(|(n, _)| n == name) {
-                return Err(format!(
-                    "option `properties`: {name:?} cannot be set here ({why})"
-                ));
-            }
-        }
-        Ok(())
+        super::check_properties(&self.properties, &OWNED_PROPERTIES)
     }
 }
 

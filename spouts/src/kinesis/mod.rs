@@ -21,7 +21,9 @@ pub mod source;
 
 use std::time::Duration;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 
 pub use sink::*;
 pub use source::*;
@@ -156,4 +158,24 @@ pub async fn kinesis_client(
             .build();
     }
     Client::new(&conf)
+}
+
+/// What to do when no credentials could be loaded.
+const NO_CREDENTIALS: &str = "no AWS credentials could be loaded: set AWS_ACCESS_KEY_ID and \
+    AWS_SECRET_ACCESS_KEY, an AWS profile, or the options `access_key_id` and `secret_access_key`";
+
+/// A short text of an SDK error, with its service error code and message.
+pub(crate) fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+) -> String {
+    // A credentials failure surfaces as a dispatch failure: name it for what it is.
+    let creds = std::iter::successors(std::error::Error::source(e), |e| e.source())
+        .find_map(|e| e.downcast_ref::<CredentialsError>());
+    match (creds, e) {
+        (Some(c), _) => format!("{NO_CREDENTIALS} ({})", DisplayErrorContext(c)),
+        (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
+            format!("endpoint unreachable: {}", DisplayErrorContext(e))
+        }
+        _ => DisplayErrorContext(e).to_string(),
+    }
 }

@@ -63,19 +63,18 @@
 
 use std::sync::Arc;
 
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
+
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde::Deserialize;
 use smol_str::SmolStr;
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use super::kinesis_options;
+use super::{describe, kinesis_options};
 use crate::connector::counters;
+use crate::connector::sink::encode_json;
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
-use crate::file::encode_json;
 use schemars::JsonSchema;
 
 /// Records per PutRecords call, at most (the service's limit).
@@ -222,24 +221,6 @@ fn key_text(v: &Value) -> Option<SmolStr> {
         Value::Float(f) => Some(SmolStr::new(f.to_string())),
         Value::Bool(b) => Some(SmolStr::new(if *b { "true" } else { "false" })),
         _ => None,
-    }
-}
-
-/// What to do when no credentials could be loaded.
-const NO_CREDENTIALS: &str = "no AWS credentials could be loaded: set AWS_ACCESS_KEY_ID and \
-    AWS_SECRET_ACCESS_KEY, an AWS profile, or the options `access_key_id` and `secret_access_key`";
-
-/// A short text of an SDK error, with its service error code and message.
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
-    // A credentials failure surfaces as a dispatch failure: name it for what it is.
-    let creds = std::iter::successors(std::error::Error::source(e), |e| e.source())
-        .find_map(|e| e.downcast_ref::<CredentialsError>());
-    match (creds, e) {
-        (Some(c), _) => format!("{NO_CREDENTIALS} ({})", DisplayErrorContext(c)),
-        (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
-            format!("endpoint unreachable: {}", DisplayErrorContext(e))
-        }
-        _ => DisplayErrorContext(e).to_string(),
     }
 }
 

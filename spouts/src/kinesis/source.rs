@@ -112,9 +112,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
 use serde::{Deserialize, Serialize};
@@ -125,7 +123,7 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use super::{kinesis_options, lease};
+use super::{describe, kinesis_options, lease};
 use crate::connector::acked::AckedPrefix;
 use crate::connector::counters;
 use crate::connector::encoding::PayloadFormat;
@@ -543,24 +541,6 @@ fn flush_store(store: &Mutex<Store>, dir: &Path, counters: &KinesisCounters) {
                 }
             }
         }
-    }
-}
-
-/// What to do when no credentials could be loaded.
-const NO_CREDENTIALS: &str = "no AWS credentials could be loaded: set AWS_ACCESS_KEY_ID and \
-    AWS_SECRET_ACCESS_KEY, an AWS profile, or the options `access_key_id` and `secret_access_key`";
-
-/// A short text of an SDK error, with its service error code and message.
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
-    // A credentials failure surfaces as a dispatch failure: name it for what it is.
-    let creds = std::iter::successors(std::error::Error::source(e), |e| e.source())
-        .find_map(|e| e.downcast_ref::<CredentialsError>());
-    match (creds, e) {
-        (Some(c), _) => format!("{NO_CREDENTIALS} ({})", DisplayErrorContext(c)),
-        (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
-            format!("endpoint unreachable: {}", DisplayErrorContext(e))
-        }
-        _ => DisplayErrorContext(e).to_string(),
     }
 }
 
@@ -1376,6 +1356,8 @@ mod tests {
     // instead of calling the endpoint unreachable.
     #[test]
     fn missing_credentials_are_named_as_such() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_sdk_kinesis::error::SdkError;
         use aws_sdk_kinesis::operation::get_records::GetRecordsError;
         use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
         use aws_smithy_runtime_api::client::result::ConnectorError;
