@@ -12,7 +12,7 @@ use std::time::Duration;
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::CaptureBolt;
 use topo_runtime::{BasicBolt, BasicCollector, BoltFactory, BoxError, TopologyHandle, Tuple};
-use topo_spouts::mqtt::PayloadFormat;
+use topo_spouts::PayloadFormat;
 use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSpout};
 
 use topo_test_support::kafka::*;
