@@ -340,7 +340,7 @@ impl Refusal {
     }
 
     fn with_raw(mut self, raw: &[u8]) -> Refusal {
-        self.raw = Some(raw_prefix(&raw));
+        self.raw = Some(raw_prefix(raw));
         self
     }
 }

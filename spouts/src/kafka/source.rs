@@ -827,7 +827,7 @@ impl Running {
                 }
                 part.handled(offset);
                 let data = m.payload().unwrap_or_default();
-                out.emit_to(ERROR_STREAM, values![reason, raw_prefix(&data)], None);
+                out.emit_to(ERROR_STREAM, values![reason, raw_prefix(data)], None);
             }
         }
         if part.uncommitted() >= opts.max_uncommitted && !part.paused {

@@ -1017,7 +1017,7 @@ fn decode(
         Item::Error {
             shard: index,
             sequence: sequence.clone(),
-            values: values![reason, raw_prefix(&data)],
+            values: values![reason, raw_prefix(data)],
         }
     };
     let mut values = values![

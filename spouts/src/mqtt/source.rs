@@ -495,7 +495,7 @@ fn decode(
             tracing::warn!(source, topic = %p.topic, %reason, "message sent to the `error` stream");
         }
         Item::Error {
-            values: values![reason, raw_prefix(&raw)],
+            values: values![reason, raw_prefix(raw)],
             publish,
             generation,
         }
