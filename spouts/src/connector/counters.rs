@@ -1,6 +1,6 @@
 //! The counters pattern of the connectors: a struct of atomic counters shared by every task of
 //! a connector (and its clones), read through one getter per counter, declared once with
-//! [`counters!`](crate::connector::counters!).
+//! `counters!`.
 //!
 //! ```text
 //!  tasks ──fetch_add(1, Relaxed)──► XCounters { records, malformed, ... } ◄──getter── tests, logs

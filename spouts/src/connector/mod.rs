@@ -9,10 +9,11 @@
 //! ```
 //!
 //! - [`acked`]: the acked-prefix tracker of the sources that resume from a position.
-//! - [`counters!`]: the counters struct of a connector.
+//! - [`counters`]: the counters struct of a connector (the crate-internal `counters!` macro).
 //! - [`encoding`]: line encodings and payload formats, bytes to a value or the reason not.
 //! - [`retry`]: retries and back-off, one set of options.
-//! - [`sink`]: what every durable sink shares — batching, ack after the write, retries.
+//! - [`sink`]: what every durable sink shares — batching, ack after the write, retries, the
+//!   `record` of an `error` tuple and the JSON encoding of a tuple.
 //! - [`state`]: the state directory of a component.
 //! - `warn`: the warning limiter and the error log (crate-internal).
 

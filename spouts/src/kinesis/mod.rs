@@ -11,7 +11,7 @@
 //!
 //! The connection options sit at the top level of the component's table (`stream = "..."`,
 //! `region = "..."`), not in a table of their own, and unknown options are refused; serde's
-//! `flatten` cannot do both, so [`kinesis_options!`](crate::kinesis::kinesis_options) writes the
+//! `flatten` cannot do both, so the crate-internal macro `kinesis_options!` writes the
 //! five fields (with their docs) into each options struct, and
 //! [`connection`](KinesisOptions::connection) hands them to the shared checks and client.
 
