@@ -3,14 +3,20 @@
 use serde::Deserialize;
 use topo_dsl::registry::Registry;
 
+#[cfg(feature = "kafka")]
 mod kafka;
+#[cfg(feature = "kinesis")]
 mod kinesis;
+#[cfg(any(feature = "postgres", feature = "redis"))]
 mod sinks_db;
 mod sinks_out;
+#[cfg(feature = "feed")]
 mod spouts_feed;
 mod spouts_file;
+#[cfg(feature = "http")]
 mod spouts_http;
 mod spouts_io;
+#[cfg(feature = "mqtt")]
 mod spouts_mqtt;
 
 /// A registry holding every built-in kind. Add your own kinds to it and pass it to
@@ -24,13 +30,19 @@ pub fn builtin_registry() -> Registry {
         r.add(kind);
     }
     sinks_out::register(&mut r);
+    #[cfg(any(feature = "postgres", feature = "redis"))]
     sinks_db::register(&mut r);
     spouts_file::register(&mut r);
     spouts_io::register(&mut r);
+    #[cfg(feature = "feed")]
     spouts_feed::register(&mut r);
+    #[cfg(feature = "http")]
     spouts_http::register(&mut r);
+    #[cfg(feature = "mqtt")]
     spouts_mqtt::register(&mut r);
+    #[cfg(feature = "kafka")]
     kafka::register(&mut r);
+    #[cfg(feature = "kinesis")]
     kinesis::register(&mut r);
     for (kind, example) in EXAMPLES {
         r.example(kind, example);

@@ -17,12 +17,12 @@ use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use topo_bolts::{Count, CountOptions, KafkaSink, KafkaSinkOptions};
+use topo_bolts::{Count, CountOptions};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{
     BasicBolt, BasicCollector, BoltFactory, BoxError, OutputDeclarer, Tuple, values,
 };
-use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSpout};
+use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSink, KafkaSinkOptions, KafkaSpout};
 
 use topo_test_support::kafka::*;
 use topo_test_support::{soak, temp_topology, unique};
@@ -85,7 +85,8 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
         retry: KafkaRetry {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
-            max_retries: 0,
+            max_retries: Some(0),
+            attempts: None,
         },
         ..KafkaOptions::default()
     })

@@ -14,11 +14,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use topo_bolts::{BatchOptions, KinesisSinkOptions, KinesisWriter, RetryOptions};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{
     BasicBolt, BasicCollector, BoltFactory, BoxError, OutputDeclarer, Tuple, values,
 };
+use topo_spouts::{BatchOptions, KinesisSinkOptions, KinesisWriter, RetryOptions};
 use topo_spouts::{KinesisOptions, KinesisSpout, ReconnectOptions};
 use topo_test_support::kinesis::{
     client, create_stream, delete_stream, endpoint, put_batched, read_all,
@@ -94,7 +94,8 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
         retry: ReconnectOptions {
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
-            attempts: 0,
+            attempts: Some(0),
+            max_retries: None,
         },
         ..KinesisOptions::default()
     })
@@ -113,7 +114,8 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
             interval: Duration::from_millis(50),
         },
         retry: RetryOptions {
-            attempts: 5,
+            attempts: Some(5),
+            max_retries: None,
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
         },

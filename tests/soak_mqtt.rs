@@ -38,7 +38,7 @@ const AHEAD: usize = 500;
 /// `max_spout_pending` of the topology.
 const MAX_PENDING: usize = 100;
 /// The spout's channel between its MQTT client and the topology (`CHANNEL_CAPACITY` in
-/// spouts/src/mqtt.rs).
+/// spouts/src/mqtt/source.rs).
 const SPOUT_CHANNEL: usize = 1024;
 /// The most messages a restart can repeat: those the killed process had output but not yet
 /// acked to the broker. They are its pending trees (`max_spout_pending`) and the trees acked

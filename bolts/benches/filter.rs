@@ -16,8 +16,6 @@
 //! CPU-second of the whole process (user + system time from `/proc/self/stat`), the "per core"
 //! figure that does not depend on how many cores the machine lends the run.
 
-mod common;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -214,7 +212,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cpu0 = Duration::from_secs_f64(common::own_cpu_seconds());
+    let cpu0 = Duration::from_secs_f64(topo_test_support::cpu::own_cpu_seconds());
     let start = Instant::now();
     let handle = cluster.submit(topology);
     let report = cluster.block_on(async {
@@ -224,7 +222,7 @@ fn main() -> ExitCode {
         handle.stop(Duration::from_secs(10)).await
     });
     let wall = start.elapsed();
-    let cpu = Duration::from_secs_f64(common::own_cpu_seconds()) - cpu0;
+    let cpu = Duration::from_secs_f64(topo_test_support::cpu::own_cpu_seconds()) - cpu0;
     let got = received.load(Relaxed);
     if got != expected || !report.drained {
         eprintln!("check failed: the sink received {got} tuples, expected {expected}; {report:?}");

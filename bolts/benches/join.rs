@@ -28,8 +28,6 @@
 //!   join task (tuples / the task's busy time); and tuples/s per core of the whole process
 //!   (tuples / process CPU time, from `/proc/self/stat`).
 
-mod common;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -225,7 +223,7 @@ fn run(o: &Options) -> Result<(), BoxError> {
     let topology = b.build()?;
 
     let cluster = LocalCluster::new(o.workers)?;
-    let cpu0 = Some(common::own_cpu_seconds());
+    let cpu0 = Some(topo_test_support::cpu::own_cpu_seconds());
     let start = Instant::now();
     let handle = cluster.submit(topology);
     cluster
@@ -233,7 +231,7 @@ fn run(o: &Options) -> Result<(), BoxError> {
         .map_err(|e| format!("the topology did not finish: {e}"))?;
     let stopped = cluster.block_on(handle.stop(Duration::from_secs(60)));
     let wall = start.elapsed().as_secs_f64();
-    let cpu = match (cpu0, Some(common::own_cpu_seconds())) {
+    let cpu = match (cpu0, Some(topo_test_support::cpu::own_cpu_seconds())) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };

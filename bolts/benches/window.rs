@@ -21,8 +21,6 @@
 //! The run checks that the window emitted one result per key per window and that the counts add
 //! up to the input (results are counted by a tiny sink only with `--verify`, on by default).
 
-mod common;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -203,7 +201,9 @@ fn run(o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
     let topology = b.build()?;
     let cluster = LocalCluster::new(o.workers)?;
     let n = o.tuples as u64;
-    let cpu0 = Some(Duration::from_secs_f64(common::own_cpu_seconds()));
+    let cpu0 = Some(Duration::from_secs_f64(
+        topo_test_support::cpu::own_cpu_seconds(),
+    ));
     let start = Instant::now();
     let handle = cluster.submit(topology);
     let m = cluster
@@ -213,7 +213,9 @@ fn run(o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("the window did not execute every tuple: {e}"))?;
     let wall = start.elapsed();
     let cpu = cpu0
-        .zip(Some(Duration::from_secs_f64(common::own_cpu_seconds())))
+        .zip(Some(Duration::from_secs_f64(
+            topo_test_support::cpu::own_cpu_seconds(),
+        )))
         .map(|(a, b)| b.saturating_sub(a));
     let busy: Duration = m
         .component("window")

@@ -60,7 +60,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::sink::record;
+use crate::record::record;
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Program, Value as Cel};
 use indexmap::IndexMap;
@@ -71,8 +71,8 @@ use topo_runtime::{
     BasicBolt, BasicCollector, BoxError, DEFAULT_STREAM, OutputDeclarer, Tuple, Value, Values,
 };
 
-/// The name of the stream failed evaluations go to, with fields [`ERROR_FIELDS`].
-pub const ERROR_STREAM: &str = "error";
+/// The name of the stream rejected input goes to, with fields [`ERROR_FIELDS`].
+pub use topo_runtime::ERROR_STREAM;
 
 /// The fields of the [`ERROR_STREAM`]: why the evaluation failed, and the input record (a
 /// [`Value::Map`] of field name to value).

@@ -66,7 +66,7 @@
 //! - Per window the work is linear in its tuples plus the outputs; the outputs of a many-to-many
 //!   key are their cross product, as in SQL.
 
-use crate::sink::record;
+use crate::record::record;
 pub use crate::window::Anchoring;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

@@ -46,8 +46,8 @@ use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, Value, values};
 
-/// The name of the stream malformed input goes to, with fields [`ERROR_FIELDS`].
-pub const ERROR_STREAM: &str = "error";
+/// The name of the stream rejected input goes to, with fields [`ERROR_FIELDS`].
+pub use topo_runtime::ERROR_STREAM;
 
 /// The fields of the [`ERROR_STREAM`]: why the input was rejected, and the input as received.
 pub const ERROR_FIELDS: [&str; 2] = ["reason", "raw"];

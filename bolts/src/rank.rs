@@ -71,7 +71,7 @@
 //! - State is in memory and not replayed after a crash.
 //! - The first windows after start hold fewer than `window / emit_every` slots of data.
 
-use crate::sink::record;
+use crate::record::record;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,7 +33,7 @@ use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, V
 use vader_sentimental::SentimentIntensityAnalyzer;
 
 /// The stream inputs that cannot be scored go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
+pub use topo_runtime::ERROR_STREAM;
 
 /// The compound score from which a text is labelled positive (and, negated, negative).
 pub const LABEL_THRESHOLD: f64 = 0.05;

@@ -154,6 +154,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::connector::counters;
+use crate::connector::encoding::RAW_PREFIX;
+use crate::connector::state::state_dir;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use serde::Deserialize;
@@ -163,9 +167,6 @@ use tokio::time::Instant;
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
-
-/// The stream bad responses and bad items go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
 
 /// The fields of the `default` stream, in order.
 pub const FIELDS: [&str; 12] = [
@@ -183,9 +184,6 @@ pub const FIELDS: [&str; 12] = [
     "body",
 ];
 
-/// The environment variable that overrides the root of the default state directory.
-pub const STATE_DIR_ENV: &str = "TOPO_STATE_DIR";
-
 /// Reddit's API base, without OAuth.
 pub const REDDIT_BASE: &str = "https://www.reddit.com";
 
@@ -194,9 +192,6 @@ pub const REDDIT_OAUTH_BASE: &str = "https://oauth.reddit.com";
 
 /// Reddit's token endpoint.
 pub const REDDIT_TOKEN_URL: &str = "https://www.reddit.com/api/v1/access_token";
-
-/// How many bytes of a bad body or child the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
 
 /// How many tuples `next_tuple` emits at most per call.
 const DRAIN_PER_CALL: usize = 64;
@@ -334,81 +329,43 @@ impl Default for FeedOptions {
     }
 }
 
-/// Counts of what the spout saw, shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts of what the spout saw, shared by every task of a spout (and its clones).
 pub struct FeedCounters {
-    requests: AtomicU64,
-    items: AtomicU64,
-    server_errors: AtomicU64,
-    request_errors: AtomicU64,
-    rate_limited: AtomicU64,
-    rate_limit_waits: AtomicU64,
-    bad_responses: AtomicU64,
-    bad_items: AtomicU64,
-    token_requests: AtomicU64,
-    token_errors: AtomicU64,
-    unauthorized: AtomicU64,
-    state_writes: AtomicU64,
-    state_write_errors: AtomicU64,
-    /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+        /// Listing requests sent (token requests not included).
+        requests,
+        /// New items accepted for emission (replays and bad children not counted).
+        items,
+        /// 5xx answers of the listing API.
+        server_errors,
+        /// Requests that got no answer (connection refused or reset, timeout).
+        request_errors,
+        /// 429 answers.
+        rate_limited,
+        /// Waits for `X-Ratelimit-Reset` because `X-Ratelimit-Remaining` was below 1.
+        rate_limit_waits,
+        /// Responses that were not a JSON Listing, or a 4xx: sent to the `error` stream.
+        bad_responses,
+        /// Listing children of an unknown kind or lacking what identifies an item (`name`/`id`,
+        /// `created_utc`): sent to the `error` stream.
+        bad_items,
+        /// OAuth token requests made.
+        token_requests,
+        /// OAuth token requests that failed.
+        token_errors,
+        /// 401 answers to listing requests (each followed by a token refresh).
+        unauthorized,
+        /// State files written.
+        state_writes,
+        /// State files that could not be written (retried at the next write).
+        state_write_errors,
+        ;
+        /// One warning a second at most.
+        warn: crate::connector::warn::WarnLimit,
+    }
 }
 
 impl FeedCounters {
-    /// Listing requests sent (token requests not included).
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Relaxed)
-    }
-    /// New items accepted for emission (replays and bad children not counted).
-    pub fn items(&self) -> u64 {
-        self.items.load(Relaxed)
-    }
-    /// 5xx answers of the listing API.
-    pub fn server_errors(&self) -> u64 {
-        self.server_errors.load(Relaxed)
-    }
-    /// Requests that got no answer (connection refused or reset, timeout).
-    pub fn request_errors(&self) -> u64 {
-        self.request_errors.load(Relaxed)
-    }
-    /// 429 answers.
-    pub fn rate_limited(&self) -> u64 {
-        self.rate_limited.load(Relaxed)
-    }
-    /// Waits for `X-Ratelimit-Reset` because `X-Ratelimit-Remaining` was below 1.
-    pub fn rate_limit_waits(&self) -> u64 {
-        self.rate_limit_waits.load(Relaxed)
-    }
-    /// Responses that were not a JSON Listing, or a 4xx: sent to the `error` stream.
-    pub fn bad_responses(&self) -> u64 {
-        self.bad_responses.load(Relaxed)
-    }
-    /// Listing children of an unknown kind or lacking what identifies an item (`name`/`id`,
-    /// `created_utc`): sent to the `error` stream.
-    pub fn bad_items(&self) -> u64 {
-        self.bad_items.load(Relaxed)
-    }
-    /// OAuth token requests made.
-    pub fn token_requests(&self) -> u64 {
-        self.token_requests.load(Relaxed)
-    }
-    /// OAuth token requests that failed.
-    pub fn token_errors(&self) -> u64 {
-        self.token_errors.load(Relaxed)
-    }
-    /// 401 answers to listing requests (each followed by a token refresh).
-    pub fn unauthorized(&self) -> u64 {
-        self.unauthorized.load(Relaxed)
-    }
-    /// State files written.
-    pub fn state_writes(&self) -> u64 {
-        self.state_writes.load(Relaxed)
-    }
-    /// State files that could not be written (retried at the next write).
-    pub fn state_write_errors(&self) -> u64 {
-        self.state_write_errors.load(Relaxed)
-    }
-
     /// True at most once a second: whether a warning may be logged now.
     fn may_warn(&self) -> bool {
         self.warn.allow()
@@ -645,14 +602,6 @@ impl FeedSpout {
     pub fn state_file(state_dir: &Path, listing: FeedListing, subreddit: &str) -> PathBuf {
         state_dir.join(format!("{}-{subreddit}.seen", listing.name()))
     }
-}
-
-/// The default state directory of a component.
-fn default_state_dir(ctx: &TaskContext) -> PathBuf {
-    let root = std::env::var_os(STATE_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(".topo/state"), PathBuf::from);
-    root.join(ctx.topology()).join(ctx.component_id())
 }
 
 /// Fullnames, least recently seen first, at most `cap` of them.
@@ -1412,15 +1361,15 @@ impl Spout for FeedSpout {
 
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
         out.declare(FIELDS);
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
-        let dir = self
-            .opts
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| default_state_dir(ctx));
+        let dir = state_dir(
+            self.opts.state_dir.as_deref(),
+            ctx.topology(),
+            ctx.component_id(),
+        );
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
         let now = Instant::now();
@@ -1574,7 +1523,7 @@ impl TaskState {
             Request::Plain { after: Some(a) } => query.push(("after", a.to_string())),
             Request::Plain { after: None } => {}
         }
-        let handle = crate::warn::spawn(fetch(
+        let handle = crate::connector::warn::spawn(fetch(
             shared.clone(),
             opts.clone(),
             src.url.clone(),

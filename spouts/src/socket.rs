@@ -64,10 +64,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::connector::counters;
+pub use crate::connector::encoding::Encoding;
+use crate::connector::encoding::decode_line;
+use crate::connector::encoding::{RAW_PREFIX, raw_prefix};
+use crate::connector::retry::RetryOptions;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -81,30 +87,11 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-/// The stream bad lines go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
-
-/// How many bytes of a bad line the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
-
 /// How many records `next_tuple` emits at most per call.
 const DRAIN_PER_CALL: usize = 64;
 
 /// Capacity of the channel between the reader tasks and the spout.
 const CHANNEL_CAPACITY: usize = 1024;
-
-/// How a line's bytes become a value.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    /// A string; invalid UTF-8 is replaced by U+FFFD.
-    #[default]
-    Lossy,
-    /// A string; a line that is not UTF-8 goes to the `error` stream.
-    Strict,
-    /// The raw bytes, as a Bytes value.
-    Bytes,
-}
 
 /// Whether the `socket` spout connects or listens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -117,30 +104,10 @@ pub enum SocketMode {
     Server,
 }
 
-/// Reconnection waits of the client mode.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReconnectOptions {
-    /// The first wait after a failed or closed connection.
-    #[serde(with = "humantime_serde")]
-    pub backoff: Duration,
-    /// The longest wait; each failure doubles the wait up to this.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// Failed connection attempts in a row after which the client gives up and the spout ends
-    /// (exhausted once every line is acked); 0 = retry forever.
-    pub attempts: u32,
-}
-
-impl Default for ReconnectOptions {
-    fn default() -> Self {
-        ReconnectOptions {
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            attempts: 0,
-        }
-    }
-}
+/// The former name of the socket and MQTT `reconnect` options, now the one [`RetryOptions`] of
+/// every connector (`attempts`: failed connection attempts in a row after which the client
+/// gives up and the spout ends; unset or 0 = retry forever).
+pub type ReconnectOptions = RetryOptions;
 
 /// Options of the `socket` spout.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -179,35 +146,24 @@ impl Default for SocketOptions {
     }
 }
 
-/// Counts of what the readers saw, shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts of what the readers saw, shared by every task of a spout (and its clones).
 pub struct LineCounters {
-    lines: AtomicU64,
-    oversize: AtomicU64,
-    invalid_utf8: AtomicU64,
-    connections: AtomicU64,
-    /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+        /// Lines read and passed to the spout (replays not counted).
+        lines,
+        /// Lines longer than `max_line_bytes`, sent to the `error` stream.
+        oversize,
+        /// Lines that were not UTF-8 (`encoding = "strict"`), sent to the `error` stream.
+        invalid_utf8,
+        /// Connections established (client) or accepted (server).
+        connections,
+        ;
+        /// One warning a second at most.
+        warn: crate::connector::warn::WarnLimit,
+    }
 }
 
 impl LineCounters {
-    /// Lines read and passed to the spout (replays not counted).
-    pub fn lines(&self) -> u64 {
-        self.lines.load(Relaxed)
-    }
-    /// Lines longer than `max_line_bytes`, sent to the `error` stream.
-    pub fn oversize(&self) -> u64 {
-        self.oversize.load(Relaxed)
-    }
-    /// Lines that were not UTF-8 (`encoding = "strict"`), sent to the `error` stream.
-    pub fn invalid_utf8(&self) -> u64 {
-        self.invalid_utf8.load(Relaxed)
-    }
-    /// Connections established (client) or accepted (server).
-    pub fn connections(&self) -> u64 {
-        self.connections.load(Relaxed)
-    }
-
     /// True at most once a second: whether a warning may be logged now.
     pub(crate) fn may_warn(&self) -> bool {
         self.warn.allow()
@@ -357,17 +313,7 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
 
 /// A line's value, or (`reason`, `raw`) when it is not UTF-8 in strict mode.
 fn to_value(line: Bytes, encoding: Encoding) -> Result<Value, (String, String)> {
-    match encoding {
-        Encoding::Bytes => Ok(Value::from(line)),
-        Encoding::Lossy => Ok(Value::Str(SmolStr::new(String::from_utf8_lossy(&line)))),
-        Encoding::Strict => match std::str::from_utf8(&line) {
-            Ok(s) => Ok(Value::Str(SmolStr::new(s))),
-            Err(e) => Err((
-                format!("invalid UTF-8 after byte {}", e.valid_up_to()),
-                String::from_utf8_lossy(&line[..line.len().min(RAW_PREFIX)]).into_owned(),
-            )),
-        },
-    }
+    decode_line(encoding, &line).map_err(|e| (e.line_reason(), raw_prefix(&line)))
 }
 
 /// The spout side of the readers: drains the channel, numbers the lines, and keeps each until
@@ -503,17 +449,7 @@ impl SocketSpout {
         if opts.field.is_empty() {
             return Err("option `field` is empty: expected a field name".to_string());
         }
-        let r = &opts.reconnect;
-        if r.backoff.is_zero() {
-            return Err("option `reconnect.backoff` = \"0s\": expected more than zero".to_string());
-        }
-        if r.max_backoff < r.backoff {
-            return Err(format!(
-                "option `reconnect.max_backoff` = {:?}: expected at least `reconnect.backoff` ({:?})",
-                humantime::format_duration(r.max_backoff).to_string(),
-                humantime::format_duration(r.backoff).to_string()
-            ));
-        }
+        opts.reconnect.check_reconnect("reconnect")?;
         match opts.mode {
             SocketMode::Server => {
                 if opts.field == "peer" {
@@ -556,7 +492,7 @@ impl Spout for SocketSpout {
             SocketMode::Client => out.declare([self.opts.field.as_str()]),
             SocketMode::Server => out.declare([self.opts.field.as_str(), "peer"]),
         };
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -566,7 +502,7 @@ impl Spout for SocketSpout {
         let source = SmolStr::from(ctx.component_id());
         match self.opts.mode {
             SocketMode::Client => {
-                crate::warn::spawn(run_client(
+                crate::connector::warn::spawn(run_client(
                     self.opts.clone(),
                     self.format.clone(),
                     self.shared.clone(),
@@ -582,7 +518,7 @@ impl Spout for SocketSpout {
                 let addr = listener.local_addr()?;
                 tracing::info!(component = %source, %addr, "listening for lines");
                 let _ = self.shared.local_addr.set(addr);
-                crate::warn::spawn(run_server(
+                crate::connector::warn::spawn(run_server(
                     listener,
                     self.opts.max_clients,
                     self.format.clone(),
@@ -600,7 +536,7 @@ impl Spout for SocketSpout {
                 );
                 // Keep `tx` alive so the task is not taken for ended.
                 let stop = cancel.clone();
-                crate::warn::spawn(async move {
+                crate::connector::warn::spawn(async move {
                     stop.cancelled().await;
                     drop(tx);
                 });
@@ -682,7 +618,7 @@ async fn run_client(
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                if failures == opts.reconnect.attempts {
+                if opts.reconnect.exhausted(failures, 0) {
                     tracing::error!(
                         component = %source,
                         address = %opts.address,
@@ -705,7 +641,7 @@ async fn run_client(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(opts.reconnect.max_backoff);
+        backoff = opts.reconnect.next_backoff(backoff);
     }
 }
 
@@ -755,7 +691,7 @@ async fn run_server(
             cancel.clone(),
             source.clone(),
         );
-        crate::warn::spawn(async move {
+        crate::connector::warn::spawn(async move {
             let _permit = permit;
             let peer_value = Value::from(peer.to_string());
             tokio::select! {

@@ -53,9 +53,9 @@ use tokio_util::io::StreamReader;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use topo_runtime::{BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext};
 
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use crate::socket::{
-    ERROR_STREAM, Encoding, LineCounters, LineFormat, LineQueue, ReadStop, check_max_line_bytes,
-    read_lines,
+    Encoding, LineCounters, LineFormat, LineQueue, ReadStop, check_max_line_bytes, read_lines,
 };
 
 /// Size of one read from standard input.
@@ -169,7 +169,7 @@ impl Spout for StdinSpout {
 
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
         out.declare([self.opts.field.as_str()]);
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -183,7 +183,7 @@ impl Spout for StdinSpout {
         let stop = cancel.clone();
         let (format, counters) = (self.format.clone(), self.counters.clone());
         let source = SmolStr::from(ctx.component_id());
-        crate::warn::spawn(async move {
+        crate::connector::warn::spawn(async move {
             let input = StreamReader::new(stdin_chunks().into_stream());
             tokio::select! {
                 _ = stop.cancelled() => {}

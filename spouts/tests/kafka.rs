@@ -12,7 +12,7 @@ use std::time::Duration;
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::CaptureBolt;
 use topo_runtime::{BasicBolt, BasicCollector, BoltFactory, BoxError, TopologyHandle, Tuple};
-use topo_spouts::mqtt::PayloadFormat;
+use topo_spouts::PayloadFormat;
 use topo_spouts::{KafkaOptions, KafkaRetry, KafkaSpout};
 
 use topo_test_support::kafka::*;
@@ -28,7 +28,8 @@ fn options(topic: &str, group: &str) -> KafkaOptions {
         retry: KafkaRetry {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
-            max_retries: 0,
+            max_retries: Some(0),
+            attempts: None,
         },
         ..KafkaOptions::default()
     }
@@ -260,7 +261,8 @@ async fn records_failing_every_try_go_to_the_dead_letter_topic() {
         retry: KafkaRetry {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),
-            max_retries: 2,
+            max_retries: Some(2),
+            attempts: None,
         },
         ..options(&topic, &group)
     })
@@ -307,7 +309,8 @@ async fn fetching_pauses_at_the_uncommitted_cap_and_resumes() {
         retry: KafkaRetry {
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
-            max_retries: 0,
+            max_retries: Some(0),
+            attempts: None,
         },
         ..options(&topic, &group)
     })

@@ -35,7 +35,8 @@ fn options(stream: &str, state: &std::path::Path) -> KinesisOptions {
         retry: ReconnectOptions {
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
-            attempts: 0,
+            attempts: Some(0),
+            max_retries: None,
         },
         ..KinesisOptions::default()
     }
@@ -318,7 +319,7 @@ async fn a_missing_stream_is_named_in_the_error() {
     let state = tempfile::tempdir().expect("temp dir");
     let stream = unique("missing");
     let mut opts = options(&stream, state.path());
-    opts.retry.attempts = 3;
+    opts.retry.attempts = Some(3);
     let spout = KinesisSpout::new(opts).expect("valid options");
     let handle = run(&spout, 1, &Flaky::new(0));
     handle
@@ -346,7 +347,7 @@ async fn an_unreachable_endpoint_is_retried_then_given_up() {
     let state = tempfile::tempdir().expect("temp dir");
     let mut opts = options("s", state.path());
     opts.endpoint = Some(format!("http://127.0.0.1:{port}"));
-    opts.retry.attempts = 4;
+    opts.retry.attempts = Some(4);
     let spout = KinesisSpout::new(opts).expect("valid options");
     let handle = run(&spout, 1, &Flaky::new(0));
     handle

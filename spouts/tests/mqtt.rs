@@ -40,7 +40,8 @@ fn options(topics: &[String]) -> MqttOptions {
         reconnect: ReconnectOptions {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
-            attempts: 0,
+            attempts: Some(0),
+            max_retries: None,
         },
         ..MqttOptions::default()
     }
@@ -455,7 +456,8 @@ async fn an_unreachable_broker_is_retried_then_given_up() {
         reconnect: ReconnectOptions {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(20),
-            attempts: 3,
+            attempts: Some(3),
+            max_retries: None,
         },
         ..options(&["t/#".to_string()])
     })

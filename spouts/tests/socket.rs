@@ -24,7 +24,8 @@ fn client_options(address: String) -> SocketOptions {
         reconnect: ReconnectOptions {
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),
-            attempts: 0,
+            attempts: Some(0),
+            max_retries: None,
         },
         ..SocketOptions::default()
     }
@@ -332,7 +333,8 @@ fn bad_options_are_named() {
                 reconnect: ReconnectOptions {
                     backoff: Duration::from_secs(2),
                     max_backoff: Duration::from_secs(1),
-                    attempts: 0,
+                    attempts: Some(0),
+                    max_retries: None,
                 },
                 ..SocketOptions::default()
             },
@@ -353,7 +355,7 @@ async fn client_gives_up_after_the_attempts_and_ends() {
     let addr = listener.local_addr().expect("addr").to_string();
     drop(listener);
     let mut opts = client_options(addr);
-    opts.reconnect.attempts = 3;
+    opts.reconnect.attempts = Some(3);
     let spout = SocketSpout::new(opts).expect("valid options");
     let sink = CaptureBolt::new();
     let handle = run(&spout, &sink);

@@ -1,9 +1,8 @@
 //! The `kafka` spout and the `kafka` sink as built-in kinds (see [`topo_spouts::kafka`] and
-//! [`topo_bolts::kafka_sink`]); options checked when the topology file is loaded.
+//! [`topo_spouts::kafka::sink`]); options checked when the topology file is loaded.
 
-use topo_bolts::{KafkaSink, KafkaSinkOptions};
 use topo_dsl::registry::{OptionDoc, Registry};
-use topo_spouts::{KafkaOptions, KafkaSpout};
+use topo_spouts::{KafkaOptions, KafkaSink, KafkaSinkOptions, KafkaSpout};
 
 use super::{Checked, TryFromOptions};
 

@@ -1,9 +1,8 @@
 //! The `kinesis` spout and the `kinesis` sink as built-in kinds (see [`topo_spouts::kinesis`]
-//! and [`topo_bolts::kinesis_sink`]); options checked when the topology file is loaded.
+//! and [`topo_spouts::kinesis::sink`]); options checked when the topology file is loaded.
 
-use topo_bolts::{BatchSink, KinesisSinkOptions, KinesisWriter};
 use topo_dsl::registry::{OptionDoc, Registry};
-use topo_spouts::{KinesisOptions, KinesisSpout};
+use topo_spouts::{BatchSink, KinesisOptions, KinesisSinkOptions, KinesisSpout, KinesisWriter};
 
 use super::{Checked, TryFromOptions};
 

@@ -1,16 +1,21 @@
 //! The database sinks: `postgres` and `redis`.
 
-use topo_bolts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 use topo_dsl::registry::{OptionDoc, Registry};
+#[cfg(feature = "postgres")]
+use topo_spouts::{PostgresOptions, PostgresSink};
+#[cfg(feature = "redis")]
+use topo_spouts::{RedisOptions, RedisSink};
 
 use super::{Checked, TryFromOptions};
 
+#[cfg(feature = "postgres")]
 impl TryFromOptions<PostgresOptions> for PostgresSink {
     fn try_from_options(options: PostgresOptions) -> Result<Self, String> {
         PostgresSink::new(options)
     }
 }
 
+#[cfg(feature = "redis")]
 impl TryFromOptions<RedisOptions> for RedisSink {
     fn try_from_options(options: RedisOptions) -> Result<Self, String> {
         RedisSink::new(options)
@@ -37,6 +42,7 @@ fn batch_and_retry_docs() -> [OptionDoc; 2] {
 
 /// Registers `postgres` and `redis`.
 pub(super) fn register(r: &mut Registry) {
+    #[cfg(feature = "postgres")]
     let mut docs = vec![
         OptionDoc::new(
             "url",
@@ -81,13 +87,16 @@ pub(super) fn register(r: &mut Registry) {
             "statement_timeout, and the bound on connecting and on each write",
         ),
     ];
+    #[cfg(feature = "postgres")]
     docs.extend(batch_and_retry_docs());
+    #[cfg(feature = "postgres")]
     r.register_bolt::<Checked<PostgresSink, PostgresOptions>, _>(
         "postgres",
         "writes batches to a PostgreSQL table (insert or upsert, one transaction each), acks after the commit; bad rows to the `error` stream (reason, record)",
         docs,
         |c: &Checked<PostgresSink, PostgresOptions>| c.0.bolt(),
     );
+    #[cfg(feature = "redis")]
     let mut docs = vec![
         OptionDoc::new(
             "url",
@@ -132,7 +141,9 @@ pub(super) fn register(r: &mut Registry) {
             "bound on connecting and on each reply",
         ),
     ];
+    #[cfg(feature = "redis")]
     docs.extend(batch_and_retry_docs());
+    #[cfg(feature = "redis")]
     r.register_bolt::<Checked<RedisSink, RedisOptions>, _>(
         "redis",
         "applies one Redis command per record (sorted sets, hashes, strings, lists) in MULTI/EXEC batches, acks after the reply; refused commands to the `error` stream",

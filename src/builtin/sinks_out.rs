@@ -1,8 +1,10 @@
 //! The `file` and `http` sinks as built-in kinds: options checked when the topology file is
 //! loaded, one writer per task.
 
-use topo_bolts::{BatchSink, FileSinkOptions, FileWriter, HttpSinkOptions, HttpWriter};
 use topo_dsl::registry::{OptionDoc, Registry};
+use topo_spouts::{BatchSink, FileSinkOptions, FileWriter};
+#[cfg(feature = "http")]
+use topo_spouts::{HttpSinkOptions, HttpWriter};
 
 use super::{Checked, TryFromOptions};
 
@@ -102,6 +104,7 @@ pub(super) fn register(r: &mut Registry) {
         |c: &Checked<FileWriter, FileSinkOptions>| c.0.clone().into_sink(),
     );
 
+    #[cfg(feature = "http")]
     let mut http_docs = vec![
         OptionDoc::new(
             "url",
@@ -134,7 +137,9 @@ pub(super) fn register(r: &mut Registry) {
             "gzip the body (Content-Encoding: gzip)",
         ),
     ];
+    #[cfg(feature = "http")]
     http_docs.extend(shared_docs());
+    #[cfg(feature = "http")]
     r.register_bolt::<Checked<HttpWriter, HttpSinkOptions>, BatchSink<HttpWriter>>(
         "http",
         "POSTs batches of records (NDJSON or a JSON array), acking on 2xx; 408/429/5xx and connection errors retried with back-off, other answers to the `error` stream",
@@ -149,6 +154,7 @@ impl TryFromOptions<FileSinkOptions> for FileWriter {
     }
 }
 
+#[cfg(feature = "http")]
 impl TryFromOptions<HttpSinkOptions> for HttpWriter {
     fn try_from_options(options: HttpSinkOptions) -> Result<Self, String> {
         HttpWriter::new(options)

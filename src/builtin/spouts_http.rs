@@ -1,4 +1,4 @@
-//! The `http` ingest spout as a built-in kind (see [`topo_spouts::http_ingest`]); options
+//! The `http` ingest spout as a built-in kind (see [`topo_spouts::http`]); options
 //! checked when the topology file is loaded.
 
 use topo_dsl::registry::{OptionDoc, Registry};

@@ -7,6 +7,7 @@
 //!                                                            └─►  kinesalite (TOPO_KINESIS_ENDPOINT)
 //! ```
 
+pub mod cpu;
 pub mod kafka;
 pub mod kinesis;
 pub mod soak;

@@ -144,7 +144,7 @@ use topo_runtime::{
 };
 
 use crate::expr::{ERROR_FIELDS, ERROR_STREAM};
-use crate::sink::record;
+use crate::record::record;
 
 mod aggregate;
 mod options;

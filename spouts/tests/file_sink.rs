@@ -7,9 +7,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use topo_bolts::{FileFormat, FileSinkOptions, FileWriter};
 use topo_runtime::testing::BoltTester;
 use topo_runtime::{Value, Values, values};
+use topo_spouts::{FileFormat, FileSinkOptions, FileWriter};
 
 const FIELDS: [&str; 3] = ["ts", "path", "status"];
 
@@ -405,7 +405,7 @@ fn a_write_failure_is_retried_then_fails_the_inputs_for_replay() {
     let mut o = opts(&dir);
     o.batch.max_records = 2;
     o.rotate.max_bytes = 1; // a new file for every batch
-    o.retry.attempts = 3;
+    o.retry.attempts = Some(3);
     let mut t = tester(o);
     t.execute(rec(0));
     assert_eq!(t.execute(rec(1)).acked_inputs, vec![0, 1]);
@@ -443,7 +443,7 @@ fn the_directory_missing_at_write_is_retried_and_the_batch_kept() {
     let mut o = opts(&dir);
     o.batch.max_records = 1;
     o.rotate.max_bytes = 1;
-    o.retry.attempts = 2;
+    o.retry.attempts = Some(2);
     let mut t = tester(o);
     std::fs::remove_dir(&dir).expect("remove dir");
     let run = t.execute(rec(0));

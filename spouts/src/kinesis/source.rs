@@ -112,9 +112,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
 use serde::{Deserialize, Serialize};
@@ -125,24 +123,25 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use crate::file::{AckedPrefix, STATE_DIR_ENV};
-use crate::lease;
-use crate::mqtt::PayloadFormat;
-use crate::socket::ReconnectOptions;
-use crate::warn::lock;
+use super::{describe, kinesis_options, lease};
+use crate::connector::acked::AckedPrefix;
+use crate::connector::counters;
+use crate::connector::encoding::PayloadFormat;
+use crate::connector::encoding::decode_payload;
+use crate::connector::encoding::raw_prefix;
+use crate::connector::retry::RetryOptions;
+use crate::connector::state::state_dir;
+use crate::connector::warn::lock;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
+use schemars::JsonSchema;
 
-/// The stream undecodable records go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
-
-/// How many bytes of a bad record the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
 /// How many records `next_tuple` emits at most per call.
 const DRAIN_PER_CALL: usize = 64;
 /// Capacity of the channel between the readers and the spout.
 const CHANNEL_CAPACITY: usize = 2048;
 
 /// Where a shard without a checkpoint starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KinesisStart {
     /// The oldest record kept by the stream.
@@ -158,20 +157,11 @@ pub enum KinesisStart {
     AtTimestamp,
 }
 
+kinesis_options! {
 /// Options of the `kinesis` spout.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KinesisOptions {
-    /// The stream's name.
-    pub stream: String,
-    /// The AWS region; default: the SDK's (environment, profile), else `us-east-1`.
-    pub region: Option<String>,
-    /// The service's URL (a Kinesis-compatible server); default: AWS's endpoint of the region.
-    pub endpoint: Option<String>,
-    /// A static access key id (with `secret_access_key`); default: the SDK's credential chain.
-    pub access_key_id: Option<String>,
-    /// The secret of `access_key_id`.
-    pub secret_access_key: Option<String>,
     /// Where a shard without a checkpoint starts.
     pub start_at: KinesisStart,
     /// The sequence number of `at_sequence_number` / `after_sequence_number`.
@@ -184,21 +174,25 @@ pub struct KinesisOptions {
     pub fields: Vec<String>,
     /// The least time between two GetRecords calls of one shard.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub poll_interval: Duration,
     /// Records asked per GetRecords call.
     pub max_records: i32,
     /// How often the acked sequence numbers are written.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub checkpoint_interval: Duration,
     /// How often the shards are listed again.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub shard_refresh: Duration,
     /// Where checkpoints are kept; default `$TOPO_STATE_DIR/<topology>/<component>`.
     pub state_dir: Option<PathBuf>,
     /// Waits after failed calls, and when to give up.
-    pub retry: ReconnectOptions,
+    pub retry: RetryOptions,
     /// Read each shard to its current end, then stop (the spout becomes exhausted).
     pub stop_at_end: bool,
+}
 }
 
 impl Default for KinesisOptions {
@@ -219,72 +213,44 @@ impl Default for KinesisOptions {
             checkpoint_interval: Duration::from_secs(1),
             shard_refresh: Duration::from_secs(10),
             state_dir: None,
-            retry: ReconnectOptions::default(),
+            retry: RetryOptions::default(),
             stop_at_end: false,
         }
     }
 }
 
-/// Counts shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts shared by every task of a spout (and its clones).
 pub struct KinesisCounters {
-    records: AtomicU64,
-    malformed: AtomicU64,
-    get_records_calls: AtomicU64,
-    throttled: AtomicU64,
-    expired_iterators: AtomicU64,
-    checkpoints: AtomicU64,
-    checkpoint_errors: AtomicU64,
-    shards_ended: AtomicU64,
-    shards_held: AtomicU64,
-    shards_handed_back: AtomicU64,
-    log: crate::warn::ErrorLog,
+        /// Records read and passed on as tuples (replays not counted).
+        records,
+        /// Records that could not be decoded, sent to the `error` stream.
+        malformed,
+        /// GetRecords calls that succeeded.
+        get_records_calls,
+        /// Calls refused with `ProvisionedThroughputExceededException` (then backed off).
+        throttled,
+        /// Shard iterators that expired and were renewed.
+        expired_iterators,
+        /// Checkpoint files written.
+        checkpoints,
+        /// Checkpoint files that could not be written.
+        checkpoint_errors,
+        /// Shards read to SHARD_END with every record acked.
+        shards_ended,
+        /// Shards whose leases the spout's tasks hold now (read, or ending).
+        shards_held,
+        /// Shards handed to another worker (which joined) since the start.
+        shards_handed_back,
+        ;
+        log: crate::connector::warn::ErrorLog,
+    }
 }
 
 impl KinesisCounters {
-    /// Records read and passed on as tuples (replays not counted).
-    pub fn records(&self) -> u64 {
-        self.records.load(Relaxed)
-    }
-    /// Records that could not be decoded, sent to the `error` stream.
-    pub fn malformed(&self) -> u64 {
-        self.malformed.load(Relaxed)
-    }
-    /// GetRecords calls that succeeded.
-    pub fn get_records_calls(&self) -> u64 {
-        self.get_records_calls.load(Relaxed)
-    }
-    /// Calls refused with `ProvisionedThroughputExceededException` (then backed off).
-    pub fn throttled(&self) -> u64 {
-        self.throttled.load(Relaxed)
-    }
-    /// Shard iterators that expired and were renewed.
-    pub fn expired_iterators(&self) -> u64 {
-        self.expired_iterators.load(Relaxed)
-    }
     /// Failed calls other than throttling (unreachable endpoint, missing stream, ...).
     pub fn errors(&self) -> u64 {
         self.log.count()
-    }
-    /// Checkpoint files written.
-    pub fn checkpoints(&self) -> u64 {
-        self.checkpoints.load(Relaxed)
-    }
-    /// Checkpoint files that could not be written.
-    pub fn checkpoint_errors(&self) -> u64 {
-        self.checkpoint_errors.load(Relaxed)
-    }
-    /// Shards read to SHARD_END with every record acked.
-    pub fn shards_ended(&self) -> u64 {
-        self.shards_ended.load(Relaxed)
-    }
-    /// Shards whose leases the spout's tasks hold now (read, or ending).
-    pub fn shards_held(&self) -> u64 {
-        self.shards_held.load(Relaxed)
-    }
-    /// Shards handed to another worker (which joined) since the start.
-    pub fn shards_handed_back(&self) -> u64 {
-        self.shards_handed_back.load(Relaxed)
     }
     /// The text of the last failed call, if any.
     pub fn last_error(&self) -> Option<String> {
@@ -406,22 +372,8 @@ impl Drop for Running {
 impl KinesisSpout {
     /// A Kinesis spout with these options, or what is wrong with them.
     pub fn new(opts: KinesisOptions) -> Result<KinesisSpout, String> {
-        if opts.stream.is_empty() || opts.stream.len() > 128 {
-            return Err("option `stream`: expected the stream's name (1 to 128 characters)".into());
-        }
-        if let Some(e) = &opts.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return Err(format!(
-                "option `endpoint` = {e:?}: expected an http:// or https:// URL (e.g. \"http://127.0.0.1:4567\")"
-            ));
-        }
-        if opts.access_key_id.is_some() != opts.secret_access_key.is_some() {
-            return Err("options `access_key_id` and `secret_access_key` go together".into());
-        }
-        if opts.region.as_deref() == Some("") {
-            return Err("option `region` is empty: expected e.g. \"us-east-1\"".into());
-        }
+        opts.connection().check()?;
+        opts.retry.check("retry")?;
         match opts.start_at {
             KinesisStart::AtSequenceNumber | KinesisStart::AfterSequenceNumber
                 if opts.sequence_number.as_deref().is_none_or(str::is_empty) =>
@@ -506,55 +458,8 @@ impl KinesisSpout {
     /// The state directory of a component: `state_dir` if set, else
     /// `$TOPO_STATE_DIR/<topology>/<component>` (`TOPO_STATE_DIR` defaulting to `.topo/state`).
     pub fn state_dir_for(&self, topology: &str, component: &str) -> PathBuf {
-        match &self.opts.state_dir {
-            Some(dir) => dir.clone(),
-            None => std::env::var_os(STATE_DIR_ENV)
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from(".topo/state"), PathBuf::from)
-                .join(topology)
-                .join(component),
-        }
+        state_dir(self.opts.state_dir.as_deref(), topology, component)
     }
-}
-
-/// A Kinesis client for these settings: static credentials if given, else the SDK's default
-/// chain. SDK-level retries are off: callers back off themselves and count what failed.
-pub async fn kinesis_client(
-    region: Option<&str>,
-    endpoint: Option<&str>,
-    credentials: Option<(&str, &str)>,
-) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        );
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r.to_string()));
-    }
-    if let Some(e) = endpoint {
-        loader = loader.endpoint_url(e);
-    }
-    if let Some((id, secret)) = credentials {
-        loader = loader.credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            id,
-            secret,
-            None,
-            None,
-            "topo-options",
-        ));
-    }
-    let mut conf = loader.load().await;
-    if conf.region().is_none() {
-        conf = conf
-            .into_builder()
-            .region(aws_config::Region::from_static("us-east-1"))
-            .build();
-    }
-    Client::new(&conf)
 }
 
 /// The file of a shard's checkpoint.
@@ -639,24 +544,6 @@ fn flush_store(store: &Mutex<Store>, dir: &Path, counters: &KinesisCounters) {
     }
 }
 
-/// What to do when no credentials could be loaded.
-const NO_CREDENTIALS: &str = "no AWS credentials could be loaded: set AWS_ACCESS_KEY_ID and \
-    AWS_SECRET_ACCESS_KEY, an AWS profile, or the options `access_key_id` and `secret_access_key`";
-
-/// A short text of an SDK error, with its service error code and message.
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
-    // A credentials failure surfaces as a dispatch failure: name it for what it is.
-    let creds = std::iter::successors(std::error::Error::source(e), |e| e.source())
-        .find_map(|e| e.downcast_ref::<CredentialsError>());
-    match (creds, e) {
-        (Some(c), _) => format!("{NO_CREDENTIALS} ({})", DisplayErrorContext(c)),
-        (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
-            format!("endpoint unreachable: {}", DisplayErrorContext(e))
-        }
-        _ => DisplayErrorContext(e).to_string(),
-    }
-}
-
 /// What the coordinator and readers share.
 struct Shared {
     client: Client,
@@ -733,7 +620,7 @@ impl Shared {
 
 /// Lists shards; takes the leases of readable shards up to this worker's fair share (a shard is
 /// readable once its parents are done) and starts a reader for each; hands shards above the
-/// fair share back (see [`crate::lease`]).
+/// fair share back (see [`super::lease`]).
 async fn coordinate(
     shared: Arc<Shared>,
     shard_names: Arc<Mutex<Vec<String>>>,
@@ -760,7 +647,7 @@ async fn coordinate(
             Err(e) => {
                 shared.counters.error(&shared.component, e.clone());
                 failures = failures.saturating_add(1);
-                if opts.retry.attempts != 0 && failures >= opts.retry.attempts {
+                if opts.retry.exhausted(failures, 0) {
                     tracing::error!(component = %shared.component, attempts = failures, "giving up: {e}");
                     for (r, _) in readers.values() {
                         r.abort();
@@ -770,7 +657,7 @@ async fn coordinate(
                 if !shared.sleep(backoff).await {
                     return;
                 }
-                backoff = (backoff * 2).min(opts.retry.max_backoff);
+                backoff = opts.retry.next_backoff(backoff);
                 continue;
             }
         };
@@ -891,7 +778,12 @@ async fn coordinate(
             readers.insert(
                 id.to_string(),
                 (
-                    crate::warn::spawn(read_shard(shared.clone(), index, id.to_string(), after)),
+                    crate::connector::warn::spawn(read_shard(
+                        shared.clone(),
+                        index,
+                        id.to_string(),
+                        after,
+                    )),
                     index,
                 ),
             );
@@ -1003,7 +895,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
         let fail = |msg: String, failures: &mut u32| -> bool {
             counters.error(&shared.component, msg.clone());
             *failures = failures.saturating_add(1);
-            if o.retry.attempts != 0 && *failures >= o.retry.attempts {
+            if o.retry.exhausted(*failures, 0) {
                 tracing::error!(component = %shared.component, shard = %shard, "giving up: {msg}");
                 shared.gave_up.store(true, Relaxed);
                 return false;
@@ -1018,7 +910,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
                     if !fail(e, &mut failures) || !shared.sleep(backoff).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(o.retry.max_backoff);
+                    backoff = o.retry.next_backoff(backoff);
                     continue;
                 }
             },
@@ -1052,7 +944,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
                     if !shared.sleep(backoff).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(o.retry.max_backoff);
+                    backoff = o.retry.next_backoff(backoff);
                     continue;
                 }
                 let msg = format!(
@@ -1066,7 +958,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
                 if !fail(msg, &mut failures) || !shared.sleep(backoff).await {
                     return;
                 }
-                backoff = (backoff * 2).min(o.retry.max_backoff);
+                backoff = o.retry.next_backoff(backoff);
                 continue;
             }
         };
@@ -1125,10 +1017,7 @@ fn decode(
         Item::Error {
             shard: index,
             sequence: sequence.clone(),
-            values: values![
-                reason,
-                String::from_utf8_lossy(&data[..data.len().min(RAW_PREFIX)]).into_owned()
-            ],
+            values: values![reason, raw_prefix(data)],
         }
     };
     let mut values = values![
@@ -1136,44 +1025,12 @@ fn decode(
         Value::Str(sequence.clone()),
         Value::Str(SmolStr::new(key))
     ];
-    match opts.payload {
-        PayloadFormat::Utf8 => values.push(Value::Str(SmolStr::new(String::from_utf8_lossy(data)))),
-        PayloadFormat::Strict => match std::str::from_utf8(data) {
-            Ok(s) => values.push(Value::Str(SmolStr::new(s))),
-            Err(e) => {
-                return error(format!(
-                    "record {sequence} of shard {shard} is not UTF-8 (invalid byte at offset {})",
-                    e.valid_up_to()
-                ));
-            }
-        },
-        PayloadFormat::Bytes => values.push(Value::from(bytes::Bytes::copy_from_slice(data))),
-        PayloadFormat::Json => match serde_json::from_slice::<Value>(data) {
-            Ok(doc) => {
-                if opts.fields.is_empty() {
-                    values.push(doc);
-                } else {
-                    let Some(map) = doc.as_map() else {
-                        return error(format!(
-                            "record {sequence} of shard {shard} is a JSON {}, expected an object (for `fields`)",
-                            doc.type_name()
-                        ));
-                    };
-                    let extracted: Vec<Value> = opts
-                        .fields
-                        .iter()
-                        .map(|f| map.get(f.as_str()).cloned().unwrap_or(Value::Null))
-                        .collect();
-                    values.push(doc);
-                    values.extend(extracted);
-                }
-            }
-            Err(e) => {
-                return error(format!(
-                    "record {sequence} of shard {shard} is not valid JSON: {e}"
-                ));
-            }
-        },
+    match decode_payload(opts.payload, data, &opts.fields) {
+        Ok((value, extracted)) => {
+            values.push(value);
+            values.extend(extracted);
+        }
+        Err(e) => return error(format!("record {sequence} of shard {shard} {e}")),
     }
     counters.records.fetch_add(1, Relaxed);
     Item::Record {
@@ -1368,7 +1225,7 @@ impl Spout for KinesisSpout {
         let mut fields = vec!["shard", "sequence", "partition_key", "data"];
         fields.extend(self.opts.fields.iter().map(String::as_str));
         out.declare(fields);
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -1381,15 +1238,7 @@ impl Spout for KinesisSpout {
                 dir.display()
             )
         })?;
-        let client = kinesis_client(
-            self.opts.region.as_deref(),
-            self.opts.endpoint.as_deref(),
-            self.opts
-                .access_key_id
-                .as_deref()
-                .zip(self.opts.secret_access_key.as_deref()),
-        )
-        .await;
+        let client = self.opts.connection().client().await;
         let (tx, rx) = flume::bounded(CHANNEL_CAPACITY);
         let store = Arc::new(Mutex::new(Store::default()));
         let leases = Arc::new(Mutex::new(HashMap::new()));
@@ -1414,7 +1263,7 @@ impl Spout for KinesisSpout {
         });
         let shard_names = Arc::new(Mutex::new(Vec::new()));
         tracing::info!(component = %component, stream = %self.opts.stream, state_dir = %dir.display(), "kinesis spout open");
-        let task = crate::warn::spawn(coordinate(shared, shard_names.clone(), worker));
+        let task = crate::connector::warn::spawn(coordinate(shared, shard_names.clone(), worker));
         self.run = Some(Running {
             rx,
             shard_names,
@@ -1507,6 +1356,8 @@ mod tests {
     // instead of calling the endpoint unreachable.
     #[test]
     fn missing_credentials_are_named_as_such() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_sdk_kinesis::error::SdkError;
         use aws_sdk_kinesis::operation::get_records::GetRecordsError;
         use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
         use aws_smithy_runtime_api::client::result::ConnectorError;

@@ -68,7 +68,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::connector::retry::RetryOptions;
+use crate::connector::retry::SINK_ATTEMPTS;
+use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
+use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::ser::SerializeMap;
 use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_runtime::{
@@ -77,7 +82,7 @@ use topo_runtime::{
 
 /// When a sink writes its pending batch, besides whenever its input runs dry and at the end of
 /// input (see the [module docs](self)).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchOptions {
     /// Write when this many records are pending (at least 1).
@@ -86,6 +91,7 @@ pub struct BatchOptions {
     pub max_bytes: usize,
     /// Write when the oldest pending record has waited this long.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub interval: Duration,
 }
 
@@ -95,30 +101,6 @@ impl Default for BatchOptions {
             max_records: 500,
             max_bytes: 1 << 20,
             interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// How a sink retries a failed write.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetryOptions {
-    /// Writes tried before the batch's inputs are failed (at least 1).
-    pub attempts: u32,
-    /// The first wait between tries; doubles after each failed try.
-    #[serde(with = "humantime_serde")]
-    pub backoff: Duration,
-    /// The longest wait between tries.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryOptions {
-    fn default() -> Self {
-        RetryOptions {
-            attempts: 5,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
         }
     }
 }
@@ -134,23 +116,6 @@ impl BatchOptions {
         }
         if self.interval.is_zero() {
             return Err("option `batch.interval` must be longer than 0s".into());
-        }
-        Ok(())
-    }
-}
-
-impl RetryOptions {
-    /// Checks the values; the error names the option.
-    pub fn check(&self) -> Result<(), String> {
-        if self.attempts == 0 {
-            return Err("option `retry.attempts` must be at least 1".into());
-        }
-        if self.backoff > self.max_backoff {
-            return Err(format!(
-                "option `retry.backoff` ({}) must not exceed `retry.max_backoff` ({})",
-                humantime::format_duration(self.backoff),
-                humantime::format_duration(self.max_backoff)
-            ));
         }
         Ok(())
     }
@@ -260,7 +225,7 @@ impl<W: BatchWriter> BatchSink<W> {
         let result = loop {
             match self.writer.write().await {
                 Ok(()) => break Ok(()),
-                Err(WriteError::Retry(e)) if attempt < self.retry.attempts => {
+                Err(WriteError::Retry(e)) if attempt < self.retry.attempts_or(SINK_ATTEMPTS) => {
                     tracing::warn!(
                         component = %self.component,
                         records = self.held.len(),
@@ -270,7 +235,7 @@ impl<W: BatchWriter> BatchSink<W> {
                         humantime::format_duration(wait)
                     );
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(self.retry.max_backoff);
+                    wait = self.retry.next_backoff(wait);
                     attempt += 1;
                 }
                 Err(e) => break Err(e),
@@ -285,7 +250,7 @@ impl<W: BatchWriter> BatchSink<W> {
                 self.writer.take_rejected(&mut self.rejected);
                 for (i, reason) in self.rejected.drain(..) {
                     if let Some(t) = held.get(i) {
-                        out.emit_to("error", &[t], values![reason, record(t)]);
+                        out.emit_to(ERROR_STREAM, &[t], values![reason, record(t)]);
                     }
                 }
                 for t in held {
@@ -296,7 +261,7 @@ impl<W: BatchWriter> BatchSink<W> {
             Err(WriteError::Reject(reason)) => {
                 self.writer.discard();
                 for t in held {
-                    out.emit_to("error", &[t], values![reason.as_str(), record(t)]);
+                    out.emit_to(ERROR_STREAM, &[t], values![reason.as_str(), record(t)]);
                     out.ack(t);
                 }
                 Ok(())
@@ -331,7 +296,7 @@ pub fn record(input: &Tuple) -> Value {
 
 impl<W: BatchWriter> Bolt for BatchSink<W> {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare_stream("error", ["reason", "record"]);
+        out.declare_stream(ERROR_STREAM, SINK_ERROR_FIELDS);
     }
 
     async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -355,7 +320,7 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
                 Ok(())
             }
             Err(reason) => {
-                out.emit_to("error", &[&input], values![reason, record(&input)]);
+                out.emit_to(ERROR_STREAM, &[&input], values![reason, record(&input)]);
                 out.ack(&input);
                 Ok(())
             }
@@ -393,4 +358,57 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
     async fn cleanup(&mut self) {
         self.writer.close().await;
     }
+}
+
+/// One record as a JSON object: the chosen values under their names.
+struct JsonRecord<'a> {
+    input: &'a Tuple,
+    /// The written fields' indices; `None` = every field.
+    indices: Option<&'a [usize]>,
+    names: Option<&'a [SmolStr]>,
+}
+
+impl serde::Serialize for JsonRecord<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fields = self.input.fields();
+        let values = self.input.values();
+        let Some(indices) = self.indices else {
+            let mut map = s.serialize_map(Some(values.len()))?;
+            for (name, v) in fields.iter().zip(values) {
+                map.serialize_entry(name.as_str(), v)?;
+            }
+            return map.end();
+        };
+        let mut map = s.serialize_map(Some(indices.len()))?;
+        for (k, &i) in indices.iter().enumerate() {
+            let name = match self.names {
+                Some(n) => &n[k],
+                None => &fields[i],
+            };
+            map.serialize_entry(name.as_str(), &values[i])?;
+        }
+        map.end()
+    }
+}
+
+/// Appends one JSON object and a newline (the records of the `file` sink's `jsonl`, of the
+/// `http` sink's bodies, the values of the `kafka` and `kinesis` sinks): the fields at `indices` (every field when `None`),
+/// named by `names`, else by the tuple's fields.
+pub(crate) fn encode_json(
+    buf: &mut Vec<u8>,
+    input: &Tuple,
+    indices: Option<&[usize]>,
+    names: Option<&[SmolStr]>,
+) -> Result<(), String> {
+    serde_json::to_writer(
+        &mut *buf,
+        &JsonRecord {
+            input,
+            indices,
+            names,
+        },
+    )
+    .map_err(|e| format!("the record cannot be written as JSON: {e}"))?;
+    buf.push(b'\n');
+    Ok(())
 }

@@ -15,10 +15,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use topo_bolts::{HttpEncoding, HttpSinkOptions, HttpWriter};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{BoltTester, VecSpout};
 use topo_runtime::{Config, LocalCluster, Value, Values, values};
+use topo_spouts::{HttpEncoding, HttpSinkOptions, HttpWriter};
 
 /// One request the server took.
 #[derive(Clone, Debug)]
@@ -322,7 +322,7 @@ fn a_destination_down_through_every_try_fails_the_inputs() {
     rec_.lock().script = VecDeque::from([(500, None, "down"); 3]);
     let server = Server::start(&rec_, local());
     let mut o = opts(&server.url());
-    o.retry.attempts = 3;
+    o.retry.attempts = Some(3);
     let mut t = tester(o);
     t.execute(rec(0));
     t.execute(rec(1));
@@ -350,7 +350,7 @@ fn an_unreachable_endpoint_is_retried_then_fails_the_inputs() {
         .local_addr()
         .expect("addr");
     let mut o = opts(&format!("http://{addr}/ingest"));
-    o.retry.attempts = 2;
+    o.retry.attempts = Some(2);
     o.batch.max_records = 1;
     let mut t = tester(o);
     let run = t.execute(rec(0));
@@ -454,7 +454,7 @@ fn the_destination_killed_mid_run_loses_nothing() {
     let mut o = HttpSinkOptions::new(server.url());
     o.batch.max_records = 10;
     o.batch.interval = Duration::from_millis(20);
-    o.retry.attempts = 3;
+    o.retry.attempts = Some(3);
     o.retry.backoff = Duration::from_millis(10);
     o.retry.max_backoff = Duration::from_millis(40);
     o.timeout = Duration::from_secs(2);

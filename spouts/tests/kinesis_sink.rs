@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use topo_bolts::{
-    BatchOptions, BatchSink, KinesisSinkCounters, KinesisSinkOptions, KinesisWriter, RetryOptions,
-};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{CaptureBolt, VecSpout};
 use topo_runtime::{BoltFactory, Value, Values, values};
+use topo_spouts::{
+    BatchOptions, BatchSink, KinesisSinkCounters, KinesisSinkOptions, KinesisWriter, RetryOptions,
+};
 use topo_test_support::kinesis::{client, create_stream, delete_stream, endpoint, read_all};
 use topo_test_support::unique;
 
@@ -61,7 +61,8 @@ fn options(stream: &str) -> KinesisSinkOptions {
             interval: Duration::from_millis(50),
         },
         retry: RetryOptions {
-            attempts: 3,
+            attempts: Some(3),
+            max_retries: None,
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
         },
@@ -425,7 +426,7 @@ async fn entries_refused_inside_a_reply_are_retried_alone() {
     let (proxy, refused) = partial_failure_proxy(2).await;
     let mut opts = options(&stream);
     opts.endpoint = Some(proxy);
-    opts.retry.attempts = 5;
+    opts.retry.attempts = Some(5);
     let inputs: Vec<Values> = (0..40)
         .map(|i| values!["dev", format!("reading {i}")])
         .collect();
@@ -461,7 +462,7 @@ async fn entries_refused_inside_a_reply_are_retried_alone() {
 // Measures the sink against the local server: 50,000 small records through 2 sink tasks into a
 // 2-shard stream, each input acked once its record is accepted. The figure is bounded by the
 // server (kinesalite, one Node.js process), not by the sink; it goes in BENCHMARKS.md.
-// Run: cargo test --release -p topo-bolts --test kinesis_sink -- --ignored --nocapture throughput
+// Run: cargo test --release -p topo-spouts --test kinesis_sink -- --ignored --nocapture throughput
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn throughput() {

@@ -99,7 +99,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How each batch is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -206,7 +206,7 @@ impl PostgresSink {
     /// Checks the options; the error names the option and the value.
     pub fn new(options: PostgresOptions) -> Result<PostgresSink, String> {
         options.batch.check()?;
-        options.retry.check()?;
+        options.retry.check_sink("retry")?;
         if options.url.is_empty() {
             return Err(
                 "option `url` is required (e.g. \"postgres://postgres@127.0.0.1:5432/test\")"

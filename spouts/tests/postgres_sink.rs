@@ -8,11 +8,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, Row};
-use topo_bolts::{PostgresOptions, PostgresSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::BoltTester;
 use topo_runtime::value::Values;
 use topo_runtime::{Config, Value, values};
+use topo_spouts::{PostgresOptions, PostgresSink};
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const START: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";

@@ -94,12 +94,12 @@ use std::time::Duration;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
-use serde::ser::{SerializeMap, Serializer};
 use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_runtime::{BoxError, StreamSchema, TaskContext, Tuple, Value, clock};
 
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::connector::sink::encode_json;
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How the `file` sink encodes records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -228,7 +228,7 @@ impl FileWriter {
     /// A writer with these options, or what is wrong with them (naming the option and value).
     pub fn new(opts: FileSinkOptions) -> Result<FileWriter, String> {
         opts.batch.check()?;
-        opts.retry.check()?;
+        opts.retry.check_sink("retry")?;
         if opts.dir.as_os_str().is_empty() {
             return Err("option `dir` must name a directory, got \"\"".into());
         }
@@ -683,58 +683,6 @@ fn is_stamp_seq_ext(s: &str) -> bool {
     !seq.is_empty()
         && seq.bytes().all(|c| c.is_ascii_digit())
         && matches!(ext, ".jsonl" | ".csv" | ".jsonl.gz" | ".csv.gz")
-}
-
-/// One record as a JSON object: the chosen values under their names.
-struct JsonRecord<'a> {
-    input: &'a Tuple,
-    /// The written fields' indices; `None` = every field.
-    indices: Option<&'a [usize]>,
-    names: Option<&'a [SmolStr]>,
-}
-
-impl serde::Serialize for JsonRecord<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let fields = self.input.fields();
-        let values = self.input.values();
-        let Some(indices) = self.indices else {
-            let mut map = s.serialize_map(Some(values.len()))?;
-            for (name, v) in fields.iter().zip(values) {
-                map.serialize_entry(name.as_str(), v)?;
-            }
-            return map.end();
-        };
-        let mut map = s.serialize_map(Some(indices.len()))?;
-        for (k, &i) in indices.iter().enumerate() {
-            let name = match self.names {
-                Some(n) => &n[k],
-                None => &fields[i],
-            };
-            map.serialize_entry(name.as_str(), &values[i])?;
-        }
-        map.end()
-    }
-}
-
-/// Appends one JSON object and a newline: the fields at `indices` (every field when `None`),
-/// named by `names`, else by the tuple's fields.
-pub(crate) fn encode_json(
-    buf: &mut Vec<u8>,
-    input: &Tuple,
-    indices: Option<&[usize]>,
-    names: Option<&[SmolStr]>,
-) -> Result<(), String> {
-    serde_json::to_writer(
-        &mut *buf,
-        &JsonRecord {
-            input,
-            indices,
-            names,
-        },
-    )
-    .map_err(|e| format!("the record cannot be written as JSON: {e}"))?;
-    buf.push(b'\n');
-    Ok(())
 }
 
 /// Writes csv straight into a byte buffer, with the `csv-core` writer: `,` between cells, `\n`

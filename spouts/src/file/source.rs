@@ -103,7 +103,7 @@
 //! - Rotated files must stay matched by `paths` (e.g. `app.log*`) for their un-acked lines to be
 //!   read again after a crash; a file renamed out of the globs is released once read and acked.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -120,11 +120,14 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use crate::socket::{ERROR_STREAM, Encoding, check_max_line_bytes};
-use crate::warn::lock;
-
-/// How many bytes of a bad line the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
+pub use crate::connector::acked::AckedPrefix;
+use crate::connector::counters;
+use crate::connector::encoding::decode_line;
+use crate::connector::encoding::raw_prefix;
+use crate::connector::state::state_dir;
+use crate::connector::warn::lock;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
+use crate::socket::{Encoding, check_max_line_bytes};
 
 /// The size of one read.
 const CHUNK: usize = 64 * 1024;
@@ -134,9 +137,6 @@ const EMIT_PER_CALL: usize = 256;
 
 /// How many leading bytes of a file its fingerprint covers.
 const FINGERPRINT_BYTES: u64 = 256;
-
-/// The environment variable naming the root of the default state directories.
-pub const STATE_DIR_ENV: &str = "TOPO_STATE_DIR";
 
 /// Where a file found at start-up without a checkpoint begins.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -199,118 +199,35 @@ impl Default for FileOptions {
     }
 }
 
-/// Counts of what the spout saw, shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts of what the spout saw, shared by every task of a spout (and its clones).
 pub struct FileCounters {
-    lines: AtomicU64,
-    oversize: AtomicU64,
-    invalid_utf8: AtomicU64,
-    files_opened: AtomicU64,
-    files_released: AtomicU64,
-    truncations: AtomicU64,
-    checkpoints: AtomicU64,
-    checkpoint_errors: AtomicU64,
-    /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+        /// Lines read and emitted (replays not counted).
+        lines,
+        /// Lines longer than `max_line_bytes`, sent to the `error` stream.
+        oversize,
+        /// Lines that were not UTF-8 (`encoding = "strict"`), sent to the `error` stream.
+        invalid_utf8,
+        /// Files opened for reading.
+        files_opened,
+        /// Files released after they were renamed away or deleted and read to their end.
+        files_released,
+        /// Files found truncated and read again from their start.
+        truncations,
+        /// Checkpoint files written.
+        checkpoints,
+        /// Checkpoint writes that failed (retried at the next interval).
+        checkpoint_errors,
+        ;
+        /// One warning a second at most.
+        warn: crate::connector::warn::WarnLimit,
+    }
 }
 
 impl FileCounters {
-    /// Lines read and emitted (replays not counted).
-    pub fn lines(&self) -> u64 {
-        self.lines.load(Relaxed)
-    }
-    /// Lines longer than `max_line_bytes`, sent to the `error` stream.
-    pub fn oversize(&self) -> u64 {
-        self.oversize.load(Relaxed)
-    }
-    /// Lines that were not UTF-8 (`encoding = "strict"`), sent to the `error` stream.
-    pub fn invalid_utf8(&self) -> u64 {
-        self.invalid_utf8.load(Relaxed)
-    }
-    /// Files opened for reading.
-    pub fn files_opened(&self) -> u64 {
-        self.files_opened.load(Relaxed)
-    }
-    /// Files released after they were renamed away or deleted and read to their end.
-    pub fn files_released(&self) -> u64 {
-        self.files_released.load(Relaxed)
-    }
-    /// Files found truncated and read again from their start.
-    pub fn truncations(&self) -> u64 {
-        self.truncations.load(Relaxed)
-    }
-    /// Checkpoint files written.
-    pub fn checkpoints(&self) -> u64 {
-        self.checkpoints.load(Relaxed)
-    }
-    /// Checkpoint writes that failed (retried at the next interval).
-    pub fn checkpoint_errors(&self) -> u64 {
-        self.checkpoint_errors.load(Relaxed)
-    }
-
     /// True at most once a second: whether a warning may be logged now.
     fn may_warn(&self) -> bool {
         self.warn.allow()
-    }
-}
-
-/// The end of the longest acked prefix of a file's lines, from acks in any order.
-///
-/// Lines are byte ranges `[start, end)` that follow one another without gaps; the tracker starts
-/// at the offset reading started from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AckedPrefix {
-    /// Every byte before this is acked.
-    committed: u64,
-    /// Acked ranges after a gap: start -> end.
-    ahead: BTreeMap<u64, u64>,
-}
-
-impl AckedPrefix {
-    /// A tracker whose prefix ends at `start` (where reading begins).
-    pub fn new(start: u64) -> AckedPrefix {
-        AckedPrefix {
-            committed: start,
-            ahead: BTreeMap::new(),
-        }
-    }
-
-    /// The range `[start, end)` is acked (or otherwise handled).
-    pub fn ack(&mut self, start: u64, end: u64) {
-        if end <= self.committed {
-            return;
-        }
-        if start > self.committed {
-            self.ahead.insert(start, end);
-            return;
-        }
-        self.committed = end;
-        while let Some(e) = self.ahead.remove(&self.committed) {
-            self.committed = e;
-        }
-        // Ranges that the prefix overtook (none when ranges follow one another) are dropped.
-        while let Some((&s, &e)) = self.ahead.first_key_value() {
-            if s >= self.committed {
-                break;
-            }
-            self.ahead.remove(&s);
-            self.committed = self.committed.max(e);
-        }
-    }
-
-    /// The end of the acked prefix: where reading resumes after a restart.
-    pub fn committed(&self) -> u64 {
-        self.committed
-    }
-
-    /// How many acked ranges wait for an earlier one.
-    pub fn waiting(&self) -> usize {
-        self.ahead.len()
-    }
-
-    /// How many positions the acked ranges after a gap cover.
-    pub fn ahead_len(&self) -> u64 {
-        self.ahead.iter().map(|(s, e)| e - s).sum()
     }
 }
 
@@ -451,7 +368,7 @@ impl Watched {
                     return Ok(Some(Rec::Skipped { start: s, end }));
                 }
                 if line.len() > max {
-                    let raw = lossy_prefix(line);
+                    let raw = raw_prefix(line);
                     return Ok(Some(Rec::Oversize {
                         start,
                         end: Some(end),
@@ -471,7 +388,7 @@ impl Watched {
                 self.pos = 0;
             } else if rest.len() > max {
                 let start = self.buf_off + self.pos as u64;
-                let raw = lossy_prefix(rest);
+                let raw = raw_prefix(rest);
                 self.skipping = Some(start);
                 self.buf_off += self.buf.len() as u64;
                 self.buf.clear();
@@ -582,24 +499,9 @@ fn fingerprint(file: &File, len: u64) -> io::Result<Option<u64>> {
     Ok(Some(xxhash_rust::xxh3::xxh3_64(&head)))
 }
 
-/// The first KiB of `bytes`, as text (invalid UTF-8 replaced).
-fn lossy_prefix(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(RAW_PREFIX)]).into_owned()
-}
-
 /// A line's value, or (`reason`, `raw`) when it is not UTF-8 in strict mode.
 fn to_value(line: &[u8], encoding: Encoding) -> Result<Value, (String, String)> {
-    match encoding {
-        Encoding::Bytes => Ok(Value::from(line.to_vec())),
-        Encoding::Lossy => Ok(Value::Str(SmolStr::new(String::from_utf8_lossy(line)))),
-        Encoding::Strict => match std::str::from_utf8(line) {
-            Ok(s) => Ok(Value::Str(SmolStr::new(s))),
-            Err(e) => Err((
-                format!("invalid UTF-8 after byte {}", e.valid_up_to()),
-                lossy_prefix(line),
-            )),
-        },
-    }
+    decode_line(encoding, line).map_err(|e| (e.line_reason(), raw_prefix(line)))
 }
 
 /// A line emitted and not yet acked.
@@ -742,14 +644,7 @@ impl FileSpout {
     /// The state directory of a component: `state_dir` if set, else
     /// `$TOPO_STATE_DIR/<topology>/<component>` (`TOPO_STATE_DIR` defaulting to `.topo/state`).
     pub fn state_dir_for(&self, topology: &str, component: &str) -> PathBuf {
-        match &self.opts.state_dir {
-            Some(dir) => dir.clone(),
-            None => std::env::var_os(STATE_DIR_ENV)
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from(".topo/state"), PathBuf::from)
-                .join(topology)
-                .join(component),
-        }
+        state_dir(self.opts.state_dir.as_deref(), topology, component)
     }
 
     fn warn_io(&self, what: &str, path: &Path, e: &io::Error) {
@@ -1018,7 +913,7 @@ impl FileSpout {
                                 Rec::Oversize {
                                     start,
                                     end: Some(end),
-                                    raw: lossy_prefix(rest),
+                                    raw: raw_prefix(rest),
                                 }
                             } else {
                                 Rec::Line {
@@ -1296,7 +1191,7 @@ impl Spout for FileSpout {
         } else {
             out.declare([self.opts.field.as_str()]);
         }
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -1307,7 +1202,7 @@ impl Spout for FileSpout {
         let state_file = dir.join(format!("task-{}.json", ctx.task_index()));
         let entries = Entries::default();
         let cancel = CancellationToken::new();
-        let writer = crate::warn::spawn(run_writer(
+        let writer = crate::connector::warn::spawn(run_writer(
             entries.clone(),
             state_file.clone(),
             self.opts.checkpoint_interval,
@@ -1403,56 +1298,6 @@ impl Spout for FileSpout {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // Guards the acked prefix: in-order acks advance it, an ack after a gap waits until the gap
-    // is acked, and then the prefix jumps over every waiting range.
-    #[test]
-    fn acked_prefix_advances_only_over_contiguous_acks() {
-        let mut t = AckedPrefix::new(100);
-        // Lines [100,110) [110,125) [125,130) [130,150) [150,151).
-        t.ack(110, 125);
-        t.ack(130, 150);
-        assert_eq!(t.committed(), 100, "a gap at 100 holds the prefix");
-        assert_eq!(t.waiting(), 2);
-        t.ack(100, 110);
-        assert_eq!(t.committed(), 125, "jumps over the waiting [110,125)");
-        assert_eq!(t.waiting(), 1);
-        t.ack(150, 151);
-        assert_eq!(t.committed(), 125);
-        t.ack(125, 130);
-        assert_eq!(t.committed(), 151);
-        assert_eq!(t.waiting(), 0);
-        // A stale ack (before the prefix) changes nothing.
-        t.ack(100, 110);
-        assert_eq!(t.committed(), 151);
-    }
-
-    // Guards the acked prefix against every order of acks of a run of lines: the prefix is
-    // always the end of the longest acked run from the start.
-    #[test]
-    fn acked_prefix_is_the_longest_acked_run_in_any_order() {
-        let ends: Vec<u64> = (1..=40).map(|i| i * 7 + (i % 3)).collect();
-        let ranges: Vec<(u64, u64)> = ends
-            .iter()
-            .enumerate()
-            .map(|(i, &e)| (if i == 0 { 0 } else { ends[i - 1] }, e))
-            .collect();
-        let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..200 {
-            let mut order: Vec<usize> = (0..ranges.len()).collect();
-            rng.shuffle(&mut order);
-            let mut t = AckedPrefix::new(0);
-            let mut acked = vec![false; ranges.len()];
-            for &i in &order {
-                t.ack(ranges[i].0, ranges[i].1);
-                acked[i] = true;
-                let run = acked.iter().take_while(|a| **a).count();
-                let want = if run == 0 { 0 } else { ranges[run - 1].1 };
-                assert_eq!(t.committed(), want, "order {order:?}");
-            }
-            assert_eq!(t.waiting(), 0);
-        }
-    }
 
     fn watched(dir: &Path, content: &[u8]) -> Watched {
         let path = dir.join("f.log");

@@ -3,9 +3,9 @@
 //! (zadd) server on this machine, acking on.
 //!
 //! ```text
-//! cargo bench -p topo-bolts --bench db_sinks -- --sink postgres --records 200000 --batch 500
-//! cargo bench -p topo-bolts --bench db_sinks -- --sink redis --records 200000 --batch 500
-//! cargo bench -p topo-bolts --bench db_sinks -- --help
+//! cargo bench -p topo-spouts --bench db_sinks -- --sink postgres --records 200000 --batch 500
+//! cargo bench -p topo-spouts --bench db_sinks -- --sink redis --records 200000 --batch 500
+//! cargo bench -p topo-spouts --bench db_sinks -- --help
 //! ```
 //!
 //! The topology: `records` (1 spout task, 16 records per `next_tuple` call, each tracked) -fields
@@ -24,8 +24,6 @@
 //! sorted-set size and sum of scores) and of the acks (every record acked, none failed), or it
 //! fails.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use smol_str::{SmolStr, format_smolstr};
-use topo_bolts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{BoxError, Config, LocalCluster, OutputDeclarer, Spout, SpoutCollector, values};
+use topo_spouts::{PostgresOptions, PostgresSink, RedisOptions, RedisSink};
 
 const USAGE: &str = "\
 db_sinks benchmark
@@ -266,10 +264,10 @@ impl Server {
                     return None;
                 }
                 pids.iter()
-                    .map(|p| common::cpu_seconds(&p.to_string()))
+                    .map(|p| topo_test_support::cpu::cpu_seconds(&p.to_string()))
                     .sum()
             }
-            Server::Redis { pid, .. } => common::cpu_seconds(pid),
+            Server::Redis { pid, .. } => topo_test_support::cpu::cpu_seconds(pid),
         }
     }
 
@@ -403,14 +401,14 @@ fn run_on(o: &Opts, server: &Server) -> Result<(), String> {
         // The sink's backends start with the topology; their CPU before it is ~0.
         Server::Postgres { .. } => Some(0.0),
     };
-    let cpu_before = common::cpu_seconds("self").unwrap_or(0.0);
+    let cpu_before = topo_test_support::cpu::cpu_seconds("self").unwrap_or(0.0);
     let start = Instant::now();
     let handle = cluster.submit(topology);
     cluster
         .block_on(handle.wait_until_idle(Duration::from_secs(1800)))
         .map_err(|e| format!("not idle within {:?}", e.waited))?;
     let wall = start.elapsed();
-    let cpu = common::cpu_seconds("self").unwrap_or(0.0) - cpu_before;
+    let cpu = topo_test_support::cpu::cpu_seconds("self").unwrap_or(0.0) - cpu_before;
     let server_cpu = match (server.cpu(), server_cpu_before) {
         (Some(after), Some(before)) => Some(after - before),
         _ => None,

@@ -1,8 +1,7 @@
-//! What the bolt benchmarks share: CPU time, for the "per core" figures (work done per second of
+//! What the benchmarks share: CPU time, for the "per core" figures (work done per second of
 //! CPU, which does not depend on how many cores the machine lends a run).
 
 /// User + system CPU seconds of this process so far (all threads), from `getrusage`.
-#[allow(dead_code)]
 pub fn own_cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -13,7 +12,6 @@ pub fn own_cpu_seconds() -> f64 {
 }
 
 /// User + system CPU seconds of another process (a server), from `/proc/<pid>/stat`.
-#[allow(dead_code)]
 pub fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which is in parentheses and may hold spaces).

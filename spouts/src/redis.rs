@@ -83,7 +83,9 @@ use serde::Deserialize;
 use smol_str::SmolStr;
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, record};
+use crate::connector::sink::{
+    BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, record,
+};
 
 /// The command applied per record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -261,7 +263,7 @@ impl RedisSink {
     /// Checks the options; the error names the option and the value.
     pub fn new(options: RedisOptions) -> Result<RedisSink, String> {
         options.batch.check()?;
-        options.retry.check()?;
+        options.retry.check_sink("retry")?;
         if options.url.is_empty() {
             return Err("option `url` is required (e.g. \"redis://127.0.0.1:6379/0\")".into());
         }

@@ -48,6 +48,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A connector's errors: each counted, the last one kept, logged at most once a second (the
 /// limit `warn` is shared with the connector's other warnings).
 #[derive(Debug, Default)]
+#[cfg_attr(not(any(feature = "kafka", feature = "kinesis")), allow(dead_code))]
 pub(crate) struct ErrorLog {
     count: AtomicU64,
     last: Mutex<Option<String>>,
@@ -55,6 +56,7 @@ pub(crate) struct ErrorLog {
     pub(crate) warn: WarnLimit,
 }
 
+#[cfg_attr(not(any(feature = "kafka", feature = "kinesis")), allow(dead_code))]
 impl ErrorLog {
     /// Counts `msg`, logs it unless a warning went out less than a second ago, keeps it as the
     /// last error.
@@ -68,6 +70,7 @@ impl ErrorLog {
 
     /// As [`record`](ErrorLog::record), but logged at error level every time: for what must
     /// never happen (a broken invariant), which is rare by nature and must not be hidden.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn record_error(&self, component: &str, msg: String) {
         self.count.fetch_add(1, Relaxed);
         tracing::error!(component, "{msg}");

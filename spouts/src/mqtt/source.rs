@@ -134,13 +134,14 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use crate::socket::{ReconnectOptions, check_address};
+use crate::connector::counters;
+pub use crate::connector::encoding::PayloadFormat;
+use crate::connector::encoding::decode_payload;
+use crate::connector::encoding::raw_prefix;
+use crate::connector::retry::RetryOptions;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
+use crate::socket::check_address;
 
-/// The stream bad messages go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
-
-/// How many bytes of a bad payload the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
 /// How many records `next_tuple` emits at most per call.
 const DRAIN_PER_CALL: usize = 64;
 /// Capacity of the channel between the connection task and the spout.
@@ -151,22 +152,6 @@ const REQUEST_CAPACITY: usize = 4096;
 const MAX_MQTT_PACKET: usize = 268_435_460;
 /// How long `close` waits for the DISCONNECT to be sent.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-/// How a payload becomes a value.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PayloadFormat {
-    /// Text; invalid UTF-8 replaced by U+FFFD.
-    #[default]
-    Utf8,
-    /// Text; a payload that is not UTF-8 goes to the `error` stream.
-    Strict,
-    /// The raw bytes, as a Bytes value (also written `raw`).
-    #[serde(alias = "raw")]
-    Bytes,
-    /// A parsed JSON document; `fields` pick keys of an object.
-    Json,
-}
 
 /// Options of the `mqtt` spout.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -196,7 +181,7 @@ pub struct MqttOptions {
     /// The largest payload accepted; larger ones go to the `error` stream.
     pub max_payload_bytes: usize,
     /// Waits between connection attempts, and when to give up.
-    pub reconnect: ReconnectOptions,
+    pub reconnect: RetryOptions,
     /// Subscribe as a shared subscription `$share/<group>/<topic>` (one task per message).
     pub shared_group: Option<String>,
 }
@@ -215,56 +200,36 @@ impl Default for MqttOptions {
             payload: PayloadFormat::Utf8,
             fields: Vec::new(),
             max_payload_bytes: 1 << 20,
-            reconnect: ReconnectOptions::default(),
+            reconnect: RetryOptions::default(),
             shared_group: None,
         }
     }
 }
 
-/// Counts of what the connections saw, shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts of what the connections saw, shared by every task of a spout (and its clones).
 pub struct MqttCounters {
-    messages: AtomicU64,
-    oversize: AtomicU64,
-    malformed: AtomicU64,
-    connections: AtomicU64,
-    connection_errors: AtomicU64,
-    subscribed: AtomicU64,
-    acks_sent: AtomicU64,
-    /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+        /// Messages received and passed on as tuples (replays not counted).
+        messages,
+        /// Payloads over `max_payload_bytes`, sent to the `error` stream.
+        oversize,
+        /// Payloads that were not UTF-8 (`strict`) or not the JSON expected (`json`), sent to `error`.
+        malformed,
+        /// Connections accepted by the broker.
+        connections,
+        /// Failed connection attempts and lost connections.
+        connection_errors,
+        /// Subscriptions the broker granted (one per topic filter and connection).
+        subscribed,
+        /// PUBACKs handed to the client (QoS 1 messages acknowledged to the broker).
+        acks_sent,
+        ;
+        /// One warning a second at most.
+        warn: crate::connector::warn::WarnLimit,
+    }
 }
 
 impl MqttCounters {
-    /// Messages received and passed on as tuples (replays not counted).
-    pub fn messages(&self) -> u64 {
-        self.messages.load(Relaxed)
-    }
-    /// Payloads over `max_payload_bytes`, sent to the `error` stream.
-    pub fn oversize(&self) -> u64 {
-        self.oversize.load(Relaxed)
-    }
-    /// Payloads that were not UTF-8 (`strict`) or not the JSON expected (`json`), sent to `error`.
-    pub fn malformed(&self) -> u64 {
-        self.malformed.load(Relaxed)
-    }
-    /// Connections accepted by the broker.
-    pub fn connections(&self) -> u64 {
-        self.connections.load(Relaxed)
-    }
-    /// Failed connection attempts and lost connections.
-    pub fn connection_errors(&self) -> u64 {
-        self.connection_errors.load(Relaxed)
-    }
-    /// Subscriptions the broker granted (one per topic filter and connection).
-    pub fn subscribed(&self) -> u64 {
-        self.subscribed.load(Relaxed)
-    }
-    /// PUBACKs handed to the client (QoS 1 messages acknowledged to the broker).
-    pub fn acks_sent(&self) -> u64 {
-        self.acks_sent.load(Relaxed)
-    }
-
     /// True at most once a second: whether a warning may be logged now.
     fn may_warn(&self) -> bool {
         self.warn.allow()
@@ -477,17 +442,7 @@ impl MqttSpout {
                 "option `shared_group` = {g:?}: expected a name without `/`, `+` or `#`"
             ));
         }
-        let r = &opts.reconnect;
-        if r.backoff.is_zero() {
-            return Err("option `reconnect.backoff` = \"0s\": expected more than zero".to_string());
-        }
-        if r.max_backoff < r.backoff {
-            return Err(format!(
-                "option `reconnect.max_backoff` = {:?}: expected at least `reconnect.backoff` ({:?})",
-                humantime::format_duration(r.max_backoff).to_string(),
-                humantime::format_duration(r.backoff).to_string()
-            ));
-        }
+        opts.reconnect.check_reconnect("reconnect")?;
         Ok(MqttSpout {
             opts: Arc::new(opts),
             host: host.into(),
@@ -540,10 +495,7 @@ fn decode(
             tracing::warn!(source, topic = %p.topic, %reason, "message sent to the `error` stream");
         }
         Item::Error {
-            values: values![
-                reason,
-                String::from_utf8_lossy(&raw[..raw.len().min(RAW_PREFIX)]).into_owned()
-            ],
+            values: values![reason, raw_prefix(raw)],
             publish,
             generation,
         }
@@ -563,61 +515,19 @@ fn decode(
         );
     }
     let mut values = values![Value::Str(SmolStr::new(&p.topic))];
-    match opts.payload {
-        PayloadFormat::Utf8 => {
-            values.push(Value::Str(SmolStr::new(String::from_utf8_lossy(payload))))
+    match decode_payload(opts.payload, payload, &opts.fields) {
+        Ok((value, extracted)) => {
+            values.push(value);
+            values.extend(extracted);
         }
-        PayloadFormat::Strict => match std::str::from_utf8(payload) {
-            Ok(s) => values.push(Value::Str(SmolStr::new(s))),
-            Err(e) => {
-                counters.malformed.fetch_add(1, Relaxed);
-                return error(
-                    format!(
-                        "payload on topic {:?} is not UTF-8 (invalid byte at offset {})",
-                        p.topic,
-                        e.valid_up_to()
-                    ),
-                    payload,
-                    publish,
-                );
-            }
-        },
-        PayloadFormat::Bytes => values.push(Value::from(payload.clone())),
-        PayloadFormat::Json => match serde_json::from_slice::<Value>(payload) {
-            Ok(doc) => {
-                if !opts.fields.is_empty() {
-                    let Some(map) = doc.as_map() else {
-                        counters.malformed.fetch_add(1, Relaxed);
-                        return error(
-                            format!(
-                                "payload on topic {:?} is a JSON {}, expected an object (for `fields`)",
-                                p.topic,
-                                doc.type_name()
-                            ),
-                            payload,
-                            publish,
-                        );
-                    };
-                    let extracted: Vec<Value> = opts
-                        .fields
-                        .iter()
-                        .map(|f| map.get(f.as_str()).cloned().unwrap_or(Value::Null))
-                        .collect();
-                    values.push(doc);
-                    values.extend(extracted);
-                } else {
-                    values.push(doc);
-                }
-            }
-            Err(e) => {
-                counters.malformed.fetch_add(1, Relaxed);
-                return error(
-                    format!("payload on topic {:?} is not valid JSON: {e}", p.topic),
-                    payload,
-                    publish,
-                );
-            }
-        },
+        Err(e) => {
+            counters.malformed.fetch_add(1, Relaxed);
+            return error(
+                format!("payload on topic {:?} {e}", p.topic),
+                payload,
+                publish,
+            );
+        }
     }
     counters.messages.fetch_add(1, Relaxed);
     Item::Message {
@@ -710,8 +620,7 @@ impl ConnTask {
                     }
                     self.counters.connection_errors.fetch_add(1, Relaxed);
                     failures = failures.saturating_add(1);
-                    let attempts = self.opts.reconnect.attempts;
-                    if attempts != 0 && failures >= attempts {
+                    if self.opts.reconnect.exhausted(failures, 0) {
                         tracing::error!(
                             component = %self.source,
                             broker = %address,
@@ -732,7 +641,7 @@ impl ConnTask {
                         _ = self.cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(self.opts.reconnect.max_backoff);
+                    backoff = self.opts.reconnect.next_backoff(backoff);
                 }
             }
         }
@@ -840,7 +749,7 @@ impl Spout for MqttSpout {
         let mut fields = vec!["topic", "payload"];
         fields.extend(self.opts.fields.iter().map(String::as_str));
         out.declare(fields);
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -883,7 +792,7 @@ impl Spout for MqttSpout {
         let link = Arc::new(Link::default());
         let cancel = CancellationToken::new();
         tracing::info!(component = %source, %client_id, broker = %self.opts.broker, "connecting");
-        let task = crate::warn::spawn(
+        let task = crate::connector::warn::spawn(
             ConnTask {
                 eventloop,
                 client: client.clone(),

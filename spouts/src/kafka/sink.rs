@@ -76,7 +76,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -90,14 +90,16 @@ use topo_runtime::{
     Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
 };
 
-use crate::file_sink::encode_json;
-use crate::sink::record;
+use crate::connector::counters;
+use crate::connector::sink::encode_json;
+use crate::connector::sink::record;
+use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
 
 /// How often delivery reports are read while no input arrives.
 const TICK: Duration = Duration::from_millis(20);
 
 /// A librdkafka setting's value as written in TOML: the spout's [`PropertyValue`](topo_spouts::PropertyValue).
-pub use topo_spouts::PropertyValue as KafkaProperty;
+pub use super::PropertyValue as KafkaProperty;
 
 /// librdkafka settings the sink sets from its options.
 const OWNED_PROPERTIES: [(&str, &str); 7] = [
@@ -235,43 +237,26 @@ impl KafkaSinkOptions {
         if self.max_in_flight == 0 {
             return Err("option `max_in_flight` must be at least 1".into());
         }
-        for name in self.properties.keys() {
-            if name.trim().is_empty() {
-                return Err("option `properties`: a property name is empty".into());
-            }
-            if let Some((_, why)) = OWNED_PROPERTIES.iter().find(|(n, _)| n == name) {
-                return Err(format!(
-                    "option `properties`: {name:?} cannot be set here ({why})"
-                ));
-            }
-        }
-        Ok(())
+        super::check_properties(&self.properties, &OWNED_PROPERTIES)
     }
 }
 
-/// Counts of one sink (shared by its tasks).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts of one sink (shared by its tasks).
 pub struct KafkaSinkCounters {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    errors: AtomicU64,
-    last_error: std::sync::Mutex<Option<String>>,
-    warn: std::sync::Mutex<Option<std::time::Instant>>,
+        /// Records the brokers confirmed.
+        delivered,
+        /// Records whose delivery failed (their inputs failed).
+        failed,
+        /// Client errors (unreachable brokers, ...).
+        errors,
+        ;
+        last_error: std::sync::Mutex<Option<String>>,
+        warn: std::sync::Mutex<Option<std::time::Instant>>,
+    }
 }
 
 impl KafkaSinkCounters {
-    /// Records the brokers confirmed.
-    pub fn delivered(&self) -> u64 {
-        self.delivered.load(Relaxed)
-    }
-    /// Records whose delivery failed (their inputs failed).
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Relaxed)
-    }
-    /// Client errors (unreachable brokers, ...).
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Relaxed)
-    }
     /// The text of the last error, if any.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
@@ -524,7 +509,7 @@ fn settle(
 
 impl Bolt for KafkaSink {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare_stream("error", ["reason", "record"]);
+        out.declare_stream(ERROR_STREAM, SINK_ERROR_FIELDS);
     }
 
     async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -551,7 +536,7 @@ impl Bolt for KafkaSink {
                 "message.timeout.ms",
                 o.delivery_timeout.as_millis().to_string(),
             );
-        topo_spouts::kafka::apply_properties(&mut config, &o.properties);
+        crate::kafka::apply_properties(&mut config, &o.properties);
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
@@ -559,7 +544,7 @@ impl Bolt for KafkaSink {
         if let Some(topic) = o.topic.clone() {
             let (p, brokers) = (producer.clone(), o.brokers.clone());
             tokio::task::spawn_blocking(move || {
-                topo_spouts::kafka::check_topics_exist(
+                crate::kafka::check_topics_exist(
                     p.client(),
                     &brokers,
                     std::slice::from_ref(&topic),
@@ -601,7 +586,7 @@ impl Bolt for KafkaSink {
         let rec = match encoded {
             Ok(rec) => rec,
             Err(reason) => {
-                out.emit_to("error", &[&input], values![reason, record(&input)]);
+                out.emit_to(ERROR_STREAM, &[&input], values![reason, record(&input)]);
                 out.ack(&input);
                 return Ok(());
             }

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use topo_bolts::{RedisOptions, RedisSink};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{BoltTester, Executed};
 use topo_runtime::{Config, Value, values};
+use topo_spouts::{RedisOptions, RedisSink};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 const START: &str = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log";

@@ -2,10 +2,10 @@
 //! writing access-log-like records as JSON lines (fsync per batch), with or without gzip.
 //!
 //! ```text
-//! cargo bench -p topo-bolts --bench file_sink -- --records 2000000
-//! cargo bench -p topo-bolts --bench file_sink -- --records 2000000 --gzip
-//! cargo bench -p topo-bolts --bench file_sink -- --records 2000000 --sink null
-//! cargo bench -p topo-bolts --bench file_sink -- --help
+//! cargo bench -p topo-spouts --bench file_sink -- --records 2000000
+//! cargo bench -p topo-spouts --bench file_sink -- --records 2000000 --gzip
+//! cargo bench -p topo-spouts --bench file_sink -- --records 2000000 --sink null
+//! cargo bench -p topo-spouts --bench file_sink -- --help
 //! ```
 //!
 //! The topology: `records` (1 spout task, 16 records per `next_tuple` call, each with a message
@@ -25,8 +25,6 @@
 //! - Every run ends with a check: the files hold exactly the records emitted (count and the sum
 //!   of `ts`), read back (through gzip with `--gzip`), or the run fails.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,12 +32,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use topo_bolts::{FileSinkOptions, FileWriter};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::{
     Bolt, BoxError, LocalCluster, OutputCollector, OutputDeclarer, Spout, SpoutCollector, Tuple,
     values,
 };
+use topo_spouts::{FileSinkOptions, FileWriter};
 
 const USAGE: &str = "\
 file_sink benchmark
@@ -248,14 +246,14 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     let topology = b.build().map_err(|e| format!("{e:?}"))?;
     let cluster = LocalCluster::new(o.workers).map_err(|e| e.to_string())?;
-    let cpu0 = Duration::from_secs_f64(common::own_cpu_seconds());
+    let cpu0 = Duration::from_secs_f64(topo_test_support::cpu::own_cpu_seconds());
     let t0 = Instant::now();
     let handle = cluster.submit(topology);
     cluster
         .block_on(handle.wait_until_idle(Duration::from_secs(600)))
         .map_err(|e| format!("not idle: {e}"))?;
     let wall = t0.elapsed();
-    let cpu = Duration::from_secs_f64(common::own_cpu_seconds()) - cpu0;
+    let cpu = Duration::from_secs_f64(topo_test_support::cpu::own_cpu_seconds()) - cpu0;
     let report = cluster.block_on(handle.stop(Duration::from_secs(10)));
     if !report.drained {
         return Err(format!("stop did not drain: {report:?}"));

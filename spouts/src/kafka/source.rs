@@ -149,18 +149,17 @@
 //!     process may read nothing for minutes: against tansu, use `assignment = "static"`
 //!     instead. Apache Kafka has none of these limits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol,
-    base_consumer::PartitionQueue,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, base_consumer::PartitionQueue,
 };
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -172,17 +171,20 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-use crate::file::AckedPrefix;
-use crate::mqtt::PayloadFormat;
-use crate::warn::lock;
+use super::offsets::{Held, Part, Parts, RawRecord};
+use super::rebalance::SpoutContext;
+use super::{
+    PropertyValue, apply_properties, check_brokers, check_properties, check_topic,
+    check_topics_exist,
+};
+use crate::connector::counters;
+use crate::connector::encoding::PayloadFormat;
+use crate::connector::encoding::decode_payload;
+use crate::connector::encoding::raw_prefix;
+use crate::connector::retry::RetryOptions;
+use crate::connector::warn::lock;
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 
-/// The stream undecodable records (and records given up on) go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
-/// The environment variable tests and examples read the brokers from.
-pub const BROKERS_ENV: &str = "TOPO_KAFKA_BROKERS";
-
-/// How many bytes of a bad record the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
 /// How many records `next_tuple` polls at most per call.
 const POLL_PER_CALL: usize = 512;
 /// How long a partition whose reading (re)started may stay silent below the broker's high
@@ -262,7 +264,7 @@ pub enum Assignment {
 impl FirstPoll {
     /// Where a partition starts the first time this task is assigned it, whatever the group
     /// committed: `earliest` and `latest` only.
-    fn ignoring_commits(self) -> Option<Offset> {
+    pub(super) fn ignoring_commits(self) -> Option<Offset> {
         match self {
             FirstPoll::Earliest => Some(Offset::Beginning),
             FirstPoll::Latest => Some(Offset::End),
@@ -270,7 +272,7 @@ impl FirstPoll {
         }
     }
     /// Where a partition starts when the group committed no offset for it.
-    fn without_commit(self) -> Offset {
+    pub(super) fn without_commit(self) -> Offset {
         match self {
             FirstPoll::Latest | FirstPoll::CommittedElseLatest => Offset::End,
             _ => Offset::Beginning,
@@ -278,55 +280,11 @@ impl FirstPoll {
     }
 }
 
-/// How failed tuples are retried.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaRetry {
-    /// The wait before the first replay; doubles with every failure of the record.
-    #[serde(with = "humantime_serde")]
-    pub backoff: Duration,
-    /// The longest wait before a replay.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// Failures of one record after which it goes to the dead-letter topic (or the `error`
-    /// stream) instead of being replayed; 0 = replay for ever.
-    pub max_retries: u32,
-}
-
-impl Default for KafkaRetry {
-    fn default() -> Self {
-        KafkaRetry {
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            max_retries: 0,
-        }
-    }
-}
-
-/// A librdkafka setting's value as written in TOML: text, a number or a boolean.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum PropertyValue {
-    /// Text, passed as is.
-    Text(String),
-    /// An integer.
-    Int(i64),
-    /// A number with a fraction.
-    Float(f64),
-    /// `true` or `false`.
-    Bool(bool),
-}
-
-impl std::fmt::Display for PropertyValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PropertyValue::Text(s) => f.write_str(s),
-            PropertyValue::Int(i) => write!(f, "{i}"),
-            PropertyValue::Float(x) => write!(f, "{x}"),
-            PropertyValue::Bool(b) => write!(f, "{b}"),
-        }
-    }
-}
+/// The former name of the `kafka` spout's `retry` options, now the one [`RetryOptions`] of every
+/// connector: the wait before a failed record's replay doubles from `backoff` up to
+/// `max_backoff`; after `attempts` failures of one record (`max_retries` + 1; unset or 0 =
+/// replay for ever) it goes to the dead-letter topic (or the `error` stream) instead.
+pub type KafkaRetry = RetryOptions;
 
 /// Options of the `kafka` spout.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -362,7 +320,7 @@ pub struct KafkaOptions {
     /// Per partition, how many offsets may be emitted but not committed before fetching pauses.
     pub max_uncommitted: u64,
     /// How failed tuples are retried.
-    pub retry: KafkaRetry,
+    pub retry: RetryOptions,
     /// Where records that failed `retry.max_retries` times are produced.
     pub dead_letter_topic: Option<String>,
     /// librdkafka settings of the dead-letter producer, passed through.
@@ -388,7 +346,7 @@ impl Default for KafkaOptions {
             fields: Vec::new(),
             commit_interval: Duration::from_secs(1),
             max_uncommitted: 10_000,
-            retry: KafkaRetry::default(),
+            retry: RetryOptions::default(),
             dead_letter_topic: None,
             dead_letter_properties: BTreeMap::new(),
             stop_at_end: false,
@@ -406,138 +364,44 @@ impl KafkaOptions {
     }
 }
 
-/// Checks a `brokers` option: `host:port` entries separated by commas.
-pub fn check_brokers(brokers: &str) -> Result<(), String> {
-    if brokers.trim().is_empty() {
-        return Err(
-            "option `brokers`: expected the bootstrap servers, e.g. \"127.0.0.1:9092\"".into(),
-        );
-    }
-    for b in brokers.split(',') {
-        let b = b.trim();
-        let hp = b
-            .strip_prefix("PLAINTEXT://")
-            .or_else(|| b.strip_prefix("SSL://"))
-            .unwrap_or(b);
-        let ok = hp
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-        if !ok {
-            return Err(format!(
-                "option `brokers`: {b:?} is not host:port (e.g. \"127.0.0.1:9092\")"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Checks a topic name as Kafka does (1 to 249 of `[A-Za-z0-9._-]`, not `.` or `..`).
-pub fn check_topic(option: &str, topic: &str) -> Result<(), String> {
-    if topic.is_empty()
-        || topic.len() > 249
-        || topic == "."
-        || topic == ".."
-        || !topic
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return Err(format!(
-            "option `{option}` = {topic:?}: expected a topic name (1 to 249 of letters, digits, '.', '_', '-')"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks passed-through properties: none of `owned`, every name non-empty.
-pub fn check_properties(
-    props: &BTreeMap<String, PropertyValue>,
-    owned: &[(&str, &str)],
-) -> Result<(), String> {
-    for name in props.keys() {
-        if name.trim().is_empty() {
-            return Err("option `properties`: a property name is empty".into());
-        }
-        if let Some((_, why)) = owned.iter().find(|(n, _)| n == name) {
-            return Err(format!(
-                "option `properties`: {name:?} cannot be set here ({why})"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Counts shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// Counts shared by every task of a spout (and its clones).
 pub struct KafkaCounters {
-    records: AtomicU64,
-    malformed: AtomicU64,
-    replays: AtomicU64,
-    dead_lettered: AtomicU64,
-    gave_up: AtomicU64,
-    commits: AtomicU64,
-    commit_errors: AtomicU64,
-    rebalances: AtomicU64,
-    pauses: AtomicU64,
-    refetches: AtomicU64,
-    absent: AtomicU64,
-    refused_commits: AtomicU64,
-    log: crate::warn::ErrorLog,
+        /// Records polled and emitted for the first time (replays not counted).
+        records,
+        /// Records that could not be decoded, sent to the `error` stream.
+        malformed,
+        /// Failed tuples emitted again.
+        replays,
+        /// Records produced to the dead-letter topic.
+        dead_lettered,
+        /// Records given up on without a dead-letter topic (sent to the `error` stream).
+        gave_up,
+        /// Commits of acked offsets that succeeded.
+        commits,
+        /// Commits that failed (retried at the next commit).
+        commit_errors,
+        /// Assignments and revocations seen by the tasks.
+        rebalances,
+        /// Times a partition reached `max_uncommitted` and stopped being read until commits caught
+        /// up.
+        pauses,
+        /// Times a partition was read again from an earlier offset because the broker answered
+        /// from past the offset asked for (or not at all) right after reading started there.
+        refetches,
+        /// Offsets the broker does not have (compacted away, transaction markers), skipped once
+        /// reading from before them showed the gap.
+        absent,
+        /// Commits refused because the commit point would have passed an offset that was not
+        /// emitted and acked (or otherwise handled). Always 0 unless there is a bug; each one is
+        /// also logged as an error.
+        refused_commits,
+        ;
+        log: crate::connector::warn::ErrorLog,
+    }
 }
 
 impl KafkaCounters {
-    /// Records polled and emitted for the first time (replays not counted).
-    pub fn records(&self) -> u64 {
-        self.records.load(Relaxed)
-    }
-    /// Records that could not be decoded, sent to the `error` stream.
-    pub fn malformed(&self) -> u64 {
-        self.malformed.load(Relaxed)
-    }
-    /// Failed tuples emitted again.
-    pub fn replays(&self) -> u64 {
-        self.replays.load(Relaxed)
-    }
-    /// Records produced to the dead-letter topic.
-    pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered.load(Relaxed)
-    }
-    /// Records given up on without a dead-letter topic (sent to the `error` stream).
-    pub fn gave_up(&self) -> u64 {
-        self.gave_up.load(Relaxed)
-    }
-    /// Commits of acked offsets that succeeded.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Relaxed)
-    }
-    /// Commits that failed (retried at the next commit).
-    pub fn commit_errors(&self) -> u64 {
-        self.commit_errors.load(Relaxed)
-    }
-    /// Assignments and revocations seen by the tasks.
-    pub fn rebalances(&self) -> u64 {
-        self.rebalances.load(Relaxed)
-    }
-    /// Times a partition reached `max_uncommitted` and stopped being read until commits caught
-    /// up.
-    pub fn pauses(&self) -> u64 {
-        self.pauses.load(Relaxed)
-    }
-    /// Times a partition was read again from an earlier offset because the broker answered
-    /// from past the offset asked for (or not at all) right after reading started there.
-    pub fn refetches(&self) -> u64 {
-        self.refetches.load(Relaxed)
-    }
-    /// Offsets the broker does not have (compacted away, transaction markers), skipped once
-    /// reading from before them showed the gap.
-    pub fn absent(&self) -> u64 {
-        self.absent.load(Relaxed)
-    }
-    /// Commits refused because the commit point would have passed an offset that was not
-    /// emitted and acked (or otherwise handled). Always 0 unless there is a bug; each one is
-    /// also logged as an error.
-    pub fn refused_commits(&self) -> u64 {
-        self.refused_commits.load(Relaxed)
-    }
     /// Errors reported by the client (unreachable brokers, missing topics, ...).
     pub fn errors(&self) -> u64 {
         self.log.count()
@@ -547,40 +411,8 @@ impl KafkaCounters {
         self.log.last()
     }
 
-    fn error(&self, component: &str, msg: String) {
+    pub(super) fn error(&self, component: &str, msg: String) {
         self.log.record(component, msg);
-    }
-}
-
-/// The text of a client error, naming the brokers when they cannot be reached.
-pub fn describe_client_error(brokers: &str, error: &KafkaError, reason: &str) -> String {
-    let unreachable = matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::Resolve
-        )
-    );
-    if unreachable {
-        format!("brokers {brokers} unreachable: {reason}")
-    } else {
-        format!("kafka client error ({error}): {reason}")
-    }
-}
-
-/// Forwards librdkafka's log lines to `tracing`.
-pub fn forward_log(component: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => tracing::error!(component, fac, "librdkafka: {msg}"),
-        RDKafkaLogLevel::Warning => tracing::warn!(component, fac, "librdkafka: {msg}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            tracing::info!(component, fac, "librdkafka: {msg}")
-        }
-        RDKafkaLogLevel::Debug => tracing::debug!(component, fac, "librdkafka: {msg}"),
     }
 }
 
@@ -606,454 +438,6 @@ fn watermarks<C: ConsumerContext>(
     };
     (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0)
         .then_some((low as u64, high as u64))
-}
-
-/// What a held record needs to be produced to the dead-letter topic.
-#[derive(Clone, Debug)]
-struct RawRecord {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-/// An emitted record, held until acked.
-struct Held {
-    values: Values,
-    failures: u32,
-    /// With a dead-letter topic: the record as read.
-    raw: Option<RawRecord>,
-}
-
-/// One assigned partition.
-///
-/// Offsets below `next` have been read. Each is emitted and `held` until acked, or handled
-/// otherwise (undecodable, dead-lettered, given up, absent from the broker); `prefix` tracks
-/// the contiguous handled prefix from `origin`, and that is all that is ever committed.
-struct Part {
-    /// Offsets handled (acked, undecodable, given up, absent); `None` until reading starts.
-    prefix: Option<AckedPrefix>,
-    /// Where `prefix` starts.
-    origin: u64,
-    /// How many offsets were handled since `origin`: the invariant behind every commit is
-    /// `handled == commit point - origin + offsets handled past a gap`.
-    handled: u64,
-    /// The offset after the last one read.
-    next: u64,
-    /// The committed offset reading started from, when the group had one: the first record
-    /// must be this one (a broker answering from further on is asked again from earlier).
-    start: Option<u64>,
-    /// Emitted and not yet acked.
-    held: HashMap<u64, Held>,
-    /// The offset last committed (or known committed).
-    committed: Option<u64>,
-    /// Reading (re)started (assignment, seek) and no record has arrived since: the first one's
-    /// offset is not yet known to follow the last one read.
-    fresh: bool,
-    /// When reading last (re)started.
-    since: Instant,
-    /// When a poll last brought records.
-    last_record: Instant,
-    /// Offsets stepped back on the last re-read (0: none under way).
-    back: u64,
-    /// The last poll reached the end of the partition.
-    at_end: bool,
-    /// Not read while `max_uncommitted` offsets are uncommitted.
-    paused: bool,
-}
-
-impl Part {
-    fn new(start: Option<u64>) -> Part {
-        Part {
-            prefix: None,
-            origin: 0,
-            handled: 0,
-            next: 0,
-            start,
-            held: HashMap::new(),
-            committed: None,
-            fresh: true,
-            since: Instant::now(),
-            last_record: Instant::now(),
-            back: 0,
-            at_end: false,
-            paused: false,
-        }
-    }
-    /// Starts the prefix at `offset`, where reading begins.
-    fn begin(&mut self, offset: u64) {
-        self.prefix = Some(AckedPrefix::new(offset));
-        self.origin = offset;
-        self.next = offset;
-    }
-    /// The offset to commit: after the contiguous handled prefix.
-    fn commit_point(&self) -> Option<u64> {
-        self.prefix.as_ref().map(AckedPrefix::committed)
-    }
-    /// Where reading is: the offset expected next.
-    fn position(&self) -> Option<u64> {
-        if self.prefix.is_some() {
-            Some(self.next)
-        } else {
-            self.start
-        }
-    }
-    /// Offsets read but not (known to be) committed: from the last commit, or from where
-    /// reading started while none was made.
-    fn uncommitted(&self) -> u64 {
-        match (&self.prefix, self.committed) {
-            (None, _) => 0,
-            (Some(_), Some(c)) => self.next.saturating_sub(c),
-            (Some(_), None) => self.next.saturating_sub(self.origin),
-        }
-    }
-    /// The offsets `[from, to)` are handled (each exactly once).
-    fn handle(&mut self, from: u64, to: u64) {
-        if let Some(p) = &mut self.prefix {
-            p.ack(from, to);
-            self.handled += to - from;
-        }
-    }
-    fn handled(&mut self, offset: u64) {
-        self.handle(offset, offset + 1);
-    }
-    /// The commit point, checked: it never passes an offset not read, an emitted offset not
-    /// yet acked, or an offset not handled. `Err` says which rule it would break.
-    fn checked_commit_point(&self) -> Option<Result<u64, String>> {
-        let p = self.prefix.as_ref()?;
-        let c = p.committed();
-        if c > self.next {
-            return Some(Err(format!(
-                "commit point {c} is past the next offset to read, {}",
-                self.next
-            )));
-        }
-        if let Some(o) = self.held.keys().copied().filter(|o| *o < c).min() {
-            return Some(Err(format!(
-                "commit point {c} is past offset {o}, emitted and not yet acked"
-            )));
-        }
-        let counted = (c - self.origin) + p.ahead_len();
-        if counted != self.handled {
-            return Some(Err(format!(
-                "commit point {c} covers {counted} offsets from {} but {} were handled",
-                self.origin, self.handled
-            )));
-        }
-        Some(Ok(c))
-    }
-}
-
-/// Partition state shared by the spout and the rebalance callback (which runs inside `poll`).
-#[derive(Default)]
-struct Parts {
-    /// Slot index -> (topic, partition); a message id names the slot.
-    slots: Vec<(SmolStr, i32)>,
-    slot_of: HashMap<(SmolStr, i32), u32>,
-    /// The partitions assigned now.
-    live: HashMap<u32, Part>,
-    /// Queues of partitions assigned since the spout last polled, for it to take.
-    incoming: Vec<(u32, PartitionQueue<SpoutContext>)>,
-    /// Partitions this task was ever assigned (for `earliest`/`latest`).
-    started: HashSet<u32>,
-    /// Failed records waiting for their replay time: (due, slot, offset).
-    replay: BTreeSet<(Instant, u32, u64)>,
-    /// An assignment has been received since the spout opened.
-    assigned_once: bool,
-    /// Between a revocation and the next assignment.
-    rebalancing: bool,
-}
-
-impl Parts {
-    fn slot(&mut self, topic: &str, partition: i32) -> u32 {
-        if let Some(s) = self.slot_of.get(&(SmolStr::new(topic), partition)) {
-            return *s;
-        }
-        let s = self.slots.len() as u32;
-        self.slots.push((SmolStr::new(topic), partition));
-        self.slot_of.insert((SmolStr::new(topic), partition), s);
-        s
-    }
-
-    /// Offsets to commit of the given slots: those whose commit point moved, or with `all`
-    /// every one (a final, synchronous commit that must not rely on one still in flight). A
-    /// commit point that fails [`Part::checked_commit_point`] is not committed: it is counted
-    /// and logged as an error.
-    fn to_commit(
-        &self,
-        slots: impl Iterator<Item = u32>,
-        all: bool,
-        counters: &KafkaCounters,
-        component: &str,
-    ) -> Vec<(u32, u64)> {
-        slots
-            .filter_map(|s| {
-                let p = self.live.get(&s)?;
-                match p.checked_commit_point()? {
-                    Ok(c) => (all || p.committed != Some(c)).then_some((s, c)),
-                    Err(why) => {
-                        let (t, n) = &self.slots[s as usize];
-                        counters.refused_commits.fetch_add(1, Relaxed);
-                        counters
-                            .log
-                            .record_error(component, format!("not committing {t}/{n}: {why}"));
-                        None
-                    }
-                }
-            })
-            .collect()
-    }
-
-    fn tpl(&self, offsets: &[(u32, u64)]) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        for (s, off) in offsets {
-            let (t, p) = &self.slots[*s as usize];
-            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*off as i64));
-        }
-        tpl
-    }
-}
-
-/// The consumer's context: rebalances (commit on revoke, a queue of its own per assigned
-/// partition), errors, logs.
-struct SpoutContext {
-    parts: Arc<Mutex<Parts>>,
-    /// The consumer itself, for splitting off partition queues in the rebalance callback.
-    consumer: OnceLock<Weak<BaseConsumer<SpoutContext>>>,
-    first_poll: FirstPoll,
-    counters: Arc<KafkaCounters>,
-    component: SmolStr,
-    brokers: String,
-}
-
-impl ClientContext for SpoutContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        forward_log(&self.component, level, fac, log_message);
-    }
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
-        {
-            // The end of a partition: expected, handled through `poll`.
-            return;
-        }
-        self.counters.error(
-            &self.component,
-            describe_client_error(&self.brokers, &error, reason),
-        );
-    }
-}
-
-impl SpoutContext {
-    /// Takes the partitions of `tpl` (assigned by the group, or chosen by `assignment =
-    /// "static"`): sets where each starts, gives each a queue of its own and its state.
-    /// Returns their names; the caller assigns `tpl` to the consumer.
-    fn take(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) -> Vec<String> {
-        let elements: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
-        let first_time: HashSet<(String, i32)> = {
-            let mut parts = lock(&self.parts);
-            elements
-                .iter()
-                .filter(|(t, p)| {
-                    let slot = parts.slot(t, *p);
-                    !parts.started.contains(&slot)
-                })
-                .cloned()
-                .collect()
-        };
-        let committed = self.starting_offsets(consumer, tpl, &first_time);
-        // Each partition gets a queue of its own, so that one at its uncommitted cap is simply
-        // not read (librdkafka stops fetching it when its queue is full) rather than paused,
-        // which drops what was fetched and fetches again from the middle of a record batch.
-        // Split before assigning: no record reaches the common queue first.
-        let me = self.consumer.get().and_then(Weak::upgrade);
-        let mut parts = lock(&self.parts);
-        let mut names = Vec::new();
-        for (topic, partition) in elements {
-            let slot = parts.slot(&topic, partition);
-            names.push(format!("{topic}/{partition}"));
-            let start = committed.get(&(topic.clone(), partition)).copied();
-            parts.live.insert(slot, Part::new(start));
-            parts.started.insert(slot);
-            match me
-                .as_ref()
-                .and_then(|c| c.split_partition_queue(&topic, partition))
-            {
-                Some(q) => parts.incoming.push((slot, q)),
-                None => self.counters.error(
-                    &self.component,
-                    format!("cannot give {topic}/{partition} a queue of its own"),
-                ),
-            }
-        }
-        parts.assigned_once = true;
-        parts.rebalancing = false;
-        drop(parts);
-        drop(me);
-        names
-    }
-
-    /// Where each newly assigned partition starts, set in `tpl`: `earliest`/`latest` the first
-    /// time, else the group's committed offset, asked for here so that the first record can be
-    /// checked against it. Returns the committed offset of each `(topic, partition)` it found.
-    fn starting_offsets(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        tpl: &mut TopicPartitionList,
-        first_time: &HashSet<(String, i32)>,
-    ) -> HashMap<(String, i32), u64> {
-        let mut found = HashMap::new();
-        let asked = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-            Ok(c) => c,
-            Err(e) => {
-                // librdkafka asks for them itself; the first record is then taken as the start.
-                self.counters.error(
-                    &self.component,
-                    format!("cannot read the committed offsets: {e}"),
-                );
-                TopicPartitionList::new()
-            }
-        };
-        let first = self.first_poll.ignoring_commits();
-        for el in asked.elements() {
-            let key = (el.topic().to_string(), el.partition());
-            let at = match (first_time.contains(&key), first, el.offset()) {
-                (true, Some(o), _) => o,
-                (_, _, Offset::Offset(c)) if c >= 0 => {
-                    found.insert(key.clone(), c as u64);
-                    Offset::Offset(c)
-                }
-                _ => self.first_poll.without_commit(),
-            };
-            let _ = tpl.set_partition_offset(&key.0, key.1, at);
-        }
-        // On a failure above, only `earliest`/`latest` of a first assignment are set.
-        if asked.count() == 0
-            && let Some(o) = first
-        {
-            for (topic, partition) in first_time {
-                let _ = tpl.set_partition_offset(topic, *partition, o);
-            }
-        }
-        found
-    }
-}
-
-impl ConsumerContext for SpoutContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        self.counters.rebalances.fetch_add(1, Relaxed);
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let names = self.take(consumer, tpl);
-                tracing::info!(component = %self.component, partitions = ?names, "kafka partitions assigned");
-                let r = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = r {
-                    self.counters
-                        .error(&self.component, format!("cannot take the assignment: {e}"));
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let mut parts = lock(&self.parts);
-                let slots: Vec<u32> = tpl
-                    .elements()
-                    .iter()
-                    .filter_map(|e| {
-                        parts
-                            .slot_of
-                            .get(&(SmolStr::new(e.topic()), e.partition()))
-                            .copied()
-                    })
-                    .collect();
-                // Commit what is acked before another member takes the partitions.
-                let offsets =
-                    parts.to_commit(slots.iter().copied(), true, &self.counters, &self.component);
-                if !offsets.is_empty() && !consumer.assignment_lost() {
-                    let commit = parts.tpl(&offsets);
-                    match consumer.commit(&commit, CommitMode::Sync) {
-                        Ok(()) => {
-                            self.counters.commits.fetch_add(1, Relaxed);
-                        }
-                        Err(e) => {
-                            self.counters.commit_errors.fetch_add(1, Relaxed);
-                            self.counters
-                                .error(&self.component, format!("commit on revoke failed: {e}"));
-                        }
-                    }
-                }
-                for s in &slots {
-                    parts.live.remove(s);
-                }
-                parts.incoming.retain(|(s, _)| !slots.contains(s));
-                parts.replay.retain(|(_, s, _)| !slots.contains(s));
-                parts.rebalancing = !cooperative || parts.live.is_empty();
-                drop(parts);
-                tracing::info!(component = %self.component, partitions = slots.len(), "kafka partitions revoked");
-                let r = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = r {
-                    self.counters.error(
-                        &self.component,
-                        format!("cannot give up the assignment: {e}"),
-                    );
-                }
-            }
-            other => {
-                let code: RDKafkaErrorCode = other.into();
-                self.counters
-                    .error(&self.component, format!("rebalance error: {code}"));
-                let mut parts = lock(&self.parts);
-                parts.live.clear();
-                parts.incoming.clear();
-                drop(parts);
-                let _ = consumer.unassign();
-            }
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                self.counters.commits.fetch_add(1, Relaxed);
-            }
-            Err(e) => {
-                // Not committed after all: the next commit sends these offsets again.
-                let mut parts = lock(&self.parts);
-                for el in offsets.elements() {
-                    let key = (SmolStr::new(el.topic()), el.partition());
-                    if let Some(slot) = parts.slot_of.get(&key).copied()
-                        && let Some(p) = parts.live.get_mut(&slot)
-                        && let Offset::Offset(o) = el.offset()
-                        && p.committed == Some(o as u64)
-                    {
-                        p.committed = None;
-                    }
-                }
-                drop(parts);
-                self.counters.commit_errors.fetch_add(1, Relaxed);
-                self.counters
-                    .error(&self.component, format!("commit failed: {e}"));
-            }
-        }
-    }
 }
 
 /// The `kafka` spout (see the module docs). Cloning gives a fresh, unopened spout with the same
@@ -1152,8 +536,9 @@ impl KafkaSpout {
                 ));
             }
         }
-        if opts.dead_letter_topic.is_some() && opts.retry.max_retries == 0 {
-            return Err("option `dead_letter_topic` needs `retry.max_retries` (at least 1): with 0 records are replayed for ever".into());
+        opts.retry.check("retry")?;
+        if opts.dead_letter_topic.is_some() && opts.retry.attempts_or(0) == 0 {
+            return Err("option `dead_letter_topic` needs `retry.max_retries` (at least 1, or `retry.attempts` at least 2): with 0 records are replayed for ever".into());
         }
         if !opts.fields.is_empty() && opts.payload != PayloadFormat::Json {
             return Err("option `fields` applies only with payload = \"json\"".into());
@@ -1219,46 +604,6 @@ impl KafkaSpout {
     }
 }
 
-/// The metadata check done when opening: every topic exists (else its name and the brokers).
-pub fn check_topics_exist<C: ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    brokers: &str,
-    topics: &[String],
-    option: &str,
-    timeout: Duration,
-) -> Result<(), String> {
-    for t in topics {
-        let md = client.fetch_metadata(Some(t), timeout).map_err(|e| {
-            if matches!(
-                e.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::OperationTimedOut)
-            ) {
-                format!(
-                    "brokers {brokers} unreachable: no metadata for topic {t:?} within {}",
-                    humantime::format_duration(timeout)
-                )
-            } else {
-                format!("cannot fetch the metadata of topic {t:?} from {brokers}: {e}")
-            }
-        })?;
-        let found = md.topics().iter().find(|m| m.name() == t);
-        let missing = match found {
-            None => true,
-            Some(m) => {
-                m.error().is_some_and(|e| {
-                    RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition
-                }) || m.partitions().is_empty()
-            }
-        };
-        if missing {
-            return Err(format!(
-                "topic {t:?} not found at {brokers}: create it, or fix option `{option}`"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The partitions a task reads with `assignment = "static"`: every partition of every topic
 /// (or those listed in `partitions`), in topic order then partition order, dealt out to the
 /// spout's tasks in turn.
@@ -1302,13 +647,6 @@ fn static_share<C: ClientContext>(
         .collect())
 }
 
-/// Applies `properties` to a librdkafka configuration.
-pub fn apply_properties(config: &mut ClientConfig, props: &BTreeMap<String, PropertyValue>) {
-    for (k, v) in props {
-        config.set(k, v.to_string());
-    }
-}
-
 /// The text of a key: UTF-8 text, else bytes; null when absent.
 fn key_value(key: Option<&[u8]>) -> Value {
     match key {
@@ -1324,39 +662,8 @@ fn key_value(key: Option<&[u8]>) -> Value {
 fn decode(m: &BorrowedMessage<'_>, opts: &KafkaOptions, topic: &SmolStr) -> Result<Values, String> {
     let data = m.payload().unwrap_or_default();
     let what = || format!("record {}/{}@{}", m.topic(), m.partition(), m.offset());
-    let value = match opts.payload {
-        PayloadFormat::Utf8 => Value::Str(SmolStr::new(String::from_utf8_lossy(data))),
-        PayloadFormat::Strict => match std::str::from_utf8(data) {
-            Ok(s) => Value::Str(SmolStr::new(s)),
-            Err(e) => {
-                return Err(format!(
-                    "{} is not UTF-8 (invalid byte at offset {})",
-                    what(),
-                    e.valid_up_to()
-                ));
-            }
-        },
-        PayloadFormat::Bytes => Value::from(bytes::Bytes::copy_from_slice(data)),
-        PayloadFormat::Json => match serde_json::from_slice::<Value>(data) {
-            Ok(doc) => doc,
-            Err(e) => return Err(format!("{} is not valid JSON: {e}", what())),
-        },
-    };
-    let mut extracted = Vec::new();
-    if !opts.fields.is_empty() {
-        let Some(map) = value.as_map() else {
-            return Err(format!(
-                "{} is a JSON {}, expected an object (for `fields`)",
-                what(),
-                value.type_name()
-            ));
-        };
-        extracted = opts
-            .fields
-            .iter()
-            .map(|f| map.get(f.as_str()).cloned().unwrap_or(Value::Null))
-            .collect();
-    }
+    let (value, extracted) =
+        decode_payload(opts.payload, data, &opts.fields).map_err(|e| format!("{} {e}", what()))?;
     let headers = match m.headers() {
         None => Value::Map(Arc::default()),
         Some(h) => Value::Map(Arc::new(
@@ -1520,14 +827,7 @@ impl Running {
                 }
                 part.handled(offset);
                 let data = m.payload().unwrap_or_default();
-                out.emit_to(
-                    ERROR_STREAM,
-                    values![
-                        reason,
-                        String::from_utf8_lossy(&data[..data.len().min(RAW_PREFIX)]).into_owned()
-                    ],
-                    None,
-                );
+                out.emit_to(ERROR_STREAM, values![reason, raw_prefix(data)], None);
             }
         }
         if part.uncommitted() >= opts.max_uncommitted && !part.paused {
@@ -1832,7 +1132,7 @@ impl Spout for KafkaSpout {
         let mut fields: Vec<&str> = BASE_FIELDS.to_vec();
         fields.extend(self.opts.fields.iter().map(String::as_str));
         out.declare(fields);
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -2074,8 +1374,7 @@ impl Spout for KafkaSpout {
         held.failures += 1;
         let failures = held.failures;
         let raw = held.raw.clone();
-        let give_up = opts.retry.max_retries != 0 && failures > opts.retry.max_retries;
-        if !give_up {
+        if !opts.retry.exhausted(failures, 0) {
             let wait = opts
                 .retry
                 .backoff
@@ -2085,8 +1384,9 @@ impl Spout for KafkaSpout {
             return;
         }
         let reason = format!(
-            "record {topic}/{partition}@{} failed {failures} times (retry.max_retries = {})",
-            id.1, opts.retry.max_retries
+            "record {topic}/{partition}@{} failed {failures} times (retry: at most {} tries)",
+            id.1,
+            opts.retry.attempts_or(0)
         );
         match (&r.dlq, &opts.dead_letter_topic) {
             (Some(producer), Some(dlt)) => {

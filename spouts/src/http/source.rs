@@ -111,10 +111,13 @@ use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::connector::counters;
+use crate::connector::encoding::{RAW_PREFIX, raw_prefix};
+use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -134,14 +137,8 @@ use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
 
-/// The stream refused bodies go to, with fields (`reason`, `raw`).
-pub const ERROR_STREAM: &str = "error";
-
 /// The health-check path (GET).
 pub const HEALTH_PATH: &str = "/health";
-
-/// How many bytes of a refused record the `raw` field keeps.
-const RAW_PREFIX: usize = 1024;
 
 /// How many records `next_tuple` emits at most per call.
 const DRAIN_PER_CALL: usize = 256;
@@ -208,86 +205,45 @@ impl Default for HttpOptions {
     }
 }
 
-/// What the server answered, shared by every task of a spout (and its clones).
-#[derive(Debug, Default)]
+counters! {
+    /// What the server answered, shared by every task of a spout (and its clones).
 pub struct HttpCounters {
-    requests: AtomicU64,
-    accepted: AtomicU64,
-    records: AtomicU64,
-    replayed: AtomicU64,
-    abandoned: AtomicU64,
-    malformed: AtomicU64,
-    too_large: AtomicU64,
-    unsupported: AtomicU64,
-    unauthorized: AtomicU64,
-    overloaded: AtomicU64,
-    ack_timeouts: AtomicU64,
-    unavailable: AtomicU64,
-    disconnects: AtomicU64,
-    errors_not_emitted: AtomicU64,
-    /// One warning a second at most.
-    warn: crate::warn::WarnLimit,
+        /// POST requests to the ingest path.
+        requests,
+        /// Requests answered 200.
+        accepted,
+        /// Records admitted for emission (each counted once; replays not counted).
+        records,
+        /// Records emitted again after a fail or time-out.
+        replayed,
+        /// Records dropped (not emitted, or not replayed) because their request had already been
+        /// answered non-200 or its client had gone.
+        abandoned,
+        /// Requests answered 400 (malformed body).
+        malformed,
+        /// Requests answered 413 (body or record count too large).
+        too_large,
+        /// Requests answered 415 (content type, charset or encoding).
+        unsupported,
+        /// Requests answered 401.
+        unauthorized,
+        /// Requests answered 503 because `max_pending_records` would have been exceeded.
+        overloaded,
+        /// Requests answered 503 because `ack_timeout` passed before every record was acked.
+        ack_timeouts,
+        /// Requests answered 503 because the spout was not active (stopping, paused, restarted).
+        unavailable,
+        /// Requests whose client went away while they waited for their acks.
+        disconnects,
+        /// `error` tuples not emitted because they came faster than the spout emitted them.
+        errors_not_emitted,
+        ;
+        /// One warning a second at most.
+        warn: crate::connector::warn::WarnLimit,
+    }
 }
 
 impl HttpCounters {
-    /// POST requests to the ingest path.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Relaxed)
-    }
-    /// Requests answered 200.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Relaxed)
-    }
-    /// Records admitted for emission (each counted once; replays not counted).
-    pub fn records(&self) -> u64 {
-        self.records.load(Relaxed)
-    }
-    /// Records emitted again after a fail or time-out.
-    pub fn replayed(&self) -> u64 {
-        self.replayed.load(Relaxed)
-    }
-    /// Records dropped (not emitted, or not replayed) because their request had already been
-    /// answered non-200 or its client had gone.
-    pub fn abandoned(&self) -> u64 {
-        self.abandoned.load(Relaxed)
-    }
-    /// Requests answered 400 (malformed body).
-    pub fn malformed(&self) -> u64 {
-        self.malformed.load(Relaxed)
-    }
-    /// Requests answered 413 (body or record count too large).
-    pub fn too_large(&self) -> u64 {
-        self.too_large.load(Relaxed)
-    }
-    /// Requests answered 415 (content type, charset or encoding).
-    pub fn unsupported(&self) -> u64 {
-        self.unsupported.load(Relaxed)
-    }
-    /// Requests answered 401.
-    pub fn unauthorized(&self) -> u64 {
-        self.unauthorized.load(Relaxed)
-    }
-    /// Requests answered 503 because `max_pending_records` would have been exceeded.
-    pub fn overloaded(&self) -> u64 {
-        self.overloaded.load(Relaxed)
-    }
-    /// Requests answered 503 because `ack_timeout` passed before every record was acked.
-    pub fn ack_timeouts(&self) -> u64 {
-        self.ack_timeouts.load(Relaxed)
-    }
-    /// Requests answered 503 because the spout was not active (stopping, paused, restarted).
-    pub fn unavailable(&self) -> u64 {
-        self.unavailable.load(Relaxed)
-    }
-    /// Requests whose client went away while they waited for their acks.
-    pub fn disconnects(&self) -> u64 {
-        self.disconnects.load(Relaxed)
-    }
-    /// `error` tuples not emitted because they came faster than the spout emitted them.
-    pub fn errors_not_emitted(&self) -> u64 {
-        self.errors_not_emitted.load(Relaxed)
-    }
-
     /// True at most once a second: whether a warning may be logged now.
     fn may_warn(&self) -> bool {
         self.warn.allow()
@@ -384,7 +340,7 @@ impl Refusal {
     }
 
     fn with_raw(mut self, raw: &[u8]) -> Refusal {
-        self.raw = Some(String::from_utf8_lossy(&raw[..raw.len().min(RAW_PREFIX)]).into_owned());
+        self.raw = Some(raw_prefix(raw));
         self
     }
 }
@@ -1190,7 +1146,7 @@ impl Spout for HttpSpout {
             (None, HttpFormat::Text) => out.declare(["line"]),
             (None, _) => out.declare(["record"]),
         };
-        out.declare_stream(ERROR_STREAM, ["reason", "raw"]);
+        out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
@@ -1239,7 +1195,7 @@ impl Spout for HttpSpout {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        crate::warn::spawn(async move {
+        crate::connector::warn::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(component = %source, "http server failed: {e}");

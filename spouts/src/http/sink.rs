@@ -70,8 +70,8 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 use serde::Deserialize;
 use topo_runtime::{BoxError, TaskContext, Tuple};
 
-use crate::file_sink::encode_json;
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::connector::sink::encode_json;
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How the `http` sink encodes a batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -162,7 +162,7 @@ impl HttpWriter {
     /// A writer with these options, or what is wrong with them (naming the option and value).
     pub fn new(opts: HttpSinkOptions) -> Result<HttpWriter, String> {
         opts.batch.check()?;
-        opts.retry.check()?;
+        opts.retry.check_sink("retry")?;
         let url = reqwest::Url::parse(&opts.url)
             .map_err(|e| format!("option `url` is not a valid URL ({e}): {:?}", opts.url))?;
         if !matches!(url.scheme(), "http" | "https") || !url.has_host() {

@@ -63,17 +63,19 @@
 
 use std::sync::Arc;
 
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
+
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde::Deserialize;
 use smol_str::SmolStr;
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
-use crate::file_sink::encode_json;
-use crate::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use super::{describe, kinesis_options};
+use crate::connector::counters;
+use crate::connector::sink::encode_json;
+use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use schemars::JsonSchema;
 
 /// Records per PutRecords call, at most (the service's limit).
 pub const MAX_PUT_RECORDS: usize = 500;
@@ -82,20 +84,11 @@ pub const MAX_PUT_BYTES: usize = 5 << 20;
 /// Bytes of one record's data and key, at most (the service's limit).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
+kinesis_options! {
 /// Options of the `kinesis` sink.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KinesisSinkOptions {
-    /// The stream's name.
-    pub stream: String,
-    /// The AWS region; default: the SDK's (environment, profile), else `us-east-1`.
-    pub region: Option<String>,
-    /// The service's URL (a Kinesis-compatible server); default: AWS's endpoint of the region.
-    pub endpoint: Option<String>,
-    /// A static access key id (with `secret_access_key`); default: the SDK's credential chain.
-    pub access_key_id: Option<String>,
-    /// The secret of `access_key_id`.
-    pub secret_access_key: Option<String>,
     /// The field whose value is the partition key.
     pub partition_key_field: String,
     /// The field sent as the record's data; default: the tuple as a JSON object.
@@ -105,26 +98,12 @@ pub struct KinesisSinkOptions {
     /// How failed puts are retried.
     pub retry: RetryOptions,
 }
+}
 
 impl KinesisSinkOptions {
     /// Checks the values; the error names the option.
     pub fn check(&self) -> Result<(), String> {
-        if self.stream.is_empty() || self.stream.len() > 128 {
-            return Err("option `stream`: expected the stream's name (1 to 128 characters)".into());
-        }
-        if let Some(e) = &self.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return Err(format!(
-                "option `endpoint` = {e:?}: expected an http:// or https:// URL (e.g. \"http://127.0.0.1:4567\")"
-            ));
-        }
-        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
-            return Err("options `access_key_id` and `secret_access_key` go together".into());
-        }
-        if self.region.as_deref() == Some("") {
-            return Err("option `region` is empty: expected e.g. \"us-east-1\"".into());
-        }
+        self.connection().check()?;
         if self.partition_key_field.is_empty() {
             return Err("option `partition_key_field`: expected the name of the field holding the partition key".into());
         }
@@ -144,34 +123,26 @@ impl KinesisSinkOptions {
                 self.batch.max_bytes
             ));
         }
-        self.retry.check()
+        self.retry.check_sink("retry")
     }
 }
 
-/// Counts of one sink (shared by its tasks).
-#[derive(Debug, Default)]
-pub struct KinesisSinkCounters {
-    put: std::sync::atomic::AtomicU64,
-    entry_failures: std::sync::atomic::AtomicU64,
-    call_failures: std::sync::atomic::AtomicU64,
-    last_error: std::sync::Mutex<Option<String>>,
+counters! {
+    /// Counts of one sink (shared by its tasks).
+    pub struct KinesisSinkCounters {
+        /// Records the stream accepted.
+        put,
+        /// Entries refused inside successful PutRecords calls (sent again).
+        entry_failures,
+        /// PutRecords calls that failed whole.
+        call_failures,
+        ;
+        /// The text of the last failed try.
+        last_error: std::sync::Mutex<Option<String>>,
+    }
 }
 
 impl KinesisSinkCounters {
-    /// Records the stream accepted.
-    pub fn put(&self) -> u64 {
-        self.put.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    /// Entries refused inside successful PutRecords calls (sent again).
-    pub fn entry_failures(&self) -> u64 {
-        self.entry_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-    /// PutRecords calls that failed whole.
-    pub fn call_failures(&self) -> u64 {
-        self.call_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
     /// The text of the last failed try, if any.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
@@ -253,39 +224,9 @@ fn key_text(v: &Value) -> Option<SmolStr> {
     }
 }
 
-/// What to do when no credentials could be loaded.
-const NO_CREDENTIALS: &str = "no AWS credentials could be loaded: set AWS_ACCESS_KEY_ID and \
-    AWS_SECRET_ACCESS_KEY, an AWS profile, or the options `access_key_id` and `secret_access_key`";
-
-/// A short text of an SDK error, with its service error code and message.
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
-    // A credentials failure surfaces as a dispatch failure: name it for what it is.
-    let creds = std::iter::successors(std::error::Error::source(e), |e| e.source())
-        .find_map(|e| e.downcast_ref::<CredentialsError>());
-    match (creds, e) {
-        (Some(c), _) => format!("{NO_CREDENTIALS} ({})", DisplayErrorContext(c)),
-        (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
-            format!("endpoint unreachable: {}", DisplayErrorContext(e))
-        }
-        _ => DisplayErrorContext(e).to_string(),
-    }
-}
-
 impl BatchWriter for KinesisWriter {
     async fn open(&mut self, _ctx: &TaskContext) -> Result<(), BoxError> {
-        let o = &self.opts;
-        let credentials = o
-            .access_key_id
-            .as_deref()
-            .zip(o.secret_access_key.as_deref());
-        self.client = Some(
-            topo_spouts::kinesis::kinesis_client(
-                o.region.as_deref(),
-                o.endpoint.as_deref(),
-                credentials,
-            )
-            .await,
-        );
+        self.client = Some(self.opts.connection().client().await);
         Ok(())
     }
 

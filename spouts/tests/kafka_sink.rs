@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use topo_bolts::{KafkaSink, KafkaSinkCounters, KafkaSinkOptions};
 use topo_dsl::TopologyBuilder;
 use topo_runtime::testing::{CaptureBolt, VecSpout};
 use topo_runtime::{BoltFactory, Values, values};
+use topo_spouts::{KafkaSink, KafkaSinkCounters, KafkaSinkOptions};
 
 use topo_test_support::kafka::*;
 use topo_test_support::unique;

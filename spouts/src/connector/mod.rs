@@ -1,0 +1,36 @@
+//! The connector layer: what every source and sink of the edge shares, held once.
+//!
+//! ```text
+//!  source:  bytes ──encoding──► Value ──► emit ──► ... ack ──► acked::AckedPrefix ──► checkpoint (state::state_dir)
+//!              └─ undecodable ──► ERROR_STREAM (SOURCE_ERROR_FIELDS: reason, raw)
+//!  sink:    input ──► sink::BatchSink<W> ──write──► ack        failed write ──► retry::RetryOptions
+//!              └─ never writable ──► ERROR_STREAM (SINK_ERROR_FIELDS: reason, record)
+//!  both:    counters! (atomic counters + getters), warn (one warning a second, errors kept)
+//! ```
+//!
+//! - [`acked`]: the acked-prefix tracker of the sources that resume from a position.
+//! - [`counters`]: the counters struct of a connector (the crate-internal `counters!` macro).
+//! - [`encoding`]: line encodings and payload formats, bytes to a value or the reason not.
+//! - [`retry`]: retries and back-off, one set of options.
+//! - [`sink`]: what every durable sink shares — batching, ack after the write, retries, the
+//!   `record` of an `error` tuple and the JSON encoding of a tuple.
+//! - [`state`]: the state directory of a component.
+//! - `warn`: the warning limiter and the error log (crate-internal).
+
+pub mod acked;
+pub mod counters;
+pub mod encoding;
+pub mod retry;
+pub mod sink;
+pub mod state;
+pub(crate) mod warn;
+
+pub(crate) use counters::counters;
+pub use topo_runtime::ERROR_STREAM;
+
+/// The fields of a source's `error` stream: why the input was refused, and the first KiB of it.
+pub const SOURCE_ERROR_FIELDS: [&str; 2] = ["reason", "raw"];
+
+/// The fields of a sink's `error` stream: why the input can never be written, and the input as
+/// a map of field name to value ([`sink::record`]).
+pub const SINK_ERROR_FIELDS: [&str; 2] = ["reason", "record"];

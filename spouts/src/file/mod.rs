@@ -1,0 +1,12 @@
+//! Files: the `file` spout ([`source`], tailing files and globs) and the `file` sink ([`sink`],
+//! JSON-lines or CSV files written in batches).
+//!
+//! ```text
+//!  files (globs, rotation) ──► FileSpout ──► bolts ──► FileWriter (BatchSink) ──► out/*.jsonl[.gz]
+//! ```
+
+pub mod sink;
+pub mod source;
+
+pub use sink::*;
+pub use source::*;
