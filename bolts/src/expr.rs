@@ -60,7 +60,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::record::record;
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Program, Value as Cel};
 use indexmap::IndexMap;
@@ -329,7 +328,7 @@ fn cel_type(v: &Cel) -> String {
 fn emit_error(out: &mut BasicCollector<'_>, reason: String, input: &Tuple) {
     let mut vals = Values::new();
     vals.push(Value::from(reason));
-    vals.push(record(input));
+    vals.push(input.to_record());
     out.emit_to(ERROR_STREAM, vals);
 }
 

@@ -66,7 +66,6 @@
 //! - Per window the work is linear in its tuples plus the outputs; the outputs of a many-to-many
 //!   key are their cross product, as in SQL.
 
-use crate::record::record;
 pub use crate::window::Anchoring;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -762,7 +761,7 @@ impl Bolt for Join {
 fn emit_error(out: &mut OutputCollector<'_>, reason: String, input: &Tuple) {
     let mut vals = Values::new();
     vals.push(Value::from(reason));
-    vals.push(record(input));
+    vals.push(input.to_record());
     out.emit_to(ERROR_STREAM, &[input], vals);
     out.ack(input);
 }

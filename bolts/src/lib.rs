@@ -35,7 +35,6 @@ pub mod expr;
 pub mod join;
 pub mod parse;
 pub mod rank;
-mod record;
 pub mod sentiment;
 pub mod stdout;
 pub mod throttle;

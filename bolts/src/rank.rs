@@ -71,7 +71,6 @@
 //! - State is in memory and not replayed after a crash.
 //! - The first windows after start hold fewer than `window / emit_every` slots of data.
 
-use crate::record::record;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,7 +135,7 @@ fn object_key(v: &Value) -> SmolStr {
 fn emit_error(out: &mut BasicCollector<'_>, reason: String, input: &Tuple) {
     let mut vals = Values::new();
     vals.push(Value::from(reason));
-    vals.push(record(input));
+    vals.push(input.to_record());
     out.emit_to(ERROR_STREAM, vals);
 }
 

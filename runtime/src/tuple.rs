@@ -192,6 +192,18 @@ impl Tuple {
         &self.values
     }
 
+    /// The tuple as one [`Value::Map`] of field name to value: the `record` field of an
+    /// [`ERROR_STREAM`] tuple, so a rejected input travels whole with its reason.
+    pub fn to_record(&self) -> Value {
+        let map: std::collections::BTreeMap<SmolStr, Value> = self
+            .fields()
+            .iter()
+            .cloned()
+            .zip(self.values.iter().cloned())
+            .collect();
+        Value::from(map)
+    }
+
     /// Takes the values out of the tuple.
     pub fn into_values(self) -> Values {
         self.values

@@ -160,10 +160,11 @@ use crate::connector::state::state_dir;
 use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -203,7 +204,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const STATE_HEADER: &str = "# topo feed seen set: one fullname a line, least recently seen first";
 
 /// Which listing of a subreddit is polled.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FeedListing {
     /// New submissions (t3): `/r/{subreddit}/new.json`.
@@ -230,7 +233,7 @@ impl FeedListing {
 }
 
 /// OAuth client credentials (Reddit's "application only" grant).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthOptions {
     /// The application's client id (required).
@@ -258,7 +261,7 @@ impl fmt::Debug for OAuthOptions {
 }
 
 /// Options of the `feed` spout.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeedOptions {
     /// The API base; unset = Reddit's (`https://oauth.reddit.com` with `oauth`).
@@ -271,17 +274,21 @@ pub struct FeedOptions {
     pub limit: u32,
     /// The wait after a poll that brought new items.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub poll_interval: Duration,
     /// The longest wait between polls that bring nothing (each doubles the wait).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub max_poll_interval: Duration,
     /// The longest wait after errors (each doubles the wait, from `poll_interval`).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub max_backoff: Duration,
     /// Requests per poll at most when whole pages are new.
     pub max_pages: u32,
     /// Timeout of each HTTP request.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub timeout: Duration,
     /// The User-Agent header.
     pub user_agent: String,
@@ -1791,6 +1798,42 @@ impl TaskState {
                 n += 1;
             }
         }
+    }
+}
+
+/// The `feed` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "feed",
+            "new submissions or comments of subreddits from a Reddit-compatible listing API, each once across polls and restarts (seen set written after acks), oldest first; OAuth, rate limits; bad responses to `error`",
+            FeedSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components feed`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.news]
+kind = "feed"
+subreddits = ["worldnews", "news+politics"]   # "a+b": one multireddit
+listing = "submissions"   # or "comments"
+user_agent = "linux:my-news-app:v1.0 (by /u/me)"
+poll_interval = "5s"      # polls that bring nothing back off up to max_poll_interval
+max_poll_interval = "16s"
+# oauth = { client_id = "...", client_secret = "..." }   # then oauth.reddit.com
+# state_dir = "state/news"  # seen fullnames, written after acks; a restart emits each item once
+max_items = 0             # 0 = without end; n = end after n new items
+
+# bad responses and items, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "news", stream = "error" }]
+"#;
+
+impl FromOptions for FeedSpout {
+    type Options = FeedOptions;
+    fn from_options(options: FeedOptions) -> Result<Self, String> {
+        FeedSpout::new(options)
     }
 }
 

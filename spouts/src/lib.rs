@@ -111,8 +111,27 @@ pub use redis::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
 pub use socket::{LineCounters, ReconnectOptions, SocketMode, SocketOptions, SocketSpout};
 pub use stdin::{StdinOptions, StdinSpout};
 
-/// The kinds of this crate that describe themselves, in the order `topo components` lists them:
+/// Every kind of this crate (of the features built), system by system, in the order
+/// `topo components` lists them:
 /// add them to a [`topo_dsl::Registry`] with [`Registry::add`](topo_dsl::Registry::add).
 pub fn kinds() -> Vec<topo_dsl::Kind> {
-    [generator::kinds()].into_iter().flatten().collect()
+    let mut kinds = generator::kinds();
+    kinds.extend(file::kinds());
+    kinds.extend(socket::kinds());
+    kinds.extend(stdin::kinds());
+    #[cfg(feature = "feed")]
+    kinds.extend(feed::kinds());
+    #[cfg(feature = "http")]
+    kinds.extend(http::kinds());
+    #[cfg(feature = "mqtt")]
+    kinds.extend(mqtt::source::kinds());
+    #[cfg(feature = "kafka")]
+    kinds.extend(kafka::kinds());
+    #[cfg(feature = "kinesis")]
+    kinds.extend(kinesis::kinds());
+    #[cfg(feature = "postgres")]
+    kinds.extend(postgres::kinds());
+    #[cfg(feature = "redis")]
+    kinds.extend(redis::kinds());
+    kinds
 }

@@ -92,17 +92,20 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use smol_str::{SmolStr, format_smolstr};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How each batch is written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PostgresMode {
     /// Plain `INSERT`.
@@ -113,7 +116,7 @@ pub enum PostgresMode {
 }
 
 /// Which tuple field goes to which column.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PostgresColumns {
     /// Each name is both the column and the tuple field.
@@ -129,7 +132,7 @@ impl Default for PostgresColumns {
 }
 
 /// Options of the `postgres` sink; see the [module docs](self).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostgresOptions {
     /// Connection string: a `postgres://` URL or libpq `key=value` pairs (required).
@@ -146,6 +149,7 @@ pub struct PostgresOptions {
     pub application_name: Option<String>,
     /// The session's `statement_timeout`, and the bound on connecting and on each write.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub timeout: Duration,
     /// When to write a batch.
     pub batch: BatchOptions,
@@ -1094,5 +1098,38 @@ impl BatchWriter for PostgresWriter {
 
     async fn close(&mut self) {
         self.conn = None;
+    }
+}
+
+/// The `postgres` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "postgres",
+            "writes batches to a PostgreSQL table (insert or upsert, one transaction each), acks after the commit; bad rows to the `error` stream (reason, record)",
+            PostgresSink::bolt,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components postgres`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.store]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/test"
+table = "word_counts"     # must exist: CREATE TABLE word_counts (word text PRIMARY KEY, count bigint)
+columns = ["word", "count"]
+mode = "upsert"           # or "insert"
+key = ["word"]
+batch = { max_records = 500, interval = "1s" }      # one transaction per batch, acked after commit
+retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }
+inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
+"#;
+
+impl FromOptions for PostgresSink {
+    type Options = PostgresOptions;
+    fn from_options(options: PostgresOptions) -> Result<Self, String> {
+        PostgresSink::new(options)
     }
 }

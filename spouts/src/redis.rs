@@ -79,8 +79,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
 use crate::connector::sink::{
@@ -88,7 +89,9 @@ use crate::connector::sink::{
 };
 
 /// The command applied per record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisCommand {
     /// `ZADD key score member`: a sorted set's absolute score.
@@ -134,7 +137,7 @@ impl RedisCommand {
 }
 
 /// Options of the `redis` sink; see the [module docs](self).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisOptions {
     /// The server: `redis://[user:password@]host:port/db` (required).
@@ -149,9 +152,11 @@ pub struct RedisOptions {
     pub value: Option<String>,
     /// If set, `PEXPIRE` every key written with this time to live.
     #[serde(with = "humantime_serde::option")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub ttl: Option<Duration>,
     /// Bound on connecting and on waiting for each reply.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub timeout: Duration,
     /// When to write a batch.
     pub batch: BatchOptions,
@@ -742,5 +747,37 @@ impl BatchWriter for RedisWriter {
 
     async fn close(&mut self) {
         self.conn = None;
+    }
+}
+
+/// The `redis` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "redis",
+            "applies one Redis command per record (sorted sets, hashes, strings, lists) in MULTI/EXEC batches, acks after the reply; refused commands to the `error` stream",
+            RedisSink::bolt,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components redis`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.board]
+kind = "redis"
+url = "redis://127.0.0.1:6379/0"
+command = "zadd"          # zincrby, hset, hincrby, set, incrby, rpush
+key = "leaderboard:{region}"   # {field} takes the tuple's value
+member = "word"
+value = "count"
+ttl = "1d"
+inputs = [{ from = "counts", grouping = { fields = ["word"] } }]
+"#;
+
+impl FromOptions for RedisSink {
+    type Options = RedisOptions;
+    fn from_options(options: RedisOptions) -> Result<Self, String> {
+        RedisSink::new(options)
     }
 }

@@ -76,13 +76,14 @@ use crate::connector::retry::RetryOptions;
 use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, FramedRead};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -94,7 +95,9 @@ const DRAIN_PER_CALL: usize = 64;
 const CHANNEL_CAPACITY: usize = 1024;
 
 /// Whether the `socket` spout connects or listens.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SocketMode {
     /// Connect to `address` and read its lines; reconnect when the connection ends.
@@ -110,7 +113,7 @@ pub enum SocketMode {
 pub type ReconnectOptions = RetryOptions;
 
 /// Options of the `socket` spout.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SocketOptions {
     /// Connect (client) or listen (server).
@@ -703,5 +706,38 @@ async fn run_server(
                 }
             }
         });
+    }
+}
+
+/// The `socket` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "socket",
+            "lines over TCP as a client (reconnects with backoff) or a server of many clients; unacked lines kept in memory and replayed on fail; bad lines to `error`",
+            SocketSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components socket`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.lines]
+kind = "socket"
+mode = "client"           # read from `nc -lk 9999`; or "server": listen (fields line, peer)
+address = "127.0.0.1:9999"
+max_line_bytes = 1048576  # longer lines go to the `error` stream (reason, raw)
+encoding = "lossy"        # or "strict" (bad UTF-8 to `error`) or "bytes"
+reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
+
+# bad lines, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "lines", stream = "error" }]
+"#;
+
+impl FromOptions for SocketSpout {
+    type Options = SocketOptions;
+    fn from_options(options: SocketOptions) -> Result<Self, String> {
+        SocketSpout::new(options)
     }
 }

@@ -47,10 +47,11 @@ use std::io::Read;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio_util::io::StreamReader;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext};
 
 use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
@@ -62,7 +63,7 @@ use crate::socket::{
 const CHUNK: usize = 64 * 1024;
 
 /// Options of the `stdin` spout.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StdinOptions {
     /// The longest line accepted, in bytes (without the `\n`).
@@ -224,5 +225,33 @@ impl Spout for StdinSpout {
 
     async fn close(&mut self) {
         self.stop = None;
+    }
+}
+
+/// The `stdin` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "stdin",
+            "lines of standard input; exhausted at end of input once every line is acked (`topo run --until-idle` ends); bad lines to `error`",
+            StdinSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components stdin`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.lines]
+kind = "stdin"            # `cat access.log | topo run t.toml --until-idle` ends at end of input
+max_line_bytes = 1048576
+encoding = "lossy"
+field = "line"
+"#;
+
+impl FromOptions for StdinSpout {
+    type Options = StdinOptions;
+    fn from_options(options: StdinOptions) -> Result<Self, String> {
+        StdinSpout::new(options)
     }
 }

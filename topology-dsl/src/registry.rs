@@ -100,24 +100,6 @@ pub struct OptionDoc {
     pub doc: String,
 }
 
-impl OptionDoc {
-    /// An option's documentation, written by hand (for [`Registry::register_spout`] and its
-    /// siblings).
-    pub fn new(name: &str, ty: &str, default: &str, doc: &str) -> OptionDoc {
-        OptionDoc {
-            name: name.into(),
-            ty: ty.into(),
-            required: default == "(required)" || doc.ends_with("(required)"),
-            default: if default == "(required)" {
-                String::new()
-            } else {
-                default.into()
-            },
-            doc: doc.trim_end_matches("(required)").trim_end().into(),
-        }
-    }
-}
-
 /// An options table that does not fit a kind's options struct, or an unknown kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OptionError {
@@ -376,109 +358,6 @@ impl Registry {
     pub fn add(&mut self, kind: Kind) -> &mut Self {
         self.insert(kind);
         self
-    }
-
-    /// Registers a kind whose options `O` are turned into a component factory by `factory`.
-    fn register_with<O>(
-        &mut self,
-        kind: &str,
-        description: &str,
-        options_doc: Vec<OptionDoc>,
-        role: Role,
-        factory: impl Fn(O) -> ComponentFactory + Send + Sync + 'static,
-    ) -> &mut Self
-    where
-        O: DeserializeOwned + 'static,
-    {
-        self.insert(Kind {
-            name: kind.into(),
-            role,
-            description: description.into(),
-            schema: |_| schemars::json_schema!({ "type": "object" }),
-            field_order: Vec::new,
-            options: Arc::new(options_doc.into()),
-            example: None,
-            make: Arc::new(move |v| Ok(factory(parse_options(v)?))),
-        });
-        self
-    }
-
-    /// Registers a spout kind with hand-written option docs (its options are not checked by
-    /// `topo schema`); prefer [`Kind::spout`], whose docs come from the options struct.
-    /// `make` builds one spout instance (per task) from the options.
-    /// Registering a spout name again replaces the earlier spout kind (a bolt of that name stays).
-    pub fn register_spout<O, S>(
-        &mut self,
-        kind: &str,
-        description: &str,
-        options_doc: Vec<OptionDoc>,
-        make: impl Fn(&O) -> S + Send + Sync + 'static,
-    ) -> &mut Self
-    where
-        O: DeserializeOwned + Clone + Send + Sync + 'static,
-        S: Spout,
-    {
-        let make = Arc::new(make);
-        self.register_with(
-            kind,
-            description,
-            options_doc,
-            Role::Spout,
-            move |opts: O| {
-                let make = make.clone();
-                ComponentFactory::Spout(SpoutFactory::new(move || make(&opts)))
-            },
-        )
-    }
-
-    /// Registers a [`BasicBolt`] kind.
-    pub fn register_basic_bolt<O, B>(
-        &mut self,
-        kind: &str,
-        description: &str,
-        options_doc: Vec<OptionDoc>,
-        make: impl Fn(&O) -> B + Send + Sync + 'static,
-    ) -> &mut Self
-    where
-        O: DeserializeOwned + Clone + Send + Sync + 'static,
-        B: BasicBolt,
-    {
-        let make = Arc::new(make);
-        self.register_with(
-            kind,
-            description,
-            options_doc,
-            Role::Bolt,
-            move |opts: O| {
-                let make = make.clone();
-                ComponentFactory::Bolt(BoltFactory::basic(move || make(&opts)))
-            },
-        )
-    }
-
-    /// Registers a full [`Bolt`] kind.
-    pub fn register_bolt<O, B>(
-        &mut self,
-        kind: &str,
-        description: &str,
-        options_doc: Vec<OptionDoc>,
-        make: impl Fn(&O) -> B + Send + Sync + 'static,
-    ) -> &mut Self
-    where
-        O: DeserializeOwned + Clone + Send + Sync + 'static,
-        B: Bolt,
-    {
-        let make = Arc::new(make);
-        self.register_with(
-            kind,
-            description,
-            options_doc,
-            Role::Bolt,
-            move |opts: O| {
-                let make = make.clone();
-                ComponentFactory::Bolt(BoltFactory::full(move || make(&opts)))
-            },
-        )
     }
 
     /// Every kind, in registration order.

@@ -144,7 +144,6 @@ use topo_runtime::{
 };
 
 use crate::expr::{ERROR_FIELDS, ERROR_STREAM};
-use crate::record::record;
 
 mod aggregate;
 mod options;
@@ -628,7 +627,7 @@ impl Window {
 fn reject(out: &mut OutputCollector<'_>, stream: &str, first: Value, input: Tuple) {
     let mut vals = Values::new();
     vals.push(first);
-    vals.push(record(&input));
+    vals.push(input.to_record());
     out.emit_to(stream, &[&input], vals);
     out.ack(&input);
 }

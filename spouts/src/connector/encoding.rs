@@ -29,7 +29,7 @@ pub fn raw_prefix(bytes: &[u8]) -> String {
 }
 
 /// How a line's bytes become a value (`socket`, `stdin`, `file`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// A string; invalid UTF-8 is replaced by U+FFFD.
@@ -42,7 +42,7 @@ pub enum Encoding {
 }
 
 /// How a payload becomes a value (`kafka`, `kinesis`, `mqtt`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
     /// Text; invalid UTF-8 replaced by U+FFFD.

@@ -20,17 +20,17 @@ pub const SINK_ATTEMPTS: u32 = 5;
 
 /// How a connector retries what failed: waits doubling from `backoff` up to `max_backoff`, and
 /// how many tries before it gives up.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryOptions {
     /// The first wait after a failure; doubles after each failure in a row, up to
     /// `max_backoff`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub backoff: Duration,
     /// The longest wait between tries.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub max_backoff: Duration,
     /// Tries (of a write, a connection, a call, a record's delivery) after which the connector
     /// gives up; 0 = never give up. Unset = the connector's default: 5 for the sinks (which

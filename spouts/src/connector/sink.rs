@@ -63,9 +63,7 @@
 //! default), or its tree times out and is replayed while still pending here (written twice, not
 //! lost).
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::connector::retry::RetryOptions;
@@ -82,7 +80,7 @@ use topo_runtime::{
 
 /// When a sink writes its pending batch, besides whenever its input runs dry and at the end of
 /// input (see the [module docs](self)).
-#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchOptions {
     /// Write when this many records are pending (at least 1).
@@ -91,7 +89,7 @@ pub struct BatchOptions {
     pub max_bytes: usize,
     /// Write when the oldest pending record has waited this long.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub interval: Duration,
 }
 
@@ -283,15 +281,10 @@ impl<W: BatchWriter> BatchSink<W> {
     }
 }
 
-/// The input as a [`Value::Map`] of field name to value (the `record` of an `error` stream).
+/// The input as a [`Value::Map`] of field name to value (the `record` of an `error` stream):
+/// [`Tuple::to_record`].
 pub fn record(input: &Tuple) -> Value {
-    let map: BTreeMap<SmolStr, Value> = input
-        .fields()
-        .iter()
-        .cloned()
-        .zip(input.values().iter().cloned())
-        .collect();
-    Value::Map(Arc::new(map))
+    input.to_record()
 }
 
 impl<W: BatchWriter> Bolt for BatchSink<W> {

@@ -10,3 +10,10 @@ pub mod source;
 
 pub use sink::*;
 pub use source::*;
+
+/// The `file` spout and sink kinds, for the registry.
+pub fn kinds() -> Vec<topo_dsl::Kind> {
+    let mut kinds = source::kinds();
+    kinds.extend(sink::kinds());
+    kinds
+}

@@ -93,16 +93,19 @@ use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::time::Instant;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BoxError, StreamSchema, TaskContext, Tuple, Value, clock};
 
 use crate::connector::sink::encode_json;
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How the `file` sink encodes records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     /// One JSON object per line, keyed by field name (`.jsonl`).
@@ -122,13 +125,14 @@ impl FileFormat {
 }
 
 /// When the `file` sink starts a new file.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RotateOptions {
     /// Close the file once its size on disk reaches this many bytes. Default 128 MiB.
     pub max_bytes: u64,
     /// Close the file once it has been open this long. Default 1 h.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub max_age: Duration,
 }
 
@@ -142,7 +146,7 @@ impl Default for RotateOptions {
 }
 
 /// Options of the `file` sink (see the [module docs](self)).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkOptions {
     /// The directory the files are written to; created if missing. Required.
@@ -771,6 +775,38 @@ fn encode_csv(
     }
     csv.end(buf);
     Ok(())
+}
+
+/// The `file` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "file",
+            "writes records to JSON-lines or CSV files in batches, acking after fsync; rotation by size and age, optional gzip; records lacking a field to the `error` stream",
+            |w: &FileWriter| w.clone().into_sink(),
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components file`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.archive]
+kind = "file"
+dir = "out/logs"          # files <prefix>-<task>-<UTC time>-<seq>.jsonl.gz; ".part" while written
+prefix = "access"
+format = "jsonl"          # or "csv" (a header line per file)
+gzip = true               # one gzip member per batch: every acked record is readable
+rotate = { max_bytes = 134217728, max_age = "1h" }
+batch = { max_records = 500, interval = "1s" }      # appended and fsynced, then acked
+inputs = [{ from = "server_errors" }]
+"#;
+
+impl FromOptions for FileWriter {
+    type Options = FileSinkOptions;
+    fn from_options(options: FileSinkOptions) -> Result<Self, String> {
+        FileWriter::new(options)
+    }
 }
 
 #[cfg(test)]

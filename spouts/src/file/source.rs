@@ -116,6 +116,7 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -139,7 +140,9 @@ const EMIT_PER_CALL: usize = 256;
 const FINGERPRINT_BYTES: u64 = 256;
 
 /// Where a file found at start-up without a checkpoint begins.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StartAt {
     /// At its first byte.
@@ -150,7 +153,7 @@ pub enum StartAt {
 }
 
 /// Options of the `file` spout.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileOptions {
     /// Glob patterns of the files to read (required); a pattern matching a directory means the
@@ -162,9 +165,11 @@ pub struct FileOptions {
     pub start_at: StartAt,
     /// How often the globs are expanded and open files checked for new data.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub poll_interval: Duration,
     /// How often acked offsets are written to the state directory.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub checkpoint_interval: Duration,
     /// Where checkpoints are kept; default `$TOPO_STATE_DIR/<topology>/<component>`, with
     /// `TOPO_STATE_DIR` defaulting to `.topo/state` under the working directory.
@@ -1292,6 +1297,38 @@ impl Spout for FileSpout {
         let files = snapshot(&st.entries);
         save(&st.state_file, &files, &self.shared).await;
         self.state = None;
+    }
+}
+
+/// The `file` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "file",
+            "tails files through globs (appends, rotation, truncation, new files); per-file checkpoints of the acked lines, so a restart resumes without loss; bad lines to `error`",
+            FileSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components file`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.logs]
+kind = "file"
+paths = ["/var/log/app/*.log", "/var/log/app/*.log.1"]   # globs; keep rotated names matched
+exclude = ["**/debug*"]
+start_at = "beginning"    # or "end": skip what a file found at start-up already holds
+poll_interval = "250ms"
+checkpoint_interval = "1s"   # acked offsets per file under state_dir (default .topo/state/<topology>/<component>)
+include_path = true       # fields: line, path, offset
+# until_eof = true        # read what is there, then end (`topo run --until-idle`)
+"#;
+
+impl FromOptions for FileSpout {
+    type Options = FileOptions;
+    fn from_options(options: FileOptions) -> Result<Self, String> {
+        FileSpout::new(options)
     }
 }
 

@@ -67,14 +67,17 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BoxError, TaskContext, Tuple};
 
 use crate::connector::sink::encode_json;
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
 
 /// How the `http` sink encodes a batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HttpEncoding {
     /// One JSON object per line (`application/x-ndjson`).
@@ -85,7 +88,7 @@ pub enum HttpEncoding {
 }
 
 /// Options of the `http` sink (see the [module docs](self)).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkOptions {
     /// The `http://` or `https://` address batches are POSTed to. Required.
@@ -98,6 +101,7 @@ pub struct HttpSinkOptions {
     pub headers: BTreeMap<String, String>,
     /// How long one request may take, connecting included. Default 10 s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub timeout: Duration,
     /// Compress the body with gzip (`Content-Encoding: gzip`). Default false.
     #[serde(default)]
@@ -334,4 +338,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     s
+}
+
+/// The `http` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "http",
+            "POSTs batches of records (NDJSON or a JSON array), acking on 2xx; 408/429/5xx and connection errors retried with back-off, other answers to the `error` stream",
+            |w: &HttpWriter| w.clone().into_sink(),
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components http`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.ship]
+kind = "http"
+url = "http://127.0.0.1:8080/ingest"
+encoding = "ndjson"       # or "json": one array per batch
+headers = { Authorization = "Bearer ${INGEST_TOKEN:-dev}" }
+timeout = "10s"
+retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }   # 408/429/5xx retried; other 4xx to `error`
+inputs = [{ from = "shaped" }]
+"#;
+
+impl FromOptions for HttpWriter {
+    type Options = HttpSinkOptions;
+    fn from_options(options: HttpSinkOptions) -> Result<Self, String> {
+        HttpWriter::new(options)
+    }
 }

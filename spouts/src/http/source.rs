@@ -127,12 +127,13 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -153,7 +154,9 @@ const PARSE_INLINE_MAX: usize = 256 * 1024;
 const RETRY_AFTER_SECS: &str = "1";
 
 /// How request bodies are read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HttpFormat {
     /// By `Content-Type`: JSON, NDJSON or text lines; anything else is refused (415).
@@ -168,7 +171,7 @@ pub enum HttpFormat {
 }
 
 /// Options of the `http` spout.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpOptions {
     /// `host:port` to listen on (required).
@@ -185,6 +188,7 @@ pub struct HttpOptions {
     pub max_pending_records: usize,
     /// How long a request waits for its records' acks before it is answered 503.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub ack_timeout: Duration,
     /// When set, requests need `Authorization: Bearer <auth_token>`.
     pub auth_token: Option<String>,
@@ -1244,5 +1248,41 @@ impl Spout for HttpSpout {
         }
         // Dropping the guard cancels the token: the server stops accepting connections.
         self.stop = None;
+    }
+}
+
+/// The `http` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "http",
+            "records POSTed over HTTP (JSON, NDJSON, text lines, gzip); 200 only once acked downstream, 503 + Retry-After under backpressure, 400/413/415 with the reason; GET /health",
+            HttpSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components http`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.ingest]
+kind = "http"
+address = "127.0.0.1:8080"  # curl -H 'Content-Type: application/x-ndjson' --data-binary @events.ndjson localhost:8080/ingest
+path = "/ingest"
+format = "auto"           # by Content-Type: application/json, application/x-ndjson, text/plain
+fields = ["host", "status", "path"]   # top-level keys of each JSON object; unset = one field `record`
+max_body_bytes = 10485760 # larger: 413
+max_pending_records = 10000   # more in flight: 503 + Retry-After
+ack_timeout = "10s"       # 200 only once every record is acked; after this, 503 (the client retries)
+auth_token = "${INGEST_TOKEN:-dev}"   # Authorization: Bearer <token>, else 401
+
+# refused bodies (400, 413), with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "ingest", stream = "error" }]
+"#;
+
+impl FromOptions for HttpSpout {
+    type Options = HttpOptions;
+    fn from_options(options: HttpOptions) -> Result<Self, String> {
+        HttpSpout::new(options)
     }
 }

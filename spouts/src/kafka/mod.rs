@@ -23,16 +23,23 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use sink::*;
 pub use source::*;
+
+/// The `kafka` spout and sink kinds, for the registry.
+pub fn kinds() -> Vec<topo_dsl::Kind> {
+    let mut kinds = source::kinds();
+    kinds.extend(sink::kinds());
+    kinds
+}
 
 /// The environment variable tests and examples read the brokers from.
 pub const BROKERS_ENV: &str = "TOPO_KAFKA_BROKERS";
 
 /// A librdkafka setting's value as written in TOML: text, a number or a boolean.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PropertyValue {
     /// Text, passed as is.

@@ -84,8 +84,9 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
 };
@@ -113,7 +114,7 @@ const OWNED_PROPERTIES: [(&str, &str); 7] = [
 ];
 
 /// Options of the `kafka` sink.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSinkOptions {
     /// Bootstrap servers, `host:port` separated by commas.
@@ -132,11 +133,13 @@ pub struct KafkaSinkOptions {
     pub idempotent: bool,
     /// How long records wait to be batched (`linger.ms`).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub linger: Duration,
     /// Records per batch at most (`batch.num.messages`).
     pub batch_size: usize,
     /// A record not delivered within this fails (`message.timeout.ms`).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub delivery_timeout: Duration,
     /// Inputs awaiting their delivery report per task; more makes `execute` wait.
     pub max_in_flight: usize,
@@ -699,6 +702,41 @@ impl Bolt for KafkaSink {
             let p = r.producer.clone();
             let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
         }
+    }
+}
+
+/// The `kafka` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "kafka",
+            "produces records to Kafka topics (topic and key fixed or from fields, idempotent producer, batched by linger); an input acked on its delivery report, failed on a delivery error",
+            KafkaSink::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components kafka`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.ship]
+kind = "kafka"
+brokers = "127.0.0.1:9092"
+topic = "counts"             # or topic_field = "dest"
+key_field = "word"           # or key = "fixed"; neither: no key
+# value_field = "line"       # unset: the whole tuple as one JSON object
+idempotent = true
+linger = "5ms"
+batch_size = 10000
+delivery_timeout = "30s"     # then the record's input is failed (and replayed)
+properties = { "compression.type" = "lz4" }
+inputs = [{ from = "lines" }]
+"#;
+
+impl FromOptions for KafkaSink {
+    type Options = KafkaSinkOptions;
+    fn from_options(options: KafkaSinkOptions) -> Result<Self, String> {
+        KafkaSink::new(options)
     }
 }
 

@@ -164,9 +164,10 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::time::Instant;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -231,7 +232,9 @@ const OWNED_PROPERTIES: [(&str, &str); 7] = [
 ];
 
 /// Where the spout starts reading a partition.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FirstPoll {
     /// The earliest offset, ignoring the committed one (first assignment of the task only).
@@ -246,7 +249,9 @@ pub enum FirstPoll {
 }
 
 /// How the spout's tasks get their partitions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Assignment {
     /// As members of the consumer group: the broker's group coordinator spreads the partitions
@@ -287,7 +292,7 @@ impl FirstPoll {
 pub type KafkaRetry = RetryOptions;
 
 /// Options of the `kafka` spout.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaOptions {
     /// Bootstrap servers, `host:port` separated by commas.
@@ -316,6 +321,7 @@ pub struct KafkaOptions {
     /// How often acked offsets are committed (and at once when a partition at its
     /// `max_uncommitted` cap can free half of it by committing).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub commit_interval: Duration,
     /// Per partition, how many offsets may be emitted but not committed before fetching pauses.
     pub max_uncommitted: u64,
@@ -1506,6 +1512,46 @@ impl Spout for KafkaSpout {
             drop(r);
         })
         .await;
+    }
+}
+
+/// The `kafka` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "kafka",
+            "records of Apache Kafka topics in a consumer group (partitions balanced over tasks and processes), each partition's contiguous acked prefix committed; failed records replayed with back-off, dead-letter topic after max retries; bad records to `error`",
+            KafkaSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components kafka`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.lines]
+kind = "kafka"
+brokers = "127.0.0.1:9092"   # bootstrap servers
+topic = "lines"              # or topics = ["a", "b"]
+# group = "my-app"           # default "topo.<topology>.<component>": every task and process shares the partitions
+first_poll = "committed_else_earliest"   # or "earliest", "latest", "committed_else_latest"
+payload = "utf8"             # or "strict", "raw", "json" (+ fields = ["user", "action"])
+commit_interval = "1s"       # the contiguous acked prefix of each partition is committed
+max_uncommitted = 10000      # per partition: fetching pauses at this many uncommitted offsets
+retry = { backoff = "100ms", max_backoff = "10s", max_retries = 5 }
+dead_letter_topic = "lines-dlt"   # records failed 5 times go there (unset: the `error` stream)
+# stop_at_end = true         # read every partition to its end, then end (`topo run --until-idle`)
+properties = { "session.timeout.ms" = 10000 }   # any librdkafka setting
+# output: topic, partition, offset, key, value, timestamp, headers
+
+# undecodable records, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "lines", stream = "error" }]
+"#;
+
+impl FromOptions for KafkaSpout {
+    type Options = KafkaOptions;
+    fn from_options(options: KafkaOptions) -> Result<Self, String> {
+        KafkaSpout::new(options)
     }
 }
 

@@ -28,6 +28,13 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 pub use sink::*;
 pub use source::*;
 
+/// The `kinesis` spout and sink kinds, for the registry.
+pub fn kinds() -> Vec<topo_dsl::Kind> {
+    let mut kinds = source::kinds();
+    kinds.extend(sink::kinds());
+    kinds
+}
+
 /// Declares an options struct of a Kinesis connector: the connection fields (`stream`,
 /// `region`, `endpoint`, `access_key_id`, `secret_access_key`, each with its doc) followed by the
 /// struct's own fields, and a `connection()` accessor returning them as a

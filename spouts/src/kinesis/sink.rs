@@ -67,8 +67,9 @@ use aws_sdk_kinesis::Client;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 
 use super::{describe, kinesis_options};
@@ -86,7 +87,7 @@ pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
 kinesis_options! {
 /// Options of the `kinesis` sink.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KinesisSinkOptions {
     /// The field whose value is the partition key.
@@ -386,5 +387,39 @@ impl BatchWriter for KinesisWriter {
 
     fn discard(&mut self) {
         self.pending.clear();
+    }
+}
+
+/// The `kinesis` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::bolt(
+            "kinesis",
+            "puts records into an Amazon Kinesis stream with PutRecords (≤ 500 records / 5 MiB a call), the partition key from a field; refused entries retried with back-off; an input acked once its record is accepted",
+            |w: &KinesisWriter| w.clone().into_sink(),
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components kinesis`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[bolts.ship]
+kind = "kinesis"
+stream = "sensors-out"
+endpoint = "http://127.0.0.1:4567"
+region = "us-east-1"
+partition_key_field = "device_id"
+# data_field = "line"     # unset: the whole tuple as one JSON object
+batch = { max_records = 500, max_bytes = 1048576, interval = "1s" }
+retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }
+inputs = [{ from = "readings" }]
+"#;
+
+impl FromOptions for KinesisWriter {
+    type Options = KinesisSinkOptions;
+    fn from_options(options: KinesisSinkOptions) -> Result<Self, String> {
+        options.check()?;
+        Ok(KinesisWriter::new(options))
     }
 }

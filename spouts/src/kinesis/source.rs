@@ -119,6 +119,7 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -141,7 +142,7 @@ const DRAIN_PER_CALL: usize = 64;
 const CHANNEL_CAPACITY: usize = 2048;
 
 /// Where a shard without a checkpoint starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KinesisStart {
     /// The oldest record kept by the stream.
@@ -159,7 +160,7 @@ pub enum KinesisStart {
 
 kinesis_options! {
 /// Options of the `kinesis` spout.
-#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KinesisOptions {
     /// Where a shard without a checkpoint starts.
@@ -174,17 +175,17 @@ pub struct KinesisOptions {
     pub fields: Vec<String>,
     /// The least time between two GetRecords calls of one shard.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub poll_interval: Duration,
     /// Records asked per GetRecords call.
     pub max_records: i32,
     /// How often the acked sequence numbers are written.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub checkpoint_interval: Duration,
     /// How often the shards are listed again.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub shard_refresh: Duration,
     /// Where checkpoints are kept; default `$TOPO_STATE_DIR/<topology>/<component>`.
     pub state_dir: Option<PathBuf>,
@@ -1338,6 +1339,43 @@ impl Spout for KinesisSpout {
         r.cancel.cancel();
         let (store, dir, counters) = (r.store.clone(), r.dir.clone(), self.counters.clone());
         let _ = tokio::task::spawn_blocking(move || flush_store(&store, &dir, &counters)).await;
+    }
+}
+
+/// The `kinesis` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "kinesis",
+            "records of an Amazon Kinesis stream (every shard, resharding followed), each shard's acked sequence number checkpointed and resumed from; throttling backed off; bad records to `error`",
+            KinesisSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components kinesis`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.readings]
+kind = "kinesis"
+stream = "sensors"
+endpoint = "http://127.0.0.1:4567"   # a Kinesis-compatible server; unset = AWS (region, credential chain)
+region = "us-east-1"
+start_at = "trim_horizon" # without a checkpoint; or "latest", "at_timestamp" (+ timestamp), ...
+payload = "json"          # or "utf8", "strict", "bytes"
+fields = ["device_id", "temperature"]   # output: shard, sequence, partition_key, data, device_id, temperature
+checkpoint_interval = "1s"   # acked sequence number per shard under state_dir (default .topo/state/<topology>/<component>)
+retry = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
+# stop_at_end = true      # read to the current end, then end (`topo run --until-idle`)
+
+# undecodable records, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "readings", stream = "error" }]
+"#;
+
+impl FromOptions for KinesisSpout {
+    type Options = KinesisOptions;
+    fn from_options(options: KinesisOptions) -> Result<Self, String> {
+        KinesisSpout::new(options)
     }
 }
 

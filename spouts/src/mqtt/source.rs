@@ -126,10 +126,11 @@ use rumqttc::{
     AsyncClient, ClientError, ConnectionError, Event, Outgoing, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
     BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
 };
@@ -154,7 +155,7 @@ const MAX_MQTT_PACKET: usize = 268_435_460;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Options of the `mqtt` spout.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttOptions {
     /// `host:port`, or `mqtt://host[:port]` / `tcp://host[:port]` (port 1883 by default).
@@ -169,6 +170,7 @@ pub struct MqttOptions {
     pub clean_session: Option<bool>,
     /// Keep-alive interval (pings when idle).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub keep_alive: Duration,
     /// User name, if the broker wants one.
     pub username: Option<String>,
@@ -881,6 +883,43 @@ impl Spout for MqttSpout {
             }
         }
         // Dropping `c` stops the connection task if it has not ended.
+    }
+}
+
+/// The `mqtt` kind, for the registry.
+pub fn kinds() -> Vec<Kind> {
+    vec![
+        Kind::spout(
+            "mqtt",
+            "messages of MQTT topics (wildcards), QoS 0/1; a QoS 1 message is acked to the broker once its tuple tree is acked; reconnects with backoff; bad payloads to `error`",
+            MqttSpout::clone,
+        )
+        .with_example(EXAMPLE),
+    ]
+}
+
+/// Printed by `topo components mqtt`; built by the test of every kind's example.
+const EXAMPLE: &str = r#"
+[spouts.readings]
+kind = "mqtt"
+broker = "mqtt://127.0.0.1:1883"
+topics = ["sensors/+/reading"]   # `+` one level, `#` the rest
+qos = 1                   # PUBACK once the tuple tree is acked; unacked ones come again
+client_id = "ingest"      # keep it across restarts: the broker resumes the session
+payload = "json"          # or "utf8", "strict", "bytes"
+fields = ["device_id", "temperature"]   # output: topic, payload, device_id, temperature
+max_payload_bytes = 65536 # larger ones to the `error` stream (reason, raw)
+reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
+# shared_group = "ingest" # parallelism > 1: each message to one task
+
+# bad payloads, with the reason, to a sink of their own:
+# [bolts.rejects]  kind = "stdout"  inputs = [{ from = "readings", stream = "error" }]
+"#;
+
+impl FromOptions for MqttSpout {
+    type Options = MqttOptions;
+    fn from_options(options: MqttOptions) -> Result<Self, String> {
+        MqttSpout::new(options)
     }
 }
 
