@@ -263,6 +263,7 @@ impl fmt::Debug for OAuthOptions {
 /// Options of the `feed` spout.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = feed_required)]
 pub struct FeedOptions {
     /// The API base; unset = Reddit's (`https://oauth.reddit.com` with `oauth`).
     pub base: Option<String>,
@@ -1955,4 +1956,10 @@ mod tests {
         let no_link = serde_json::json!({"subreddit": "AskReddit"});
         assert_eq!(comment_permalink(&no_link, "d4y8bdp"), None);
     }
+}
+
+/// `subreddits` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn feed_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["subreddits"]);
 }

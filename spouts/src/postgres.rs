@@ -134,6 +134,7 @@ impl Default for PostgresColumns {
 /// Options of the `postgres` sink; see the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = postgres_required)]
 pub struct PostgresOptions {
     /// Connection string: a `postgres://` URL or libpq `key=value` pairs (required).
     pub url: String,
@@ -1132,4 +1133,10 @@ impl FromOptions for PostgresSink {
     fn from_options(options: PostgresOptions) -> Result<Self, String> {
         PostgresSink::new(options)
     }
+}
+
+/// `url`, `table`, `columns` have serde defaults (so a missing one is reported by the component's own check, with the
+/// expected form), but are required.
+fn postgres_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["url", "table", "columns"]);
 }

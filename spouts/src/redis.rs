@@ -139,6 +139,7 @@ impl RedisCommand {
 /// Options of the `redis` sink; see the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = redis_required)]
 pub struct RedisOptions {
     /// The server: `redis://[user:password@]host:port/db` (required).
     pub url: String,
@@ -780,4 +781,10 @@ impl FromOptions for RedisSink {
     fn from_options(options: RedisOptions) -> Result<Self, String> {
         RedisSink::new(options)
     }
+}
+
+/// `url`, `key` have serde defaults (so a missing one is reported by the component's own check, with the
+/// expected form), but are required.
+fn redis_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["url", "key"]);
 }

@@ -115,6 +115,7 @@ pub type ReconnectOptions = RetryOptions;
 /// Options of the `socket` spout.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = socket_required)]
 pub struct SocketOptions {
     /// Connect (client) or listen (server).
     pub mode: SocketMode,
@@ -740,4 +741,10 @@ impl FromOptions for SocketSpout {
     fn from_options(options: SocketOptions) -> Result<Self, String> {
         SocketSpout::new(options)
     }
+}
+
+/// `address` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn socket_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["address"]);
 }

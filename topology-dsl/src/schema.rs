@@ -236,10 +236,12 @@ fn type_text(schema: &Value, defs: &Map<String, Value>) -> String {
                 Some(items) => format!("array of {}", type_text(items, defs)),
                 None => "array".to_string(),
             },
-            "object" => match s.get("additionalProperties") {
-                Some(v @ Value::Object(_)) if s.get("properties").is_none() => {
-                    format!("table of {}", type_text(v, defs))
+            "object" => match (s.get("properties"), s.get("additionalProperties")) {
+                (Some(Value::Object(p)), _) if !p.is_empty() => {
+                    let keys: Vec<&str> = p.keys().map(String::as_str).collect();
+                    format!("table {{ {} }}", keys.join(", "))
                 }
+                (_, Some(v @ Value::Object(_))) => format!("table of {}", type_text(v, defs)),
                 _ => "table".to_string(),
             },
             other => other.to_string(),

@@ -155,6 +155,7 @@ pub enum StartAt {
 /// Options of the `file` spout.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = file_required)]
 pub struct FileOptions {
     /// Glob patterns of the files to read (required); a pattern matching a directory means the
     /// files in it.
@@ -1398,4 +1399,10 @@ mod tests {
         );
         assert_eq!(&w.buf[w.pos..], b"partial", "the partial line is held");
     }
+}
+
+/// `paths` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn file_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["paths"]);
 }

@@ -173,6 +173,7 @@ pub enum HttpFormat {
 /// Options of the `http` spout.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = http_required)]
 pub struct HttpOptions {
     /// `host:port` to listen on (required).
     pub address: String,
@@ -1285,4 +1286,10 @@ impl FromOptions for HttpSpout {
     fn from_options(options: HttpOptions) -> Result<Self, String> {
         HttpSpout::new(options)
     }
+}
+
+/// `address` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn http_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["address"]);
 }

@@ -116,6 +116,7 @@ const OWNED_PROPERTIES: [(&str, &str); 7] = [
 /// Options of the `kafka` sink.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = kafka_sink_required)]
 pub struct KafkaSinkOptions {
     /// Bootstrap servers, `host:port` separated by commas.
     pub brokers: String,
@@ -812,4 +813,10 @@ mod tests {
         }
         assert!(KafkaSink::new(base()).is_ok());
     }
+}
+
+/// `brokers` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn kafka_sink_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["brokers"]);
 }

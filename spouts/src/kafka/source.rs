@@ -294,6 +294,7 @@ pub type KafkaRetry = RetryOptions;
 /// Options of the `kafka` spout.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = kafka_required)]
 pub struct KafkaOptions {
     /// Bootstrap servers, `host:port` separated by commas.
     pub brokers: String,
@@ -1732,4 +1733,10 @@ mod tests {
                 .contains("not committing t/0")
         );
     }
+}
+
+/// `brokers` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn kafka_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["brokers"]);
 }

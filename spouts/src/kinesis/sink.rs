@@ -89,6 +89,7 @@ kinesis_options! {
 /// Options of the `kinesis` sink.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = kinesis_sink_required)]
 pub struct KinesisSinkOptions {
     /// The field whose value is the partition key.
     pub partition_key_field: String,
@@ -422,4 +423,10 @@ impl FromOptions for KinesisWriter {
         options.check()?;
         Ok(KinesisWriter::new(options))
     }
+}
+
+/// `stream` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn kinesis_sink_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["stream"]);
 }

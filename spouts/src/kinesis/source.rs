@@ -162,6 +162,7 @@ kinesis_options! {
 /// Options of the `kinesis` spout.
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = kinesis_required)]
 pub struct KinesisOptions {
     /// Where a shard without a checkpoint starts.
     pub start_at: KinesisStart,
@@ -1486,4 +1487,10 @@ mod tests {
         let p = shard_file(Path::new("/d"), "shardId-000000000001/../x");
         assert_eq!(p, Path::new("/d/shard-shardId-000000000001____x.json"));
     }
+}
+
+/// `stream` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn kinesis_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["stream"]);
 }

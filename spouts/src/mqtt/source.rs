@@ -157,6 +157,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Options of the `mqtt` spout.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = mqtt_required)]
 pub struct MqttOptions {
     /// `host:port`, or `mqtt://host[:port]` / `tcp://host[:port]` (port 1883 by default).
     pub broker: String,
@@ -1044,4 +1045,10 @@ mod tests {
         }
         assert!(MqttSpout::new(base).is_ok());
     }
+}
+
+/// `broker`, `topics` have serde defaults (so a missing one is reported by the component's own check, with the
+/// expected form), but are required.
+fn mqtt_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["broker", "topics"]);
 }
