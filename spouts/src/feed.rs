@@ -1838,6 +1838,12 @@ impl FromOptions for FeedSpout {
     }
 }
 
+/// `subreddits` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn feed_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["subreddits"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1956,10 +1962,4 @@ mod tests {
         let no_link = serde_json::json!({"subreddit": "AskReddit"});
         assert_eq!(comment_permalink(&no_link, "d4y8bdp"), None);
     }
-}
-
-/// `subreddits` has a serde default (so a missing one is reported by the component's own check, with the
-/// expected form), but is required.
-fn feed_required(schema: &mut schemars::Schema) {
-    topo_dsl::schema::require(schema, &["subreddits"]);
 }

@@ -322,8 +322,11 @@ pub fn topology_schema(registry: &Registry) -> Value {
     let mut definitions = generator.take_definitions(true);
     let duration = duration(&mut settings().into_generator()).to_value();
     definitions.insert("duration".into(), duration);
-    definitions.insert("spout".into(), tagged_union(Role::Spout, spouts));
-    definitions.insert("bolt".into(), tagged_union(Role::Bolt, bolts));
+    definitions.insert(
+        Role::Spout.as_str().into(),
+        tagged_union(Role::Spout, spouts),
+    );
+    definitions.insert(Role::Bolt.as_str().into(), tagged_union(Role::Bolt, bolts));
     definitions.insert("input".into(), input_schema());
     definitions.insert("grouping".into(), grouping_schema());
     json!({

@@ -1333,6 +1333,12 @@ impl FromOptions for FileSpout {
     }
 }
 
+/// `paths` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn file_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["paths"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1399,10 +1405,4 @@ mod tests {
         );
         assert_eq!(&w.buf[w.pos..], b"partial", "the partial line is held");
     }
-}
-
-/// `paths` has a serde default (so a missing one is reported by the component's own check, with the
-/// expected form), but is required.
-fn file_required(schema: &mut schemars::Schema) {
-    topo_dsl::schema::require(schema, &["paths"]);
 }

@@ -741,6 +741,12 @@ impl FromOptions for KafkaSink {
     }
 }
 
+/// `brokers` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn kafka_sink_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["brokers"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,10 +819,4 @@ mod tests {
         }
         assert!(KafkaSink::new(base()).is_ok());
     }
-}
-
-/// `brokers` has a serde default (so a missing one is reported by the component's own check, with the
-/// expected form), but is required.
-fn kafka_sink_required(schema: &mut schemars::Schema) {
-    topo_dsl::schema::require(schema, &["brokers"]);
 }

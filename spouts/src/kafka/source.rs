@@ -1556,6 +1556,12 @@ impl FromOptions for KafkaSpout {
     }
 }
 
+/// `brokers` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn kafka_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["brokers"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1733,10 +1739,4 @@ mod tests {
                 .contains("not committing t/0")
         );
     }
-}
-
-/// `brokers` has a serde default (so a missing one is reported by the component's own check, with the
-/// expected form), but is required.
-fn kafka_required(schema: &mut schemars::Schema) {
-    topo_dsl::schema::require(schema, &["brokers"]);
 }

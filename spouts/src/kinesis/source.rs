@@ -1380,6 +1380,12 @@ impl FromOptions for KinesisSpout {
     }
 }
 
+/// `stream` has a serde default (so a missing one is reported by the component's own check, with the
+/// expected form), but is required.
+fn kinesis_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["stream"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1487,10 +1493,4 @@ mod tests {
         let p = shard_file(Path::new("/d"), "shardId-000000000001/../x");
         assert_eq!(p, Path::new("/d/shard-shardId-000000000001____x.json"));
     }
-}
-
-/// `stream` has a serde default (so a missing one is reported by the component's own check, with the
-/// expected form), but is required.
-fn kinesis_required(schema: &mut schemars::Schema) {
-    topo_dsl::schema::require(schema, &["stream"]);
 }

@@ -924,6 +924,12 @@ impl FromOptions for MqttSpout {
     }
 }
 
+/// `broker`, `topics` have serde defaults (so a missing one is reported by the component's own check, with the
+/// expected form), but are required.
+fn mqtt_required(schema: &mut schemars::Schema) {
+    topo_dsl::schema::require(schema, &["broker", "topics"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1045,10 +1051,4 @@ mod tests {
         }
         assert!(MqttSpout::new(base).is_ok());
     }
-}
-
-/// `broker`, `topics` have serde defaults (so a missing one is reported by the component's own check, with the
-/// expected form), but are required.
-fn mqtt_required(schema: &mut schemars::Schema) {
-    topo_dsl::schema::require(schema, &["broker", "topics"]);
 }
