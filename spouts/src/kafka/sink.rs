@@ -99,7 +99,7 @@ use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
 /// How often delivery reports are read while no input arrives.
 const TICK: Duration = Duration::from_millis(20);
 
-/// A librdkafka setting's value as written in TOML: the spout's [`PropertyValue`](topo_spouts::PropertyValue).
+/// A librdkafka setting's value as written in TOML: the spout's [`PropertyValue`](crate::kafka::PropertyValue).
 pub use super::PropertyValue as KafkaProperty;
 
 /// librdkafka settings the sink sets from its options.

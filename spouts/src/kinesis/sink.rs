@@ -21,7 +21,7 @@
 //! as soon as no more input is waiting for the sink (its task's input ran dry), when its oldest
 //! record has waited `batch.interval`, and at the end of input. Under load the sink's queue is
 //! never empty and batches fill; under a light trickle they are small, written one per pause in
-//! the input. See [`crate::sink`].
+//! the input. See [`crate::connector::sink`].
 //!
 //! Options:
 //!
