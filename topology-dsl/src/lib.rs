@@ -15,6 +15,16 @@
 //!                       └──► ValidationErrors (every problem, each naming its component)
 //! ```
 //!
+//! A topology file names its components' kinds; each kind is declared beside its code (a
+//! [`Kind`] built from a [`FromOptions`] prototype whose options struct describes itself), and
+//! [`schema`] turns the registry's kinds into `topo components` docs and the JSON Schema of the
+//! file format (`topo schema`):
+//!
+//! ```text
+//!  [bolts.x] kind = "split" ──file::load──► Registry::build ──► FromOptions::from_options ──► ComponentSpec
+//!  options struct (JsonSchema) ──► Kind::options (topo components), schema::topology_schema (topo schema)
+//! ```
+//!
 //! ```
 //! use topo_dsl::TopologyBuilder; // the runtime's builder, re-exported
 //! use topo_runtime::testing::{CaptureBolt, VecSpout};
@@ -34,7 +44,8 @@ pub mod schema;
 pub use file::{Diagnostic, Diagnostics, load_file, load_str, load_str_with_env};
 pub use registry::{FromOptions, Kind, OptionDoc, OptionError, Registry, Role};
 pub use schema::topology_schema;
-/// Re-exported so options structs can derive `JsonSchema` through `topo_dsl::schemars`.
+/// The schema crate options structs derive `JsonSchema` from, re-exported for kinds written
+/// outside this workspace.
 pub use schemars;
 // The Rust builder lives beside the spec it builds, in the runtime; it is re-exported here so
 // `topo_dsl::TopologyBuilder` keeps working.
