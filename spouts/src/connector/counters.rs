@@ -15,7 +15,7 @@
 /// (a warning limit, an error log) follow a `;`, with their own docs; the struct derives `Debug`
 /// and `Default`.
 ///
-/// ```ignore
+/// ```text
 /// counters! {
 ///     /// Counts shared by every task of a spout.
 ///     pub struct MyCounters {
