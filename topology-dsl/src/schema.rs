@@ -45,11 +45,6 @@ pub fn duration(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// An optional humantime duration (no value: the option's documented behaviour).
-pub fn optional_duration(g: &mut SchemaGenerator) -> Schema {
-    duration(g)
-}
-
 /// Marks `fields` required in an options struct's schema, for options that serde fills with a
 /// default (`#[serde(default)]` on the struct) but the component refuses to start without; use
 /// it from a `#[schemars(transform = ...)]` function of the struct.
@@ -395,24 +390,21 @@ fn kind_schema(name: &str, description: &str, role: Role, options: Value) -> Val
     let mut rest = Map::new();
     // Closed (no other keys) only where the options are: `deny_unknown_fields`.
     let mut closed = false;
-    match options {
-        Value::Object(mut o) => {
-            closed = o.get("additionalProperties") == Some(&Value::Bool(false));
-            if let Some(Value::Object(p)) = o.remove("properties") {
-                for (k, v) in p {
-                    props.entry(k).or_insert(v);
-                }
-            }
-            if let Some(Value::Array(r)) = o.remove("required") {
-                required.extend(r);
-            }
-            for key in ["allOf", "oneOf", "anyOf"] {
-                if let Some(v) = o.remove(key) {
-                    rest.insert(key.into(), v);
-                }
+    if let Value::Object(mut o) = options {
+        closed = o.get("additionalProperties") == Some(&Value::Bool(false));
+        if let Some(Value::Object(p)) = o.remove("properties") {
+            for (k, v) in p {
+                props.entry(k).or_insert(v);
             }
         }
-        Value::Bool(_) | Value::Null | Value::Number(_) | Value::String(_) | Value::Array(_) => {}
+        if let Some(Value::Array(r)) = o.remove("required") {
+            required.extend(r);
+        }
+        for key in ["allOf", "oneOf", "anyOf"] {
+            if let Some(v) = o.remove(key) {
+                rest.insert(key.into(), v);
+            }
+        }
     }
     let mut schema = json!({
         "type": "object",
