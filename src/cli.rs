@@ -64,6 +64,18 @@ enum Command {
         /// How long a stop waits for in-flight tuples.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         drain_timeout: Duration,
+        /// Start with empty state, ignoring the topology's checkpoints (the spouts start where
+        /// their own settings say). New checkpoints are still taken.
+        #[arg(long, conflicts_with = "from_checkpoint")]
+        fresh: bool,
+        /// Resume from this checkpoint instead of the newest: an id (`topo checkpoints list`)
+        /// or the path of a manifest (`.../chk-0000000042.json`).
+        #[arg(long, value_name = "ID|PATH")]
+        from_checkpoint: Option<String>,
+        /// Resume even though the checkpoint holds state of a component the topology no
+        /// longer has (that state is dropped).
+        #[arg(long)]
+        allow_missing_state: bool,
         /// How often the status line refreshes (on a terminal; otherwise every 10 intervals).
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
         status_interval: Duration,
@@ -254,6 +266,9 @@ pub fn main_with(registry: Registry) -> ExitCode {
             run_for,
             until_idle,
             drain_timeout,
+            fresh,
+            from_checkpoint,
+            allow_missing_state,
             status_interval,
             http,
         } => match load(&registry, &file, &overrides) {
@@ -267,6 +282,11 @@ pub fn main_with(registry: Registry) -> ExitCode {
                     http,
                     quiet: cli.quiet,
                     errors,
+                    start: topo_runtime::RunOptions {
+                        fresh,
+                        from_checkpoint,
+                        allow_missing_state,
+                    },
                 },
             ),
             Err(d) => {
@@ -435,6 +455,8 @@ struct RunOptions {
     quiet: bool,
     /// The recent warnings and errors, served with the figures.
     errors: RecentErrors,
+    /// Which checkpoint to resume from.
+    start: topo_runtime::RunOptions,
 }
 
 /// Runs until Ctrl-C, the duration, or idleness; then stops gracefully.
@@ -447,6 +469,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         http,
         quiet,
         errors,
+        start,
     } = o;
     let cluster = match LocalCluster::new(topology.config().worker_threads) {
         Ok(c) => c,
@@ -468,7 +491,13 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         },
     };
     let info = crate::http::TopologyInfo::of(&topology);
-    let handle = cluster.submit(topology);
+    let handle = match cluster.try_submit(topology, &start) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // After the stop, the endpoint finishes what it is sending (a tap's last lines and its end)
     // before the process ends.
     let mut server = None;
@@ -524,8 +553,11 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
                 _ = async { match until { Some(u) => tokio::time::sleep_until(u).await, None => std::future::pending().await } } => {
                     return "duration reached";
                 }
-                _ = tokio::time::sleep(idle_check), if until_idle => {
-                    if handle.is_idle() {
+                _ = tokio::time::sleep(idle_check) => {
+                    if handle.fatal_error().is_some() {
+                        return "failed";
+                    }
+                    if until_idle && handle.is_idle() {
                         return "idle";
                     }
                 }
@@ -551,6 +583,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     if !quiet && reason == "interrupted" {
         eprintln!("draining in-flight tuples (Ctrl-C again to quit at once)");
     }
+    let handle_fatal = handle.fatal_error();
     let stopped = cluster.block_on(async {
         tokio::select! {
             report = handle.stop(drain_timeout) => Some(report),
@@ -567,6 +600,10 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     }
     if !quiet {
         eprintln!("{}", status::line(&report.metrics, None));
+    }
+    if let Some(e) = handle_fatal {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
     }
     if report.drained {
         ExitCode::SUCCESS

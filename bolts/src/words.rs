@@ -6,12 +6,13 @@
 //! - `count` keeps a running count per key and emits `(key, count)` on every update; fields-group
 //!   its input on the key so each key is counted by one task.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
-use topo_runtime::{BasicBolt, BasicCollector, BoxError, OutputDeclarer, Tuple, values};
+use topo_runtime::{
+    BasicBolt, BasicCollector, BoxError, KeyedState, OutputDeclarer, Restore, Snapshot, Tuple,
+    values,
+};
 
 /// Options of the `split` bolt.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -173,10 +174,12 @@ impl Default for CountOptions {
     }
 }
 
-/// The `count` bolt.
+/// The `count` bolt: a running count per value of one field. Its counts are checkpointed
+/// (keyed by that value, so a fields grouping on the field lets a restore change the
+/// parallelism).
 pub struct Count {
     opts: CountOptions,
-    counts: HashMap<SmolStr, i64, foldhash::fast::RandomState>,
+    counts: KeyedState<SmolStr, i64>,
 }
 
 impl Count {
@@ -184,7 +187,7 @@ impl Count {
     pub fn new(opts: CountOptions) -> Count {
         Count {
             opts,
-            counts: HashMap::default(),
+            counts: KeyedState::new(),
         }
     }
 }
@@ -192,6 +195,20 @@ impl Count {
 impl BasicBolt for Count {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
         out.declare([self.opts.field.as_str(), "count"]);
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        snap.put_keyed("counts", &mut self.counts);
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        // A key counted by two old tasks (an input not grouped by the field) adds up.
+        from.keyed_merge("counts", &mut self.counts, |a, b| a + b)
     }
 
     fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {

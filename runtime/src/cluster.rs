@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
@@ -21,12 +21,19 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::acker::{self, Acker};
+use crate::checkpoint::manifest::{Checkpoints, Manifest};
+use crate::checkpoint::storage::LocalDir;
+use crate::checkpoint::{
+    CheckpointId, CheckpointMetrics, Command, Coordinator, Inbound, TaskCheckpoints,
+};
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{ContextShared, TaskContext};
+use crate::config::Guarantee;
 use crate::grouping::Router;
 use crate::metrics::{MetricsRegistry, MetricsSnapshot, TaskMetrics};
+use crate::state::{OldTask, Restore, RestoreSource};
 use crate::tap::{Direction, TapError, TapHub, TapOptions, TapReceiver};
-use crate::task::{Control, TaskEnv};
+use crate::task::{CheckpointSide, Control, TaskEnv};
 use crate::topology::{ComponentFactory, Topology};
 use crate::tuple::{StreamSchema, TaskId};
 
@@ -45,7 +52,30 @@ pub struct TopologyHandle {
     tasks: Vec<JoinHandle<()>>,
     spouts: Vec<Arc<TaskMetrics>>,
     taps: Arc<TapHub>,
+    /// Checkpoints are taken: the coordinator's command queue and task.
+    coordinator: Option<(flume::Sender<Command>, JoinHandle<()>)>,
+    checkpoints: Option<Arc<CheckpointMetrics>>,
+    fatal: Arc<OnceLock<String>>,
 }
+
+/// How a run starts with respect to the topology's checkpoints.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Start with empty state and the spouts' own start positions, ignoring checkpoints
+    /// (`topo run --fresh`). New checkpoints are still taken.
+    pub fresh: bool,
+    /// Resume from this checkpoint rather than the newest: a checkpoint id in the topology's
+    /// checkpoint directory, or the path of a manifest (`.../chk-0000000042.json`).
+    pub from_checkpoint: Option<String>,
+    /// Resume even when the checkpoint holds state of a component the topology no longer has
+    /// (that state is dropped). Without it, that is an error naming the component.
+    pub allow_missing_state: bool,
+}
+
+/// Why a topology could not start from its checkpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
 
 /// Reads the figures of a running topology (see [`TopologyHandle::metrics_reader`]); after the
 /// topology stops it keeps returning the final figures.
@@ -189,6 +219,32 @@ impl TopologyHandle {
         });
     }
 
+    /// An error that stopped the topology: state that could not be restored. The run should
+    /// end with it.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.fatal.get().cloned()
+    }
+
+    /// Checkpoint figures, when checkpoints are taken.
+    pub fn checkpoint_metrics(&self) -> Option<Arc<CheckpointMetrics>> {
+        self.checkpoints.clone()
+    }
+
+    /// Takes a checkpoint now (marked as a savepoint) and waits for it; `None` when this
+    /// topology takes no checkpoints.
+    pub async fn savepoint(&self) -> Option<Result<CheckpointId, String>> {
+        let (tx, _) = self.coordinator.as_ref()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if tx.send(Command::Savepoint(reply)).is_err() {
+            return Some(Err("the checkpoint coordinator has ended".into()));
+        }
+        Some(
+            answer
+                .await
+                .unwrap_or_else(|_| Err("the checkpoint coordinator has ended".into())),
+        )
+    }
+
     /// True when every spout is exhausted and no tree is pending.
     pub fn is_idle(&self) -> bool {
         self.spouts.iter().all(|m| m.idle.load(Relaxed))
@@ -227,6 +283,22 @@ impl TopologyHandle {
     /// component's `close`/`cleanup` runs. Tasks still running `drain_timeout` after the spouts
     /// gave up are aborted.
     pub async fn stop(mut self, drain_timeout: Duration) -> StopReport {
+        if self.coordinator.is_some() && self.fatal.get().is_none() {
+            // A last checkpoint (a savepoint) with the spouts paused, so that a later run
+            // resumes exactly here.
+            self.deactivate();
+            match tokio::time::timeout(drain_timeout.max(Duration::from_secs(1)), self.savepoint())
+                .await
+            {
+                Ok(Some(Ok(id))) => tracing::info!(checkpoint = id, "savepoint taken"),
+                Ok(Some(Err(e))) => tracing::warn!("no savepoint at stop: {e}"),
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::warn!("no savepoint at stop: not complete within {drain_timeout:?}")
+                }
+            }
+        }
+        let coordinator = self.coordinator.take();
         let deadline = Instant::now() + drain_timeout;
         self.control.send_replace(Control::Stop { deadline });
         let hard_deadline = deadline + drain_timeout.max(Duration::from_millis(100));
@@ -237,6 +309,15 @@ impl TopologyHandle {
                 .is_err()
             {
                 t.abort();
+                aborted += 1;
+            }
+        }
+        if let Some((commands, task)) = coordinator {
+            drop(commands);
+            if tokio::time::timeout_at(hard_deadline.into(), task)
+                .await
+                .is_err()
+            {
                 aborted += 1;
             }
         }
@@ -273,8 +354,108 @@ impl Drop for TopologyHandle {
 }
 
 /// Starts a validated topology on the current tokio runtime (call it from inside one; see
-/// [`LocalCluster`] to get one).
+/// [`LocalCluster`] to get one), resuming from its newest checkpoint if it takes checkpoints
+/// and has one. A checkpoint that cannot be used makes the handle's
+/// [`fatal_error`](TopologyHandle::fatal_error) say why, and nothing runs; see [`try_submit`]
+/// to get that error at once.
 pub fn submit(topology: Topology) -> TopologyHandle {
+    let name = topology.name.clone();
+    try_submit(topology, &RunOptions::default()).unwrap_or_else(|e| {
+        tracing::error!("{e}");
+        let fatal = Arc::new(OnceLock::new());
+        let _ = fatal.set(e.0);
+        let (control, _) = watch::channel(Control::Stop {
+            deadline: Instant::now(),
+        });
+        TopologyHandle {
+            name,
+            started: Instant::now(),
+            registry: Arc::new(MetricsRegistry::default()),
+            control,
+            tasks: Vec::new(),
+            spouts: Vec::new(),
+            taps: Arc::new(TapHub::new(&[])),
+            coordinator: None,
+            checkpoints: None,
+            fatal,
+        }
+    })
+}
+
+/// Whether a topology takes checkpoints: an interval is set, and it is exactly-once or a
+/// component keeps state.
+pub fn takes_checkpoints(topology: &Topology) -> bool {
+    let c = &topology.config;
+    !c.checkpoint_interval.is_zero()
+        && (c.guarantee == Guarantee::ExactlyOnce
+            || topology
+                .components
+                .iter()
+                .any(|k| k.state && matches!(k.spec.factory, ComponentFactory::Bolt(_))))
+}
+
+/// The checkpoint a run resumes from, read and checked against the topology.
+fn checkpoint_to_restore(
+    topology: &Topology,
+    own: &Checkpoints,
+    options: &RunOptions,
+) -> Result<Option<(Checkpoints, Manifest)>, StartError> {
+    if options.fresh {
+        return Ok(None);
+    }
+    let (store, manifest) = match &options.from_checkpoint {
+        None => match own.latest() {
+            Ok(Some(m)) => (own.clone(), m),
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(StartError(format!(
+                    "reading checkpoints in {}: {e}",
+                    own.storage().locate("")
+                )));
+            }
+        },
+        Some(which) => {
+            if let Ok(id) = which.parse::<CheckpointId>() {
+                let m = own
+                    .load(id)
+                    .map_err(|e| StartError(format!("--from-checkpoint {which}: {e}")))?;
+                (own.clone(), m)
+            } else {
+                let path = std::path::Path::new(which);
+                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                let bytes = std::fs::read(path)
+                    .map_err(|e| StartError(format!("--from-checkpoint {which}: {e}")))?;
+                let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+                    StartError(format!(
+                        "--from-checkpoint {which}: not a checkpoint manifest: {e}"
+                    ))
+                })?;
+                (Checkpoints::new(Arc::new(LocalDir::new(dir))), m)
+            }
+        }
+    };
+    let key_groups = topology.config.max_parallelism as u32;
+    if manifest.max_parallelism != key_groups {
+        return Err(StartError(format!(
+            "checkpoint {} split keyed state into {} key groups, but max_parallelism is now {key_groups};              set max_parallelism = {} to resume from it (or run with --fresh)",
+            manifest.id, manifest.max_parallelism, manifest.max_parallelism
+        )));
+    }
+    for (id, c) in &manifest.components {
+        let has_state = c.tasks.iter().any(|t| !t.parts.is_empty());
+        if has_state && topology.component(id).is_none() && !options.allow_missing_state {
+            return Err(StartError(format!(
+                "checkpoint {} holds state of component `{id}`, which this topology no longer has;                  resuming would drop that state. Run with --allow-missing-state to drop it, or --fresh to start empty",
+                manifest.id
+            )));
+        }
+    }
+    Ok(Some((store, manifest)))
+}
+
+/// Starts a validated topology as [`submit`] does, with `options` saying which checkpoint (if
+/// any) to resume from; an unusable checkpoint is an error naming the problem.
+pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHandle, StartError> {
     let config = topology.config.clone();
     let slots = config.queue_slots();
     let batch = config.batch_size;
@@ -353,6 +534,94 @@ pub fn submit(topology: Topology) -> TopologyHandle {
             .collect(),
     });
 
+    // Checkpoints: the coordinator's links, and the state each task resumes from.
+    let fatal = Arc::new(OnceLock::new());
+    let mut coordinator = None;
+    let mut links = None;
+    let mut restore_from: HashMap<SmolStr, Arc<RestoreSource>> = HashMap::new();
+    let checkpoint_metrics =
+        takes_checkpoints(&topology).then(|| Arc::new(CheckpointMetrics::default()));
+    if let Some(cm) = &checkpoint_metrics {
+        let dir = config.checkpoint_dir_for(&topology.name);
+        let own = Checkpoints::new(Arc::new(LocalDir::new(&dir)));
+        let restored = checkpoint_to_restore(&topology, &own, options)?;
+        let mut next_id = own
+            .next_id()
+            .map_err(|e| StartError(format!("reading checkpoints in {}: {e}", dir.display())))?;
+        if let Some((store, manifest)) = restored {
+            next_id = next_id.max(manifest.id + 1);
+            cm.restored_id.store(manifest.id, Relaxed);
+            tracing::info!(checkpoint = manifest.id, "resuming from checkpoint");
+            for (id, c) in &manifest.components {
+                let old = c
+                    .tasks
+                    .iter()
+                    .map(|t| OldTask {
+                        parts: t
+                            .parts
+                            .iter()
+                            .map(|(name, p)| (SmolStr::new(name), (p.kind, p.files.clone())))
+                            .collect(),
+                    })
+                    .collect();
+                restore_from.insert(
+                    SmolStr::new(id),
+                    Arc::new(RestoreSource {
+                        storage: store.storage().clone(),
+                        checkpoint: manifest.id,
+                        key_groups: manifest.max_parallelism,
+                        old,
+                    }),
+                );
+            }
+        }
+        let (trigger, trigger_rx) = watch::channel(0);
+        let (completed, completed_rx) = watch::channel(0);
+        let (report_tx, reports) = flume::unbounded();
+        let (commands_tx, commands) = flume::unbounded();
+        let mut tasks = Vec::new();
+        for c in &topology.components {
+            for i in 0..c.spec.parallelism {
+                tasks.push((c.spec.id.clone(), i, c.spec.parallelism));
+            }
+        }
+        let coord = Coordinator {
+            checkpoints: own.clone(),
+            topology: topology.name.clone(),
+            guarantee: config.guarantee,
+            key_groups: config.max_parallelism as u32,
+            retained: config.checkpoints_retained,
+            interval: config.checkpoint_interval,
+            tasks,
+            next_id,
+            trigger,
+            completed,
+            reports,
+            commands,
+            metrics: cm.clone(),
+        };
+        coordinator = Some((commands_tx, coord));
+        links = Some(TaskCheckpoints {
+            trigger: trigger_rx,
+            completed: completed_rx,
+            reports: report_tx,
+            checkpoints: own,
+            key_groups: config.max_parallelism as u32,
+            upstream: 0,
+            alignment_buffer: config.alignment_buffer,
+        });
+    }
+    // How many upstream tasks send to each component's tasks: every task of every component it
+    // subscribes to (each sends its barriers to all of them).
+    let upstream_of = |c: &crate::topology::Component| -> usize {
+        let mut from: Vec<&str> = c.spec.inputs.iter().map(|i| i.component.as_str()).collect();
+        from.sort_unstable();
+        from.dedup();
+        from.iter()
+            .map(|f| tasks_of.get(f).map_or(0, |t| t.len()))
+            .sum()
+    };
+
     // One counter per subscription, shared by the emitting tasks: (bolt, input index) -> count.
     let mut registry = MetricsRegistry::default();
     let mut edges: HashMap<(&str, usize), Arc<AtomicU64>> = HashMap::new();
@@ -415,6 +684,18 @@ pub fn submit(topology: Topology) -> TopologyHandle {
                 },
                 emitter,
                 metrics: m.clone(),
+                checkpoints: links.as_ref().map(|l| {
+                    CheckpointSide::new(TaskCheckpoints {
+                        upstream: upstream_of(c),
+                        ..l.clone()
+                    })
+                }),
+                restore: restore_from.get(id).map(|source| Restore {
+                    source: source.clone(),
+                    index,
+                    parallelism: my_tasks.len(),
+                }),
+                fatal: fatal.clone(),
             };
             let fut = match &c.spec.factory {
                 ComponentFactory::Spout(f) => {
@@ -464,7 +745,10 @@ pub fn submit(topology: Topology) -> TopologyHandle {
             .push((ACKER_ID.into(), None, acker_metrics));
     }
 
-    TopologyHandle {
+    drop(links);
+    let coordinator = coordinator.map(|(commands, coord)| (commands, tokio::spawn(coord.run())));
+
+    Ok(TopologyHandle {
         name: topology.name.clone(),
         started: Instant::now(),
         registry: Arc::new(registry),
@@ -472,7 +756,10 @@ pub fn submit(topology: Topology) -> TopologyHandle {
         tasks: handles,
         spouts,
         taps,
-    }
+        coordinator,
+        checkpoints: checkpoint_metrics,
+        fatal,
+    })
 }
 
 /// An acker task with both ends of its queue (the receiver goes to the task once all senders
@@ -492,7 +779,7 @@ fn build_emitter(
     task: TaskId,
     index: usize,
     tasks_of: &HashMap<&str, Vec<TaskId>>,
-    bolt_tx: &HashMap<TaskId, flume::Sender<Vec<crate::Tuple>>>,
+    bolt_tx: &HashMap<TaskId, flume::Sender<Inbound>>,
     metrics: &[Arc<TaskMetrics>],
     ackers: &[AckerQueue],
     edges: &HashMap<(&str, usize), Arc<AtomicU64>>,
@@ -547,6 +834,7 @@ fn build_emitter(
                         &sub_tasks,
                         &c.spec.id,
                         index,
+                        topology.config.max_parallelism,
                     ),
                     loads: sub_tasks
                         .iter()
@@ -604,6 +892,16 @@ impl LocalCluster {
     pub fn submit(&self, topology: Topology) -> TopologyHandle {
         let _guard = self.runtime.enter();
         submit(topology)
+    }
+
+    /// Starts a topology on this cluster's threads with `options` (see [`try_submit`]).
+    pub fn try_submit(
+        &self,
+        topology: Topology,
+        options: &RunOptions,
+    ) -> Result<TopologyHandle, StartError> {
+        let _guard = self.runtime.enter();
+        try_submit(topology, options)
     }
 
     /// Runs a future (for example `handle.stop(..)`) to completion on this cluster.

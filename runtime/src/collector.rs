@@ -20,6 +20,7 @@ use smallvec::SmallVec;
 use smol_str::SmolStr;
 
 use crate::acker::{AckMsg, IdMap};
+use crate::checkpoint::{Barrier, Inbound};
 use crate::grouping::{Router, Targets};
 use crate::metrics::{QueueGauge, TaskMetrics};
 use crate::tap::TaskTaps;
@@ -89,7 +90,7 @@ pub(crate) struct Subscription {
 /// A downstream task this task sends to: its batch being filled and its queue.
 pub(crate) struct Target {
     pub(crate) buf: Vec<Tuple>,
-    pub(crate) tx: flume::Sender<Vec<Tuple>>,
+    pub(crate) tx: flume::Sender<Inbound>,
     pub(crate) gauge: Arc<QueueGauge>,
 }
 
@@ -393,6 +394,16 @@ impl Emitter {
         self.publish();
     }
 
+    /// Sends every buffered batch, then `barrier` to every downstream task: behind everything
+    /// this task emitted before it. Waits while a queue is full.
+    pub(crate) async fn barrier(&mut self, barrier: Barrier) {
+        self.flush(true).await;
+        for t in &self.targets {
+            // A queue whose receiver is gone (the topology is being torn down) is skipped.
+            let _ = t.tx.send_async(Inbound::Barrier(barrier)).await;
+        }
+    }
+
     /// Adds the counts gathered since the last call to the task's metrics.
     pub(crate) fn publish(&mut self) {
         let m = &self.metrics;
@@ -408,8 +419,8 @@ impl Emitter {
 
 /// Sends one batch, waiting while the queue is full; returns the time waited. A queue whose
 /// receiver is gone (the topology is being torn down) drops the batch.
-async fn send<T>(
-    tx: &flume::Sender<Vec<T>>,
+async fn send<T, M: From<Vec<T>>>(
+    tx: &flume::Sender<M>,
     buf: &mut Vec<T>,
     gauge: &QueueGauge,
     batch: usize,
@@ -432,8 +443,8 @@ async fn send<T>(
 }
 
 /// Sends `buf` (at most one batch) as one message; see [`send`].
-async fn send_one<T>(
-    tx: &flume::Sender<Vec<T>>,
+async fn send_one<T, M: From<Vec<T>>>(
+    tx: &flume::Sender<M>,
     buf: &mut Vec<T>,
     gauge: &QueueGauge,
     batch: usize,
@@ -441,7 +452,7 @@ async fn send_one<T>(
     let n = buf.len();
     let full = std::mem::replace(buf, Vec::with_capacity(batch));
     gauge.add(n);
-    match tx.try_send(full) {
+    match tx.try_send(M::from(full)) {
         Ok(()) => std::time::Duration::ZERO,
         Err(flume::TrySendError::Full(full)) => {
             let start = Instant::now();

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use smol_str::SmolStr;
 
+use crate::checkpoint::CheckpointId;
 use crate::collector::{BasicCollector, OutputCollector, SpoutCollector};
 use crate::config::Config;
+use crate::state::{Restore, Snapshot};
 use crate::tuple::{DEFAULT_STREAM, TaskId, Tuple};
 
 /// The error type components return: any error, boxed. Use `?` on anything that implements
@@ -106,20 +108,23 @@ pub(crate) struct Declared {
     pub(crate) streams: Vec<StreamDecl>,
     /// The tick interval a bolt asks for when the topology sets none.
     pub(crate) tick: Option<Duration>,
+    /// A bolt keeps state ([`BasicBolt::has_state`]); a spout can rewind ([`Spout::rewinds`]).
+    pub(crate) state: bool,
 }
 
 /// Calls a factory once to read what the component declares; a panic becomes an error.
 pub(crate) fn declared<C>(
     make: &dyn Fn() -> C,
-    declare: impl FnOnce(&C, &mut OutputDeclarer) -> Option<Duration>,
+    declare: impl FnOnce(&C, &mut OutputDeclarer) -> (Option<Duration>, bool),
 ) -> Result<Declared, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let c = make();
         let mut d = OutputDeclarer::default();
-        let tick = declare(&c, &mut d);
+        let (tick, state) = declare(&c, &mut d);
         Declared {
             streams: d.streams,
             tick,
+            state,
         }
     }))
     .map_err(|p| {
@@ -258,6 +263,37 @@ pub trait Spout: Send + 'static {
     /// The spout will not be asked for tuples until activated again.
     fn deactivate(&mut self) {}
 
+    /// Whether this spout can rewind to a position it wrote into a checkpoint
+    /// ([`snapshot`](Spout::snapshot)), so that a run resuming from that checkpoint reads again
+    /// everything after it. Exactly-once needs it of every spout. Read on the declaration
+    /// instance. Default `false`.
+    fn rewinds(&self) -> bool {
+        false
+    }
+
+    /// A checkpoint is being taken: write the read position (every message emitted so far is
+    /// before it; with acking on, write the position before which every message is acked).
+    /// Called on the task between `next_tuple` calls; keep it quick (copy, do not do I/O).
+    /// An error makes this checkpoint fail (processing goes on).
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let _ = snap;
+        Ok(())
+    }
+
+    /// The run resumes from a checkpoint: take up the position it holds. Called after `open`,
+    /// before the first `next_tuple`, only when a checkpoint is restored. An error stops the
+    /// topology (its state would be wrong), naming the component.
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let _ = from;
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete: every task stored its state. The moment to commit offsets
+    /// to the source (a Kafka consumer group), as Flink's sources do.
+    fn checkpoint_complete(&mut self, id: CheckpointId) {
+        let _ = id;
+    }
+
     /// True when the source has ended: nothing more will be emitted except replays of failed
     /// messages. A topology whose spouts are all exhausted with nothing pending is *idle*
     /// ([`TopologyHandle::wait_until_idle`](crate::TopologyHandle::wait_until_idle)).
@@ -327,6 +363,40 @@ pub trait BasicBolt: Send + 'static {
     /// tick's is.
     fn input_drained(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         let _ = out;
+        Ok(())
+    }
+
+    /// Whether this bolt keeps state that must survive a crash (counts, windows, a join's
+    /// buffers), written by [`snapshot`](BasicBolt::snapshot). A topology with such a bolt
+    /// takes checkpoints. Read on the declaration instance. Default `false`.
+    fn has_state(&self) -> bool {
+        false
+    }
+
+    /// A checkpoint is being taken: write the state ([`Snapshot::put`],
+    /// [`Snapshot::put_keyed`]). Every input before the checkpoint's barriers has been
+    /// executed, none after. Keep it quick: copy, do not do I/O (the files are written off the
+    /// task). An error makes this checkpoint fail (processing goes on).
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let _ = snap;
+        Ok(())
+    }
+
+    /// The run resumes from a checkpoint: read the state back ([`Restore::get`],
+    /// [`Restore::keyed`]). Called after `prepare`, before the first input, only when a
+    /// checkpoint is restored. An error stops the topology, naming the component.
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let _ = from;
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete. Tuples emitted here are not anchored.
+    fn checkpoint_complete(
+        &mut self,
+        id: CheckpointId,
+        out: &mut BasicCollector<'_>,
+    ) -> Result<(), BoxError> {
+        let _ = (id, out);
         Ok(())
     }
 
@@ -421,6 +491,36 @@ pub trait Bolt: Send + 'static {
         out: &mut OutputCollector<'_>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = out;
+        async { Ok(()) }
+    }
+
+    /// Whether this bolt keeps state that must survive a crash; see [`BasicBolt::has_state`].
+    fn has_state(&self) -> bool {
+        false
+    }
+
+    /// A checkpoint is being taken: write the state; see [`BasicBolt::snapshot`]. Inputs the
+    /// bolt holds un-acked are its own business: a bolt that holds inputs across a checkpoint
+    /// (a window) writes them into its state.
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let _ = snap;
+        Ok(())
+    }
+
+    /// The run resumes from a checkpoint: read the state back; see [`BasicBolt::restore`].
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let _ = from;
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete: a two-phase-commit sink publishes what it wrote before
+    /// that checkpoint's barrier (pending files renamed into place, a transaction committed).
+    fn checkpoint_complete(
+        &mut self,
+        id: CheckpointId,
+        out: &mut OutputCollector<'_>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (id, out);
         async { Ok(()) }
     }
 

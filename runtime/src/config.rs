@@ -1,8 +1,37 @@
 //! Topology-wide settings, with the defaults a Storm user would expect.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// What a topology promises about each input's effect, after failures, crashes and restarts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Every spout tuple's tree is tracked (XOR acking, [`Config::ackers`]) and a failed or
+    /// timed-out tree is replayed: each input reaches every bolt at least once. State is
+    /// checkpointed when a component keeps any; after a crash it is restored and the spouts
+    /// rewind to their checkpointed positions, so aggregates never reset, but an input processed
+    /// after the last checkpoint counts again (as in Storm). The default.
+    #[default]
+    AtLeastOnce,
+    /// Aligned checkpoint barriers carry every spout's read position and every task's state into
+    /// one checkpoint; after a crash the state is restored and the spouts rewind, so each input
+    /// affects state exactly once. No per-tuple acking (it is what makes this mode fast). Every
+    /// spout must be able to rewind (kafka, kinesis, file, generator, feed).
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// The name used in topology files: `at_least_once`, `exactly_once`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+}
 
 /// Settings of one topology run. `Config::default()` is a sensible start; every field says why it
 /// exists and what its default is.
@@ -28,6 +57,25 @@ pub struct Config {
     /// Tuples are sent between tasks in batches of up to this many; a task flushes partial
     /// batches whenever its input runs dry, so batching adds no latency when idle. Default 256.
     pub batch_size: usize,
+    /// What the topology promises (see [`Guarantee`]). Default at-least-once.
+    pub guarantee: Guarantee,
+    /// How often a checkpoint is started. A checkpoint is taken when the guarantee is
+    /// exactly-once or when a component keeps state. Zero turns checkpoints off. Default 1 s.
+    #[serde(with = "duration_secs")]
+    pub checkpoint_interval: Duration,
+    /// Where checkpoints are kept. `None`: `$TOPO_STATE_DIR/<topology>/checkpoints`,
+    /// `TOPO_STATE_DIR` defaulting to `.topo/state`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How many completed checkpoints are kept; older ones are deleted. Default 3.
+    pub checkpoints_retained: usize,
+    /// The number of key groups keyed state is split into: the most tasks a keyed component
+    /// can ever be scaled to from a checkpoint. Fields groupings route by key group, so a
+    /// restore with another parallelism hands whole key groups to the new tasks. Default 128.
+    pub max_parallelism: usize,
+    /// The most tuples a task with several inputs holds back while it waits for a checkpoint's
+    /// barrier on its slower inputs. Past it the task declines that checkpoint (counted and
+    /// logged; processing goes on, and the next checkpoint is tried). Default 1,000,000.
+    pub alignment_buffer: usize,
 }
 
 impl Default for Config {
@@ -39,14 +87,35 @@ impl Default for Config {
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_capacity: 8192,
             batch_size: 256,
+            guarantee: Guarantee::AtLeastOnce,
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_dir: None,
+            checkpoints_retained: 3,
+            max_parallelism: 128,
+            alignment_buffer: 1_000_000,
         }
     }
 }
 
 impl Config {
-    /// Whether tuple trees are tracked (at least one acker).
+    /// Whether tuple trees are tracked: at least one acker, and not exactly-once (whose
+    /// checkpoints replace acking).
     pub fn acking(&self) -> bool {
-        self.ackers > 0
+        self.ackers > 0 && self.guarantee != Guarantee::ExactlyOnce
+    }
+
+    /// The directory checkpoints of `topology` are kept in: [`checkpoint_dir`](Config::checkpoint_dir)
+    /// if set, else `$TOPO_STATE_DIR/<topology>/checkpoints` (`TOPO_STATE_DIR` defaulting to
+    /// `.topo/state`).
+    pub fn checkpoint_dir_for(&self, topology: &str) -> PathBuf {
+        match &self.checkpoint_dir {
+            Some(d) => d.clone(),
+            None => std::env::var_os("TOPO_STATE_DIR")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from(".topo/state"), PathBuf::from)
+                .join(topology)
+                .join("checkpoints"),
+        }
     }
 
     /// Problems with these settings, each as `(key, message)`.
@@ -66,6 +135,15 @@ impl Config {
         }
         if self.batch_size == 0 {
             out.push(("batch_size", "must be at least 1".to_string()));
+        }
+        if self.max_parallelism == 0 || self.max_parallelism > u16::MAX as usize {
+            out.push((
+                "max_parallelism",
+                format!("must be from 1 to 65535, got {}", self.max_parallelism),
+            ));
+        }
+        if self.checkpoints_retained == 0 {
+            out.push(("checkpoints_retained", "must be at least 1".to_string()));
         }
         if self.queue_capacity < self.batch_size.max(1) {
             out.push((

@@ -119,7 +119,12 @@ const SEED_2: u64 = 0xc2b2_ae3d_27d4_eb4f;
 /// One emitting task's routing state for one subscription.
 pub(crate) enum Router {
     Shuffle(Shuffle),
-    Fields(SmallVec<[usize; 2]>),
+    Fields {
+        /// The grouping fields' positions in the stream.
+        fields: SmallVec<[usize; 2]>,
+        /// The number of key groups ([`Config::max_parallelism`](crate::Config::max_parallelism)).
+        key_groups: u32,
+    },
     PartialKey {
         fields: SmallVec<[usize; 2]>,
         sent: Vec<u64>,
@@ -152,6 +157,7 @@ impl Router {
         targets: &[TaskId],
         component: &SmolStr,
         start: usize,
+        key_groups: usize,
     ) -> Router {
         match grouping {
             Grouping::Shuffle | Grouping::None | Grouping::LocalOrShuffle => {
@@ -161,7 +167,10 @@ impl Router {
                     schedule: None,
                 })
             }
-            Grouping::Fields(_) => Router::Fields(field_index),
+            Grouping::Fields(_) => Router::Fields {
+                fields: field_index,
+                key_groups: key_groups.max(1) as u32,
+            },
             Grouping::PartialKey(_) => Router::PartialKey {
                 fields: field_index,
                 sent: vec![0; targets.len()],
@@ -189,7 +198,10 @@ impl Router {
         let n = loads.len();
         match self {
             Router::Shuffle(s) => out.push(s.pick(loads)),
-            Router::Fields(idx) => out.push((key_hash(values, idx, SEED_1) % n as u64) as usize),
+            Router::Fields { fields, key_groups } => {
+                let group = key_group(key_hash(values, fields, SEED_1), *key_groups);
+                out.push(task_of_key_group(group, *key_groups, n));
+            }
             Router::PartialKey { fields, sent } => {
                 let first = (key_hash(values, fields, SEED_1) % n as u64) as usize;
                 let chosen = if n < 2 {
@@ -298,6 +310,39 @@ impl Shuffle {
     }
 }
 
+/// The stable hash of a key: the values of a tuple's grouping fields, in the grouping's order.
+/// A fields grouping routes a tuple by the [`key_group`] of this hash, so keyed state stored
+/// under `key_hash_of(key)` lands, after a restore with any parallelism, on the task that
+/// receives that key.
+pub fn key_hash_of(key: &[Value]) -> u64 {
+    key.iter().fold(SEED_1, |acc, v| v.stable_hash(acc))
+}
+
+/// The key group of a key's hash: one of `key_groups` (the topology's
+/// [`max_parallelism`](crate::Config::max_parallelism)) fixed buckets keyed state is split into.
+#[inline]
+pub fn key_group(hash: u64, key_groups: u32) -> u32 {
+    (hash % key_groups.max(1) as u64) as u32
+}
+
+/// The index of the task, among `parallelism`, that owns a key group: groups are dealt out in
+/// contiguous ranges (Flink's assignment), so a change of parallelism moves whole groups.
+#[inline]
+pub fn task_of_key_group(group: u32, key_groups: u32, parallelism: usize) -> usize {
+    (group as u64 * parallelism as u64 / key_groups.max(1) as u64) as usize
+}
+
+/// The key groups task `index` of `parallelism` owns: the inverse of [`task_of_key_group`].
+pub fn key_groups_of_task(
+    index: usize,
+    parallelism: usize,
+    key_groups: u32,
+) -> std::ops::Range<u32> {
+    let start =
+        |i: usize| (i as u64 * key_groups as u64).div_ceil(parallelism.max(1) as u64) as u32;
+    start(index)..start(index + 1)
+}
+
 /// The stable hash of the grouping fields of one tuple.
 fn key_hash(values: &[Value], fields: &[usize], seed: u64) -> u64 {
     fields.iter().fold(seed, |acc, &i| {
@@ -338,6 +383,7 @@ mod tests {
             &tasks(5),
             &"c".into(),
             0,
+            128,
         );
         let mut b = Router::new(
             &Grouping::Fields(vec!["k".into()]),
@@ -345,6 +391,7 @@ mod tests {
             &tasks(5),
             &"c".into(),
             3,
+            128,
         );
         let mut used = std::collections::HashSet::new();
         for i in 0..1000 {
@@ -366,6 +413,7 @@ mod tests {
             &tasks(4),
             &"c".into(),
             1,
+            128,
         );
         let mut counts = [0usize; 4];
         for _ in 0..4000 {
@@ -386,7 +434,7 @@ mod tests {
     fn partial_key_spreads_a_hot_key_over_exactly_two_tasks() {
         let loads = gauges(&[0; 6]);
         let g = Grouping::PartialKey(vec!["k".into()]);
-        let mut r = Router::new(&g, smallvec::smallvec![0], &tasks(6), &"c".into(), 0);
+        let mut r = Router::new(&g, smallvec::smallvec![0], &tasks(6), &"c".into(), 0, 128);
         let mut counts = [0usize; 6];
         for _ in 0..1000 {
             counts[route_once(&mut r, &[Value::from("hot")], &loads)[0]] += 1;
@@ -399,9 +447,9 @@ mod tests {
     fn all_global_and_custom() {
         let loads = gauges(&[0; 3]);
         let t = [TaskId(7), TaskId(5), TaskId(9)];
-        let mut all = Router::new(&Grouping::All, SmallVec::new(), &t, &"c".into(), 0);
+        let mut all = Router::new(&Grouping::All, SmallVec::new(), &t, &"c".into(), 0, 128);
         assert_eq!(route_once(&mut all, &[], &loads).as_slice(), &[0, 1, 2]);
-        let mut global = Router::new(&Grouping::Global, SmallVec::new(), &t, &"c".into(), 0);
+        let mut global = Router::new(&Grouping::Global, SmallVec::new(), &t, &"c".into(), 0, 128);
         assert_eq!(route_once(&mut global, &[], &loads).as_slice(), &[1]);
 
         struct EvenOdd;
@@ -413,7 +461,7 @@ mod tests {
             }
         }
         let g = Grouping::Custom(Arc::new(|_: &[TaskId]| EvenOdd));
-        let mut custom = Router::new(&g, SmallVec::new(), &t, &"c".into(), 0);
+        let mut custom = Router::new(&g, SmallVec::new(), &t, &"c".into(), 0, 128);
         assert_eq!(
             route_once(&mut custom, &[Value::Int(3)], &loads).as_slice(),
             &[1]

@@ -21,6 +21,10 @@
 //! - [`collector`]: where components emit; anchoring, batching, backpressure.
 //! - [`grouping`]: the one place that picks the target task(s) of a tuple.
 //! - [`acker`]: Storm's XOR tree tracking.
+//! - [`checkpoint`]: aligned barrier checkpoints — the barriers in the queues, the coordinator,
+//!   the manifests and where the files are stored.
+//! - [`state`]: what components write into a checkpoint and read back ([`Snapshot`],
+//!   [`Restore`], [`KeyedState`]).
 //! - `task` (internal): the spout and bolt task loops (`task/spout.rs`, `task/bolt.rs`), failure
 //!   isolation and restarts.
 //! - [`topology`]: the declared topology and its one validation.
@@ -44,13 +48,15 @@
 //!  metrics    ─► role, tuple
 //!  grouping   ─► metrics, tuple, value
 //!  acker      ─► metrics, tuple
+//!  checkpoint ─► config, tuple
+//!  state      ─► checkpoint, grouping, value
 //!  tap        ─► clock, suggest, tuple, value
-//!  collector  ─► acker, grouping, metrics, tap, tuple, value
-//!  component  ─► collector, config, tuple
-//!  task       ─► acker, collector, component, metrics, tuple         (starts the task loops)
+//!  collector  ─► acker, checkpoint, grouping, metrics, tap, tuple, value
+//!  component  ─► checkpoint, collector, config, state, tuple
+//!  task       ─► acker, checkpoint, collector, component, metrics, state, tuple  (task loops)
 //!  topology   ─► component, config, grouping, role, suggest, task   (holds the task starters)
 //!  builder    ─► component, config, grouping, topology, tuple
-//!  cluster    ─► acker, collector, component, grouping, metrics, tap, task, topology, tuple
+//!  cluster    ─► acker, checkpoint, collector, component, config, grouping, metrics, state, tap, task, topology, tuple
 //!  testing    ─► all of the above
 //! ```
 
@@ -58,6 +64,7 @@
 
 pub mod acker;
 pub mod builder;
+pub mod checkpoint;
 pub mod clock;
 pub mod cluster;
 pub mod collector;
@@ -66,6 +73,7 @@ pub mod config;
 pub mod grouping;
 pub mod metrics;
 pub mod role;
+pub mod state;
 pub mod suggest;
 pub mod tap;
 mod task;
@@ -75,16 +83,21 @@ pub mod tuple;
 pub mod value;
 
 pub use builder::{BoltDeclarer, TopologyBuilder};
-pub use cluster::{LocalCluster, MetricsReader, StopReport, TopologyHandle, WaitTimeout, submit};
+pub use checkpoint::CheckpointId;
+pub use cluster::{
+    LocalCluster, MetricsReader, RunOptions, StartError, StopReport, TopologyHandle, WaitTimeout,
+    submit, takes_checkpoints, try_submit,
+};
 pub use collector::{BasicCollector, EmitError, OutputCollector, SpoutCollector};
 pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl, TaskContext};
-pub use config::Config;
+pub use config::{Config, Guarantee};
 pub use grouping::{CustomGrouping, CustomGroupingFactory, Grouping};
 pub use metrics::{
     ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US, LatencySummary, MetricsSnapshot,
     TaskSnapshot,
 };
 pub use role::Role;
+pub use state::{KeyedState, Restore, Snapshot, StateKey};
 pub use tap::{Direction, TapError, TapEvent, TapFormat, TapOptions, TapReceiver};
 pub use topology::{
     BoltFactory, ComponentFactory, ComponentSpec, InputSpec, SpoutFactory, Topology, TopologySpec,

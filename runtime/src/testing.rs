@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use smol_str::SmolStr;
 
 use crate::acker::AckMsg;
+use crate::checkpoint::Inbound;
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{
     BasicBolt, Bolt, BoxError, ContextShared, OutputDeclarer, Spout, StreamDecl, TaskContext,
@@ -132,7 +133,7 @@ pub struct BoltTester {
     driver: Box<dyn DynDriver>,
     env: TaskEnv,
     input: &'static StreamSchema,
-    captured: Vec<(SmolStr, flume::Receiver<Vec<Tuple>>)>,
+    captured: Vec<(SmolStr, flume::Receiver<Inbound>)>,
     acks: flume::Receiver<Vec<AckMsg>>,
     next_root: u64,
 }
@@ -203,6 +204,7 @@ impl BoltTester {
                         &[sink_task],
                         &"__capture".into(),
                         0,
+                        128,
                     ),
                     tasks: vec![sink_task],
                     slots: vec![slot],
@@ -238,6 +240,9 @@ impl BoltTester {
             ctx,
             emitter,
             metrics,
+            checkpoints: None,
+            restore: None,
+            fatal: Default::default(),
         };
         let mut driver = driver;
         runtime.block_on(driver.start(&mut env));
@@ -358,7 +363,11 @@ impl BoltTester {
     fn collect(&mut self, input: Option<(u64, u64)>) -> Executed {
         let mut out = Executed::default();
         for (stream, rx) in &self.captured {
-            for t in rx.try_iter().flatten() {
+            let batches = rx.try_iter().filter_map(|m| match m {
+                Inbound::Tuples(b) => Some(b),
+                Inbound::Barrier(_) => None,
+            });
+            for t in batches.flatten() {
                 out.emitted.push(Emitted {
                     stream: stream.clone(),
                     anchored: t.is_tracked(),

@@ -121,7 +121,12 @@ pub struct TopologySpec {
 pub(crate) struct Component {
     pub(crate) spec: ComponentSpec,
     pub(crate) outputs: Vec<StreamDecl>,
+    /// A bolt that keeps state, or a spout that can rewind.
+    pub(crate) state: bool,
 }
+
+/// Why a spout that cannot rewind is refused under exactly-once.
+pub const CANNOT_REWIND: &str = "guarantee = \"exactly_once\" needs every spout to rewind to a checkpointed position (kafka, kinesis, file, generator and feed can); this one cannot, so after a crash its input would be lost or repeated. Use guarantee = \"at_least_once\" for this topology";
 
 /// Gives each pass-through stream the fields of its component's inputs, upstream first; reports
 /// inputs whose fields differ. Inputs that do not resolve (unknown, or in a cycle) are reported
@@ -305,6 +310,13 @@ pub enum ErrorKind {
     ZeroParallelism,
     /// A spout was given inputs.
     SpoutWithInputs,
+    /// `guarantee = "exactly_once"`, but this spout cannot rewind to a checkpointed position.
+    CannotRewind,
+    /// The parallelism is over the number of key groups (`max_parallelism`).
+    OverMaxParallelism {
+        /// The topology's `max_parallelism`.
+        max: usize,
+    },
     /// A bolt has no inputs.
     BoltWithoutInputs,
     /// Calling the factory to read the declared outputs panicked.
@@ -424,6 +436,11 @@ impl fmt::Display for ValidationError {
             ErrorKind::DuplicateId => f.write_str("id is used by more than one component"),
             ErrorKind::ZeroParallelism => f.write_str("parallelism must be at least 1, got 0"),
             ErrorKind::SpoutWithInputs => f.write_str("a spout cannot have inputs"),
+            ErrorKind::CannotRewind => f.write_str(CANNOT_REWIND),
+            ErrorKind::OverMaxParallelism { max } => write!(
+                f,
+                "parallelism is over max_parallelism ({max}), the number of key groups state is split into; raise max_parallelism (before the first checkpoint: it cannot change later)"
+            ),
             ErrorKind::BoltWithoutInputs => f.write_str("a bolt needs at least one input"),
             ErrorKind::DeclarePanicked(m) => write!(f, "declaring its outputs panicked: {m}"),
             ErrorKind::DuplicateStream(s) => write!(f, "stream `{s}` is declared more than once"),
@@ -542,6 +559,8 @@ impl TopologySpec {
         let mut seen = HashSet::new();
         let mut outputs: HashMap<SmolStr, Vec<StreamDecl>> = HashMap::new();
         let mut default_ticks: HashMap<SmolStr, Duration> = HashMap::new();
+        let mut stateful: HashSet<SmolStr> = HashSet::new();
+        let exactly_once = self.config.guarantee == crate::config::Guarantee::ExactlyOnce;
         for c in &self.components {
             if c.id.is_empty() {
                 errors.push(err(c, None, ErrorKind::EmptyId));
@@ -554,6 +573,15 @@ impl TopologySpec {
             if c.parallelism == 0 {
                 errors.push(err(c, None, ErrorKind::ZeroParallelism));
             }
+            if c.parallelism > self.config.max_parallelism {
+                errors.push(err(
+                    c,
+                    None,
+                    ErrorKind::OverMaxParallelism {
+                        max: self.config.max_parallelism,
+                    },
+                ));
+            }
             match (&c.factory, c.inputs.is_empty()) {
                 (ComponentFactory::Spout(_), false) => {
                     errors.push(err(c, None, ErrorKind::SpoutWithInputs))
@@ -564,9 +592,19 @@ impl TopologySpec {
                 _ => {}
             }
             match c.factory.declare() {
-                Ok(Declared { streams, tick }) => {
+                Ok(Declared {
+                    streams,
+                    tick,
+                    state,
+                }) => {
                     if let Some(tick) = tick {
                         default_ticks.insert(c.id.clone(), tick);
+                    }
+                    if state {
+                        stateful.insert(c.id.clone());
+                    }
+                    if exactly_once && !state && matches!(c.factory, ComponentFactory::Spout(_)) {
+                        errors.push(err(c, None, ErrorKind::CannotRewind));
                     }
                     let mut names = HashSet::new();
                     for s in &streams {
@@ -678,7 +716,12 @@ impl TopologySpec {
                 if spec.tick_interval.is_none() {
                     spec.tick_interval = default_ticks.get(&spec.id).copied();
                 }
-                Component { spec, outputs }
+                let state = stateful.contains(&spec.id);
+                Component {
+                    spec,
+                    outputs,
+                    state,
+                }
             })
             .collect();
         Ok(Topology {

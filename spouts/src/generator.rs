@@ -61,14 +61,21 @@
 //! the topology emits `count` messages in all whatever the parallelism. The spout is exhausted
 //! (`topo run --until-idle` ends) once `count` messages are emitted and none waits for a replay.
 //!
+//! # Checkpoints
+//! The spout rewinds (`rewinds() == true`): a checkpoint holds each task's next message number
+//! and the numbers it has emitted but not seen acked, so a run resumed from a checkpoint emits
+//! exactly the messages after it (exactly-once), or again those unacked (at-least-once). A
+//! resume with another parallelism skips, per new task, the numbers the old tasks had emitted.
+//!
 //! # Known limits
-//! - Pending replays live in memory: a process that ends loses nothing real, but a restarted
-//!   topology starts again from message 0.
+//! - Without checkpoints (no stateful component, at-least-once), a restarted topology starts
+//!   again from message 0.
 //! - Without `start_time`, timestamps differ between runs (the wall clock); with it, runs are
 //!   identical.
 //! - `text_file` is read whole into memory, once.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -78,7 +85,8 @@ use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
+    BoxError, OutputDeclarer, Restore, Snapshot, Spout, SpoutCollector, TaskContext, Value, Values,
+    values,
 };
 
 /// The sentences of Storm's `RandomSentenceSpout`, used when none are given.
@@ -439,6 +447,20 @@ pub struct GeneratorSpout {
     /// With `rate`: calls in a row that found nothing due (see `next_tuple`).
     empty_calls: u8,
     max_pending: usize,
+    /// With acking: the numbers emitted and not yet acked (what a checkpoint must replay).
+    unacked: Option<HashSet<u64>>,
+    /// After a resume with another parallelism: the old tasks' next numbers (by old index);
+    /// a number below its old task's next was emitted before the checkpoint.
+    emitted_before: Option<Vec<u64>>,
+}
+
+/// A task's position in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Position {
+    /// The next new message number.
+    next: u64,
+    /// Numbers to emit again: failed, or emitted and not acked at the checkpoint.
+    replay: Vec<u64>,
 }
 
 impl Clone for GeneratorSpout {
@@ -455,6 +477,8 @@ impl Clone for GeneratorSpout {
             pacer: None,
             empty_calls: 0,
             max_pending: usize::MAX,
+            unacked: None,
+            emitted_before: None,
         }
     }
 }
@@ -474,6 +498,8 @@ impl GeneratorSpout {
             pacer: None,
             empty_calls: 0,
             max_pending: usize::MAX,
+            unacked: None,
+            emitted_before: None,
         };
         // Sentences are available before `open` (for [`sentence`](Self::sentence)).
         g.source = g.build_source().ok();
@@ -627,8 +653,19 @@ impl GeneratorSpout {
         self.opts.count.is_none_or(|c| self.next < c)
     }
 
+    /// Whether message `n` was emitted before the checkpoint this task resumed from, by an
+    /// old task of another parallelism.
+    fn emitted_before(&self, n: u64) -> bool {
+        self.emitted_before
+            .as_ref()
+            .is_some_and(|old| n < old[(n % old.len() as u64) as usize])
+    }
+
     /// Emits message `n` on the default stream.
-    fn emit(&self, n: u64, out: &mut SpoutCollector<'_, u64>) {
+    fn emit(&mut self, n: u64, out: &mut SpoutCollector<'_, u64>) {
+        if let Some(u) = self.unacked.as_mut() {
+            u.insert(n);
+        }
         out.emit(self.tuple(n), n);
     }
 }
@@ -656,7 +693,63 @@ impl Spout for GeneratorSpout {
             .rate
             .map(|r| Pacer::new(r / ctx.parallelism() as f64));
         self.max_pending = ctx.config().max_spout_pending.unwrap_or(usize::MAX);
+        self.unacked = ctx.config().acking().then(HashSet::new);
         Ok(())
+    }
+
+    fn rewinds(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let mut replay = self.replays.clone();
+        if let Some(u) = &self.unacked {
+            replay.extend(u.iter().copied());
+        }
+        replay.sort_unstable();
+        replay.dedup();
+        snap.put(
+            "position",
+            &Position {
+                next: self.next,
+                replay,
+            },
+        );
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        if let Some(p) = from.get::<Position>("position")? {
+            self.next = p.next;
+            self.replays = p.replay;
+            self.replays.reverse();
+            return Ok(());
+        }
+        let old: Vec<Position> = from.get_all("position")?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        // Another parallelism: this task's numbers that an old task had not emitted yet.
+        let (index, step) = (self.next, self.step);
+        let lowest = old.iter().map(|p| p.next).min().unwrap_or(0);
+        self.next = lowest - lowest % step + index;
+        if self.next < lowest {
+            self.next += step;
+        }
+        self.replays = old
+            .iter()
+            .flat_map(|p| p.replay.iter().copied())
+            .filter(|n| n % step == index)
+            .collect();
+        self.replays.sort_unstable_by(|a, b| b.cmp(a));
+        self.emitted_before = Some(old.iter().map(|p| p.next).collect());
+        Ok(())
+    }
+
+    fn ack(&mut self, n: u64) {
+        if let Some(u) = self.unacked.as_mut() {
+            u.remove(&n);
+        }
     }
 
     async fn next_tuple(&mut self, out: &mut SpoutCollector<'_, u64>) -> Result<(), BoxError> {
@@ -698,6 +791,9 @@ impl Spout for GeneratorSpout {
         while k < budget && self.has_more() && room(out) {
             let n = self.next;
             self.next += self.step;
+            if self.emitted_before.is_some() && self.emitted_before(n) {
+                continue;
+            }
             self.emit(n, out);
             k += 1;
         }

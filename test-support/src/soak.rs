@@ -160,6 +160,11 @@ impl Soak {
         self.child = Some(self.runs.start());
     }
 
+    /// Starts a run of `topo run <extra..>` (the run going on).
+    pub fn start_with(&mut self, extra: &[&str]) {
+        self.child = Some(self.runs.start_with(extra));
+    }
+
     /// Panics when the soak is over its time budget, saying `progress`, the kills so far, the
     /// seed and the end of the runs' log.
     pub fn check_budget(&self, progress: impl std::fmt::Display) {
@@ -316,7 +321,12 @@ impl Runs {
 
     /// Starts a run that goes on until killed (or stopped).
     pub fn start(&mut self) -> Running {
-        Running(self.command(&[]).spawn().expect("start topo"))
+        self.start_with(&[])
+    }
+
+    /// Starts `topo run <extra..>`, which goes on until killed (or stopped).
+    pub fn start_with(&mut self, extra: &[&str]) -> Running {
+        Running(self.command(extra).spawn().expect("start topo"))
     }
 
     /// Runs `topo run <extra..>` to its end (at most `timeout`, then it is killed and this

@@ -445,6 +445,18 @@ fn config_schema() -> Value {
                 "description": "tuples per transfer batch between tasks" },
             "default_parallelism": { "type": "integer", "minimum": 1, "default": 1,
                 "description": "tasks of a component without `parallelism`" },
+            "guarantee": { "enum": ["at_least_once", "exactly_once"], "default": "at_least_once",
+                "description": "at_least_once: acking and replays, state checkpointed (a replay may count twice); exactly_once: aligned checkpoints, each input affects state once (every spout must rewind)" },
+            "checkpoint_interval": { "$ref": "#/definitions/duration", "default": "1s",
+                "description": "how often a checkpoint is started (exactly_once, or a component keeps state); \"0s\": none" },
+            "checkpoint_dir": { "type": "string",
+                "description": "where checkpoints are kept (default: $TOPO_STATE_DIR/<topology>/checkpoints, TOPO_STATE_DIR defaulting to .topo/state)" },
+            "checkpoints_retained": { "type": "integer", "minimum": 1, "default": 3,
+                "description": "completed checkpoints kept; older ones are deleted" },
+            "max_parallelism": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 128,
+                "description": "key groups keyed state is split into: the most tasks a stateful component can be rescaled to from a checkpoint" },
+            "alignment_buffer": { "type": "integer", "minimum": 0, "default": 1000000,
+                "description": "tuples a task holds back while aligning a checkpoint's barriers; past it the checkpoint is declined" },
         },
     })
 }

@@ -14,11 +14,17 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
+use std::collections::VecDeque;
+
+use smallvec::SmallVec;
+
 use super::{ErrorLog, FIRST_BACKOFF, MAX_BACKOFF, TaskEnv, panic_message};
+use crate::checkpoint::{Barrier, CheckpointId, Inbound};
 use crate::collector::{BasicCollector, Ledger, OutputCollector};
 use crate::component::{BasicBolt, Bolt, BoxError, TaskContext};
 use crate::metrics::TaskMetrics;
-use crate::tuple::{Anchors, Tuple};
+use crate::state::Snapshot;
+use crate::tuple::{Anchors, TaskId, Tuple};
 
 /// How a bolt task drives its component: one implementation for basic bolts, one for full bolts.
 pub(crate) trait BoltDriver: Send + 'static {
@@ -36,55 +42,114 @@ pub(crate) trait BoltDriver: Send + 'static {
     fn input_drained(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
     /// The input is closed and drained: clean up.
     fn finish(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
+    /// Writes the instance's state into a checkpoint.
+    fn snapshot(&mut self, snap: &mut Snapshot, env: &mut TaskEnv) -> Result<(), String>;
+    /// A checkpoint completed.
+    fn checkpoint_complete(
+        &mut self,
+        id: CheckpointId,
+        env: &mut TaskEnv,
+    ) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// Runs one bolt task until its input is closed (every upstream task ended) and drained.
 pub(crate) async fn run_bolt<D: BoltDriver>(
     mut driver: D,
     mut env: TaskEnv,
-    inbox: flume::Receiver<Vec<Tuple>>,
+    inbox: flume::Receiver<Inbound>,
     tick: Option<Duration>,
 ) {
     let gauge = env.metrics.queue.clone();
     driver.start(&mut env).await;
+    if env.fatal.get().is_some() {
+        // The state could not be restored: the topology is stopping; take no input.
+        return;
+    }
     let mut next_tick = tick.map(|t| Instant::now() + t);
     // Input was executed since the queue last ran dry: the bolt is told once per idle moment,
     // never per tuple, and never while the queue keeps input waiting.
     let mut drained_due = false;
+    let mut align = env
+        .checkpoints
+        .as_ref()
+        .map(|c| Aligner::new(c.links.upstream, c.links.alignment_buffer));
+    let mut completed = env.checkpoints.as_ref().map(|c| c.links.completed.clone());
     loop {
-        let batch = match inbox.try_recv() {
-            Ok(b) => b,
-            Err(flume::TryRecvError::Disconnected) => break,
-            Err(flume::TryRecvError::Empty) if drained_due => {
-                drained_due = false;
-                driver.input_drained(&mut env).await;
-                // Send what it acked or emitted now; input that came meanwhile is taken next.
-                env.emitter.flush(true).await;
-                continue;
-            }
-            Err(flume::TryRecvError::Empty) => {
-                env.emitter.flush(true).await;
-                let tick_at = next_tick;
-                let tick_wait = async move {
-                    match tick_at {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
+        if let Some(id) = env.checkpoints.as_mut().and_then(|c| c.newly_completed()) {
+            driver.checkpoint_complete(id, &mut env).await;
+        }
+        let released = align.as_mut().and_then(|a| a.released.pop_front());
+        let msg = match released {
+            Some(m) => m,
+            None => match inbox.try_recv() {
+                Ok(m) => {
+                    if let Inbound::Tuples(b) = &m {
+                        gauge.sub(b.len());
                     }
-                };
-                tokio::select! {
-                    b = inbox.recv_async() => match b {
-                        Ok(b) => b,
-                        Err(_) => break,
-                    },
-                    _ = tick_wait => {
-                        driver.tick(&mut env).await;
-                        next_tick = tick.map(|t| Instant::now() + t);
-                        continue;
+                    m
+                }
+                Err(flume::TryRecvError::Disconnected) => break,
+                Err(flume::TryRecvError::Empty) if drained_due => {
+                    drained_due = false;
+                    driver.input_drained(&mut env).await;
+                    // Send what it acked or emitted now; input that came meanwhile is taken next.
+                    env.emitter.flush(true).await;
+                    continue;
+                }
+                Err(flume::TryRecvError::Empty) => {
+                    env.emitter.flush(true).await;
+                    let tick_at = next_tick;
+                    let tick_wait = async move {
+                        match tick_at {
+                            Some(at) => tokio::time::sleep_until(at.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let completed_wait = async {
+                        match completed.as_mut() {
+                            Some(rx) => {
+                                if rx.changed().await.is_err() {
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        m = inbox.recv_async() => match m {
+                            Ok(m) => {
+                                if let Inbound::Tuples(b) = &m {
+                                    gauge.sub(b.len());
+                                }
+                                m
+                            }
+                            Err(_) => break,
+                        },
+                        _ = completed_wait => continue,
+                        _ = tick_wait => {
+                            driver.tick(&mut env).await;
+                            next_tick = tick.map(|t| Instant::now() + t);
+                            continue;
+                        }
                     }
                 }
+            },
+        };
+        let batch = match msg {
+            Inbound::Tuples(batch) => batch,
+            Inbound::Barrier(b) => {
+                if let Some(a) = align.as_mut() {
+                    a.on_barrier(b, &mut driver, &mut env).await;
+                }
+                continue;
             }
         };
-        gauge.sub(batch.len());
+        if let Some(a) = align.as_mut()
+            && a.holds(&batch)
+        {
+            a.hold(batch, &mut env).await;
+            continue;
+        }
         env.emitter.taps.executing(&batch);
         driver.execute_batch(batch, &mut env).await;
         drained_due = true;
@@ -102,7 +167,180 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
     }
     driver.finish(&mut env).await;
     env.emitter.flush(true).await;
+    if let Some(c) = env.checkpoints.as_mut() {
+        c.drain().await;
+    }
 }
+
+/// A checkpoint being aligned: which upstream tasks have delivered its barrier.
+struct Aligning {
+    id: CheckpointId,
+    seen: SmallVec<[TaskId; 8]>,
+    started: Instant,
+}
+
+/// Barrier alignment for one bolt task: once an upstream task has delivered checkpoint `id`'s
+/// barrier, its later batches wait here until every upstream task has, so the snapshot holds
+/// the effect of exactly the tuples before the barriers. Held tuples are bounded: past the
+/// bound the task declines the checkpoint and lets them through.
+struct Aligner {
+    upstream: usize,
+    limit: usize,
+    current: Option<Aligning>,
+    held: VecDeque<Inbound>,
+    held_tuples: usize,
+    /// Held input let through, taken before the queue.
+    released: VecDeque<Inbound>,
+    /// The newest checkpoint completed or given up here.
+    done: CheckpointId,
+}
+
+impl Aligner {
+    fn new(upstream: usize, limit: usize) -> Aligner {
+        Aligner {
+            upstream: upstream.max(1),
+            limit,
+            current: None,
+            held: VecDeque::new(),
+            held_tuples: 0,
+            released: VecDeque::new(),
+            done: 0,
+        }
+    }
+
+    /// Whether this batch's sender has delivered the barrier being aligned.
+    #[inline]
+    fn holds(&self, batch: &[Tuple]) -> bool {
+        match (&self.current, batch.first()) {
+            (Some(a), Some(t)) => a.seen.contains(&t.source_task()),
+            _ => false,
+        }
+    }
+
+    async fn hold(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
+        self.held_tuples += batch.len();
+        self.held.push_back(Inbound::Tuples(batch));
+        if self.held_tuples > self.limit
+            && let Some(a) = self.current.take()
+        {
+            let why = format!(
+                "declined: {} tuples held back while aligning, over alignment_buffer ({}); an input is far behind the others",
+                self.held_tuples, self.limit
+            );
+            self.give_up(a.id, env).await;
+            if let Some(c) = env.checkpoints.as_mut() {
+                c.decline(&env.ctx, a.id, why);
+            }
+        }
+    }
+
+    /// Stops aligning `id`: held input goes through, and downstream is told to stop too.
+    async fn give_up(&mut self, id: CheckpointId, env: &mut TaskEnv) {
+        self.current = None;
+        self.done = self.done.max(id);
+        self.release();
+        let from = env.ctx.task_id();
+        env.emitter
+            .barrier(Barrier {
+                id,
+                from,
+                cancel: true,
+            })
+            .await;
+    }
+
+    fn release(&mut self) {
+        self.held_tuples = 0;
+        // Held input goes before anything released earlier and not yet taken.
+        for m in std::mem::take(&mut self.held).into_iter().rev() {
+            self.released.push_front(m);
+        }
+    }
+
+    async fn on_barrier<D: BoltDriver>(&mut self, b: Barrier, driver: &mut D, env: &mut TaskEnv) {
+        if b.id <= self.done {
+            return;
+        }
+        if let Some(a) = self.current.as_ref()
+            && b.id > a.id
+        {
+            // A newer checkpoint started: the one being aligned was abandoned.
+            let old = a.id;
+            self.give_up(old, env).await;
+        }
+        if b.cancel {
+            self.give_up(b.id, env).await;
+            return;
+        }
+        let a = self.current.get_or_insert_with(|| Aligning {
+            id: b.id,
+            seen: SmallVec::new(),
+            started: Instant::now(),
+        });
+        if !a.seen.contains(&b.from) {
+            a.seen.push(b.from);
+        }
+        if a.seen.len() < self.upstream {
+            return;
+        }
+        let a = self.current.take().expect("aligning");
+        let alignment = a.started.elapsed();
+        let start = Instant::now();
+        let Some(side) = env.checkpoints.as_mut() else {
+            return;
+        };
+        let mut snap = side.snapshot(a.id);
+        let taken = driver.snapshot(&mut snap, env);
+        let from = env.ctx.task_id();
+        env.emitter
+            .barrier(Barrier {
+                id: a.id,
+                from,
+                cancel: false,
+            })
+            .await;
+        let pause = start.elapsed();
+        if let Some(side) = env.checkpoints.as_mut() {
+            side.write(&env.ctx, snap, taken, alignment, pause);
+        }
+        self.done = a.id;
+        self.release();
+    }
+}
+
+/// Calls a component's `restore` on its first instance; an error stops the topology.
+fn restore_with(
+    env: &mut TaskEnv,
+    restore: impl FnOnce(&crate::state::Restore) -> Result<(), BoxError>,
+) {
+    let Some(r) = env.restore.take() else {
+        return;
+    };
+    let why = match std::panic::catch_unwind(AssertUnwindSafe(|| restore(&r))) {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(p) => panic_message(&*p),
+    };
+    env.fatal(format!(
+        "could not restore checkpoint {}: {why}",
+        r.checkpoint_id()
+    ));
+}
+
+/// Calls a component's `snapshot`; a panic or an error fails this checkpoint.
+fn snapshot_with(
+    snap: &mut Snapshot,
+    take: impl FnOnce(&mut Snapshot) -> Result<(), BoxError>,
+) -> Result<(), String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| take(snap))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(panic_message(&*p)),
+    }
+}
+
+/// Why a task without an instance (it failed, and is being made again) declines a checkpoint.
+const NO_INSTANCE: &str = "the bolt failed and is being made again";
 
 /// Drives a [`BasicBolt`]: acks each input after `execute` returns `Ok`, fails it otherwise.
 pub(crate) struct BasicDriver<B: BasicBolt> {
@@ -179,6 +417,20 @@ impl<B: BasicBolt> BasicDriver<B> {
 impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
     async fn start(&mut self, env: &mut TaskEnv) {
         self.ensure(&env.ctx, &env.metrics).await;
+        if let Some(b) = self.bolt.as_mut() {
+            restore_with(env, |r| b.restore(r));
+        }
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot, _env: &mut TaskEnv) -> Result<(), String> {
+        let b = self.bolt.as_mut().ok_or(NO_INSTANCE)?;
+        snapshot_with(snap, |s| b.snapshot(s))
+    }
+
+    async fn checkpoint_complete(&mut self, id: CheckpointId, env: &mut TaskEnv) {
+        self.call_unanchored(env, "bolt checkpoint_complete failed", |b, out| {
+            b.checkpoint_complete(id, out)
+        });
     }
 
     async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
@@ -350,6 +602,28 @@ impl<B: Bolt> FullDriver<B> {
 impl<B: Bolt> BoltDriver for FullDriver<B> {
     async fn start(&mut self, env: &mut TaskEnv) {
         self.ensure(&env.ctx, &env.metrics).await;
+        if let Some(b) = self.bolt.as_mut() {
+            restore_with(env, |r| b.restore(r));
+        }
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot, _env: &mut TaskEnv) -> Result<(), String> {
+        let b = self.bolt.as_mut().ok_or(NO_INSTANCE)?;
+        snapshot_with(snap, |s| b.snapshot(s))
+    }
+
+    async fn checkpoint_complete(&mut self, id: CheckpointId, env: &mut TaskEnv) {
+        let Some(bolt) = self.bolt.as_mut() else {
+            return;
+        };
+        let mut out = OutputCollector {
+            emitter: &mut env.emitter,
+            ledger: &mut self.ledger,
+        };
+        let result = AssertUnwindSafe(bolt.checkpoint_complete(id, &mut out))
+            .catch_unwind()
+            .await;
+        self.settle(env, "bolt checkpoint_complete failed", result, 0);
     }
 
     async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
@@ -549,6 +823,9 @@ mod tests {
                 metrics.clone(),
             ),
             metrics,
+            checkpoints: None,
+            restore: None,
+            fatal: Default::default(),
         }
     }
 
@@ -581,8 +858,8 @@ mod tests {
         });
         let (tx, inbox) = flume::unbounded();
         // Two batches wait before the task starts: the queue is not dry between them.
-        tx.send(batch(0..3)).expect("inbox");
-        tx.send(batch(3..5)).expect("inbox");
+        tx.send(Inbound::Tuples(batch(0..3))).expect("inbox");
+        tx.send(Inbound::Tuples(batch(3..5))).expect("inbox");
         let task = tokio::spawn(run_bolt(
             driver,
             env(),
@@ -606,7 +883,7 @@ mod tests {
         );
 
         // More input, then dry again: once more.
-        tx.send(batch(5..7)).expect("inbox");
+        tx.send(Inbound::Tuples(batch(5..7))).expect("inbox");
         next(&drained, "input_drained").await;
         drop(tx);
         tokio::time::timeout(Duration::from_secs(10), task)

@@ -29,11 +29,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
+use smol_str::SmolStr;
+
 use crate::acker::SpoutNotice;
+use crate::checkpoint::{CheckpointId, Inbound, TaskCheckpoints, TaskReport};
 use crate::collector::Emitter;
 use crate::component::{BasicBolt, Bolt, Declared, Spout, TaskContext, declared};
 use crate::metrics::TaskMetrics;
-use crate::tuple::Tuple;
+use crate::state::{Chains, Restore, Snapshot, write_parts};
 
 mod bolt;
 mod spout;
@@ -57,6 +60,145 @@ pub(crate) struct TaskEnv {
     pub(crate) ctx: TaskContext,
     pub(crate) emitter: Emitter,
     pub(crate) metrics: Arc<TaskMetrics>,
+    /// Checkpoints are taken: this task's side of them.
+    pub(crate) checkpoints: Option<CheckpointSide>,
+    /// The state to resume from, given to the first instance.
+    pub(crate) restore: Option<Restore>,
+    /// Where a task reports an error that must stop the topology (state that cannot be
+    /// restored).
+    pub(crate) fatal: Arc<std::sync::OnceLock<String>>,
+}
+
+impl TaskEnv {
+    /// Stops the topology with `why` (the first such error wins).
+    pub(crate) fn fatal(&self, why: String) {
+        tracing::error!(
+            task_id = self.ctx.task_id().0,
+            "{why}; stopping the topology"
+        );
+        let _ = self.fatal.set(format!(
+            "{}[{}]: {why}",
+            self.ctx.component_id(),
+            self.ctx.task_index()
+        ));
+    }
+}
+
+/// A task's side of checkpoints: where it reports, its chains of keyed files, the write of its
+/// last snapshot (writes happen in order, off the task).
+pub(crate) struct CheckpointSide {
+    pub(crate) links: TaskCheckpoints,
+    chains: Arc<std::sync::Mutex<Chains>>,
+    /// The last write failed: write keyed state whole next time.
+    force_whole: Arc<std::sync::atomic::AtomicBool>,
+    last_write: Option<tokio::task::JoinHandle<()>>,
+    /// The newest checkpoint this task has started.
+    pub(crate) last_started: CheckpointId,
+    /// The newest completed checkpoint this task was told of.
+    last_completed: CheckpointId,
+}
+
+impl CheckpointSide {
+    pub(crate) fn new(links: TaskCheckpoints) -> CheckpointSide {
+        CheckpointSide {
+            links,
+            chains: Default::default(),
+            force_whole: Default::default(),
+            last_write: None,
+            last_started: 0,
+            last_completed: 0,
+        }
+    }
+
+    /// A snapshot for checkpoint `id`.
+    pub(crate) fn snapshot(&mut self, id: CheckpointId) -> Snapshot {
+        self.last_started = self.last_started.max(id);
+        let force = self.force_whole.swap(false, Relaxed);
+        Snapshot::new(id, self.links.key_groups, force)
+    }
+
+    /// Writes a taken snapshot off the task, after the previous one, then reports it. `taken`
+    /// is the component's answer (an error fails this checkpoint).
+    pub(crate) fn write(
+        &mut self,
+        ctx: &TaskContext,
+        snap: Snapshot,
+        taken: Result<(), String>,
+        alignment: Duration,
+        pause: Duration,
+    ) {
+        let id = snap.id;
+        let component: SmolStr = ctx.component_id().into();
+        let index = ctx.task_index();
+        let reports = self.links.reports.clone();
+        let storage = self.links.checkpoints.storage().clone();
+        let chains = self.chains.clone();
+        let force_whole = self.force_whole.clone();
+        let previous = self.last_write.take();
+        let taken = taken.and_then(|()| match snap.error {
+            Some(e) => Err(e),
+            None => Ok(snap.parts),
+        });
+        self.last_write = Some(tokio::spawn(async move {
+            if let Some(p) = previous {
+                let _ = p.await;
+            }
+            let outcome = match taken {
+                Err(e) => Err(e),
+                Ok(parts) => {
+                    let name = component.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let mut chains = chains.lock().unwrap_or_else(|p| p.into_inner());
+                        let r = write_parts(&*storage, id, &name, index, parts, &mut chains);
+                        if r.is_err() {
+                            chains.clear();
+                            force_whole.store(true, Relaxed);
+                        }
+                        r
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the checkpoint writer failed: {e}")))
+                }
+            };
+            let _ = reports.send(TaskReport {
+                id,
+                component,
+                index,
+                outcome,
+                alignment,
+                pause,
+            });
+        }));
+    }
+
+    /// Reports that this task cannot take part in checkpoint `id`.
+    pub(crate) fn decline(&mut self, ctx: &TaskContext, id: CheckpointId, why: String) {
+        self.last_started = self.last_started.max(id);
+        let _ = self.links.reports.send(TaskReport {
+            id,
+            component: ctx.component_id().into(),
+            index: ctx.task_index(),
+            outcome: Err(why),
+            alignment: Duration::ZERO,
+            pause: Duration::ZERO,
+        });
+    }
+
+    /// The newest completed checkpoint, if it changed since the last call.
+    pub(crate) fn newly_completed(&mut self) -> Option<CheckpointId> {
+        let id = *self.links.completed.borrow();
+        (id > self.last_completed).then(|| {
+            self.last_completed = id;
+            id
+        })
+    }
+
+    /// Waits for every write started so far (at the end of the task).
+    pub(crate) async fn drain(&mut self) {
+        if let Some(w) = self.last_write.take() {
+            let _ = w.await;
+        }
+    }
 }
 
 // ---------------------------------------------------------------- starting tasks
@@ -82,7 +224,7 @@ pub(crate) trait BoltRunner: Send + Sync {
     fn spawn(
         &self,
         env: TaskEnv,
-        inbox: flume::Receiver<Vec<Tuple>>,
+        inbox: flume::Receiver<Inbound>,
         tick: Option<Duration>,
     ) -> BoxFuture<'static, ()>;
 }
@@ -98,7 +240,7 @@ impl<S: Spout> SpoutRunner for SpoutFn<S> {
     fn declare(&self) -> Result<Declared, String> {
         declared(&*self.0, |s, d| {
             s.declare_outputs(d);
-            None
+            (None, s.rewinds())
         })
     }
     fn spawn(
@@ -124,13 +266,13 @@ impl<B: BasicBolt> BoltRunner for BasicFn<B> {
     fn declare(&self) -> Result<Declared, String> {
         declared(&*self.0, |b, d| {
             b.declare_outputs(d);
-            b.tick_interval()
+            (b.tick_interval(), b.has_state())
         })
     }
     fn spawn(
         &self,
         env: TaskEnv,
-        inbox: flume::Receiver<Vec<Tuple>>,
+        inbox: flume::Receiver<Inbound>,
         tick: Option<Duration>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(run_bolt(BasicDriver::new(self.0.clone()), env, inbox, tick))
@@ -141,13 +283,13 @@ impl<B: Bolt> BoltRunner for FullFn<B> {
     fn declare(&self) -> Result<Declared, String> {
         declared(&*self.0, |b, d| {
             b.declare_outputs(d);
-            b.tick_interval()
+            (b.tick_interval(), b.has_state())
         })
     }
     fn spawn(
         &self,
         env: TaskEnv,
-        inbox: flume::Receiver<Vec<Tuple>>,
+        inbox: flume::Receiver<Inbound>,
         tick: Option<Duration>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(run_bolt(FullDriver::new(self.0.clone()), env, inbox, tick))

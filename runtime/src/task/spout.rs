@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::{Control, ErrorLog, FIRST_BACKOFF, MAX_BACKOFF, TaskEnv, panic_message};
 use crate::acker::{IdMap, SpoutNotice};
+use crate::checkpoint::Barrier;
 use crate::collector::{PendingTree, SpoutCollector};
 use crate::component::{Spout, TaskContext};
 use crate::metrics::TaskMetrics;
@@ -75,7 +76,24 @@ pub(crate) async fn run_spout<S: Spout>(
     timeout: Duration,
 ) {
     let mut errors = ErrorLog::new();
-    let spout = open_spout(&factory, &env.ctx, &env.metrics, &mut errors).await;
+    let mut env = env;
+    let mut spout = open_spout(&factory, &env.ctx, &env.metrics, &mut errors).await;
+    if let Some(r) = env.restore.take() {
+        let restored = std::panic::catch_unwind(AssertUnwindSafe(|| spout.restore(&r)));
+        let why = match restored {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => Some(panic_message(&*p)),
+        };
+        if let Some(why) = why {
+            env.fatal(format!(
+                "could not restore checkpoint {}: {why}",
+                r.checkpoint_id()
+            ));
+            spout.close().await;
+            return;
+        }
+    }
     let mut t = SpoutTask {
         factory,
         spout,
@@ -97,6 +115,13 @@ pub(crate) async fn run_spout<S: Spout>(
     let mut control_seen = true;
     // With acking off there is no acker, and the notice queue is closed from the start.
     let mut notices_open = true;
+    // Wakes the task when a checkpoint is asked for or completes (the values are read by
+    // `checkpoints`).
+    let mut signals = t
+        .env
+        .checkpoints
+        .as_ref()
+        .map(|s| (s.links.trigger.clone(), s.links.completed.clone()));
     loop {
         if std::mem::take(&mut control_seen) || control.has_changed().unwrap_or(true) {
             let c = *control.borrow_and_update();
@@ -126,6 +151,7 @@ pub(crate) async fn run_spout<S: Spout>(
         while let Ok(batch) = notices.try_recv() {
             t.on_notices(batch);
         }
+        t.checkpoints().await;
         let now = Instant::now();
         if now >= next_sweep {
             t.sweep(now);
@@ -140,6 +166,7 @@ pub(crate) async fn run_spout<S: Spout>(
             let wait = deadline.min(next_sweep);
             tokio::select! {
                 Some(b) = next_notices(&notices, &mut notices_open) => t.on_notices(b),
+                _ = checkpoint_signal(&mut signals) => {}
                 _ = tokio::time::sleep_until(wait.into()) => {}
             }
             continue;
@@ -185,10 +212,30 @@ pub(crate) async fn run_spout<S: Spout>(
         tokio::select! {
             Some(b) = next_notices(&notices, &mut notices_open) => t.on_notices(b),
             _ = control.changed() => control_seen = true,
+            _ = checkpoint_signal(&mut signals) => {}
             _ = tokio::time::sleep_until(wait.into()) => {}
         }
     }
     t.close().await;
+}
+
+/// A checkpoint was asked for or completed; never ready without checkpoints.
+pub(super) async fn checkpoint_signal(
+    signals: &mut Option<(watch::Receiver<u64>, watch::Receiver<u64>)>,
+) {
+    match signals {
+        Some((trigger, completed)) => {
+            let changed = tokio::select! {
+                r = trigger.changed() => r,
+                r = completed.changed() => r,
+            };
+            if changed.is_err() {
+                // The coordinator is gone: no more checkpoints.
+                *signals = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The next batch of acker notices; never ready once the queue is closed (no ackers, or they
@@ -207,6 +254,49 @@ async fn next_notices(
 }
 
 impl<S: Spout> SpoutTask<S> {
+    /// Takes a checkpoint the coordinator asked for, and passes on completed ones.
+    async fn checkpoints(&mut self) {
+        let Some(side) = self.env.checkpoints.as_mut() else {
+            return;
+        };
+        if let Some(done) = side.newly_completed() {
+            self.call_sync(|s| s.checkpoint_complete(done));
+        }
+        let Some(side) = self.env.checkpoints.as_mut() else {
+            return;
+        };
+        let id = *side.links.trigger.borrow();
+        if id <= side.last_started {
+            return;
+        }
+        let start = Instant::now();
+        // Acks and fails decided so far count before the barrier.
+        self.settle_now();
+        let side = self.env.checkpoints.as_mut().expect("checked above");
+        let mut snap = side.snapshot(id);
+        let taken = if self.restart_pending {
+            Err("the spout failed and is being restarted".to_string())
+        } else {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.spout.snapshot(&mut snap))) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(p) => Err(panic_message(&*p)),
+            }
+        };
+        let from = self.env.ctx.task_id();
+        self.env
+            .emitter
+            .barrier(Barrier {
+                id,
+                from,
+                cancel: false,
+            })
+            .await;
+        let pause = start.elapsed();
+        let side = self.env.checkpoints.as_mut().expect("checked above");
+        side.write(&self.env.ctx, snap, taken, Duration::ZERO, pause);
+    }
+
     /// Calls a synchronous spout method, treating a panic as a task failure.
     fn call_sync(&mut self, f: impl FnOnce(&mut S)) {
         if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut self.spout))) {
@@ -384,6 +474,9 @@ impl<S: Spout> SpoutTask<S> {
                 .report(&self.env.ctx, &self.env.metrics, "spout close", &"panicked");
         }
         self.env.emitter.flush(true).await;
+        if let Some(side) = self.env.checkpoints.as_mut() {
+            side.drain().await;
+        }
         self.env.metrics.pending.store(0, Relaxed);
     }
 }

@@ -118,7 +118,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
+    BoxError, OutputDeclarer, Restore, Snapshot, Spout, SpoutCollector, TaskContext, Value, Values,
+    values,
 };
 
 pub use crate::connector::acked::AckedPrefix;
@@ -545,6 +546,8 @@ struct TaskState {
     stop: Option<DropGuard>,
     /// `until_eof`: the start-up scan is done; no more files are added.
     scanned_once: bool,
+    /// `saved` comes from a restored checkpoint: a file it does not know is read from 0.
+    restored: bool,
 }
 
 /// State shared by a spout and its clones (every task of a topology-file component).
@@ -775,7 +778,7 @@ impl FileSpout {
                         s.offset
                     }
                 }
-                None if first && self.opts.start_at == StartAt::End => size,
+                None if first && !st.restored && self.opts.start_at == StartAt::End => size,
                 None => 0,
             };
             let mut file = file;
@@ -1236,6 +1239,7 @@ impl Spout for FileSpout {
             writer: Some(writer),
             stop: Some(cancel.drop_guard()),
             scanned_once: false,
+            restored: false,
         });
         tracing::info!(component = %ctx.component_id(), task_index = ctx.task_index(), state_dir = %dir.display(), "file spout open");
         Ok(())
@@ -1275,6 +1279,39 @@ impl Spout for FileSpout {
         {
             st.replay.push_back(id);
         }
+    }
+
+    fn rewinds(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        if let Some(st) = &self.state {
+            snap.put("files", &snapshot(&st.entries));
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let Some(st) = self.state.as_mut() else {
+            return Ok(());
+        };
+        // The checkpoint's offsets replace the spout's own (which may be ahead of it): every
+        // line after them is read again. A file the checkpoint does not know is read from its
+        // start, whatever `start_at` says: it appeared after the checkpoint.
+        let mut saved = HashMap::new();
+        for files in from.get_all::<Vec<Saved>>("files")? {
+            for s in files {
+                let id = FileId {
+                    dev: s.dev,
+                    ino: s.ino,
+                };
+                saved.entry(id).or_insert(s);
+            }
+        }
+        st.saved = saved;
+        st.restored = true;
+        Ok(())
     }
 
     fn is_exhausted(&self) -> bool {

@@ -17,7 +17,7 @@ use toml::Value;
 use topo_runtime::suggest::suggest;
 use topo_runtime::topology::{ComponentFactory, ComponentSpec, ErrorKind, InputSpec};
 use topo_runtime::{
-    BasicBolt, BasicCollector, BoltFactory, BoxError, Config, DEFAULT_STREAM, Grouping,
+    BasicBolt, BasicCollector, BoltFactory, BoxError, Config, DEFAULT_STREAM, Grouping, Guarantee,
     OutputDeclarer, Spout, SpoutCollector, SpoutFactory, TopologySpec, Tuple, ValidationError,
 };
 
@@ -33,6 +33,12 @@ pub(crate) const CONFIG_KEYS: &[&str] = &[
     "queue_capacity",
     "batch_size",
     "default_parallelism",
+    "guarantee",
+    "checkpoint_interval",
+    "checkpoint_dir",
+    "checkpoints_retained",
+    "max_parallelism",
+    "alignment_buffer",
 ];
 pub(crate) const COMPONENT_KEYS: &[&str] = &["kind", "parallelism", "tick_interval", "inputs"];
 pub(crate) const INPUT_KEYS: &[&str] = &["from", "stream", "grouping"];
@@ -245,6 +251,44 @@ impl Loader<'_> {
                 "message_timeout" => {
                     if let Some(d) = self.duration_at(&path, v) {
                         config.message_timeout = d;
+                    }
+                }
+                "guarantee" => match v.as_str() {
+                    Some("at_least_once") => config.guarantee = Guarantee::AtLeastOnce,
+                    Some("exactly_once") => config.guarantee = Guarantee::ExactlyOnce,
+                    _ => self.doc.err(
+                        &path,
+                        format!(
+                            "expected \"at_least_once\" or \"exactly_once\", got {}",
+                            describe(v)
+                        ),
+                    ),
+                },
+                "checkpoint_interval" => {
+                    if let Some(d) = self.duration_at(&path, v) {
+                        config.checkpoint_interval = d;
+                    }
+                }
+                "checkpoint_dir" => match v.as_str() {
+                    Some(d) if !d.is_empty() => config.checkpoint_dir = Some(d.into()),
+                    _ => self.doc.err(
+                        &path,
+                        format!("expected a directory path, got {}", describe(v)),
+                    ),
+                },
+                "checkpoints_retained" => {
+                    if let Some(n) = self.usize_at(&path, v) {
+                        config.checkpoints_retained = n;
+                    }
+                }
+                "max_parallelism" => {
+                    if let Some(n) = self.usize_at(&path, v) {
+                        config.max_parallelism = n;
+                    }
+                }
+                "alignment_buffer" => {
+                    if let Some(n) = self.usize_at(&path, v) {
+                        config.alignment_buffer = n;
                     }
                 }
                 "default_parallelism" => {
@@ -628,6 +672,8 @@ impl Loader<'_> {
                     "batch_size" => c.batch_size.to_string(),
                     "queue_capacity" => c.queue_capacity.to_string(),
                     "ackers" => c.ackers.to_string(),
+                    "max_parallelism" => c.max_parallelism.to_string(),
+                    "checkpoints_retained" => c.checkpoints_retained.to_string(),
                     _ => String::new(),
                 };
                 let message = match *key {
@@ -667,6 +713,21 @@ impl Loader<'_> {
             ErrorKind::ZeroParallelism => {
                 let p = format!("{base}.parallelism");
                 (p.clone(), p, "must be at least 1, got 0".into())
+            }
+            ErrorKind::CannotRewind => (
+                base.clone(),
+                format!("{base}.kind"),
+                topo_runtime::topology::CANNOT_REWIND.into(),
+            ),
+            ErrorKind::OverMaxParallelism { max } => {
+                let p = format!("{base}.parallelism");
+                (
+                    p.clone(),
+                    p,
+                    format!(
+                        "is over max_parallelism ({max}), the number of key groups state is split into; raise [config] max_parallelism (before the first checkpoint: it cannot change later)"
+                    ),
+                )
             }
             ErrorKind::SpoutWithInputs => {
                 let p = format!("{base}.inputs");
