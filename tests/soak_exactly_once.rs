@@ -81,6 +81,23 @@ fn write_input(dir: &Path, seed: u64) -> HashMap<String, i64> {
     truth
 }
 
+/// The id of the newest completed checkpoint (0: none yet).
+fn newest_checkpoint(state: &Path) -> u64 {
+    std::fs::read_dir(state.join("soak-eo/checkpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("chk-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Each word's highest count output so far.
 fn last_counts(output: &SinkOutput) -> HashMap<String, i64> {
     let mut last: HashMap<String, i64> = HashMap::new();
@@ -107,6 +124,10 @@ fn soak(
         kills,
         total,
         |dir| topology(dir, guarantee),
+    )
+    .env(
+        "RUST_LOG",
+        &std::env::var("TOPO_SOAK_LOG").unwrap_or_else(|_| "warn".into()),
     );
     let truth = write_input(soak.dir(), soak.seed);
     println!("kill points (records output): {:?}", soak.kill_points());
@@ -117,12 +138,16 @@ fn soak(
     let mut run = 0;
     let set = |run: usize| format!("bolts.count.parallelism={}", parallelism[run % 3]);
     soak.start_with(&["--set", &set(run)]);
+    // A run is killed only once it has completed a checkpoint of its own, so that every run
+    // makes progress (the kill then falls anywhere after it).
+    let mut since = newest_checkpoint(&soak.state());
     while soak.killing() {
         output.poll();
         let produced = output.records().len();
-        soak.check_budget(format_args!("{produced} records output"));
-        if soak.kill_if_due(produced, 30) {
+        soak.check_budget(format_args!("{produced} records output, run {run}"));
+        if newest_checkpoint(&soak.state()) > since && soak.kill_if_due(produced, 30) {
             run += 1;
+            since = newest_checkpoint(&soak.state());
             if soak.killing() {
                 soak.start_with(&["--set", &set(run)]);
             }

@@ -470,9 +470,9 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
         next += c.spec.parallelism as u32;
         tasks_of.insert(c.spec.id.as_str(), ids);
     }
-    let acker_ids: Vec<TaskId> = (0..config.ackers as u32)
-        .map(|i| TaskId(next + i))
-        .collect();
+    // Exactly-once tracks no trees: its checkpoints replace acking.
+    let ackers = if config.acking() { config.ackers } else { 0 };
+    let acker_ids: Vec<TaskId> = (0..ackers as u32).map(|i| TaskId(next + i)).collect();
     let total_tasks = next as usize + acker_ids.len();
     let taps = Arc::new(TapHub::new(
         &topology
@@ -532,6 +532,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
             .iter()
             .map(|c| (c.spec.id.clone(), c.spec.tick_interval))
             .collect(),
+        checkpointed: takes_checkpoints(&topology),
     });
 
     // Checkpoints: the coordinator's links, and the state each task resumes from.

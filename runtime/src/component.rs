@@ -153,6 +153,8 @@ pub(crate) struct ContextShared {
     /// Every component and its tasks, in declaration order.
     pub(crate) components: Vec<(SmolStr, Vec<TaskId>)>,
     pub(crate) tick_intervals: Vec<(SmolStr, Option<Duration>)>,
+    /// The topology takes checkpoints.
+    pub(crate) checkpointed: bool,
 }
 
 impl TaskContext {
@@ -188,6 +190,14 @@ impl TaskContext {
             .find(|(id, _)| id == component)
             .map(|(_, t)| t.as_slice())
     }
+    /// Whether this run takes checkpoints ([`takes_checkpoints`](crate::takes_checkpoints)). A
+    /// spout that rewinds then keeps its position in them, and commits a position of its own
+    /// (an offsets file, a consumer group's offsets) only when a checkpoint completes, with that
+    /// checkpoint's position: never ahead of the state it goes with.
+    pub fn checkpointed(&self) -> bool {
+        self.inner.checkpointed
+    }
+
     /// This component's tick interval, if it has one.
     pub fn tick_interval(&self) -> Option<Duration> {
         self.inner

@@ -230,6 +230,7 @@ impl BoltTester {
                     ("__capture".into(), vec![sink_task]),
                 ],
                 tick_intervals: Vec::new(),
+                checkpointed: false,
             }),
             component: "__tested".into(),
             task: TaskId(0),

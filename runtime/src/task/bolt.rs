@@ -139,7 +139,12 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
             Inbound::Tuples(batch) => batch,
             Inbound::Barrier(b) => {
                 if let Some(a) = align.as_mut() {
-                    a.on_barrier(b, &mut driver, &mut env).await;
+                    if a.blocked(b.from) {
+                        // Behind that input's earlier barrier: in order, after the alignment.
+                        a.held.push_back(Inbound::Barrier(b));
+                    } else {
+                        a.on_barrier(b, &mut driver, &mut env).await;
+                    }
                 }
                 continue;
             }
@@ -211,10 +216,15 @@ impl Aligner {
     /// Whether this batch's sender has delivered the barrier being aligned.
     #[inline]
     fn holds(&self, batch: &[Tuple]) -> bool {
-        match (&self.current, batch.first()) {
-            (Some(a), Some(t)) => a.seen.contains(&t.source_task()),
-            _ => false,
-        }
+        batch.first().is_some_and(|t| self.blocked(t.source_task()))
+    }
+
+    /// Whether `sender` has delivered the barrier being aligned: its input waits.
+    #[inline]
+    fn blocked(&self, sender: TaskId) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|a| a.seen.contains(&sender))
     }
 
     async fn hold(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
@@ -808,6 +818,7 @@ mod tests {
                     config: Config::default(),
                     components: vec![("rec".into(), vec![TaskId(0)])],
                     tick_intervals: Vec::new(),
+                    checkpointed: false,
                 }),
                 component: "rec".into(),
                 task: TaskId(0),

@@ -548,6 +548,12 @@ struct TaskState {
     scanned_once: bool,
     /// `saved` comes from a restored checkpoint: a file it does not know is read from 0.
     restored: bool,
+    /// The topology takes checkpoints: the offsets file is written when one completes.
+    checkpointed: bool,
+    /// The offsets of the checkpoints taken and not yet complete, oldest first.
+    at_checkpoints: VecDeque<(u64, Vec<Saved>)>,
+    /// The last write of a completed checkpoint's offsets.
+    last_save: Option<JoinHandle<()>>,
 }
 
 /// State shared by a spout and its clones (every task of a topology-file component).
@@ -1211,13 +1217,17 @@ impl Spout for FileSpout {
         let state_file = dir.join(format!("task-{}.json", ctx.task_index()));
         let entries = Entries::default();
         let cancel = CancellationToken::new();
-        let writer = crate::connector::warn::spawn(run_writer(
-            entries.clone(),
-            state_file.clone(),
-            self.opts.checkpoint_interval,
-            self.shared.clone(),
-            cancel.clone(),
-        ));
+        // With topology checkpoints the offsets file follows them (written when one completes),
+        // never ahead of the state that goes with it; else it follows the acks.
+        let writer = (!ctx.checkpointed()).then(|| {
+            crate::connector::warn::spawn(run_writer(
+                entries.clone(),
+                state_file.clone(),
+                self.opts.checkpoint_interval,
+                self.shared.clone(),
+                cancel.clone(),
+            ))
+        });
         self.state = Some(TaskState {
             component: SmolStr::from(ctx.component_id()),
             task_index: ctx.task_index(),
@@ -1236,10 +1246,13 @@ impl Spout for FileSpout {
             max_pending: ctx.config().max_spout_pending.unwrap_or(usize::MAX),
             last_scan: None,
             entries,
-            writer: Some(writer),
+            writer,
             stop: Some(cancel.drop_guard()),
             scanned_once: false,
             restored: false,
+            checkpointed: ctx.checkpointed(),
+            at_checkpoints: VecDeque::new(),
+            last_save: None,
         });
         tracing::info!(component = %ctx.component_id(), task_index = ctx.task_index(), state_dir = %dir.display(), "file spout open");
         Ok(())
@@ -1286,10 +1299,39 @@ impl Spout for FileSpout {
     }
 
     fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
-        if let Some(st) = &self.state {
-            snap.put("files", &snapshot(&st.entries));
+        if let Some(st) = self.state.as_mut() {
+            let files = snapshot(&st.entries);
+            snap.put("files", &files);
+            // A checkpoint that never completes is dropped with the ones before it.
+            if st.at_checkpoints.len() >= 16 {
+                st.at_checkpoints.pop_front();
+            }
+            st.at_checkpoints.push_back((snap.checkpoint_id(), files));
         }
         Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, id: u64) {
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
+        let mut done = None;
+        while st.at_checkpoints.front().is_some_and(|(c, _)| *c <= id) {
+            done = st.at_checkpoints.pop_front();
+        }
+        if let Some((c, files)) = done.filter(|(c, _)| *c == id) {
+            let _ = c;
+            let path = st.state_file.clone();
+            let shared = self.shared.clone();
+            // In order: a slow write must not land after a newer one.
+            let previous = st.last_save.take();
+            st.last_save = Some(crate::connector::warn::spawn(async move {
+                if let Some(p) = previous {
+                    let _ = p.await;
+                }
+                save(&path, &files, &shared).await;
+            }));
+        }
     }
 
     fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
@@ -1327,13 +1369,19 @@ impl Spout for FileSpout {
         let Some(st) = self.state.as_mut() else {
             return;
         };
-        // Stop the periodic writer (and let a write under way end), then write the last state.
+        // Stop the periodic writer (and let a write under way end), then write the last state
+        // (with checkpoints, the last completed one's was written when it completed).
         st.stop = None;
         if let Some(h) = st.writer.take() {
             let _ = h.await;
         }
-        let files = snapshot(&st.entries);
-        save(&st.state_file, &files, &self.shared).await;
+        if let Some(h) = st.last_save.take() {
+            let _ = h.await;
+        }
+        if !st.checkpointed {
+            let files = snapshot(&st.entries);
+            save(&st.state_file, &files, &self.shared).await;
+        }
         self.state = None;
     }
 }
