@@ -20,11 +20,22 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli")
 }
 
+/// A state directory of its own for one run (`TOPO_STATE_DIR`): a run resumes from the
+/// checkpoints of the last run of the same topology, and each test wants a run from the start.
+fn fresh_state_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("topo-cli-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// `topo` run in the fixture folder (so diagnostics name files relatively), with the variables
-/// the fixtures read removed and a bounded run time.
+/// the fixtures read removed, a state directory of its own and a bounded run time.
 fn topo() -> Command {
     let mut cmd = Command::cargo_bin("topo").expect("the topo binary");
     cmd.current_dir(fixtures())
+        .env("TOPO_STATE_DIR", fresh_state_dir())
         .env_remove("TOPO_CLI_COUNT")
         .env_remove("TOPO_CLI_UNSET")
         .env_remove("RUST_LOG")
@@ -500,6 +511,7 @@ fn interrupt(pid: u32) {
 fn run_ctrl_c_drains_in_flight_tuples() {
     let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("topo"))
         .current_dir(fixtures())
+        .env("TOPO_STATE_DIR", fresh_state_dir())
         .env_remove("RUST_LOG")
         .args(["run", "endless.toml", "--status-interval", "20ms"])
         .stdin(Stdio::null())
