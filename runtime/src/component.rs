@@ -385,8 +385,11 @@ pub trait BasicBolt: Send + 'static {
 
     /// A checkpoint is being taken: write the state ([`Snapshot::put`],
     /// [`Snapshot::put_keyed`]). Every input before the checkpoint's barriers has been
-    /// executed, none after. Keep it quick: copy, do not do I/O (the files are written off the
-    /// task). An error makes this checkpoint fail (processing goes on).
+    /// executed, none after, and [`input_drained`](BasicBolt::input_drained) was called just
+    /// before (a sink writes its batch there: what it received before the barrier must be
+    /// durable, or in its state, when the checkpoint completes). Keep it quick: copy, do not
+    /// do I/O (the files are written off the task). An error makes this checkpoint fail
+    /// (processing goes on).
     fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
         let _ = snap;
         Ok(())
@@ -509,9 +512,10 @@ pub trait Bolt: Send + 'static {
         false
     }
 
-    /// A checkpoint is being taken: write the state; see [`BasicBolt::snapshot`]. Inputs the
-    /// bolt holds un-acked are its own business: a bolt that holds inputs across a checkpoint
-    /// (a window) writes them into its state.
+    /// A checkpoint is being taken: write the state; see [`BasicBolt::snapshot`]
+    /// ([`input_drained`](Bolt::input_drained) was awaited just before: a sink's batch is
+    /// written then). Inputs the bolt holds un-acked are its own business: a bolt that holds
+    /// inputs across a checkpoint (a window) writes them into its state.
     fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
         let _ = snap;
         Ok(())

@@ -296,6 +296,10 @@ impl Aligner {
         let a = self.current.take().expect("aligning");
         let alignment = a.started.elapsed();
         let start = Instant::now();
+        // What the bolt holds for a write (a sink's batch) is written before the snapshot: the
+        // checkpoint covers every input before the barrier, so those must be durable (or in
+        // the state) when it completes.
+        driver.input_drained(env).await;
         let Some(side) = env.checkpoints.as_mut() else {
             return;
         };
