@@ -47,6 +47,32 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum CheckpointsAction {
+    /// Every kept checkpoint: id, completion time, duration, bytes written, kind.
+    List {
+        /// The topology file (its name and `[config]` locate the checkpoints).
+        file: PathBuf,
+        /// Override a setting of the file (`--set config.checkpoint_dir=/var/lib/topo`).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE", value_parser = parse_override)]
+        overrides: Vec<(String, String)>,
+    },
+    /// One checkpoint: each component's tasks, their state parts, sizes and files.
+    Show {
+        /// The topology file.
+        file: PathBuf,
+        /// The checkpoint id, or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Override a setting of the file.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE", value_parser = parse_override)]
+        overrides: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run a topology until Ctrl-C (graceful drain), for a duration, or until it is idle.
     Run {
@@ -84,6 +110,11 @@ enum Command {
         /// `/api/topology`, `/api/tap` (`topo tap`, `topo top`).
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+    },
+    /// List a topology's checkpoints, or describe one (what `topo run` resumes from).
+    Checkpoints {
+        #[command(subcommand)]
+        action: CheckpointsAction,
     },
     /// Check topology files; print every problem.
     Validate {
@@ -224,6 +255,26 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
         },
         Command::Components { kind } => components(&registry, kind.as_deref()),
+        Command::Checkpoints { action } => {
+            let (file, overrides) = match &action {
+                CheckpointsAction::List { file, overrides }
+                | CheckpointsAction::Show {
+                    file, overrides, ..
+                } => (file, overrides),
+            };
+            match load(&registry, file, overrides) {
+                Ok(t) => match &action {
+                    CheckpointsAction::List { .. } => crate::checkpoints::list(&t),
+                    CheckpointsAction::Show { id, json, .. } => {
+                        crate::checkpoints::show(&t, id, *json)
+                    }
+                },
+                Err(d) => {
+                    eprintln!("{d}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Schema => {
             let schema = topo_dsl::topology_schema(&registry);
             println!(
@@ -498,6 +549,13 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(id) = handle.metrics().checkpoints.and_then(|c| c.restored_id)
+        && !quiet
+    {
+        eprintln!(
+            "resuming from checkpoint {id} (`topo checkpoints list` shows them; --fresh starts with empty state)"
+        );
+    }
     // After the stop, the endpoint finishes what it is sending (a tap's last lines and its end)
     // before the process ends.
     let mut server = None;
@@ -596,7 +654,8 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     };
     if let Some((done, ended)) = server {
         let _ = done.send(());
-        let _ = cluster.block_on(tokio::time::timeout(Duration::from_secs(1), ended));
+        // The timer is made inside the runtime (a tokio timer needs its context).
+        let _ = cluster.block_on(async { tokio::time::timeout(Duration::from_secs(1), ended).await });
     }
     if !quiet {
         eprintln!("{}", status::line(&report.metrics, None));

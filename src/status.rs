@@ -64,7 +64,27 @@ pub fn line(now: &MetricsSnapshot, before: Option<&MetricsSnapshot>) -> String {
         }
         parts.push(s);
     }
+    if let Some(cp) = &now.checkpoints {
+        parts.push(checkpoint_part(cp));
+    }
     format!("{:.0}s {}", now.uptime.as_secs_f64(), parts.join(" | "))
+}
+
+/// `checkpoint 42 (3 ms, 18.5 KiB, 0.4s ago)`, with failures when there were any.
+fn checkpoint_part(cp: &topo_runtime::CheckpointSnapshot) -> String {
+    let mut s = match cp.last_id {
+        Some(id) => format!(
+            "checkpoint {id} ({} ms, {}, {:.1}s ago)",
+            cp.last_duration.as_millis(),
+            crate::checkpoints::bytes(cp.last_bytes),
+            cp.since_last.unwrap_or_default().as_secs_f64()
+        ),
+        None => "checkpoint none yet".to_string(),
+    };
+    if cp.failed > 0 {
+        s.push_str(&format!(" failed {}", cp.failed));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -24,13 +24,13 @@ use crate::acker::{self, Acker};
 use crate::checkpoint::manifest::{Checkpoints, Manifest};
 use crate::checkpoint::storage::LocalDir;
 use crate::checkpoint::{
-    CheckpointId, CheckpointMetrics, Command, Coordinator, Inbound, TaskCheckpoints,
+    CheckpointId, Command, Coordinator, Inbound, TaskCheckpoints,
 };
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{ContextShared, TaskContext};
 use crate::config::Guarantee;
 use crate::grouping::Router;
-use crate::metrics::{MetricsRegistry, MetricsSnapshot, TaskMetrics};
+use crate::metrics::{CheckpointMetrics, MetricsRegistry, MetricsSnapshot, TaskMetrics};
 use crate::state::{OldTask, Restore, RestoreSource};
 use crate::tap::{Direction, TapError, TapHub, TapOptions, TapReceiver};
 use crate::task::{CheckpointSide, Control, TaskEnv};
@@ -624,7 +624,10 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
     };
 
     // One counter per subscription, shared by the emitting tasks: (bolt, input index) -> count.
-    let mut registry = MetricsRegistry::default();
+    let mut registry = MetricsRegistry {
+        checkpoints: checkpoint_metrics.clone(),
+        ..MetricsRegistry::default()
+    };
     let mut edges: HashMap<(&str, usize), Arc<AtomicU64>> = HashMap::new();
     for c in &topology.components {
         for (i, input) in c.spec.inputs.iter().enumerate() {

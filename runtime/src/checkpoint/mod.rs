@@ -20,7 +20,6 @@
 //! - this module: what flows in the queues ([`Inbound`]) and the coordinator task.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use smol_str::SmolStr;
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Guarantee;
+use crate::metrics::CheckpointMetrics;
 use crate::tuple::{TaskId, Tuple};
 
 pub mod manifest;
@@ -88,29 +88,6 @@ pub(crate) struct TaskCheckpoints {
     /// How many upstream tasks send to this task (barriers to wait for).
     pub(crate) upstream: usize,
     pub(crate) alignment_buffer: usize,
-}
-
-/// Checkpoint figures, shared with the metrics endpoints.
-#[derive(Debug, Default)]
-pub struct CheckpointMetrics {
-    /// Checkpoints completed in this run.
-    pub completed: AtomicU64,
-    /// Checkpoints that failed (a task declined, a write failed, a timeout).
-    pub failed: AtomicU64,
-    /// The id of the newest completed checkpoint (0: none).
-    pub last_id: AtomicU64,
-    /// Its duration from trigger to manifest, milliseconds.
-    pub last_duration_ms: AtomicU64,
-    /// Bytes written for it.
-    pub last_bytes: AtomicU64,
-    /// Its longest alignment over the tasks, microseconds.
-    pub last_alignment_us: AtomicU64,
-    /// Its longest processing pause over the tasks, microseconds.
-    pub last_pause_us: AtomicU64,
-    /// When it completed, milliseconds since the Unix epoch (0: none).
-    pub last_completed_at_ms: AtomicU64,
-    /// The checkpoint this run restored (0: started empty).
-    pub restored_id: AtomicU64,
 }
 
 /// What the handle may ask of the coordinator.
