@@ -655,7 +655,8 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     if let Some((done, ended)) = server {
         let _ = done.send(());
         // The timer is made inside the runtime (a tokio timer needs its context).
-        let _ = cluster.block_on(async { tokio::time::timeout(Duration::from_secs(1), ended).await });
+        let _ =
+            cluster.block_on(async { tokio::time::timeout(Duration::from_secs(1), ended).await });
     }
     if !quiet {
         eprintln!("{}", status::line(&report.metrics, None));

@@ -23,9 +23,7 @@ use tracing::Instrument;
 use crate::acker::{self, Acker};
 use crate::checkpoint::manifest::{Checkpoints, Manifest};
 use crate::checkpoint::storage::LocalDir;
-use crate::checkpoint::{
-    CheckpointId, Command, Coordinator, Inbound, TaskCheckpoints,
-};
+use crate::checkpoint::{CheckpointId, Command, Coordinator, Inbound, TaskCheckpoints};
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{ContextShared, TaskContext};
 use crate::config::Guarantee;

@@ -93,8 +93,8 @@ pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl
 pub use config::{Config, Guarantee};
 pub use grouping::{CustomGrouping, CustomGroupingFactory, Grouping};
 pub use metrics::{
-    CheckpointMetrics, CheckpointSnapshot, ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US, LatencySummary, MetricsSnapshot,
-    TaskSnapshot,
+    CheckpointMetrics, CheckpointSnapshot, ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US,
+    LatencySummary, MetricsSnapshot, TaskSnapshot,
 };
 pub use role::Role;
 pub use state::{KeyedState, Restore, Snapshot, StateKey};
