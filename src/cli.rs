@@ -660,6 +660,9 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     }
     if !quiet {
         eprintln!("{}", status::line(&report.metrics, None));
+        if let Some(cp) = &report.metrics.checkpoints {
+            eprintln!("{}", status::checkpoint_summary(cp));
+        }
     }
     if let Some(e) = handle_fatal {
         eprintln!("error: {e}");

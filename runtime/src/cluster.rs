@@ -31,7 +31,7 @@ use crate::grouping::Router;
 use crate::metrics::{CheckpointMetrics, MetricsRegistry, MetricsSnapshot, TaskMetrics};
 use crate::state::{OldTask, Restore, RestoreSource};
 use crate::tap::{Direction, TapError, TapHub, TapOptions, TapReceiver};
-use crate::task::{CheckpointSide, Control, TaskEnv};
+use crate::task::{CheckpointSide, Control, Fatal, TaskEnv};
 use crate::topology::{ComponentFactory, Topology};
 use crate::tuple::{StreamSchema, TaskId};
 
@@ -53,7 +53,7 @@ pub struct TopologyHandle {
     /// Checkpoints are taken: the coordinator's command queue and task.
     coordinator: Option<(flume::Sender<Command>, JoinHandle<()>)>,
     checkpoints: Option<Arc<CheckpointMetrics>>,
-    fatal: Arc<OnceLock<String>>,
+    fatal: Arc<OnceLock<Fatal>>,
 }
 
 /// How a run starts with respect to the topology's checkpoints.
@@ -220,7 +220,14 @@ impl TopologyHandle {
     /// An error that stopped the topology: state that could not be restored. The run should
     /// end with it.
     pub fn fatal_error(&self) -> Option<String> {
-        self.fatal.get().cloned()
+        self.fatal.get().map(|f| f.why.clone())
+    }
+
+    /// Whether the fatal error is one a run resumed from the newest checkpoint repairs: an
+    /// instance holding state failed (`topo run` then resumes by itself, as Flink's restart
+    /// strategy does).
+    pub fn resume_repairs(&self) -> bool {
+        self.fatal.get().is_some_and(|f| f.restart)
     }
 
     /// Checkpoint figures, when checkpoints are taken.
@@ -361,7 +368,10 @@ pub fn submit(topology: Topology) -> TopologyHandle {
     try_submit(topology, &RunOptions::default()).unwrap_or_else(|e| {
         tracing::error!("{e}");
         let fatal = Arc::new(OnceLock::new());
-        let _ = fatal.set(e.0);
+        let _ = fatal.set(Fatal {
+            why: e.0,
+            restart: false,
+        });
         let (control, _) = watch::channel(Control::Stop {
             deadline: Instant::now(),
         });

@@ -388,6 +388,10 @@ pub struct CheckpointMetrics {
     pub last_completed_at_ms: AtomicU64,
     /// The checkpoint this run resumed from (0: it started empty).
     pub restored_id: AtomicU64,
+    /// The longest processing pause of any task at any checkpoint of this run, microseconds.
+    pub max_pause_us: AtomicU64,
+    /// The longest duration of any completed checkpoint of this run, milliseconds.
+    pub max_duration_ms: AtomicU64,
 }
 
 /// Checkpoint figures at one moment ([`MetricsSnapshot::checkpoints`]).
@@ -411,6 +415,10 @@ pub struct CheckpointSnapshot {
     pub since_last: Option<Duration>,
     /// The checkpoint this run resumed from, if any.
     pub restored_id: Option<u64>,
+    /// The longest processing pause of any task at any checkpoint of this run.
+    pub max_pause: Duration,
+    /// The longest duration of any completed checkpoint of this run.
+    pub max_duration: Duration,
 }
 
 impl CheckpointMetrics {
@@ -432,6 +440,8 @@ impl CheckpointMetrics {
             last_pause: Duration::from_micros(self.last_pause_us.load(Relaxed)),
             since_last: (at > 0).then(|| Duration::from_millis(now_ms.saturating_sub(at))),
             restored_id: (restored > 0).then_some(restored),
+            max_pause: Duration::from_micros(self.max_pause_us.load(Relaxed)),
+            max_duration: Duration::from_millis(self.max_duration_ms.load(Relaxed)),
         }
     }
 }

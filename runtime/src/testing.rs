@@ -344,7 +344,7 @@ impl BoltTester {
         });
         runtime.block_on(driver.start(&mut env));
         if let Some(e) = env.fatal.get() {
-            panic!("the bolt could not be restored: {e}");
+            panic!("the bolt could not be restored: {}", e.why);
         }
         BoltTester {
             runtime,

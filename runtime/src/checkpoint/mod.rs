@@ -292,6 +292,10 @@ impl Coordinator {
                     .store(f.alignment.as_micros() as u64, Relaxed);
                 m.last_pause_us.store(f.pause.as_micros() as u64, Relaxed);
                 m.last_completed_at_ms.store(now_ms, Relaxed);
+                m.max_pause_us
+                    .fetch_max(f.pause.as_micros() as u64, Relaxed);
+                m.max_duration_ms
+                    .fetch_max(duration.as_millis() as u64, Relaxed);
                 tracing::debug!(checkpoint = f.id, ?duration, bytes, "checkpoint complete");
                 self.completed.send_replace(f.id);
                 if let Some(reply) = f.reply {
