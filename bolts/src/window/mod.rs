@@ -139,8 +139,8 @@ use std::time::Duration;
 use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    Bolt, BoxError, Config, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, Tuple,
-    Value, Values, clock,
+    Bolt, BoxError, Config, KeyedState, OutputCollector, OutputDeclarer, Restore, Snapshot,
+    StreamSchema, TaskContext, Tuple, Value, Values, clock,
 };
 
 use crate::expr::{ERROR_FIELDS, ERROR_STREAM};
@@ -193,13 +193,27 @@ struct Plan {
 }
 
 /// The `window` bolt: see the [module docs](self).
-#[derive(Clone)]
 pub struct Window {
     plan: Arc<Plan>,
     /// Decided in `prepare`: hold inputs until their last window fires.
     hold: bool,
     fields: FieldCache,
     state: State,
+    /// This task's context (from `prepare`): names upstream tasks in the checkpointed clock.
+    ctx: Option<TaskContext>,
+}
+
+impl Clone for Window {
+    /// A new instance with the same options and no state (the factory of the bolt's tasks).
+    fn clone(&self) -> Self {
+        Window {
+            plan: self.plan.clone(),
+            hold: self.hold,
+            fields: FieldCache::default(),
+            state: State::new(&self.plan),
+            ctx: None,
+        }
+    }
 }
 
 /// The longest duration an option may give: 100 years, in ms (so window arithmetic on
@@ -402,13 +416,14 @@ impl Window {
         };
         let state = match shape {
             Shape::Duration { .. } => State::Duration(DurationState::default()),
-            Shape::Count { .. } => State::Count(FastMap::default()),
+            Shape::Count { .. } => State::Count(KeyedState::new()),
         };
         Ok(Window {
             plan: Arc::new(plan),
             hold: false,
             fields: FieldCache::default(),
             state,
+            ctx: None,
         })
     }
 
@@ -570,7 +585,12 @@ impl Window {
                     if !hold {
                         out.ack(&input);
                     }
-                    let wm = d.watermarks.observe(input.source_task(), time, *lag);
+                    let wm = d.watermarks.observe(
+                        input.source_task(),
+                        input.source_component(),
+                        time,
+                        *lag,
+                    );
                     d.fire_until(plan, wm, hold, out);
                 } else {
                     d.fire_until(plan, time, hold, out);
@@ -584,11 +604,11 @@ impl Window {
                 let Shape::Count { length, slide } = plan.shape else {
                     return;
                 };
-                let group = match groups.get_mut(&key) {
-                    Some(g) => g,
-                    None => groups
-                        .entry(key.clone())
-                        .or_insert_with(|| CountGroup::new(plan, length)),
+                if groups.get(&key).is_none() {
+                    groups.insert(key.clone(), CountGroup::new(plan, length));
+                }
+                let Some(group) = groups.get_mut(&key) else {
+                    return;
                 };
                 group.add(
                     plan, length, slide, time, &key, &input, &idx.aggs, hold, out,
@@ -609,11 +629,14 @@ impl Window {
                 let Shape::Count { length, slide } = plan.shape else {
                     return;
                 };
-                for (key, g) in groups.iter_mut() {
-                    g.flush(plan, length, slide, key, hold, out);
-                    for e in &mut g.buf {
-                        if let Some(t) = e.input.take() {
-                            out.ack(&t);
+                let keys: Vec<GroupKey> = groups.iter().map(|(k, _)| k.clone()).collect();
+                for key in keys {
+                    if let Some(g) = groups.get_mut(&key) {
+                        g.flush(plan, length, slide, &key, hold, out);
+                        for e in &mut g.buf {
+                            if let Some(t) = e.input.take() {
+                                out.ack(&t);
+                            }
                         }
                     }
                 }
@@ -656,6 +679,7 @@ impl Bolt for Window {
     }
 
     fn prepare(&mut self, ctx: &TaskContext) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.ctx = Some(ctx.clone());
         let r = match self.anchoring_for(ctx.config(), ctx.component_id()) {
             Ok((hold, reason)) => {
                 self.hold = hold;
@@ -696,6 +720,29 @@ impl Bolt for Window {
 
     fn tick_interval(&self) -> Option<Duration> {
         self.tick_every()
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        match &mut self.state {
+            State::Duration(d) => d.snapshot(snap, self.ctx.as_ref()),
+            State::Count(groups) => {
+                snap.put_keyed("count_groups", groups);
+                Ok(())
+            }
+        }
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        match &mut self.state {
+            State::Duration(d) => d.restore(from, self.ctx.as_ref()),
+            // A group found in two old tasks (an input not grouped by `group_by`) keeps one
+            // task's partial window.
+            State::Count(groups) => from.keyed("count_groups", groups),
+        }
     }
 
     fn finish(
