@@ -172,7 +172,12 @@ fn exactly_once_event_time_windows_are_exact_after_kills_and_rescales() {
             r["device_id"].as_str().expect("device_id").to_string(),
         );
         assert_eq!(field("window_end"), key.0 + LENGTH, "window end of {r}");
-        let got = (field("n"), field("ts_sum"), field("ts_min"), field("ts_max"));
+        let got = (
+            field("n"),
+            field("ts_sum"),
+            field("ts_min"),
+            field("ts_max"),
+        );
         if truth.get(&key) != Some(&got) {
             wrong.push((key.clone(), got, truth.get(&key).copied()));
         }

@@ -49,8 +49,7 @@
 //!   `window_end` the tick's time in ms; an object whose count fell to zero is emitted once with
 //!   count 0 (so rankings drop it) and forgotten. Then the window advances one slot: the oldest
 //!   slot is cleared and becomes the current one. At end of input it emits the current counts.
-//!   Inputs are acked on receipt: the counts are approximate state, lost if the process dies
-//!   (as Storm's `RollingCountBolt`).
+//!   Inputs are acked on receipt; the counts are checkpointed (see below).
 //! - `rankings` emits `(rankings, at)`: `rankings` is a list of `{<field>: object, count: n}`
 //!   maps, highest count first, ties by object (text order), at most `top` long; `at` is the
 //!   time in ms. It emits every `emit_every`, even an empty ranking, and at end of input.
@@ -66,9 +65,23 @@
 //! - A tuple without the needed fields, or with a count that is not a non-negative integer, goes
 //!   to the `error` stream as `(reason, record)` and is acked.
 //!
+//! # Checkpoints
+//! Both bolts are stateful (`has_state`): a topology with them takes checkpoints.
+//! - `rolling_count`: per object (keyed state by the object's text, so a fields grouping on the
+//!   field lets a restore change the parallelism), its count per slot, the current slot first.
+//!   An object counted by two old tasks (an input not grouped by the field) adds up, slot by
+//!   slot. Under `exactly_once` every input is counted once in the restored counts; under
+//!   `at_least_once` inputs after the checkpoint are counted again if their spout replays them.
+//!   Slots advance by processing-time ticks: a crash's downtime does not advance the window.
+//! - `rankings` `intermediate`: the latest count per object (keyed state by object; an object
+//!   found in two old tasks keeps its highest count). `total`: each intermediate task's latest
+//!   ranking, by component and task index; after a restore that changed the intermediate
+//!   component's parallelism, they come with the new tasks' next emits.
+//! - Outputs (emitted on ticks) are not part of the state: a ranking or count emitted after
+//!   the last checkpoint before a crash may be emitted again, with the state it then has.
+//!
 //! # Known limits
 //! - Processing time only: slots advance on ticks, so a late tick widens its slot.
-//! - State is in memory and not replayed after a crash.
 //! - The first windows after start hold fewer than `window / emit_every` slots of data.
 
 use std::collections::{BTreeMap, HashMap};
@@ -585,7 +598,10 @@ impl BasicBolt for Rankings {
                     for (component, i, n, ranking) in stored {
                         // An intermediate component whose parallelism changed: its tasks are
                         // new, their rankings come with their next emits.
-                        let tasks = self.ctx.as_ref().and_then(|c| c.component_tasks(&component));
+                        let tasks = self
+                            .ctx
+                            .as_ref()
+                            .and_then(|c| c.component_tasks(&component));
                         if let Some(tasks) = tasks
                             && tasks.len() == n as usize
                             && let Some(task) = tasks.get(i as usize)

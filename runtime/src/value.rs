@@ -593,7 +593,10 @@ mod tests {
     #[test]
     fn stored_values_round_trip_through_postcard() {
         let mut m = BTreeMap::new();
-        m.insert(SmolStr::new("k"), Value::from(vec![Value::Int(-3), Value::Null]));
+        m.insert(
+            SmolStr::new("k"),
+            Value::from(vec![Value::Int(-3), Value::Null]),
+        );
         m.insert(SmolStr::new("b"), Value::from(vec![0u8, 255, 7]));
         let all = [
             Value::Null,
@@ -604,7 +607,10 @@ mod tests {
             Value::from("short"),
             Value::from("a string longer than twenty-three bytes, on the heap"),
             Value::from(Vec::<u8>::new()),
-            Value::from(vec![Value::from("x"), Value::from(vec![Value::Bool(false)])]),
+            Value::from(vec![
+                Value::from("x"),
+                Value::from(vec![Value::Bool(false)]),
+            ]),
             Value::Map(Arc::new(m)),
         ];
         for v in &all {

@@ -279,9 +279,7 @@ impl Acc {
             (
                 Acc::Extreme { best, float, max },
                 Acc::Extreme {
-                    best: b,
-                    float: f,
-                    ..
+                    best: b, float: f, ..
                 },
             ) => {
                 let mut acc = Acc::Extreme {
@@ -290,7 +288,10 @@ impl Acc {
                     max: *max,
                 };
                 acc.add(&b.value());
-                if let Acc::Extreme { best: x, float: y, .. } = acc {
+                if let Acc::Extreme {
+                    best: x, float: y, ..
+                } = acc
+                {
                     *best = x;
                     *float = y || f;
                 }

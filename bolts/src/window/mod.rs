@@ -122,8 +122,46 @@
 //! one anchor per spout tree among them (at most `max_spout_pending` per spout task); the cost of
 //! anchoring and acking it grows with that number.
 //!
+//! # Checkpoints
+//! The bolt is stateful (`has_state`): a topology with it takes checkpoints, and a run resumed
+//! from one continues every open window where it was. Checkpointed:
+//! - duration windows: per group (keyed state by the `group_by` values), each open window's
+//!   start and accumulators (a `count_distinct` set, `top_k` counts, the HyperLogLog registers
+//!   as they are); per task, how far windows have fired and, in event time, the watermark and
+//!   the largest timestamp from each upstream task (named by component and task index);
+//! - count windows: per group, the partial window (accumulators, first and last arrival) or the
+//!   last `length` values of a sliding window.
+//!
+//! The keyed parts are split by key group with [`key_hash_of`](topo_runtime::grouping::key_hash_of)
+//! of the `group_by` values, so a restore with another parallelism hands each group to the task
+//! a fields grouping on the `group_by` fields (same fields, same order) sends it to. The clock
+//! then is the most advanced of the old tasks' (largest fired-until, watermark and per-upstream
+//! timestamps); an upstream component whose parallelism changed starts its per-task timestamps
+//! again from its next tuples (the watermark never goes back). A group found in two old tasks
+//! (an input not grouped by `group_by`) has its duration windows' accumulators combined; of a
+//! count window, one old task's partial window is kept.
+//!
+//! What is exact:
+//! - `guarantee = "exactly_once"`: every input counts once in the windows' state; with event
+//!   time, a resumed run gives exactly the results an uninterrupted run gives, as long as the
+//!   watermark's progress does not depend on timing (one upstream task, or inputs out of order
+//!   by at most `lag`: then nothing is late, whatever the interleaving). A result emitted after
+//!   the last completed checkpoint, before a crash, is emitted again (the same value) after
+//!   the restore: a sink that is not transactional may show it twice. Processing-time windows
+//!   keep their state and fire by the clock after the restore, so a window open across a crash
+//!   fires late, and a replayed input lands in the window of its new arrival time.
+//! - `guarantee = "at_least_once"` (acking on): inputs acked on receipt (`receipt`) and in
+//!   windows at the checkpoint are in the restored state; inputs after it are replayed by their
+//!   spout, if it rewinds. Held inputs (`hold`) are not written (a tuple cannot be), but their
+//!   values are in the checkpointed accumulators; after a crash their trees fail and their
+//!   spout replays them, so they count twice: at-least-once, duplicates in the windows open at
+//!   the checkpoint. Results restored windows emit are anchored only to the inputs that arrived
+//!   since the restore.
+//! - End of input ([`Bolt::finish`]) fires every open window, also when a run is stopped
+//!   rather than exhausted: a run stopped and resumed from its last checkpoint has emitted those
+//!   windows' partial results at the stop (a crash emits nothing).
+//!
 //! # Known limits
-//! - State lives in memory only; nothing is checkpointed.
 //! - Each task windows what it receives: to aggregate a group in one place, subscribe with a
 //!   fields grouping on the `group_by` fields (or run one task).
 //! - Event time needs tuples to move the watermark; there is no idle-source timeout.

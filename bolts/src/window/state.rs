@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use topo_runtime::grouping::key_hash_of;
 use topo_runtime::{
-    BoxError, KeyedState, OutputCollector, Restore, Snapshot, StateKey, TaskContext, TaskId,
-    Tuple, Value, Values,
+    BoxError, KeyedState, OutputCollector, Restore, Snapshot, StateKey, TaskContext, TaskId, Tuple,
+    Value, Values,
 };
 
 use super::aggregate::{Acc, same};
@@ -46,7 +46,9 @@ impl State {
 /// [`key_hash_of`] the values: a fields grouping on the `group_by` fields (in that order) sends
 /// the group to the task that restores its state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct GroupKey(#[serde(with = "topo_runtime::value::stored::values")] pub(super) Values);
+pub(super) struct GroupKey(
+    #[serde(with = "topo_runtime::value::stored::values")] pub(super) Values,
+);
 
 impl PartialEq for GroupKey {
     fn eq(&self, other: &Self) -> bool {
