@@ -176,6 +176,7 @@ fn run_topology(inputs: Vec<Input>, join_toml: &str, config: Config) -> Run {
 
 fn topo_config() -> Config {
     Config {
+        checkpoint_dir: Some(fresh_checkpoint_dir()),
         worker_threads: 2,
         ..Config::default()
     }
@@ -791,4 +792,18 @@ fn both_sides_through_the_tester_in_any_order() {
     let mut acked = r.acked_inputs.clone();
     acked.sort();
     assert_eq!(acked, [0, 1, 2, 3, 4]);
+}
+
+/// A fresh checkpoint directory of this test process (the bolt is stateful: its topology takes
+/// checkpoints, and a run must not resume from another test's or another run's).
+fn fresh_checkpoint_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "topo-bolts-{}-{}-{n}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

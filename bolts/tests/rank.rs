@@ -258,6 +258,7 @@ fn option_errors() {
 
 fn config() -> Config {
     Config {
+        checkpoint_dir: Some(fresh_checkpoint_dir()),
         worker_threads: 2,
         ..Config::default()
     }
@@ -351,4 +352,18 @@ fn trending_topology_ends_with_the_naive_top_n() {
     assert!(spout.acked().iter().all(|&n| n == 1));
     assert_eq!(got, naive_top(&naive, 8));
     assert_eq!(got.len(), 8);
+}
+
+/// A fresh checkpoint directory of this test process (the bolt is stateful: its topology takes
+/// checkpoints, and a run must not resume from another test's or another run's).
+fn fresh_checkpoint_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "topo-bolts-{}-{}-{n}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

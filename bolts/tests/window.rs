@@ -778,6 +778,7 @@ fn end_to_end_event_time_through_a_topology() {
     let window = Window::new(event_options(len, slide, lag)).expect("valid options");
     let mut b = TopologyBuilder::new("window-e2e");
     b.config(Config {
+        checkpoint_dir: Some(fresh_checkpoint_dir()),
         ackers: 1,
         worker_threads: 2,
         ..Config::default()
@@ -833,6 +834,7 @@ fn end_to_end_processing_time_holding_inputs() {
     .expect("valid options");
     let mut b = TopologyBuilder::new("window-hold-e2e");
     b.config(Config {
+        checkpoint_dir: Some(fresh_checkpoint_dir()),
         ackers: 1,
         worker_threads: 2,
         ..Config::default()
@@ -866,4 +868,18 @@ fn end_to_end_processing_time_holding_inputs() {
         *naive.entry(r.key.clone()).or_default() += 1;
     }
     assert_eq!(per_key, naive);
+}
+
+/// A fresh checkpoint directory of this test process (the bolt is stateful: its topology takes
+/// checkpoints, and a run must not resume from another test's or another run's).
+fn fresh_checkpoint_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "topo-bolts-{}-{}-{n}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
