@@ -58,6 +58,27 @@
 //! max_backoff = "10s"    # cap of the wait
 //! ```
 //!
+//! # Exactly-once (`guarantee = "exactly_once"`)
+//! Then no input is tracked: acking does nothing, and failing an input does not replay it.
+//! Instead a checkpoint covers every record a sink received before its barrier (the spouts will
+//! not send those again after a restore). At each barrier the runtime calls
+//! [`Bolt::input_drained`] just before [`Bolt::snapshot`], so the pending batch is written (with
+//! the usual retries) before the snapshot. Two rules keep a checkpoint from coming with lost
+//! output:
+//! - a batch whose every try failed is **kept**, not dropped: it is written again at the next
+//!   flush (a full batch, a tick after `batch.interval`, the next idle moment);
+//! - while a batch received before a barrier is unwritten, the sink **refuses the snapshot**, so
+//!   that checkpoint fails (the next one succeeds once the write does).
+//!
+//! So when a checkpoint completes, everything its sinks received before its barrier is durable
+//! (or, for a two-phase sink, pending and recorded in the snapshot). What that means for the
+//! output depends on the writer: the `file` sink publishes per checkpoint (each record exactly
+//! once, see [`crate::file::sink`]); the others write as they go, so records written after
+//! the last completed checkpoint are written again when a run resumes from it: their output
+//! is at-least-once, their state (upserts of absolute values) exact. A two-phase writer
+//! implements [`BatchWriter::snapshot`], [`BatchWriter::restore`] and
+//! [`BatchWriter::checkpoint_complete`].
+//!
 //! Hold times matter: under load an input waits for its batch, so `batch.interval` plus the
 //! time spent retrying should stay well under the topology's `message_timeout` (30 s by
 //! default), or its tree times out and is replayed while still pending here (written twice, not

@@ -71,12 +71,48 @@
 //! task index are renamed to their final names (empty ones are removed), so nothing written is
 //! left hidden.
 //!
+//! # Exactly-once: files published per checkpoint
+//! Under `guarantee = "exactly_once"` (the run takes checkpoints and tracks no input) the sink
+//! commits in two phases, and each record appears **exactly once in the published files**, across
+//! crashes and restarts:
+//!
+//! ```text
+//!  batch ─► <dir>/.pending/<name>  (appended, fsynced; closed at every checkpoint barrier and at
+//!           │                       rotation; the snapshot lists the closed files of each
+//!           │                       checkpoint not yet published)
+//!           └─ checkpoint N completes ─► rename into <dir>/<name> every file of checkpoints ≤ N,
+//!                                        fsync <dir> and <dir>/.pending
+//! ```
+//!
+//! - Names: as above, `<prefix>-<task index>-<yyyymmddThhmmss>-<seq>.<jsonl|csv>[.gz]`; a file
+//!   is written in `<dir>/.pending/` under its final name and moved into `<dir>` as it is.
+//!   No `.part` files are used. A name is never taken twice (neither pending nor published).
+//! - A file is closed at each checkpoint's barrier (so every file holds at most one checkpoint
+//!   interval of one task's records; raise `checkpoint_interval` for fewer, larger files), and
+//!   by `rotate` as usual. It is published when the checkpoint covering it completes, so output
+//!   becomes visible one checkpoint later.
+//! - **Readers read the regular files directly in `dir`** and nothing under `.pending/`: every
+//!   published file is complete (no torn tail) and final (never appended to or renamed again).
+//! - Restore from checkpoint N: the files N lists are published (a rename already done before a
+//!   crash is skipped: publishing is idempotent), then every other pending file of the task is
+//!   removed: those records came after N and the spouts send them again. With another
+//!   parallelism, task `k` takes over the pending files of old tasks `t` with `t % parallelism
+//!   == k`. A run started without a checkpoint (`--fresh`) removes the task's pending files of
+//!   earlier runs at its first write.
+//! - Records written after the last checkpoint when the input ends stay pending (no checkpoint
+//!   covers them); a stop takes a last checkpoint (a savepoint) first, so normally none are.
+//! - Resuming from an older checkpoint than the newest (`--from-checkpoint`) replays records
+//!   whose files were already published: those appear twice.
+//!
+//! Without exactly-once (`at_least_once`, even with checkpoints taken for a stateful bolt),
+//! the sink writes `.part` files and acks after each fsync as described above.
+//!
 //! # Known limits
 //! - A process killed in the middle of a write can leave a torn tail (part of a line, or part of a
 //!   gzip member) at the end of a recovered file. Acked records are never in a torn tail — the ack
 //!   follows the fsync — but a reader must tolerate a broken last line or member.
-//! - Records whose write was retried after a crash, or failed and replayed, can appear twice
-//!   (at-least-once).
+//! - At-least-once (without exactly-once): records whose write was retried after a crash, or
+//!   failed and replayed, can appear twice.
 //! - A sink task waits for each batch's fsync before it takes more input, so one task writes at
 //!   most `batch.max_records` records per fsync; raise the batch or the parallelism for more.
 //!   A batch fills only as far as the topology lets records be pending: with `max_spout_pending`
@@ -862,11 +898,11 @@ impl Disk {
         if let Some(tp) = self.two_phase.as_mut() {
             // Closed and kept pending until a checkpoint covering it completes.
             if let Some(f) = self.file.take() {
-                if f.torn {
-                    if let Err(e) = f.file.set_len(f.len) {
-                        self.file = Some(f);
-                        return Err(e);
-                    }
+                if f.torn
+                    && let Err(e) = f.file.set_len(f.len)
+                {
+                    self.file = Some(f);
+                    return Err(e);
                 }
                 drop(f.file);
                 if f.len == 0 {
@@ -1056,6 +1092,7 @@ const EXAMPLE: &str = r#"
 [bolts.archive]
 kind = "file"
 dir = "out/logs"          # files <prefix>-<task>-<UTC time>-<seq>.jsonl.gz; ".part" while written
+                          # (exactly_once: written in out/logs/.pending/, moved in per checkpoint)
 prefix = "access"
 format = "jsonl"          # or "csv" (a header line per file)
 gzip = true               # one gzip member per batch: every acked record is readable
