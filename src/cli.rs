@@ -496,6 +496,10 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// How often `topo run` resumes from the newest checkpoint after failures a resume repairs,
+/// before it gives up.
+const MAX_RESTARTS: u32 = 10;
+
 /// How `topo run` runs a topology.
 struct RunOptions {
     run_for: Option<Duration>,
@@ -542,7 +546,9 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         },
     };
     let info = crate::http::TopologyInfo::of(&topology);
-    let handle = match cluster.try_submit(topology, &start) {
+    // Kept to start the topology again after a failure a resume repairs.
+    let again = topology.clone();
+    let mut handle = match cluster.try_submit(topology, &start) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
@@ -556,11 +562,14 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
             "resuming from checkpoint {id} (`topo checkpoints list` shows them; --fresh starts with empty state)"
         );
     }
+    // The endpoint reads through this reader, which follows the run that replaces this one
+    // after a restart.
+    let reader = handle.metrics_reader();
     // After the stop, the endpoint finishes what it is sending (a tap's last lines and its end)
     // before the process ends.
     let mut server = None;
     if let Some(listener) = listener {
-        let app = crate::http::router(handle.metrics_reader(), info, errors);
+        let app = crate::http::router(reader.clone(), info, errors);
         let addr = listener
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -592,7 +601,9 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         status_interval * 10
     };
     let deadline = run_for.map(|d| Instant::now() + d);
-    let reason = cluster.block_on(async {
+    let mut restarts = 0u32;
+    let reason = loop {
+        let reason = cluster.block_on(async {
         let mut last: Option<MetricsSnapshot> = None;
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -634,6 +645,31 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
             }
         }
     });
+        if reason != "failed" || !handle.resume_repairs() || restarts >= MAX_RESTARTS {
+            break reason;
+        }
+        // An instance holding state failed: stop (no savepoint: the state is not whole) and
+        // resume from the newest checkpoint, after a back-off (Flink's restart strategy).
+        restarts += 1;
+        let why = handle.fatal_error().unwrap_or_default();
+        if terminal && !quiet {
+            eprintln!();
+        }
+        eprintln!(
+            "error: {why}\nresuming from the newest checkpoint (restart {restarts} of at most {MAX_RESTARTS})"
+        );
+        let _ = cluster.block_on(handle.stop(drain_timeout));
+        let backoff = Duration::from_secs(u64::from(restarts).min(30));
+        cluster.block_on(async { tokio::time::sleep(backoff).await });
+        handle = match cluster.try_submit(again.clone(), &topo_runtime::RunOptions::default()) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        reader.follow(&handle);
+    };
     if terminal && !quiet {
         eprintln!();
     }

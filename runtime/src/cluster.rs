@@ -76,18 +76,36 @@ pub struct RunOptions {
 pub struct StartError(pub String);
 
 /// Reads the figures of a running topology (see [`TopologyHandle::metrics_reader`]); after the
-/// topology stops it keeps returning the final figures.
+/// topology stops it keeps returning the final figures. [`follow`](MetricsReader::follow)
+/// points it (and every clone) at another run: the run that replaced it after a restart.
 #[derive(Clone)]
 pub struct MetricsReader {
+    run: Arc<std::sync::RwLock<ReaderRun>>,
+}
+
+/// What a reader reads: one run's start, registry and taps.
+#[derive(Clone)]
+struct ReaderRun {
     started: Instant,
     registry: Arc<MetricsRegistry>,
     taps: Arc<TapHub>,
 }
 
 impl MetricsReader {
+    fn run(&self) -> ReaderRun {
+        self.run.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Every task's figures now.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.registry.snapshot(self.started.elapsed())
+        let run = self.run();
+        run.registry.snapshot(run.started.elapsed())
+    }
+
+    /// Reads `handle`'s run from now on (every clone of this reader too).
+    pub fn follow(&self, handle: &TopologyHandle) {
+        let next = handle.metrics_reader().run();
+        *self.run.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
     /// Taps a component: see [`TopologyHandle::tap`].
@@ -97,12 +115,14 @@ impl MetricsReader {
         direction: Direction,
         rate: f64,
     ) -> Result<TapReceiver, TapError> {
-        self.taps.tap(component, &TapOptions::new(direction, rate))
+        self.run()
+            .taps
+            .tap(component, &TapOptions::new(direction, rate))
     }
 
     /// Taps a component with every option: see [`TopologyHandle::tap_with`].
     pub fn tap_with(&self, component: &str, options: TapOptions) -> Result<TapReceiver, TapError> {
-        self.taps.tap(component, &options)
+        self.run().taps.tap(component, &options)
     }
 }
 
@@ -153,9 +173,11 @@ impl TopologyHandle {
     /// handle (an HTTP endpoint, a reporter task).
     pub fn metrics_reader(&self) -> MetricsReader {
         MetricsReader {
-            started: self.started,
-            registry: self.registry.clone(),
-            taps: self.taps.clone(),
+            run: Arc::new(std::sync::RwLock::new(ReaderRun {
+                started: self.started,
+                registry: self.registry.clone(),
+                taps: self.taps.clone(),
+            })),
         }
     }
 
@@ -608,6 +630,10 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
             reports,
             commands,
             metrics: cm.clone(),
+            failed: {
+                let fatal = fatal.clone();
+                Arc::new(move || fatal.get().is_some())
+            },
         };
         coordinator = Some((commands_tx, coord));
         links = Some(TaskCheckpoints {

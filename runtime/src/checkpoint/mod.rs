@@ -125,6 +125,9 @@ pub(crate) struct Coordinator {
     pub(crate) reports: flume::Receiver<TaskReport>,
     pub(crate) commands: flume::Receiver<Command>,
     pub(crate) metrics: Arc<CheckpointMetrics>,
+    /// Set when the topology failed (an instance holding state was lost): from then on no
+    /// checkpoint may complete, as the state is no longer whole.
+    pub(crate) failed: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// A checkpoint not complete within this time is abandoned.
@@ -144,7 +147,8 @@ impl Coordinator {
                 inflight = Some(self.start(true, Some(reply)));
             }
             let deadline = inflight.as_ref().map(|f| f.deadline);
-            let periodic = inflight.is_none() && commands_open && !self.interval.is_zero();
+            let periodic =
+                inflight.is_none() && commands_open && !self.interval.is_zero() && !(self.failed)();
             tokio::select! {
                 _ = tokio::time::sleep_until(next_trigger.into()), if periodic => {
                     inflight = Some(self.start(false, None));
@@ -242,6 +246,10 @@ impl Coordinator {
     }
 
     async fn complete(&self, mut f: InFlight) {
+        if (self.failed)() {
+            self.fail(f, "the topology failed; its state is not whole".into());
+            return;
+        }
         let states = std::mem::take(&mut f.tasks);
         let mut components: std::collections::BTreeMap<String, ComponentState> = Default::default();
         for ((component, index, parallelism), state) in self.tasks.iter().zip(states) {

@@ -170,6 +170,10 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
         let all = env.emitter.flush_due(now);
         env.emitter.flush(all).await;
     }
+    // The last checkpoint (a stop's savepoint) may have completed after the last look.
+    if let Some(id) = env.checkpoints.as_mut().and_then(|c| c.newly_completed()) {
+        driver.checkpoint_complete(id, &mut env).await;
+    }
     driver.finish(&mut env).await;
     env.emitter.flush(true).await;
     if let Some(c) = env.checkpoints.as_mut() {

@@ -216,6 +216,8 @@ pub(crate) async fn run_spout<S: Spout>(
             _ = tokio::time::sleep_until(wait.into()) => {}
         }
     }
+    // The last checkpoint (a stop's savepoint) may have completed after the last look.
+    t.checkpoints().await;
     t.close().await;
 }
 

@@ -56,10 +56,11 @@ impl Spout for Numbers {
     }
 }
 
-/// Sums `n` per key `k` in keyed state; reports each new sum.
+/// Sums `n` per key `k` in keyed state; reports each new sum. Panics once at `panic_at`, if set.
 struct Sum {
     sums: KeyedState<i64, i64>,
     seen: Arc<Mutex<HashMap<i64, i64>>>,
+    panic_at: Option<(i64, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 impl BasicBolt for Sum {
@@ -68,6 +69,12 @@ impl BasicBolt for Sum {
     }
     fn execute(&mut self, t: &Tuple, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         let (k, n) = (t.int_field("k")?, t.int_field("n")?);
+        if let Some((at, done)) = &self.panic_at
+            && n == *at
+            && !done.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("a bug at {n}");
+        }
         let sum = match self.sums.get_mut(&k) {
             Some(s) => {
                 *s += n;
@@ -93,6 +100,15 @@ impl BasicBolt for Sum {
 const END: i64 = 200_000;
 
 fn topology(dir: &Path, sum_tasks: usize, seen: &Arc<Mutex<HashMap<i64, i64>>>) -> Topology {
+    topology_panicking(dir, sum_tasks, seen, None)
+}
+
+fn topology_panicking(
+    dir: &Path,
+    sum_tasks: usize,
+    seen: &Arc<Mutex<HashMap<i64, i64>>>,
+    panic_at: Option<(i64, Arc<std::sync::atomic::AtomicBool>)>,
+) -> Topology {
     let mut b = TopologyBuilder::new("sums");
     b.config(Config {
         guarantee: Guarantee::ExactlyOnce,
@@ -107,6 +123,7 @@ fn topology(dir: &Path, sum_tasks: usize, seen: &Arc<Mutex<HashMap<i64, i64>>>) 
         move || Sum {
             sums: KeyedState::new(),
             seen: seen.clone(),
+            panic_at: panic_at.clone(),
         },
         sum_tasks,
     )
@@ -175,6 +192,43 @@ async fn checkpoint_failures_do_not_stop_processing_and_recovery_follows() {
     assert_eq!(*lock(&resumed), truth(), "exact sums after the resume");
 }
 
+// Guards "a failed instance never resets state": a stateful bolt that panics stops the topology
+// with an error a resume repairs (what `topo run` does by itself), and the resumed run ends with
+// exact sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_stateful_bolt_stops_the_run_and_a_resume_is_exact() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = try_submit(
+        topology_panicking(dir.path(), 2, &seen, Some((150_000, once.clone()))),
+        &RunOptions::default(),
+    )
+    .expect("starts");
+    crate::util::wait_for(&handle, "the fatal error", |_| {
+        handle.fatal_error().is_some()
+    })
+    .await;
+    assert!(handle.resume_repairs(), "{:?}", handle.fatal_error());
+    let why = handle.fatal_error().unwrap_or_default();
+    assert!(
+        why.contains("sum[") && why.contains("a bug at 150000"),
+        "{why}"
+    );
+    handle.stop(std::time::Duration::from_secs(10)).await;
+
+    let resumed = Arc::new(Mutex::new(HashMap::new()));
+    let handle = try_submit(
+        topology_panicking(dir.path(), 2, &resumed, Some((150_000, once))),
+        &RunOptions::default(),
+    )
+    .expect("resumes");
+    wait_idle(&handle).await;
+    assert!(handle.fatal_error().is_none());
+    handle.stop(std::time::Duration::from_secs(10)).await;
+    assert_eq!(*lock(&resumed), truth(), "exact sums after the resume");
+}
+
 // Guards the exactly-once precondition: a spout that cannot rewind is refused by validation,
 // naming the component.
 #[test]
@@ -221,6 +275,7 @@ async fn a_checkpoint_of_a_removed_component_is_refused_unless_allowed() {
             move || Sum {
                 sums: KeyedState::new(),
                 seen: seen.clone(),
+                panic_at: None,
             },
             1,
         )
