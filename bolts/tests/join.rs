@@ -898,3 +898,64 @@ fn join_resumes_from_a_checkpoint() {
 fn join_second_checkpoint_restores_the_second() {
     resume_join("receipt", &join_steps(true), 3);
 }
+
+/// Moves a paused tester's clock to exactly `ms`.
+fn clock_to(t: &mut BoltTester, ms: i64) {
+    for _ in 0..3 {
+        let now = t.now_millis();
+        assert!(now <= ms, "the clock is at {now}, past {ms}");
+        if now == ms {
+            return;
+        }
+        t.advance(Duration::from_millis((ms - now) as u64));
+    }
+    assert_eq!(
+        t.now_millis(),
+        ms,
+        "the paused clock does not follow advances"
+    );
+}
+
+// Guards: a task restored on a clock behind the checkpoint's (another host) still joins its
+// inputs: one arriving before the end of the last window joined goes to the next window.
+#[test]
+fn restore_on_a_clock_behind_joins_every_input() {
+    let bolt = join(
+        r#"
+        window = "1s"
+        anchoring = "receipt"
+        from = { source = "orders", key = ["user_id"] }
+        join = [ { source = "users", key = ["id"] } ]
+        select = ["orders.order_id", "users.name"]
+        "#,
+    );
+    let b = bolt.clone();
+    let mut t = BoltTester::full(move || b.clone(), ["unused"]);
+    t.pause_time();
+    let base = (t.now_millis() / 3_600_000 + 2) * 3_600_000;
+    clock_to(&mut t, base + 5_100);
+    t.execute_from(
+        "orders",
+        "default",
+        ORDER.iter().copied(),
+        values![1, 7, 10],
+    );
+    clock_to(&mut t, base + 6_000);
+    assert!(t.tick().emitted.is_empty(), "no user 7");
+    let (c, _) = t.checkpoint().expect("a checkpoint");
+    drop(t);
+    let mut back = BoltTester::restore_full(move || bolt.clone(), ["unused"], &c);
+    back.pause_time();
+    clock_to(&mut back, base + 3_500);
+    back.execute_from(
+        "orders",
+        "default",
+        ORDER.iter().copied(),
+        values![2, 8, 20],
+    );
+    back.execute_from("users", "default", USER.iter().copied(), values![8, "eve"]);
+    clock_to(&mut back, base + 7_000); // the end of the window after the last one joined
+    let r = back.tick();
+    let rows: Vec<_> = r.emitted.iter().map(|e| e.values.to_vec()).collect();
+    assert_eq!(rows, vec![vec![Value::Int(2), Value::from("eve")]]);
+}

@@ -1048,3 +1048,58 @@ fn count_incremental_checkpoint_restores_the_second() {
         resume_window(opts, &count_steps(true), 3);
     }
 }
+
+/// Moves a paused tester's clock to exactly `ms`.
+fn clock_to(t: &mut BoltTester, ms: i64) {
+    for _ in 0..3 {
+        let now = t.now_millis();
+        assert!(now <= ms, "the clock is at {now}, past {ms}");
+        if now == ms {
+            return;
+        }
+        t.advance(Duration::from_millis((ms - now) as u64));
+    }
+    assert_eq!(
+        t.now_millis(),
+        ms,
+        "the paused clock does not follow advances"
+    );
+}
+
+// Guards: a task restored on a clock behind the checkpoint's (another host) still counts its
+// inputs: a processing-time input arriving before the end of the windows already fired goes to
+// the first window still open, not silently nowhere.
+#[test]
+fn processing_time_restore_on_a_clock_behind_counts_every_input() {
+    let opts = WindowOptions {
+        aggregates: vec![AggregateOptions::new("count", None, "n")],
+        anchoring: Anchoring::Receipt,
+        ..options(dur(1_000), None)
+    };
+    let window = Window::new(opts).expect("valid options");
+    let w = window.clone();
+    let mut t = BoltTester::full(move || w.clone(), FIELDS);
+    t.pause_time();
+    let base = (t.now_millis() / 3_600_000 + 2) * 3_600_000;
+    clock_to(&mut t, base + 100);
+    t.execute(values!["a", 1, "u", 0]);
+    clock_to(&mut t, base + 3_000);
+    assert_eq!(t.tick().emitted.len(), 1);
+    let (c, _) = t.checkpoint().expect("a checkpoint");
+    drop(t);
+    let mut back = BoltTester::restore_full(move || window.clone(), FIELDS, &c);
+    back.pause_time();
+    clock_to(&mut back, base + 1_500);
+    assert!(back.execute(values!["a", 1, "u", 0]).acked);
+    let fin = back.finish();
+    let rows: Vec<_> = fin.emitted.iter().map(|e| e.values.to_vec()).collect();
+    assert_eq!(
+        rows,
+        vec![vec![
+            Value::Int(base + 3_000),
+            Value::Int(base + 4_000),
+            Value::from("a"),
+            Value::Int(1)
+        ]]
+    );
+}
