@@ -64,7 +64,8 @@
 //! - `exactly_once`: every input is in the restored panes exactly once; windows are processing
 //!   time, so panes restored are joined at the first tick after the restore once their window
 //!   has ended, and inputs replayed after the checkpoint land in the panes of their new
-//!   arrival. Outputs emitted after the last checkpoint before a crash are emitted again.
+//!   arrival (on a clock behind the checkpoint's, as on another host, in the pane of the end of
+//!   the last window joined, so the next window joins them). Outputs emitted after the last checkpoint before a crash are emitted again.
 //! - `at_least_once` with `hold`: held inputs are in the state, and their trees fail with the
 //!   crash and are replayed by their spouts: they join twice (duplicates). Outputs of restored
 //!   inputs are anchored only to the inputs that arrived since the restore.
@@ -813,7 +814,11 @@ impl Bolt for Join {
         if !self.hold {
             out.ack(&input);
         }
+        // Restored on a clock behind the checkpoint's (another host): an input goes to the
+        // pane of the last window joined, so the next window joins it, rather than to a pane
+        // no window will join.
         let now = clock::now_millis();
+        let now = self.fired_through.map_or(now, |f| now.max(f));
         self.store(input, side, res, now);
         Ok(())
     }

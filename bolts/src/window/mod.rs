@@ -149,7 +149,8 @@
 //!   the last completed checkpoint, before a crash, is emitted again (the same value) after
 //!   the restore: a sink that is not transactional may show it twice. Processing-time windows
 //!   keep their state and fire by the clock after the restore, so a window open across a crash
-//!   fires late, and a replayed input lands in the window of its new arrival time.
+//!   fires late, and a replayed input lands in the window of its new arrival time (on a clock
+//!   behind the checkpoint's, as on another host, in the first window that has not fired).
 //! - `guarantee = "at_least_once"` (acking on): inputs acked on receipt (`receipt`) and in
 //!   windows at the checkpoint are in the restored state; inputs after it are replayed by their
 //!   spout, if it rewinds. Held inputs (`hold`) are not written (a tuple cannot be), but their
@@ -631,6 +632,9 @@ impl Window {
                     );
                     d.fire_until(plan, wm, hold, out);
                 } else {
+                    // Restored on a clock behind the checkpoint's (another host): an input
+                    // goes to the first window not fired yet, rather than to none.
+                    let time = time.max(d.fired_until);
                     d.fire_until(plan, time, hold, out);
                     d.add(plan, time, key, &input, &idx.aggs, hold);
                     if !hold {
