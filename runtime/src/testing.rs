@@ -307,6 +307,8 @@ impl BoltTester {
                 components: vec![
                     ("__tested".into(), vec![TaskId(0)]),
                     ("__capture".into(), vec![sink_task]),
+                    // The task inputs come from by default (`execute`).
+                    ("__input".into(), vec![TaskId(99)]),
                 ],
                 tick_intervals: Vec::new(),
                 checkpointed: false,
