@@ -409,7 +409,8 @@ pub struct CheckpointSnapshot {
     pub last_bytes: u64,
     /// Its longest barrier alignment over the tasks.
     pub last_alignment: Duration,
-    /// Its longest processing pause over the tasks (the snapshot itself).
+    /// Its longest processing pause over the tasks: the snapshot itself (and a sink's write of
+    /// its batch), not the wait to put the barrier into a full queue (backpressure).
     pub last_pause: Duration,
     /// Time since it completed.
     pub since_last: Option<Duration>,

@@ -309,6 +309,9 @@ impl Aligner {
         };
         let mut snap = side.snapshot(a.id);
         let taken = driver.snapshot(&mut snap, env);
+        // The pause is the snapshot's (and a sink's write); the wait to put the barrier into a
+        // full queue below is backpressure, which the task would have waited anyway.
+        let pause = start.elapsed();
         let from = env.ctx.task_id();
         env.emitter
             .barrier(Barrier {
@@ -317,7 +320,6 @@ impl Aligner {
                 cancel: false,
             })
             .await;
-        let pause = start.elapsed();
         if let Some(side) = env.checkpoints.as_mut() {
             side.write(&env.ctx, snap, taken, alignment, pause);
         }

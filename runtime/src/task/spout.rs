@@ -285,6 +285,9 @@ impl<S: Spout> SpoutTask<S> {
                 Err(p) => Err(panic_message(&*p)),
             }
         };
+        // The pause is the snapshot's; the wait to put the barrier into a full queue below is
+        // backpressure, which the task would have waited anyway.
+        let pause = start.elapsed();
         let from = self.env.ctx.task_id();
         self.env
             .emitter
@@ -294,7 +297,6 @@ impl<S: Spout> SpoutTask<S> {
                 cancel: false,
             })
             .await;
-        let pause = start.elapsed();
         let side = self.env.checkpoints.as_mut().expect("checked above");
         side.write(&self.env.ctx, snap, taken, Duration::ZERO, pause);
     }
