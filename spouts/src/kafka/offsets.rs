@@ -121,6 +121,17 @@ impl Part {
             (Some(_), None) => self.next.saturating_sub(self.origin),
         }
     }
+    /// Offsets that hold reading back at `max_uncommitted`: those not committed, or in a run
+    /// that takes checkpoints (it commits only when a checkpoint completes) those read past
+    /// the contiguous acked prefix, so that the cap bounds memory and not throughput.
+    pub(super) fn outstanding(&self, checkpointed: bool) -> u64 {
+        if checkpointed {
+            self.commit_point()
+                .map_or(0, |c| self.next.saturating_sub(c))
+        } else {
+            self.uncommitted()
+        }
+    }
     /// The offsets `[from, to)` are handled (each exactly once).
     pub(super) fn handle(&mut self, from: u64, to: u64) {
         if let Some(p) = &mut self.prefix {
