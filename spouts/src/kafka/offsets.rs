@@ -8,6 +8,8 @@
 //!                                      │ fail: Parts::replay (due, slot, offset)      │
 //!                                      └──────────── replayed later ◄─────────────────┘
 //!  commit: Parts::to_commit ──► checked_commit_point (never past a held or unread offset)
+//!  with checkpoints: snapshot (next, or the checked acked prefix) ──► committed when the
+//!                    checkpoint completes; `Part::outstanding` caps reading past the prefix
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet};
