@@ -346,6 +346,12 @@ struct Track {
 struct Checkpointed {
     /// Acking is off: every emitted record is covered by the next checkpoint.
     exactly_once: bool,
+    /// (this task's index, the parallelism).
+    owner: (usize, usize),
+    /// Where the shards this task owns start (their files when the run began, after a
+    /// restore the checkpoint's): written into every checkpoint for the shards not taken yet,
+    /// so that a checkpoint taken before the coordinator took a shard keeps its position.
+    baseline: HashMap<String, Saved>,
     /// Positions of checkpoints not yet complete, oldest first.
     pending: VecDeque<(CheckpointId, Vec<Saved>)>,
     /// The last write of a completed checkpoint's positions.
@@ -366,8 +372,8 @@ fn owner_of(shard: &str, tasks: usize) -> usize {
     (h % tasks.max(1) as u64) as usize
 }
 
-/// The `shard-*.json` files of a state directory, with the shard each names.
-fn shard_files(dir: &Path) -> io::Result<Vec<(PathBuf, Option<String>)>> {
+/// The `shard-*.json` files of a state directory, with what each holds (if it reads).
+fn shard_files(dir: &Path) -> io::Result<Vec<(PathBuf, Option<Saved>)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let path = e?.path();
@@ -378,12 +384,23 @@ fn shard_files(dir: &Path) -> io::Result<Vec<(PathBuf, Option<String>)>> {
         if is_shard {
             let shard = std::fs::read(&path)
                 .ok()
-                .and_then(|b| serde_json::from_slice::<Saved>(&b).ok())
-                .map(|s| s.shard);
+                .and_then(|b| serde_json::from_slice::<Saved>(&b).ok());
             out.push((path, shard));
         }
     }
     Ok(out)
+}
+
+/// The positions of the shards a task owns, by shard id.
+fn owned(
+    saved: impl IntoIterator<Item = Saved>,
+    (task, tasks): (usize, usize),
+) -> HashMap<String, Saved> {
+    saved
+        .into_iter()
+        .filter(|s| owner_of(&s.shard, tasks) == task)
+        .map(|s| (s.shard.clone(), s))
+        .collect()
 }
 
 /// A shard being handed back: its lease goes once its emitted records are acked, or at
@@ -1368,8 +1385,13 @@ impl Spout for KinesisSpout {
         let shard_names = Arc::new(Mutex::new(Vec::new()));
         tracing::info!(component = %component, stream = %self.opts.stream, state_dir = %dir.display(), "kinesis spout open");
         let (task, deferred, ck) = if ctx.checkpointed() {
+            let owner = (ctx.task_index(), ctx.parallelism());
+            let files = shard_files(&dir)
+                .map_err(|e| format!("cannot list the shard files in {}: {e}", dir.display()))?;
             let ck = Checkpointed {
                 exactly_once: ctx.config().guarantee == Guarantee::ExactlyOnce,
+                owner,
+                baseline: owned(files.into_iter().filter_map(|(_, s)| s), owner),
                 pending: VecDeque::new(),
                 writing: None,
             };
@@ -1472,8 +1494,10 @@ impl Spout for KinesisSpout {
         let Some(ck) = &mut r.ck else {
             return Ok(());
         };
-        // The shards this task took (their acked prefix, as the store has it), ...
-        let mut shards: HashMap<String, Saved> = lock(&r.store).shards.clone();
+        // The shards this task owns where they started, overlaid with those it took (their
+        // acked prefix, as the store has it), ...
+        let mut shards: HashMap<String, Saved> = ck.baseline.clone();
+        shards.extend(lock(&r.store).shards.clone());
         if ck.exactly_once {
             // ... under exactly-once up to the last record emitted, acked or not.
             for t in r.tracks.iter().flatten().filter(|t| !t.released) {
@@ -1501,9 +1525,9 @@ impl Spout for KinesisSpout {
         let Some(r) = &mut self.run else {
             return Ok(());
         };
-        if r.ck.is_none() {
+        let Some(ck) = &mut r.ck else {
             return Ok(());
-        }
+        };
         // The shards' files are made the checkpoint's, by every task alike (the same content),
         // before any coordinator reads them: every shard of every old task, and no file of a
         // shard the checkpoint does not hold (read from `start_at`, as new).
@@ -1523,7 +1547,7 @@ impl Spout for KinesisSpout {
             )
         })?;
         for (path, shard) in files {
-            if shard.is_none_or(|s| !saved.contains_key(&s)) {
+            if shard.is_none_or(|s| !saved.contains_key(&s.shard)) {
                 match std::fs::remove_file(&path) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
                         return Err(format!(
@@ -1553,6 +1577,7 @@ impl Spout for KinesisSpout {
             shards = saved.len(),
             "kinesis spout restored"
         );
+        ck.baseline = owned(saved.into_values(), ck.owner);
         Ok(())
     }
 
