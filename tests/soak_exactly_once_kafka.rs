@@ -4,10 +4,13 @@
 //! killed at seeded random points of its output, each time only after the run completed a
 //! checkpoint of its own, and started again on the same state directory, alternating the
 //! spout's parallelism (2, 3, 1) so that restores also deal the partitions' checkpointed
-//! offsets out anew. A last run reads the topic to its end (`stop_at_end`, `--until-idle`).
-//! Each word's last count must equal a naive count of the produced words exactly: a word read
-//! twice, or not at all, would show. The consumer group must end committed at the end of every
-//! partition (committed only when checkpoints complete).
+//! offsets out anew. Each run uses a consumer group of its own, so that where it reads from
+//! can only come from the restored checkpoint (the group's committed offsets, which follow
+//! completed checkpoints, would otherwise hide a restore that does nothing). A last run reads
+//! the topic to its end (`stop_at_end`, `--until-idle`). Each word's last count must equal a
+//! naive count of the produced words exactly: a word read twice, or not at all, would show. The
+//! last run's group must end committed at the end of every partition (committed only when
+//! checkpoints complete).
 //!
 //! Against tansu (`TOPO_KAFKA_BROKERS`, default `127.0.0.1:9092`). Seed: printed;
 //! `TOPO_SOAK_SEED=<seed> cargo test -p topo --test soak_exactly_once_kafka` reproduces the
@@ -137,8 +140,10 @@ fn kafka_word_counts_are_exact_after_kills_and_spout_rescales() {
             SPOUT_PARALLELISM[run % SPOUT_PARALLELISM.len()]
         )
     };
+    let group_of = |run: usize| format!("{group}-{run}");
+    let set_group = |run: usize| format!("spouts.words.group={}", group_of(run));
     let mut run = 0;
-    soak.start_with(&["--set", &set(run)]);
+    soak.start_with(&["--set", &set(run), "--set", &set_group(run)]);
     // A run is killed only once it has completed a checkpoint of its own, so that every run
     // makes progress (the kill then falls anywhere after it).
     let mut since = newest_checkpoint(&soak.state());
@@ -150,12 +155,12 @@ fn kafka_word_counts_are_exact_after_kills_and_spout_rescales() {
             run += 1;
             since = newest_checkpoint(&soak.state());
             println!(
-                "run {} killed at {produced} records output, checkpoint {since}, group committed {:?}",
+                "run {} killed at {produced} records output, checkpoint {since}, its group committed {:?}",
                 run - 1,
-                committed(&group, &topic, PARTITIONS)
+                committed(&group_of(run - 1), &topic, PARTITIONS)
             );
             if soak.killing() {
-                soak.start_with(&["--set", &set(run)]);
+                soak.start_with(&["--set", &set(run), "--set", &set_group(run)]);
             }
             continue;
         }
@@ -168,6 +173,8 @@ fn kafka_word_counts_are_exact_after_kills_and_spout_rescales() {
         "spouts.words.stop_at_end=true",
         "--set",
         &set(run),
+        "--set",
+        &set_group(run),
     ]);
     output.poll();
     let last = last_counts(&output);
@@ -194,7 +201,7 @@ fn kafka_word_counts_are_exact_after_kills_and_spout_rescales() {
         soak.context("exactly-once counts")
     );
     assert_eq!(
-        committed(&group, &topic, PARTITIONS),
+        committed(&group_of(run), &topic, PARTITIONS),
         ends(&topic, PARTITIONS),
         "the group committed the end of every partition (when the last checkpoint completed)"
     );
