@@ -816,3 +816,64 @@ async fn a_restored_run_reads_exactly_what_follows_its_checkpoint() {
     );
     delete_stream(&c, &stream).await;
 }
+
+// Guards resharding with checkpoints: shards are owned by task (no hand-backs), a child is read
+// once its parent's end is in a completed checkpoint (its file, written then, says so), every
+// record is read once, parent records before child records, and each shard's file ends as the
+// last checkpoint holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_checkpoints_children_are_read_after_their_parent_once() {
+    let c = client().await;
+    let stream = unique("eo-split");
+    create_stream(&c, &stream, 1).await;
+    let state = tempfile::tempdir().expect("temp dir");
+    let ck = tempfile::tempdir().expect("temp dir");
+    let before = records("p", 0..60);
+    let put_before = put(&c, &stream, &before).await;
+    let parent = put_before[0].0.clone();
+    c.split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&parent)
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .expect("split the shard");
+    wait_active(&c, &stream).await;
+    let after = records("c", 60..120);
+    put(&c, &stream, &after).await;
+
+    let spout = KinesisSpout::new(options(&stream, state.path())).expect("valid options");
+    let bolt = Flaky::new(0);
+    let handle = run_checkpointed(
+        &spout,
+        2,
+        &bolt,
+        ck.path(),
+        Duration::from_millis(20),
+        &Default::default(),
+    );
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(5)).await;
+    let delivered = bolt.delivered();
+    assert_eq!(delivered.len(), 120, "every record read once");
+    let last_parent = delivered
+        .iter()
+        .rposition(|(s, _)| *s == parent)
+        .expect("parent records");
+    let first_child = delivered
+        .iter()
+        .position(|(s, _)| *s != parent)
+        .expect("child records");
+    assert!(
+        last_parent < first_child,
+        "every parent record before the first child record"
+    );
+    let cps = checkpoints(state.path());
+    assert_eq!(
+        cps.get(&parent).map(|c| c.1),
+        Some(true),
+        "parent ended: {cps:?}"
+    );
+    assert_eq!(cps.len(), 3, "parent and both children: {cps:?}");
+    delete_stream(&c, &stream).await;
+}

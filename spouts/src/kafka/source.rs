@@ -165,8 +165,11 @@
 //! Proven by `tests/soak_exactly_once_kafka.rs`: a word count (kafka -> count -> file sink,
 //! `guarantee = "exactly_once"`) over 200,000 words in 4 partitions, killed with `SIGKILL` 6
 //! times at seeded points (each after a checkpoint of the run's own) and restarted with the
-//! spout's parallelism alternating 2, 3, 1, ends with every word's count exact and the group
-//! committed at the end of every partition.
+//! spout's parallelism alternating 2, 3, 1 and a consumer group of its own (so the positions
+//! can only come from the checkpoint), ends with every word's count exact and the last group
+//! committed at the end of every partition; `spouts/tests/kafka.rs` shows that nothing is
+//! committed before a checkpoint completes and that a run restored from an older checkpoint
+//! reads again exactly what follows it, though the group's offsets are further on.
 //!
 //! # Known limits
 //! - Kafka transactions are not used: exactly-once holds for the topology's checkpointed state
