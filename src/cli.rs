@@ -47,6 +47,32 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum CheckpointsAction {
+    /// Every kept checkpoint: id, completion time, duration, bytes written, kind.
+    List {
+        /// The topology file (its name and `[config]` locate the checkpoints).
+        file: PathBuf,
+        /// Override a setting of the file (`--set config.checkpoint_dir=/var/lib/topo`).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE", value_parser = parse_override)]
+        overrides: Vec<(String, String)>,
+    },
+    /// One checkpoint: each component's tasks, their state parts, sizes and files.
+    Show {
+        /// The topology file.
+        file: PathBuf,
+        /// The checkpoint id, or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Override a setting of the file.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE", value_parser = parse_override)]
+        overrides: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run a topology until Ctrl-C (graceful drain), for a duration, or until it is idle.
     Run {
@@ -84,6 +110,11 @@ enum Command {
         /// `/api/topology`, `/api/tap` (`topo tap`, `topo top`).
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+    },
+    /// List a topology's checkpoints, or describe one (what `topo run` resumes from).
+    Checkpoints {
+        #[command(subcommand)]
+        action: CheckpointsAction,
     },
     /// Check topology files; print every problem.
     Validate {
@@ -224,6 +255,26 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
         },
         Command::Components { kind } => components(&registry, kind.as_deref()),
+        Command::Checkpoints { action } => {
+            let (file, overrides) = match &action {
+                CheckpointsAction::List { file, overrides }
+                | CheckpointsAction::Show {
+                    file, overrides, ..
+                } => (file, overrides),
+            };
+            match load(&registry, file, overrides) {
+                Ok(t) => match &action {
+                    CheckpointsAction::List { .. } => crate::checkpoints::list(&t),
+                    CheckpointsAction::Show { id, json, .. } => {
+                        crate::checkpoints::show(&t, id, *json)
+                    }
+                },
+                Err(d) => {
+                    eprintln!("{d}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Schema => {
             let schema = topo_dsl::topology_schema(&registry);
             println!(
@@ -445,6 +496,10 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// How often `topo run` resumes from the newest checkpoint after failures a resume repairs,
+/// before it gives up.
+const MAX_RESTARTS: u32 = 10;
+
 /// How `topo run` runs a topology.
 struct RunOptions {
     run_for: Option<Duration>,
@@ -491,18 +546,30 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         },
     };
     let info = crate::http::TopologyInfo::of(&topology);
-    let handle = match cluster.try_submit(topology, &start) {
+    // Kept to start the topology again after a failure a resume repairs.
+    let again = topology.clone();
+    let mut handle = match cluster.try_submit(topology, &start) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(id) = handle.metrics().checkpoints.and_then(|c| c.restored_id)
+        && !quiet
+    {
+        eprintln!(
+            "resuming from checkpoint {id} (`topo checkpoints list` shows them; --fresh starts with empty state)"
+        );
+    }
+    // The endpoint reads through this reader, which follows the run that replaces this one
+    // after a restart.
+    let reader = handle.metrics_reader();
     // After the stop, the endpoint finishes what it is sending (a tap's last lines and its end)
     // before the process ends.
     let mut server = None;
     if let Some(listener) = listener {
-        let app = crate::http::router(handle.metrics_reader(), info, errors);
+        let app = crate::http::router(reader.clone(), info, errors);
         let addr = listener
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -534,7 +601,9 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         status_interval * 10
     };
     let deadline = run_for.map(|d| Instant::now() + d);
-    let reason = cluster.block_on(async {
+    let mut restarts = 0u32;
+    let reason = loop {
+        let reason = cluster.block_on(async {
         let mut last: Option<MetricsSnapshot> = None;
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -576,6 +645,31 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
             }
         }
     });
+        if reason != "failed" || !handle.resume_repairs() || restarts >= MAX_RESTARTS {
+            break reason;
+        }
+        // An instance holding state failed: stop (no savepoint: the state is not whole) and
+        // resume from the newest checkpoint, after a back-off (Flink's restart strategy).
+        restarts += 1;
+        let why = handle.fatal_error().unwrap_or_default();
+        if terminal && !quiet {
+            eprintln!();
+        }
+        eprintln!(
+            "error: {why}\nresuming from the newest checkpoint (restart {restarts} of at most {MAX_RESTARTS})"
+        );
+        let _ = cluster.block_on(handle.stop(drain_timeout));
+        let backoff = Duration::from_secs(u64::from(restarts).min(30));
+        cluster.block_on(async { tokio::time::sleep(backoff).await });
+        handle = match cluster.try_submit(again.clone(), &topo_runtime::RunOptions::default()) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        reader.follow(&handle);
+    };
     if terminal && !quiet {
         eprintln!();
     }
@@ -596,10 +690,15 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     };
     if let Some((done, ended)) = server {
         let _ = done.send(());
-        let _ = cluster.block_on(tokio::time::timeout(Duration::from_secs(1), ended));
+        // The timer is made inside the runtime (a tokio timer needs its context).
+        let _ =
+            cluster.block_on(async { tokio::time::timeout(Duration::from_secs(1), ended).await });
     }
     if !quiet {
         eprintln!("{}", status::line(&report.metrics, None));
+        if let Some(cp) = &report.metrics.checkpoints {
+            eprintln!("{}", status::checkpoint_summary(cp));
+        }
     }
     if let Some(e) = handle_fatal {
         eprintln!("error: {e}");

@@ -482,6 +482,7 @@ mod tests {
             components,
             edges: Vec::new(),
             latency_bounds_us: &LATENCY_BOUNDS_US,
+            checkpoints: None,
         }
     }
 

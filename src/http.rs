@@ -332,6 +332,69 @@ fn histogram_buckets(l: &LatencySummary) -> Vec<(f64, u64)> {
     out
 }
 
+/// The checkpoint series: counts of this run, and figures of the newest completed checkpoint.
+fn checkpoint_series(
+    encoder: &mut DescriptorEncoder,
+    cp: &topo_runtime::CheckpointSnapshot,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, n) in [
+        (
+            "topo_checkpoints_completed",
+            "Checkpoints completed in this run.",
+            cp.completed,
+        ),
+        (
+            "topo_checkpoints_failed",
+            "Checkpoints that failed in this run (declined, a write failed, timed out).",
+            cp.failed,
+        ),
+    ] {
+        encoder
+            .encode_descriptor(name, help, None, MetricType::Counter)?
+            .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+    }
+    let gauges: [(&str, &str, Option<f64>); 6] = [
+        (
+            "topo_checkpoint_last_id",
+            "The id of the newest completed checkpoint.",
+            cp.last_id.map(|i| i as f64),
+        ),
+        (
+            "topo_checkpoint_last_duration_seconds",
+            "The newest completed checkpoint: from its start to its manifest.",
+            cp.last_id.map(|_| cp.last_duration.as_secs_f64()),
+        ),
+        (
+            "topo_checkpoint_last_size_bytes",
+            "Bytes written for the newest completed checkpoint.",
+            cp.last_id.map(|_| cp.last_bytes as f64),
+        ),
+        (
+            "topo_checkpoint_last_alignment_seconds",
+            "The newest completed checkpoint: its longest barrier alignment over the tasks.",
+            cp.last_id.map(|_| cp.last_alignment.as_secs_f64()),
+        ),
+        (
+            "topo_checkpoint_last_pause_seconds",
+            "The newest completed checkpoint: its longest processing pause over the tasks.",
+            cp.last_id.map(|_| cp.last_pause.as_secs_f64()),
+        ),
+        (
+            "topo_checkpoint_since_last_seconds",
+            "Time since the newest checkpoint completed.",
+            cp.since_last.map(|d| d.as_secs_f64()),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        if let Some(v) = v {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Gauge)?
+                .encode_gauge(&v)?;
+        }
+    }
+    Ok(())
+}
+
 /// The labels of a task's series.
 fn labels(c: &ComponentSnapshot, t: &TaskSnapshot) -> Vec<(&'static str, String)> {
     vec![
@@ -415,6 +478,9 @@ impl Collector for TaskCollector {
             MetricType::Gauge,
         )?;
         up.encode_gauge(&snap.uptime.as_secs_f64())?;
+        if let Some(cp) = &snap.checkpoints {
+            checkpoint_series(&mut encoder, cp)?;
+        }
         Ok(())
     }
 }

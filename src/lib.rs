@@ -19,6 +19,7 @@ pub use topo_dsl::{file, registry};
 pub use topo_runtime::*;
 
 pub mod builtin;
+pub mod checkpoints;
 pub mod cli;
 pub mod dashboard;
 pub mod figures;

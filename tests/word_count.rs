@@ -52,6 +52,9 @@ async fn the_topology_file_and_the_rust_example_count_the_same() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/word_count.toml");
     let overrides = [("spouts.sentences.count".to_string(), n.to_string())];
     let mut spec = topo::file::load_file(path, &registry, &overrides).expect("a valid file");
+    // A run of its own: not resumed from the checkpoints of an earlier one.
+    let state = tempfile::tempdir().expect("a temporary directory");
+    spec.config.checkpoint_dir = Some(state.path().to_path_buf());
     let shape = |s: &topo::TopologySpec| -> Vec<String> {
         s.components
             .iter()

@@ -54,6 +54,22 @@
 //!   the process dies. `"auto"` holds when `window + slide` is at most half the message timeout,
 //!   else acks on receipt (the choice is logged once per component).
 //!
+//! # Checkpoints
+//! The bolt is stateful (`has_state`): a topology with it takes checkpoints. Checkpointed: the
+//! end of the last window joined, and every held input's pane, side, key values and selected
+//! values (what a join needs of it, not the whole tuple), in arrival order. A restore with
+//! another parallelism gives each task the inputs whose key values a fields grouping on the key
+//! fields sends to it (group each side by its key fields, in order); the windows then continue
+//! from the latest end joined by any old task.
+//! - `exactly_once`: every input is in the restored panes exactly once; windows are processing
+//!   time, so panes restored are joined at the first tick after the restore once their window
+//!   has ended, and inputs replayed after the checkpoint land in the panes of their new
+//!   arrival (on a clock behind the checkpoint's, as on another host, in the pane of the end of
+//!   the last window joined, so the next window joins them). Outputs emitted after the last checkpoint before a crash are emitted again.
+//! - `at_least_once` with `hold`: held inputs are in the state, and their trees fail with the
+//!   crash and are replayed by their spouts: they join twice (duplicates). Outputs of restored
+//!   inputs are anchored only to the inputs that arrived since the restore.
+//!
 //! # Known limits
 //! - The window's tuples are held in memory until its last window is joined.
 //! - With `hold`, every held input is a pending tree of its spout, so the spouts'
@@ -74,9 +90,10 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
+use topo_runtime::grouping::{key_group, key_hash_of, task_of_key_group};
 use topo_runtime::{
-    Bolt, BoxError, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, Tuple, Value,
-    Values, clock,
+    Bolt, BoxError, OutputCollector, OutputDeclarer, Restore, Snapshot, StreamSchema, TaskContext,
+    Tuple, Value, Values, clock,
 };
 
 use crate::expr::ERROR_STREAM;
@@ -194,12 +211,69 @@ struct SelectItem {
 /// One held input.
 #[derive(Clone, Debug)]
 struct Entry {
-    tuple: Tuple,
+    data: Data,
     side: u32,
-    /// Index into the side's `resolved`.
+    /// Index into the side's `resolved` (live entries).
     res: u32,
     /// Hash of the key values; `None` when a key field is null (matches nothing).
     hash: Option<u64>,
+}
+
+/// What an entry keeps of its input: the tuple itself, or (restored from a checkpoint) the
+/// side's key values followed by its selected values.
+#[derive(Clone, Debug)]
+enum Data {
+    Live(Tuple),
+    Stored(Box<[Value]>),
+}
+
+impl Entry {
+    /// The entry's `k`th key value.
+    #[inline]
+    fn key<'a>(&'a self, sides: &'a [Side], k: usize) -> &'a Value {
+        match &self.data {
+            Data::Live(t) => {
+                &t.values()[sides[self.side as usize].resolved[self.res as usize].key[k]]
+            }
+            Data::Stored(v) => &v[k],
+        }
+    }
+
+    /// The entry's `nth` selected value.
+    #[inline]
+    fn selected<'a>(&'a self, sides: &'a [Side], nth: usize) -> &'a Value {
+        match &self.data {
+            Data::Live(t) => {
+                &t.values()[sides[self.side as usize].resolved[self.res as usize].selected[nth]]
+            }
+            Data::Stored(v) => &v[sides[self.side as usize].key.len() + nth],
+        }
+    }
+
+    /// The input, to anchor to and ack (restored entries have none).
+    fn tuple(&self) -> Option<&Tuple> {
+        match &self.data {
+            Data::Live(t) => Some(t),
+            Data::Stored(_) => None,
+        }
+    }
+}
+
+/// A checkpointed entry: its pane, side, key hash, and key values then selected values.
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    pane: i64,
+    side: u32,
+    hash: Option<u64>,
+    #[serde(with = "topo_runtime::value::stored::vec")]
+    values: Vec<Value>,
+}
+
+/// A checkpointed join: the end of the last window joined, and every held entry.
+#[derive(Serialize, Deserialize)]
+struct StoredJoin {
+    fired_through: Option<i64>,
+    entries: Vec<StoredEntry>,
 }
 
 /// The inputs that arrived during one slide.
@@ -240,6 +314,9 @@ pub struct Join {
     /// The end of the last window joined, in ms.
     fired_through: Option<i64>,
     scratch: Scratch,
+    /// This task's index, the parallelism and the key groups (from `prepare`): which restored
+    /// entries a task keeps when the parallelism changed.
+    task: (usize, usize, u32),
 }
 
 fn millis(d: Duration) -> i64 {
@@ -359,6 +436,7 @@ impl Join {
             hold: opts.anchoring == Anchoring::Hold,
             panes: VecDeque::new(),
             fired_through: None,
+            task: (0, 1, 1),
             scratch: Scratch {
                 heads: vec![HashMap::default(); n],
                 refs: vec![Vec::new(); n],
@@ -464,7 +542,7 @@ impl Join {
             };
         }
         let entry = Entry {
-            tuple,
+            data: Data::Live(tuple),
             side: side as u32,
             res: res as u32,
             hash,
@@ -502,8 +580,8 @@ impl Join {
                 if let Some(p) = self.panes.pop_front()
                     && self.hold
                 {
-                    for e in &p.entries {
-                        out.ack(&e.tuple);
+                    for t in p.entries.iter().filter_map(Entry::tuple) {
+                        out.ack(t);
                     }
                 }
             }
@@ -548,7 +626,6 @@ impl Join {
         let mut combo: SmallVec<[u32; 4]> = SmallVec::from_elem(0, n);
         for pane in panes.iter().filter(|p| in_window(p)) {
             'from: for e in pane.entries.iter().filter(|e| e.side == 0) {
-                let from_res = &sides[0].resolved[e.res as usize];
                 // Matches per joined side.
                 for j in 0..n {
                     let m = &mut scratch.matches[j];
@@ -558,12 +635,8 @@ impl Join {
                         while at != NONE {
                             let ((pi, ei), next) = scratch.refs[j][at as usize];
                             let other = &panes[pi as usize].entries[ei as usize];
-                            let other_res = &sides[j + 1].resolved[other.res as usize];
-                            let equal = from_res
-                                .key
-                                .iter()
-                                .zip(&other_res.key)
-                                .all(|(&a, &b)| e.tuple.values()[a] == other.tuple.values()[b]);
+                            let equal = (0..sides[0].key.len())
+                                .all(|k| e.key(sides, k) == other.key(sides, k));
                             if equal {
                                 m.push(at);
                             }
@@ -583,10 +656,10 @@ impl Join {
                 loop {
                     let mut values = Values::new();
                     anchors.clear();
-                    anchors.push(&e.tuple);
+                    anchors.extend(e.tuple());
                     for item in select.iter() {
                         let v = if item.side == 0 {
-                            e.tuple.values()[from_res.selected[item.nth]].clone()
+                            e.selected(sides, item.nth).clone()
                         } else {
                             let j = item.side - 1;
                             let at = scratch.matches[j][combo[j] as usize];
@@ -595,8 +668,7 @@ impl Join {
                             } else {
                                 let ((pi, ei), _) = scratch.refs[j][at as usize];
                                 let other = &panes[pi as usize].entries[ei as usize];
-                                let r = &sides[item.side].resolved[other.res as usize];
-                                other.tuple.values()[r.selected[item.nth]].clone()
+                                other.selected(sides, item.nth).clone()
                             }
                         };
                         values.push(v);
@@ -606,7 +678,7 @@ impl Join {
                             let at = scratch.matches[j][combo[j] as usize];
                             if at != NONE {
                                 let ((pi, ei), _) = scratch.refs[j][at as usize];
-                                anchors.push(&panes[pi as usize].entries[ei as usize].tuple);
+                                anchors.extend(panes[pi as usize].entries[ei as usize].tuple());
                             }
                         }
                         out.emit_anchored(&anchors, values);
@@ -680,6 +752,11 @@ impl Bolt for Join {
     }
 
     async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        self.task = (
+            ctx.task_index(),
+            ctx.parallelism(),
+            u32::try_from(ctx.config().max_parallelism).unwrap_or(u32::MAX),
+        );
         let timeout = ctx.config().message_timeout;
         self.hold = self
             .holds_inputs(timeout)
@@ -737,13 +814,101 @@ impl Bolt for Join {
         if !self.hold {
             out.ack(&input);
         }
+        // Restored on a clock behind the checkpoint's (another host): an input goes to the
+        // pane of the last window joined, so the next window joins it, rather than to a pane
+        // no window will join.
         let now = clock::now_millis();
+        let now = self.fired_through.map_or(now, |f| now.max(f));
         self.store(input, side, res, now);
         Ok(())
     }
 
     async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
         self.fire_until(clock::now_millis(), out);
+        Ok(())
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let n: usize = self.panes.iter().map(|p| p.entries.len()).sum();
+        let mut entries = Vec::with_capacity(n);
+        for p in &self.panes {
+            for e in &p.entries {
+                let side = &self.sides[e.side as usize];
+                let mut values = Vec::with_capacity(side.key.len() + side.selected.len());
+                values.extend((0..side.key.len()).map(|k| e.key(&self.sides, k).clone()));
+                values.extend((0..side.selected.len()).map(|i| e.selected(&self.sides, i).clone()));
+                entries.push(StoredEntry {
+                    pane: p.index,
+                    side: e.side,
+                    hash: e.hash,
+                    values,
+                });
+            }
+        }
+        snap.put(
+            "panes",
+            &StoredJoin {
+                fired_through: self.fired_through,
+                entries,
+            },
+        );
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let (index, parallelism, groups) = self.task;
+        let olds: Vec<StoredJoin> = if from.same_parallelism() {
+            from.get("panes")?.into_iter().collect()
+        } else {
+            from.get_all("panes")?
+        };
+        let rescaled = !from.same_parallelism();
+        let mut all: Vec<StoredEntry> = Vec::new();
+        self.fired_through = None;
+        for old in olds {
+            self.fired_through = self.fired_through.max(old.fired_through);
+            all.extend(old.entries.into_iter().filter(|e| {
+                // With another parallelism, a task keeps the entries whose key a fields
+                // grouping on the key fields sends to it.
+                !rescaled || {
+                    let n = self.sides.get(e.side as usize).map_or(0, |s| s.key.len());
+                    let h = key_hash_of(&e.values[..n.min(e.values.len())]);
+                    task_of_key_group(key_group(h, groups), groups, parallelism) == index
+                }
+            }));
+        }
+        // Panes in order (old tasks' panes interleave); arrival order within a pane kept.
+        all.sort_by_key(|e| e.pane);
+        self.panes.clear();
+        for e in all {
+            let side = e.side as usize;
+            let want = self.sides.get(side).map(|s| s.key.len() + s.selected.len());
+            if want != Some(e.values.len()) {
+                return Err(format!(
+                    "join: a checkpointed entry of side {side} has {} values, which does not \
+                     fit this join's options (were `from`, `join` or `select` changed?)",
+                    e.values.len()
+                )
+                .into());
+            }
+            let entry = Entry {
+                data: Data::Stored(e.values.into_boxed_slice()),
+                side: e.side,
+                res: NONE,
+                hash: e.hash,
+            };
+            match self.panes.back_mut() {
+                Some(p) if p.index == e.pane => p.entries.push(entry),
+                _ => self.panes.push_back(Pane {
+                    index: e.pane,
+                    entries: vec![entry],
+                }),
+            }
+        }
         Ok(())
     }
 

@@ -49,8 +49,7 @@
 //!   `window_end` the tick's time in ms; an object whose count fell to zero is emitted once with
 //!   count 0 (so rankings drop it) and forgotten. Then the window advances one slot: the oldest
 //!   slot is cleared and becomes the current one. At end of input it emits the current counts.
-//!   Inputs are acked on receipt: the counts are approximate state, lost if the process dies
-//!   (as Storm's `RollingCountBolt`).
+//!   Inputs are acked on receipt; the counts are checkpointed (see below).
 //! - `rankings` emits `(rankings, at)`: `rankings` is a list of `{<field>: object, count: n}`
 //!   maps, highest count first, ties by object (text order), at most `top` long; `at` is the
 //!   time in ms. It emits every `emit_every`, even an empty ranking, and at end of input.
@@ -66,9 +65,23 @@
 //! - A tuple without the needed fields, or with a count that is not a non-negative integer, goes
 //!   to the `error` stream as `(reason, record)` and is acked.
 //!
+//! # Checkpoints
+//! Both bolts are stateful (`has_state`): a topology with them takes checkpoints.
+//! - `rolling_count`: per object (keyed state by the object's text, so a fields grouping on the
+//!   field lets a restore change the parallelism), its count per slot, the current slot first.
+//!   An object counted by two old tasks (an input not grouped by the field) adds up, slot by
+//!   slot. Under `exactly_once` every input is counted once in the restored counts; under
+//!   `at_least_once` inputs after the checkpoint are counted again if their spout replays them.
+//!   Slots advance by processing-time ticks: a crash's downtime does not advance the window.
+//! - `rankings` `intermediate`: the latest count per object (keyed state by object; an object
+//!   found in two old tasks keeps its highest count). `total`: each intermediate task's latest
+//!   ranking, by component and task index; after a restore that changed the intermediate
+//!   component's parallelism, they come with the new tasks' next emits.
+//! - Outputs (emitted on ticks) are not part of the state: a ranking or count emitted after
+//!   the last checkpoint before a crash may be emitted again, with the state it then has.
+//!
 //! # Known limits
 //! - Processing time only: slots advance on ticks, so a late tick widens its slot.
-//! - State is in memory and not replayed after a crash.
 //! - The first windows after start hold fewer than `window / emit_every` slots of data.
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,7 +92,8 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    BasicBolt, BasicCollector, BoxError, OutputDeclarer, TaskId, Tuple, Value, Values, clock,
+    BasicBolt, BasicCollector, BoxError, KeyedState, OutputDeclarer, Restore, Snapshot,
+    TaskContext, TaskId, Tuple, Value, Values, clock,
 };
 
 use crate::expr::ERROR_STREAM;
@@ -113,15 +127,25 @@ impl Default for RollingCountOptions {
 }
 
 /// The `rolling_count` bolt: see the [module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RollingCount {
     field: SmolStr,
     emit_every: Duration,
     slots: usize,
-    /// The slot inputs are counted in.
-    head: usize,
-    /// Per object, one count per slot.
-    counts: FastMap<SmolStr, Box<[u64]>>,
+    /// Per object, one count per slot, the current slot first (keyed state by object).
+    counts: KeyedState<SmolStr, Box<[u64]>>,
+}
+
+impl Clone for RollingCount {
+    /// A new instance with the same options and no counts (the factory of the bolt's tasks).
+    fn clone(&self) -> Self {
+        RollingCount {
+            field: self.field.clone(),
+            emit_every: self.emit_every,
+            slots: self.slots,
+            counts: KeyedState::new(),
+        }
+    }
 }
 
 /// The text form of an object (strings as they are, anything else printed).
@@ -174,8 +198,7 @@ impl RollingCount {
             field: opts.field.into(),
             emit_every: opts.emit_every,
             slots,
-            head: 0,
-            counts: FastMap::default(),
+            counts: KeyedState::new(),
         })
     }
 
@@ -183,7 +206,8 @@ impl RollingCount {
     /// zero (emitting 0 for them once) and moves the window one slot.
     fn emit_counts(&mut self, out: &mut BasicCollector<'_>, advance: bool) {
         let now = clock::now_millis();
-        self.counts.retain(|obj, slots| {
+        let mut keys = Vec::with_capacity(if advance { self.counts.len() } else { 0 });
+        for (obj, slots) in self.counts.iter() {
             let total: u64 = slots.iter().sum();
             if total > 0 || advance {
                 let mut v = Values::new();
@@ -192,13 +216,18 @@ impl RollingCount {
                 v.push(Value::Int(now));
                 out.emit(v);
             }
-            total > 0 || !advance
-        });
-        if advance {
-            self.head = (self.head + 1) % self.slots;
-            let head = self.head;
-            for slots in self.counts.values_mut() {
-                slots[head] = 0;
+            if advance {
+                keys.push((obj.clone(), total));
+            }
+        }
+        // Advance: an object at zero is forgotten; the others move one slot (the oldest slot
+        // becomes the new current one, cleared).
+        for (obj, total) in keys {
+            if total == 0 {
+                self.counts.remove(&obj);
+            } else if let Some(slots) = self.counts.get_mut(&obj) {
+                slots.rotate_right(1);
+                slots[0] = 0;
             }
         }
     }
@@ -223,23 +252,63 @@ impl BasicBolt for RollingCount {
                 return Ok(());
             }
         };
-        let head = self.head;
         if let Some(slots) = value.as_str().and_then(|s| self.counts.get_mut(s)) {
             // A known object: no key to build.
-            slots[head] += 1;
+            slots[0] += 1;
             return Ok(());
         }
-        let n = self.slots;
-        let slots = self
-            .counts
-            .entry(object_key(value))
-            .or_insert_with(|| vec![0; n].into_boxed_slice());
-        slots[head] += 1;
+        let key = object_key(value);
+        match self.counts.get_mut(&key) {
+            Some(slots) => slots[0] += 1,
+            None => {
+                let mut slots = vec![0; self.slots].into_boxed_slice();
+                slots[0] = 1;
+                self.counts.insert(key, slots);
+            }
+        }
         Ok(())
     }
 
     fn tick(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         self.emit_counts(out, true);
+        Ok(())
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        snap.put_keyed("counts", &mut self.counts);
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        // An object counted by two old tasks (an input not grouped by the field) adds up, slot
+        // by slot.
+        from.keyed_merge("counts", &mut self.counts, |a, b| {
+            let mut out = a.into_vec();
+            out.resize(out.len().max(b.len()), 0);
+            for (x, y) in out.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+            out.into_boxed_slice()
+        })?;
+        // Counts of another `window` / `emit_every`: the newest slots kept, zeros added.
+        let n = self.slots;
+        let keys: Vec<SmolStr> = self
+            .counts
+            .iter()
+            .filter(|(_, s)| s.len() != n)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(s) = self.counts.get_mut(&k) {
+                let mut v = s.to_vec();
+                v.resize(n, 0);
+                *s = v.into_boxed_slice();
+            }
+        }
         Ok(())
     }
 
@@ -302,18 +371,40 @@ impl Default for RankingsOptions {
 }
 
 /// The `rankings` bolt: see the [module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Rankings {
     mode: RankMode,
     top: usize,
     emit_every: Duration,
     field: SmolStr,
     count_field: SmolStr,
-    /// Intermediate: the latest count per object.
-    counts: FastMap<SmolStr, u64>,
-    /// Total: the latest ranking per intermediate task.
-    per_task: FastMap<TaskId, Vec<(SmolStr, u64)>>,
+    /// Intermediate: the latest count per object (keyed state by object).
+    counts: KeyedState<SmolStr, u64>,
+    /// Total: the latest ranking per intermediate task (and the task's component).
+    per_task: FastMap<TaskId, (SmolStr, Vec<(SmolStr, u64)>)>,
+    /// This task's context (from `prepare`): names intermediate tasks in the checkpoint.
+    ctx: Option<TaskContext>,
 }
+
+impl Clone for Rankings {
+    /// A new instance with the same options and no state (the factory of the bolt's tasks).
+    fn clone(&self) -> Self {
+        Rankings {
+            mode: self.mode,
+            top: self.top,
+            emit_every: self.emit_every,
+            field: self.field.clone(),
+            count_field: self.count_field.clone(),
+            counts: KeyedState::new(),
+            per_task: FastMap::default(),
+            ctx: None,
+        }
+    }
+}
+
+/// A total ranking's checkpointed input: (component, task index, the component's parallelism,
+/// that task's latest ranking).
+type StoredRanking = (SmolStr, u32, u32, Vec<(SmolStr, u64)>);
 
 /// Orders ranking entries: highest count first, then by object.
 fn rank_order(a: &(&SmolStr, u64), b: &(&SmolStr, u64)) -> std::cmp::Ordering {
@@ -353,8 +444,9 @@ impl Rankings {
             emit_every: opts.emit_every,
             field: opts.field.into(),
             count_field: opts.count_field.into(),
-            counts: FastMap::default(),
+            counts: KeyedState::new(),
             per_task: FastMap::default(),
+            ctx: None,
         })
     }
 
@@ -408,7 +500,10 @@ impl Rankings {
                         }
                     }
                 }
-                self.per_task.insert(input.source_task(), ranking);
+                self.per_task.insert(
+                    input.source_task(),
+                    (input.source_component().into(), ranking),
+                );
             }
         }
         Ok(())
@@ -420,7 +515,7 @@ impl Rankings {
             RankMode::Intermediate => self.counts.iter().map(|(k, &n)| (k, n)).collect(),
             RankMode::Total => {
                 let mut union: FastMap<&SmolStr, u64> = FastMap::default();
-                for ranking in self.per_task.values() {
+                for (_, ranking) in self.per_task.values() {
                     for (k, n) in ranking {
                         let e = union.entry(k).or_insert(0);
                         *e = (*e).max(*n);
@@ -452,11 +547,72 @@ impl BasicBolt for Rankings {
         out.declare_stream(ERROR_STREAM, ["reason", "record"]);
     }
 
+    fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        self.ctx = Some(ctx.clone());
+        Ok(())
+    }
+
     fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         if let Err(reason) = self.update(input) {
             emit_error(out, reason, input);
         }
         Ok(())
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        match self.mode {
+            RankMode::Intermediate => snap.put_keyed("counts", &mut self.counts),
+            RankMode::Total => {
+                let mut stored: Vec<StoredRanking> = Vec::with_capacity(self.per_task.len());
+                for (task, (component, ranking)) in &self.per_task {
+                    let tasks = self.ctx.as_ref().and_then(|c| c.component_tasks(component));
+                    if let Some(tasks) = tasks
+                        && let Some(i) = tasks.iter().position(|t| t == task)
+                    {
+                        stored.push((
+                            component.clone(),
+                            i as u32,
+                            tasks.len() as u32,
+                            ranking.clone(),
+                        ));
+                    }
+                }
+                snap.put("rankings", &stored);
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        match self.mode {
+            // An object in two old tasks (an input not grouped by the object) keeps its
+            // highest count, as the total ranking does.
+            RankMode::Intermediate => from.keyed_merge("counts", &mut self.counts, u64::max),
+            RankMode::Total => {
+                self.per_task.clear();
+                for stored in from.get_all::<Vec<StoredRanking>>("rankings")? {
+                    for (component, i, n, ranking) in stored {
+                        // An intermediate component whose parallelism changed: its tasks are
+                        // new, their rankings come with their next emits.
+                        let tasks = self
+                            .ctx
+                            .as_ref()
+                            .and_then(|c| c.component_tasks(&component));
+                        if let Some(tasks) = tasks
+                            && tasks.len() == n as usize
+                            && let Some(task) = tasks.get(i as usize)
+                        {
+                            self.per_task.insert(*task, (component, ranking));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     fn tick(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {

@@ -237,6 +237,35 @@ mod tests {
     use super::*;
     use topo_runtime::testing::BoltTester;
 
+    // Guards count's state: a checkpoint, a crash (the instance dropped) and a restore go on
+    // counting from the checkpointed counts, through a second, incremental checkpoint.
+    #[test]
+    fn count_resumes_from_a_checkpoint() {
+        let make = || Count::new(CountOptions::default());
+        let mut t = BoltTester::basic(make, ["word"]);
+        for w in ["a", "b", "a"] {
+            t.execute(values![w]);
+        }
+        let (first, _) = t.checkpoint().expect("a checkpoint");
+        t.execute(values!["b"]);
+        t.execute(values!["c"]);
+        let (second, _) = t.checkpoint().expect("an incremental checkpoint");
+        t.execute(values!["a"]); // after the checkpoint: lost with the crash
+        drop(t);
+
+        let count_of = |t: &mut BoltTester, w: &str| -> i64 {
+            let run = t.execute(values![w]);
+            run.emitted[0].values[1].as_i64().expect("a count")
+        };
+        let mut back = BoltTester::restore_basic(make, ["word"], &second);
+        assert_eq!(count_of(&mut back, "a"), 3);
+        assert_eq!(count_of(&mut back, "b"), 3);
+        assert_eq!(count_of(&mut back, "c"), 2);
+        let mut older = BoltTester::restore_basic(make, ["word"], &first);
+        assert_eq!(count_of(&mut older, "b"), 2);
+        assert_eq!(count_of(&mut older, "c"), 1);
+    }
+
     #[test]
     fn split_emits_each_token_and_fails_without_text() {
         let opts = SplitOptions {

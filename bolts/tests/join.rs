@@ -176,6 +176,7 @@ fn run_topology(inputs: Vec<Input>, join_toml: &str, config: Config) -> Run {
 
 fn topo_config() -> Config {
     Config {
+        checkpoint_dir: Some(fresh_checkpoint_dir()),
         worker_threads: 2,
         ..Config::default()
     }
@@ -791,4 +792,170 @@ fn both_sides_through_the_tester_in_any_order() {
     let mut acked = r.acked_inputs.clone();
     acked.sort();
     assert_eq!(acked, [0, 1, 2, 3, 4]);
+}
+
+/// A fresh checkpoint directory of this test process (the bolt is stateful: its topology takes
+/// checkpoints, and a run must not resume from another test's or another run's).
+fn fresh_checkpoint_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "topo-bolts-{}-{}-{n}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: a crash after a checkpoint, a fresh instance restored from it and the inputs
+// since replayed give exactly the outputs of an uninterrupted run (see `support`).
+
+mod support;
+
+use support::{Step, check_resume};
+
+const ORDER: &[&str] = &["order_id", "user_id", "amount"];
+const USER: &[&str] = &["id", "name"];
+
+fn order(at: i64, id: i64, user: i64, amount: i64) -> [Step; 2] {
+    [
+        Step::At(at),
+        Step::From("orders", ORDER, values![id, user, amount]),
+    ]
+}
+
+fn user(at: i64, id: i64, name: &str) -> [Step; 2] {
+    [Step::At(at), Step::From("users", USER, values![id, name])]
+}
+
+fn tick(at: i64) -> [Step; 2] {
+    [Step::At(at), Step::Tick]
+}
+
+fn resume_join(anchoring: &str, steps: &[Step], lost: usize) {
+    let bolt = join(&format!(
+        r#"
+        window = "10s"
+        slide = "5s"
+        anchoring = "{anchoring}"
+        from = {{ source = "orders", key = ["user_id"] }}
+        join = [ {{ source = "users", key = ["id"], type = "left" }} ]
+        select = ["orders.order_id", "orders.amount", "users.name"]
+        "#
+    ));
+    let again = bolt.clone();
+    check_resume(
+        move || {
+            let b = bolt.clone();
+            BoltTester::full(move || b.clone(), ["unused"])
+        },
+        move |c| {
+            let b = again.clone();
+            BoltTester::restore_full(move || b.clone(), ["unused"], c)
+        },
+        steps,
+        lost,
+    );
+}
+
+fn join_steps(second_checkpoint: bool) -> Vec<Step> {
+    let mut s = Vec::new();
+    s.extend(user(500, 1, "ann"));
+    s.extend(order(1_000, 100, 1, 10));
+    s.extend(order(2_000, 101, 2, 20));
+    s.extend(user(4_000, 2, "bob"));
+    s.extend(tick(5_000)); // [-5s, 5s) joined
+    s.extend(order(6_000, 102, 1, 30));
+    s.extend(user(7_000, 3, "cy"));
+    s.push(Step::Checkpoint);
+    s.extend(order(8_000, 103, 3, 40));
+    s.extend(tick(10_000)); // [0s, 10s) joined; panes before 5s dropped
+    s.extend(user(11_000, 1, "ann2"));
+    if second_checkpoint {
+        s.push(Step::Checkpoint);
+    }
+    s.extend(order(12_000, 104, 1, 50));
+    s.extend(order(13_000, 105, 4, 60));
+    s.extend(tick(15_000));
+    s.extend(user(16_000, 4, "dee"));
+    s.extend(tick(20_000));
+    s.extend(order(21_000, 106, 2, 70));
+    s
+}
+
+// Guards: a resumed join holds the inputs it held at the checkpoint (pane, side, key and
+// selected values) and the last window joined, in both anchoring modes.
+#[test]
+fn join_resumes_from_a_checkpoint() {
+    for anchoring in ["receipt", "hold"] {
+        resume_join(anchoring, &join_steps(false), 4);
+    }
+}
+
+#[test]
+fn join_second_checkpoint_restores_the_second() {
+    resume_join("receipt", &join_steps(true), 3);
+}
+
+/// Moves a paused tester's clock to exactly `ms`.
+fn clock_to(t: &mut BoltTester, ms: i64) {
+    for _ in 0..3 {
+        let now = t.now_millis();
+        assert!(now <= ms, "the clock is at {now}, past {ms}");
+        if now == ms {
+            return;
+        }
+        t.advance(Duration::from_millis((ms - now) as u64));
+    }
+    assert_eq!(
+        t.now_millis(),
+        ms,
+        "the paused clock does not follow advances"
+    );
+}
+
+// Guards: a task restored on a clock behind the checkpoint's (another host) still joins its
+// inputs: one arriving before the end of the last window joined goes to the next window.
+#[test]
+fn restore_on_a_clock_behind_joins_every_input() {
+    let bolt = join(
+        r#"
+        window = "1s"
+        anchoring = "receipt"
+        from = { source = "orders", key = ["user_id"] }
+        join = [ { source = "users", key = ["id"] } ]
+        select = ["orders.order_id", "users.name"]
+        "#,
+    );
+    let b = bolt.clone();
+    let mut t = BoltTester::full(move || b.clone(), ["unused"]);
+    t.pause_time();
+    let base = (t.now_millis() / 3_600_000 + 2) * 3_600_000;
+    clock_to(&mut t, base + 5_100);
+    t.execute_from(
+        "orders",
+        "default",
+        ORDER.iter().copied(),
+        values![1, 7, 10],
+    );
+    clock_to(&mut t, base + 6_000);
+    assert!(t.tick().emitted.is_empty(), "no user 7");
+    let (c, _) = t.checkpoint().expect("a checkpoint");
+    drop(t);
+    let mut back = BoltTester::restore_full(move || bolt.clone(), ["unused"], &c);
+    back.pause_time();
+    clock_to(&mut back, base + 3_500);
+    back.execute_from(
+        "orders",
+        "default",
+        ORDER.iter().copied(),
+        values![2, 8, 20],
+    );
+    back.execute_from("users", "default", USER.iter().copied(), values![8, "eve"]);
+    clock_to(&mut back, base + 7_000); // the end of the window after the last one joined
+    let r = back.tick();
+    let rows: Vec<_> = r.emitted.iter().map(|e| e.values.to_vec()).collect();
+    assert_eq!(rows, vec![vec![Value::Int(2), Value::from("eve")]]);
 }

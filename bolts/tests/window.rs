@@ -778,6 +778,7 @@ fn end_to_end_event_time_through_a_topology() {
     let window = Window::new(event_options(len, slide, lag)).expect("valid options");
     let mut b = TopologyBuilder::new("window-e2e");
     b.config(Config {
+        checkpoint_dir: Some(fresh_checkpoint_dir()),
         ackers: 1,
         worker_threads: 2,
         ..Config::default()
@@ -833,6 +834,7 @@ fn end_to_end_processing_time_holding_inputs() {
     .expect("valid options");
     let mut b = TopologyBuilder::new("window-hold-e2e");
     b.config(Config {
+        checkpoint_dir: Some(fresh_checkpoint_dir()),
         ackers: 1,
         worker_threads: 2,
         ..Config::default()
@@ -866,4 +868,238 @@ fn end_to_end_processing_time_holding_inputs() {
         *naive.entry(r.key.clone()).or_default() += 1;
     }
     assert_eq!(per_key, naive);
+}
+
+/// A fresh checkpoint directory of this test process (the bolt is stateful: its topology takes
+/// checkpoints, and a run must not resume from another test's or another run's).
+fn fresh_checkpoint_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "topo-bolts-{}-{}-{n}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: a crash after a checkpoint, a fresh instance restored from it and the inputs
+// since replayed give exactly the results of an uninterrupted run (see `support`).
+
+mod support;
+
+use support::{Step, check_resume};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn rec(key: &str, v: impl Into<Value>, user: &str, ts: i64) -> Step {
+    Step::In(values![key, v.into(), user, T0 + ts])
+}
+
+fn resume_window(opts: WindowOptions, steps: &[Step], lost: usize) -> Vec<Vec<String>> {
+    let window = Window::new(opts).expect("valid options");
+    let again = window.clone();
+    check_resume(
+        move || {
+            let w = window.clone();
+            BoltTester::full(move || w.clone(), FIELDS)
+        },
+        move |c| {
+            let w = again.clone();
+            BoltTester::restore_full(move || w.clone(), FIELDS, c)
+        },
+        steps,
+        lost,
+    )
+}
+
+// Guards: sliding event-time windows resume where they were: open windows' accumulators (every
+// aggregate), which windows fired (late tuples stay late) and the watermark.
+#[test]
+fn event_time_windows_resume_from_a_checkpoint() {
+    let steps = [
+        rec("a", 1, "u1", 1_000),
+        rec("b", 2, "u2", 3_000),
+        rec("a", 3.5, "u2", 9_000),
+        rec("c", 4, "u1", 12_000), // watermark 10s: [-5s, 5s) fires
+        rec("a", 5, "u3", 11_000),
+        rec("b", 1, "u1", 4_000), // late
+        rec("b", Value::Null, "u4", 13_000),
+        Step::Checkpoint,
+        rec("a", 7, "u1", 15_000),  // watermark 13s: [0s, 10s) fires
+        rec("c", 2, "u4", 19_500),  // watermark 17.5s
+        rec("b", 2, "u2", 22_500),  // watermark 20.5s: [5s, 15s) fires
+        rec("a", 1, "u1", 8_000),   // late
+        rec("a", 6, "u2", 21_000),  // into [15s, 25s) and [20s, 30s)
+        rec("c", -3, "u1", 18_000), // within the lag
+        rec("a", 2, "u5", 26_000),  // watermark 24s
+    ];
+    let out = resume_window(event_options(10_000, 5_000, 2_000), &steps, 4);
+    let late: usize = out
+        .iter()
+        .flatten()
+        .filter(|r| r.starts_with("late"))
+        .count();
+    assert_eq!(late, 2, "{out:#?}");
+}
+
+// Guards: a checkpoint after an incremental one restores the latter: groups whose windows all
+// fired between the two (removed keys) stay removed, changed groups have their new state.
+#[test]
+fn event_time_incremental_checkpoint_restores_the_second() {
+    let steps = [
+        rec("a", 1, "u1", 1_000),
+        rec("b", 2, "u2", 2_000),
+        Step::Checkpoint,
+        rec("c", 3, "u3", 4_000),
+        rec("a", 4, "u1", 12_000), // [0s, 10s) fires: b and c have no window left
+        rec("a", 5, "u2", 13_000),
+        Step::Checkpoint,
+        rec("b", 6, "u1", 14_000),
+        rec("a", 7, "u3", 15_000),
+        rec("c", 1, "u3", 16_000),
+    ];
+    resume_window(event_options(10_000, 10_000, 0), &steps, 2);
+}
+
+fn processing_options(anchoring: Anchoring) -> WindowOptions {
+    WindowOptions {
+        anchoring,
+        ..options(dur(10_000), Some(dur(5_000)))
+    }
+}
+
+/// Processing-time inputs: `(at ms, key, v, user)` each after moving the clock.
+fn at(ms: i64, key: &str, v: i64, user: &str) -> [Step; 2] {
+    [Step::At(ms), Step::In(values![key, v, user, 0])]
+}
+
+fn processing_steps(second_checkpoint: bool) -> Vec<Step> {
+    let mut s = Vec::new();
+    s.extend(at(1_000, "a", 1, "u1"));
+    s.extend(at(2_000, "b", 2, "u2"));
+    s.extend(at(4_000, "a", 3, "u2"));
+    s.extend([Step::At(5_000), Step::Tick]); // [-5s, 5s) fires
+    s.extend(at(6_000, "a", 4, "u3"));
+    s.push(Step::Checkpoint);
+    if second_checkpoint {
+        s.extend(at(9_000, "c", 5, "u1"));
+        s.extend([Step::At(10_000), Step::Tick]); // [0s, 10s) fires: b removed
+        s.extend(at(10_500, "a", 6, "u1"));
+        s.push(Step::Checkpoint);
+    }
+    s.extend(at(11_000, "b", 7, "u4"));
+    s.extend(at(12_000, "a", 8, "u1"));
+    s.extend([Step::At(15_000), Step::Tick]);
+    s.extend(at(17_000, "c", 9, "u2"));
+    s.extend([Step::At(20_000), Step::Tick]);
+    s.extend(at(21_000, "a", 10, "u2"));
+    s
+}
+
+// Guards: processing-time sliding windows resume with their open windows, in both anchoring
+// modes (held inputs are not in the state, their values are in the accumulators).
+#[test]
+fn processing_time_windows_resume_from_a_checkpoint() {
+    for anchoring in [Anchoring::Receipt, Anchoring::Hold] {
+        resume_window(processing_options(anchoring), &processing_steps(false), 5);
+    }
+}
+
+#[test]
+fn processing_time_incremental_checkpoint_restores_the_second() {
+    resume_window(
+        processing_options(Anchoring::Receipt),
+        &processing_steps(true),
+        3,
+    );
+}
+
+fn count_steps(second_checkpoint: bool) -> Vec<Step> {
+    let keys = [
+        "a", "b", "a", "a", "c", "b", "a", "b", "c", "a", "a", "b", "c", "a", "b",
+    ];
+    let mut s = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        if i == 6 || (second_checkpoint && i == 10) {
+            s.push(Step::Checkpoint);
+        }
+        s.extend(at(100 * i as i64, k, i as i64, &format!("u{}", i % 4)));
+    }
+    s
+}
+
+// Guards: tumbling and sliding count windows resume with each group's partial window (its
+// accumulators, first and last arrival) or its last `length` values.
+#[test]
+fn count_windows_resume_from_a_checkpoint() {
+    for (length, slide) in [(3, None), (4, Some(2))] {
+        let opts = options(Extent::Count(length), slide.map(Extent::Count));
+        resume_window(opts, &count_steps(false), 6);
+    }
+}
+
+#[test]
+fn count_incremental_checkpoint_restores_the_second() {
+    for (length, slide) in [(3, None), (4, Some(2))] {
+        let opts = options(Extent::Count(length), slide.map(Extent::Count));
+        resume_window(opts, &count_steps(true), 3);
+    }
+}
+
+/// Moves a paused tester's clock to exactly `ms`.
+fn clock_to(t: &mut BoltTester, ms: i64) {
+    for _ in 0..3 {
+        let now = t.now_millis();
+        assert!(now <= ms, "the clock is at {now}, past {ms}");
+        if now == ms {
+            return;
+        }
+        t.advance(Duration::from_millis((ms - now) as u64));
+    }
+    assert_eq!(
+        t.now_millis(),
+        ms,
+        "the paused clock does not follow advances"
+    );
+}
+
+// Guards: a task restored on a clock behind the checkpoint's (another host) still counts its
+// inputs: a processing-time input arriving before the end of the windows already fired goes to
+// the first window still open, not silently nowhere.
+#[test]
+fn processing_time_restore_on_a_clock_behind_counts_every_input() {
+    let opts = WindowOptions {
+        aggregates: vec![AggregateOptions::new("count", None, "n")],
+        anchoring: Anchoring::Receipt,
+        ..options(dur(1_000), None)
+    };
+    let window = Window::new(opts).expect("valid options");
+    let w = window.clone();
+    let mut t = BoltTester::full(move || w.clone(), FIELDS);
+    t.pause_time();
+    let base = (t.now_millis() / 3_600_000 + 2) * 3_600_000;
+    clock_to(&mut t, base + 100);
+    t.execute(values!["a", 1, "u", 0]);
+    clock_to(&mut t, base + 3_000);
+    assert_eq!(t.tick().emitted.len(), 1);
+    let (c, _) = t.checkpoint().expect("a checkpoint");
+    drop(t);
+    let mut back = BoltTester::restore_full(move || window.clone(), FIELDS, &c);
+    back.pause_time();
+    clock_to(&mut back, base + 1_500);
+    assert!(back.execute(values!["a", 1, "u", 0]).acked);
+    let fin = back.finish();
+    let rows: Vec<_> = fin.emitted.iter().map(|e| e.values.to_vec()).collect();
+    assert_eq!(
+        rows,
+        vec![vec![
+            Value::Int(base + 3_000),
+            Value::Int(base + 4_000),
+            Value::from("a"),
+            Value::Int(1)
+        ]]
+    );
 }

@@ -23,17 +23,15 @@ use tracing::Instrument;
 use crate::acker::{self, Acker};
 use crate::checkpoint::manifest::{Checkpoints, Manifest};
 use crate::checkpoint::storage::LocalDir;
-use crate::checkpoint::{
-    CheckpointId, CheckpointMetrics, Command, Coordinator, Inbound, TaskCheckpoints,
-};
+use crate::checkpoint::{CheckpointId, Command, Coordinator, Inbound, TaskCheckpoints};
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{ContextShared, TaskContext};
 use crate::config::Guarantee;
 use crate::grouping::Router;
-use crate::metrics::{MetricsRegistry, MetricsSnapshot, TaskMetrics};
+use crate::metrics::{CheckpointMetrics, MetricsRegistry, MetricsSnapshot, TaskMetrics};
 use crate::state::{OldTask, Restore, RestoreSource};
 use crate::tap::{Direction, TapError, TapHub, TapOptions, TapReceiver};
-use crate::task::{CheckpointSide, Control, TaskEnv};
+use crate::task::{CheckpointSide, Control, Fatal, TaskEnv};
 use crate::topology::{ComponentFactory, Topology};
 use crate::tuple::{StreamSchema, TaskId};
 
@@ -55,7 +53,7 @@ pub struct TopologyHandle {
     /// Checkpoints are taken: the coordinator's command queue and task.
     coordinator: Option<(flume::Sender<Command>, JoinHandle<()>)>,
     checkpoints: Option<Arc<CheckpointMetrics>>,
-    fatal: Arc<OnceLock<String>>,
+    fatal: Arc<OnceLock<Fatal>>,
 }
 
 /// How a run starts with respect to the topology's checkpoints.
@@ -78,18 +76,36 @@ pub struct RunOptions {
 pub struct StartError(pub String);
 
 /// Reads the figures of a running topology (see [`TopologyHandle::metrics_reader`]); after the
-/// topology stops it keeps returning the final figures.
+/// topology stops it keeps returning the final figures. [`follow`](MetricsReader::follow)
+/// points it (and every clone) at another run: the run that replaced it after a restart.
 #[derive(Clone)]
 pub struct MetricsReader {
+    run: Arc<std::sync::RwLock<ReaderRun>>,
+}
+
+/// What a reader reads: one run's start, registry and taps.
+#[derive(Clone)]
+struct ReaderRun {
     started: Instant,
     registry: Arc<MetricsRegistry>,
     taps: Arc<TapHub>,
 }
 
 impl MetricsReader {
+    fn run(&self) -> ReaderRun {
+        self.run.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Every task's figures now.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.registry.snapshot(self.started.elapsed())
+        let run = self.run();
+        run.registry.snapshot(run.started.elapsed())
+    }
+
+    /// Reads `handle`'s run from now on (every clone of this reader too).
+    pub fn follow(&self, handle: &TopologyHandle) {
+        let next = handle.metrics_reader().run();
+        *self.run.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
     /// Taps a component: see [`TopologyHandle::tap`].
@@ -99,12 +115,14 @@ impl MetricsReader {
         direction: Direction,
         rate: f64,
     ) -> Result<TapReceiver, TapError> {
-        self.taps.tap(component, &TapOptions::new(direction, rate))
+        self.run()
+            .taps
+            .tap(component, &TapOptions::new(direction, rate))
     }
 
     /// Taps a component with every option: see [`TopologyHandle::tap_with`].
     pub fn tap_with(&self, component: &str, options: TapOptions) -> Result<TapReceiver, TapError> {
-        self.taps.tap(component, &options)
+        self.run().taps.tap(component, &options)
     }
 }
 
@@ -155,9 +173,11 @@ impl TopologyHandle {
     /// handle (an HTTP endpoint, a reporter task).
     pub fn metrics_reader(&self) -> MetricsReader {
         MetricsReader {
-            started: self.started,
-            registry: self.registry.clone(),
-            taps: self.taps.clone(),
+            run: Arc::new(std::sync::RwLock::new(ReaderRun {
+                started: self.started,
+                registry: self.registry.clone(),
+                taps: self.taps.clone(),
+            })),
         }
     }
 
@@ -222,7 +242,14 @@ impl TopologyHandle {
     /// An error that stopped the topology: state that could not be restored. The run should
     /// end with it.
     pub fn fatal_error(&self) -> Option<String> {
-        self.fatal.get().cloned()
+        self.fatal.get().map(|f| f.why.clone())
+    }
+
+    /// Whether the fatal error is one a run resumed from the newest checkpoint repairs: an
+    /// instance holding state failed (`topo run` then resumes by itself, as Flink's restart
+    /// strategy does).
+    pub fn resume_repairs(&self) -> bool {
+        self.fatal.get().is_some_and(|f| f.restart)
     }
 
     /// Checkpoint figures, when checkpoints are taken.
@@ -363,7 +390,10 @@ pub fn submit(topology: Topology) -> TopologyHandle {
     try_submit(topology, &RunOptions::default()).unwrap_or_else(|e| {
         tracing::error!("{e}");
         let fatal = Arc::new(OnceLock::new());
-        let _ = fatal.set(e.0);
+        let _ = fatal.set(Fatal {
+            why: e.0,
+            restart: false,
+        });
         let (control, _) = watch::channel(Control::Stop {
             deadline: Instant::now(),
         });
@@ -600,6 +630,10 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
             reports,
             commands,
             metrics: cm.clone(),
+            failed: {
+                let fatal = fatal.clone();
+                Arc::new(move || fatal.get().is_some())
+            },
         };
         coordinator = Some((commands_tx, coord));
         links = Some(TaskCheckpoints {
@@ -624,7 +658,10 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
     };
 
     // One counter per subscription, shared by the emitting tasks: (bolt, input index) -> count.
-    let mut registry = MetricsRegistry::default();
+    let mut registry = MetricsRegistry {
+        checkpoints: checkpoint_metrics.clone(),
+        ..MetricsRegistry::default()
+    };
     let mut edges: HashMap<(&str, usize), Arc<AtomicU64>> = HashMap::new();
     for c in &topology.components {
         for (i, input) in c.spec.inputs.iter().enumerate() {

@@ -48,7 +48,7 @@
 //!  metrics    ─► role, tuple
 //!  grouping   ─► metrics, tuple, value
 //!  acker      ─► metrics, tuple
-//!  checkpoint ─► config, tuple
+//!  checkpoint ─► config, metrics, tuple
 //!  state      ─► checkpoint, grouping, value
 //!  tap        ─► clock, suggest, tuple, value
 //!  collector  ─► acker, checkpoint, grouping, metrics, tap, tuple, value
@@ -93,8 +93,8 @@ pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl
 pub use config::{Config, Guarantee};
 pub use grouping::{CustomGrouping, CustomGroupingFactory, Grouping};
 pub use metrics::{
-    ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US, LatencySummary, MetricsSnapshot,
-    TaskSnapshot,
+    CheckpointMetrics, CheckpointSnapshot, ComponentSnapshot, EdgeSnapshot, LATENCY_BOUNDS_US,
+    LatencySummary, MetricsSnapshot, TaskSnapshot,
 };
 pub use role::Role;
 pub use state::{KeyedState, Restore, Snapshot, StateKey};

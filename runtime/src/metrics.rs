@@ -363,6 +363,87 @@ pub struct MetricsSnapshot {
     pub edges: Vec<EdgeSnapshot>,
     /// The bounds of the latency buckets ([`LATENCY_BOUNDS_US`]).
     pub latency_bounds_us: &'static [u64],
+    /// Checkpoint figures, when the topology takes checkpoints.
+    pub checkpoints: Option<CheckpointSnapshot>,
+}
+
+/// Checkpoint figures of a run, updated by the checkpoint coordinator.
+#[derive(Debug, Default)]
+pub struct CheckpointMetrics {
+    /// Checkpoints completed in this run.
+    pub completed: AtomicU64,
+    /// Checkpoints that failed in this run (a task declined, a write failed, a timeout).
+    pub failed: AtomicU64,
+    /// The id of the newest completed checkpoint (0: none).
+    pub last_id: AtomicU64,
+    /// Its duration from trigger to manifest, milliseconds.
+    pub last_duration_ms: AtomicU64,
+    /// Bytes written for it.
+    pub last_bytes: AtomicU64,
+    /// Its longest alignment over the tasks, microseconds.
+    pub last_alignment_us: AtomicU64,
+    /// Its longest processing pause over the tasks, microseconds.
+    pub last_pause_us: AtomicU64,
+    /// When it completed, milliseconds since the Unix epoch (0: none).
+    pub last_completed_at_ms: AtomicU64,
+    /// The checkpoint this run resumed from (0: it started empty).
+    pub restored_id: AtomicU64,
+    /// The longest processing pause of any task at any checkpoint of this run, microseconds.
+    pub max_pause_us: AtomicU64,
+    /// The longest duration of any completed checkpoint of this run, milliseconds.
+    pub max_duration_ms: AtomicU64,
+}
+
+/// Checkpoint figures at one moment ([`MetricsSnapshot::checkpoints`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckpointSnapshot {
+    /// Checkpoints completed in this run.
+    pub completed: u64,
+    /// Checkpoints that failed in this run.
+    pub failed: u64,
+    /// The newest completed checkpoint's id, if any.
+    pub last_id: Option<u64>,
+    /// Its duration, from trigger to manifest.
+    pub last_duration: Duration,
+    /// Bytes written for it.
+    pub last_bytes: u64,
+    /// Its longest barrier alignment over the tasks.
+    pub last_alignment: Duration,
+    /// Its longest processing pause over the tasks (the snapshot itself).
+    pub last_pause: Duration,
+    /// Time since it completed.
+    pub since_last: Option<Duration>,
+    /// The checkpoint this run resumed from, if any.
+    pub restored_id: Option<u64>,
+    /// The longest processing pause of any task at any checkpoint of this run.
+    pub max_pause: Duration,
+    /// The longest duration of any completed checkpoint of this run.
+    pub max_duration: Duration,
+}
+
+impl CheckpointMetrics {
+    /// The figures now.
+    pub fn snapshot(&self) -> CheckpointSnapshot {
+        let last_id = self.last_id.load(Relaxed);
+        let at = self.last_completed_at_ms.load(Relaxed);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let restored = self.restored_id.load(Relaxed);
+        CheckpointSnapshot {
+            completed: self.completed.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            last_id: (last_id > 0).then_some(last_id),
+            last_duration: Duration::from_millis(self.last_duration_ms.load(Relaxed)),
+            last_bytes: self.last_bytes.load(Relaxed),
+            last_alignment: Duration::from_micros(self.last_alignment_us.load(Relaxed)),
+            last_pause: Duration::from_micros(self.last_pause_us.load(Relaxed)),
+            since_last: (at > 0).then(|| Duration::from_millis(now_ms.saturating_sub(at))),
+            restored_id: (restored > 0).then_some(restored),
+            max_pause: Duration::from_micros(self.max_pause_us.load(Relaxed)),
+            max_duration: Duration::from_millis(self.max_duration_ms.load(Relaxed)),
+        }
+    }
 }
 
 impl MetricsSnapshot {
@@ -383,6 +464,7 @@ pub(crate) type EdgeCounter = (SmolStr, SmolStr, SmolStr, Arc<AtomicU64>);
 pub(crate) struct MetricsRegistry {
     pub(crate) components: Vec<(SmolStr, Option<Role>, TaskList)>,
     pub(crate) edges: Vec<EdgeCounter>,
+    pub(crate) checkpoints: Option<Arc<CheckpointMetrics>>,
 }
 
 impl MetricsRegistry {
@@ -409,6 +491,7 @@ impl MetricsRegistry {
                 })
                 .collect(),
             latency_bounds_us: &LATENCY_BOUNDS_US,
+            checkpoints: self.checkpoints.as_ref().map(|c| c.snapshot()),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Test harnesses, so a component test is a few lines of setup.
 //!
 //! - [`BoltTester`]: run one bolt (basic or full) on given tuples and see what it emitted and
-//!   whether it acked or failed each input — through the real task driver and collector.
+//!   whether it acked or failed each input — through the real task driver and collector; take
+//!   a checkpoint of it ([`BoltTester::checkpoint`]) and start a fresh instance from it
+//!   ([`BoltTester::restore_basic`]): a task's crash and restart in a unit test.
 //! - [`VecSpout`]: an in-memory spout emitting a list of tuples with message ids, replaying
 //!   failed ones, and counting acks and fails per message.
 //! - [`CaptureBolt`]: a sink that records every tuple it receives and which task received it.
@@ -34,7 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use smol_str::SmolStr;
 
 use crate::acker::AckMsg;
-use crate::checkpoint::Inbound;
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::{CheckpointId, Inbound};
 use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
 use crate::component::{
     BasicBolt, Bolt, BoxError, ContextShared, OutputDeclarer, Spout, StreamDecl, TaskContext,
@@ -42,6 +45,7 @@ use crate::component::{
 use crate::config::Config;
 use crate::grouping::{Grouping, Router};
 use crate::metrics::{QueueGauge, TaskMetrics};
+use crate::state::{Chains, OldTask, Restore, RestoreSource, Snapshot, write_parts};
 use crate::task::{BasicDriver, BoltDriver, FullDriver, TaskEnv};
 use crate::topology::{BoltFactory, SpoutFactory};
 use crate::tuple::{StreamSchema, TaskId, Tuple};
@@ -97,9 +101,13 @@ trait DynDriver: Send {
         env: &'a mut TaskEnv,
     ) -> futures_util::future::BoxFuture<'a, ()>;
     fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
+    fn snapshot(&mut self, snap: &mut Snapshot, env: &mut TaskEnv) -> Result<(), String>;
 }
 
 impl<D: BoltDriver> DynDriver for D {
+    fn snapshot(&mut self, snap: &mut Snapshot, env: &mut TaskEnv) -> Result<(), String> {
+        BoltDriver::snapshot(self, snap, env)
+    }
     fn start<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
         Box::pin(BoltDriver::start(self, env))
     }
@@ -136,6 +144,64 @@ pub struct BoltTester {
     captured: Vec<(SmolStr, flume::Receiver<Inbound>)>,
     acks: flume::Receiver<Vec<AckMsg>>,
     next_root: u64,
+    /// Checkpoints taken by [`checkpoint`](BoltTester::checkpoint): where, and the chains of
+    /// keyed files so far.
+    checkpoints: Arc<MemoryStorage>,
+    chains: Chains,
+    next_checkpoint: CheckpointId,
+}
+
+/// A checkpoint of one bolt taken by [`BoltTester::checkpoint`], to start another tester from
+/// ([`BoltTester::restore`]): a task's crash and restart in a unit test.
+#[derive(Clone, Debug)]
+pub struct TestCheckpoint {
+    id: CheckpointId,
+    storage: Arc<MemoryStorage>,
+    task: crate::checkpoint::manifest::TaskState,
+}
+
+impl TestCheckpoint {
+    /// The checkpoint's id (1, 2, ... per tester).
+    pub fn id(&self) -> CheckpointId {
+        self.id
+    }
+
+    /// The names of the state parts the bolt wrote.
+    pub fn parts(&self) -> Vec<String> {
+        self.task.parts.keys().cloned().collect()
+    }
+}
+
+/// Checkpoint files kept in memory: a [`CheckpointStorage`] for tests.
+#[derive(Debug, Default)]
+pub struct MemoryStorage {
+    files: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+}
+
+impl CheckpointStorage for MemoryStorage {
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        lock(&self.files).insert(name.to_string(), bytes.to_vec());
+        Ok(())
+    }
+    fn get(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        lock(&self.files).get(name).cloned().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no file {name}"))
+        })
+    }
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        Ok(lock(&self.files)
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+    fn delete(&self, name: &str) -> std::io::Result<()> {
+        lock(&self.files).remove(name);
+        Ok(())
+    }
+    fn locate(&self, name: &str) -> String {
+        format!("memory:{name}")
+    }
 }
 
 impl BoltTester {
@@ -166,6 +232,19 @@ impl BoltTester {
     }
 
     fn new<I, S>(driver: Box<dyn DynDriver>, outputs: Vec<StreamDecl>, fields: I) -> BoltTester
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        BoltTester::make(driver, outputs, fields, None)
+    }
+
+    fn make<I, S>(
+        driver: Box<dyn DynDriver>,
+        outputs: Vec<StreamDecl>,
+        fields: I,
+        restore: Option<&TestCheckpoint>,
+    ) -> BoltTester
     where
         I: IntoIterator<Item = S>,
         S: Into<SmolStr>,
@@ -228,6 +307,8 @@ impl BoltTester {
                 components: vec![
                     ("__tested".into(), vec![TaskId(0)]),
                     ("__capture".into(), vec![sink_task]),
+                    // The task inputs come from by default (`execute`).
+                    ("__input".into(), vec![TaskId(99)]),
                 ],
                 tick_intervals: Vec::new(),
                 checkpointed: false,
@@ -246,7 +327,27 @@ impl BoltTester {
             fatal: Default::default(),
         };
         let mut driver = driver;
+        env.restore = restore.map(|c| Restore {
+            source: Arc::new(RestoreSource {
+                storage: c.storage.clone(),
+                checkpoint: c.id,
+                key_groups: 128,
+                old: vec![OldTask {
+                    parts: c
+                        .task
+                        .parts
+                        .iter()
+                        .map(|(n, p)| (SmolStr::new(n), (p.kind, p.files.clone())))
+                        .collect(),
+                }],
+            }),
+            index: 0,
+            parallelism: 1,
+        });
         runtime.block_on(driver.start(&mut env));
+        if let Some(e) = env.fatal.get() {
+            panic!("the bolt could not be restored: {}", e.why);
+        }
         BoltTester {
             runtime,
             driver,
@@ -255,7 +356,72 @@ impl BoltTester {
             captured,
             acks,
             next_root: 1,
+            checkpoints: Arc::default(),
+            chains: Chains::default(),
+            next_checkpoint: 1,
         }
+    }
+
+    /// Takes a checkpoint as a barrier would: `input_drained` (what it emits or acks is in the
+    /// returned [`Executed`]), then the bolt's `snapshot`, written to memory. Start another
+    /// tester from it with [`restore`](BoltTester::restore). An error is the bolt's `snapshot`
+    /// error, or one writing its parts.
+    pub fn checkpoint(&mut self) -> Result<(TestCheckpoint, Executed), String> {
+        let id = self.next_checkpoint;
+        self.next_checkpoint += 1;
+        self.runtime
+            .block_on(self.driver.input_drained(&mut self.env));
+        self.runtime.block_on(self.env.emitter.flush(true));
+        let executed = self.collect(None);
+        let mut snap = Snapshot::new(id, 128, false);
+        self.driver.snapshot(&mut snap, &mut self.env)?;
+        if let Some(e) = snap.error.take() {
+            return Err(e);
+        }
+        let task = write_parts(
+            &*self.checkpoints,
+            id,
+            "__tested",
+            0,
+            std::mem::take(&mut snap.parts),
+            &mut self.chains,
+        )?;
+        Ok((
+            TestCheckpoint {
+                id,
+                storage: self.checkpoints.clone(),
+                task,
+            },
+            executed,
+        ))
+    }
+
+    /// A tester for a [`BasicBolt`] made fresh and restored from `checkpoint` (`restore` after
+    /// `prepare`), as a task resumes after a crash. Panics if the bolt's `restore` fails.
+    pub fn restore_basic<B, F, I, S>(make: F, fields: I, checkpoint: &TestCheckpoint) -> BoltTester
+    where
+        B: BasicBolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(BasicDriver::new(Arc::new(make)));
+        BoltTester::make(driver, decl, fields, Some(checkpoint))
+    }
+
+    /// A tester for a full [`Bolt`] restored from `checkpoint`; see
+    /// [`restore_basic`](BoltTester::restore_basic).
+    pub fn restore_full<B, F, I, S>(make: F, fields: I, checkpoint: &TestCheckpoint) -> BoltTester
+    where
+        B: Bolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(FullDriver::new(Arc::new(make)));
+        BoltTester::make(driver, decl, fields, Some(checkpoint))
     }
 
     /// Executes one tracked input tuple with these values.

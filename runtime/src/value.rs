@@ -364,6 +364,173 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// The stored form of [`Value`]: a tagged encoding that non-self-describing formats such as
+/// postcard (the checkpoint format) can read back. [`Value`]'s own `Deserialize` asks the format
+/// what comes next (`deserialize_any`), which only self-describing formats (JSON) can answer.
+///
+/// Each value is written as an enum variant — `Null`, `Bool`, `Int`, `Float`, `Str`, `Bytes`,
+/// `List` or `Map`, in that order (postcard writes the variant's index) — with its payload;
+/// lists and maps nest the same form. Use it on a field with
+/// `#[serde(with = "topo_runtime::value::stored")]`, on a [`Values`] with
+/// `#[serde(with = "topo_runtime::value::stored::values")]`, on a `Vec<Value>` with
+/// `#[serde(with = "topo_runtime::value::stored::vec")]`, or wrap a value in [`StoredValue`].
+///
+/// ```
+/// use topo_runtime::{Value, value::StoredValue};
+/// let v = Value::from(vec![Value::from("a"), Value::Int(2), Value::Null]);
+/// let bytes = postcard::to_stdvec(&StoredValue(v.clone())).unwrap();
+/// let back: StoredValue = postcard::from_bytes(&bytes).unwrap();
+/// assert_eq!(back.0, v);
+/// ```
+pub mod stored {
+    use super::*;
+
+    /// The borrowed form written: variant names and order are the stored format.
+    #[derive(Serialize)]
+    #[serde(rename = "Value")]
+    enum Ref<'a> {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(&'a str),
+        Bytes(#[serde(serialize_with = "as_bytes")] &'a [u8]),
+        List(#[serde(serialize_with = "list")] &'a [Value]),
+        Map(#[serde(serialize_with = "map")] &'a BTreeMap<SmolStr, Value>),
+    }
+
+    /// The owned form read back; must mirror [`Ref`].
+    #[derive(Deserialize)]
+    #[serde(rename = "Value")]
+    enum Owned {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(SmolStr),
+        Bytes(#[serde(deserialize_with = "byte_buf")] Vec<u8>),
+        List(Vec<StoredValue>),
+        Map(BTreeMap<SmolStr, StoredValue>),
+    }
+
+    fn as_bytes<S: Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    fn list<S: Serializer>(l: &&[Value], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(l.iter().map(Stored))
+    }
+
+    fn map<S: Serializer>(m: &&BTreeMap<SmolStr, Value>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(m.iter().map(|(k, v)| (k.as_str(), Stored(v))))
+    }
+
+    fn byte_buf<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+
+    /// A borrowed value written in the stored form.
+    struct Stored<'a>(&'a Value);
+
+    impl Serialize for Stored<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize(self.0, s)
+        }
+    }
+
+    /// Writes `v` in the stored form.
+    pub fn serialize<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Value::Null => Ref::Null,
+            Value::Bool(b) => Ref::Bool(*b),
+            Value::Int(i) => Ref::Int(*i),
+            Value::Float(f) => Ref::Float(*f),
+            Value::Str(t) => Ref::Str(t),
+            Value::Bytes(b) => Ref::Bytes(b.as_ref()),
+            Value::List(l) => Ref::List(l),
+            Value::Map(m) => Ref::Map(m),
+        }
+        .serialize(s)
+    }
+
+    /// Reads a value written by [`serialize`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        Ok(match Owned::deserialize(d)? {
+            Owned::Null => Value::Null,
+            Owned::Bool(b) => Value::Bool(b),
+            Owned::Int(i) => Value::Int(i),
+            Owned::Float(f) => Value::Float(f),
+            Owned::Str(t) => Value::Str(t),
+            Owned::Bytes(b) => Value::Bytes(Box::new(Bytes::from(b))),
+            Owned::List(l) => Value::List(Arc::new(l.into_iter().map(|v| v.0).collect())),
+            Owned::Map(m) => Value::Map(Arc::new(m.into_iter().map(|(k, v)| (k, v.0)).collect())),
+        })
+    }
+
+    /// [`Values`] (a tuple's fields) in the stored form: a sequence of stored values.
+    pub mod values {
+        use super::*;
+
+        /// Writes the values.
+        pub fn serialize<S: Serializer>(v: &Values, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(v.iter().map(Stored))
+        }
+
+        /// Reads values written by [`serialize`].
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Values, D::Error> {
+            let v: Vec<StoredValue> = Vec::deserialize(d)?;
+            Ok(v.into_iter().map(|v| v.0).collect())
+        }
+    }
+
+    /// A `Vec<Value>` in the stored form: a sequence of stored values.
+    pub mod vec {
+        use super::*;
+
+        /// Writes the values.
+        pub fn serialize<S: Serializer>(v: &[Value], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(v.iter().map(Stored))
+        }
+
+        /// Reads values written by [`serialize`].
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+            let v: Vec<StoredValue> = Vec::deserialize(d)?;
+            Ok(v.into_iter().map(|v| v.0).collect())
+        }
+    }
+}
+
+/// A [`Value`] that serializes in the [`stored`] form (readable by postcard): for a value in a
+/// container (`Vec<StoredValue>`, a map's keys or values) where `#[serde(with)]` cannot reach.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredValue(#[serde(with = "stored")] pub Value);
+
+impl From<Value> for StoredValue {
+    fn from(v: Value) -> Self {
+        StoredValue(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +588,59 @@ mod tests {
                 Value::Null
             ]
         );
+    }
+
+    #[test]
+    fn stored_values_round_trip_through_postcard() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            SmolStr::new("k"),
+            Value::from(vec![Value::Int(-3), Value::Null]),
+        );
+        m.insert(SmolStr::new("b"), Value::from(vec![0u8, 255, 7]));
+        let all = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Float(-1.5),
+            Value::Float(f64::INFINITY),
+            Value::from("short"),
+            Value::from("a string longer than twenty-three bytes, on the heap"),
+            Value::from(Vec::<u8>::new()),
+            Value::from(vec![
+                Value::from("x"),
+                Value::from(vec![Value::Bool(false)]),
+            ]),
+            Value::Map(Arc::new(m)),
+        ];
+        for v in &all {
+            let bytes = postcard::to_stdvec(&StoredValue(v.clone())).expect("encode");
+            let back: StoredValue = postcard::from_bytes(&bytes).expect("decode");
+            assert_eq!(&back.0, v);
+        }
+        // NaN survives (compared by bits: NaN != NaN).
+        let bytes = postcard::to_stdvec(&StoredValue(Value::Float(f64::NAN))).expect("encode");
+        let back: StoredValue = postcard::from_bytes(&bytes).expect("decode");
+        assert!(back.0.as_f64().is_some_and(f64::is_nan));
+
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Row {
+            #[serde(with = "stored::values")]
+            fields: Values,
+            #[serde(with = "stored::vec")]
+            list: Vec<Value>,
+            #[serde(with = "stored")]
+            one: Value,
+        }
+        let row = Row {
+            fields: values!["a", 1, 2.5, Option::<i64>::None, true],
+            list: all.to_vec(),
+            one: Value::from("one"),
+        };
+        let bytes = postcard::to_stdvec(&row).expect("encode");
+        assert_eq!(postcard::from_bytes::<Row>(&bytes).expect("decode"), row);
+        // Truncated input is an error, not a panic.
+        assert!(postcard::from_bytes::<Row>(&bytes[..bytes.len() / 2]).is_err());
     }
 
     #[test]

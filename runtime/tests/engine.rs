@@ -7,6 +7,9 @@
 //!
 //! - `groupings`: every emitted tuple reaches exactly the tasks its grouping names.
 //! - `acking`: XOR tree tracking, fails, timeouts, multi-anchoring, acking off, replays.
+//! - `checkpoints`: state written by a user's components survives a stop and a resume (with
+//!   another parallelism); unwritable checkpoints do not stop processing; unusable checkpoints
+//!   are refused with the reason.
 //! - `flow`: max spout pending and backpressure bound what is in flight.
 //! - `failures`: a panicking component is replaced, and the trees it held are failed.
 //! - `lifecycle`: graceful stop drains queues and calls close/cleanup; ticks.
@@ -26,6 +29,8 @@ mod util;
 
 #[path = "engine/acking.rs"]
 mod acking;
+#[path = "engine/checkpoints.rs"]
+mod checkpoints;
 #[path = "engine/failures.rs"]
 mod failures;
 #[path = "engine/flow.rs"]

@@ -73,6 +73,14 @@
 //!   go to the `error` stream with the server's message and SQLSTATE. If the connection is lost
 //!   during that, the retry resumes at the row where it stopped.
 //!
+//! Exactly-once (`guarantee = "exactly_once"`): every batch received before a checkpoint's
+//! barrier is committed before the checkpoint is taken, or the checkpoint is refused (see
+//! [`crate::connector::sink`], "Exactly-once"); a batch whose every try failed is kept and
+//! written again, not dropped. The table is still written **at-least-once**: rows committed
+//! after the last completed checkpoint are written again when a run resumes from it (`insert`
+//! duplicates them; `upsert` of absolute values ends in the exact state). Rows are not yet
+//! committed per checkpoint together with the checkpoint's id.
+//!
 //! Known limits:
 //!
 //! - At-least-once: a batch whose commit succeeded but whose reply was lost is written again

@@ -69,6 +69,13 @@
 //!   idempotent: a batch whose `EXEC` was applied but whose reply was lost is applied again on
 //!   retry, so counts can be too high (at-least-once). `rpush` appends duplicates in that case.
 //!
+//! - Under `guarantee = "exactly_once"`: every batch received before a checkpoint's barrier is
+//!   committed (`EXEC` answered) before the checkpoint is taken, or the checkpoint is refused
+//!   ([`crate::connector::sink`], "Exactly-once"); the writes are still **at-least-once**:
+//!   batches written after the last completed checkpoint are written again when a run resumes
+//!   from it. `zadd`, `hset` and `set` of absolute values then end in the exact state;
+//!   `*incrby` and `rpush` apply those batches twice.
+//!
 //! Known limits: no TLS, no Redis Cluster (one server, its `db`); a whole batch goes to one
 //! server connection, so very large batches delay other clients of that server while `EXEC`
 //! runs. Each command is built as a `redis::Cmd` (two small allocations per record); `rpush`

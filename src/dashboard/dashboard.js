@@ -638,6 +638,25 @@ function ingest(snap) {
   return fresh;
 }
 
+/** The header's checkpoint figures: the newest completed one, and failures (if any). */
+function updateCheckpoint(cp) {
+  const box = $("checkpoint");
+  if (!cp) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const failed = cp.failed > 0 ? ` · ${cp.failed} failed` : "";
+  if (cp.last_id === null || cp.last_id === undefined) {
+    box.textContent = `checkpoint: none yet${failed}`;
+  } else {
+    const ago = cp.since_last ? `${secs(cp.since_last).toFixed(1)} s ago` : "";
+    box.textContent = `checkpoint ${cp.last_id} · ${micros(secs(cp.last_duration) * 1e6)} · ` +
+      `pause ${micros(secs(cp.last_pause) * 1e6)} · ${ago}${failed}`;
+  }
+  box.classList.toggle("bad", cp.failed > 0);
+}
+
 function render(snap) {
   const t = state.uptime;
   const figures = snap.figures;
@@ -664,6 +683,7 @@ function render(snap) {
   updateTable(stats, bottleneck, t, figures);
   updateCharts(t, `p99 ${over}`);
   updateErrors(snap);
+  updateCheckpoint(snap.checkpoints);
 }
 
 async function poll() {

@@ -594,3 +594,18 @@ impl Tally {
         );
     }
 }
+
+/// The names of the files a `file` sink published in `dir`, sorted: its regular files, without
+/// the `.pending/` directory where an exactly-once sink keeps what no completed checkpoint
+/// covers yet (see the `file` sink's docs). Empty if `dir` does not exist.
+pub fn published_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}

@@ -11,6 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use cardinality_estimator::CardinalityEstimator;
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use topo_runtime::Value;
 
@@ -57,9 +58,10 @@ pub(super) fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// One value as a hash-set member (see [`GroupKey`](super::state::GroupKey)).
-#[derive(Clone, Debug)]
-pub(super) struct Distinct(Value);
+/// One value as a hash-set member (see [`GroupKey`](super::state::GroupKey)); stored in the
+/// [`stored`](topo_runtime::value::stored) form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Distinct(#[serde(with = "topo_runtime::value::stored")] Value);
 
 impl PartialEq for Distinct {
     fn eq(&self, other: &Self) -> bool {
@@ -122,7 +124,7 @@ pub fn value_order(a: &Value, b: &Value) -> std::cmp::Ordering {
 }
 
 /// A number being summed, or the current min/max.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(super) enum Num {
     None,
     Int(i64),
@@ -146,8 +148,9 @@ impl Num {
     }
 }
 
-/// One aggregate's running state for one window and group.
-#[derive(Clone, Debug)]
+/// One aggregate's running state for one window and group; checkpointed as it is (a
+/// `count_distinct` set and `top_k` counts by value, `approx_count_distinct` its registers).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) enum Acc {
     Count(i64),
     Sum(Num),
@@ -261,6 +264,53 @@ impl Acc {
         }
     }
 
+    /// Adds another accumulator of the same aggregate (the same window and group, restored from
+    /// two old tasks): the result is that of every value added to either.
+    pub(super) fn merge(&mut self, other: Acc) {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Sum(a), Acc::Sum(b)) => {
+                let mut acc = Acc::Sum(*a);
+                acc.add(&b.value());
+                if let Acc::Sum(n) = acc {
+                    *a = n;
+                }
+            }
+            (
+                Acc::Extreme { best, float, max },
+                Acc::Extreme {
+                    best: b, float: f, ..
+                },
+            ) => {
+                let mut acc = Acc::Extreme {
+                    best: *best,
+                    float: *float || f,
+                    max: *max,
+                };
+                acc.add(&b.value());
+                if let Acc::Extreme {
+                    best: x, float: y, ..
+                } = acc
+                {
+                    *best = x;
+                    *float = y || f;
+                }
+            }
+            (Acc::Avg { sum, n }, Acc::Avg { sum: s, n: m }) => {
+                *sum += s;
+                *n += m;
+            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::Approx(a), Acc::Approx(b)) => a.0.merge(&b.0),
+            (Acc::TopK(a, _), Acc::TopK(b, _)) => {
+                for (v, n) in b {
+                    *a.entry(v).or_insert(0) += n;
+                }
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn result(&self) -> Value {
         match self {
             Acc::Count(n) => Value::Int(*n),
@@ -301,7 +351,7 @@ impl Acc {
 const HLL_SEED: u64 = 0x686c_6c5f_7365_6564;
 /// An approximate distinct count: HyperLogLog++ from Cloudflare's `cardinality-estimator`, with
 /// 2¹⁴ registers, fed the 64-bit [`Value::stable_hash`] of each value.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Hll(CardinalityEstimator<u64, std::hash::DefaultHasher, 14, 6>);
 
 impl Hll {

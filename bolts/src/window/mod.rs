@@ -122,8 +122,47 @@
 //! one anchor per spout tree among them (at most `max_spout_pending` per spout task); the cost of
 //! anchoring and acking it grows with that number.
 //!
+//! # Checkpoints
+//! The bolt is stateful (`has_state`): a topology with it takes checkpoints, and a run resumed
+//! from one continues every open window where it was. Checkpointed:
+//! - duration windows: per group (keyed state by the `group_by` values), each open window's
+//!   start and accumulators (a `count_distinct` set, `top_k` counts, the HyperLogLog registers
+//!   as they are); per task, how far windows have fired and, in event time, the watermark and
+//!   the largest timestamp from each upstream task (named by component and task index);
+//! - count windows: per group, the partial window (accumulators, first and last arrival) or the
+//!   last `length` values of a sliding window.
+//!
+//! The keyed parts are split by key group with [`key_hash_of`](topo_runtime::grouping::key_hash_of)
+//! of the `group_by` values, so a restore with another parallelism hands each group to the task
+//! a fields grouping on the `group_by` fields (same fields, same order) sends it to. The clock
+//! then is the most advanced of the old tasks' (largest fired-until, watermark and per-upstream
+//! timestamps); an upstream component whose parallelism changed starts its per-task timestamps
+//! again from its next tuples (the watermark never goes back). A group found in two old tasks
+//! (an input not grouped by `group_by`) has its duration windows' accumulators combined; of a
+//! count window, one old task's partial window is kept.
+//!
+//! What is exact:
+//! - `guarantee = "exactly_once"`: every input counts once in the windows' state; with event
+//!   time, a resumed run gives exactly the results an uninterrupted run gives, as long as the
+//!   watermark's progress does not depend on timing (one upstream task, or inputs out of order
+//!   by at most `lag`: then nothing is late, whatever the interleaving). A result emitted after
+//!   the last completed checkpoint, before a crash, is emitted again (the same value) after
+//!   the restore: a sink that is not transactional may show it twice. Processing-time windows
+//!   keep their state and fire by the clock after the restore, so a window open across a crash
+//!   fires late, and a replayed input lands in the window of its new arrival time (on a clock
+//!   behind the checkpoint's, as on another host, in the first window that has not fired).
+//! - `guarantee = "at_least_once"` (acking on): inputs acked on receipt (`receipt`) and in
+//!   windows at the checkpoint are in the restored state; inputs after it are replayed by their
+//!   spout, if it rewinds. Held inputs (`hold`) are not written (a tuple cannot be), but their
+//!   values are in the checkpointed accumulators; after a crash their trees fail and their
+//!   spout replays them, so they count twice: at-least-once, duplicates in the windows open at
+//!   the checkpoint. Results restored windows emit are anchored only to the inputs that arrived
+//!   since the restore.
+//! - End of input ([`Bolt::finish`]) fires every open window, also when a run is stopped
+//!   rather than exhausted: a run stopped and resumed from its last checkpoint has emitted those
+//!   windows' partial results at the stop (a crash emits nothing).
+//!
 //! # Known limits
-//! - State lives in memory only; nothing is checkpointed.
 //! - Each task windows what it receives: to aggregate a group in one place, subscribe with a
 //!   fields grouping on the `group_by` fields (or run one task).
 //! - Event time needs tuples to move the watermark; there is no idle-source timeout.
@@ -139,8 +178,8 @@ use std::time::Duration;
 use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    Bolt, BoxError, Config, OutputCollector, OutputDeclarer, StreamSchema, TaskContext, Tuple,
-    Value, Values, clock,
+    Bolt, BoxError, Config, KeyedState, OutputCollector, OutputDeclarer, Restore, Snapshot,
+    StreamSchema, TaskContext, Tuple, Value, Values, clock,
 };
 
 use crate::expr::{ERROR_FIELDS, ERROR_STREAM};
@@ -193,13 +232,27 @@ struct Plan {
 }
 
 /// The `window` bolt: see the [module docs](self).
-#[derive(Clone)]
 pub struct Window {
     plan: Arc<Plan>,
     /// Decided in `prepare`: hold inputs until their last window fires.
     hold: bool,
     fields: FieldCache,
     state: State,
+    /// This task's context (from `prepare`): names upstream tasks in the checkpointed clock.
+    ctx: Option<TaskContext>,
+}
+
+impl Clone for Window {
+    /// A new instance with the same options and no state (the factory of the bolt's tasks).
+    fn clone(&self) -> Self {
+        Window {
+            plan: self.plan.clone(),
+            hold: self.hold,
+            fields: FieldCache::default(),
+            state: State::new(&self.plan),
+            ctx: None,
+        }
+    }
 }
 
 /// The longest duration an option may give: 100 years, in ms (so window arithmetic on
@@ -402,13 +455,14 @@ impl Window {
         };
         let state = match shape {
             Shape::Duration { .. } => State::Duration(DurationState::default()),
-            Shape::Count { .. } => State::Count(FastMap::default()),
+            Shape::Count { .. } => State::Count(KeyedState::new()),
         };
         Ok(Window {
             plan: Arc::new(plan),
             hold: false,
             fields: FieldCache::default(),
             state,
+            ctx: None,
         })
     }
 
@@ -570,9 +624,17 @@ impl Window {
                     if !hold {
                         out.ack(&input);
                     }
-                    let wm = d.watermarks.observe(input.source_task(), time, *lag);
+                    let wm = d.watermarks.observe(
+                        input.source_task(),
+                        input.source_component(),
+                        time,
+                        *lag,
+                    );
                     d.fire_until(plan, wm, hold, out);
                 } else {
+                    // Restored on a clock behind the checkpoint's (another host): an input
+                    // goes to the first window not fired yet, rather than to none.
+                    let time = time.max(d.fired_until);
                     d.fire_until(plan, time, hold, out);
                     d.add(plan, time, key, &input, &idx.aggs, hold);
                     if !hold {
@@ -584,11 +646,11 @@ impl Window {
                 let Shape::Count { length, slide } = plan.shape else {
                     return;
                 };
-                let group = match groups.get_mut(&key) {
-                    Some(g) => g,
-                    None => groups
-                        .entry(key.clone())
-                        .or_insert_with(|| CountGroup::new(plan, length)),
+                if groups.get(&key).is_none() {
+                    groups.insert(key.clone(), CountGroup::new(plan, length));
+                }
+                let Some(group) = groups.get_mut(&key) else {
+                    return;
                 };
                 group.add(
                     plan, length, slide, time, &key, &input, &idx.aggs, hold, out,
@@ -609,11 +671,14 @@ impl Window {
                 let Shape::Count { length, slide } = plan.shape else {
                     return;
                 };
-                for (key, g) in groups.iter_mut() {
-                    g.flush(plan, length, slide, key, hold, out);
-                    for e in &mut g.buf {
-                        if let Some(t) = e.input.take() {
-                            out.ack(&t);
+                let keys: Vec<GroupKey> = groups.iter().map(|(k, _)| k.clone()).collect();
+                for key in keys {
+                    if let Some(g) = groups.get_mut(&key) {
+                        g.flush(plan, length, slide, &key, hold, out);
+                        for e in &mut g.buf {
+                            if let Some(t) = e.input.take() {
+                                out.ack(&t);
+                            }
                         }
                     }
                 }
@@ -656,6 +721,7 @@ impl Bolt for Window {
     }
 
     fn prepare(&mut self, ctx: &TaskContext) -> impl Future<Output = Result<(), BoxError>> + Send {
+        self.ctx = Some(ctx.clone());
         let r = match self.anchoring_for(ctx.config(), ctx.component_id()) {
             Ok((hold, reason)) => {
                 self.hold = hold;
@@ -696,6 +762,29 @@ impl Bolt for Window {
 
     fn tick_interval(&self) -> Option<Duration> {
         self.tick_every()
+    }
+
+    fn has_state(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        match &mut self.state {
+            State::Duration(d) => d.snapshot(snap, self.ctx.as_ref()),
+            State::Count(groups) => {
+                snap.put_keyed("count_groups", groups);
+                Ok(())
+            }
+        }
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        match &mut self.state {
+            State::Duration(d) => d.restore(from, self.ctx.as_ref()),
+            // A group found in two old tasks (an input not grouped by `group_by`) keeps one
+            // task's partial window.
+            State::Count(groups) => from.keyed("count_groups", groups),
+        }
     }
 
     fn finish(

@@ -20,7 +20,6 @@
 //! - this module: what flows in the queues ([`Inbound`]) and the coordinator task.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use smol_str::SmolStr;
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Guarantee;
+use crate::metrics::CheckpointMetrics;
 use crate::tuple::{TaskId, Tuple};
 
 pub mod manifest;
@@ -90,29 +90,6 @@ pub(crate) struct TaskCheckpoints {
     pub(crate) alignment_buffer: usize,
 }
 
-/// Checkpoint figures, shared with the metrics endpoints.
-#[derive(Debug, Default)]
-pub struct CheckpointMetrics {
-    /// Checkpoints completed in this run.
-    pub completed: AtomicU64,
-    /// Checkpoints that failed (a task declined, a write failed, a timeout).
-    pub failed: AtomicU64,
-    /// The id of the newest completed checkpoint (0: none).
-    pub last_id: AtomicU64,
-    /// Its duration from trigger to manifest, milliseconds.
-    pub last_duration_ms: AtomicU64,
-    /// Bytes written for it.
-    pub last_bytes: AtomicU64,
-    /// Its longest alignment over the tasks, microseconds.
-    pub last_alignment_us: AtomicU64,
-    /// Its longest processing pause over the tasks, microseconds.
-    pub last_pause_us: AtomicU64,
-    /// When it completed, milliseconds since the Unix epoch (0: none).
-    pub last_completed_at_ms: AtomicU64,
-    /// The checkpoint this run restored (0: started empty).
-    pub restored_id: AtomicU64,
-}
-
 /// What the handle may ask of the coordinator.
 pub(crate) enum Command {
     /// Take a checkpoint now, marked as a savepoint, and say how it went.
@@ -148,6 +125,9 @@ pub(crate) struct Coordinator {
     pub(crate) reports: flume::Receiver<TaskReport>,
     pub(crate) commands: flume::Receiver<Command>,
     pub(crate) metrics: Arc<CheckpointMetrics>,
+    /// Set when the topology failed (an instance holding state was lost): from then on no
+    /// checkpoint may complete, as the state is no longer whole.
+    pub(crate) failed: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// A checkpoint not complete within this time is abandoned.
@@ -167,7 +147,8 @@ impl Coordinator {
                 inflight = Some(self.start(true, Some(reply)));
             }
             let deadline = inflight.as_ref().map(|f| f.deadline);
-            let periodic = inflight.is_none() && commands_open && !self.interval.is_zero();
+            let periodic =
+                inflight.is_none() && commands_open && !self.interval.is_zero() && !(self.failed)();
             tokio::select! {
                 _ = tokio::time::sleep_until(next_trigger.into()), if periodic => {
                     inflight = Some(self.start(false, None));
@@ -265,6 +246,10 @@ impl Coordinator {
     }
 
     async fn complete(&self, mut f: InFlight) {
+        if (self.failed)() {
+            self.fail(f, "the topology failed; its state is not whole".into());
+            return;
+        }
         let states = std::mem::take(&mut f.tasks);
         let mut components: std::collections::BTreeMap<String, ComponentState> = Default::default();
         for ((component, index, parallelism), state) in self.tasks.iter().zip(states) {
@@ -315,6 +300,10 @@ impl Coordinator {
                     .store(f.alignment.as_micros() as u64, Relaxed);
                 m.last_pause_us.store(f.pause.as_micros() as u64, Relaxed);
                 m.last_completed_at_ms.store(now_ms, Relaxed);
+                m.max_pause_us
+                    .fetch_max(f.pause.as_micros() as u64, Relaxed);
+                m.max_duration_ms
+                    .fetch_max(duration.as_millis() as u64, Relaxed);
                 tracing::debug!(checkpoint = f.id, ?duration, bytes, "checkpoint complete");
                 self.completed.send_replace(f.id);
                 if let Some(reply) = f.reply {

@@ -170,6 +170,10 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
         let all = env.emitter.flush_due(now);
         env.emitter.flush(all).await;
     }
+    // The last checkpoint (a stop's savepoint) may have completed after the last look.
+    if let Some(id) = env.checkpoints.as_mut().and_then(|c| c.newly_completed()) {
+        driver.checkpoint_complete(id, &mut env).await;
+    }
     driver.finish(&mut env).await;
     env.emitter.flush(true).await;
     if let Some(c) = env.checkpoints.as_mut() {
@@ -335,10 +339,10 @@ fn restore_with(
         Ok(Err(e)) => e.to_string(),
         Err(p) => panic_message(&*p),
     };
-    env.fatal(format!(
-        "could not restore checkpoint {}: {why}",
-        r.checkpoint_id()
-    ));
+    env.fatal(
+        format!("could not restore checkpoint {}: {why}", r.checkpoint_id()),
+        false,
+    );
 }
 
 /// Calls a component's `snapshot`; a panic or an error fails this checkpoint.
@@ -361,6 +365,8 @@ pub(crate) struct BasicDriver<B: BasicBolt> {
     pub(crate) factory: Arc<dyn Fn() -> B + Send + Sync>,
     pub(crate) bolt: Option<B>,
     errors: ErrorLog,
+    /// The bolt keeps state ([`BasicBolt::has_state`]), read off the first instance.
+    stateful: bool,
 }
 
 impl<B: BasicBolt> BasicDriver<B> {
@@ -369,6 +375,7 @@ impl<B: BasicBolt> BasicDriver<B> {
             factory,
             bolt: None,
             errors: ErrorLog::new(),
+            stateful: false,
         }
     }
 
@@ -397,7 +404,9 @@ impl<B: BasicBolt> BasicDriver<B> {
             Err(p) => {
                 self.bolt = None;
                 env.metrics.restarts.fetch_add(1, Relaxed);
-                Some(panic_message(&*p))
+                let why = panic_message(&*p);
+                env.instance_lost(self.stateful, &why);
+                Some(why)
             }
         };
         if let Some(why) = why {
@@ -432,6 +441,7 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
     async fn start(&mut self, env: &mut TaskEnv) {
         self.ensure(&env.ctx, &env.metrics).await;
         if let Some(b) = self.bolt.as_mut() {
+            self.stateful = b.has_state();
             restore_with(env, |r| b.restore(r));
         }
     }
@@ -478,7 +488,9 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
                     // The instance may be in any state: replace it before the next input.
                     self.bolt = None;
                     env.metrics.restarts.fetch_add(1, Relaxed);
-                    Err(panic_message(&*p))
+                    let why = panic_message(&*p);
+                    env.instance_lost(self.stateful, &why);
+                    Err(why)
                 }
             };
             match result {
@@ -540,6 +552,8 @@ pub(crate) struct FullDriver<B: Bolt> {
     pub(crate) bolt: Option<B>,
     ledger: Ledger,
     errors: ErrorLog,
+    /// The bolt keeps state ([`Bolt::has_state`]), read off the first instance.
+    stateful: bool,
 }
 
 impl<B: Bolt> FullDriver<B> {
@@ -549,6 +563,7 @@ impl<B: Bolt> FullDriver<B> {
             bolt: None,
             ledger: Ledger::default(),
             errors: ErrorLog::new(),
+            stateful: false,
         }
     }
 
@@ -597,6 +612,7 @@ impl<B: Bolt> FullDriver<B> {
             Err(p) => {
                 self.bolt = None;
                 env.metrics.restarts.fetch_add(1, Relaxed);
+                env.instance_lost(self.stateful, &panic_message(&*p));
                 let n = self.fail_held(env);
                 Some(format!(
                     "{}; failed the {n} inputs it held",
@@ -617,6 +633,7 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
     async fn start(&mut self, env: &mut TaskEnv) {
         self.ensure(&env.ctx, &env.metrics).await;
         if let Some(b) = self.bolt.as_mut() {
+            self.stateful = b.has_state();
             restore_with(env, |r| b.restore(r));
         }
     }

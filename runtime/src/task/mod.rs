@@ -65,22 +65,49 @@ pub(crate) struct TaskEnv {
     /// The state to resume from, given to the first instance.
     pub(crate) restore: Option<Restore>,
     /// Where a task reports an error that must stop the topology (state that cannot be
-    /// restored).
-    pub(crate) fatal: Arc<std::sync::OnceLock<String>>,
+    /// restored, or lost with a failed instance).
+    pub(crate) fatal: Arc<std::sync::OnceLock<Fatal>>,
+}
+
+/// An error that stops the whole topology.
+#[derive(Debug, Clone)]
+pub(crate) struct Fatal {
+    /// What happened, naming the component and task.
+    pub(crate) why: String,
+    /// A run resumed from the newest checkpoint repairs it (an instance holding state failed).
+    pub(crate) restart: bool,
 }
 
 impl TaskEnv {
-    /// Stops the topology with `why` (the first such error wins).
-    pub(crate) fn fatal(&self, why: String) {
+    /// Stops the topology with `why` (the first such error wins); `restart`: resuming from
+    /// the newest checkpoint repairs it.
+    pub(crate) fn fatal(&self, why: String, restart: bool) {
         tracing::error!(
             task_id = self.ctx.task_id().0,
             "{why}; stopping the topology"
         );
-        let _ = self.fatal.set(format!(
-            "{}[{}]: {why}",
-            self.ctx.component_id(),
-            self.ctx.task_index()
-        ));
+        let _ = self.fatal.set(Fatal {
+            why: format!(
+                "{}[{}]: {why}",
+                self.ctx.component_id(),
+                self.ctx.task_index()
+            ),
+            restart,
+        });
+    }
+
+    /// An instance failed and was dropped. With checkpoints, when it held state (or it is a
+    /// spout under exactly-once, whose position went with it), a fresh instance cannot go on
+    /// where it was: the topology stops, to resume from the newest checkpoint.
+    pub(crate) fn instance_lost(&self, held_state: bool, why: &str) {
+        if self.checkpoints.is_some() && held_state {
+            self.fatal(
+                format!(
+                    "failed ({why}) holding state that only the newest checkpoint has; the topology resumes from it"
+                ),
+                true,
+            );
+        }
     }
 }
 

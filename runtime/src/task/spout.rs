@@ -86,10 +86,10 @@ pub(crate) async fn run_spout<S: Spout>(
             Err(p) => Some(panic_message(&*p)),
         };
         if let Some(why) = why {
-            env.fatal(format!(
-                "could not restore checkpoint {}: {why}",
-                r.checkpoint_id()
-            ));
+            env.fatal(
+                format!("could not restore checkpoint {}: {why}", r.checkpoint_id()),
+                false,
+            );
             spout.close().await;
             return;
         }
@@ -216,6 +216,8 @@ pub(crate) async fn run_spout<S: Spout>(
             _ = tokio::time::sleep_until(wait.into()) => {}
         }
     }
+    // The last checkpoint (a stop's savepoint) may have completed after the last look.
+    t.checkpoints().await;
     t.close().await;
 }
 
@@ -312,6 +314,10 @@ impl<S: Spout> SpoutTask<S> {
             "spout failed; restarting it",
             &why,
         );
+        // Under exactly-once a fresh instance cannot know what the old one emitted since the
+        // last checkpoint (there are no acks to replay by).
+        let exactly_once = self.env.ctx.config().guarantee == crate::config::Guarantee::ExactlyOnce;
+        self.env.instance_lost(exactly_once, &why);
         self.restart_pending = true;
     }
 

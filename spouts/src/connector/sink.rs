@@ -58,6 +58,27 @@
 //! max_backoff = "10s"    # cap of the wait
 //! ```
 //!
+//! # Exactly-once (`guarantee = "exactly_once"`)
+//! Then no input is tracked: acking does nothing, and failing an input does not replay it.
+//! Instead a checkpoint covers every record a sink received before its barrier (the spouts will
+//! not send those again after a restore). At each barrier the runtime calls
+//! [`Bolt::input_drained`] just before [`Bolt::snapshot`], so the pending batch is written (with
+//! the usual retries) before the snapshot. Two rules keep a checkpoint from coming with lost
+//! output:
+//! - a batch whose every try failed is **kept**, not dropped: it is written again at the next
+//!   flush (a full batch, a tick after `batch.interval`, the next idle moment);
+//! - while a batch received before a barrier is unwritten, the sink **refuses the snapshot**, so
+//!   that checkpoint fails (the next one succeeds once the write does).
+//!
+//! So when a checkpoint completes, everything its sinks received before its barrier is durable
+//! (or, for a two-phase sink, pending and recorded in the snapshot). What that means for the
+//! output depends on the writer: the `file` sink publishes per checkpoint (each record exactly
+//! once, see [`crate::file::sink`]); the others write as they go, so records written after
+//! the last completed checkpoint are written again when a run resumes from it: their output
+//! is at-least-once, their state (upserts of absolute values) exact. A two-phase writer
+//! implements [`BatchWriter::snapshot`], [`BatchWriter::restore`] and
+//! [`BatchWriter::checkpoint_complete`].
+//!
 //! Hold times matter: under load an input waits for its batch, so `batch.interval` plus the
 //! time spent retrying should stay well under the topology's `message_timeout` (30 s by
 //! default), or its tree times out and is replayed while still pending here (written twice, not
@@ -75,8 +96,17 @@ use serde::ser::SerializeMap;
 use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_runtime::{
-    Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
+    Bolt, BoxError, CheckpointId, Guarantee, OutputCollector, OutputDeclarer, Restore, Snapshot,
+    TaskContext, Tuple, Value, values,
 };
+
+/// Whether this run is exactly-once: checkpoints are taken and `guarantee = "exactly_once"`.
+/// Then no input is tracked, so failing one does not replay it: a sink must neither drop a
+/// record it received before a barrier nor let a checkpoint complete before that record is
+/// durable (or in its snapshot).
+pub fn exactly_once(ctx: &TaskContext) -> bool {
+    ctx.checkpointed() && ctx.config().guarantee == Guarantee::ExactlyOnce
+}
 
 /// When a sink writes its pending batch, besides whenever its input runs dry and at the end of
 /// input (see the [module docs](self)).
@@ -176,6 +206,32 @@ pub trait BatchWriter: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// A checkpoint is being taken; every batch received before its barrier was written (the
+    /// sink refuses the checkpoint otherwise). A two-phase-commit writer records here what it
+    /// wrote but has not published yet. By default nothing.
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let _ = snap;
+        Ok(())
+    }
+
+    /// The run resumes from a checkpoint (after [`open`](BatchWriter::open)): a two-phase-commit
+    /// writer publishes what that checkpoint covers and drops what was written after it.
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let _ = from;
+        Ok(())
+    }
+
+    /// Checkpoint `id` completed: a two-phase-commit writer publishes what it wrote before that
+    /// checkpoint's barrier. An error is logged; what was not published stays pending and is
+    /// tried again at the next completed checkpoint (or at a restore).
+    fn checkpoint_complete(
+        &mut self,
+        id: CheckpointId,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = id;
+        async { Ok(()) }
+    }
 }
 
 /// A [`Bolt`] that batches records for a [`BatchWriter`] and acks each input only once the batch
@@ -189,6 +245,11 @@ pub struct BatchSink<W> {
     bytes: usize,
     oldest: Option<Instant>,
     component: SmolStr,
+    /// Exactly-once ([`exactly_once`]): a batch is never dropped after failed tries, and a
+    /// checkpoint is refused while a batch is unwritten.
+    exactly_once: bool,
+    /// Why the last write failed, while the batch is still unwritten (exactly-once).
+    unwritten: Option<String>,
 }
 
 impl<W: BatchWriter> BatchSink<W> {
@@ -204,6 +265,8 @@ impl<W: BatchWriter> BatchSink<W> {
             bytes: 0,
             oldest: None,
             component: SmolStr::default(),
+            exactly_once: false,
+            unwritten: None,
         }
     }
 
@@ -239,6 +302,19 @@ impl<W: BatchWriter> BatchSink<W> {
                 Err(e) => break Err(e),
             }
         };
+        if let (true, Err(WriteError::Retry(e))) = (self.exactly_once, &result) {
+            // No input is tracked: failing the inputs would drop their records. Keep the batch
+            // (the writer left it as it was) and write it again later; until then the sink
+            // refuses checkpoints, so none covers a record that is not written.
+            self.oldest = Some(Instant::now());
+            let why = format!(
+                "sink write failed {attempt} times; its {} records stay pending and are written again: {e}",
+                self.held.len()
+            );
+            self.unwritten = Some(why.clone());
+            return Err(why.into());
+        }
+        self.unwritten = None;
         // `held` is cleared, not replaced, so its capacity serves the next batch.
         let held = &self.held;
         self.bytes = 0;
@@ -294,6 +370,7 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
 
     async fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
         self.component = ctx.component_id().into();
+        self.exactly_once = exactly_once(ctx);
         self.writer.open(ctx).await
     }
 
@@ -350,6 +427,36 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
 
     async fn cleanup(&mut self) {
         self.writer.close().await;
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        // `input_drained` ran just before: the batch was written, unless every try failed.
+        if !self.held.is_empty() {
+            return Err(format!(
+                "{} records received before checkpoint {}'s barrier are not written yet{}",
+                self.held.len(),
+                snap.checkpoint_id(),
+                match &self.unwritten {
+                    Some(why) => format!(" ({why})"),
+                    None => String::new(),
+                }
+            )
+            .into());
+        }
+        self.writer.snapshot(snap)
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        self.writer.restore(from)
+    }
+
+    async fn checkpoint_complete(
+        &mut self,
+        id: CheckpointId,
+        out: &mut OutputCollector<'_>,
+    ) -> Result<(), BoxError> {
+        let _ = out;
+        self.writer.checkpoint_complete(id).await
     }
 }
 

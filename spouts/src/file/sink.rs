@@ -71,12 +71,48 @@
 //! task index are renamed to their final names (empty ones are removed), so nothing written is
 //! left hidden.
 //!
+//! # Exactly-once: files published per checkpoint
+//! Under `guarantee = "exactly_once"` (the run takes checkpoints and tracks no input) the sink
+//! commits in two phases, and each record appears **exactly once in the published files**, across
+//! crashes and restarts:
+//!
+//! ```text
+//!  batch ─► <dir>/.pending/<name>  (appended, fsynced; closed at every checkpoint barrier and at
+//!           │                       rotation; the snapshot lists the closed files of each
+//!           │                       checkpoint not yet published)
+//!           └─ checkpoint N completes ─► rename into <dir>/<name> every file of checkpoints ≤ N,
+//!                                        fsync <dir> and <dir>/.pending
+//! ```
+//!
+//! - Names: as above, `<prefix>-<task index>-<yyyymmddThhmmss>-<seq>.<jsonl|csv>[.gz]`; a file
+//!   is written in `<dir>/.pending/` under its final name and moved into `<dir>` as it is.
+//!   No `.part` files are used. A name is never taken twice (neither pending nor published).
+//! - A file is closed at each checkpoint's barrier (so every file holds at most one checkpoint
+//!   interval of one task's records; raise `checkpoint_interval` for fewer, larger files), and
+//!   by `rotate` as usual. It is published when the checkpoint covering it completes, so output
+//!   becomes visible one checkpoint later.
+//! - **Readers read the regular files directly in `dir`** and nothing under `.pending/`: every
+//!   published file is complete (no torn tail) and final (never appended to or renamed again).
+//! - Restore from checkpoint N: the files N lists are published (a rename already done before a
+//!   crash is skipped: publishing is idempotent), then every other pending file of the task is
+//!   removed: those records came after N and the spouts send them again. With another
+//!   parallelism, task `k` takes over the pending files of old tasks `t` with `t % parallelism
+//!   == k`. A run started without a checkpoint (`--fresh`) removes the task's pending files of
+//!   earlier runs at its first write.
+//! - Records written after the last checkpoint when the input ends stay pending (no checkpoint
+//!   covers them); a stop takes a last checkpoint (a savepoint) first, so normally none are.
+//! - Resuming from an older checkpoint than the newest (`--from-checkpoint`) replays records
+//!   whose files were already published: those appear twice.
+//!
+//! Without exactly-once (`at_least_once`, even with checkpoints taken for a stateful bolt),
+//! the sink writes `.part` files and acks after each fsync as described above.
+//!
 //! # Known limits
 //! - A process killed in the middle of a write can leave a torn tail (part of a line, or part of a
 //!   gzip member) at the end of a recovered file. Acked records are never in a torn tail — the ack
 //!   follows the fsync — but a reader must tolerate a broken last line or member.
-//! - Records whose write was retried after a crash, or failed and replayed, can appear twice
-//!   (at-least-once).
+//! - At-least-once (without exactly-once): records whose write was retried after a crash, or
+//!   failed and replayed, can appear twice.
 //! - A sink task waits for each batch's fsync before it takes more input, so one task writes at
 //!   most `batch.max_records` records per fsync; raise the batch or the parallelism for more.
 //!   A batch fills only as far as the topology lets records be pending: with `max_spout_pending`
@@ -85,6 +121,7 @@
 //! - The directory is created when the task opens; if it disappears later, writes fail (and
 //!   are retried) until it is back.
 
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -97,10 +134,12 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_dsl::{FromOptions, Kind};
-use topo_runtime::{BoxError, StreamSchema, TaskContext, Tuple, Value, clock};
+use topo_runtime::{
+    BoxError, CheckpointId, Restore, Snapshot, StreamSchema, TaskContext, Tuple, Value, clock,
+};
 
-use crate::connector::sink::encode_json;
 use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::connector::sink::{encode_json, exactly_once};
 
 /// How the `file` sink encodes records.
 #[derive(
@@ -278,6 +317,7 @@ impl FileWriter {
                 seq: 0,
                 file: None,
                 gz: Vec::new(),
+                two_phase: None,
             }),
             opts,
         };
@@ -368,6 +408,14 @@ impl BatchWriter for FileWriter {
         let opts = self.opts.clone();
         if let Some(disk) = self.disk.as_mut() {
             disk.task = task;
+            disk.two_phase = exactly_once(ctx).then(|| TwoPhase {
+                pending_dir: opts.dir.join(PENDING_DIR),
+                prefix: opts.prefix.clone(),
+                parallelism: ctx.parallelism(),
+                sealed: Vec::new(),
+                epochs: VecDeque::new(),
+                cleaned: false,
+            });
         }
         let dir = self.opts.dir.clone();
         tokio::task::spawn_blocking(move || recover(&opts, task))
@@ -468,6 +516,205 @@ impl BatchWriter for FileWriter {
             tracing::warn!(error = %e, "closing the current file");
         }
     }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Err("the file state is unavailable".into());
+        };
+        if disk.two_phase.is_none() {
+            return Ok(());
+        }
+        // Every record before the barrier is in a synced pending file: close the current one,
+        // so the files of this checkpoint are complete and none is written to again.
+        disk.rotate()
+            .map_err(|e| format!("closing the pending file at checkpoint: {e}"))?;
+        let task = disk.task;
+        let Some(tp) = disk.two_phase.as_mut() else {
+            return Ok(());
+        };
+        let id = snap.checkpoint_id();
+        if !tp.sealed.is_empty() {
+            tp.epochs.push_back((id, std::mem::take(&mut tp.sealed)));
+        }
+        snap.put(
+            PENDING_PART,
+            &PendingFiles {
+                task: task as u64,
+                epochs: tp.epochs.iter().cloned().collect(),
+            },
+        );
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(());
+        };
+        let task = disk.task;
+        let dir = disk.dir.clone();
+        let Some(tp) = disk.two_phase.as_mut() else {
+            return Ok(());
+        };
+        // Every old task's list: with another parallelism, this task takes over the files of
+        // the old tasks it owns (task index modulo the parallelism).
+        let mut publish = Vec::new();
+        for p in from.get_all::<PendingFiles>(PENDING_PART)? {
+            if tp.owns(p.task as usize, task) {
+                publish.extend(p.epochs.into_iter().flat_map(|(_, files)| files));
+            }
+        }
+        publish_files(&dir, &tp.pending_dir, &publish).map_err(|e| {
+            format!(
+                "publishing the files of checkpoint {} in {}: {e}",
+                from.checkpoint_id(),
+                dir.display()
+            )
+        })?;
+        tp.remove_stale(task).map_err(|e| {
+            format!(
+                "removing files written after checkpoint {}: {e}",
+                from.checkpoint_id()
+            )
+        })?;
+        tp.cleaned = true;
+        Ok(())
+    }
+
+    async fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+        let Some(tp) = self.disk.as_mut().and_then(|d| d.two_phase.as_mut()) else {
+            return Ok(());
+        };
+        let mut files = Vec::new();
+        let mut n = 0;
+        while tp.epochs.front().is_some_and(|(c, _)| *c <= id) {
+            if let Some((_, f)) = tp.epochs.pop_front() {
+                files.extend(f);
+            }
+            n += 1;
+        }
+        if files.is_empty() {
+            return Ok(());
+        }
+        let (dir, pending) = (self.opts.dir.clone(), tp.pending_dir.clone());
+        let list = files.clone();
+        let done = tokio::task::spawn_blocking(move || publish_files(&dir, &pending, &list))
+            .await
+            .map_err(|e| format!("publishing files: {e}"))?;
+        if let Err(e) = done {
+            // Tried again at the next completed checkpoint (or at a restore).
+            if let Some(tp) = self.disk.as_mut().and_then(|d| d.two_phase.as_mut()) {
+                tp.epochs.push_front((id, files));
+            }
+            return Err(format!(
+                "publishing the files of checkpoint {id} ({n} checkpoints) in {}: {e}",
+                self.opts.dir.display()
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// The directory under `dir` holding the files written but not yet covered by a completed
+/// checkpoint (exactly-once).
+pub const PENDING_DIR: &str = ".pending";
+
+/// The name of the sink's part in a checkpoint.
+const PENDING_PART: &str = "pending_files";
+
+/// What a task's snapshot records: its index and the pending files of each checkpoint not yet
+/// published.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PendingFiles {
+    task: u64,
+    epochs: Vec<(CheckpointId, Vec<String>)>,
+}
+
+/// The two-phase side of a task's files (exactly-once).
+struct TwoPhase {
+    pending_dir: PathBuf,
+    prefix: String,
+    parallelism: usize,
+    /// Files closed since the last snapshot (names in `pending_dir`).
+    sealed: Vec<String>,
+    /// Files of each checkpoint taken but not known complete, oldest first.
+    epochs: VecDeque<(CheckpointId, Vec<String>)>,
+    /// Pending files of earlier runs were published or removed (a restore or the first write).
+    cleaned: bool,
+}
+
+impl TwoPhase {
+    /// Whether task `me` handles the pending files of (old) task `task`.
+    fn owns(&self, task: usize, me: usize) -> bool {
+        task % self.parallelism.max(1) == me
+    }
+
+    /// Removes the pending files of the tasks `me` owns: written after the checkpoint this run
+    /// resumes from (or by an earlier run when this one starts fresh). They are written again.
+    fn remove_stale(&self, me: usize) -> io::Result<()> {
+        std::fs::create_dir_all(&self.pending_dir)?;
+        let start = format!("{}-", self.prefix);
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.pending_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(rest) = name.strip_prefix(&start) else {
+                continue;
+            };
+            let Some((task, rest)) = rest.split_once('-') else {
+                continue;
+            };
+            let Ok(task) = task.parse::<usize>() else {
+                continue;
+            };
+            if !is_stamp_seq_ext(rest) || !self.owns(task, me) {
+                continue;
+            }
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+        if removed > 0 {
+            tracing::info!(
+                dir = %self.pending_dir.display(),
+                files = removed,
+                "removed pending files not covered by a completed checkpoint"
+            );
+            File::open(&self.pending_dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves each pending file into `dir` under its own name, then syncs both directories. A file
+/// already moved (a publish cut short by a crash) is skipped: publishing is idempotent.
+fn publish_files(dir: &Path, pending: &Path, names: &[String]) -> io::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name.as_str()) {
+            continue;
+        }
+        let from = pending.join(name);
+        let to = dir.join(name);
+        match (from.exists(), to.exists()) {
+            (true, false) => std::fs::rename(&from, &to)?,
+            // Moved, but the removal of the old entry was not yet durable: the same file.
+            (true, true) => std::fs::remove_file(&from)?,
+            (false, true) => {}
+            (false, false) => {
+                tracing::warn!(
+                    file = %to.display(),
+                    "a file of a completed checkpoint is neither pending nor published (moved away?)"
+                );
+            }
+        }
+    }
+    File::open(dir)?.sync_all()?;
+    File::open(pending)?.sync_all()?;
+    Ok(())
 }
 
 impl FileWriter {
@@ -499,6 +746,8 @@ struct OpenFile {
     done: PathBuf,
     len: u64,
     opened: Instant,
+    /// A failed write could not be cut off (two-phase only).
+    torn: bool,
 }
 
 /// The file side of a writer; moved to a blocking thread for each write.
@@ -509,6 +758,9 @@ struct Disk {
     file: Option<OpenFile>,
     /// Reused buffer of a batch's gzip member.
     gz: Vec<u8>,
+    /// Exactly-once: files are written in the pending directory and published when a
+    /// checkpoint completes.
+    two_phase: Option<TwoPhase>,
 }
 
 impl Disk {
@@ -529,6 +781,14 @@ impl Disk {
         {
             self.rotate()?;
         }
+        if let Some(tp) = self.two_phase.as_mut()
+            && !tp.cleaned
+        {
+            // A run that did not restore: pending files of an earlier run are not covered by
+            // any checkpoint it resumes from.
+            tp.remove_stale(self.task)?;
+            tp.cleaned = true;
+        }
         if self.file.is_none() {
             self.file = Some(self.create(opts, now, wall_ms)?);
         }
@@ -538,6 +798,11 @@ impl Disk {
         };
         let header = if f.len == 0 { header } else { &[][..] };
         let start = f.len;
+        if f.torn {
+            // An earlier failed write could not be cut off: cut it now, before appending.
+            f.file.set_len(start)?;
+            f.torn = false;
+        }
         let written = if opts.gzip {
             gz.clear();
             let mut enc = GzEncoder::new(&mut *gz, Compression::default());
@@ -553,9 +818,14 @@ impl Disk {
             Err(e) => {
                 // Cut a partly written batch off, so a retry does not follow a torn record.
                 if f.file.set_len(start).is_err() {
-                    // The file cannot be repaired: leave it (recovery renames it) and start a
-                    // new one at the next write.
-                    self.file = None;
+                    if self.two_phase.is_some() {
+                        // Its earlier batches are pending: keep it, cut before the next write.
+                        f.torn = true;
+                    } else {
+                        // The file cannot be repaired: leave it (recovery renames it) and
+                        // start a new one at the next write.
+                        self.file = None;
+                    }
                 }
                 return Err(e);
             }
@@ -563,6 +833,12 @@ impl Disk {
         if f.len >= opts.rotate.max_bytes
             && let Err(e) = self.rotate()
         {
+            if self.two_phase.is_some() {
+                // The batch is durable in the file, which stays open: it is closed at the next
+                // snapshot (or fails it).
+                tracing::warn!(error = %e, "closing a full pending file");
+                return Ok(());
+            }
             // The batch is durable; the file stays `.part` until recovery renames it.
             tracing::warn!(error = %e, "renaming a full file");
             self.file = None;
@@ -587,20 +863,24 @@ impl Disk {
             self.seq += 1;
             let name = format!("{}-{}-{stamp}-{seq}.{ext}{gz}", opts.prefix, self.task);
             let done = self.dir.join(&name);
-            let part = self.dir.join(format!("{name}.part"));
+            let (part, parent) = match &self.two_phase {
+                Some(tp) => (tp.pending_dir.join(&name), tp.pending_dir.clone()),
+                None => (self.dir.join(format!("{name}.part")), self.dir.clone()),
+            };
             if done.exists() {
                 continue;
             }
             match OpenOptions::new().append(true).create_new(true).open(&part) {
                 Ok(file) => {
                     // Make the new directory entry durable, so synced data cannot vanish with it.
-                    File::open(&self.dir)?.sync_all()?;
+                    File::open(&parent)?.sync_all()?;
                     return Ok(OpenFile {
                         file,
                         part,
                         done,
                         len: 0,
                         opened: now,
+                        torn: false,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -615,6 +895,24 @@ impl Disk {
 
     /// Closes the current file and gives it its final name.
     fn rotate(&mut self) -> io::Result<()> {
+        if let Some(tp) = self.two_phase.as_mut() {
+            // Closed and kept pending until a checkpoint covering it completes.
+            if let Some(f) = self.file.take() {
+                if f.torn
+                    && let Err(e) = f.file.set_len(f.len)
+                {
+                    self.file = Some(f);
+                    return Err(e);
+                }
+                drop(f.file);
+                if f.len == 0 {
+                    std::fs::remove_file(&f.part)?;
+                } else if let Some(name) = f.part.file_name().and_then(|n| n.to_str()) {
+                    tp.sealed.push(name.to_string());
+                }
+            }
+            return Ok(());
+        }
         if let Some(f) = self.file.take() {
             drop(f.file);
             if f.len == 0 {
@@ -794,6 +1092,7 @@ const EXAMPLE: &str = r#"
 [bolts.archive]
 kind = "file"
 dir = "out/logs"          # files <prefix>-<task>-<UTC time>-<seq>.jsonl.gz; ".part" while written
+                          # (exactly_once: written in out/logs/.pending/, moved in per checkpoint)
 prefix = "access"
 format = "jsonl"          # or "csv" (a header line per file)
 gzip = true               # one gzip member per batch: every acked record is readable

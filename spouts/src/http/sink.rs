@@ -48,6 +48,13 @@
 //!   `error` stream as `(reason, record)`, the reason holding the status and the first 200 bytes
 //!   of the answer's body, and the inputs are acked (sending them again would be refused again).
 //!
+//! # Exactly-once
+//! Under `guarantee = "exactly_once"` every batch received before a checkpoint's barrier has its
+//! 2xx answer before the checkpoint is taken, or the checkpoint is refused (see
+//! [`crate::connector::sink`], "Exactly-once"). Delivery stays **at-least-once**: batches sent
+//! after the last completed checkpoint are sent again when a run resumes from it; an endpoint
+//! that must not store duplicates needs a key in the records.
+//!
 //! # Known limits
 //! - At-least-once: a batch whose 2xx answer was lost (a timeout after the endpoint stored it) is
 //!   sent again; an endpoint that must not store duplicates needs a key in the records.

@@ -33,6 +33,7 @@
 //! batch_size = 10000              # batch.num.messages
 //! delivery_timeout = "30s"        # message.timeout.ms: after it a record's delivery fails
 //! max_in_flight = 10000           # inputs awaiting their delivery report, per task
+//! # transactions = true           # refused: the tested broker has no transactions (see below)
 //! [bolts.ship.properties]         # any librdkafka setting, passed through
 //! "compression.type" = "lz4"
 //! ```
@@ -66,8 +67,28 @@
 //! `max_spout_pending`; under load the queue is never empty, and batches fill by `linger` and
 //! `batch_size` as configured.
 //!
+//! # Exactly-once
+//! Under `guarantee = "exactly_once"` no input is tracked, so a failed delivery cannot be
+//! replayed by its spout: the sink produces that record again itself (after librdkafka's own
+//! retries within `delivery_timeout`). At each checkpoint's barrier it sends everything at once
+//! and waits until every record received before the barrier has a successful delivery report
+//! (at most twice `delivery_timeout`); if some have none, it refuses the snapshot, so that
+//! checkpoint fails instead of covering records not stored. So a completed checkpoint never
+//! comes with lost output.
+//!
+//! The output itself is **at-least-once**: records produced after the last completed checkpoint
+//! are produced again when a run resumes from it (the spouts replay them). Kafka transactions
+//! (one per checkpoint, committed when it completes, read with `isolation.level =
+//! read_committed`) would remove those repeats, but the broker this sink is tested with, tansu
+//! 0.6, does not support them: `init_transactions` succeeds, yet committing fails with
+//! `Transaction error: EndTxnRequest (KIP-98) not supported by broker`. The option
+//! `transactions = true` is therefore refused with that explanation. The idempotent producer
+//! (`idempotent = true`, the default; tansu accepts it) keeps librdkafka's own retries from
+//! writing duplicates.
+//!
 //! # Known limits
-//! - Kafka transactions are not used: a spout replay can write a record twice.
+//! - Kafka transactions are not used (see "Exactly-once"): a spout replay can write a record
+//!   twice.
 //! - Records are partitioned by librdkafka's default partitioner (by key hash; records without
 //!   a key spread).
 //! - tansu 0.6, a Kafka-compatible broker, stores batches of many records correctly (each
@@ -88,13 +109,16 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    Bolt, BoxError, OutputCollector, OutputDeclarer, TaskContext, Tuple, Value, values,
+    Bolt, BoxError, OutputCollector, OutputDeclarer, Snapshot, TaskContext, Tuple, Value, values,
 };
 
 use crate::connector::counters;
 use crate::connector::sink::encode_json;
-use crate::connector::sink::record;
+use crate::connector::sink::{exactly_once, record};
 use crate::connector::{ERROR_STREAM, SINK_ERROR_FIELDS};
+
+/// Why `transactions = true` is refused.
+const TRANSACTIONS_UNAVAILABLE: &str = "option `transactions`: Kafka transactions are not available in this sink: the broker it is tested with (tansu 0.6) accepts InitProducerId but refuses EndTxn (\"EndTxnRequest (KIP-98) not supported by broker\"), so no transaction can commit. Leave it unset: under guarantee = \"exactly_once\" each record is produced once per run by the idempotent producer, and again only when a restore replays it (at-least-once)";
 
 /// How often delivery reports are read while no input arrives.
 const TICK: Duration = Duration::from_millis(20);
@@ -144,6 +168,9 @@ pub struct KafkaSinkOptions {
     pub delivery_timeout: Duration,
     /// Inputs awaiting their delivery report per task; more makes `execute` wait.
     pub max_in_flight: usize,
+    /// Kafka transactions (one per checkpoint). Not available: setting it is an error that
+    /// says why (see the module docs, "Exactly-once").
+    pub transactions: bool,
     /// librdkafka settings passed through.
     pub properties: BTreeMap<String, KafkaProperty>,
 }
@@ -162,6 +189,7 @@ impl Default for KafkaSinkOptions {
             batch_size: 10_000,
             delivery_timeout: Duration::from_secs(30),
             max_in_flight: 10_000,
+            transactions: false,
             properties: BTreeMap::new(),
         }
     }
@@ -240,6 +268,9 @@ impl KafkaSinkOptions {
         }
         if self.max_in_flight == 0 {
             return Err("option `max_in_flight` must be at least 1".into());
+        }
+        if self.transactions {
+            return Err(TRANSACTIONS_UNAVAILABLE.into());
         }
         super::check_properties(&self.properties, &OWNED_PROPERTIES)
     }
@@ -369,6 +400,11 @@ struct SinkRun {
     unsent: bool,
     component: SmolStr,
     buf: Vec<u8>,
+    /// Exactly-once: a failed delivery is produced again (failing the input would drop it),
+    /// and a checkpoint waits for every delivery report before its barrier.
+    exactly_once: bool,
+    /// Exactly-once: inputs whose delivery failed, to produce again.
+    resend: Vec<Tuple>,
 }
 
 /// Has librdkafka send every record it queues now, whatever `linger.ms`, and waits up to
@@ -506,7 +542,11 @@ fn settle(
         Err(e) => {
             counters.failed.fetch_add(1, Relaxed);
             counters.error(&r.component, e);
-            out.fail(&t);
+            if r.exactly_once {
+                r.resend.push(t);
+            } else {
+                out.fail(&t);
+            }
         }
     }
 }
@@ -569,6 +609,8 @@ impl Bolt for KafkaSink {
             unsent: false,
             component,
             buf: Vec::new(),
+            exactly_once: exactly_once(ctx),
+            resend: Vec::new(),
         });
         Ok(())
     }
@@ -594,6 +636,104 @@ impl Bolt for KafkaSink {
                 out.ack(&input);
                 return Ok(());
             }
+        };
+        self.produce(input, rec, out).await
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(TICK)
+    }
+
+    async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        self.reports(out, None).await?;
+        self.resend(out).await
+    }
+
+    async fn input_drained(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        if !self.run.as_ref().is_some_and(|r| r.exactly_once) {
+            return self.send_held(out).await;
+        }
+        // Exactly-once: this may be a checkpoint's barrier, which covers every record received
+        // before it: wait until each has its delivery report (failed ones produced again), for
+        // at most twice `delivery_timeout`; the snapshot is refused if some are still open.
+        let deadline = tokio::time::Instant::now() + self.opts.delivery_timeout * 2;
+        loop {
+            self.resend(out).await?;
+            self.send_held(out).await?;
+            let open = self
+                .run
+                .as_ref()
+                .is_some_and(|r| !r.held.is_empty() || !r.resend.is_empty());
+            if !open || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            self.reports(out, Some(Duration::from_millis(50))).await?;
+        }
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let Some(r) = self.run.as_ref().filter(|r| r.exactly_once) else {
+            // With acking, held inputs are tracked: a record not delivered is replayed.
+            return Ok(());
+        };
+        let open = r.held.len() + r.resend.len();
+        if open > 0 {
+            return Err(format!(
+                "{open} records received before checkpoint {}'s barrier have no successful delivery report yet",
+                snap.checkpoint_id()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        self.resend(out).await?;
+        self.finish_held(out).await
+    }
+
+    async fn cleanup(&mut self) {
+        if let Some(r) = self.run.take() {
+            let p = r.producer.clone();
+            let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
+        }
+    }
+}
+
+impl KafkaSink {
+    /// Exactly-once: produces again the inputs whose delivery failed.
+    async fn resend(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+        let again = match &mut self.run {
+            Some(r) if !r.resend.is_empty() => std::mem::take(&mut r.resend),
+            _ => return Ok(()),
+        };
+        for input in again {
+            let Some(mut buf) = self.run.as_mut().map(|r| std::mem::take(&mut r.buf)) else {
+                return Ok(());
+            };
+            let encoded = self.encode(&input, &mut buf);
+            if let Some(r) = &mut self.run {
+                r.buf = buf;
+            }
+            match encoded {
+                Ok(rec) => self.produce(input, rec, out).await?,
+                Err(reason) => {
+                    out.emit_to(ERROR_STREAM, &[&input], values![reason, record(&input)]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands one record to librdkafka; the input is held until its delivery report.
+    async fn produce(
+        &mut self,
+        input: Tuple,
+        rec: Encoded,
+        out: &mut OutputCollector<'_>,
+    ) -> Result<(), BoxError> {
+        let Some(r) = &mut self.run else {
+            return Ok(());
         };
         let id = r.next_id;
         r.next_id += 1;
@@ -623,7 +763,11 @@ impl Bolt for KafkaSink {
                     );
                     self.counters.failed.fetch_add(1, Relaxed);
                     self.counters.error(&r.component, msg);
-                    out.fail(&input);
+                    if r.exactly_once {
+                        r.resend.push(input);
+                    } else {
+                        out.fail(&input);
+                    }
                     break;
                 }
             }
@@ -639,16 +783,8 @@ impl Bolt for KafkaSink {
         Ok(())
     }
 
-    fn tick_interval(&self) -> Option<Duration> {
-        Some(TICK)
-    }
-
-    async fn tick(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
-        self.reports(out, None).await
-    }
-
-    async fn input_drained(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
-        // No more input is waiting: send what librdkafka holds now rather than after `linger`.
+    /// Has librdkafka send what it holds now rather than after `linger`, and reads the reports.
+    async fn send_held(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
         let Some(r) = &mut self.run else {
             return Ok(());
         };
@@ -670,7 +806,8 @@ impl Bolt for KafkaSink {
         self.reports(out, None).await
     }
 
-    async fn finish(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
+    /// Waits for every held input's report (delivered, or failed by `delivery_timeout`).
+    async fn finish_held(&mut self, out: &mut OutputCollector<'_>) -> Result<(), BoxError> {
         // Every held input gets its report: delivered, or failed by `delivery_timeout`.
         let deadline = tokio::time::Instant::now() + self.opts.delivery_timeout + TICK * 50;
         if let Some(r) = &self.run {
@@ -696,13 +833,6 @@ impl Bolt for KafkaSink {
             }
         }
         Ok(())
-    }
-
-    async fn cleanup(&mut self) {
-        if let Some(r) = self.run.take() {
-            let p = r.producer.clone();
-            let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
-        }
     }
 }
 
@@ -811,6 +941,13 @@ mod tests {
                     ..base()
                 },
                 "\"linger.ms\" cannot be set here (use option `linger`)",
+            ),
+            (
+                KafkaSinkOptions {
+                    transactions: true,
+                    ..base()
+                },
+                "EndTxnRequest (KIP-98) not supported by broker",
             ),
         ];
         for (o, want) in cases {

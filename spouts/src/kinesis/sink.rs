@@ -55,6 +55,14 @@
 //! the batch is failed so that its spout replays it: **at-least-once** (records accepted before
 //! the failure are written again by the replay).
 //!
+//! # Exactly-once
+//! Under `guarantee = "exactly_once"` every record received before a checkpoint's barrier is
+//! accepted by the stream before the checkpoint is taken, or the checkpoint is refused (see
+//! [`crate::connector::sink`], "Exactly-once"); a batch whose every try failed is kept and put
+//! again, not dropped. Delivery stays **at-least-once**: records put after the last completed
+//! checkpoint are put again when a run resumes from it (Kinesis has no transactions; readers
+//! that must not see duplicates de-duplicate by a key in the record).
+//!
 //! # Known limits
 //! - Order: a record retried after a partial failure lands after records of the same key put
 //!   in the meantime (Kinesis' own PutRecords has the same property); use one key per ordered
