@@ -16,6 +16,7 @@
 //!  spout ──emit (id, fullname, ...) msg id n──► bolts     pending: n ─► item (replayed on fail)
 //!      ▲                                                    │ ack
 //!      └──── seen set (LRU, max_seen) ◄─────────────────────┘ ─► state file (atomic rename)
+//!                 with checkpoints: seen set ─► checkpoint ─► state file when it completes
 //! ```
 //!
 //! # Options
@@ -118,6 +119,23 @@
 //! are not written: those items are emitted again (duplicates, not loss). Two tasks never share
 //! a subreddit; each subreddit has its own file.
 //!
+//! # Checkpoints (exactly-once)
+//! The spout rewinds ([`Spout::rewinds`]) within the listing's reach. In a run that takes
+//! checkpoints (`guarantee = "exactly_once"`, or a bolt that keeps state) each task writes
+//! into every checkpoint, per subreddit it polls (state part `seen`): the seen set (least
+//! recently seen first), whether its first poll is still to come, and the bad children without
+//! a fullname already reported. Under exactly-once (acking off) the seen set includes every
+//! item emitted before the checkpoint, acked or not yet; under at-least-once only acked items.
+//! A run restored from a checkpoint takes every old task's sets (so a change of parallelism
+//! keeps them) and starts each subreddit with a plain poll: the items the checkpoint does not
+//! hold are emitted again, oldest first, and those it holds are not — exactly what follows the
+//! checkpoint, as long as those items are still in the listing (the reach limit above). A
+//! subreddit the checkpoint does not know starts as a first run. The state files are then
+//! written only when a checkpoint completes, with that checkpoint's sets (never from acks, never
+//! at close), so a run started `--fresh` resumes from the last completed checkpoint's sets; and
+//! with `max_items` the spout ends once a completed checkpoint holds its last state. `max_items`
+//! counts per run.
+//!
 //! The state is a plain file replaced by an atomic rename (written to a temporary file in the
 //! same directory, fsynced, renamed over the old one, directory fsynced), not an embedded store:
 //! the set is small and bounded (`max_seen` fullnames of ~10 bytes), is always read and written
@@ -166,7 +184,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
+    BoxError, CheckpointId, Guarantee, OutputDeclarer, Restore, Snapshot, Spout, SpoutCollector,
+    TaskContext, Value, Values, values,
 };
 
 /// The fields of the `default` stream, in order.
@@ -612,6 +631,36 @@ impl FeedSpout {
     }
 }
 
+/// A state file's text: the header, then the fullnames one a line.
+fn state_text<'a>(names: impl Iterator<Item = &'a SmolStr>) -> String {
+    let mut text = String::from(STATE_HEADER);
+    text.push('\n');
+    for name in names {
+        text.push_str(name);
+        text.push('\n');
+    }
+    text
+}
+
+/// One subreddit's state in a checkpoint (the state part `seen`, a list of them per task).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct SavedSource {
+    subreddit: String,
+    /// No poll completed yet (the first one takes the current listing only).
+    fresh: bool,
+    /// The seen set, least recently seen first.
+    seen: Vec<SmolStr>,
+    /// The bad children without a fullname already reported.
+    nameless: Vec<u64>,
+}
+
+/// What a task writes to a state file when a checkpoint completes.
+struct SavedFile {
+    source: usize,
+    version: u64,
+    text: String,
+}
+
 /// Fullnames, least recently seen first, at most `cap` of them.
 struct Seen {
     stamp: u64,
@@ -657,6 +706,20 @@ impl Seen {
         }
     }
 
+    /// The fullnames, least recently seen first.
+    fn names(&self) -> impl Iterator<Item = &SmolStr> {
+        self.by_stamp.values()
+    }
+
+    /// A set of `names` (least recently seen first), keeping the last `cap`.
+    fn from_names(names: impl IntoIterator<Item = SmolStr>, cap: usize) -> Seen {
+        let mut seen = Seen::new(cap);
+        for n in names {
+            seen.insert(n);
+        }
+        seen
+    }
+
     #[cfg(test)]
     fn contains(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
@@ -664,14 +727,7 @@ impl Seen {
 
     /// The state file's text.
     fn to_text(&self) -> String {
-        let mut text = String::with_capacity(STATE_HEADER.len() + 1 + self.by_name.len() * 11);
-        text.push_str(STATE_HEADER);
-        text.push('\n');
-        for name in self.by_stamp.values() {
-            text.push_str(name);
-            text.push('\n');
-        }
-        text
+        state_text(self.by_stamp.values())
     }
 
     /// Reads a state file; a missing file is an empty set.
@@ -1323,6 +1379,10 @@ struct Source {
     /// No state file yet: the first poll takes the current listing only.
     fresh: bool,
     dirty: bool,
+    /// Changes of the state (seen set, nameless, fresh) so far.
+    version: u64,
+    /// With checkpoints: the version the last completed checkpoint holds.
+    saved_version: u64,
     next_poll: Instant,
     idle_wait: Duration,
     error_wait: Duration,
@@ -1339,6 +1399,13 @@ impl Source {
             self.nameless.clear();
         }
         self.nameless.insert(print);
+        self.version += 1;
+    }
+
+    /// The seen set (or whether this is a first run) changed: it is to be written.
+    fn changed(&mut self) {
+        self.dirty = true;
+        self.version += 1;
     }
 }
 
@@ -1362,7 +1429,18 @@ struct TaskState {
     max_pending: usize,
     last_flush: Instant,
     component: SmolStr,
+    /// The run takes checkpoints: the state files are written only when one completes.
+    checkpointed: bool,
+    /// Acking is off: an emitted item is covered by the next checkpoint.
+    exactly_once: bool,
+    /// The files of checkpoints not yet complete, oldest first.
+    at_checkpoints: VecDeque<(CheckpointId, Vec<SavedFile>)>,
+    /// The last state file write started by a completed checkpoint.
+    last_save: Option<JoinHandle<()>>,
 }
+
+/// How many incomplete checkpoints' files are kept (older ones never complete).
+const PENDING_CHECKPOINTS: usize = 16;
 
 impl Spout for FeedSpout {
     type MessageId = u64;
@@ -1399,6 +1477,8 @@ impl Spout for FeedSpout {
                 cursor: None,
                 verify: false,
                 dirty: false,
+                version: 0,
+                saved_version: 0,
                 next_poll: now,
                 idle_wait: self.opts.poll_interval,
                 error_wait: self.opts.poll_interval,
@@ -1418,6 +1498,10 @@ impl Spout for FeedSpout {
             max_pending: ctx.config().max_spout_pending.unwrap_or(usize::MAX),
             last_flush: now,
             component: SmolStr::new(ctx.component_id()),
+            checkpointed: ctx.checkpointed(),
+            exactly_once: ctx.config().guarantee == Guarantee::ExactlyOnce,
+            at_checkpoints: VecDeque::new(),
+            last_save: None,
         });
         Ok(())
     }
@@ -1438,7 +1522,9 @@ impl Spout for FeedSpout {
         }
         let ended = self.shared.ended();
         let force = ended && task.pending.is_empty();
-        task.flush(force, &self.shared).await;
+        if !task.checkpointed {
+            task.flush(force, &self.shared).await;
+        }
         if task.job.is_none() && !ended {
             task.start_job(&self.opts, &self.shared);
         }
@@ -1453,7 +1539,7 @@ impl Spout for FeedSpout {
         {
             src.inflight.remove(&p.fullname);
             src.seen.insert(p.fullname);
-            src.dirty = true;
+            src.changed();
         }
     }
 
@@ -1467,12 +1553,156 @@ impl Spout for FeedSpout {
 
     fn is_exhausted(&self) -> bool {
         self.task.as_ref().is_some_and(|t| {
+            let written = if t.checkpointed {
+                // A completed checkpoint holds the last state, and its files are written.
+                t.sources.iter().all(|s| s.saved_version == s.version)
+                    && t.last_save.as_ref().is_none_or(JoinHandle::is_finished)
+            } else {
+                t.sources.iter().all(|s| !s.dirty)
+            };
             t.sources.is_empty()
-                || (self.shared.ended()
-                    && t.job.is_none()
-                    && t.pending.is_empty()
-                    && t.sources.iter().all(|s| !s.dirty))
+                || (self.shared.ended() && t.job.is_none() && t.pending.is_empty() && written)
         })
+    }
+
+    fn rewinds(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let Some(task) = &mut self.task else {
+            return Ok(());
+        };
+        // Under exactly-once an emitted item is covered by this checkpoint even before its ack
+        // arrives: it joins the set here. Queued items were not emitted.
+        let mut emitted: Vec<Vec<SmolStr>> = vec![Vec::new(); task.sources.len()];
+        if task.exactly_once {
+            let queued: HashSet<u64> = task.queue.iter().copied().collect();
+            for (id, p) in &task.pending {
+                if !queued.contains(id)
+                    && let Some(e) = emitted.get_mut(p.source)
+                {
+                    e.push(p.fullname.clone());
+                }
+            }
+        }
+        let mut saved = Vec::with_capacity(task.sources.len());
+        let mut files = Vec::with_capacity(task.sources.len());
+        for (i, (src, extra)) in task.sources.iter().zip(emitted).enumerate() {
+            let mut names: Vec<SmolStr> = src.seen.names().cloned().collect();
+            names.extend(
+                extra
+                    .into_iter()
+                    .filter(|n| !src.seen.by_name.contains_key(n)),
+            );
+            files.push(SavedFile {
+                source: i,
+                version: src.version,
+                text: state_text(names.iter()),
+            });
+            saved.push(SavedSource {
+                subreddit: src.name.to_string(),
+                fresh: src.fresh,
+                seen: names,
+                nameless: src.nameless.iter().copied().collect(),
+            });
+        }
+        snap.put("seen", &saved);
+        if task.at_checkpoints.len() >= PENDING_CHECKPOINTS {
+            task.at_checkpoints.pop_front();
+        }
+        task.at_checkpoints.push_back((snap.checkpoint_id(), files));
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let Some(task) = &mut self.task else {
+            return Ok(());
+        };
+        // Every old task's subreddits: the subreddits are dealt out anew when the parallelism
+        // changed.
+        let mut saved: HashMap<String, SavedSource> = HashMap::new();
+        for list in from.get_all::<Vec<SavedSource>>("seen")? {
+            for s in list {
+                saved.insert(s.subreddit.clone(), s);
+            }
+        }
+        let cap = self.opts.max_seen;
+        for src in &mut task.sources {
+            match saved.remove(src.name.as_str()) {
+                Some(s) => {
+                    src.seen = Seen::from_names(s.seen, cap);
+                    src.nameless = s.nameless.into_iter().collect();
+                    src.fresh = s.fresh;
+                }
+                // Not in the checkpoint (added to `subreddits` since): a first run for it.
+                None => {
+                    src.seen = Seen::new(cap);
+                    src.nameless.clear();
+                    src.fresh = true;
+                }
+            }
+            src.cursor = None;
+            src.verify = false;
+            src.dirty = false;
+            src.saved_version = src.version;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) {
+        let Some(task) = &mut self.task else {
+            return;
+        };
+        if !task.checkpointed {
+            return;
+        }
+        let mut done = None;
+        while task.at_checkpoints.front().is_some_and(|(c, _)| *c <= id) {
+            done = task.at_checkpoints.pop_front();
+        }
+        let Some((_, files)) = done.filter(|(c, _)| *c == id) else {
+            return;
+        };
+        let mut writes = Vec::with_capacity(files.len());
+        for f in files {
+            if let Some(src) = task.sources.get_mut(f.source) {
+                src.saved_version = f.version;
+                src.dirty = false;
+                writes.push((src.file.clone(), f.text));
+            }
+        }
+        let shared = self.shared.clone();
+        let component = task.component.clone();
+        // In order: a slow write must not land after a newer one.
+        let previous = task.last_save.take();
+        task.last_save = Some(crate::connector::warn::spawn(async move {
+            if let Some(p) = previous {
+                let _ = p.await;
+            }
+            for (path, text) in writes {
+                let file = path.clone();
+                let written = tokio::task::spawn_blocking(move || write_atomically(&path, &text))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
+                match written {
+                    Ok(()) => {
+                        shared.counters.state_writes.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        shared.counters.state_write_errors.fetch_add(1, Relaxed);
+                        if shared.counters.may_warn() {
+                            tracing::warn!(
+                                component = %component,
+                                file = %file.display(),
+                                "cannot write the seen set of checkpoint {id} (a later checkpoint writes it): {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }));
     }
 
     async fn close(&mut self) {
@@ -1480,7 +1710,14 @@ impl Spout for FeedSpout {
             if let Some((_, handle)) = task.job.take() {
                 handle.abort();
             }
-            task.flush(true, &self.shared).await;
+            if task.checkpointed {
+                // The files hold the last completed checkpoint's sets: nothing more is written.
+                if let Some(h) = task.last_save.take() {
+                    let _ = h.await;
+                }
+            } else {
+                task.flush(true, &self.shared).await;
+            }
         }
     }
 }
@@ -1682,7 +1919,7 @@ impl TaskState {
             // Write the state file even if nothing is acked yet: a restart then knows that
             // this is not a first run (and does not skip what it finds).
             src.fresh = false;
-            src.dirty = true;
+            src.changed();
         }
         let found = run.items.len();
         if skip {
@@ -1696,7 +1933,7 @@ impl TaskState {
                     } => src.remember_nameless(print, opts.max_seen),
                 }
             }
-            src.dirty = true;
+            src.changed();
         } else {
             // Items and bad children alike take their place in `max_items`, oldest first: what
             // is sent to `error` is handled too, so a run whose items are all bad still ends.
@@ -1722,7 +1959,7 @@ impl TaskState {
                         match name {
                             Some(n) => {
                                 src.seen.insert(n);
-                                src.dirty = true;
+                                src.changed();
                             }
                             None => src.remember_nameless(print, opts.max_seen),
                         }

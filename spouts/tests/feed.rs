@@ -1527,3 +1527,180 @@ fn bad_options_are_named() {
     };
     assert!(!format!("{o:?}").contains("hunter2"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints (exactly-once).
+
+/// The feed -> recorder topology with `guarantee = "exactly_once"`, checkpoints every
+/// `interval` into `checkpoints`, started by `options` (from the newest checkpoint, or one named).
+fn run_checkpointed(
+    spout: &FeedSpout,
+    recorder: &Recorder,
+    checkpoints: &Path,
+    interval: Duration,
+    options: &topo_runtime::RunOptions,
+) -> TopologyHandle {
+    let mut b = TopologyBuilder::new("feed-eo");
+    let s = spout.clone();
+    b.set_spout("feed", move || s.clone(), 1);
+    let r = recorder.clone();
+    b.set_bolt("record", BoltFactory::basic(move || r.clone()), 1)
+        .shuffle_grouping("feed")
+        .shuffle_grouping_stream("feed", "error");
+    let config = topo_runtime::Config {
+        guarantee: topo_runtime::Guarantee::ExactlyOnce,
+        checkpoint_interval: interval,
+        checkpoint_dir: Some(checkpoints.to_path_buf()),
+        checkpoints_retained: 1000,
+        ..topo_runtime::Config::default()
+    };
+    let topology = b
+        .build()
+        .expect("a valid topology")
+        .with_config(config)
+        .expect("a valid config");
+    topo_runtime::try_submit(topology, options).expect("the topology starts")
+}
+
+/// The ids of the completed checkpoints in `dir`, oldest first.
+fn checkpoint_ids(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("chk-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+// Guards the own-persistence rule: in a run that takes checkpoints, the seen set is written
+// only when a checkpoint completes, so with no checkpoint completed nothing is written (however
+// many items are acked), and a later restore is not ahead of the state. The savepoint taken at
+// a graceful stop writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpointed_run_writes_its_seen_set_only_when_a_checkpoint_completes() {
+    let server = Server::start().await;
+    server.publish(1, 5);
+    let state = tempfile::tempdir().expect("temp dir");
+    let ck = tempfile::tempdir().expect("temp dir");
+    let spout = FeedSpout::new(options(&server, state.path())).expect("valid options");
+    let rec = Recorder::new();
+    // No checkpoint within the run.
+    let handle = run_checkpointed(
+        &spout,
+        &rec,
+        ck.path(),
+        Duration::from_secs(3600),
+        &Default::default(),
+    );
+    until("1..=5", || rec.fullnames().len() == 5).await;
+    let at = server.request_count();
+    until("more polls", || server.request_count() >= at + 3).await;
+    assert!(
+        checkpoint_ids(ck.path()).is_empty(),
+        "no checkpoint completed"
+    );
+    assert_eq!(
+        state_names(state.path()),
+        Vec::<String>::new(),
+        "nothing written without a completed checkpoint"
+    );
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(checkpoint_ids(ck.path()).len(), 1, "the stop's savepoint");
+    let mut written = state_names(state.path());
+    written.sort();
+    let mut want = names(1..=5);
+    want.sort();
+    assert_eq!(written, want, "written by the savepoint's completion");
+
+    // Restored from the savepoint: nothing again.
+    server.publish(6, 6);
+    let rec = Recorder::new();
+    let handle = run_checkpointed(
+        &spout,
+        &rec,
+        ck.path(),
+        Duration::from_millis(20),
+        &Default::default(),
+    );
+    until("6", || !rec.fullnames().is_empty()).await;
+    let at = server.request_count();
+    until("more polls", || server.request_count() >= at + 3).await;
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(rec.fullnames(), names(6..=6));
+}
+
+// Guards the rewind: the checkpoint's seen set, not the spout's file, decides what a restored
+// run emits. A run restored from a checkpoint that covers 1..=5 emits 6..=8, and a run
+// restored from that same checkpoint again (its state file now ahead, listing 1..=8) emits
+// 6..=8 once more: exactly what follows the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_run_emits_exactly_what_follows_its_checkpoint() {
+    let server = Server::start().await;
+    server.publish(1, 5);
+    let state = tempfile::tempdir().expect("temp dir");
+    let ck = tempfile::tempdir().expect("temp dir");
+    let spout = FeedSpout::new(options(&server, state.path())).expect("valid options");
+    let every = Duration::from_millis(20);
+
+    let rec = Recorder::new();
+    let handle = run_checkpointed(&spout, &rec, ck.path(), every, &Default::default());
+    until("1..=5 checkpointed", || {
+        rec.fullnames().len() == 5 && state_names(state.path()).len() == 5
+    })
+    .await;
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(rec.fullnames(), names(1..=5));
+    let covering = *checkpoint_ids(ck.path()).last().expect("a checkpoint");
+
+    // Restored from the newest checkpoint, with a state directory of its own (empty): only
+    // the new items.
+    server.publish(6, 8);
+    let other_state = tempfile::tempdir().expect("temp dir");
+    let spout2 = FeedSpout::new(options(&server, other_state.path())).expect("valid options");
+    let rec2 = Recorder::new();
+    let handle = run_checkpointed(&spout2, &rec2, ck.path(), every, &Default::default());
+    until("6..=8", || rec2.fullnames().len() >= 3).await;
+    until("6..=8 checkpointed", || {
+        state_names(other_state.path()).len() == 8
+    })
+    .await;
+    let at = server.request_count();
+    until("more polls", || server.request_count() >= at + 3).await;
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        rec2.fullnames(),
+        names(6..=8),
+        "the checkpoint's set was restored"
+    );
+
+    // Restored from the earlier checkpoint, the state file listing 1..=8: 6..=8 again.
+    let spout3 = FeedSpout::new(options(&server, other_state.path())).expect("valid options");
+    let rec3 = Recorder::new();
+    let handle = run_checkpointed(
+        &spout3,
+        &rec3,
+        ck.path(),
+        every,
+        &topo_runtime::RunOptions {
+            from_checkpoint: Some(covering.to_string()),
+            ..Default::default()
+        },
+    );
+    until("6..=8 again", || rec3.fullnames().len() >= 3).await;
+    let at = server.request_count();
+    until("more polls", || server.request_count() >= at + 3).await;
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        rec3.fullnames(),
+        names(6..=8),
+        "what follows the checkpoint, once"
+    );
+}

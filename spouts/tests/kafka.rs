@@ -534,3 +534,155 @@ async fn an_unreachable_broker_is_named_and_retried() {
     }
     handle.stop(Duration::from_secs(5)).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints (exactly-once).
+
+/// kafka (`parallelism` tasks) -> recorder, `guarantee = "exactly_once"`, checkpoints every
+/// `interval` into `checkpoints`, started by `options` (the newest checkpoint, or one named).
+fn run_checkpointed(
+    spout: &KafkaSpout,
+    parallelism: usize,
+    bolt: &Flaky,
+    checkpoints: &std::path::Path,
+    interval: Duration,
+    options: &topo_runtime::RunOptions,
+) -> TopologyHandle {
+    let mut b = TopologyBuilder::new("kafka-eo");
+    let s = spout.clone();
+    b.set_spout("kafka", move || s.clone(), parallelism);
+    let f = bolt.clone();
+    b.set_bolt("record", BoltFactory::basic(move || f.clone()), 2)
+        .shuffle_grouping("kafka");
+    let config = topo_runtime::Config {
+        guarantee: topo_runtime::Guarantee::ExactlyOnce,
+        checkpoint_interval: interval,
+        checkpoint_dir: Some(checkpoints.to_path_buf()),
+        checkpoints_retained: 1000,
+        max_spout_pending: Some(500),
+        ..topo_runtime::Config::default()
+    };
+    let topology = b
+        .build()
+        .expect("a valid topology")
+        .with_config(config)
+        .expect("a valid config");
+    topo_runtime::try_submit(topology, options).expect("the topology starts")
+}
+
+/// The ids of the completed checkpoints in `dir`, oldest first.
+fn checkpoint_ids(dir: &std::path::Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("chk-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn sorted_values(records: &[(String, String)]) -> Vec<String> {
+    let mut v: Vec<String> = records.iter().map(|r| r.1.clone()).collect();
+    v.sort();
+    v
+}
+
+// Guards exactly-once with the kafka spout: the group's offsets are committed only when a
+// checkpoint completes (none while no checkpoint does; the stop's savepoint commits the ends);
+// a run restored from a checkpoint with another spout parallelism reads exactly what follows
+// it; and a run restored from that same older checkpoint again (the group's offsets now ahead
+// of it) reads the same records once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_run_reads_exactly_what_follows_its_checkpoint() {
+    let topic = unique("eo");
+    let group = unique("eo-group");
+    create_topic(&topic, 4).await;
+    let first = records("a", 0..2000);
+    produce_batched(&topic, &first).await;
+    let ck = tempfile::tempdir().expect("temp dir");
+    let mut opts = options(&topic, &group);
+    opts.stop_at_end = false;
+
+    // No checkpoint during the run: nothing committed.
+    let spout = KafkaSpout::new(opts.clone()).expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let handle = run_checkpointed(
+        &spout,
+        2,
+        &bolt,
+        ck.path(),
+        Duration::from_secs(3600),
+        &Default::default(),
+    );
+    let start = std::time::Instant::now();
+    while bolt.values().len() < first.len() {
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for the first records"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        committed(&group, &topic, 4).values().all(|c| *c < 0),
+        "nothing committed without a completed checkpoint"
+    );
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(bolt.values(), sorted_values(&first), "each record once");
+    let savepoint = *checkpoint_ids(ck.path())
+        .last()
+        .expect("the stop's savepoint");
+    wait_committed_to_end(&group, &topic, 4).await;
+
+    // Restored (newest checkpoint, 3 spout tasks): only the new records.
+    let second = records("b", 2000..3000);
+    produce_batched(&topic, &second).await;
+    let mut opts = options(&topic, &group);
+    opts.stop_at_end = true;
+    let spout = KafkaSpout::new(opts.clone()).expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let handle = run_checkpointed(
+        &spout,
+        3,
+        &bolt,
+        ck.path(),
+        Duration::from_millis(20),
+        &Default::default(),
+    );
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        bolt.values(),
+        sorted_values(&second),
+        "what follows the checkpoint"
+    );
+    assert_eq!(committed(&group, &topic, 4), ends(&topic, 4));
+
+    // Restored from the savepoint again (1 task), the group ahead of it: the same records.
+    let spout = KafkaSpout::new(opts).expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let handle = run_checkpointed(
+        &spout,
+        1,
+        &bolt,
+        ck.path(),
+        Duration::from_millis(20),
+        &topo_runtime::RunOptions {
+            from_checkpoint: Some(savepoint.to_string()),
+            ..Default::default()
+        },
+    );
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        bolt.values(),
+        sorted_values(&second),
+        "rewound to the savepoint: what follows it, once"
+    );
+}

@@ -659,3 +659,221 @@ async fn workers_share_the_shards_hand_them_back_and_take_them_over() {
     );
     delete_stream(&c, &stream).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints (exactly-once).
+
+/// kinesis (`parallelism` tasks) -> recorder, `guarantee = "exactly_once"`, checkpoints every
+/// `interval` into `checkpoints`, started by `options` (the newest checkpoint, or one named).
+fn run_checkpointed(
+    spout: &KinesisSpout,
+    parallelism: usize,
+    bolt: &Flaky,
+    checkpoints: &std::path::Path,
+    interval: Duration,
+    options: &topo_runtime::RunOptions,
+) -> TopologyHandle {
+    let mut b = TopologyBuilder::new("kinesis-eo");
+    let s = spout.clone();
+    b.set_spout("kinesis", move || s.clone(), parallelism);
+    let f = bolt.clone();
+    b.set_bolt("record", BoltFactory::basic(move || f.clone()), 2)
+        .shuffle_grouping("kinesis");
+    let config = topo_runtime::Config {
+        guarantee: topo_runtime::Guarantee::ExactlyOnce,
+        checkpoint_interval: interval,
+        checkpoint_dir: Some(checkpoints.to_path_buf()),
+        checkpoints_retained: 1000,
+        max_spout_pending: Some(200),
+        ..topo_runtime::Config::default()
+    };
+    let topology = b
+        .build()
+        .expect("a valid topology")
+        .with_config(config)
+        .expect("a valid config");
+    topo_runtime::try_submit(topology, options).expect("the topology starts")
+}
+
+/// The ids of the completed checkpoints in `dir`, oldest first.
+fn checkpoint_ids(dir: &std::path::Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("chk-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn sorted_data(records: &[(String, String)]) -> Vec<String> {
+    let mut v: Vec<String> = records.iter().map(|r| r.1.clone()).collect();
+    v.sort();
+    v
+}
+
+// Guards exactly-once with the kinesis spout: the shards' files are written only when a
+// checkpoint completes (none while no checkpoint does; the stop's savepoint writes them); a run
+// restored from a checkpoint, with another spout parallelism, reads exactly what follows it
+// after each shard's sequence number; and a run restored from that same older checkpoint again
+// (the files now ahead of it) reads the same records once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_run_reads_exactly_what_follows_its_checkpoint() {
+    let c = client().await;
+    let stream = unique("eo");
+    create_stream(&c, &stream, 2).await;
+    let state = tempfile::tempdir().expect("temp dir");
+    let ck = tempfile::tempdir().expect("temp dir");
+    let first = records("a", 0..200);
+    put_batched(&c, &stream, &first).await;
+    let mut opts = options(&stream, state.path());
+    opts.stop_at_end = false;
+
+    // No checkpoint during the run: no shard file.
+    let spout = KinesisSpout::new(opts.clone()).expect("valid options");
+    let bolt = Flaky::new(0);
+    let handle = run_checkpointed(
+        &spout,
+        2,
+        &bolt,
+        ck.path(),
+        Duration::from_secs(3600),
+        &Default::default(),
+    );
+    eventually("the first 200 records", || bolt.delivered().len() >= 200).await;
+    // Several polls later (more than one `checkpoint_interval` of the spout's own, 100 ms).
+    let calls = spout.counters().get_records_calls();
+    eventually("more GetRecords calls", || {
+        spout.counters().get_records_calls() >= calls + 6
+    })
+    .await;
+    assert!(
+        checkpoints(state.path()).is_empty(),
+        "no shard file without a completed checkpoint"
+    );
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(bolt.data(), sorted_data(&first), "each record once");
+    let savepoint = *checkpoint_ids(ck.path())
+        .last()
+        .expect("the stop's savepoint");
+    let files = checkpoints(state.path());
+    assert_eq!(
+        files.len(),
+        2,
+        "both shards' files written by the savepoint: {files:?}"
+    );
+
+    // Restored (newest checkpoint, one spout task): only the new records.
+    let second = records("b", 200..300);
+    put_batched(&c, &stream, &second).await;
+    let mut opts = options(&stream, state.path());
+    opts.stop_at_end = true;
+    let spout = KinesisSpout::new(opts.clone()).expect("valid options");
+    let bolt = Flaky::new(0);
+    let handle = run_checkpointed(
+        &spout,
+        1,
+        &bolt,
+        ck.path(),
+        Duration::from_millis(20),
+        &Default::default(),
+    );
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        bolt.data(),
+        sorted_data(&second),
+        "what follows the checkpoint"
+    );
+
+    // Restored from the savepoint again, the files ahead of it: the same records once more.
+    let spout = KinesisSpout::new(opts).expect("valid options");
+    let bolt = Flaky::new(0);
+    let handle = run_checkpointed(
+        &spout,
+        3,
+        &bolt,
+        ck.path(),
+        Duration::from_millis(20),
+        &topo_runtime::RunOptions {
+            from_checkpoint: Some(savepoint.to_string()),
+            ..Default::default()
+        },
+    );
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        bolt.data(),
+        sorted_data(&second),
+        "rewound to the savepoint: what follows it, once"
+    );
+    delete_stream(&c, &stream).await;
+}
+
+// Guards resharding with checkpoints: shards are owned by task (no hand-backs), a child is read
+// once its parent's end is in a completed checkpoint (its file, written then, says so), every
+// record is read once, parent records before child records, and each shard's file ends as the
+// last checkpoint holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_checkpoints_children_are_read_after_their_parent_once() {
+    let c = client().await;
+    let stream = unique("eo-split");
+    create_stream(&c, &stream, 1).await;
+    let state = tempfile::tempdir().expect("temp dir");
+    let ck = tempfile::tempdir().expect("temp dir");
+    let before = records("p", 0..60);
+    let put_before = put(&c, &stream, &before).await;
+    let parent = put_before[0].0.clone();
+    c.split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&parent)
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .expect("split the shard");
+    wait_active(&c, &stream).await;
+    let after = records("c", 60..120);
+    put(&c, &stream, &after).await;
+
+    let spout = KinesisSpout::new(options(&stream, state.path())).expect("valid options");
+    let bolt = Flaky::new(0);
+    let handle = run_checkpointed(
+        &spout,
+        2,
+        &bolt,
+        ck.path(),
+        Duration::from_millis(20),
+        &Default::default(),
+    );
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(5)).await;
+    let delivered = bolt.delivered();
+    assert_eq!(delivered.len(), 120, "every record read once");
+    let last_parent = delivered
+        .iter()
+        .rposition(|(s, _)| *s == parent)
+        .expect("parent records");
+    let first_child = delivered
+        .iter()
+        .position(|(s, _)| *s != parent)
+        .expect("child records");
+    assert!(
+        last_parent < first_child,
+        "every parent record before the first child record"
+    );
+    let cps = checkpoints(state.path());
+    assert_eq!(
+        cps.get(&parent).map(|c| c.1),
+        Some(true),
+        "parent ended: {cps:?}"
+    );
+    assert_eq!(cps.len(), 3, "parent and both children: {cps:?}");
+    delete_stream(&c, &stream).await;
+}

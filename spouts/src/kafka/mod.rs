@@ -7,7 +7,9 @@
 //!
 //! ```text
 //!  Kafka topics ──► KafkaSpout (consumer group member; offsets: acked prefix per partition,
-//!                   committed) ──► bolts ──► KafkaSink (idempotent producer) ──► Kafka topics
+//!                   committed; with checkpoints: partitions dealt out without membership,
+//!                   positions in checkpoints, committed when one completes)
+//!                   ──► bolts ──► KafkaSink (idempotent producer) ──► Kafka topics
 //!        both: check_brokers / check_topic / check_properties ──► apply_properties ──► client
 //!              ──► check_topics_exist; describe_client_error, forward_log
 //! ```

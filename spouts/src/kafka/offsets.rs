@@ -8,6 +8,8 @@
 //!                                      │ fail: Parts::replay (due, slot, offset)      │
 //!                                      └──────────── replayed later ◄─────────────────┘
 //!  commit: Parts::to_commit ──► checked_commit_point (never past a held or unread offset)
+//!  with checkpoints: snapshot (next, or the checked acked prefix) ──► committed when the
+//!                    checkpoint completes; `Part::outstanding` caps reading past the prefix
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -119,6 +121,17 @@ impl Part {
             (None, _) => 0,
             (Some(_), Some(c)) => self.next.saturating_sub(c),
             (Some(_), None) => self.next.saturating_sub(self.origin),
+        }
+    }
+    /// Offsets that hold reading back at `max_uncommitted`: those not committed, or in a run
+    /// that takes checkpoints (it commits only when a checkpoint completes) those read past
+    /// the contiguous acked prefix, so that the cap bounds memory and not throughput.
+    pub(super) fn outstanding(&self, checkpointed: bool) -> u64 {
+        if checkpointed {
+            self.commit_point()
+                .map_or(0, |c| self.next.saturating_sub(c))
+        } else {
+            self.uncommitted()
         }
     }
     /// The offsets `[from, to)` are handled (each exactly once).

@@ -60,10 +60,15 @@ impl SpoutContext {
     /// Takes the partitions of `tpl` (assigned by the group, or chosen by `assignment =
     /// "static"`): sets where each starts, gives each a queue of its own and its state.
     /// Returns their names; the caller assigns `tpl` to the consumer.
+    ///
+    /// With `fixed` (a run that takes checkpoints), the start of each partition is given: an
+    /// offset (from a restored checkpoint, or the group's committed one), or the beginning or
+    /// end; the group is not asked.
     pub(super) fn take(
         &self,
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
+        fixed: Option<&HashMap<(String, i32), Offset>>,
     ) -> Vec<String> {
         let elements: Vec<(String, i32)> = tpl
             .elements()
@@ -81,7 +86,21 @@ impl SpoutContext {
                 .cloned()
                 .collect()
         };
-        let committed = self.starting_offsets(consumer, tpl, &first_time);
+        let committed = match fixed {
+            None => self.starting_offsets(consumer, tpl, &first_time),
+            Some(fixed) => {
+                let mut known = HashMap::new();
+                for (key, at) in fixed {
+                    let _ = tpl.set_partition_offset(&key.0, key.1, *at);
+                    if let Offset::Offset(o) = at
+                        && *o >= 0
+                    {
+                        known.insert(key.clone(), *o as u64);
+                    }
+                }
+                known
+            }
+        };
         // Each partition gets a queue of its own, so that one at its uncommitted cap is simply
         // not read (librdkafka stops fetching it when its queue is full) rather than paused,
         // which drops what was fetched and fetches again from the middle of a record batch.
@@ -173,7 +192,7 @@ impl ConsumerContext for SpoutContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let names = self.take(consumer, tpl);
+                let names = self.take(consumer, tpl, None);
                 tracing::info!(component = %self.component, partitions = ?names, "kafka partitions assigned");
                 let r = if cooperative {
                     consumer.incremental_assign(tpl)

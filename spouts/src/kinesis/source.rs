@@ -1,6 +1,8 @@
 //! `kinesis`: the records of an Amazon Kinesis data stream (or a Kinesis-compatible server such
 //! as kinesalite), through the official AWS SDK for Rust; the acked contiguous sequence number of
-//! each shard is checkpointed, so a restart resumes after it (at-least-once).
+//! each shard is checkpointed, so a restart resumes after it (at-least-once). In a run that
+//! takes checkpoints the shards' sequence numbers go into the topology's checkpoints instead
+//! (exactly-once with `guarantee = "exactly_once"`; see "Checkpoints").
 //!
 //! ```text
 //!  Kinesis ◄── ListShards (every `shard_refresh`) ── coordinator task (one per spout task = worker)
@@ -96,6 +98,32 @@
 //! the other's shards over within `shard_refresh` once it is killed
 //! ([`KinesisCounters::shards_held`], [`KinesisCounters::shards_handed_back`]).
 //!
+//! # Checkpoints (exactly-once)
+//! The spout rewinds ([`Spout::rewinds`]). In a run that takes checkpoints (`guarantee =
+//! "exactly_once"`, or a bolt that keeps state):
+//! - **Ownership without hand-backs**: each shard is read by one task, the one whose index is
+//!   a stable hash of the shard id (FNV-1a) modulo the spout's parallelism; leases are still
+//!   taken (another process sharing the state directory cannot read the shard at the same
+//!   time) but never handed back during the run, so a shard's records are never read by two
+//!   tasks between two checkpoints. Workers are not counted. Several processes sharing one
+//!   stream's shards in one run is not supported in this mode.
+//! - **Snapshot**: each task writes the shards it took (state part `shards`): the sequence
+//!   number of the last record whose tuple the checkpoint covers — under exactly-once (acking
+//!   off) the last record emitted, under at-least-once the end of the contiguous acked prefix —
+//!   and `ended` once the shard's SHARD_END is covered.
+//! - **Restore**: every task makes the shards' files the checkpoint's before its coordinator
+//!   starts (the coordinator starts at the first `next_tuple`, after the restore): the files of
+//!   every shard the checkpoint holds (from every old task, so a change of parallelism keeps
+//!   them) are rewritten, and the files of shards it does not hold are removed. A shard then
+//!   resumes AFTER_SEQUENCE_NUMBER of its checkpointed sequence, starts at `start_at`
+//!   (TRIM_HORIZON by default) when the checkpoint holds none, and is not read again when it
+//!   ended; children become readable once their parents' end is in a completed checkpoint (or
+//!   acked by the same task).
+//! - **The files** (`shard-<id>.json`) are written only when a checkpoint completes, with that
+//!   checkpoint's positions; never every `checkpoint_interval`, on hand-back or at close. A run
+//!   started `--fresh` resumes from them. With `stop_at_end` the spout ends once a completed
+//!   checkpoint holds every shard's last position.
+//!
 //! # Known limits
 //! - Leases live in the state directory: processes sharing a stream must share it (one host, or
 //!   a file system with working `flock`, which excludes most NFS set-ups). A DynamoDB lease
@@ -121,7 +149,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    BoxError, OutputDeclarer, Spout, SpoutCollector, TaskContext, Value, Values, values,
+    BoxError, CheckpointId, Guarantee, OutputDeclarer, Restore, Snapshot, Spout, SpoutCollector,
+    TaskContext, Value, Values, values,
 };
 
 use super::{describe, kinesis_options, lease};
@@ -312,6 +341,68 @@ struct Track {
     released: bool,
 }
 
+/// What a run that takes checkpoints keeps: the positions written into checkpoints not yet
+/// complete, written to the shards' files when they complete.
+struct Checkpointed {
+    /// Acking is off: every emitted record is covered by the next checkpoint.
+    exactly_once: bool,
+    /// (this task's index, the parallelism).
+    owner: (usize, usize),
+    /// Where the shards this task owns start (their files when the run began, after a
+    /// restore the checkpoint's): written into every checkpoint for the shards not taken yet,
+    /// so that a checkpoint taken before the coordinator took a shard keeps its position.
+    baseline: HashMap<String, Saved>,
+    /// Positions of checkpoints not yet complete, oldest first.
+    pending: VecDeque<(CheckpointId, Vec<Saved>)>,
+    /// The last write of a completed checkpoint's positions.
+    writing: Option<JoinHandle<()>>,
+}
+
+/// How many incomplete checkpoints' positions are kept (older ones never complete).
+const PENDING_CHECKPOINTS: usize = 16;
+
+/// The spout task that reads a shard in a run that takes checkpoints: a stable hash of the
+/// shard id (FNV-1a) modulo the parallelism.
+fn owner_of(shard: &str, tasks: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in shard.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % tasks.max(1) as u64) as usize
+}
+
+/// The `shard-*.json` files of a state directory, with what each holds (if it reads).
+fn shard_files(dir: &Path) -> io::Result<Vec<(PathBuf, Option<Saved>)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        let is_shard = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".json"));
+        if is_shard {
+            let shard = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Saved>(&b).ok());
+            out.push((path, shard));
+        }
+    }
+    Ok(out)
+}
+
+/// The positions of the shards a task owns, by shard id.
+fn owned(
+    saved: impl IntoIterator<Item = Saved>,
+    (task, tasks): (usize, usize),
+) -> HashMap<String, Saved> {
+    saved
+        .into_iter()
+        .filter(|s| owner_of(&s.shard, tasks) == task)
+        .map(|s| (s.shard.clone(), s))
+        .collect()
+}
+
 /// A shard being handed back: its lease goes once its emitted records are acked, or at
 /// `deadline`.
 struct Releasing {
@@ -347,7 +438,13 @@ struct Running {
     store: Arc<Mutex<Store>>,
     dir: PathBuf,
     cancel: CancellationToken,
-    task: JoinHandle<()>,
+    /// The coordinator, once started.
+    task: Option<JoinHandle<()>>,
+    /// With checkpoints the coordinator starts at the first `next_tuple`, after a restore has
+    /// set the shards' positions.
+    deferred: Option<(Arc<Shared>, lease::Worker)>,
+    /// With checkpoints (see [`Checkpointed`]); `None` without.
+    ck: Option<Checkpointed>,
     max_pending: usize,
     last_checkpoint: tokio::time::Instant,
     ended: bool,
@@ -362,7 +459,9 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.cancel.cancel();
-        self.task.abort();
+        if let Some(t) = &self.task {
+            t.abort();
+        }
         // After the last checkpoint (`close`): the shards are free for other workers.
         let held = std::mem::take(&mut *lock(&self.leases));
         self.counters
@@ -561,6 +660,9 @@ struct Shared {
     gave_up: std::sync::atomic::AtomicBool,
     /// The leases this worker holds, by shard id; the spout drops them once it closed.
     leases: Arc<Mutex<HashMap<String, lease::Lease>>>,
+    /// With checkpoints: (this task's index, the parallelism). Each shard then has one owner
+    /// task ([`owner_of`]) and is never handed back during the run.
+    owner: Option<(usize, usize)>,
 }
 
 impl Shared {
@@ -673,6 +775,11 @@ async fn coordinate(
             if done.contains(id) {
                 continue;
             }
+            if let Some((task, tasks)) = shared.owner
+                && owner_of(id, tasks) != task
+            {
+                continue;
+            }
             match load_saved(&shared.dir, id) {
                 Err(e) => {
                     shared.counters.error(&shared.component, e);
@@ -700,14 +807,23 @@ async fn coordinate(
                 waiting = true;
             }
         }
-        let live = worker.live_workers(&shared.dir).unwrap_or_else(|e| {
-            shared.counters.error(
-                &shared.component,
-                format!("cannot list the workers in {}: {e}", shared.dir.display()),
-            );
+        let live = if shared.owner.is_some() {
             1
-        });
-        let fair = lease::fair_share(readable.len(), live);
+        } else {
+            worker.live_workers(&shared.dir).unwrap_or_else(|e| {
+                shared.counters.error(
+                    &shared.component,
+                    format!("cannot list the workers in {}: {e}", shared.dir.display()),
+                );
+                1
+            })
+        };
+        // With checkpoints every owned shard is read and none is handed back.
+        let fair = if shared.owner.is_some() {
+            usize::MAX
+        } else {
+            lease::fair_share(readable.len(), live)
+        };
         let mut held = {
             let leases = lock(&shared.leases);
             readable
@@ -1262,10 +1378,29 @@ impl Spout for KinesisSpout {
                 .unwrap_or_else(|| "the AWS endpoint".into()),
             gave_up: std::sync::atomic::AtomicBool::new(false),
             leases: leases.clone(),
+            owner: ctx
+                .checkpointed()
+                .then(|| (ctx.task_index(), ctx.parallelism())),
         });
         let shard_names = Arc::new(Mutex::new(Vec::new()));
         tracing::info!(component = %component, stream = %self.opts.stream, state_dir = %dir.display(), "kinesis spout open");
-        let task = crate::connector::warn::spawn(coordinate(shared, shard_names.clone(), worker));
+        let (task, deferred, ck) = if ctx.checkpointed() {
+            let owner = (ctx.task_index(), ctx.parallelism());
+            let files = shard_files(&dir)
+                .map_err(|e| format!("cannot list the shard files in {}: {e}", dir.display()))?;
+            let ck = Checkpointed {
+                exactly_once: ctx.config().guarantee == Guarantee::ExactlyOnce,
+                owner,
+                baseline: owned(files.into_iter().filter_map(|(_, s)| s), owner),
+                pending: VecDeque::new(),
+                writing: None,
+            };
+            (None, Some((shared, worker)), Some(ck))
+        } else {
+            let task =
+                crate::connector::warn::spawn(coordinate(shared, shard_names.clone(), worker));
+            (Some(task), None, None)
+        };
         self.run = Some(Running {
             rx,
             shard_names,
@@ -1276,6 +1411,8 @@ impl Spout for KinesisSpout {
             dir,
             cancel,
             task,
+            deferred,
+            ck,
             max_pending: ctx.config().max_spout_pending.unwrap_or(usize::MAX),
             last_checkpoint: tokio::time::Instant::now(),
             ended: false,
@@ -1294,13 +1431,21 @@ impl Spout for KinesisSpout {
         let Some(r) = &mut self.run else {
             return Ok(());
         };
+        if let Some((shared, worker)) = r.deferred.take() {
+            r.task = Some(crate::connector::warn::spawn(coordinate(
+                shared,
+                r.shard_names.clone(),
+                worker,
+            )));
+        }
         r.emit(out, &self.counters);
         if !r.releasing.is_empty() {
             r.hand_back(&self.counters).await;
         }
         let due = r.last_checkpoint.elapsed() >= self.opts.checkpoint_interval;
         let idle_end = r.ended && r.pending.is_empty();
-        if due || idle_end {
+        // With checkpoints the files are written only when a checkpoint completes.
+        if r.ck.is_none() && (due || idle_end) {
             r.last_checkpoint = tokio::time::Instant::now();
             if !lock(&r.store).dirty.is_empty() {
                 let (store, dir, counters) =
@@ -1332,12 +1477,172 @@ impl Spout for KinesisSpout {
                 && r.pending.is_empty()
                 && r.releasing.is_empty()
                 && lock(&r.store).dirty.is_empty()
+                && r.ck
+                    .as_ref()
+                    .is_none_or(|ck| ck.writing.as_ref().is_none_or(JoinHandle::is_finished))
         })
     }
 
+    fn rewinds(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let Some(r) = &mut self.run else {
+            return Ok(());
+        };
+        let Some(ck) = &mut r.ck else {
+            return Ok(());
+        };
+        // The shards this task owns where they started, overlaid with those it took (their
+        // acked prefix, as the store has it), ...
+        let mut shards: HashMap<String, Saved> = ck.baseline.clone();
+        shards.extend(lock(&r.store).shards.clone());
+        if ck.exactly_once {
+            // ... under exactly-once up to the last record emitted, acked or not.
+            for t in r.tracks.iter().flatten().filter(|t| !t.released) {
+                let s = shards.entry(t.id.clone()).or_insert_with(|| Saved {
+                    shard: t.id.clone(),
+                    ..Saved::default()
+                });
+                if let Some(last) = t.sequences.back() {
+                    s.sequence = Some(last.to_string());
+                }
+                s.ended |= t.ended;
+            }
+        }
+        let mut saved: Vec<Saved> = shards.into_values().collect();
+        saved.sort_by(|a, b| a.shard.cmp(&b.shard));
+        snap.put("shards", &saved);
+        if ck.pending.len() >= PENDING_CHECKPOINTS {
+            ck.pending.pop_front();
+        }
+        ck.pending.push_back((snap.checkpoint_id(), saved));
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let Some(r) = &mut self.run else {
+            return Ok(());
+        };
+        let Some(ck) = &mut r.ck else {
+            return Ok(());
+        };
+        // The shards' files are made the checkpoint's, by every task alike (the same content),
+        // before any coordinator reads them: every shard of every old task, and no file of a
+        // shard the checkpoint does not hold (read from `start_at`, as new).
+        let mut saved: HashMap<String, Saved> = HashMap::new();
+        for list in from.get_all::<Vec<Saved>>("shards")? {
+            for s in list {
+                let e = saved.entry(s.shard.clone()).or_insert_with(|| s.clone());
+                if s.ended || (!e.ended && e.sequence.is_none()) {
+                    *e = s;
+                }
+            }
+        }
+        let files = shard_files(&r.dir).map_err(|e| {
+            format!(
+                "kinesis spout: cannot list the shard files in {}: {e}",
+                r.dir.display()
+            )
+        })?;
+        for (path, shard) in files {
+            if shard.is_none_or(|s| !saved.contains_key(&s.shard)) {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(format!(
+                            "kinesis spout: cannot remove {} (not in checkpoint {}): {e}",
+                            path.display(),
+                            from.checkpoint_id()
+                        )
+                        .into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for s in saved.values() {
+            let path = shard_file(&r.dir, &s.shard);
+            let bytes = serde_json::to_vec(s).unwrap_or_default();
+            write_atomic(&path, &bytes).map_err(|e| {
+                format!(
+                    "kinesis spout: cannot write {} from checkpoint {}: {e}",
+                    path.display(),
+                    from.checkpoint_id()
+                )
+            })?;
+        }
+        tracing::info!(
+            checkpoint = from.checkpoint_id(),
+            shards = saved.len(),
+            "kinesis spout restored"
+        );
+        ck.baseline = owned(saved.into_values(), ck.owner);
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) {
+        let Some(r) = &mut self.run else {
+            return;
+        };
+        let Some(ck) = &mut r.ck else {
+            return;
+        };
+        let mut done = None;
+        while ck.pending.front().is_some_and(|(c, _)| *c <= id) {
+            done = ck.pending.pop_front();
+        }
+        let Some((_, saved)) = done.filter(|(c, _)| *c == id) else {
+            return;
+        };
+        {
+            // What the checkpoint holds as the store has it is written: no longer dirty.
+            let mut store = lock(&r.store);
+            for s in &saved {
+                if store.shards.get(&s.shard) == Some(s) {
+                    store.dirty.remove(&s.shard);
+                }
+            }
+        }
+        let dir = r.dir.clone();
+        let counters = self.counters.clone();
+        let previous = ck.writing.take();
+        // In order: a slow write must not land after a newer one.
+        ck.writing = Some(crate::connector::warn::spawn(async move {
+            if let Some(p) = previous {
+                let _ = p.await;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                for s in saved {
+                    let path = shard_file(&dir, &s.shard);
+                    let bytes = serde_json::to_vec(&s).unwrap_or_default();
+                    match write_atomic(&path, &bytes) {
+                        Ok(()) => {
+                            counters.checkpoints.fetch_add(1, Relaxed);
+                        }
+                        Err(e) => {
+                            counters.checkpoint_errors.fetch_add(1, Relaxed);
+                            if counters.log.warn.allow() {
+                                tracing::warn!(path = %path.display(), "cannot write the position of checkpoint {id}: {e}");
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+        }));
+    }
+
     async fn close(&mut self) {
-        let Some(r) = self.run.take() else { return };
+        let Some(mut r) = self.run.take() else { return };
         r.cancel.cancel();
+        if let Some(ck) = &mut r.ck {
+            // The files hold the last completed checkpoint's positions: nothing more.
+            if let Some(w) = ck.writing.take() {
+                let _ = w.await;
+            }
+            return;
+        }
         let (store, dir, counters) = (r.store.clone(), r.dir.clone(), self.counters.clone());
         let _ = tokio::task::spawn_blocking(move || flush_store(&store, &dir, &counters)).await;
     }
