@@ -695,10 +695,11 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
             cluster.block_on(async { tokio::time::timeout(Duration::from_secs(1), ended).await });
     }
     if !quiet {
-        eprintln!("{}", status::line(&report.metrics, None));
+        // The final status line stays the last line.
         if let Some(cp) = &report.metrics.checkpoints {
             eprintln!("{}", status::checkpoint_summary(cp));
         }
+        eprintln!("{}", status::line(&report.metrics, None));
     }
     if let Some(e) = handle_fatal {
         eprintln!("error: {e}");

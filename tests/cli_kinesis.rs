@@ -152,7 +152,12 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
 }
 
 /// Runs the example with these settings; returns the window rows and late readings printed.
-fn run_example(stream: &str, state: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+fn run_example(
+    stream: &str,
+    state: &std::path::Path,
+    count: usize,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
     let out = assert_cmd::Command::cargo_bin("topo")
         .expect("the topo binary")
         .env_remove("RUST_LOG")
@@ -165,6 +170,7 @@ fn run_example(stream: &str, state: &std::path::Path, count: usize) -> Vec<serde
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .args(["run", "--quiet", "--until-idle"])
+        .args(extra)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/examples/kinesis_sensors.toml"
@@ -186,15 +192,17 @@ fn run_example(stream: &str, state: &std::path::Path, count: usize) -> Vec<serde
 }
 
 // The example file: readings go through the stream and come back as windows; over two runs
-// (the second resuming from the first's checkpoints) every reading of the first run is counted.
+// every reading of the first run is counted. The second starts with empty state (`--fresh`: the
+// generator puts another 500 readings, where a resume would find its count reached), and its
+// kinesis spout goes on from the shard positions the first run's last checkpoint committed.
 #[test]
 fn the_example_puts_readings_and_reads_them_back_across_two_runs() {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let stream = unique("example");
     rt.block_on(async { create_stream(&client().await, &stream, 2).await });
     let state = tempfile::tempdir().expect("temp dir");
-    let first = run_example(&stream, state.path(), 500);
-    let second = run_example(&stream, state.path(), 500);
+    let first = run_example(&stream, state.path(), 500, &[]);
+    let second = run_example(&stream, state.path(), 500, &["--fresh"]);
     let mut per_device: HashMap<String, u64> = HashMap::new();
     for row in first.iter().chain(&second) {
         // A window row counts its readings; a late reading (after its window fired: shards are

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use topo_test_support::soak::{SinkOutput, Soak};
+use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint};
 
 /// Lines in the input file (8 words each, from a vocabulary of VOCABULARY words).
 const N: usize = 30_000;
@@ -81,23 +81,6 @@ fn write_input(dir: &Path, seed: u64) -> HashMap<String, i64> {
     truth
 }
 
-/// The id of the newest completed checkpoint (0: none yet).
-fn newest_checkpoint(state: &Path) -> u64 {
-    std::fs::read_dir(state.join("soak-eo/checkpoints"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("chk-")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// Each word's highest count output so far.
 fn last_counts(output: &SinkOutput) -> HashMap<String, i64> {
     let mut last: HashMap<String, i64> = HashMap::new();
@@ -140,14 +123,14 @@ fn soak(
     soak.start_with(&["--set", &set(run)]);
     // A run is killed only once it has completed a checkpoint of its own, so that every run
     // makes progress (the kill then falls anywhere after it).
-    let mut since = newest_checkpoint(&soak.state());
+    let mut since = newest_checkpoint(&soak.state(), "soak-eo");
     while soak.killing() {
         output.poll();
         let produced = output.records().len();
         soak.check_budget(format_args!("{produced} records output, run {run}"));
-        if newest_checkpoint(&soak.state()) > since && soak.kill_if_due(produced, 30) {
+        if newest_checkpoint(&soak.state(), "soak-eo") > since && soak.kill_if_due(produced, 30) {
             run += 1;
-            since = newest_checkpoint(&soak.state());
+            since = newest_checkpoint(&soak.state(), "soak-eo");
             if soak.killing() {
                 soak.start_with(&["--set", &set(run)]);
             }

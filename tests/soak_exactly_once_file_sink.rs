@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use topo_test_support::soak::{SinkOutput, Soak, published_files};
+use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint, published_files};
 
 /// Distinct lines in the input file.
 const N: usize = 40_000;
@@ -51,23 +51,6 @@ inputs = [{{ from = "lines" }}]
     )
 }
 
-/// The id of the newest completed checkpoint (0: none yet).
-fn newest_checkpoint(state: &Path) -> u64 {
-    std::fs::read_dir(state.join("soak-eo-file/checkpoints"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("chk-")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 #[test]
 fn published_files_hold_each_record_exactly_once_after_kills() {
     let test = "soak_exactly_once_file_sink";
@@ -96,12 +79,14 @@ fn published_files_hold_each_record_exactly_once_after_kills() {
     println!("kill points (records published): {:?}", soak.kill_points());
     let mut output = SinkOutput::new(&soak.out(), "line");
     soak.start();
-    let mut since = newest_checkpoint(&soak.state());
+    let mut since = newest_checkpoint(&soak.state(), "soak-eo-file");
     while soak.killing() {
         let published = output.poll();
         soak.check_budget(format_args!("{published} records published"));
-        if newest_checkpoint(&soak.state()) > since && soak.kill_if_due(published, 30) {
-            since = newest_checkpoint(&soak.state());
+        if newest_checkpoint(&soak.state(), "soak-eo-file") > since
+            && soak.kill_if_due(published, 30)
+        {
+            since = newest_checkpoint(&soak.state(), "soak-eo-file");
             if soak.killing() {
                 soak.start();
             }

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use topo_test_support::kafka::{committed, create_topic, ends, produce_batched};
-use topo_test_support::soak::{SinkOutput, Soak};
+use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint};
 use topo_test_support::unique;
 
 /// Words in the topic.
@@ -70,23 +70,6 @@ inputs = [{{ from = "count" }}]
         brokers = topo_test_support::kafka::brokers(),
         dir = dir.display()
     )
-}
-
-/// The id of the newest completed checkpoint (0: none yet).
-fn newest_checkpoint(state: &Path) -> u64 {
-    std::fs::read_dir(state.join("soak-eo-kafka/checkpoints"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("chk-")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// Each word's highest count output so far.
@@ -146,14 +129,16 @@ fn kafka_word_counts_are_exact_after_kills_and_spout_rescales() {
     soak.start_with(&["--set", &set(run), "--set", &set_group(run)]);
     // A run is killed only once it has completed a checkpoint of its own, so that every run
     // makes progress (the kill then falls anywhere after it).
-    let mut since = newest_checkpoint(&soak.state());
+    let mut since = newest_checkpoint(&soak.state(), "soak-eo-kafka");
     while soak.killing() {
         output.poll();
         let produced = output.records().len();
         soak.check_budget(format_args!("{produced} records output, run {run}"));
-        if newest_checkpoint(&soak.state()) > since && soak.kill_if_due(produced, 30) {
+        if newest_checkpoint(&soak.state(), "soak-eo-kafka") > since
+            && soak.kill_if_due(produced, 30)
+        {
             run += 1;
-            since = newest_checkpoint(&soak.state());
+            since = newest_checkpoint(&soak.state(), "soak-eo-kafka");
             println!(
                 "run {} killed at {produced} records output, checkpoint {since}, its group committed {:?}",
                 run - 1,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use topo_test_support::soak::{SinkOutput, Soak};
+use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint};
 
 /// Readings generated (message n: device n mod DEVICES, timestamp START + n ms).
 const N: i64 = 300_000;
@@ -100,23 +100,6 @@ fn truth() -> HashMap<(i64, String), Result4> {
     out
 }
 
-/// The id of the newest completed checkpoint (0: none yet).
-fn newest_checkpoint(state: &Path) -> u64 {
-    std::fs::read_dir(state.join("soak-eo-window/checkpoints"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("chk-")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 #[test]
 fn exactly_once_event_time_windows_are_exact_after_kills_and_rescales() {
     let truth = truth();
@@ -139,14 +122,16 @@ fn exactly_once_event_time_windows_are_exact_after_kills_and_rescales() {
     let mut output = SinkOutput::new(&soak.out(), "device_id");
     let mut run = 0;
     soak.start_with(&["--set", &set(run)]);
-    let mut since = newest_checkpoint(&soak.state());
+    let mut since = newest_checkpoint(&soak.state(), "soak-eo-window");
     while soak.killing() {
         output.poll();
         let produced = output.records().len();
         soak.check_budget(format_args!("{produced} results output, run {run}"));
-        if newest_checkpoint(&soak.state()) > since && soak.kill_if_due(produced, 30) {
+        if newest_checkpoint(&soak.state(), "soak-eo-window") > since
+            && soak.kill_if_due(produced, 30)
+        {
             run += 1;
-            since = newest_checkpoint(&soak.state());
+            since = newest_checkpoint(&soak.state(), "soak-eo-window");
             if soak.killing() {
                 soak.start_with(&["--set", &set(run)]);
             }

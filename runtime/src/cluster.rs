@@ -310,7 +310,19 @@ impl TopologyHandle {
     /// component's `close`/`cleanup` runs. Tasks still running `drain_timeout` after the spouts
     /// gave up are aborted.
     pub async fn stop(mut self, drain_timeout: Duration) -> StopReport {
-        if self.coordinator.is_some() && self.fatal.get().is_none() {
+        if let Some((commands, _)) = self.coordinator.as_ref()
+            && self.fatal.get().is_none()
+            && self.is_idle()
+        {
+            // Every input is drained: each task writes its state into a last checkpoint as it
+            // ends, after `finish` (a window's last results, a sink's last files included).
+            let (reply, id) = tokio::sync::oneshot::channel();
+            if commands.send(Command::Final(reply)).is_ok()
+                && let Ok(id) = id.await
+            {
+                tracing::info!(checkpoint = id, "final checkpoint at the end of input");
+            }
+        } else if self.coordinator.is_some() && self.fatal.get().is_none() {
             // A last checkpoint (a savepoint) with the spouts paused, so that a later run
             // resumes exactly here.
             self.deactivate();
@@ -608,6 +620,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
         }
         let (trigger, trigger_rx) = watch::channel(0);
         let (completed, completed_rx) = watch::channel(0);
+        let (final_id, final_rx) = watch::channel(0);
         let (report_tx, reports) = flume::unbounded();
         let (commands_tx, commands) = flume::unbounded();
         let mut tasks = Vec::new();
@@ -627,6 +640,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
             next_id,
             trigger,
             completed,
+            final_id,
             reports,
             commands,
             metrics: cm.clone(),
@@ -644,6 +658,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
             key_groups: config.max_parallelism as u32,
             upstream: 0,
             alignment_buffer: config.alignment_buffer,
+            final_id: final_rx,
         });
     }
     // How many upstream tasks send to each component's tasks: every task of every component it

@@ -53,7 +53,7 @@
 //!  tap        ─► clock, suggest, tuple, value
 //!  collector  ─► acker, checkpoint, grouping, metrics, tap, tuple, value
 //!  component  ─► checkpoint, collector, config, state, tuple
-//!  task       ─► acker, checkpoint, collector, component, metrics, state, tuple  (task loops)
+//!  task       ─► acker, checkpoint, collector, component, config, metrics, state, tuple  (loops)
 //!  topology   ─► component, config, grouping, role, suggest, task   (holds the task starters)
 //!  builder    ─► component, config, grouping, topology, tuple
 //!  cluster    ─► acker, checkpoint, collector, component, config, grouping, metrics, state, tap, task, topology, tuple

@@ -128,7 +128,10 @@ impl<D: BoltDriver> DynDriver for D {
         Box::pin(BoltDriver::input_drained(self, env))
     }
     fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
-        Box::pin(BoltDriver::finish(self, env))
+        Box::pin(async move {
+            BoltDriver::finish(self, env).await;
+            BoltDriver::cleanup(self, env).await;
+        })
     }
 }
 

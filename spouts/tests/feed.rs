@@ -1562,24 +1562,6 @@ fn run_checkpointed(
     topo_runtime::try_submit(topology, options).expect("the topology starts")
 }
 
-/// The ids of the completed checkpoints in `dir`, oldest first.
-fn checkpoint_ids(dir: &Path) -> Vec<u64> {
-    let mut ids: Vec<u64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("chk-")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
 // Guards the own-persistence rule: in a run that takes checkpoints, the seen set is written
 // only when a checkpoint completes, so with no checkpoint completed nothing is written (however
 // many items are acked), and a later restore is not ahead of the state. The savepoint taken at
@@ -1604,7 +1586,7 @@ async fn a_checkpointed_run_writes_its_seen_set_only_when_a_checkpoint_completes
     let at = server.request_count();
     until("more polls", || server.request_count() >= at + 3).await;
     assert!(
-        checkpoint_ids(ck.path()).is_empty(),
+        topo_test_support::soak::checkpoint_ids(ck.path()).is_empty(),
         "no checkpoint completed"
     );
     assert_eq!(
@@ -1613,7 +1595,11 @@ async fn a_checkpointed_run_writes_its_seen_set_only_when_a_checkpoint_completes
         "nothing written without a completed checkpoint"
     );
     handle.stop(Duration::from_secs(5)).await;
-    assert_eq!(checkpoint_ids(ck.path()).len(), 1, "the stop's savepoint");
+    assert_eq!(
+        topo_test_support::soak::checkpoint_ids(ck.path()).len(),
+        1,
+        "the stop's savepoint"
+    );
     let mut written = state_names(state.path());
     written.sort();
     let mut want = names(1..=5);
@@ -1658,7 +1644,9 @@ async fn a_restored_run_emits_exactly_what_follows_its_checkpoint() {
     .await;
     handle.stop(Duration::from_secs(5)).await;
     assert_eq!(rec.fullnames(), names(1..=5));
-    let covering = *checkpoint_ids(ck.path()).last().expect("a checkpoint");
+    let covering = *topo_test_support::soak::checkpoint_ids(ck.path())
+        .last()
+        .expect("a checkpoint");
 
     // Restored from the newest checkpoint, with a state directory of its own (empty): only
     // the new items.

@@ -570,24 +570,6 @@ fn run_checkpointed(
     topo_runtime::try_submit(topology, options).expect("the topology starts")
 }
 
-/// The ids of the completed checkpoints in `dir`, oldest first.
-fn checkpoint_ids(dir: &std::path::Path) -> Vec<u64> {
-    let mut ids: Vec<u64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("chk-")?
-                .strip_suffix(".json")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
 fn sorted_values(records: &[(String, String)]) -> Vec<String> {
     let mut v: Vec<String> = records.iter().map(|r| r.1.clone()).collect();
     v.sort();
@@ -635,7 +617,7 @@ async fn a_restored_run_reads_exactly_what_follows_its_checkpoint() {
     );
     handle.stop(Duration::from_secs(5)).await;
     assert_eq!(bolt.values(), sorted_values(&first), "each record once");
-    let savepoint = *checkpoint_ids(ck.path())
+    let savepoint = *topo_test_support::soak::checkpoint_ids(ck.path())
         .last()
         .expect("the stop's savepoint");
     wait_committed_to_end(&group, &topic, 4).await;

@@ -49,6 +49,35 @@ pub fn kill_points(rng: &mut fastrand::Rng, kills: usize, lo: usize, hi: usize) 
         .collect()
 }
 
+/// The ids of the completed checkpoints in a topology's checkpoint directory (`chk-<id>.json`
+/// manifests), oldest first, read independently of the runtime.
+pub fn checkpoint_ids(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("chk-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The id of the newest completed checkpoint of `topology` under the state directory `state`
+/// (`$TOPO_STATE_DIR`), 0 when there is none: a soak kills a run only once this has moved past
+/// where it was when the run started, so that every run makes progress.
+pub fn newest_checkpoint(state: &Path, topology: &str) -> u64 {
+    checkpoint_ids(&state.join(topology).join("checkpoints"))
+        .last()
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Polls `cond` every 10 ms until it holds; panics after `timeout` with `what` and `context()`.
 pub fn wait_for(
     what: &str,

@@ -88,12 +88,18 @@ pub(crate) struct TaskCheckpoints {
     /// How many upstream tasks send to this task (barriers to wait for).
     pub(crate) upstream: usize,
     pub(crate) alignment_buffer: usize,
+    /// A drained stop's final checkpoint (0 = none): each task ends by writing its state into
+    /// it, after `finish`.
+    pub(crate) final_id: watch::Receiver<CheckpointId>,
 }
 
 /// What the handle may ask of the coordinator.
 pub(crate) enum Command {
     /// Take a checkpoint now, marked as a savepoint, and say how it went.
     Savepoint(oneshot::Sender<Result<CheckpointId, String>>),
+    /// The topology is stopping with every input drained: each task writes its state into
+    /// one last checkpoint as it ends, with no barrier (nothing is in flight). Says its id.
+    Final(oneshot::Sender<CheckpointId>),
 }
 
 /// One checkpoint being taken.
@@ -122,6 +128,7 @@ pub(crate) struct Coordinator {
     pub(crate) next_id: CheckpointId,
     pub(crate) trigger: watch::Sender<CheckpointId>,
     pub(crate) completed: watch::Sender<CheckpointId>,
+    pub(crate) final_id: watch::Sender<CheckpointId>,
     pub(crate) reports: flume::Receiver<TaskReport>,
     pub(crate) commands: flume::Receiver<Command>,
     pub(crate) metrics: Arc<CheckpointMetrics>,
@@ -160,6 +167,15 @@ impl Coordinator {
                         } else {
                             queued_savepoint = Some(reply);
                         }
+                    }
+                    Ok(Command::Final(reply)) => {
+                        // One in flight is abandoned: its barriers cannot finish anymore.
+                        if let Some(f) = inflight.take() {
+                            self.fail(f, "the topology is stopping".into());
+                        }
+                        let f = self.start_final();
+                        let _ = reply.send(f.id);
+                        inflight = Some(f);
                     }
                     Err(_) => commands_open = false,
                 },
@@ -210,6 +226,25 @@ impl Coordinator {
             deadline: now + CHECKPOINT_TIMEOUT,
             savepoint,
             reply,
+            tasks: vec![None; self.tasks.len()],
+            missing: self.tasks.len(),
+            alignment: Duration::ZERO,
+            pause: Duration::ZERO,
+        }
+    }
+
+    /// The final checkpoint of a drained stop: no trigger, the tasks write it as they end.
+    fn start_final(&mut self) -> InFlight {
+        let id = self.next_id;
+        self.next_id += 1;
+        let now = Instant::now();
+        self.final_id.send_replace(id);
+        InFlight {
+            id,
+            started: now,
+            deadline: now + CHECKPOINT_TIMEOUT,
+            savepoint: true,
+            reply: None,
             tasks: vec![None; self.tasks.len()],
             missing: self.tasks.len(),
             alignment: Duration::ZERO,

@@ -40,8 +40,10 @@ pub(crate) trait BoltDriver: Send + 'static {
     fn tick(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
     /// The input queue ran dry after input was executed (see [`Bolt::input_drained`]).
     fn input_drained(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
-    /// The input is closed and drained: clean up.
+    /// The input is closed and drained: the bolt's `finish`.
     fn finish(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
+    /// The end: the bolt's `cleanup`; inputs still held are failed.
+    fn cleanup(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
     /// Writes the instance's state into a checkpoint.
     fn snapshot(&mut self, snap: &mut Snapshot, env: &mut TaskEnv) -> Result<(), String>;
     /// A checkpoint completed.
@@ -176,8 +178,48 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
     }
     driver.finish(&mut env).await;
     env.emitter.flush(true).await;
+    final_checkpoint(&mut driver, &mut env).await;
+    driver.cleanup(&mut env).await;
+    env.emitter.flush(true).await;
     if let Some(c) = env.checkpoints.as_mut() {
         c.drain().await;
+    }
+}
+
+/// The longest a sink waits, at its end, for the final checkpoint to complete.
+const FINAL_WAIT: Duration = Duration::from_secs(30);
+
+/// A drained stop's final checkpoint: the task writes its state after `finish` (nothing is in
+/// flight any more: every input has ended). A sink (no task downstream) then waits for the
+/// checkpoint to complete and is told, so that a two-phase-commit sink publishes what `finish`
+/// made it write; other tasks must end at once (their ending closes their downstream's input).
+async fn final_checkpoint<D: BoltDriver>(driver: &mut D, env: &mut TaskEnv) {
+    let Some(id) = env.checkpoints.as_mut().and_then(|c| c.final_id()) else {
+        return;
+    };
+    let Some(side) = env.checkpoints.as_mut() else {
+        return;
+    };
+    let mut snap = side.snapshot(id);
+    let taken = driver.snapshot(&mut snap, env);
+    let sink = env.emitter.targets.is_empty();
+    let Some(side) = env.checkpoints.as_mut() else {
+        return;
+    };
+    side.write(&env.ctx, snap, taken, Duration::ZERO, Duration::ZERO);
+    if !sink {
+        return;
+    }
+    side.drain().await;
+    let mut completed = side.links.completed.clone();
+    let done = tokio::time::timeout(FINAL_WAIT, async {
+        completed.wait_for(|c| *c >= id).await.is_ok()
+    })
+    .await;
+    if done == Ok(true)
+        && let Some(id) = env.checkpoints.as_mut().and_then(|c| c.newly_completed())
+    {
+        driver.checkpoint_complete(id, env).await;
     }
 }
 
@@ -523,7 +565,7 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
     }
 
     async fn finish(&mut self, env: &mut TaskEnv) {
-        if let Some(mut bolt) = self.bolt.take() {
+        if let Some(bolt) = self.bolt.as_mut() {
             let none = Anchors::new();
             let mut out = BasicCollector {
                 emitter: &mut env.emitter,
@@ -539,10 +581,15 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
                 self.errors
                     .report(&env.ctx, &env.metrics, "bolt finish failed", &why);
             }
-            if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.cleanup())) {
-                self.errors
-                    .report(&env.ctx, &env.metrics, "bolt cleanup", &panic_message(&*p));
-            }
+        }
+    }
+
+    async fn cleanup(&mut self, env: &mut TaskEnv) {
+        if let Some(mut bolt) = self.bolt.take()
+            && let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| bolt.cleanup()))
+        {
+            self.errors
+                .report(&env.ctx, &env.metrics, "bolt cleanup", &panic_message(&*p));
         }
     }
 }
@@ -728,6 +775,9 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
             let result = AssertUnwindSafe(bolt.finish(&mut out)).catch_unwind().await;
             self.settle(env, "bolt finish failed", result, 0);
         }
+    }
+
+    async fn cleanup(&mut self, env: &mut TaskEnv) {
         if let Some(mut bolt) = self.bolt.take()
             && AssertUnwindSafe(bolt.cleanup())
                 .catch_unwind()

@@ -211,6 +211,13 @@ impl CheckpointSide {
         });
     }
 
+    /// The id of a drained stop's final checkpoint, when one was asked for and this task has
+    /// not written it yet.
+    pub(crate) fn final_id(&mut self) -> Option<CheckpointId> {
+        let id = *self.links.final_id.borrow();
+        (id > self.last_started).then_some(id)
+    }
+
     /// The newest completed checkpoint, if it changed since the last call.
     pub(crate) fn newly_completed(&mut self) -> Option<CheckpointId> {
         let id = *self.links.completed.borrow();

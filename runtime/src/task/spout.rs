@@ -218,6 +218,7 @@ pub(crate) async fn run_spout<S: Spout>(
     }
     // The last checkpoint (a stop's savepoint) may have completed after the last look.
     t.checkpoints().await;
+    t.final_checkpoint();
     t.close().await;
 }
 
@@ -256,6 +257,28 @@ async fn next_notices(
 }
 
 impl<S: Spout> SpoutTask<S> {
+    /// A drained stop's final checkpoint: the spout's position at its end, with no barrier
+    /// (nothing follows it).
+    fn final_checkpoint(&mut self) {
+        let Some(id) = self.env.checkpoints.as_mut().and_then(|c| c.final_id()) else {
+            return;
+        };
+        self.settle_now();
+        let Some(side) = self.env.checkpoints.as_mut() else {
+            return;
+        };
+        let mut snap = side.snapshot(id);
+        let taken =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.spout.snapshot(&mut snap))) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(p) => Err(panic_message(&*p)),
+            };
+        if let Some(side) = self.env.checkpoints.as_mut() {
+            side.write(&self.env.ctx, snap, taken, Duration::ZERO, Duration::ZERO);
+        }
+    }
+
     /// Takes a checkpoint the coordinator asked for, and passes on completed ones.
     async fn checkpoints(&mut self) {
         let Some(side) = self.env.checkpoints.as_mut() else {
