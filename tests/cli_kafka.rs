@@ -458,9 +458,12 @@ fn the_example_counts_the_words_of_a_topic() {
         create_topic(&counts, 4).await;
         produce(&topic, &lines).await;
     });
+    // A run of its own, not resumed from an earlier run's checkpoints.
+    let state = tempfile::tempdir().expect("a temporary directory");
     let out = assert_cmd::Command::cargo_bin("topo")
         .expect("the topo binary")
         .env_remove("RUST_LOG")
+        .env("TOPO_STATE_DIR", state.path())
         .env("BROKERS", brokers())
         .env("TOPIC", &topic)
         .env("COUNTS_TOPIC", &counts)

@@ -44,7 +44,10 @@ fn final_counts(captured: &[topo::testing::Captured]) -> HashMap<String, i64> {
 async fn the_topology_file_and_the_rust_example_count_the_same() {
     let n = 3000;
     let example_counts = word_count_example::Counts::default();
-    let example = word_count_example::topology(n, example_counts.clone());
+    let mut example = word_count_example::topology(n, example_counts.clone());
+    // Runs of their own: not resumed from the checkpoints of an earlier run.
+    let example_state = tempfile::tempdir().expect("a temporary directory");
+    example.config_mut().checkpoint_dir = Some(example_state.path().to_path_buf());
     let example_spec = example.spec().clone();
     run_until_idle(example.build().expect("valid")).await;
 

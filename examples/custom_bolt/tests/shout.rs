@@ -4,9 +4,16 @@
 
 use std::process::Command;
 
+/// The example's binary, run from the repository's root with a state directory of its own (a
+/// run resumes from the checkpoints of the last run of the same topology).
 fn example() -> Command {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let state = std::env::temp_dir().join(format!("topo-shout-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
     let mut c = Command::new(env!("CARGO_BIN_EXE_topo-example-custom-bolt"));
-    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .env("TOPO_STATE_DIR", state);
     c
 }
 
