@@ -1434,13 +1434,10 @@ struct TaskState {
     /// Acking is off: an emitted item is covered by the next checkpoint.
     exactly_once: bool,
     /// The files of checkpoints not yet complete, oldest first.
-    at_checkpoints: VecDeque<(CheckpointId, Vec<SavedFile>)>,
+    at_checkpoints: crate::connector::state::PendingPositions<Vec<SavedFile>>,
     /// The last state file write started by a completed checkpoint.
     last_save: Option<JoinHandle<()>>,
 }
-
-/// How many incomplete checkpoints' files are kept (older ones never complete).
-const PENDING_CHECKPOINTS: usize = 16;
 
 impl Spout for FeedSpout {
     type MessageId = u64;
@@ -1500,7 +1497,7 @@ impl Spout for FeedSpout {
             component: SmolStr::new(ctx.component_id()),
             checkpointed: ctx.checkpointed(),
             exactly_once: ctx.config().guarantee == Guarantee::ExactlyOnce,
-            at_checkpoints: VecDeque::new(),
+            at_checkpoints: Default::default(),
             last_save: None,
         });
         Ok(())
@@ -1608,10 +1605,7 @@ impl Spout for FeedSpout {
             });
         }
         snap.put("seen", &saved);
-        if task.at_checkpoints.len() >= PENDING_CHECKPOINTS {
-            task.at_checkpoints.pop_front();
-        }
-        task.at_checkpoints.push_back((snap.checkpoint_id(), files));
+        task.at_checkpoints.taken(snap.checkpoint_id(), files);
         Ok(())
     }
 
@@ -1657,11 +1651,7 @@ impl Spout for FeedSpout {
         if !task.checkpointed {
             return;
         }
-        let mut done = None;
-        while task.at_checkpoints.front().is_some_and(|(c, _)| *c <= id) {
-            done = task.at_checkpoints.pop_front();
-        }
-        let Some((_, files)) = done.filter(|(c, _)| *c == id) else {
+        let Some(files) = task.at_checkpoints.completed(id) else {
             return;
         };
         let mut writes = Vec::with_capacity(files.len());

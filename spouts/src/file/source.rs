@@ -551,7 +551,7 @@ struct TaskState {
     /// The topology takes checkpoints: the offsets file is written when one completes.
     checkpointed: bool,
     /// The offsets of the checkpoints taken and not yet complete, oldest first.
-    at_checkpoints: VecDeque<(u64, Vec<Saved>)>,
+    at_checkpoints: crate::connector::state::PendingPositions<Vec<Saved>>,
     /// The last write of a completed checkpoint's offsets.
     last_save: Option<JoinHandle<()>>,
 }
@@ -1251,7 +1251,7 @@ impl Spout for FileSpout {
             scanned_once: false,
             restored: false,
             checkpointed: ctx.checkpointed(),
-            at_checkpoints: VecDeque::new(),
+            at_checkpoints: Default::default(),
             last_save: None,
         });
         tracing::info!(component = %ctx.component_id(), task_index = ctx.task_index(), state_dir = %dir.display(), "file spout open");
@@ -1303,10 +1303,7 @@ impl Spout for FileSpout {
             let files = snapshot(&st.entries);
             snap.put("files", &files);
             // A checkpoint that never completes is dropped with the ones before it.
-            if st.at_checkpoints.len() >= 16 {
-                st.at_checkpoints.pop_front();
-            }
-            st.at_checkpoints.push_back((snap.checkpoint_id(), files));
+            st.at_checkpoints.taken(snap.checkpoint_id(), files);
         }
         Ok(())
     }
@@ -1315,12 +1312,7 @@ impl Spout for FileSpout {
         let Some(st) = self.state.as_mut() else {
             return;
         };
-        let mut done = None;
-        while st.at_checkpoints.front().is_some_and(|(c, _)| *c <= id) {
-            done = st.at_checkpoints.pop_front();
-        }
-        if let Some((c, files)) = done.filter(|(c, _)| *c == id) {
-            let _ = c;
+        if let Some(files) = st.at_checkpoints.completed(id) {
             let path = st.state_file.clone();
             let shared = self.shared.clone();
             // In order: a slow write must not land after a newer one.

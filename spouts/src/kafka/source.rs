@@ -196,7 +196,7 @@
 //!     process may read nothing for minutes: against tansu, use `assignment = "static"`
 //!     instead. Apache Kafka has none of these limits.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -576,11 +576,8 @@ struct Checkpointed {
     /// after a restore has set the starts).
     assigned: bool,
     /// Positions written into checkpoints not yet complete, oldest first.
-    pending: VecDeque<(CheckpointId, Vec<SavedOffset>)>,
+    pending: crate::connector::state::PendingPositions<Vec<SavedOffset>>,
 }
-
-/// How many incomplete checkpoints' positions are kept (older ones never complete).
-const PENDING_CHECKPOINTS: usize = 16;
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -1414,7 +1411,7 @@ impl Spout for KafkaSpout {
                 share,
                 starts,
                 assigned: false,
-                pending: VecDeque::new(),
+                pending: Default::default(),
             })
         } else {
             None
@@ -1733,10 +1730,7 @@ impl Spout for KafkaSpout {
         }
         drop(parts);
         snap.put("offsets", &saved);
-        if ck.pending.len() >= PENDING_CHECKPOINTS {
-            ck.pending.pop_front();
-        }
-        ck.pending.push_back((snap.checkpoint_id(), saved));
+        ck.pending.taken(snap.checkpoint_id(), saved);
         Ok(())
     }
 
@@ -1782,11 +1776,7 @@ impl Spout for KafkaSpout {
         let Some(ck) = &mut r.ck else {
             return;
         };
-        let mut done = None;
-        while ck.pending.front().is_some_and(|(c, _)| *c <= id) {
-            done = ck.pending.pop_front();
-        }
-        let Some((_, saved)) = done.filter(|(c, _)| *c == id) else {
+        let Some(saved) = ck.pending.completed(id) else {
             return;
         };
         // The group gets the positions of the completed checkpoint, never more.

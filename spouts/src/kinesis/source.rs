@@ -353,13 +353,10 @@ struct Checkpointed {
     /// so that a checkpoint taken before the coordinator took a shard keeps its position.
     baseline: HashMap<String, Saved>,
     /// Positions of checkpoints not yet complete, oldest first.
-    pending: VecDeque<(CheckpointId, Vec<Saved>)>,
+    pending: crate::connector::state::PendingPositions<Vec<Saved>>,
     /// The last write of a completed checkpoint's positions.
     writing: Option<JoinHandle<()>>,
 }
-
-/// How many incomplete checkpoints' positions are kept (older ones never complete).
-const PENDING_CHECKPOINTS: usize = 16;
 
 /// The spout task that reads a shard in a run that takes checkpoints: a stable hash of the
 /// shard id (FNV-1a) modulo the parallelism.
@@ -1392,7 +1389,7 @@ impl Spout for KinesisSpout {
                 exactly_once: ctx.config().guarantee == Guarantee::ExactlyOnce,
                 owner,
                 baseline: owned(files.into_iter().filter_map(|(_, s)| s), owner),
-                pending: VecDeque::new(),
+                pending: Default::default(),
                 writing: None,
             };
             (None, Some((shared, worker)), Some(ck))
@@ -1514,10 +1511,7 @@ impl Spout for KinesisSpout {
         let mut saved: Vec<Saved> = shards.into_values().collect();
         saved.sort_by(|a, b| a.shard.cmp(&b.shard));
         snap.put("shards", &saved);
-        if ck.pending.len() >= PENDING_CHECKPOINTS {
-            ck.pending.pop_front();
-        }
-        ck.pending.push_back((snap.checkpoint_id(), saved));
+        ck.pending.taken(snap.checkpoint_id(), saved);
         Ok(())
     }
 
@@ -1588,11 +1582,7 @@ impl Spout for KinesisSpout {
         let Some(ck) = &mut r.ck else {
             return;
         };
-        let mut done = None;
-        while ck.pending.front().is_some_and(|(c, _)| *c <= id) {
-            done = ck.pending.pop_front();
-        }
-        let Some((_, saved)) = done.filter(|(c, _)| *c == id) else {
+        let Some(saved) = ck.pending.completed(id) else {
             return;
         };
         {
