@@ -155,7 +155,7 @@ pub struct BoltTester {
 }
 
 /// A checkpoint of one bolt taken by [`BoltTester::checkpoint`], to start another tester from
-/// ([`BoltTester::restore`]): a task's crash and restart in a unit test.
+/// ([`BoltTester::restore_basic`], [`BoltTester::restore_full`]): a task's crash and restart in a unit test.
 #[derive(Clone, Debug)]
 pub struct TestCheckpoint {
     id: CheckpointId,
@@ -367,7 +367,7 @@ impl BoltTester {
 
     /// Takes a checkpoint as a barrier would: `input_drained` (what it emits or acks is in the
     /// returned [`Executed`]), then the bolt's `snapshot`, written to memory. Start another
-    /// tester from it with [`restore`](BoltTester::restore). An error is the bolt's `snapshot`
+    /// tester from it with [`restore_basic`](BoltTester::restore_basic). An error is the bolt's `snapshot`
     /// error, or one writing its parts.
     pub fn checkpoint(&mut self) -> Result<(TestCheckpoint, Executed), String> {
         let id = self.next_checkpoint;

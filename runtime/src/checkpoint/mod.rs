@@ -13,11 +13,11 @@
 //!                  (two-phase-commit sinks publish, spouts commit offsets) ─► old ones pruned
 //! ```
 //!
-//! - [`storage`]: [`CheckpointStorage`](storage::CheckpointStorage), the files' home, and
-//!   [`LocalDir`](storage::LocalDir);
-//! - [`manifest`]: the [`Manifest`](manifest::Manifest) that makes a checkpoint complete, and
-//!   [`Checkpoints`](manifest::Checkpoints): list, load, commit, prune;
-//! - this module: what flows in the queues ([`Inbound`]) and the coordinator task.
+//! - [`storage`]: [`storage::CheckpointStorage`], the files' home, and [`storage::LocalDir`];
+//! - [`manifest`]: the [`manifest::Manifest`] that makes a checkpoint complete, and
+//!   [`manifest::Checkpoints`]: list, load, commit, prune;
+//! - this module: what flows in the queues (`Inbound`: tuples or a barrier) and the coordinator
+//!   task.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
