@@ -102,9 +102,21 @@ trait DynDriver: Send {
     ) -> futures_util::future::BoxFuture<'a, ()>;
     fn finish<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()>;
     fn snapshot(&mut self, snap: &mut Snapshot, env: &mut TaskEnv) -> Result<(), String>;
+    fn checkpoint_complete<'a>(
+        &'a mut self,
+        id: CheckpointId,
+        env: &'a mut TaskEnv,
+    ) -> futures_util::future::BoxFuture<'a, ()>;
 }
 
 impl<D: BoltDriver> DynDriver for D {
+    fn checkpoint_complete<'a>(
+        &'a mut self,
+        id: CheckpointId,
+        env: &'a mut TaskEnv,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(BoltDriver::checkpoint_complete(self, id, env))
+    }
     fn snapshot(&mut self, snap: &mut Snapshot, env: &mut TaskEnv) -> Result<(), String> {
         BoltDriver::snapshot(self, snap, env)
     }
@@ -234,6 +246,28 @@ impl BoltTester {
         BoltTester::new(driver, decl, fields)
     }
 
+    /// A tester for a full [`Bolt`] in a topology with `config` that takes checkpoints
+    /// ([`TaskContext::checkpointed`]): `guarantee = "exactly_once"` in `config` makes it an
+    /// exactly-once run. Started fresh, or restored from `from` as a task resumes after a crash.
+    /// Drive its checkpoints with [`checkpoint`](BoltTester::checkpoint) and
+    /// [`checkpoint_complete`](BoltTester::checkpoint_complete).
+    pub fn full_with<B, F, I, S>(
+        make: F,
+        fields: I,
+        config: Config,
+        from: Option<&TestCheckpoint>,
+    ) -> BoltTester
+    where
+        B: Bolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(FullDriver::new(Arc::new(make)));
+        BoltTester::make_with(driver, decl, fields, from, config, true)
+    }
+
     fn new<I, S>(driver: Box<dyn DynDriver>, outputs: Vec<StreamDecl>, fields: I) -> BoltTester
     where
         I: IntoIterator<Item = S>,
@@ -247,6 +281,21 @@ impl BoltTester {
         outputs: Vec<StreamDecl>,
         fields: I,
         restore: Option<&TestCheckpoint>,
+    ) -> BoltTester
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        BoltTester::make_with(driver, outputs, fields, restore, Config::default(), false)
+    }
+
+    fn make_with<I, S>(
+        driver: Box<dyn DynDriver>,
+        outputs: Vec<StreamDecl>,
+        fields: I,
+        restore: Option<&TestCheckpoint>,
+        config: Config,
+        checkpointed: bool,
     ) -> BoltTester
     where
         I: IntoIterator<Item = S>,
@@ -306,7 +355,7 @@ impl BoltTester {
         let ctx = TaskContext {
             inner: Arc::new(ContextShared {
                 topology: "test".into(),
-                config: Config::default(),
+                config,
                 components: vec![
                     ("__tested".into(), vec![TaskId(0)]),
                     ("__capture".into(), vec![sink_task]),
@@ -314,7 +363,7 @@ impl BoltTester {
                     ("__input".into(), vec![TaskId(99)]),
                 ],
                 tick_intervals: Vec::new(),
-                checkpointed: false,
+                checkpointed,
             }),
             component: "__tested".into(),
             task: TaskId(0),
@@ -361,7 +410,7 @@ impl BoltTester {
             next_root: 1,
             checkpoints: Arc::default(),
             chains: Chains::default(),
-            next_checkpoint: 1,
+            next_checkpoint: restore.map_or(1, |c| c.id + 1),
         }
     }
 
@@ -425,6 +474,18 @@ impl BoltTester {
         let decl = declare(|d| make().declare_outputs(d));
         let driver = Box::new(FullDriver::new(Arc::new(make)));
         BoltTester::make(driver, decl, fields, Some(checkpoint))
+    }
+
+    /// Tells the bolt that checkpoint `id` completed (as the coordinator does once every task
+    /// wrote its part): a two-phase-commit sink commits what that checkpoint covers.
+    pub fn checkpoint_complete(&mut self, id: CheckpointId) -> Executed {
+        let driver = &mut self.driver;
+        let env = &mut self.env;
+        self.runtime.block_on(async {
+            driver.checkpoint_complete(id, env).await;
+            env.emitter.flush(true).await;
+        });
+        self.collect(None)
     }
 
     /// Executes one tracked input tuple with these values.

@@ -38,6 +38,7 @@
 //!                                    # connecting and each write as seen from here
 //! batch = { max_records = 500, interval = "1s" }
 //! retry = { attempts = 5, backoff = "100ms" }
+//! commits_table = "topo_sink_commits"  # exactly-once: each task's last committed checkpoint
 //! ```
 //!
 //! Semantics:
@@ -73,18 +74,53 @@
 //!   go to the `error` stream with the server's message and SQLSTATE. If the connection is lost
 //!   during that, the retry resumes at the row where it stopped.
 //!
-//! Exactly-once (`guarantee = "exactly_once"`): every batch received before a checkpoint's
-//! barrier is committed before the checkpoint is taken, or the checkpoint is refused (see
-//! [`crate::connector::sink`], "Exactly-once"); a batch whose every try failed is kept and
-//! written again, not dropped. The table is still written **at-least-once**: rows committed
-//! after the last completed checkpoint are written again when a run resumes from it (`insert`
-//! duplicates them; `upsert` of absolute values ends in the exact state). Rows are not yet
-//! committed per checkpoint together with the checkpoint's id.
+//! Exactly-once (`guarantee = "exactly_once"`): each checkpoint's rows are committed in one
+//! transaction together with that checkpoint's id, so a replay is skipped, not written twice
+//! (Flink's two-phase-commit sinks; Kafka Streams' offsets-with-results):
+//!
+//! ```text
+//!  batches written ──► held in memory (no statement yet)
+//!  barrier N ──► snapshot: the held batches become epoch N, and every epoch not yet
+//!                committed goes into checkpoint N (this task's part)
+//!  checkpoint N complete ──► one transaction per epoch ≤ N, oldest first:
+//!      INSERT INTO topo_sink_commits (topology, component, task, run, checkpoint_id)
+//!        ... ON CONFLICT (topology, component, task, run)
+//!            DO UPDATE SET checkpoint_id = N WHERE checkpoint_id < N
+//!      -- 0 rows: this epoch was committed before (a crash after the commit) → ROLLBACK, skip
+//!      the epoch's batches (the insert / upsert statement, one per batch)
+//!      COMMIT
+//!  resume from checkpoint K ──► the epochs in K are committed the same way at the first idle
+//!      moment: those committed before the crash are skipped by their commits row
+//! ```
+//!
+//! - `commits_table` (default `topo_sink_commits`, in the schema of `table` when that is
+//!   qualified) is created at open when missing (`CREATE TABLE ... PRIMARY KEY (topology,
+//!   component, task, run)`; a user without `CREATE` privilege creates it beforehand with those
+//!   columns: `topology text, component text, task integer, run text, checkpoint_id bigint,
+//!   committed_at timestamptz DEFAULT now()`). It holds one row per task and run (`run` is random
+//!   per task start), the newest checkpoint that run committed; rows of old runs can be deleted
+//!   once no checkpoint that holds their rows is kept (`topo checkpoints list`).
+//! - Rows appear in the table when their checkpoint completes: about `checkpoint_interval`
+//!   after they arrive (1 s by default), never before. A reader sees whole checkpoints.
+//! - The held rows are written into each checkpoint, so a checkpoint's size includes about one
+//!   `checkpoint_interval` of the sink's input.
+//! - A commit that fails (server down) is retried at the next batch and at each tick; meanwhile
+//!   new batches are not taken (the sink's retry slows its input down, and checkpoints fail
+//!   while a batch waits), so what is held stays about one checkpoint interval of rows. Rows
+//!   also wait in memory while checkpoints fail for another reason (an unwritable checkpoint
+//!   directory), until one completes.
+//! - A row the server refuses at commit (a constraint violation) is left out under a savepoint
+//!   and goes to the `error` stream (reason, record of the columns' values by field name) once,
+//!   at that commit; the other rows of its checkpoint are committed.
+//! - With another parallelism, a task commits the epochs of the old tasks it takes over (old
+//!   index modulo the parallelism), each under its old (task, run).
+//! - Under `at_least_once` the sink writes each batch as it comes, acked after its commit (above).
 //!
 //! Known limits:
 //!
 //! - At-least-once: a batch whose commit succeeded but whose reply was lost is written again
-//!   (`insert` then duplicates rows; `upsert` of absolute values is idempotent).
+//!   (`insert` then duplicates rows; `upsert` of absolute values is idempotent). Exactly-once
+//!   has no such case: the commits row is in the same transaction.
 //! - Array-typed columns are refused at open. The column types are read at open and checked at
 //!   every reconnection: a column type changed under a running sink makes its writes fail
 //!   (retried, then replayed) until its tasks are restarted.
@@ -93,8 +129,9 @@
 //! - Without TLS (`NoTls`): for servers on a trusted network or loopback.
 //! - A table name containing a `.` cannot be given (the first `.` separates the schema).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::error::Error as _;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,9 +143,11 @@ use smol_str::{SmolStr, format_smolstr};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 use topo_dsl::{FromOptions, Kind};
-use topo_runtime::{BoxError, TaskContext, Tuple, Value};
+use topo_runtime::{BoxError, CheckpointId, Restore, Snapshot, TaskContext, Tuple, Value};
 
-use crate::connector::sink::{BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError};
+use crate::connector::sink::{
+    BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, exactly_once,
+};
 
 /// How each batch is written.
 #[derive(
@@ -160,6 +199,9 @@ pub struct PostgresOptions {
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub timeout: Duration,
+    /// Exactly-once: the table recording each task's last committed checkpoint (created if
+    /// missing), optionally `schema.table`; unqualified, it goes to the schema of `table`.
+    pub commits_table: String,
     /// When to write a batch.
     pub batch: BatchOptions,
     /// How to retry a failed write.
@@ -176,6 +218,7 @@ impl Default for PostgresOptions {
             key: Vec::new(),
             application_name: None,
             timeout: Duration::from_secs(10),
+            commits_table: DEFAULT_COMMITS_TABLE.to_string(),
             batch: BatchOptions::default(),
             retry: RetryOptions::default(),
         }
@@ -208,6 +251,8 @@ struct Shared {
     mode: PostgresMode,
     application_name: Option<String>,
     timeout: Duration,
+    /// Exactly-once: the quoted (schema.)table of commits.
+    quoted_commits: String,
 }
 
 /// Quotes a name as an SQL identifier.
@@ -310,6 +355,21 @@ impl PostgresSink {
                 humantime::format_duration(options.timeout)
             ));
         }
+        let quoted_commits = match options.commits_table.split_once('.') {
+            Some((s, t)) if !s.is_empty() && !t.is_empty() => {
+                format!("{}.{}", quote_ident(s), quote_ident(t))
+            }
+            None if !options.commits_table.is_empty() => match &schema {
+                Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&options.commits_table)),
+                None => quote_ident(&options.commits_table),
+            },
+            _ => {
+                return Err(format!(
+                    "option `commits_table` = {:?}: expected `table` or `schema.table`",
+                    options.commits_table
+                ));
+            }
+        };
         let target = describe(&config);
         Ok(PostgresSink {
             shared: Arc::new(Shared {
@@ -323,6 +383,7 @@ impl PostgresSink {
                 mode: options.mode,
                 application_name: options.application_name,
                 timeout: options.timeout,
+                quoted_commits,
             }),
             batch: options.batch,
             retry: options.retry,
@@ -407,7 +468,7 @@ impl Wire {
 }
 
 /// Text sent as a parameter without copying it into a `String`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct PgText(SmolStr);
 
 impl ToSql for PgText {
@@ -427,7 +488,7 @@ impl ToSql for PgText {
 }
 
 /// Bytes sent as a `bytea` parameter without copying them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct PgBytes(bytes::Bytes);
 
 impl ToSql for PgBytes {
@@ -447,8 +508,8 @@ impl ToSql for PgBytes {
     to_sql_checked!();
 }
 
-/// One column's pending values.
-#[derive(Debug)]
+/// One column's pending values (also as kept in a checkpoint, exactly-once).
+#[derive(Debug, Serialize, Deserialize)]
 enum ColumnBuf {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
@@ -509,6 +570,40 @@ impl ColumnBuf {
 
     fn slice(&self, rows: std::ops::Range<usize>) -> ColumnSlice<'_> {
         ColumnSlice { buf: self, rows }
+    }
+
+    /// Whether this buffer holds the values of a column sent as `wire`.
+    fn fits(&self, wire: Wire) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(&ColumnBuf::new(wire))
+    }
+
+    /// Row `row`'s value, as a [`Value`] (for the `error` stream).
+    fn value(&self, row: usize) -> Value {
+        match self {
+            ColumnBuf::Int(v) => v
+                .get(row)
+                .copied()
+                .flatten()
+                .map_or(Value::Null, Value::Int),
+            ColumnBuf::Float(v) => v
+                .get(row)
+                .copied()
+                .flatten()
+                .map_or(Value::Null, Value::Float),
+            ColumnBuf::Bool(v) => v
+                .get(row)
+                .copied()
+                .flatten()
+                .map_or(Value::Null, Value::Bool),
+            ColumnBuf::Bytea(v) => match v.get(row) {
+                Some(Some(b)) => Value::Bytes(Box::new(b.0.clone())),
+                _ => Value::Null,
+            },
+            ColumnBuf::Text(v) => match v.get(row) {
+                Some(Some(t)) => Value::Str(t.0.clone()),
+                _ => Value::Null,
+            },
+        }
     }
 }
 
@@ -620,6 +715,8 @@ struct Conn {
     client: Client,
     insert: Statement,
     types: Vec<ColumnType>,
+    /// Exactly-once: records a checkpoint's commit in the commits table.
+    marker: Option<Statement>,
 }
 
 /// What a failed statement means for the batch.
@@ -668,6 +765,240 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// The default of `commits_table`.
+pub const DEFAULT_COMMITS_TABLE: &str = "topo_sink_commits";
+
+/// The name of the sink's part in a checkpoint (exactly-once): the batches of each checkpoint
+/// not yet committed.
+const PENDING_PART: &str = "pending_commits";
+
+/// Creates the commits table if it is missing and prepares the statement recording a commit.
+async fn prepare_commits(client: &Client, s: &Shared) -> Result<Statement, BoxError> {
+    let t = &s.quoted_commits;
+    let fail = |what: &str, e: tokio_postgres::Error| -> BoxError {
+        format!(
+            "postgres ({}): cannot {what} the commits table {t} (exactly-once; create it beforehand \
+             or name another with `commits_table`, see `topo components postgres`): {}",
+            s.target,
+            match classify(&e, &s.target) {
+                Failure::Data(r) | Failure::Retry { reason: r, .. } => r,
+            }
+        )
+        .into()
+    };
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[t])
+        .await
+        .map_err(|e| fail("look for", e))?
+        .get(0);
+    if !exists {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (topology text NOT NULL, component text NOT NULL, \
+             task integer NOT NULL, run text NOT NULL, checkpoint_id bigint NOT NULL, \
+             committed_at timestamptz NOT NULL DEFAULT now(), \
+             PRIMARY KEY (topology, component, task, run))"
+        );
+        if let Err(e) = client.batch_execute(&create).await {
+            // Tasks opening at the same time race to create it; the loser is told it exists.
+            let raced = e
+                .as_db_error()
+                .is_some_and(|d| matches!(d.code().code(), "42P07" | "23505"));
+            if !raced {
+                return Err(fail("create", e));
+            }
+        }
+    }
+    let sql = format!(
+        "INSERT INTO {t} AS c (topology, component, task, run, checkpoint_id) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (topology, component, task, run) DO UPDATE \
+         SET checkpoint_id = EXCLUDED.checkpoint_id, committed_at = now() \
+         WHERE c.checkpoint_id < EXCLUDED.checkpoint_id"
+    );
+    client
+        .prepare_typed(
+            &sql,
+            &[Type::TEXT, Type::TEXT, Type::INT4, Type::TEXT, Type::INT8],
+        )
+        .await
+        .map_err(|e| fail("use", e))
+}
+
+/// One batch held for its checkpoint (exactly-once): its rows, column by column.
+#[derive(Debug, Serialize, Deserialize)]
+struct Batch {
+    rows: usize,
+    cols: Vec<ColumnBuf>,
+}
+
+/// The batches of one task between two checkpoints, committed together when the later one
+/// completes, with the commit recorded under (`task`, `run`) as `checkpoint`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Epoch {
+    checkpoint: CheckpointId,
+    task: u32,
+    run: String,
+    batches: Vec<Batch>,
+}
+
+/// The transactional side of a sink under exactly-once; see the module docs, "Exactly-once".
+#[derive(Debug)]
+struct TwoPhase {
+    topology: String,
+    component: String,
+    task: u32,
+    parallelism: usize,
+    /// Random per task start: tells this run's commits from an earlier run's, whose checkpoint
+    /// ids may be the same (a run started `--fresh`).
+    run: String,
+    /// Batches written since the last snapshot.
+    open: Vec<Batch>,
+    /// Epochs in a checkpoint and not yet committed, oldest first.
+    sealed: VecDeque<Epoch>,
+    /// The newest checkpoint known complete.
+    completed: CheckpointId,
+    /// Rows the server refused in the last commits: (reason, record), for the `error` stream.
+    refused: Vec<(String, Value)>,
+}
+
+/// Runs one statement with the sink's bound: the session's `statement_timeout` bounds it on the
+/// server, this here too (a network that stopped answering), with a margin so the server's
+/// cleaner error wins when both apply.
+async fn within<T>(
+    s: &Shared,
+    statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Failure> {
+    let limit = s.timeout + Duration::from_secs(1);
+    match tokio::time::timeout(limit, statement).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(classify(&e, &s.target)),
+        Err(_) => Err(Failure::Retry {
+            reason: format!(
+                "postgres ({}): no answer within {}",
+                s.target,
+                humantime::format_duration(limit)
+            ),
+            reconnect: true,
+        }),
+    }
+}
+
+/// Runs the insert statement on rows `rows` of `batch` inside transaction `tx`.
+async fn insert_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    s: &Shared,
+    insert: &Statement,
+    batch: &Batch,
+    rows: std::ops::Range<usize>,
+) -> Result<(), Failure> {
+    let slices: Vec<ColumnSlice<'_>> = batch.cols.iter().map(|c| c.slice(rows.clone())).collect();
+    let params: Vec<&(dyn ToSql + Sync)> =
+        slices.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
+    within(s, tx.execute(insert, &params)).await.map(drop)
+}
+
+/// Row `row` of `batch` as the record it came from: field name -> value.
+fn batch_record(s: &Shared, batch: &Batch, row: usize) -> Value {
+    let map: std::collections::BTreeMap<SmolStr, Value> = s
+        .columns
+        .iter()
+        .zip(&batch.cols)
+        .map(|((_, field), col)| (field.clone(), col.value(row)))
+        .collect();
+    Value::from(map)
+}
+
+/// Commits `epoch` in one transaction: first its row in the commits table, then every batch.
+/// `Ok(false)`: the commits table shows it committed already (before a crash, or by the run
+/// that took the checkpoint), so nothing is written again. Rows the server refuses (a data
+/// error) are left out, each with its savepoint, and added to `refused`.
+async fn commit_epoch(
+    conn: &mut Conn,
+    s: &Shared,
+    tp: &TwoPhase,
+    epoch: &Epoch,
+    refused: &mut Vec<(String, Value)>,
+) -> Result<bool, Failure> {
+    for b in &epoch.batches {
+        if b.cols.len() != conn.types.len()
+            || b.cols.iter().zip(&conn.types).any(|(c, t)| !c.fits(t.wire))
+        {
+            return Err(Failure::Retry {
+                reason: format!(
+                    "postgres ({}): the columns of `{}` changed since checkpoint {} held rows for them; \
+                     they cannot be written (restore the column types, or resume without that checkpoint)",
+                    s.target, s.table, epoch.checkpoint
+                ),
+                reconnect: false,
+            });
+        }
+    }
+    let Some(marker) = conn.marker.clone() else {
+        return Err(Failure::Retry {
+            reason: "postgres: the commits table is not prepared".into(),
+            reconnect: true,
+        });
+    };
+    let task = epoch.task as i32;
+    let id = i64::try_from(epoch.checkpoint).unwrap_or(i64::MAX);
+    // First the whole epoch as one statement per batch; after a data error, again with each
+    // row under a savepoint, the refused rows left out.
+    for row_by_row in [false, true] {
+        let mut tx = within(s, conn.client.transaction()).await?;
+        let marked = within(
+            s,
+            tx.execute(
+                &marker,
+                &[&tp.topology, &tp.component, &task, &epoch.run, &id],
+            ),
+        )
+        .await?;
+        if marked == 0 {
+            within(s, tx.rollback()).await?;
+            return Ok(false);
+        }
+        let mut failed = None;
+        let mut left_out = Vec::new();
+        for b in &epoch.batches {
+            if !row_by_row {
+                match insert_rows(&tx, s, &conn.insert, b, 0..b.rows).await {
+                    Ok(()) => continue,
+                    Err(Failure::Data(reason)) => {
+                        failed = Some(reason);
+                        break;
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
+            for r in 0..b.rows {
+                let sp = within(s, tx.savepoint("topo_row")).await?;
+                match insert_rows(&sp, s, &conn.insert, b, r..r + 1).await {
+                    Ok(()) => within(s, sp.commit()).await?,
+                    Err(Failure::Data(reason)) => {
+                        within(s, sp.rollback()).await?;
+                        left_out.push((reason, batch_record(s, b, r)));
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
+        }
+        if let Some(reason) = failed {
+            tracing::debug!(
+                table = %s.table,
+                checkpoint = epoch.checkpoint,
+                %reason,
+                "postgres commit refused a row; writing the checkpoint's rows one by one"
+            );
+            within(s, tx.rollback()).await?;
+            continue;
+        }
+        within(s, tx.commit()).await?;
+        refused.append(&mut left_out);
+        return Ok(true);
+    }
+    Ok(true)
+}
+
 /// The `postgres` sink's [`BatchWriter`]; see the [module docs](self).
 pub struct PostgresWriter {
     shared: Arc<Shared>,
@@ -689,6 +1020,8 @@ pub struct PostgresWriter {
     /// Refused inputs of the last written batch, by input index.
     rejected: Vec<(usize, String)>,
     cells: Vec<Cell>,
+    /// Exactly-once: batches held per checkpoint, committed when it completes.
+    two_phase: Option<TwoPhase>,
 }
 
 impl PostgresWriter {
@@ -707,6 +1040,7 @@ impl PostgresWriter {
             refused_rows: Vec::new(),
             rejected: Vec::new(),
             cells: Vec::new(),
+            two_phase: None,
         }
     }
 
@@ -850,10 +1184,15 @@ impl PostgresWriter {
                 )
                 .into()
             })?;
+        let marker = match &self.two_phase {
+            Some(_) => Some(prepare_commits(&client, s).await?),
+            None => None,
+        };
         Ok(Conn {
             client,
             insert,
             types,
+            marker,
         })
     }
 
@@ -906,6 +1245,56 @@ impl PostgresWriter {
                 ),
                 reconnect: true,
             }),
+        }
+    }
+
+    /// Exactly-once: commits, oldest first, every epoch whose checkpoint completed.
+    async fn commit_due(&mut self) -> Result<(), WriteError> {
+        loop {
+            let due = self.two_phase.as_ref().is_some_and(|tp| {
+                tp.sealed
+                    .front()
+                    .is_some_and(|e| e.checkpoint <= tp.completed)
+            });
+            if !due {
+                return Ok(());
+            }
+            self.connection().await?;
+            let (Some(conn), Some(tp)) = (self.conn.as_mut(), self.two_phase.as_ref()) else {
+                return Ok(());
+            };
+            let Some(epoch) = tp.sealed.front() else {
+                return Ok(());
+            };
+            let mut refused = Vec::new();
+            match commit_epoch(conn, &self.shared, tp, epoch, &mut refused).await {
+                Ok(written) => {
+                    if let Some(tp) = self.two_phase.as_mut() {
+                        if let Some(e) = tp.sealed.pop_front() {
+                            let rows: usize = e.batches.iter().map(|b| b.rows).sum();
+                            if written {
+                                tracing::debug!(
+                                    checkpoint = e.checkpoint,
+                                    rows,
+                                    "postgres: committed"
+                                );
+                            } else {
+                                tracing::info!(
+                                    table = %self.shared.table,
+                                    checkpoint = e.checkpoint,
+                                    rows,
+                                    "postgres: the rows of this checkpoint were committed before; not written again"
+                                );
+                            }
+                        }
+                        tp.refused.append(&mut refused);
+                    }
+                }
+                Err(Failure::Retry { reason, reconnect }) => {
+                    return Err(self.retry(reason, reconnect));
+                }
+                Err(Failure::Data(reason)) => return Err(WriteError::Retry(reason.into())),
+            }
         }
     }
 
@@ -1018,6 +1407,19 @@ impl BatchWriter for PostgresWriter {
             Some(n) => n.clone(),
             None => format!("topo/{}/{}", ctx.component_id(), ctx.task_index()),
         };
+        if exactly_once(ctx) {
+            self.two_phase = Some(TwoPhase {
+                topology: ctx.topology().to_string(),
+                component: ctx.component_id().to_string(),
+                task: ctx.task_index() as u32,
+                parallelism: ctx.parallelism().max(1),
+                run: format!("{:016x}", fastrand::u64(..)),
+                open: Vec::new(),
+                sealed: VecDeque::new(),
+                completed: 0,
+                refused: Vec::new(),
+            });
+        }
         let conn = self.connect().await?;
         self.types = conn.types.clone();
         self.cols = self.types.iter().map(|t| ColumnBuf::new(t.wire)).collect();
@@ -1070,6 +1472,24 @@ impl BatchWriter for PostgresWriter {
     }
 
     async fn write(&mut self) -> Result<(), WriteError> {
+        if self.two_phase.is_some() {
+            // Exactly-once: the batch waits for its checkpoint. First the epochs whose
+            // checkpoint completed and whose commit failed: while they cannot be committed,
+            // this batch is not taken (the sink retries it), so input slows instead of piling up.
+            self.commit_due().await?;
+            if self.rows > 0 {
+                let fresh = self.types.iter().map(|t| ColumnBuf::new(t.wire)).collect();
+                let cols = std::mem::replace(&mut self.cols, fresh);
+                if let Some(tp) = self.two_phase.as_mut() {
+                    tp.open.push(Batch {
+                        rows: self.rows,
+                        cols,
+                    });
+                }
+            }
+            self.clear();
+            return Ok(());
+        }
         if self.rows == 0 {
             self.clear();
             return Ok(());
@@ -1105,8 +1525,62 @@ impl BatchWriter for PostgresWriter {
         into.append(&mut self.rejected);
     }
 
+    async fn idle(&mut self) -> Result<(), BoxError> {
+        // Commits a restored checkpoint's rows, and retries a commit that failed.
+        self.commit_due().await.map_err(WriteError::into_error)
+    }
+
     async fn close(&mut self) {
         self.conn = None;
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let Some(tp) = self.two_phase.as_mut() else {
+            return Ok(());
+        };
+        if !tp.open.is_empty() {
+            tp.sealed.push_back(Epoch {
+                checkpoint: snap.checkpoint_id(),
+                task: tp.task,
+                run: tp.run.clone(),
+                batches: std::mem::take(&mut tp.open),
+            });
+        }
+        snap.put(PENDING_PART, &(u64::from(tp.task), &tp.sealed));
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let Some(tp) = self.two_phase.as_mut() else {
+            return Ok(());
+        };
+        // With another parallelism, this task takes the epochs of the old tasks it owns (old
+        // index modulo the parallelism); each keeps its own (task, run) in the commits table.
+        for (task, epochs) in from.get_all::<(u64, Vec<Epoch>)>(PENDING_PART)? {
+            if task % tp.parallelism as u64 == u64::from(tp.task) {
+                tp.sealed.extend(epochs);
+            }
+        }
+        tp.sealed.make_contiguous().sort_by_key(|e| e.checkpoint);
+        // The checkpoint resumed from is complete: its rows are committed at the first idle
+        // moment (or before the first batch).
+        tp.completed = tp.completed.max(from.checkpoint_id());
+        Ok(())
+    }
+
+    async fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+        let Some(tp) = self.two_phase.as_mut() else {
+            return Ok(());
+        };
+        tp.completed = tp.completed.max(id);
+        // A failure is logged; the rows stay and are committed at the next write or idle moment.
+        self.commit_due().await.map_err(WriteError::into_error)
+    }
+
+    fn take_refused(&mut self, into: &mut Vec<(String, Value)>) {
+        if let Some(tp) = self.two_phase.as_mut() {
+            into.append(&mut tp.refused);
+        }
     }
 }
 

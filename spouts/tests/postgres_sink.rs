@@ -652,3 +652,145 @@ fn a_big_batch_with_a_long_interval_is_written_when_the_input_runs_dry() {
     run_words_until_idle("pg-dry", "store", total, move || s.bolt());
     assert_eq!(db.count(&t.name), total as i64, "every record written once");
 }
+
+/// A topology config for an exactly-once run.
+fn exactly_once() -> Config {
+    Config {
+        guarantee: topo_runtime::Guarantee::ExactlyOnce,
+        ..Config::default()
+    }
+}
+
+/// Words and counts of `table`, sorted.
+fn words_of(db: &Db, table: &str) -> Vec<(String, i64)> {
+    db.query(&format!("SELECT word, n FROM {table} ORDER BY word, n"))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// (task, checkpoint id) of each row of a commits table, sorted.
+fn commits_of(db: &Db, table: &str) -> Vec<(i32, i64)> {
+    let mut rows: Vec<(i32, i64)> = db
+        .query(&format!("SELECT task, checkpoint_id FROM {table}"))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    rows.sort();
+    rows
+}
+
+// Guards: under exactly-once a checkpoint's rows reach the table only when it completes, in one
+// transaction with its row in the commits table (created by the sink); a task restored from a
+// checkpoint whose rows were committed before the crash does not write them again, and one
+// restored from a checkpoint whose commit the crash prevented commits them once.
+#[test]
+fn exactly_once_commits_each_checkpoint_once_across_crashes() {
+    let db = Db::connect();
+    let t = Table::create(&db, "word text NOT NULL, n bigint NOT NULL");
+    let commits = Table {
+        db: &db,
+        name: format!("{}_commits", t.name),
+    };
+    let sink = sink(&format!(
+        "url = \"{URL}\"\ntable = \"{}\"\ncolumns = [\"word\", \"n\"]\ncommits_table = \"{}\"\nbatch = {{ max_records = 2, interval = \"1h\" }}",
+        t.name, commits.name
+    ));
+    let make = {
+        let sink = sink.clone();
+        move || sink.bolt()
+    };
+    let mut first = BoltTester::full_with(make.clone(), ["word", "n"], exactly_once(), None);
+    first.execute_all([values!["a", 1], values!["b", 2], values!["c", 3]]);
+    assert_eq!(
+        db.count(&t.name),
+        0,
+        "a full batch waits for its checkpoint"
+    );
+    let (one, _) = first.checkpoint().expect("checkpoint 1");
+    assert_eq!(db.count(&t.name), 0, "and for the checkpoint to complete");
+    first.execute_all([values!["d", 4]]);
+    let done = first.checkpoint_complete(one.id());
+    assert_eq!(done.errors, 0);
+    assert_eq!(
+        words_of(&db, &t.name),
+        vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)],
+        "checkpoint 1's rows, not the row after its barrier"
+    );
+    assert_eq!(commits_of(&db, &commits.name), vec![(0, 1)]);
+
+    // A crash after checkpoint 1 was committed: the restored task finds its commit and skips it.
+    let mut second = BoltTester::full_with(make.clone(), ["word", "n"], exactly_once(), Some(&one));
+    let idle = second.tick();
+    assert_eq!(idle.errors, 0);
+    assert_eq!(db.count(&t.name), 3, "checkpoint 1 is not written twice");
+    // The spout replays "d"; checkpoint 2 is taken, and the process dies before its commit.
+    second.execute_all([values!["d", 4], values!["e", 5]]);
+    let (two, _) = second.checkpoint().expect("checkpoint 2");
+    assert_eq!(two.id(), 2);
+    drop(second);
+    assert_eq!(db.count(&t.name), 3);
+
+    // Restored from checkpoint 2 (complete, not committed): its rows are committed at the
+    // first idle moment, once — and again restored from it, they are not written again.
+    let mut third = BoltTester::full_with(make.clone(), ["word", "n"], exactly_once(), Some(&two));
+    third.tick();
+    let mut fourth = BoltTester::full_with(make, ["word", "n"], exactly_once(), Some(&two));
+    fourth.tick();
+    assert_eq!(
+        words_of(&db, &t.name),
+        vec![
+            ("a".into(), 1),
+            ("b".into(), 2),
+            ("c".into(), 3),
+            ("d".into(), 4),
+            ("e".into(), 5)
+        ],
+        "each record once"
+    );
+    assert_eq!(
+        commits_of(&db, &commits.name),
+        vec![(0, 1), (0, 2)],
+        "one row per run: the first run's checkpoint 1, the second run's checkpoint 2"
+    );
+}
+
+// Guards: a row the server refuses at an exactly-once commit is left out under a savepoint and
+// goes to `error` with its SQLSTATE and its record; the checkpoint's other rows are committed.
+#[test]
+fn exactly_once_refused_rows_go_to_error_at_the_commit() {
+    let db = Db::connect();
+    let t = Table::create(&db, "word text NOT NULL, n bigint CHECK (n >= 0)");
+    let commits = Table {
+        db: &db,
+        name: format!("{}_commits", t.name),
+    };
+    let sink = sink(&format!(
+        "url = \"{URL}\"\ntable = \"{}\"\ncolumns = [\"word\", \"n\"]\ncommits_table = \"{}\"\nbatch = {{ max_records = 2, interval = \"1h\" }}",
+        t.name, commits.name
+    ));
+    let mut tester =
+        BoltTester::full_with(move || sink.bolt(), ["word", "n"], exactly_once(), None);
+    tester.execute_all([
+        values!["ok1", 1],
+        values!["negative", -1],
+        values!["ok2", 2],
+    ]);
+    let (one, _) = tester.checkpoint().expect("checkpoint");
+    let done = tester.checkpoint_complete(one.id());
+    let reasons = error_reasons(&done);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("SQLSTATE 23514"), "{reasons:?}");
+    assert_eq!(
+        done.emitted[0].values[1]
+            .as_map()
+            .and_then(|m| m.get("word"))
+            .and_then(Value::as_str),
+        Some("negative")
+    );
+    assert_eq!(
+        words_of(&db, &t.name),
+        vec![("ok1".into(), 1), ("ok2".into(), 2)]
+    );
+    assert_eq!(commits_of(&db, &commits.name), vec![(0, 1)]);
+}

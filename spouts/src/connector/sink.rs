@@ -161,6 +161,16 @@ pub enum WriteError {
     Reject(String),
 }
 
+impl WriteError {
+    /// The error as a [`BoxError`] (for a caller that only logs it).
+    pub fn into_error(self) -> BoxError {
+        match self {
+            WriteError::Retry(e) => e,
+            WriteError::Reject(reason) => reason.into(),
+        }
+    }
+}
+
 impl<E: Into<BoxError>> From<E> for WriteError {
     fn from(e: E) -> WriteError {
         WriteError::Retry(e.into())
@@ -193,6 +203,14 @@ pub trait BatchWriter: Send + 'static {
     /// batch (the order of `encode` calls) and the reason. They go to the `error` stream; every
     /// input of the batch is acked either way. By default there are none.
     fn take_rejected(&mut self, into: &mut Vec<(usize, String)>) {
+        let _ = into;
+    }
+
+    /// Moves into `into` the records the destination refused outside [`write`](BatchWriter::write)
+    /// — at a two-phase commit ([`checkpoint_complete`](BatchWriter::checkpoint_complete),
+    /// [`idle`](BatchWriter::idle)) — each as (reason, record). They go to the `error` stream,
+    /// unanchored. Called after each of those and after `write`. By default there are none.
+    fn take_refused(&mut self, into: &mut Vec<(String, Value)>) {
         let _ = into;
     }
 
@@ -250,6 +268,8 @@ pub struct BatchSink<W> {
     exactly_once: bool,
     /// Why the last write failed, while the batch is still unwritten (exactly-once).
     unwritten: Option<String>,
+    /// Records the writer refused at a commit ([`BatchWriter::take_refused`]).
+    refused: Vec<(String, Value)>,
 }
 
 impl<W: BatchWriter> BatchSink<W> {
@@ -267,6 +287,15 @@ impl<W: BatchWriter> BatchSink<W> {
             component: SmolStr::default(),
             exactly_once: false,
             unwritten: None,
+            refused: Vec::new(),
+        }
+    }
+
+    /// Sends the records the writer refused at a commit to the `error` stream.
+    fn emit_refused(&mut self, out: &mut OutputCollector<'_>) {
+        self.writer.take_refused(&mut self.refused);
+        for (reason, record) in self.refused.drain(..) {
+            out.emit_to(ERROR_STREAM, &[], values![reason, record]);
         }
     }
 
@@ -315,6 +344,7 @@ impl<W: BatchWriter> BatchSink<W> {
             return Err(why.into());
         }
         self.unwritten = None;
+        self.emit_refused(out);
         // `held` is cleared, not replaced, so its capacity serves the next batch.
         let held = &self.held;
         self.bytes = 0;
@@ -410,7 +440,9 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
             self.flush(out).await?;
         }
         if self.held.is_empty() {
-            self.writer.idle().await?;
+            let idle = self.writer.idle().await;
+            self.emit_refused(out);
+            idle?;
         }
         Ok(())
     }
@@ -455,8 +487,9 @@ impl<W: BatchWriter> Bolt for BatchSink<W> {
         id: CheckpointId,
         out: &mut OutputCollector<'_>,
     ) -> Result<(), BoxError> {
-        let _ = out;
-        self.writer.checkpoint_complete(id).await
+        let done = self.writer.checkpoint_complete(id).await;
+        self.emit_refused(out);
+        done
     }
 }
 
