@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint};
+use topo_test_support::soak::{SinkOutput, Soak};
 
 /// Lines in the input file (8 words each, from a vocabulary of VOCABULARY words).
 const N: usize = 30_000;
@@ -116,29 +116,16 @@ fn soak(
     println!("kill points (records output): {:?}", soak.kill_points());
     let parallelism = ["2", "3", "1"];
     let mut output = SinkOutput::new(&soak.out(), "word");
-    // After each kill: the counts output so far, which a later run must never go below for
-    // long (a reset would start a word at 1 again).
-    let mut run = 0;
     let set = |run: usize| format!("bolts.count.parallelism={}", parallelism[run % 3]);
-    soak.start_with(&["--set", &set(run)]);
-    // A run is killed only once it has completed a checkpoint of its own, so that every run
-    // makes progress (the kill then falls anywhere after it).
-    let mut since = newest_checkpoint(&soak.state(), "soak-eo");
-    while soak.killing() {
-        output.poll();
-        let produced = output.records().len();
-        soak.check_budget(format_args!("{produced} records output, run {run}"));
-        if newest_checkpoint(&soak.state(), "soak-eo") > since && soak.kill_if_due(produced, 30) {
-            run += 1;
-            since = newest_checkpoint(&soak.state(), "soak-eo");
-            if soak.killing() {
-                soak.start_with(&["--set", &set(run)]);
-            }
-            continue;
-        }
-        soak.pause();
-    }
-    run += 1;
+    let run = soak.kill_after_own_checkpoints(
+        "soak-eo",
+        |run| vec!["--set".into(), set(run)],
+        || {
+            output.poll();
+            output.records().len()
+        },
+        |_, _, _| {},
+    );
     soak.run_to_end(&[
         "--until-idle",
         "--set",

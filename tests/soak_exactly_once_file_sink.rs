@@ -10,11 +10,10 @@
 //! Seed: printed; `TOPO_SOAK_SEED=<seed> cargo test -p topo --test soak_exactly_once_file_sink`
 //! reproduces the kill points.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint, published_files};
+use topo_test_support::soak::{SinkOutput, Soak, published_files, write_lines};
 
 /// Distinct lines in the input file.
 const N: usize = 40_000;
@@ -67,33 +66,15 @@ fn published_files_hold_each_record_exactly_once_after_kills() {
         &std::env::var("TOPO_SOAK_LOG").unwrap_or_else(|_| "warn".into()),
     );
     let input: Vec<String> = (0..N).map(|i| format!("record-{i:06}")).collect();
-    {
-        let mut f = std::io::BufWriter::new(
-            std::fs::File::create(soak.dir().join("in.txt")).expect("input"),
-        );
-        for line in &input {
-            writeln!(f, "{line}").expect("write input");
-        }
-        f.flush().expect("flush input");
-    }
+    write_lines(&soak.dir().join("in.txt"), &input);
     println!("kill points (records published): {:?}", soak.kill_points());
     let mut output = SinkOutput::new(&soak.out(), "line");
-    soak.start();
-    let mut since = newest_checkpoint(&soak.state(), "soak-eo-file");
-    while soak.killing() {
-        let published = output.poll();
-        soak.check_budget(format_args!("{published} records published"));
-        if newest_checkpoint(&soak.state(), "soak-eo-file") > since
-            && soak.kill_if_due(published, 30)
-        {
-            since = newest_checkpoint(&soak.state(), "soak-eo-file");
-            if soak.killing() {
-                soak.start();
-            }
-            continue;
-        }
-        soak.pause();
-    }
+    soak.kill_after_own_checkpoints(
+        "soak-eo-file",
+        |_| Vec::new(),
+        || output.poll(),
+        |_, _, _| {},
+    );
     soak.run_to_end(&["--until-idle", "--set", "spouts.lines.until_eof=true"]);
     output.poll();
     let files = published_files(&soak.out());

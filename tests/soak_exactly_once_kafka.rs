@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use topo_test_support::kafka::{committed, create_topic, ends, produce_batched};
-use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint};
+use topo_test_support::soak::{SinkOutput, Soak};
 use topo_test_support::unique;
 
 /// Words in the topic.
@@ -125,33 +125,20 @@ fn kafka_word_counts_are_exact_after_kills_and_spout_rescales() {
     };
     let group_of = |run: usize| format!("{group}-{run}");
     let set_group = |run: usize| format!("spouts.words.group={}", group_of(run));
-    let mut run = 0;
-    soak.start_with(&["--set", &set(run), "--set", &set_group(run)]);
-    // A run is killed only once it has completed a checkpoint of its own, so that every run
-    // makes progress (the kill then falls anywhere after it).
-    let mut since = newest_checkpoint(&soak.state(), "soak-eo-kafka");
-    while soak.killing() {
-        output.poll();
-        let produced = output.records().len();
-        soak.check_budget(format_args!("{produced} records output, run {run}"));
-        if newest_checkpoint(&soak.state(), "soak-eo-kafka") > since
-            && soak.kill_if_due(produced, 30)
-        {
-            run += 1;
-            since = newest_checkpoint(&soak.state(), "soak-eo-kafka");
+    let run = soak.kill_after_own_checkpoints(
+        "soak-eo-kafka",
+        |run| vec!["--set".into(), set(run), "--set".into(), set_group(run)],
+        || {
+            output.poll();
+            output.records().len()
+        },
+        |run, produced, checkpoint| {
             println!(
-                "run {} killed at {produced} records output, checkpoint {since}, its group committed {:?}",
-                run - 1,
-                committed(&group_of(run - 1), &topic, PARTITIONS)
-            );
-            if soak.killing() {
-                soak.start_with(&["--set", &set(run), "--set", &set_group(run)]);
-            }
-            continue;
-        }
-        soak.pause();
-    }
-    run += 1;
+                "run {run} killed at {produced} records output, checkpoint {checkpoint}, its group committed {:?}",
+                committed(&group_of(run), &topic, PARTITIONS)
+            )
+        },
+    );
     soak.run_to_end(&[
         "--until-idle",
         "--set",

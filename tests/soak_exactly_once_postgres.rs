@@ -11,12 +11,11 @@
 //! `TOPO_SOAK_SEED=<seed> cargo test -p topo --test soak_exactly_once_postgres` reproduces the
 //! kill points.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
-use topo_test_support::soak::{Soak, Tally, newest_checkpoint};
+use topo_test_support::soak::{Soak, Tally, write_lines};
 
 /// Distinct lines in the input file.
 const N: usize = 50_000;
@@ -132,37 +131,16 @@ fn the_table_holds_each_record_exactly_once_after_kills_and_rescaling() {
         &std::env::var("TOPO_SOAK_LOG").unwrap_or_else(|_| "warn".into()),
     );
     let input: Vec<String> = (0..N).map(|i| format!("record-{i:06}")).collect();
-    {
-        let mut f = std::io::BufWriter::new(
-            std::fs::File::create(soak.dir().join("in.txt")).expect("input"),
-        );
-        for line in &input {
-            writeln!(f, "{line}").expect("write input");
-        }
-        f.flush().expect("flush input");
-    }
+    write_lines(&soak.dir().join("in.txt"), &input);
     println!("kill points (rows committed): {:?}", soak.kill_points());
     let parallelism = ["2", "3", "1"];
     let set = |run: usize| format!("bolts.out.parallelism={}", parallelism[run % 3]);
-    let mut run = 0;
-    soak.start_with(&["--set", &set(run)]);
-    let mut since = newest_checkpoint(&soak.state(), "soak-eo-postgres");
-    while soak.killing() {
-        let committed = db.count(&table);
-        soak.check_budget(format_args!("{committed} rows committed, run {run}"));
-        if newest_checkpoint(&soak.state(), "soak-eo-postgres") > since
-            && soak.kill_if_due(committed, 30)
-        {
-            run += 1;
-            since = newest_checkpoint(&soak.state(), "soak-eo-postgres");
-            if soak.killing() {
-                soak.start_with(&["--set", &set(run)]);
-            }
-            continue;
-        }
-        soak.pause();
-    }
-    run += 1;
+    let run = soak.kill_after_own_checkpoints(
+        "soak-eo-postgres",
+        |run| vec!["--set".into(), set(run)],
+        || db.count(&table),
+        |_, _, _| {},
+    );
     soak.run_to_end(&[
         "--until-idle",
         "--set",

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use topo_test_support::soak::{SinkOutput, Soak, newest_checkpoint};
+use topo_test_support::soak::{SinkOutput, Soak};
 
 /// Readings generated (message n: device n mod DEVICES, timestamp START + n ms).
 const N: i64 = 300_000;
@@ -120,26 +120,15 @@ fn exactly_once_event_time_windows_are_exact_after_kills_and_rescales() {
     let parallelism = ["2", "3", "1"];
     let set = |run: usize| format!("bolts.per_device.parallelism={}", parallelism[run % 3]);
     let mut output = SinkOutput::new(&soak.out(), "device_id");
-    let mut run = 0;
-    soak.start_with(&["--set", &set(run)]);
-    let mut since = newest_checkpoint(&soak.state(), "soak-eo-window");
-    while soak.killing() {
-        output.poll();
-        let produced = output.records().len();
-        soak.check_budget(format_args!("{produced} results output, run {run}"));
-        if newest_checkpoint(&soak.state(), "soak-eo-window") > since
-            && soak.kill_if_due(produced, 30)
-        {
-            run += 1;
-            since = newest_checkpoint(&soak.state(), "soak-eo-window");
-            if soak.killing() {
-                soak.start_with(&["--set", &set(run)]);
-            }
-            continue;
-        }
-        soak.pause();
-    }
-    run += 1;
+    let run = soak.kill_after_own_checkpoints(
+        "soak-eo-window",
+        |run| vec!["--set".into(), set(run)],
+        || {
+            output.poll();
+            output.records().len()
+        },
+        |_, _, _| {},
+    );
     soak.run_to_end(&["--until-idle", "--set", &set(run)]);
     output.poll();
 

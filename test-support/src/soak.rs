@@ -78,6 +78,18 @@ pub fn newest_checkpoint(state: &Path, topology: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes `lines` to `path`, one a line: a soak's input file.
+pub fn write_lines(path: &Path, lines: &[String]) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(
+        File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    );
+    for line in lines {
+        writeln!(f, "{line}").expect("write a line of input");
+    }
+    f.flush().expect("flush the input");
+}
+
 /// Polls `cond` every 10 ms until it holds; panics after `timeout` with `what` and `context()`.
 pub fn wait_for(
     what: &str,
@@ -192,6 +204,46 @@ impl Soak {
     /// Starts a run of `topo run <extra..>` (the run going on).
     pub fn start_with(&mut self, extra: &[&str]) {
         self.child = Some(self.runs.start_with(extra));
+    }
+
+    /// The kill loop of an exactly-once soak. Starts run 0 with `topo run <args(0)..>`; then,
+    /// until every kill point is used, reads the output count with `progress()` and kills the
+    /// run going on at its due point ([`kill_if_due`](Soak::kill_if_due)) — only once that run
+    /// has completed a checkpoint of its own ([`newest_checkpoint`] of `topology` moved past
+    /// where it was), so that every run makes progress and a kill falls anywhere after that.
+    /// After each kill `killed(run, count, checkpoint)` is called and run `run + 1` is started
+    /// with `args(run + 1)`. Returns the index of the next run (the last one, to the end).
+    pub fn kill_after_own_checkpoints(
+        &mut self,
+        topology: &str,
+        args: impl Fn(usize) -> Vec<String>,
+        mut progress: impl FnMut() -> usize,
+        mut killed: impl FnMut(usize, usize, u64),
+    ) -> usize {
+        let start = |soak: &mut Soak, run: usize| {
+            let extra = args(run);
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            soak.start_with(&extra);
+        };
+        let mut run = 0;
+        start(self, run);
+        let mut since = newest_checkpoint(&self.state(), topology);
+        while self.killing() {
+            let produced = progress();
+            self.check_budget(format_args!("{produced} output, run {run}"));
+            if newest_checkpoint(&self.state(), topology) > since && self.kill_if_due(produced, 30)
+            {
+                since = newest_checkpoint(&self.state(), topology);
+                killed(run, produced, since);
+                run += 1;
+                if self.killing() {
+                    start(self, run);
+                }
+                continue;
+            }
+            self.pause();
+        }
+        run
     }
 
     /// Panics when the soak is over its time budget, saying `progress`, the kills so far, the
