@@ -48,9 +48,10 @@ devices = {DEVICES}
 count = {N}
 start_time = {START}
 seed = 11
-# One task: the watermark is the minimum over the upstream tasks that have sent tuples, so with
-# two tasks one running ahead at start could fire the first windows before the other's first
-# readings arrive (late, whatever the checkpoints).
+# One task: the watermark is the minimum over every upstream task, and with two tasks one
+# emits the even readings (even devices) and the other the odd ones, so a window task given
+# devices of one kind only by the fields grouping would hear from one task only and fire its
+# windows at the end of input.
 parallelism = 1
 
 [bolts.per_device]

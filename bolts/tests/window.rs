@@ -695,6 +695,9 @@ fn option_errors_name_the_option_and_the_value() {
         (format!("length = \"1s\"\ntime = \"event\"\n{agg}"), "option `timestamp` is required"),
         (format!("length = \"1s\"\nlag = \"1s\"\n{agg}"), "option `lag` = \"1s\" is only used with time = \"event\""),
         (format!("length = 10\ntime = \"event\"\ntimestamp = \"ts\"\n{agg}"), "needs duration windows"),
+        (format!("length = \"1s\"\nidle_timeout = \"1m\"\n{agg}"), "option `idle_timeout` = \"1m\" is only used with time = \"event\""),
+        (format!("length = \"1s\"\ntime = \"event\"\ntimestamp = \"ts\"\nidle_timeout = \"0s\"\n{agg}"), "option `idle_timeout` = \"0s\": expected at least one millisecond"),
+        (format!("length = \"1s\"\ntime = \"event\"\ntimestamp = \"ts\"\nidle_timeout = \"soon\"\n{agg}"), "option `idle_timeout` = \"soon\" is not a duration"),
         ("length = \"1s\"".to_string(), "option `aggregates` needs at least one"),
         ("length = \"1s\"\naggregates = [{ fn = \"sum\", as = \"s\" }]".to_string(), "`field` is required"),
         ("length = \"1s\"\naggregates = [{ fn = \"top_k\", field = \"x\", k = 0, as = \"t\" }]".to_string(), "`k` = 0, expected at least 1"),
@@ -1102,4 +1105,200 @@ fn processing_time_restore_on_a_clock_behind_counts_every_input() {
             Value::Int(1)
         ]]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event time over every upstream task: the watermark waits for each task of the inputs, or
+// leaves one out after `idle_timeout` of silence.
+
+/// Tumbling 10 s event-time windows counting per key, lag 0.
+fn count_per_10s(idle: Option<&str>) -> Window {
+    Window::new(WindowOptions {
+        time: TimeMode::Event,
+        timestamp: Some("ts".into()),
+        idle_timeout: idle.map(Into::into),
+        aggregates: vec![AggregateOptions::new("count", None, "n")],
+        ..options(dur(10_000), None)
+    })
+    .expect("valid options")
+}
+
+/// `(window start − T0, key, count)` of each result on the default stream, sorted.
+fn counts(runs: &[&Executed]) -> Vec<(i64, String, i64)> {
+    let mut out: Vec<(i64, String, i64)> = runs
+        .iter()
+        .flat_map(|r| &r.emitted)
+        .filter(|e| e.stream == "default")
+        .map(|e| {
+            (
+                e.values[0].as_i64().expect("window_start") - T0,
+                e.values[2].to_string(),
+                e.values[3].as_i64().expect("n"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn from(t: &mut BoltTester, task: usize, key: &str, ts: i64) -> Executed {
+    t.execute_from_task("src", task, values![key, 1, "u", T0 + ts])
+}
+
+// Guards that a window fires only once every upstream task has sent, however far the others
+// are ahead (the one that has not sent may still send into it), and that the end of input
+// fires the rest.
+#[test]
+fn event_time_waits_for_every_upstream_task() {
+    let w = count_per_10s(None);
+    let mut t = BoltTester::full_with_inputs(move || w.clone(), FIELDS, &[("src", 2)]);
+    let mut runs = vec![
+        from(&mut t, 0, "a", 1_000),
+        from(&mut t, 0, "a", 12_000),
+        from(&mut t, 0, "b", 25_000),
+        from(&mut t, 0, "a", 41_000),
+    ];
+    assert_eq!(counts(&runs.iter().collect::<Vec<_>>()), []);
+    // Task 1's first tuple is behind task 0's: it counts in its window, not late.
+    let first = from(&mut t, 1, "a", 3_000);
+    assert!(first.emitted.is_empty(), "{first:?}");
+    runs.clear();
+    // The watermark is task 1's 21 s: [0 s, 10 s) and [10 s, 20 s) fire.
+    let moved = from(&mut t, 1, "b", 21_000);
+    assert_eq!(
+        counts(&[&moved]),
+        [(0, "a".into(), 2), (10_000, "a".into(), 1)]
+    );
+    let fin = t.finish();
+    assert_eq!(
+        counts(&[&fin]),
+        [(20_000, "b".into(), 2), (40_000, "a".into(), 1)]
+    );
+}
+
+// Guards `idle_timeout`: an upstream task that never sent stops holding windows back once
+// silent for the timeout (counted from the task's start); back, its tuples behind the
+// watermark are late and it does not hold the watermark until it has caught up with it
+// (Flink's rule), then it does again.
+#[test]
+fn an_idle_upstream_task_stops_holding_windows_back() {
+    let w = count_per_10s(Some("10m"));
+    let mut t = BoltTester::full_with_inputs(move || w.clone(), FIELDS, &[("src", 2)]);
+    t.pause_time();
+    from(&mut t, 0, "a", 1_000);
+    from(&mut t, 0, "a", 12_000);
+    t.advance(Duration::from_secs(300));
+    assert!(t.tick().emitted.is_empty());
+    from(&mut t, 0, "a", 13_000);
+    // Task 1 has been silent since the start, task 0 sent since the last tick.
+    t.advance(Duration::from_secs(300));
+    assert_eq!(counts(&[&t.tick()]), [(0, "a".into(), 1)]);
+    let late = from(&mut t, 1, "b", 5_000);
+    assert_eq!(late.emitted.len(), 1);
+    assert_eq!(late.emitted[0].stream, LATE_STREAM);
+    // Behind the watermark, task 1 does not hold it.
+    assert_eq!(
+        counts(&[&from(&mut t, 0, "a", 25_000)]),
+        [(10_000, "a".into(), 2)]
+    );
+    // Caught up (26 s), it holds it again: at 41 s task 0 moves it to 26 s only.
+    assert!(from(&mut t, 1, "b", 26_000).emitted.is_empty());
+    assert!(from(&mut t, 0, "a", 41_000).emitted.is_empty());
+    assert_eq!(
+        counts(&[&from(&mut t, 1, "b", 33_000)]),
+        [(20_000, "a".into(), 1), (20_000, "b".into(), 1)]
+    );
+    let fin = t.finish();
+    assert_eq!(
+        counts(&[&fin]),
+        [(30_000, "b".into(), 1), (40_000, "a".into(), 1)]
+    );
+}
+
+// Guards that a task that keeps sending (more often than the timeout) is never idle, however
+// long the run and far behind it is; and that with no idle timeout a silent task holds the
+// windows however long it stays silent.
+#[test]
+fn idleness_is_silence_for_the_whole_timeout() {
+    for idle in [Some("1m"), None] {
+        let w = count_per_10s(idle);
+        let mut t = BoltTester::full_with_inputs(move || w.clone(), FIELDS, &[("src", 2)]);
+        t.pause_time();
+        // 500 s of processing time: task 0 runs 100 s of event time ahead of task 1.
+        for i in 0..10 {
+            from(&mut t, 0, "a", 100_000 + 10_000 * i);
+            let behind = from(&mut t, 1, "b", 1_000 + 10_000 * i);
+            // Task 1 fires its previous window, by its own progress.
+            let expected: Vec<(i64, String, i64)> = match i {
+                0 => vec![],
+                _ => vec![(10_000 * (i - 1), "b".into(), 1)],
+            };
+            assert_eq!(counts(&[&behind]), expected, "{idle:?}, step {i}");
+            t.advance(Duration::from_secs(50));
+            assert!(t.tick().emitted.is_empty(), "{idle:?}, step {i}");
+        }
+        // Task 1 falls silent; task 0 goes on.
+        from(&mut t, 0, "a", 200_000);
+        t.advance(Duration::from_secs(3600));
+        let after = counts(&[&t.tick()]);
+        match idle {
+            // Task 1 idle: the watermark is task 0's 200 s.
+            Some(_) => {
+                let mut expected = vec![(90_000, "b".to_string(), 1)];
+                expected.extend((10..20).map(|w| (w * 10_000, "a".to_string(), 1)));
+                assert_eq!(after, expected);
+            }
+            None => assert_eq!(after, []),
+        }
+    }
+}
+
+// Guards the checkpointed clock over every upstream task: with the same upstream parallelism
+// each task's largest timestamp is restored; with another, the new tasks hold the restored
+// watermark (which does not go back) until each has sent; an upstream component no longer
+// subscribed no longer counts.
+#[test]
+fn event_time_restore_keeps_each_upstream_task_and_waits_for_new_ones() {
+    let w = count_per_10s(None);
+    let make = |w: &Window| {
+        let w = w.clone();
+        move || w.clone()
+    };
+    let mut t = BoltTester::full_with_inputs(make(&w), FIELDS, &[("src", 2)]);
+    from(&mut t, 0, "a", 20_000);
+    from(&mut t, 1, "b", 3_000);
+    from(&mut t, 1, "b", 4_000); // watermark 4 s
+    let (c, _) = t.checkpoint().expect("a checkpoint");
+    drop(t);
+
+    // Task 0's 20 s is back: task 1 at 15 s moves the watermark to 15 s.
+    let mut same = BoltTester::restore_full_with_inputs(make(&w), FIELDS, &[("src", 2)], &c);
+    assert_eq!(
+        counts(&[&from(&mut same, 1, "b", 15_000)]),
+        [(0, "b".into(), 2)]
+    );
+
+    let mut more = BoltTester::restore_full_with_inputs(make(&w), FIELDS, &[("src", 3)], &c);
+    let late = from(&mut more, 2, "c", -7_000);
+    assert_eq!(late.emitted.len(), 1, "behind the restored watermark");
+    assert_eq!(late.emitted[0].stream, LATE_STREAM);
+    assert!(from(&mut more, 1, "b", 15_000).emitted.is_empty());
+    assert!(from(&mut more, 0, "a", 16_000).emitted.is_empty());
+    assert_eq!(
+        counts(&[&from(&mut more, 2, "c", 14_000)]),
+        [(0, "b".into(), 2)]
+    );
+    assert_eq!(
+        counts(&[&more.finish()]),
+        [
+            (10_000, "a".into(), 1),
+            (10_000, "b".into(), 1),
+            (10_000, "c".into(), 1),
+            (20_000, "a".into(), 1)
+        ]
+    );
+
+    let mut other = BoltTester::restore_full_with_inputs(make(&w), FIELDS, &[("other", 1)], &c);
+    let moved = other.execute_from_task("other", 0, values!["d", 1, "u", T0 + 15_000]);
+    assert_eq!(counts(&[&moved]), [(0, "b".into(), 2)]);
 }

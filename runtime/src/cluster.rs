@@ -569,6 +569,20 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
             .iter()
             .map(|c| (c.spec.id.clone(), tasks_of[c.spec.id.as_str()].clone()))
             .collect(),
+        inputs: topology
+            .components
+            .iter()
+            .filter(|c| !c.spec.inputs.is_empty())
+            .map(|c| {
+                let mut from: Vec<SmolStr> = Vec::new();
+                for i in &c.spec.inputs {
+                    if !from.contains(&i.component) {
+                        from.push(i.component.clone());
+                    }
+                }
+                (c.spec.id.clone(), from)
+            })
+            .collect(),
         tick_intervals: topology
             .components
             .iter()

@@ -152,6 +152,9 @@ pub(crate) struct ContextShared {
     pub(crate) config: Config,
     /// Every component and its tasks, in declaration order.
     pub(crate) components: Vec<(SmolStr, Vec<TaskId>)>,
+    /// Each bolt's input components: those its declared inputs subscribe to, each once, in the
+    /// order of its inputs (a component with none is absent).
+    pub(crate) inputs: Vec<(SmolStr, Vec<SmolStr>)>,
     pub(crate) tick_intervals: Vec<(SmolStr, Option<Duration>)>,
     /// The topology takes checkpoints.
     pub(crate) checkpointed: bool,
@@ -189,6 +192,22 @@ impl TaskContext {
             .iter()
             .find(|(id, _)| id == component)
             .map(|(_, t)| t.as_slice())
+    }
+    /// Every task that can send this task tuples, by upstream component: each component this
+    /// component's declared inputs subscribe to (once, however many of its streams are
+    /// subscribed, in the order of the inputs) with all of its tasks — whatever the grouping, so
+    /// a task listed may send this one nothing (a fields grouping routes its keys elsewhere, a
+    /// direct grouping names other tasks). Empty for a spout. An event-time operator takes its
+    /// watermark over these tasks, so that one that has not sent yet holds it back.
+    pub fn input_tasks(&self) -> impl Iterator<Item = (&str, &[TaskId])> + '_ {
+        self.inner
+            .inputs
+            .iter()
+            .find(|(id, _)| *id == self.component)
+            .map(|(_, from)| from.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|from| Some((from.as_str(), self.component_tasks(from)?)))
     }
     /// Whether this run takes checkpoints ([`takes_checkpoints`](crate::takes_checkpoints)). A
     /// spout that rewinds then keeps its position in them, and commits a position of its own

@@ -3,7 +3,8 @@
 //! - [`BoltTester`]: run one bolt (basic or full) on given tuples and see what it emitted and
 //!   whether it acked or failed each input — through the real task driver and collector; take
 //!   a checkpoint of it ([`BoltTester::checkpoint`]) and start a fresh instance from it
-//!   ([`BoltTester::restore_basic`]): a task's crash and restart in a unit test.
+//!   ([`BoltTester::restore_basic`]): a task's crash and restart in a unit test. Declare the
+//!   upstream components and their tasks ([`BoltTester::full_with_inputs`]) to send from each.
 //! - [`VecSpout`]: an in-memory spout emitting a list of tuples with message ids, replaying
 //!   failed ones, and counting acks and fails per message.
 //! - [`CaptureBolt`]: a sink that records every tuple it receives and which task received it.
@@ -164,7 +165,18 @@ pub struct BoltTester {
     checkpoints: Arc<MemoryStorage>,
     chains: Chains,
     next_checkpoint: CheckpointId,
+    /// The declared upstream components and their tasks
+    /// ([`full_with_inputs`](BoltTester::full_with_inputs)); empty = the default input only.
+    inputs: Vec<(SmolStr, Vec<TaskId>)>,
 }
+
+/// The component the inputs of [`BoltTester::execute`] come from, with one task,
+/// [`DEFAULT_INPUT_TASK`]: the tested bolt's only input unless others are declared.
+const DEFAULT_INPUT: &str = "__input";
+/// The task the inputs of [`BoltTester::execute`] come from.
+const DEFAULT_INPUT_TASK: TaskId = TaskId(99);
+/// The first task id of declared upstream components (numbered on from it, in order).
+const FIRST_INPUT_TASK: u32 = 100;
 
 /// A checkpoint of one bolt taken by [`BoltTester::checkpoint`], to start another tester from
 /// ([`BoltTester::restore_basic`], [`BoltTester::restore_full`]): a task's crash and restart in a unit test.
@@ -265,7 +277,23 @@ impl BoltTester {
     {
         let decl = declare(|d| make().declare_outputs(d));
         let driver = Box::new(FullDriver::new(Arc::new(make)));
-        BoltTester::make_with(driver, decl, fields, from, config, true)
+        BoltTester::make_with(driver, decl, fields, from, &[], config, true)
+    }
+
+    /// A tester for a full [`Bolt`] whose input stream has `fields`, subscribed to `inputs`:
+    /// upstream components and how many tasks each runs, in place of the default input (what
+    /// [`TaskContext::input_tasks`] tells the bolt). Send from one of their tasks with
+    /// [`execute_from_task`](BoltTester::execute_from_task).
+    pub fn full_with_inputs<B, F, I, S>(make: F, fields: I, inputs: &[(&str, usize)]) -> BoltTester
+    where
+        B: Bolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(FullDriver::new(Arc::new(make)));
+        BoltTester::make(driver, decl, fields, None, inputs)
     }
 
     fn new<I, S>(driver: Box<dyn DynDriver>, outputs: Vec<StreamDecl>, fields: I) -> BoltTester
@@ -273,7 +301,7 @@ impl BoltTester {
         I: IntoIterator<Item = S>,
         S: Into<SmolStr>,
     {
-        BoltTester::make(driver, outputs, fields, None)
+        BoltTester::make(driver, outputs, fields, None, &[])
     }
 
     fn make<I, S>(
@@ -281,19 +309,30 @@ impl BoltTester {
         outputs: Vec<StreamDecl>,
         fields: I,
         restore: Option<&TestCheckpoint>,
+        inputs: &[(&str, usize)],
     ) -> BoltTester
     where
         I: IntoIterator<Item = S>,
         S: Into<SmolStr>,
     {
-        BoltTester::make_with(driver, outputs, fields, restore, Config::default(), false)
+        BoltTester::make_with(
+            driver,
+            outputs,
+            fields,
+            restore,
+            inputs,
+            Config::default(),
+            false,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn make_with<I, S>(
         driver: Box<dyn DynDriver>,
         outputs: Vec<StreamDecl>,
         fields: I,
         restore: Option<&TestCheckpoint>,
+        inputs: &[(&str, usize)],
         config: Config,
         checkpointed: bool,
     ) -> BoltTester
@@ -352,16 +391,33 @@ impl BoltTester {
             gauge: Arc::new(QueueGauge::default()),
         }];
         let emitter = Emitter::new(TaskId(0), streams, targets, ackers, 1024, metrics.clone());
+        let mut next = FIRST_INPUT_TASK;
+        let inputs: Vec<(SmolStr, Vec<TaskId>)> = inputs
+            .iter()
+            .map(|&(from, n)| {
+                let tasks = (next..next + n as u32).map(TaskId).collect();
+                next += n as u32;
+                (SmolStr::new(from), tasks)
+            })
+            .collect();
+        let mut components = vec![
+            ("__tested".into(), vec![TaskId(0)]),
+            ("__capture".into(), vec![sink_task]),
+            // The task inputs come from by default (`execute`).
+            (DEFAULT_INPUT.into(), vec![DEFAULT_INPUT_TASK]),
+        ];
+        components.extend(inputs.iter().cloned());
+        let subscribed = if inputs.is_empty() {
+            vec![DEFAULT_INPUT.into()]
+        } else {
+            inputs.iter().map(|(from, _)| from.clone()).collect()
+        };
         let ctx = TaskContext {
             inner: Arc::new(ContextShared {
                 topology: "test".into(),
                 config,
-                components: vec![
-                    ("__tested".into(), vec![TaskId(0)]),
-                    ("__capture".into(), vec![sink_task]),
-                    // The task inputs come from by default (`execute`).
-                    ("__input".into(), vec![TaskId(99)]),
-                ],
+                components,
+                inputs: vec![("__tested".into(), subscribed)],
                 tick_intervals: Vec::new(),
                 checkpointed,
             }),
@@ -411,6 +467,7 @@ impl BoltTester {
             checkpoints: Arc::default(),
             chains: Chains::default(),
             next_checkpoint: restore.map_or(1, |c| c.id + 1),
+            inputs,
         }
     }
 
@@ -459,7 +516,7 @@ impl BoltTester {
     {
         let decl = declare(|d| make().declare_outputs(d));
         let driver = Box::new(BasicDriver::new(Arc::new(make)));
-        BoltTester::make(driver, decl, fields, Some(checkpoint))
+        BoltTester::make(driver, decl, fields, Some(checkpoint), &[])
     }
 
     /// A tester for a full [`Bolt`] restored from `checkpoint`; see
@@ -473,7 +530,7 @@ impl BoltTester {
     {
         let decl = declare(|d| make().declare_outputs(d));
         let driver = Box::new(FullDriver::new(Arc::new(make)));
-        BoltTester::make(driver, decl, fields, Some(checkpoint))
+        BoltTester::make(driver, decl, fields, Some(checkpoint), &[])
     }
 
     /// Tells the bolt that checkpoint `id` completed (as the coordinator does once every task
@@ -488,14 +545,37 @@ impl BoltTester {
         self.collect(None)
     }
 
-    /// Executes one tracked input tuple with these values.
+    /// A tester for a full [`Bolt`] subscribed to `inputs` (see
+    /// [`full_with_inputs`](BoltTester::full_with_inputs)), restored from `checkpoint`: a
+    /// restart in a topology whose upstream components may run other numbers of tasks than
+    /// when the checkpoint was taken.
+    pub fn restore_full_with_inputs<B, F, I, S>(
+        make: F,
+        fields: I,
+        inputs: &[(&str, usize)],
+        checkpoint: &TestCheckpoint,
+    ) -> BoltTester
+    where
+        B: Bolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(FullDriver::new(Arc::new(make)));
+        BoltTester::make(driver, decl, fields, Some(checkpoint), inputs)
+    }
+
+    /// Executes one tracked input tuple with these values, from the default input (one task of
+    /// a component `__input`; not one of the bolt's inputs when others were declared).
     pub fn execute(&mut self, values: Values) -> Executed {
-        self.execute_tuple(self.input, values)
+        self.execute_tuple(self.input, DEFAULT_INPUT_TASK, values)
     }
 
     /// Executes one tracked input tuple as if it came from `component`'s `stream` with `fields`
     /// — for bolts that tell their inputs apart (a join's sides, a bolt reading an `error`
-    /// stream).
+    /// stream). It comes from the component's first task if it is a declared input
+    /// ([`full_with_inputs`](BoltTester::full_with_inputs)), else from the default input's.
     pub fn execute_from<I, S>(
         &mut self,
         component: &str,
@@ -509,14 +589,52 @@ impl BoltTester {
     {
         let fields: Vec<SmolStr> = fields.into_iter().map(Into::into).collect();
         let schema = StreamSchema::intern(component, stream, &fields, false);
-        self.execute_tuple(schema, values)
+        let task = self
+            .inputs
+            .iter()
+            .find(|(from, _)| from == component)
+            .and_then(|(_, tasks)| tasks.first().copied())
+            .unwrap_or(DEFAULT_INPUT_TASK);
+        self.execute_tuple(schema, task, values)
     }
 
-    fn execute_tuple(&mut self, schema: &'static StreamSchema, values: Values) -> Executed {
+    /// Executes one tracked input tuple with these values (the tester's input fields, on the
+    /// default stream) from task `task` (an index from 0) of `component`, a declared input
+    /// ([`full_with_inputs`](BoltTester::full_with_inputs)). Panics, naming the declared
+    /// inputs, if there is no such input or task.
+    pub fn execute_from_task(&mut self, component: &str, task: usize, values: Values) -> Executed {
+        let Some(id) = self
+            .inputs
+            .iter()
+            .find(|(from, _)| from == component)
+            .and_then(|(_, tasks)| tasks.get(task).copied())
+        else {
+            let declared: Vec<String> = self
+                .inputs
+                .iter()
+                .map(|(from, tasks)| format!("{from} ({} tasks)", tasks.len()))
+                .collect();
+            panic!(
+                "execute_from_task: no task {task} of an input `{component}`; the declared \
+                 inputs are [{}]",
+                declared.join(", ")
+            );
+        };
+        let schema =
+            StreamSchema::intern(component, crate::DEFAULT_STREAM, self.input.fields(), false);
+        self.execute_tuple(schema, id, values)
+    }
+
+    fn execute_tuple(
+        &mut self,
+        schema: &'static StreamSchema,
+        source: TaskId,
+        values: Values,
+    ) -> Executed {
         let root = self.next_root;
         self.next_root += 1;
         let id = 0x5eed_0000 + root;
-        let mut tuple = Tuple::new(schema, TaskId(99), values);
+        let mut tuple = Tuple::new(schema, source, values);
         tuple.anchors.push((root, id));
         let driver = &mut self.driver;
         let env = &mut self.env;

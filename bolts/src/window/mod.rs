@@ -21,6 +21,8 @@
 //! time = "event"           # "processing" (default) or "event" (duration windows only)
 //! timestamp = "ts"         # event time: epoch milliseconds (int) or RFC 3339 text; required
 //! lag = "5s"               # event time: allowed out-of-orderness; default "0s"
+//! idle_timeout = "1m"      # event time: an upstream task silent this long stops holding the
+//!                          # watermark back (until it sends and catches up); default: none
 //! group_by = ["path"]      # optional: one result per distinct combination of these fields
 //! aggregates = [           # at least one; `as` names the output field
 //!   { fn = "count", as = "hits" },
@@ -78,12 +80,26 @@
 //! - **Processing time** is [`clock::now_millis`] at arrival. A window fires once the clock has
 //!   passed its end, checked on each arriving tuple and on ticks (the bolt asks for a tick every
 //!   `min(slide, 1s)`).
-//! - **Event time**: the watermark is the minimum, over the upstream tasks that have sent tuples,
-//!   of (largest timestamp from that task − `lag`); it never goes back. Every window whose end is
-//!   at or before the watermark fires, in order of end. A tuple is added to each of its windows
-//!   that has not fired; a tuple all of whose windows have fired is *late* and goes to `late`
-//!   (Flink's rule). The watermark moves only with arriving tuples: a quiet input holds windows
-//!   open until more data comes or the input ends.
+//! - **Event time**: the watermark is the minimum, over every upstream task (all tasks of the
+//!   components in `inputs`, whatever the grouping), of (largest timestamp from that task −
+//!   `lag`); it never goes back. An upstream task that has sent nothing yet holds it at "no
+//!   watermark": nothing fires before every upstream task has sent (Flink's rule: the minimum
+//!   over all input channels). Every window whose end is at or before the watermark fires, in
+//!   order of end. A tuple is added to each of its windows that has not fired; a tuple all of
+//!   whose windows have fired is *late* and goes to `late`. So (without `idle_timeout`) a tuple
+//!   is late only if it is more than `lag` behind the largest timestamp its own upstream task
+//!   sent before it: results do not depend on how the upstream tasks' tuples interleave. The
+//!   watermark moves only with arriving tuples: a quiet upstream task holds windows open until
+//!   it sends or the input ends.
+//! - **Idle upstream tasks** (`idle_timeout`, Flink's `withIdleness`): an upstream task that has
+//!   sent nothing for `idle_timeout` (processing time, since its last tuple or the task's
+//!   start) is left out of the minimum, and the windows the other tasks' timestamps passed
+//!   fire. When it sends again it counts again once its largest timestamp − `lag` has reached
+//!   the watermark (Flink's rule); until then it does not hold the watermark, and its tuples
+//!   behind it are late. The bolt checks on ticks every `min(idle_timeout, 1s)`, so a task is
+//!   found idle between `idle_timeout` and `idle_timeout` + that interval after it fell silent.
+//!   If every upstream task is idle the watermark stays. With `idle_timeout`, which tuples are
+//!   late depends on timing.
 //! - **Count windows** count per group: tumbling, every `length` tuples of a group; sliding, every
 //!   `slide` tuples of a group, over the group's last `length` tuples (the first results, before
 //!   `length` tuples arrived, cover fewer). The values needed are kept (`length` per group) and
@@ -128,7 +144,9 @@
 //! - duration windows: per group (keyed state by the `group_by` values), each open window's
 //!   start and accumulators (a `count_distinct` set, `top_k` counts, the HyperLogLog registers
 //!   as they are); per task, how far windows have fired and, in event time, the watermark and
-//!   the largest timestamp from each upstream task (named by component and task index);
+//!   the largest timestamp from each upstream task that has sent (named by component and task
+//!   index; which tasks are idle is processing time, not checkpointed: after a restore each
+//!   upstream task has the whole `idle_timeout` again);
 //! - count windows: per group, the partial window (accumulators, first and last arrival) or the
 //!   last `length` values of a sliding window.
 //!
@@ -136,21 +154,26 @@
 //! of the `group_by` values, so a restore with another parallelism hands each group to the task
 //! a fields grouping on the `group_by` fields (same fields, same order) sends it to. The clock
 //! then is the most advanced of the old tasks' (largest fired-until, watermark and per-upstream
-//! timestamps); an upstream component whose parallelism changed starts its per-task timestamps
-//! again from its next tuples (the watermark never goes back). A group found in two old tasks
-//! (an input not grouped by `group_by`) has its duration windows' accumulators combined; of a
-//! count window, one old task's partial window is kept.
+//! timestamps). An upstream component whose parallelism changed has new tasks, whose timestamps
+//! are unknown: the watermark stays where it was restored (it never goes back) until each of
+//! them has sent (or is idle), as at a start; an upstream component no longer among the inputs
+//! no longer counts. A group found in two old tasks (an input not grouped by `group_by`) has
+//! its duration windows' accumulators combined; of a count window, one old task's partial
+//! window is kept.
 //!
 //! What is exact:
 //! - `guarantee = "exactly_once"`: every input counts once in the windows' state; with event
 //!   time, a resumed run gives exactly the results an uninterrupted run gives, as long as the
-//!   watermark's progress does not depend on timing (one upstream task, or inputs out of order
-//!   by at most `lag`: then nothing is late, whatever the interleaving). A result emitted after
-//!   the last completed checkpoint, before a crash, is emitted again (the same value) after
-//!   the restore: a sink that is not transactional may show it twice. Processing-time windows
-//!   keep their state and fire by the clock after the restore, so a window open across a crash
-//!   fires late, and a replayed input lands in the window of its new arrival time (on a clock
-//!   behind the checkpoint's, as on another host, in the first window that has not fired).
+//!   watermark's progress does not depend on timing: no `idle_timeout`, and each upstream
+//!   task's tuples out of order by at most `lag` (then nothing is late, whatever the
+//!   interleaving; after a restore with another upstream parallelism, as long as no new
+//!   upstream task sends a tuple more than `lag` behind the restored watermark). A result
+//!   emitted after the last completed checkpoint, before a crash, is emitted again (the same
+//!   value) after the restore: a sink that is not transactional may show it twice.
+//!   Processing-time windows keep their state and fire by the clock after the restore, so a
+//!   window open across a crash fires late, and a replayed input lands in the window of its new
+//!   arrival time (on a clock behind the checkpoint's, as on another host, in the first window
+//!   that has not fired).
 //! - `guarantee = "at_least_once"` (acking on): inputs acked on receipt (`receipt`) and in
 //!   windows at the checkpoint are in the restored state; inputs after it are replayed by their
 //!   spout, if it rewinds. Held inputs (`hold`) are not written (a tuple cannot be), but their
@@ -165,7 +188,11 @@
 //! # Known limits
 //! - Each task windows what it receives: to aggregate a group in one place, subscribe with a
 //!   fields grouping on the `group_by` fields (or run one task).
-//! - Event time needs tuples to move the watermark; there is no idle-source timeout.
+//! - Event time needs tuples from every upstream task to move the watermark, and a task hears
+//!   only from upstream tasks that send it tuples (there are no watermark messages): with a
+//!   fields grouping, an upstream task none of whose keys go to this task holds its windows
+//!   until the end of input. Set `idle_timeout` to fire them meanwhile (their results then
+//!   depend on timing).
 //! - Count windows keep a little state for every group ever seen (its partial window, and for
 //!   sliding windows its last `length` values) until the end of input.
 //! - Results within one window are emitted in no particular order of groups.
@@ -225,6 +252,9 @@ struct Plan {
     shape: Shape,
     /// Event time: the timestamp field and the lag in ms.
     event: Option<(SmolStr, i64)>,
+    /// Event time: how long (ms) an upstream task may stay silent before the watermark no
+    /// longer waits for it.
+    idle: Option<i64>,
     group_by: Vec<SmolStr>,
     aggs: Vec<Agg>,
     outputs: Vec<SmolStr>,
@@ -352,6 +382,11 @@ impl Window {
                         "option `lag` = {lag:?} is only used with time = \"event\""
                     ));
                 }
+                if let Some(idle) = &opts.idle_timeout {
+                    return Err(format!(
+                        "option `idle_timeout` = {idle:?} is only used with time = \"event\""
+                    ));
+                }
                 None
             }
             TimeMode::Event => {
@@ -374,6 +409,19 @@ impl Window {
                 };
                 Some((SmolStr::from(ts), lag))
             }
+        };
+        let idle = match (&event, &opts.idle_timeout) {
+            (Some(_), Some(text)) => {
+                let ms = parse_duration_ms("idle_timeout", text)?;
+                if ms < 1 {
+                    return Err(format!(
+                        "option `idle_timeout` = {text:?}: expected at least one millisecond \
+                         (or no idle_timeout: the watermark waits for every upstream task)"
+                    ));
+                }
+                Some(ms)
+            }
+            _ => None,
         };
         if opts.aggregates.is_empty() {
             return Err(
@@ -448,6 +496,7 @@ impl Window {
         let plan = Plan {
             shape,
             event,
+            idle,
             group_by: opts.group_by.iter().map(|g| g.as_str().into()).collect(),
             aggs,
             outputs,
@@ -471,11 +520,15 @@ impl Window {
         self.hold
     }
 
-    /// The tick interval of processing-time duration windows.
+    /// The tick interval of processing-time duration windows (`min(slide, 1s)`), and of event
+    /// time with an idle timeout (`min(idle_timeout, 1s)`: the idleness check).
     fn tick_every(&self) -> Option<Duration> {
-        match (self.plan.shape, &self.plan.event) {
-            (Shape::Duration { slide, .. }, None) => {
+        match (self.plan.shape, &self.plan.event, self.plan.idle) {
+            (Shape::Duration { slide, .. }, None, _) => {
                 Some(Duration::from_millis(slide.min(1000) as u64))
+            }
+            (Shape::Duration { .. }, Some(_), Some(idle)) => {
+                Some(Duration::from_millis(idle.min(1000) as u64))
             }
             _ => None,
         }
@@ -614,23 +667,27 @@ impl Window {
                     return;
                 };
                 if let Some((_, lag)) = &plan.event {
-                    // Late: its last window (the latest start) has fired already.
-                    let last_start = time.div_euclid(slide) * slide;
-                    if last_start.saturating_add(length) <= d.fired_until {
-                        return reject(out, LATE_STREAM, Value::Int(time), input);
-                    }
-                    // A held input is kept (cloned) in its last window by `add`.
-                    d.add(plan, time, key, &input, &idx.aggs, hold);
-                    if !hold {
-                        out.ack(&input);
-                    }
+                    // A late tuple too shows its upstream task is not idle.
                     let wm = d.watermarks.observe(
                         input.source_task(),
                         input.source_component(),
                         time,
                         *lag,
                     );
-                    d.fire_until(plan, wm, hold, out);
+                    // Late: its last window (the latest start) has fired already.
+                    let last_start = time.div_euclid(slide) * slide;
+                    if last_start.saturating_add(length) <= d.fired_until {
+                        reject(out, LATE_STREAM, Value::Int(time), input);
+                    } else {
+                        // A held input is kept (cloned) in its last window by `add`.
+                        d.add(plan, time, key, &input, &idx.aggs, hold);
+                        if !hold {
+                            out.ack(&input);
+                        }
+                    }
+                    if let Some(wm) = wm {
+                        d.fire_until(plan, wm, hold, out);
+                    }
                 } else {
                     // Restored on a clock behind the checkpoint's (another host): an input
                     // goes to the first window not fired yet, rather than to none.
@@ -722,6 +779,12 @@ impl Bolt for Window {
 
     fn prepare(&mut self, ctx: &TaskContext) -> impl Future<Output = Result<(), BoxError>> + Send {
         self.ctx = Some(ctx.clone());
+        if self.plan.event.is_some()
+            && let State::Duration(d) = &mut self.state
+        {
+            // The watermark waits for every upstream task; the idle timeout counts from now.
+            d.watermarks.declare(ctx.input_tasks(), clock::now_millis());
+        }
         let r = match self.anchoring_for(ctx.config(), ctx.component_id()) {
             Ok((hold, reason)) => {
                 self.hold = hold;
@@ -752,10 +815,16 @@ impl Bolt for Window {
         &mut self,
         out: &mut OutputCollector<'_>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
-        if self.plan.event.is_none()
-            && let State::Duration(d) = &mut self.state
-        {
-            d.fire_until(&self.plan, clock::now_millis(), self.hold, out);
+        if let State::Duration(d) = &mut self.state {
+            match (&self.plan.event, self.plan.idle) {
+                (None, _) => d.fire_until(&self.plan, clock::now_millis(), self.hold, out),
+                (Some((_, lag)), Some(idle)) => {
+                    if let Some(wm) = d.watermarks.check_idle(clock::now_millis(), idle, *lag) {
+                        d.fire_until(&self.plan, wm, self.hold, out);
+                    }
+                }
+                (Some(_), None) => {}
+            }
         }
         std::future::ready(Ok(()))
     }
@@ -780,7 +849,10 @@ impl Bolt for Window {
 
     fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
         match &mut self.state {
-            State::Duration(d) => d.restore(from, self.ctx.as_ref()),
+            State::Duration(d) => {
+                let lag = self.plan.event.as_ref().map_or(0, |(_, lag)| *lag);
+                d.restore(from, self.ctx.as_ref(), lag)
+            }
             // A group found in two old tasks (an input not grouped by `group_by`) keeps one
             // task's partial window.
             State::Count(groups) => from.keyed("count_groups", groups),
@@ -859,6 +931,7 @@ slide = "10s"             # unset = tumbling
 time = "event"            # or "processing" (the default)
 timestamp = "ts"          # epoch milliseconds or RFC 3339 text
 lag = "5s"                # allowed out-of-orderness; later tuples go to the `late` stream
+idle_timeout = "1m"       # an upstream task silent this long stops holding windows back
 group_by = ["path"]
 aggregates = [
   { fn = "count", as = "hits" },

@@ -136,9 +136,15 @@ pub struct WindowOptions {
     /// `time = "event"`.
     pub timestamp: Option<String>,
     /// Event time: the allowed out-of-orderness; the watermark is the slowest upstream task's
-    /// latest timestamp minus lag. Unset = `"0s"`.
+    /// latest timestamp minus lag, over every task of the input components. Unset = `"0s"`.
     #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub lag: Option<String>,
+    /// Event time: an upstream task that sent nothing for this long (processing time, checked
+    /// on ticks) no longer holds the watermark back, until it sends again and its timestamps
+    /// reach the watermark (Flink's `withIdleness`). Unset = none: the watermark waits for every
+    /// upstream task.
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
+    pub idle_timeout: Option<String>,
     /// Fields whose distinct combinations get their own results.
     pub group_by: Vec<String>,
     /// The aggregates, at least one: `{ fn, field, k, as }`, `field` for all but `count`, `k`

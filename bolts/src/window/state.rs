@@ -70,31 +70,192 @@ impl StateKey for GroupKey {
     }
 }
 
-/// The per-source-task watermarks of event time.
+/// The event-time watermark of a task: the minimum, over every upstream task, of (largest
+/// timestamp from it − lag), never going back. An upstream task that has sent nothing holds it
+/// at none; one silent for the idle timeout (see [`check_idle`](Watermarks::check_idle)) is left
+/// out until its timestamps catch up with the watermark again (Flink's rule for idle inputs).
 #[derive(Clone, Default)]
 pub(super) struct Watermarks {
-    /// Largest timestamp seen from each upstream task (and the task's component).
-    max_seen: Vec<(TaskId, SmolStr, i64)>,
+    /// Every upstream task: those the context declares (set in `prepare`), then any other that
+    /// sent (a context declaring none).
+    inputs: Vec<Upstream>,
+    /// The input the last tuple came from (tuples arrive in batches from one sender).
+    last: usize,
+    /// The smallest largest timestamp over the inputs not left out; `None` while one of them
+    /// has sent nothing, or all are left out.
+    low: Option<i64>,
     current: Option<i64>,
 }
 
-impl Watermarks {
-    /// Records a timestamp from `task` of `component`; returns the watermark (never lower than
-    /// before).
-    pub(super) fn observe(&mut self, task: TaskId, component: &str, ts: i64, lag: i64) -> i64 {
-        match self.max_seen.iter_mut().find(|(t, _, _)| *t == task) {
-            Some((_, _, m)) => *m = (*m).max(ts),
-            None => self.max_seen.push((task, component.into(), ts)),
+/// One upstream task, as the watermark sees it.
+#[derive(Clone)]
+struct Upstream {
+    task: TaskId,
+    component: SmolStr,
+    /// Largest timestamp from it; `None` until it sends.
+    max: Option<i64>,
+    /// It sent since the last idleness check.
+    sent: bool,
+    /// Processing time (ms) at which it was last found to have sent (or the checks began).
+    heard: Option<i64>,
+    /// Left out of the minimum: it was silent for the idle timeout, and its largest timestamp −
+    /// lag has not reached the watermark since.
+    out: bool,
+}
+
+impl Upstream {
+    fn new(task: TaskId, component: &str, heard: Option<i64>) -> Upstream {
+        Upstream {
+            task,
+            component: component.into(),
+            max: None,
+            sent: false,
+            heard,
+            out: false,
         }
-        let low = self
-            .max_seen
+    }
+}
+
+impl Watermarks {
+    /// Sets the upstream tasks the watermark waits for (`TaskContext::input_tasks`), silent
+    /// since `now` (processing time, ms); each keeps what it had (a restore before).
+    pub(super) fn declare<'a>(
+        &mut self,
+        tasks: impl IntoIterator<Item = (&'a str, &'a [TaskId])>,
+        now: i64,
+    ) {
+        for (component, ids) in tasks {
+            for &task in ids {
+                if !self.inputs.iter().any(|u| u.task == task) {
+                    self.inputs.push(Upstream::new(task, component, Some(now)));
+                }
+            }
+        }
+        self.recompute();
+    }
+
+    /// Records a timestamp from `task` of `component` (a late tuple's too: it shows the task is
+    /// not idle); returns the watermark (never lower than before), `None` while an upstream
+    /// task not left out has sent nothing.
+    #[inline]
+    pub(super) fn observe(
+        &mut self,
+        task: TaskId,
+        component: &str,
+        ts: i64,
+        lag: i64,
+    ) -> Option<i64> {
+        let i = match self.inputs.get(self.last) {
+            Some(u) if u.task == task => self.last,
+            _ => match self.inputs.iter().position(|u| u.task == task) {
+                Some(i) => i,
+                None => {
+                    self.inputs.push(Upstream::new(task, component, None));
+                    self.inputs.len() - 1
+                }
+            },
+        };
+        self.last = i;
+        let u = &mut self.inputs[i];
+        u.sent = true;
+        let old = u.max;
+        let max = old.map_or(ts, |m| m.max(ts));
+        if u.out {
+            // Back from idleness: it counts again once it has caught up with the watermark.
+            u.max = Some(max);
+            if self.current.is_some_and(|c| max.saturating_sub(lag) < c) {
+                return self.current;
+            }
+            u.out = false;
+        } else {
+            if old.is_some_and(|m| m >= ts) {
+                return self.current;
+            }
+            u.max = Some(max);
+            if let Some(m) = old
+                && self.low.is_none_or(|low| m > low)
+            {
+                // It was not at the minimum (or another has sent nothing): the minimum stays.
+                return self.current;
+            }
+        }
+        self.recompute();
+        self.advance(lag)
+    }
+
+    /// The idleness check, on a tick at processing time `now` (ms): an upstream task that has
+    /// not sent since `idle_ms` ago (as far as checks every tick interval can tell) is left out
+    /// of the minimum (see [`observe`](Watermarks::observe) for its return). Returns the
+    /// watermark if it moved.
+    pub(super) fn check_idle(&mut self, now: i64, idle_ms: i64, lag: i64) -> Option<i64> {
+        let mut changed = false;
+        for u in &mut self.inputs {
+            if std::mem::take(&mut u.sent) {
+                u.heard = Some(now);
+                continue;
+            }
+            match u.heard {
+                None => u.heard = Some(now),
+                Some(h) if !u.out && now.saturating_sub(h) >= idle_ms => {
+                    u.out = true;
+                    changed = true;
+                }
+                Some(_) => {}
+            }
+        }
+        if !changed {
+            return None;
+        }
+        self.recompute();
+        let before = self.current;
+        let wm = self.advance(lag);
+        (wm != before).then_some(wm).flatten()
+    }
+
+    /// Recomputes the minimum over the inputs not left out.
+    fn recompute(&mut self) {
+        let mut low = None;
+        for u in self.inputs.iter().filter(|u| !u.out) {
+            match u.max {
+                None => {
+                    self.low = None;
+                    return;
+                }
+                Some(m) => low = Some(low.map_or(m, |l: i64| l.min(m))),
+            }
+        }
+        self.low = low;
+    }
+
+    /// Moves the watermark up to the minimum − `lag` (never back).
+    fn advance(&mut self, lag: i64) -> Option<i64> {
+        if let Some(low) = self.low {
+            let wm = low.saturating_sub(lag);
+            self.current = Some(self.current.map_or(wm, |c| c.max(wm)));
+        }
+        self.current
+    }
+
+    /// Each upstream task that has sent, with its component and largest timestamp.
+    fn seen(&self) -> impl Iterator<Item = (TaskId, &SmolStr, i64)> {
+        self.inputs
             .iter()
-            .map(|(_, _, m)| m.saturating_sub(lag))
-            .min()
-            .unwrap_or(i64::MIN);
-        let wm = self.current.map_or(low, |c| c.max(low));
-        self.current = Some(wm);
-        wm
+            .filter_map(|u| Some((u.task, &u.component, u.max?)))
+    }
+
+    /// Takes up a restored largest timestamp of `task` of `component`: for a declared upstream
+    /// task; for any, when the context declares none.
+    fn restore_seen(&mut self, task: TaskId, component: SmolStr, max: i64) {
+        let declared = !self.inputs.is_empty();
+        match self.inputs.iter_mut().find(|u| u.task == task) {
+            Some(u) => u.max = Some(u.max.map_or(max, |m| m.max(max))),
+            None if !declared => {
+                let mut u = Upstream::new(task, &component, None);
+                u.max = Some(max);
+                self.inputs.push(u);
+            }
+            None => {}
+        }
     }
 }
 
@@ -282,13 +443,13 @@ impl DurationState {
         ctx: Option<&TaskContext>,
     ) -> Result<(), BoxError> {
         snap.put_keyed("windows", &mut self.groups);
-        let mut seen = Vec::with_capacity(self.watermarks.max_seen.len());
-        for (task, component, m) in &self.watermarks.max_seen {
+        let mut seen = Vec::new();
+        for (task, component, m) in self.watermarks.seen() {
             let tasks = ctx.and_then(|c| c.component_tasks(component));
             if let Some(tasks) = tasks
-                && let Some(i) = tasks.iter().position(|t| t == task)
+                && let Some(i) = tasks.iter().position(|t| *t == task)
             {
-                seen.push((component.clone(), i as u32, tasks.len() as u32, *m));
+                seen.push((component.clone(), i as u32, tasks.len() as u32, m));
             }
         }
         snap.put(
@@ -302,12 +463,14 @@ impl DurationState {
         Ok(())
     }
 
-    /// Reads the open windows of the groups this task owns and the clock back. With another
-    /// parallelism the clock is the most advanced of the old tasks' (see the module docs).
+    /// Reads the open windows of the groups this task owns and the clock back (event time: with
+    /// `lag`, after the upstream tasks were declared). With another parallelism the clock is the
+    /// most advanced of the old tasks' (see the module docs).
     pub(super) fn restore(
         &mut self,
         from: &Restore,
         ctx: Option<&TaskContext>,
+        lag: i64,
     ) -> Result<(), BoxError> {
         from.keyed_merge("windows", &mut self.groups, merge_open)?;
         self.timers.clear();
@@ -345,17 +508,20 @@ impl DurationState {
         };
         self.fired_until = clock.fired_until;
         self.watermarks.current = clock.current;
-        self.watermarks.max_seen.clear();
         for (component, i, n, m) in clock.seen {
-            // An upstream component whose parallelism changed: its tasks are new, their
-            // timestamps start again from their next tuples (the watermark does not go back).
+            // An upstream component whose parallelism changed: its tasks are new and hold the
+            // watermark where it was until each has sent (the watermark does not go back).
             if let Some(tasks) = ctx.and_then(|c| c.component_tasks(&component))
                 && tasks.len() == n as usize
                 && let Some(task) = tasks.get(i as usize)
             {
-                self.watermarks.max_seen.push((*task, component, m));
+                self.watermarks.restore_seen(*task, component, m);
             }
         }
+        // Merged from several old tasks, the largest timestamps may put the watermark past the
+        // one restored: windows up to it fire with the next tuple.
+        self.watermarks.recompute();
+        self.watermarks.advance(lag);
         Ok(())
     }
 }
@@ -519,13 +685,165 @@ impl CountGroup {
 mod tests {
     use super::*;
 
+    // Guards the fallback with no declared inputs: the tasks that sent count.
     #[test]
     fn watermark_is_the_slowest_task_and_never_goes_back() {
         let mut w = Watermarks::default();
-        assert_eq!(w.observe(TaskId(1), "a", 100, 10), 90);
-        assert_eq!(w.observe(TaskId(2), "a", 50, 10), 90);
-        assert_eq!(w.observe(TaskId(2), "a", 95, 10), 90);
-        assert_eq!(w.observe(TaskId(2), "a", 120, 10), 90);
-        assert_eq!(w.observe(TaskId(1), "a", 200, 10), 110);
+        assert_eq!(w.observe(TaskId(1), "a", 100, 10), Some(90));
+        assert_eq!(w.observe(TaskId(2), "a", 50, 10), Some(90));
+        assert_eq!(w.observe(TaskId(2), "a", 95, 10), Some(90));
+        assert_eq!(w.observe(TaskId(2), "a", 120, 10), Some(90));
+        assert_eq!(w.observe(TaskId(1), "a", 200, 10), Some(110));
+    }
+
+    fn declared(tasks: &[u32], now: i64) -> Watermarks {
+        let ids: Vec<TaskId> = tasks.iter().map(|&t| TaskId(t)).collect();
+        let mut w = Watermarks::default();
+        w.declare([("up", ids.as_slice())], now);
+        w
+    }
+
+    // Guards that an upstream task that has not sent holds the watermark at none, however far
+    // the others are.
+    #[test]
+    fn a_declared_task_that_has_not_sent_holds_the_watermark() {
+        let mut w = declared(&[1, 2, 3], 0);
+        assert_eq!(w.observe(TaskId(1), "up", 100, 0), None);
+        assert_eq!(w.observe(TaskId(1), "up", 5_000, 0), None);
+        assert_eq!(w.observe(TaskId(3), "up", 300, 0), None);
+        assert_eq!(w.observe(TaskId(2), "up", 200, 0), Some(200));
+        assert_eq!(w.observe(TaskId(2), "up", 400, 0), Some(300));
+        // A task not declared (not one of the inputs) counts once it sends.
+        assert_eq!(w.observe(TaskId(9), "other", 250, 0), Some(300));
+        assert_eq!(w.observe(TaskId(3), "up", 1_000, 0), Some(300));
+        assert_eq!(w.observe(TaskId(9), "other", 900, 0), Some(400));
+        assert_eq!(w.current, Some(400));
+    }
+
+    // Guards Flink's withIdleness: a task silent for the timeout is left out, and counts again
+    // once it has caught up with the watermark (behind it, it does not hold it); a task that
+    // sends between checks is never idle.
+    #[test]
+    fn an_idle_task_is_left_out_until_it_catches_up() {
+        let mut w = declared(&[1, 2], 0);
+        assert_eq!(w.observe(TaskId(1), "up", 100, 10), None);
+        assert_eq!(w.check_idle(500, 1_000, 10), None);
+        assert_eq!(w.observe(TaskId(1), "up", 120, 10), None);
+        // Task 1 sent since the last check: heard at 999; task 2 silent since 0.
+        assert_eq!(w.check_idle(999, 1_000, 10), None);
+        assert_eq!(w.check_idle(1_000, 1_000, 10), Some(110));
+        assert_eq!(w.observe(TaskId(1), "up", 200, 10), Some(190));
+        // Task 2 is back, behind the watermark: left out until it catches up.
+        assert_eq!(w.observe(TaskId(2), "up", 150, 10), Some(190));
+        assert_eq!(w.observe(TaskId(1), "up", 300, 10), Some(290));
+        assert_eq!(w.observe(TaskId(2), "up", 305, 10), Some(290));
+        // Caught up: it holds the watermark again.
+        assert_eq!(w.observe(TaskId(1), "up", 400, 10), Some(295));
+        // Task 1 stays active (it sends between checks); task 2 goes idle again, at 1999 + 1000.
+        assert_eq!(w.check_idle(1_999, 1_000, 10), None);
+        assert_eq!(w.observe(TaskId(1), "up", 500, 10), Some(295));
+        assert_eq!(w.check_idle(2_998, 1_000, 10), None);
+        assert_eq!(w.observe(TaskId(1), "up", 600, 10), Some(295));
+        assert_eq!(w.check_idle(2_999, 1_000, 10), Some(590));
+        // A task back from idleness with nothing behind the watermark counts at once.
+        assert_eq!(w.observe(TaskId(2), "up", 650, 10), Some(590));
+        assert_eq!(w.observe(TaskId(1), "up", 700, 10), Some(640));
+    }
+
+    // Guards that with every upstream task idle the watermark stays where it is.
+    #[test]
+    fn every_task_idle_keeps_the_watermark() {
+        let mut w = declared(&[1, 2], 0);
+        w.observe(TaskId(1), "up", 100, 0);
+        assert_eq!(w.observe(TaskId(2), "up", 50, 0), Some(50));
+        // Both sent since the start: heard at the first check, idle at the second.
+        assert_eq!(w.check_idle(10_000, 1_000, 0), None);
+        assert_eq!(w.check_idle(11_000, 1_000, 0), None);
+        assert_eq!(w.current, Some(50));
+        assert_eq!(w.observe(TaskId(1), "up", 150, 0), Some(150));
+    }
+
+    // Guards the shortcut of `observe` (recompute only when the sender was at the minimum)
+    // against recomputing from scratch, with idleness and undeclared senders mixed in.
+    #[test]
+    fn observe_matches_a_naive_minimum() {
+        let mut r = 0x5eed_u64;
+        let mut next = |n: u64| {
+            r = r
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (r >> 33) % n
+        };
+        let mut idle_moves = 0;
+        let mut rejoins = 0;
+        for round in 0..50 {
+            let tasks = 1 + next(5) as u32;
+            let ids: Vec<u32> = (0..tasks).collect();
+            let mut w = declared(&ids, 0);
+            let lag = next(50) as i64;
+            // (task, largest timestamp, left out, sent since the check) per task, as a naive
+            // model: declared ones, then others.
+            let mut model: Vec<(u32, Option<i64>, bool, bool)> =
+                ids.iter().map(|&t| (t, None, false, false)).collect();
+            let mut heard: Vec<i64> = vec![0; ids.len()];
+            let mut wm: Option<i64> = None;
+            let mut now = 0;
+            for _ in 0..300 {
+                if next(10) == 0 {
+                    now += next(700) as i64;
+                    for (i, m) in model.iter_mut().enumerate() {
+                        if heard.len() <= i {
+                            heard.push(now);
+                        }
+                        if std::mem::take(&mut m.3) {
+                            heard[i] = now;
+                        } else if now - heard[i] >= 1_000 {
+                            m.2 = true;
+                        }
+                    }
+                    let before = wm;
+                    let low = naive_low(&model);
+                    if let Some(low) = low {
+                        wm = Some(wm.map_or(low - lag, |c| c.max(low - lag)));
+                    }
+                    let moved = (wm != before).then_some(wm).flatten();
+                    idle_moves += usize::from(moved.is_some());
+                    assert_eq!(w.check_idle(now, 1_000, lag), moved, "round {round}");
+                    continue;
+                }
+                let task = next(tasks as u64 + 1) as u32;
+                let ts = next(10_000) as i64;
+                let i = match model.iter().position(|m| m.0 == task) {
+                    Some(i) => i,
+                    None => {
+                        model.push((task, None, false, false));
+                        model.len() - 1
+                    }
+                };
+                let m = &mut model[i];
+                let max = m.1.map_or(ts, |x| x.max(ts));
+                m.1 = Some(max);
+                // Left out until caught up with the watermark.
+                if m.2 && wm.is_none_or(|c| max - lag >= c) {
+                    m.2 = false;
+                    rejoins += 1;
+                }
+                m.3 = true;
+                if let Some(low) = naive_low(&model) {
+                    wm = Some(wm.map_or(low - lag, |c| c.max(low - lag)));
+                }
+                assert_eq!(w.observe(TaskId(task), "up", ts, lag), wm, "round {round}");
+            }
+        }
+        assert!(idle_moves > 10 && rejoins > 10, "{idle_moves} {rejoins}");
+    }
+
+    /// The smallest largest timestamp over the tasks not left out, if every one of them sent.
+    fn naive_low(model: &[(u32, Option<i64>, bool, bool)]) -> Option<i64> {
+        let active: Vec<_> = model.iter().filter(|m| !m.2).collect();
+        if active.is_empty() || active.iter().any(|m| m.1.is_none()) {
+            return None;
+        }
+        active.iter().filter_map(|m| m.1).min()
     }
 }

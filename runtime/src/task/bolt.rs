@@ -890,6 +890,7 @@ mod tests {
                     topology: "test".into(),
                     config: Config::default(),
                     components: vec![("rec".into(), vec![TaskId(0)])],
+                    inputs: Vec::new(),
                     tick_intervals: Vec::new(),
                     checkpointed: false,
                 }),
