@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use topo_dsl::file::{Diagnostic, Diagnostics, load_file};
 use topo_dsl::registry::Registry;
-use topo_runtime::{LocalCluster, MetricsSnapshot, Topology};
+use topo_runtime::{LocalCluster, MetricsSnapshot, StopMode, Topology};
 
 use crate::graph::{GraphFormat, render};
 use crate::logs::{LogFormat, RecentErrors};
@@ -90,6 +90,12 @@ enum Command {
         /// How long a stop waits for in-flight tuples.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         drain_timeout: Duration,
+        /// On Ctrl-C or at the end of `--for`, end the input as the end of the sources does
+        /// (Flink's `stop --drain`): windows fire what they hold, sinks write it, then a final
+        /// checkpoint. Without it a stop takes a savepoint, and windows and other state stay
+        /// open for the next run to go on with.
+        #[arg(long)]
+        drain: bool,
         /// Start with empty state, ignoring the topology's checkpoints (the spouts start where
         /// their own settings say). New checkpoints are still taken.
         #[arg(long, conflicts_with = "from_checkpoint")]
@@ -317,6 +323,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             run_for,
             until_idle,
             drain_timeout,
+            drain,
             fresh,
             from_checkpoint,
             allow_missing_state,
@@ -329,6 +336,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
                     run_for,
                     until_idle,
                     drain_timeout,
+                    drain,
                     status_interval,
                     http,
                     quiet: cli.quiet,
@@ -505,6 +513,9 @@ struct RunOptions {
     run_for: Option<Duration>,
     until_idle: bool,
     drain_timeout: Duration,
+    /// A stop before the end of input ends the input (`--drain`) rather than taking a
+    /// savepoint.
+    drain: bool,
     status_interval: Duration,
     http: Option<std::net::SocketAddr>,
     quiet: bool,
@@ -520,6 +531,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         run_for,
         until_idle,
         drain_timeout,
+        drain,
         status_interval,
         http,
         quiet,
@@ -678,9 +690,14 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         eprintln!("draining in-flight tuples (Ctrl-C again to quit at once)");
     }
     let handle_fatal = handle.fatal_error();
+    let mode = if drain {
+        StopMode::Drain
+    } else {
+        StopMode::Savepoint
+    };
     let stopped = cluster.block_on(async {
         tokio::select! {
-            report = handle.stop(drain_timeout) => Some(report),
+            report = handle.stop_with(mode, drain_timeout) => Some(report),
             _ = tokio::signal::ctrl_c() => None,
         }
     });

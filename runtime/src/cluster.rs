@@ -31,7 +31,7 @@ use crate::grouping::Router;
 use crate::metrics::{CheckpointMetrics, MetricsRegistry, MetricsSnapshot, TaskMetrics};
 use crate::state::{OldTask, Restore, RestoreSource};
 use crate::tap::{Direction, TapError, TapHub, TapOptions, TapReceiver};
-use crate::task::{CheckpointSide, Control, Fatal, TaskEnv};
+use crate::task::{CheckpointSide, Control, Fatal, StopState, TaskEnv};
 use crate::topology::{ComponentFactory, Topology};
 use crate::tuple::{StreamSchema, TaskId};
 
@@ -54,6 +54,8 @@ pub struct TopologyHandle {
     coordinator: Option<(flume::Sender<Command>, JoinHandle<()>)>,
     checkpoints: Option<Arc<CheckpointMetrics>>,
     fatal: Arc<OnceLock<Fatal>>,
+    /// What the tasks must know of a stop that takes a savepoint.
+    stop: Arc<StopState>,
 }
 
 /// How a run starts with respect to the topology's checkpoints.
@@ -130,6 +132,22 @@ impl std::fmt::Debug for MetricsReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsReader").finish_non_exhaustive()
     }
+}
+
+/// How a stop before the end of input treats what stateful bolts hold (open windows, counts not
+/// emitted yet), when the topology takes checkpoints; see [`TopologyHandle::stop_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StopMode {
+    /// Stop with a savepoint (Flink's `stop` without `--drain`): the spouts pause and a
+    /// savepoint is taken. If it completes, stateful bolts are not finished: what they hold is
+    /// in it, and the run that resumes from it fires it, once. Stateless bolts are finished
+    /// (sinks write what they still hold). If it fails, every bolt is finished.
+    #[default]
+    Savepoint,
+    /// End the input here (Flink's `stop --drain`), as at the end of the sources: every bolt's
+    /// `finish` fires what it holds (a window its open windows), and each task writes its state
+    /// into a final checkpoint as it ends; a resumed run goes on after those results.
+    Drain,
 }
 
 /// How a stop went.
@@ -305,36 +323,44 @@ impl TopologyHandle {
         self.wait_until(timeout, |_| self.is_idle()).await
     }
 
+    /// Stops gracefully ([`StopMode::Savepoint`]: see [`stop_with`](TopologyHandle::stop_with)).
+    pub async fn stop(self, drain_timeout: Duration) -> StopReport {
+        self.stop_with(StopMode::Savepoint, drain_timeout).await
+    }
+
     /// Stops gracefully: spouts are deactivated, in-flight trees drain until `drain_timeout`
     /// (then the spouts fail what is left), every queue is drained down the graph, and each
     /// component's `close`/`cleanup` runs. Tasks still running `drain_timeout` after the spouts
     /// gave up are aborted.
-    pub async fn stop(mut self, drain_timeout: Duration) -> StopReport {
-        if let Some((commands, _)) = self.coordinator.as_ref()
+    ///
+    /// With checkpoints, the stop ends in one: when every input is drained (the topology is
+    /// [idle](TopologyHandle::is_idle)) or `mode` is [`StopMode::Drain`], every bolt's `finish`
+    /// runs and each task writes its state into a final checkpoint as it ends; otherwise
+    /// ([`StopMode::Savepoint`]) a savepoint is taken with the spouts paused, and if it
+    /// completes, stateful bolts are not finished (the run resuming from it goes on with what
+    /// they hold). After a failure a resumed run repairs, stateful bolts are not finished
+    /// either (that run replays what came after the newest checkpoint).
+    pub async fn stop_with(mut self, mode: StopMode, drain_timeout: Duration) -> StopReport {
+        let commands = self.coordinator.as_ref().map(|(c, _)| c.clone());
+        if let Some(commands) = commands
             && self.fatal.get().is_none()
-            && self.is_idle()
         {
-            // Every input is drained: each task writes its state into a last checkpoint as it
-            // ends, after `finish` (a window's last results, a sink's last files included).
-            let (reply, id) = tokio::sync::oneshot::channel();
-            if commands.send(Command::Final(reply)).is_ok()
-                && let Ok(id) = id.await
-            {
-                tracing::info!(checkpoint = id, "final checkpoint at the end of input");
-            }
-        } else if self.coordinator.is_some() && self.fatal.get().is_none() {
-            // A last checkpoint (a savepoint) with the spouts paused, so that a later run
-            // resumes exactly here.
-            self.deactivate();
-            match tokio::time::timeout(drain_timeout.max(Duration::from_secs(1)), self.savepoint())
-                .await
-            {
-                Ok(Some(Ok(id))) => tracing::info!(checkpoint = id, "savepoint taken"),
-                Ok(Some(Err(e))) => tracing::warn!("no savepoint at stop: {e}"),
-                Ok(None) => {}
-                Err(_) => {
-                    tracing::warn!("no savepoint at stop: not complete within {drain_timeout:?}")
+            if mode == StopMode::Drain || self.is_idle() {
+                // The input ends here: each task writes its state into a last checkpoint as it
+                // ends, after `finish` (a window's last results, a sink's last files included).
+                let (reply, id) = tokio::sync::oneshot::channel();
+                if commands.send(Command::Final(reply)).is_ok()
+                    && let Ok(id) = id.await
+                {
+                    tracing::info!(
+                        checkpoint = id,
+                        ?mode,
+                        "final checkpoint at the end of input"
+                    );
                 }
+            } else {
+                self.stop_savepoint(&commands, drain_timeout.max(Duration::from_secs(1)))
+                    .await;
             }
         }
         let coordinator = self.coordinator.take();
@@ -371,6 +397,48 @@ impl TopologyHandle {
             abandoned_trees: failed_at_stop,
             aborted_tasks: aborted,
             metrics,
+        }
+    }
+
+    /// A stop's savepoint (Flink's stop with a savepoint), with the spouts paused, so that a
+    /// later run resumes exactly here. Waits at most `wait` for it. Then no checkpoint starts or
+    /// completes any more; if the savepoint completed, the bolt tasks are told (stateful bolts
+    /// are not finished), else every bolt is finished, as nothing durable covers its state.
+    async fn stop_savepoint(&self, commands: &flume::Sender<Command>, wait: Duration) {
+        // Stateful bolts take no tick from here: it would fire what the savepoint keeps.
+        self.stop.savepoint_asked();
+        self.deactivate();
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let waited = if commands.send(Command::Savepoint(reply)).is_ok() {
+            tokio::time::timeout(wait, &mut answer).await.ok()
+        } else {
+            None
+        };
+        // A savepoint still in flight fails now, and no other checkpoint starts: none may
+        // complete after bolts have been finished. Once the coordinator says so, the
+        // savepoint's answer is final.
+        let (close, closed) = tokio::sync::oneshot::channel();
+        let closed = commands.send(Command::Close(close)).is_ok()
+            && matches!(tokio::time::timeout(wait, closed).await, Ok(Ok(())));
+        let gone = || "the checkpoint coordinator has ended".to_string();
+        let outcome = match waited {
+            Some(answered) => answered.unwrap_or_else(|_| Err(gone())),
+            None if closed => answer
+                .try_recv()
+                .unwrap_or_else(|_| Err(format!("not complete within {wait:?}"))),
+            None => Err(format!(
+                "not complete within {wait:?}, and the checkpoint coordinator did not answer"
+            )),
+        };
+        match outcome {
+            Ok(id) => {
+                self.stop.ended_in(id);
+                tracing::info!(
+                    checkpoint = id,
+                    "savepoint taken; stateful bolts keep what they hold for the run that resumes from it"
+                );
+            }
+            Err(e) => tracing::warn!("no savepoint at stop: {e}; every bolt is finished"),
         }
     }
 
@@ -420,6 +488,7 @@ pub fn submit(topology: Topology) -> TopologyHandle {
             coordinator: None,
             checkpoints: None,
             fatal,
+            stop: Default::default(),
         }
     })
 }
@@ -710,6 +779,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
     }
 
     let (control, control_rx) = watch::channel(Control::Active);
+    let stop = Arc::new(StopState::default());
     let mut handles = Vec::with_capacity(total_tasks);
     let mut spouts = Vec::new();
 
@@ -763,6 +833,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
                     parallelism: my_tasks.len(),
                 }),
                 fatal: fatal.clone(),
+                stop: stop.clone(),
             };
             let fut = match &c.spec.factory {
                 ComponentFactory::Spout(f) => {
@@ -826,6 +897,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
         coordinator,
         checkpoints: checkpoint_metrics,
         fatal,
+        stop,
     })
 }
 

@@ -354,6 +354,16 @@ pub trait Spout: Send + 'static {
 /// replay), and the error is logged and counted. A panic fails the input too, and the task
 /// continues with a fresh instance (`prepare` again). Tuples emitted from `tick` are not anchored.
 ///
+/// # Failures under checkpoints and exactly-once
+/// With checkpoints, a panic of a bolt that [`has_state`](BasicBolt::has_state) stops the run:
+/// a fresh instance would start empty, so the run resumes from the newest checkpoint (`topo
+/// run` does so by itself, as Flink restarts a job). Under `guarantee = "exactly_once"` no input
+/// is tracked, so nothing replays what a panicking instance was processing or held: a panic in
+/// any bolt stops the run that way. An `Err` from `execute` under exactly-once is that input's
+/// outcome, counted and logged, not replayed (a run resumed from an earlier checkpoint decides
+/// the same again): a bolt that must not lose an input to a passing error (a write that failed)
+/// keeps it and tries again, as the sinks do.
+///
 /// # What must not block
 /// All methods run on a runtime worker thread: they must not block on I/O or sleep. A bolt that
 /// needs I/O is a [`Bolt`].
@@ -432,9 +442,21 @@ pub trait BasicBolt: Send + 'static {
         Ok(())
     }
 
-    /// Every input has ended (the topology is stopping, or its sources are exhausted): emit what
-    /// is still held — open windows, partial batches. Tuples emitted here are not anchored.
-    /// Called once, before [`cleanup`](BasicBolt::cleanup).
+    /// Every input has ended: emit what is still held — open windows, partial batches. Tuples
+    /// emitted here are not anchored. Called at most once, before
+    /// [`cleanup`](BasicBolt::cleanup), when the sources are exhausted or the topology stops.
+    ///
+    /// With checkpoints, a stop before the end of input takes a savepoint (Flink's stop with a
+    /// savepoint): when it completes, a bolt that [`has_state`](BasicBolt::has_state) is *not*
+    /// finished, as what it holds is in the savepoint and the run resuming from it goes on with
+    /// it (fired at the stop too, a window's results would be emitted twice); nor is it after a
+    /// failure the newest checkpoint repairs. Under exactly-once, from the moment such a stop
+    /// asks for its savepoint, a stateful bolt gets no more ticks (a tick would fire what the
+    /// savepoint keeps; under at-least-once ticks go on, as firing a window completes the trees
+    /// the stop waits for). Stateless bolts are finished (a sink writes what it still holds). A stateful
+    /// bolt is finished at the end of the sources, on a drained stop
+    /// ([`StopMode::Drain`](crate::StopMode::Drain), `topo run --drain`), without checkpoints,
+    /// and when the stop's savepoint failed (nothing durable covers its state).
     fn finish(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         let _ = out;
         Ok(())
@@ -461,6 +483,12 @@ pub trait BasicBolt: Send + 'static {
 /// if it is not yet acked or failed. A panic fails every input the bolt still holds and the task
 /// continues with a fresh instance (`prepare` again). When the task ends, inputs still held are
 /// failed.
+///
+/// With checkpoints, a panic of a stateful bolt, and under `guarantee = "exactly_once"` a panic
+/// of any bolt (no input is tracked, so failing its inputs replays nothing), stops the run to
+/// resume from the newest checkpoint; an `Err` under exactly-once is counted and logged, and
+/// the input is not replayed: see [`BasicBolt`]'s "Failures under checkpoints and
+/// exactly-once".
 ///
 /// # What must not block
 /// The methods are async: await I/O freely, but do not block the thread (no blocking I/O, no
@@ -557,9 +585,11 @@ pub trait Bolt: Send + 'static {
         async { Ok(()) }
     }
 
-    /// Every input has ended (the topology is stopping, or its sources are exhausted): emit,
-    /// write and ack what is still held — open windows, a sink's last batch. Called once,
-    /// before [`cleanup`](Bolt::cleanup); inputs still held afterwards are failed.
+    /// Every input has ended: emit, write and ack what is still held — open windows, a sink's
+    /// last batch. Called at most once, before [`cleanup`](Bolt::cleanup); inputs still held
+    /// afterwards are failed. As for [`BasicBolt::finish`], a stateful bolt is not finished
+    /// when a stop ended in a savepoint (the run resuming from it goes on with what the bolt
+    /// holds) or after a failure the newest checkpoint repairs; stateless bolts always are.
     fn finish(
         &mut self,
         out: &mut OutputCollector<'_>,

@@ -85,8 +85,8 @@ pub mod value;
 pub use builder::{BoltDeclarer, TopologyBuilder};
 pub use checkpoint::CheckpointId;
 pub use cluster::{
-    LocalCluster, MetricsReader, RunOptions, StartError, StopReport, TopologyHandle, WaitTimeout,
-    submit, takes_checkpoints, try_submit,
+    LocalCluster, MetricsReader, RunOptions, StartError, StopMode, StopReport, TopologyHandle,
+    WaitTimeout, submit, takes_checkpoints, try_submit,
 };
 pub use collector::{BasicCollector, EmitError, OutputCollector, SpoutCollector};
 pub use component::{BasicBolt, Bolt, BoxError, OutputDeclarer, Spout, StreamDecl, TaskContext};

@@ -433,6 +433,7 @@ impl BoltTester {
             checkpoints: None,
             restore: None,
             fatal: Default::default(),
+            stop: Default::default(),
         };
         let mut driver = driver;
         env.restore = restore.map(|c| Restore {

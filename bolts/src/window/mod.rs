@@ -181,9 +181,12 @@
 //!   spout replays them, so they count twice: at-least-once, duplicates in the windows open at
 //!   the checkpoint. Results restored windows emit are anchored only to the inputs that arrived
 //!   since the restore.
-//! - End of input ([`Bolt::finish`]) fires every open window, also when a run is stopped
-//!   rather than exhausted: a run stopped and resumed from its last checkpoint has emitted those
-//!   windows' partial results at the stop (a crash emits nothing).
+//! - A run stopped before its input ends (Ctrl-C, `topo run --for`) takes a savepoint and, once
+//!   it completes, does not call [`Bolt::finish`]: the open windows are in the savepoint, and the
+//!   run resumed from it fires each once, whole (Flink's stop with a savepoint; under
+//!   exactly-once ticks stop too, so no processing-time window fires after the savepoint). A
+//!   drained stop (`topo run --drain`) or a savepoint that failed fires every open window at the
+//!   stop, as end of input.
 //!
 //! # Known limits
 //! - Each task windows what it receives: to aggregate a group in one place, subscribe with a

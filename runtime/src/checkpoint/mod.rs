@@ -100,6 +100,11 @@ pub(crate) enum Command {
     /// The topology is stopping with every input drained: each task writes its state into
     /// one last checkpoint as it ends, with no barrier (nothing is in flight). Says its id.
     Final(oneshot::Sender<CheckpointId>),
+    /// A stop is done with checkpoints (its savepoint completed, or it gives up on it): the
+    /// one in flight or queued fails, and no other starts, so none completes with state that
+    /// the stop changes afterwards (a bolt's `finish`). Answers once done: a savepoint's own
+    /// answer then says for certain whether it completed.
+    Close(oneshot::Sender<()>),
 }
 
 /// One checkpoint being taken.
@@ -147,6 +152,7 @@ impl Coordinator {
         let mut inflight: Option<InFlight> = None;
         let mut commands_open = true;
         let mut queued_savepoint: Option<oneshot::Sender<Result<CheckpointId, String>>> = None;
+        let mut closed = false;
         loop {
             if inflight.is_none()
                 && let Some(reply) = queued_savepoint.take()
@@ -154,8 +160,11 @@ impl Coordinator {
                 inflight = Some(self.start(true, Some(reply)));
             }
             let deadline = inflight.as_ref().map(|f| f.deadline);
-            let periodic =
-                inflight.is_none() && commands_open && !self.interval.is_zero() && !(self.failed)();
+            let periodic = inflight.is_none()
+                && commands_open
+                && !closed
+                && !self.interval.is_zero()
+                && !(self.failed)();
             tokio::select! {
                 _ = tokio::time::sleep_until(next_trigger.into()), if periodic => {
                     inflight = Some(self.start(false, None));
@@ -176,6 +185,17 @@ impl Coordinator {
                         let f = self.start_final();
                         let _ = reply.send(f.id);
                         inflight = Some(f);
+                    }
+                    Ok(Command::Close(done)) => {
+                        let why = "the topology is stopping without it";
+                        if let Some(f) = inflight.take() {
+                            self.fail(f, why.into());
+                        }
+                        if let Some(reply) = queued_savepoint.take() {
+                            let _ = reply.send(Err(why.into()));
+                        }
+                        closed = true;
+                        let _ = done.send(());
                     }
                     Err(_) => commands_open = false,
                 },

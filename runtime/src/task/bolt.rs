@@ -22,6 +22,7 @@ use super::{ErrorLog, FIRST_BACKOFF, MAX_BACKOFF, TaskEnv, panic_message};
 use crate::checkpoint::{Barrier, CheckpointId, Inbound};
 use crate::collector::{BasicCollector, Ledger, OutputCollector};
 use crate::component::{BasicBolt, Bolt, BoxError, TaskContext};
+use crate::config::Guarantee;
 use crate::metrics::TaskMetrics;
 use crate::state::Snapshot;
 use crate::tuple::{Anchors, TaskId, Tuple};
@@ -30,6 +31,8 @@ use crate::tuple::{Anchors, TaskId, Tuple};
 pub(crate) trait BoltDriver: Send + 'static {
     /// Makes and prepares the first instance.
     fn start(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
+    /// The bolt keeps state (`has_state`, read off the first instance).
+    fn has_state(&self) -> bool;
     /// Executes a batch of inputs.
     fn execute_batch(
         &mut self,
@@ -129,8 +132,12 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
                         },
                         _ = completed_wait => continue,
                         _ = tick_wait => {
-                            driver.tick(&mut env).await;
-                            next_tick = tick.map(|t| Instant::now() + t);
+                            if ticks_stopped(&driver, &env) {
+                                next_tick = None;
+                            } else {
+                                driver.tick(&mut env).await;
+                                next_tick = tick.map(|t| Instant::now() + t);
+                            }
                             continue;
                         }
                     }
@@ -166,8 +173,12 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
         if let (Some(at), Some(every)) = (next_tick, tick)
             && now >= at
         {
-            driver.tick(&mut env).await;
-            next_tick = Some(now + every);
+            if ticks_stopped(&driver, &env) {
+                next_tick = None;
+            } else {
+                driver.tick(&mut env).await;
+                next_tick = Some(now + every);
+            }
         }
         let all = env.emitter.flush_due(now);
         env.emitter.flush(all).await;
@@ -176,7 +187,18 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
     if let Some(id) = env.checkpoints.as_mut().and_then(|c| c.newly_completed()) {
         driver.checkpoint_complete(id, &mut env).await;
     }
-    driver.finish(&mut env).await;
+    if driver.has_state() && env.state_goes_on() {
+        // What the bolt holds (open windows, counts not emitted) is in the savepoint the stop
+        // ended in, or in the newest checkpoint a failed run resumes from: the run that
+        // continues it fires it, once. Flink's stop with a savepoint likewise does not end the
+        // input.
+        tracing::debug!(
+            task_id = env.ctx.task_id().0,
+            "not finished: its state goes on in the next run"
+        );
+    } else {
+        driver.finish(&mut env).await;
+    }
     env.emitter.flush(true).await;
     final_checkpoint(&mut driver, &mut env).await;
     driver.cleanup(&mut env).await;
@@ -184,6 +206,17 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
     if let Some(c) = env.checkpoints.as_mut() {
         c.drain().await;
     }
+}
+
+/// Whether a stateful bolt's ticks have stopped: a stop is taking a savepoint, which keeps
+/// what a tick would fire (a processing-time window) for the next run; if the savepoint fails,
+/// `finish` fires it. Only under exactly-once: under at-least-once the stop waits for the trees
+/// in flight, and a tick firing a window is what completes those it holds.
+#[inline]
+fn ticks_stopped<D: BoltDriver>(driver: &D, env: &TaskEnv) -> bool {
+    driver.has_state()
+        && env.stop.is_taking_savepoint()
+        && env.ctx.config().guarantee == Guarantee::ExactlyOnce
 }
 
 /// The longest a sink waits, at its end, for the final checkpoint to complete.
@@ -490,6 +523,10 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
         }
     }
 
+    fn has_state(&self) -> bool {
+        self.stateful
+    }
+
     fn snapshot(&mut self, snap: &mut Snapshot, _env: &mut TaskEnv) -> Result<(), String> {
         let b = self.bolt.as_mut().ok_or(NO_INSTANCE)?;
         snapshot_with(snap, |s| b.snapshot(s))
@@ -565,23 +602,9 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
     }
 
     async fn finish(&mut self, env: &mut TaskEnv) {
-        if let Some(bolt) = self.bolt.as_mut() {
-            let none = Anchors::new();
-            let mut out = BasicCollector {
-                emitter: &mut env.emitter,
-                anchors: &none,
-                ack_val: 0,
-            };
-            let why = match std::panic::catch_unwind(AssertUnwindSafe(|| bolt.finish(&mut out))) {
-                Ok(Ok(())) => env.emitter.take_error().map(|e| e.to_string()),
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(p) => Some(panic_message(&*p)),
-            };
-            if let Some(why) = why {
-                self.errors
-                    .report(&env.ctx, &env.metrics, "bolt finish failed", &why);
-            }
-        }
+        // A panic drops the instance, as anywhere else: what it held is lost (see
+        // `TaskEnv::instance_lost`), and the final checkpoint cannot take its state.
+        self.call_unanchored(env, "bolt finish failed", |b, out| b.finish(out));
     }
 
     async fn cleanup(&mut self, env: &mut TaskEnv) {
@@ -685,6 +708,10 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
             self.stateful = b.has_state();
             restore_with(env, |r| b.restore(r));
         }
+    }
+
+    fn has_state(&self) -> bool {
+        self.stateful
     }
 
     fn snapshot(&mut self, snap: &mut Snapshot, _env: &mut TaskEnv) -> Result<(), String> {
@@ -911,6 +938,7 @@ mod tests {
             checkpoints: None,
             restore: None,
             fatal: Default::default(),
+            stop: Default::default(),
         }
     }
 

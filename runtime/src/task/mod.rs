@@ -15,7 +15,10 @@
 //! Each task owns its component instance and its [`Emitter`]. A panic or an error escaping the
 //! component is caught here, logged (at most once a second per task, with how many were not
 //! logged) and counted; the tuples the instance held are failed, and a fresh instance is made from
-//! the factory and prepared again, with back-off while that keeps failing.
+//! the factory and prepared again, with back-off while that keeps failing. With checkpoints, an
+//! instance lost with state, or under exactly-once any lost instance, also stops the topology
+//! for a resume from the newest checkpoint ([`TaskEnv::instance_lost`]). A stop that ends in a
+//! savepoint does not finish stateful bolts ([`StopState`]).
 //!
 //! - this module: what both loops share — [`Control`], [`TaskEnv`], the task starters, the
 //!   error log and the restart back-off;
@@ -24,7 +27,8 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -35,6 +39,7 @@ use crate::acker::SpoutNotice;
 use crate::checkpoint::{CheckpointId, Inbound, TaskCheckpoints, TaskReport};
 use crate::collector::Emitter;
 use crate::component::{BasicBolt, Bolt, Declared, Spout, TaskContext, declared};
+use crate::config::Guarantee;
 use crate::metrics::TaskMetrics;
 use crate::state::{Chains, Restore, Snapshot, write_parts};
 
@@ -67,6 +72,46 @@ pub(crate) struct TaskEnv {
     /// Where a task reports an error that must stop the topology (state that cannot be
     /// restored, or lost with a failed instance).
     pub(crate) fatal: Arc<std::sync::OnceLock<Fatal>>,
+    /// How the topology's stop went, as far as the tasks must know.
+    pub(crate) stop: Arc<StopState>,
+}
+
+/// What the handle tells the tasks about a stop that takes a savepoint (Flink's stop with a
+/// savepoint, without `--drain`): set before the spouts are told to stop, read by the bolt
+/// tasks. The savepoint holds what stateful bolts hold (open windows, counts not emitted yet),
+/// and a later run continues it: emitting it at the stop as well would emit it twice.
+#[derive(Debug, Default)]
+pub(crate) struct StopState {
+    /// A stop is taking a savepoint: under exactly-once, stateful bolts take no more ticks
+    /// (what a tick would fire stays in the savepoint, or is fired by `finish` if no savepoint
+    /// completes).
+    savepoint_asked: AtomicBool,
+    /// The savepoint the stop ended in (0: none, or not complete): stateful bolts are not
+    /// finished, as their state goes on in the run that resumes from it.
+    ended_in: AtomicU64,
+}
+
+impl StopState {
+    /// A stop starts taking a savepoint.
+    pub(crate) fn savepoint_asked(&self) {
+        self.savepoint_asked.store(true, Release);
+    }
+
+    /// The stop's savepoint `id` completed.
+    pub(crate) fn ended_in(&self, id: CheckpointId) {
+        self.ended_in.store(id, Release);
+    }
+
+    /// Whether a stop is taking (or took) a savepoint.
+    #[inline]
+    pub(crate) fn is_taking_savepoint(&self) -> bool {
+        self.savepoint_asked.load(Acquire)
+    }
+
+    /// The savepoint the stop ended in, if one completed.
+    pub(crate) fn savepoint(&self) -> Option<CheckpointId> {
+        Some(self.ended_in.load(Acquire)).filter(|id| *id != 0)
+    }
 }
 
 /// An error that stops the whole topology.
@@ -96,18 +141,35 @@ impl TaskEnv {
         });
     }
 
-    /// An instance failed and was dropped. With checkpoints, when it held state (or it is a
-    /// spout under exactly-once, whose position went with it), a fresh instance cannot go on
-    /// where it was: the topology stops, to resume from the newest checkpoint.
+    /// An instance failed and was dropped. With checkpoints, when it held state, or under
+    /// exactly-once whatever it is (no input is tracked, so nothing replays the input it was
+    /// processing, what it held, or what a spout had emitted since the last checkpoint), a
+    /// fresh instance cannot go on where it was: the topology stops, to resume from the newest
+    /// checkpoint (as Flink restarts a job on any task's failure). Under at-least-once a
+    /// stateless instance's inputs are failed and replayed by their spouts: the run goes on.
     pub(crate) fn instance_lost(&self, held_state: bool, why: &str) {
-        if self.checkpoints.is_some() && held_state {
-            self.fatal(
-                format!(
-                    "failed ({why}) holding state that only the newest checkpoint has; the topology resumes from it"
-                ),
-                true,
-            );
+        if self.checkpoints.is_none() {
+            return;
         }
+        let lost = if held_state {
+            "holding state that only the newest checkpoint has"
+        } else if self.ctx.config().guarantee == Guarantee::ExactlyOnce {
+            "under exactly-once, where no input is replayed: what it was processing and held is lost"
+        } else {
+            return;
+        };
+        self.fatal(
+            format!("failed ({why}) {lost}; the topology resumes from the newest checkpoint"),
+            true,
+        );
+    }
+
+    /// Whether this task's state goes on in a later run rather than ending here: the stop
+    /// ended in a savepoint, or the topology failed in a way a run resumed from the newest
+    /// checkpoint repairs (that run replays what came after it). A stateful bolt is then not
+    /// finished: what it holds is fired once, by the run that continues it.
+    pub(crate) fn state_goes_on(&self) -> bool {
+        self.stop.savepoint().is_some() || self.fatal.get().is_some_and(|f| f.restart)
     }
 }
 

@@ -172,7 +172,10 @@ pub(crate) async fn run_spout<S: Spout>(
             continue;
         }
         let room = t.max_pending.is_none_or(|m| t.pending.len() < m);
-        if active && room {
+        // A control change not yet seen is taken first: a stop deactivates the spouts before
+        // it asks for its savepoint, so a spout that has just sent that savepoint's barrier
+        // sees the deactivation here and emits nothing after it.
+        if active && room && !control.has_changed().unwrap_or(true) {
             // A round of calls; acks, control and timeouts are looked at between rounds.
             let mut emitted = 0;
             for _ in 0..CALLS_PER_ROUND {
@@ -340,9 +343,8 @@ impl<S: Spout> SpoutTask<S> {
             &why,
         );
         // Under exactly-once a fresh instance cannot know what the old one emitted since the
-        // last checkpoint (there are no acks to replay by).
-        let exactly_once = self.env.ctx.config().guarantee == crate::config::Guarantee::ExactlyOnce;
-        self.env.instance_lost(exactly_once, &why);
+        // last checkpoint (there are no acks to replay by): that stops the run.
+        self.env.instance_lost(false, &why);
         self.restart_pending = true;
     }
 
