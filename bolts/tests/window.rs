@@ -1116,7 +1116,7 @@ fn count_per_10s(idle: Option<&str>) -> Window {
     Window::new(WindowOptions {
         time: TimeMode::Event,
         timestamp: Some("ts".into()),
-        idle_timeout: idle.map(Into::into),
+        idle_timeout: Some(idle.unwrap_or("off").into()),
         aggregates: vec![AggregateOptions::new("count", None, "n")],
         ..options(dur(10_000), None)
     })
@@ -1213,6 +1213,28 @@ fn an_idle_upstream_task_stops_holding_windows_back() {
         counts(&[&fin]),
         [(30_000, "b".into(), 1), (40_000, "a".into(), 1)]
     );
+}
+
+// Guards the default idle timeout (30 s, `idle_timeout` unset): an upstream task that never
+// sends to this one (no key of its routed here) holds the windows back for 30 s, not forever.
+#[test]
+fn by_default_a_task_silent_for_30s_stops_holding_windows_back() {
+    let w = Window::new(WindowOptions {
+        time: TimeMode::Event,
+        timestamp: Some("ts".into()),
+        aggregates: vec![AggregateOptions::new("count", None, "n")],
+        ..options(dur(10_000), None)
+    })
+    .expect("valid options");
+    let mut t = BoltTester::full_with_inputs(move || w.clone(), FIELDS, &[("src", 2)]);
+    t.pause_time();
+    from(&mut t, 0, "a", 1_000);
+    from(&mut t, 0, "a", 12_000);
+    t.advance(Duration::from_secs(29));
+    assert!(t.tick().emitted.is_empty(), "29 s of silence is not idle");
+    from(&mut t, 0, "a", 13_000);
+    t.advance(Duration::from_secs(2));
+    assert_eq!(counts(&[&t.tick()]), [(0, "a".into(), 1)]);
 }
 
 // Guards that a task that keeps sending (more often than the timeout) is never idle, however

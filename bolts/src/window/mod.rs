@@ -22,7 +22,7 @@
 //! timestamp = "ts"         # event time: epoch milliseconds (int) or RFC 3339 text; required
 //! lag = "5s"               # event time: allowed out-of-orderness; default "0s"
 //! idle_timeout = "1m"      # event time: an upstream task silent this long stops holding the
-//!                          # watermark back (until it sends and catches up); default: none
+//!                          # watermark back (until it sends and catches up); default "30s", "off": never
 //! group_by = ["path"]      # optional: one result per distinct combination of these fields
 //! aggregates = [           # at least one; `as` names the output field
 //!   { fn = "count", as = "hits" },
@@ -86,25 +86,29 @@
 //!   watermark": nothing fires before every upstream task has sent (Flink's rule: the minimum
 //!   over all input channels). Every window whose end is at or before the watermark fires, in
 //!   order of end. A tuple is added to each of its windows that has not fired; a tuple all of
-//!   whose windows have fired is *late* and goes to `late`. So (without `idle_timeout`) a tuple
+//!   whose windows have fired is *late* and goes to `late`. So (while no task is idle) a tuple
 //!   is late only if it is more than `lag` behind the largest timestamp its own upstream task
 //!   sent before it: results do not depend on how the upstream tasks' tuples interleave. The
 //!   watermark moves only with arriving tuples: a quiet upstream task holds windows open until
 //!   it sends or the input ends.
-//! - **Idle upstream tasks** (`idle_timeout`, Flink's `withIdleness`): an upstream task that has
-//!   sent nothing for `idle_timeout` (processing time, since its last tuple or the task's
-//!   start) is left out of the minimum, and the windows the other tasks' timestamps passed
+//! - **Idle upstream tasks** (`idle_timeout`, Flink's `withIdleness`; default 30 s, `"off"` for
+//!   none): an upstream task that has sent nothing for `idle_timeout` (processing time, since its
+//!   last tuple or the task's start) is left out of the minimum, and the windows the other tasks' timestamps passed
 //!   fire. When it sends again it counts again once its largest timestamp − `lag` has reached
 //!   the watermark (Flink's rule); until then it does not hold the watermark, and its tuples
 //!   behind it are late. The bolt checks on ticks every `min(idle_timeout, 1s)`, so a task is
 //!   found idle between `idle_timeout` and `idle_timeout` + that interval after it fell silent.
-//!   If every upstream task is idle the watermark stays. With `idle_timeout`, which tuples are
-//!   late depends on timing.
+//!   If every upstream task is idle the watermark stays. Once a task has been found idle, which
+//!   tuples are late depends on timing. The default (30 s) keeps a task that never sends to
+//!   this one (no key of its routed here, a spout task without partitions) from holding windows
+//!   back forever, since no watermark messages flow; `"off"` waits for every task, as Flink
+//!   does without `withIdleness`.
 //! - **Count windows** count per group: tumbling, every `length` tuples of a group; sliding, every
 //!   `slide` tuples of a group, over the group's last `length` tuples (the first results, before
 //!   `length` tuples arrived, cover fewer). The values needed are kept (`length` per group) and
 //!   aggregated per result: O(length / slide) per tuple.
-//! - **End of input** ([`Bolt::finish`]: the sources are exhausted or the topology stops) fires
+//! - **End of input** ([`Bolt::finish`]: the sources are exhausted, or the topology stops without
+//!   a completed savepoint) fires
 //!   every open window, as Flink does: duration windows before their end (with their nominal
 //!   `window_end`), event-time windows before the watermark passed them, partial count windows
 //!   (a tumbling group's last tuples; a sliding group's last `length` tuples, if tuples came
@@ -194,14 +198,18 @@
 //! - Event time needs tuples from every upstream task to move the watermark, and a task hears
 //!   only from upstream tasks that send it tuples (there are no watermark messages): with a
 //!   fields grouping, an upstream task none of whose keys go to this task holds its windows
-//!   until the end of input. Set `idle_timeout` to fire them meanwhile (their results then
-//!   depend on timing).
+//!   until it has been silent for `idle_timeout` (30 s by default; with `"off"`, until the end of
+//!   input). Those windows then fire by the other tasks' timestamps, which depends on timing.
 //! - Count windows keep a little state for every group ever seen (its partial window, and for
 //!   sliding windows its last `length` values) until the end of input.
 //! - Results within one window are emitted in no particular order of groups.
 
 use std::collections::HashMap;
 use std::future::Future;
+
+/// Event time: how long an upstream task may send nothing before it stops holding the
+/// watermark back, when `idle_timeout` is not given (30 s).
+pub const DEFAULT_IDLE_TIMEOUT_MS: i64 = 30_000;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -413,13 +421,15 @@ impl Window {
                 Some((SmolStr::from(ts), lag))
             }
         };
-        let idle = match (&event, &opts.idle_timeout) {
+        let idle = match (&event, opts.idle_timeout.as_deref()) {
+            (Some(_), Some("off")) => None,
+            (Some(_), None) => Some(DEFAULT_IDLE_TIMEOUT_MS),
             (Some(_), Some(text)) => {
                 let ms = parse_duration_ms("idle_timeout", text)?;
                 if ms < 1 {
                     return Err(format!(
                         "option `idle_timeout` = {text:?}: expected at least one millisecond \
-                         (or no idle_timeout: the watermark waits for every upstream task)"
+                         (or \"off\": the watermark waits for every upstream task)"
                     ));
                 }
                 Some(ms)

@@ -141,8 +141,8 @@ pub struct WindowOptions {
     pub lag: Option<String>,
     /// Event time: an upstream task that sent nothing for this long (processing time, checked
     /// on ticks) no longer holds the watermark back, until it sends again and its timestamps
-    /// reach the watermark (Flink's `withIdleness`). Unset = none: the watermark waits for every
-    /// upstream task.
+    /// reach the watermark (Flink's `withIdleness`). Unset = `"30s"`; `"off"`: the watermark
+    /// waits for every upstream task, however long.
     #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub idle_timeout: Option<String>,
     /// Fields whose distinct combinations get their own results.
