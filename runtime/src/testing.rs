@@ -239,13 +239,36 @@ impl BoltTester {
         I: IntoIterator<Item = S>,
         S: Into<SmolStr>,
     {
-        BoltTester::make(driver, outputs, fields, None)
+        BoltTester::make(driver, outputs, fields, &[], None)
+    }
+
+    /// A tester for a [`BasicBolt`] fed by the tasks of other components, restored from
+    /// `restore` when given. `upstream` names each component and its parallelism: the bolt's
+    /// context knows their tasks ([`TaskContext::component_tasks`]), and
+    /// [`execute_from_task`](BoltTester::execute_from_task) sends a tuple from one of them — for
+    /// a bolt that keeps state per sending task (a total ranking).
+    pub fn basic_with_upstream<B, F, I, S>(
+        make: F,
+        fields: I,
+        upstream: &[(&str, usize)],
+        restore: Option<&TestCheckpoint>,
+    ) -> BoltTester
+    where
+        B: BasicBolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(BasicDriver::new(Arc::new(make)));
+        BoltTester::make(driver, decl, fields, upstream, restore)
     }
 
     fn make<I, S>(
         driver: Box<dyn DynDriver>,
         outputs: Vec<StreamDecl>,
         fields: I,
+        upstream: &[(&str, usize)],
         restore: Option<&TestCheckpoint>,
     ) -> BoltTester
     where
@@ -303,16 +326,26 @@ impl BoltTester {
             gauge: Arc::new(QueueGauge::default()),
         }];
         let emitter = Emitter::new(TaskId(0), streams, targets, ackers, 1024, metrics.clone());
+        let mut components = vec![
+            ("__tested".into(), vec![TaskId(0)]),
+            ("__capture".into(), vec![sink_task]),
+            // The task inputs come from by default (`execute`).
+            ("__input".into(), vec![TaskId(99)]),
+        ];
+        // Upstream components' tasks: ids from 100 on, in order.
+        let mut next_task = 100;
+        for (name, parallelism) in upstream {
+            let tasks = (next_task..next_task + *parallelism as u32)
+                .map(TaskId)
+                .collect();
+            next_task += *parallelism as u32;
+            components.push((SmolStr::new(name), tasks));
+        }
         let ctx = TaskContext {
             inner: Arc::new(ContextShared {
                 topology: "test".into(),
                 config: Config::default(),
-                components: vec![
-                    ("__tested".into(), vec![TaskId(0)]),
-                    ("__capture".into(), vec![sink_task]),
-                    // The task inputs come from by default (`execute`).
-                    ("__input".into(), vec![TaskId(99)]),
-                ],
+                components,
                 tick_intervals: Vec::new(),
                 checkpointed: false,
             }),
@@ -410,7 +443,7 @@ impl BoltTester {
     {
         let decl = declare(|d| make().declare_outputs(d));
         let driver = Box::new(BasicDriver::new(Arc::new(make)));
-        BoltTester::make(driver, decl, fields, Some(checkpoint))
+        BoltTester::make(driver, decl, fields, &[], Some(checkpoint))
     }
 
     /// A tester for a full [`Bolt`] restored from `checkpoint`; see
@@ -424,12 +457,12 @@ impl BoltTester {
     {
         let decl = declare(|d| make().declare_outputs(d));
         let driver = Box::new(FullDriver::new(Arc::new(make)));
-        BoltTester::make(driver, decl, fields, Some(checkpoint))
+        BoltTester::make(driver, decl, fields, &[], Some(checkpoint))
     }
 
     /// Executes one tracked input tuple with these values.
     pub fn execute(&mut self, values: Values) -> Executed {
-        self.execute_tuple(self.input, values)
+        self.execute_tuple(self.input, TaskId(99), values)
     }
 
     /// Executes one tracked input tuple as if it came from `component`'s `stream` with `fields`
@@ -448,14 +481,49 @@ impl BoltTester {
     {
         let fields: Vec<SmolStr> = fields.into_iter().map(Into::into).collect();
         let schema = StreamSchema::intern(component, stream, &fields, false);
-        self.execute_tuple(schema, values)
+        self.execute_tuple(schema, TaskId(99), values)
     }
 
-    fn execute_tuple(&mut self, schema: &'static StreamSchema, values: Values) -> Executed {
+    /// Executes one tracked input tuple from task `index` of `component`'s `stream`, with
+    /// `fields` — a component given to
+    /// [`basic_with_upstream`](BoltTester::basic_with_upstream). Panics, naming them, if the
+    /// tester has no such component or task.
+    pub fn execute_from_task<I, S>(
+        &mut self,
+        component: &str,
+        index: usize,
+        stream: &str,
+        fields: I,
+        values: Values,
+    ) -> Executed
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let tasks = self.env.ctx.component_tasks(component).unwrap_or_else(|| {
+            panic!("no upstream component `{component}` in this tester (see basic_with_upstream)")
+        });
+        let task = *tasks.get(index).unwrap_or_else(|| {
+            panic!(
+                "component `{component}` has {} tasks in this tester, no task {index}",
+                tasks.len()
+            )
+        });
+        let fields: Vec<SmolStr> = fields.into_iter().map(Into::into).collect();
+        let schema = StreamSchema::intern(component, stream, &fields, false);
+        self.execute_tuple(schema, task, values)
+    }
+
+    fn execute_tuple(
+        &mut self,
+        schema: &'static StreamSchema,
+        from: TaskId,
+        values: Values,
+    ) -> Executed {
         let root = self.next_root;
         self.next_root += 1;
         let id = 0x5eed_0000 + root;
-        let mut tuple = Tuple::new(schema, TaskId(99), values);
+        let mut tuple = Tuple::new(schema, from, values);
         tuple.anchors.push((root, id));
         let driver = &mut self.driver;
         let env = &mut self.env;
