@@ -1,7 +1,8 @@
 //! `rolling_count` and `rankings`: the slot counter against a naive count over the last window
 //! (paused time), intermediate rankings against a naive top N, the total merge of several
-//! intermediate tasks against the top N of their union, ties, option errors, and a trending
-//! topology with parallelism 2 whose final ranking equals the naive top N of the whole input.
+//! intermediate tasks against the top N of their union, ties, option errors, a trending
+//! topology with parallelism 2 whose final ranking equals the naive top N of the whole input, and
+//! resumes from checkpoints (intermediate and total rankings, rolling counts).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -480,4 +481,121 @@ fn rankings_resume_from_a_checkpoint() {
 fn rankings_second_checkpoint_restores_the_second() {
     let bolt = rankings("mode = \"intermediate\"\ntop = 3");
     resume_basic(bolt, &["word", "count"], &ranking_steps(true), 2);
+}
+
+/// A `rankings` tuple of an intermediate task: these (word, count) entries, highest first.
+fn ranking_tuple(entries: &[(&str, i64)]) -> Values {
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|(w, n)| {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert("word".into(), Value::from(*w));
+            m.insert("count".into(), Value::Int(*n));
+            Value::Map(std::sync::Arc::new(m))
+        })
+        .collect();
+    values![Value::List(std::sync::Arc::new(list)), 0]
+}
+
+/// Sends intermediate task `task`'s ranking to a total ranking under test.
+fn send_ranking(t: &mut BoltTester, task: usize, entries: &[(&str, i64)]) {
+    let run = t.execute_from_task("intermediate", task, ranking_tuple(entries));
+    assert!(run.acked && run.emitted.is_empty(), "{run:?}");
+}
+
+/// The total ranking a tick emits.
+fn total_now(t: &mut BoltTester) -> Vec<(String, u64)> {
+    let r = t.tick();
+    let out = default_stream(&r.emitted);
+    assert_eq!(out.len(), 1, "{r:?}");
+    ranking_of(&out[0].values)
+}
+
+fn pairs(v: &[(&str, u64)]) -> Vec<(String, u64)> {
+    v.iter().map(|(w, n)| (w.to_string(), *n)).collect()
+}
+
+// Guards: a total ranking checkpoints each intermediate task's latest ranking: restored into a
+// new instance (after a crash that lost a later ranking), fed the same rankings again, its
+// merged top N equals an uninterrupted instance's at every tick — including a word only the
+// restored ranking of a task that sends nothing after the restore still carries. When the
+// intermediate component's parallelism changed, the stored rankings are dropped (they would be
+// given to the wrong tasks): the new tasks' next rankings make the total, as for a fresh
+// instance.
+#[test]
+fn total_resumes_with_each_intermediate_tasks_latest_ranking() {
+    let bolt = rankings("mode = \"total\"\ntop = 3\nemit_every = \"1h\"");
+    let make = move || bolt.clone();
+    let fields = ["rankings", "at"];
+    let two = [("intermediate", 2)];
+
+    let mut t = BoltTester::basic_with_upstream(make.clone(), fields, &two, None);
+    send_ranking(&mut t, 0, &[("a", 9), ("b", 5), ("c", 1)]);
+    send_ranking(&mut t, 1, &[("d", 7), ("e", 6), ("f", 2)]);
+    send_ranking(&mut t, 0, &[("a", 10), ("b", 5), ("c", 4)]); // replaces task 0's first
+    let before = total_now(&mut t);
+    assert_eq!(before, pairs(&[("a", 10), ("d", 7), ("e", 6)]));
+    let (checkpoint, _) = t.checkpoint().expect("a checkpoint");
+    assert_eq!(checkpoint.parts(), ["rankings"]);
+
+    // The crashed instance saw one more ranking after the checkpoint: lost with it.
+    let mut crashed = BoltTester::basic_with_upstream(make.clone(), fields, &two, None);
+    send_ranking(&mut crashed, 0, &[("a", 10), ("b", 5), ("c", 4)]);
+    send_ranking(&mut crashed, 1, &[("d", 7), ("e", 6), ("f", 2)]);
+    let (lost_checkpoint, _) = crashed.checkpoint().expect("a checkpoint");
+    send_ranking(&mut crashed, 1, &[("z", 99)]);
+    drop(crashed);
+
+    for from in [&checkpoint, &lost_checkpoint] {
+        let mut back = BoltTester::basic_with_upstream(make.clone(), fields, &two, Some(from));
+        assert_eq!(total_now(&mut back), before, "right after the restore");
+        // The same later rankings to both: task 1 moves on, task 0 sends nothing more (its
+        // words come from the checkpoint only).
+        let mut uninterrupted_t = BoltTester::basic_with_upstream(make.clone(), fields, &two, None);
+        send_ranking(&mut uninterrupted_t, 0, &[("a", 10), ("b", 5), ("c", 4)]);
+        send_ranking(&mut uninterrupted_t, 1, &[("d", 7), ("e", 6), ("f", 2)]);
+        for ranking in [
+            &[("d", 12), ("g", 8), ("e", 6)][..],
+            &[("g", 11), ("d", 3)][..],
+            &[][..],
+        ] {
+            send_ranking(&mut back, 1, ranking);
+            send_ranking(&mut uninterrupted_t, 1, ranking);
+            let got = total_now(&mut back);
+            assert_eq!(got, total_now(&mut uninterrupted_t), "after {ranking:?}");
+        }
+        // The last ranking of task 1 was empty: only task 0's restored words are left.
+        assert_eq!(
+            total_now(&mut back),
+            pairs(&[("a", 10), ("b", 5), ("c", 4)])
+        );
+
+        // Control: an instance not restored has none of task 0's words.
+        let mut bare = BoltTester::basic_with_upstream(make.clone(), fields, &two, None);
+        send_ranking(&mut bare, 1, &[("g", 11), ("d", 3)]);
+        assert_eq!(total_now(&mut bare), pairs(&[("g", 11), ("d", 3)]));
+    }
+
+    // Intermediate parallelism 2 -> 3: the stored rankings name tasks of the old layout, so
+    // they are dropped; the total is the new tasks' rankings, as for a fresh instance.
+    let three = [("intermediate", 3)];
+    let mut rescaled =
+        BoltTester::basic_with_upstream(make.clone(), fields, &three, Some(&checkpoint));
+    assert_eq!(total_now(&mut rescaled), [], "old tasks' rankings dropped");
+    let mut fresh = BoltTester::basic_with_upstream(make.clone(), fields, &three, None);
+    let new_rankings: [&[(&str, i64)]; 3] =
+        [&[("a", 10), ("c", 4)], &[("d", 7)], &[("b", 5), ("e", 6)]];
+    for (task, ranking) in new_rankings.into_iter().enumerate() {
+        send_ranking(&mut rescaled, task, ranking);
+        send_ranking(&mut fresh, task, ranking);
+        assert_eq!(
+            total_now(&mut rescaled),
+            total_now(&mut fresh),
+            "after task {task}"
+        );
+    }
+    assert_eq!(
+        total_now(&mut rescaled),
+        pairs(&[("a", 10), ("d", 7), ("e", 6)])
+    );
 }

@@ -296,6 +296,28 @@ impl BoltTester {
         BoltTester::make(driver, decl, fields, None, inputs)
     }
 
+    /// A tester for a [`BasicBolt`] whose input stream has `fields`, subscribed to `upstream`
+    /// (components and how many tasks each runs; see
+    /// [`full_with_inputs`](BoltTester::full_with_inputs)), restored from `restore` when given
+    /// — for a bolt that keeps state per sending task (a total ranking). Send from one of their
+    /// tasks with [`execute_from_task`](BoltTester::execute_from_task).
+    pub fn basic_with_upstream<B, F, I, S>(
+        make: F,
+        fields: I,
+        upstream: &[(&str, usize)],
+        restore: Option<&TestCheckpoint>,
+    ) -> BoltTester
+    where
+        B: BasicBolt,
+        F: Fn() -> B + Send + Sync + 'static,
+        I: IntoIterator<Item = S>,
+        S: Into<SmolStr>,
+    {
+        let decl = declare(|d| make().declare_outputs(d));
+        let driver = Box::new(BasicDriver::new(Arc::new(make)));
+        BoltTester::make(driver, decl, fields, restore, upstream)
+    }
+
     fn new<I, S>(driver: Box<dyn DynDriver>, outputs: Vec<StreamDecl>, fields: I) -> BoltTester
     where
         I: IntoIterator<Item = S>,
