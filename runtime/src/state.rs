@@ -21,9 +21,15 @@
 //! so when a checkpoint is restored with another parallelism each new task takes the groups it
 //! now owns from every old task's files. A key's hash must be computed from the same values, in
 //! the same order, as the fields grouping that feeds the component ([`key_hash_of`]).
+//!
+//! # The pause
+//! `snapshot` runs on the task, between two tuples; everything else (serializing, writing) runs
+//! off it. `put` serializes its small value at once; `put_keyed` copies a few changed entries,
+//! or shares a large state's segments with the writer, copy-on-write (see [`KeyedState`]): the
+//! pause stays at a few milliseconds at most whatever the state's size.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -43,9 +49,96 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// restore reads a bounded chain of files.
 const MAX_CHAIN: usize = 8;
 
+/// A keyed state is split into `2^SEGMENT_BITS` segments by bits of each key's hash: a large
+/// snapshot shares them with the writer instead of copying entries on the task.
+const SEGMENT_BITS: u32 = 8;
+/// How many segments a keyed state has.
+const SEGMENTS: usize = 1 << SEGMENT_BITS;
+
+/// Up to this many entries to write (changed, or all for a whole snapshot), a snapshot copies
+/// them on the task — about a millisecond at most, and nothing is copied later. Above it, the
+/// segments are shared with the writer, unless the entries are at most an eighth of the state
+/// and fewer than [`LIST_LIMIT`]: sharing would then make the task copy every segment it
+/// changes while the writer reads them (up to the whole state), over 8 times the work of a copy
+/// of a few ms.
+const COPY_LIMIT: usize = 16_384;
+
+/// More entries than a snapshot copies on the task (see [`COPY_LIMIT`]); the changed keys are
+/// listed up to this many: a snapshot of more is shared anyway, and the writer then finds the
+/// changed entries by their epoch, so the task stops listing (a clone and a push less per first
+/// change).
+const LIST_LIMIT: usize = 4 * COPY_LIMIT;
+
+/// The segment of a key's hash: bits 48..56, which the segments' tables leave alone (they take a
+/// bucket from the low bits and a tag from the top 7).
+#[inline]
+fn segment_of(hash: u64) -> usize {
+    (hash >> 48) as usize & (SEGMENTS - 1)
+}
+
+/// The hasher of a keyed state's tables (fast, seeded per state).
+type Hasher = foldhash::fast::RandomState;
+
+/// One segment's entries.
+type Table<K, V> = hashbrown::HashTable<(K, Slot<V>)>;
+
+/// A segment of a keyed state: the task's own, or shared with snapshots being written (then it
+/// is copied on the first change, unless the writer is done with it by then).
+#[derive(Debug)]
+enum Segment<K, V> {
+    Own(Table<K, V>),
+    Shared(Arc<Table<K, V>>),
+}
+
+impl<K: Clone, V: Clone> Segment<K, V> {
+    /// The entries, to read.
+    #[inline]
+    fn table(&self) -> &Table<K, V> {
+        match self {
+            Segment::Own(t) => t,
+            Segment::Shared(t) => t,
+        }
+    }
+
+    /// The entries, to change: a shared segment becomes the task's own first.
+    #[inline]
+    fn own(&mut self) -> &mut Table<K, V> {
+        if let Segment::Shared(_) = self {
+            self.unshare();
+        }
+        match self {
+            Segment::Own(t) => t,
+            // Not reached: `unshare` made it the task's own.
+            Segment::Shared(t) => Arc::make_mut(t),
+        }
+    }
+
+    /// Takes a shared segment back: as it is if no snapshot reads it any more, else a copy.
+    #[cold]
+    #[inline(never)]
+    fn unshare(&mut self) {
+        if let Segment::Shared(shared) = std::mem::replace(self, Segment::Own(Table::new())) {
+            *self = Segment::Own(Arc::unwrap_or_clone(shared));
+        }
+    }
+
+    /// Shares the segment with a snapshot (no entry copied).
+    fn share(&mut self) -> Arc<Table<K, V>> {
+        let shared = match std::mem::replace(self, Segment::Own(Table::new())) {
+            Segment::Own(t) => Arc::new(t),
+            Segment::Shared(s) => s,
+        };
+        *self = Segment::Shared(shared.clone());
+        shared
+    }
+}
+
 /// A key of [`KeyedState`]: it can say its stable hash, the one a fields grouping on the same
-/// values computes ([`key_hash_of`]).
-pub trait StateKey: Clone + Eq + Hash + Serialize + DeserializeOwned + Send + 'static {
+/// values computes ([`key_hash_of`]). `Sync`: a checkpoint's writer reads the keys while the task
+/// goes on.
+pub trait StateKey:
+    Clone + Eq + Hash + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The key's stable hash: `key_hash_of(&[the key's values])`.
     fn key_hash(&self) -> u64;
 }
@@ -68,9 +161,10 @@ impl StateKey for i64 {
     }
 }
 
-/// A value of [`KeyedState`].
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
-impl<T: Clone + Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
+/// A value of [`KeyedState`]. `Sync`: a checkpoint's writer reads the values while the task
+/// goes on.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
 
 /// One entry of a keyed state and the checkpoint epoch it last changed in.
 #[derive(Clone, Debug)]
@@ -79,16 +173,47 @@ struct Slot<V> {
     epoch: u32,
 }
 
-/// A map whose checkpoints write only the entries changed since the last one: the pause a
-/// checkpoint costs the task grows with what changed, not with the state's size.
+/// A map whose checkpoints write only the entries changed since the last one, and cost the task
+/// almost no pause however large it is.
 ///
 /// Reads are plain map reads; [`get_mut`](KeyedState::get_mut), [`insert`](KeyedState::insert)
 /// and [`remove`](KeyedState::remove) note the key as changed (once per checkpoint interval).
 /// Write it with [`Snapshot::put_keyed`] and read it back with [`Restore::keyed`].
+///
+/// # What a checkpoint costs the task
+/// The entries live in 256 segments, each a hash table (a key's segment is 8 bits of its hash).
+/// At a checkpoint, what is to be written — the entries changed since the last one, or all of
+/// them when a new chain of files starts (the first snapshot, after a restore, after 8
+/// incremental ones) — is either:
+/// - **copied** on the task when it is small: up to 16,384 entries (about 1 ms at most), or up to
+///   65,535 when that is at most an eighth of the state (a few ms). Nothing else is left to do;
+/// - else **shared**: the segments go to the writer as they are (a pause of tens of
+///   microseconds at any size) and the writer picks the entries from them off the task. A segment
+///   the task then changes while the writer still reads it is copied first (copy-on-write), once;
+///   one the writer is done with is taken back as it is. The copying is not gone, it is spread:
+///   each copy is one segment (a 256th of the state, ~0.1 ms at 500,000 entries), made when the
+///   task first changes it, instead of one pause for all of them; while the writer runs, both
+///   versions of a copied segment are in memory.
+///
+/// From 65,536 changed keys in an interval the task stops listing them (the snapshot is shared
+/// then, and the writer finds the changed entries by the epoch each entry carries).
+///
+/// Measured (BENCHMARKS.md "State and exactly-once", 500,000 counts per task): the longest pause
+/// went from 26–36 ms (one copy of the changed entries; up to 50 ms with the cores busy) to
+/// under 0.05 ms; the copies after a checkpoint cost each task 18–34 ms of processor time
+/// (half or more of it page faults) over the next 30–55 ms, about what the single copy cost. The
+/// price of the segments: a lookup reads the segment's table header first, 6–10% more per
+/// repeated update in a microbenchmark (`cargo bench -p topo-runtime --bench keyed_state`; first
+/// changes level, inserts cheaper), which the word count's throughput does not show.
+///
+/// Keys and values are `Sync`: the writer reads shared segments while the task reads them too.
 #[derive(Debug)]
 pub struct KeyedState<K, V> {
-    map: hashbrown::HashMap<K, Slot<V>, foldhash::fast::RandomState>,
-    /// Keys set or changed since the last snapshot (a key may appear twice).
+    hasher: Hasher,
+    segments: Box<[Segment<K, V>; SEGMENTS]>,
+    len: usize,
+    /// Keys set or changed since the last snapshot (a key may appear twice), up to `list_limit`:
+    /// a full list may miss some, and the snapshot then finds them by their epoch.
     changed: Vec<K>,
     /// Keys removed since the last snapshot.
     removed: Vec<K>,
@@ -96,6 +221,9 @@ pub struct KeyedState<K, V> {
     /// Snapshots written since the last whole one; `None` before the first (or after a
     /// restore): the next snapshot is whole.
     chain: Option<usize>,
+    /// [`COPY_LIMIT`] and [`LIST_LIMIT`] (lower in tests).
+    copy_limit: usize,
+    list_limit: usize,
 }
 
 impl<K: StateKey, V: StateValue> Default for KeyedState<K, V> {
@@ -108,11 +236,15 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
     /// An empty state.
     pub fn new() -> Self {
         KeyedState {
-            map: hashbrown::HashMap::default(),
+            hasher: Hasher::default(),
+            segments: Box::new(std::array::from_fn(|_| Segment::Own(Table::new()))),
+            len: 0,
             changed: Vec::new(),
             removed: Vec::new(),
             epoch: 1,
             chain: None,
+            copy_limit: COPY_LIMIT,
+            list_limit: LIST_LIMIT,
         }
     }
 
@@ -123,7 +255,11 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.get(key).map(|s| &s.value)
+        let hash = self.hasher.hash_one(key);
+        self.segments[segment_of(hash)]
+            .table()
+            .find(hash, |(k, _)| k.borrow() == key)
+            .map(|(_, s)| &s.value)
     }
 
     /// The value of `key`, to change in place; the key is noted as changed.
@@ -133,11 +269,16 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let hash = self.hasher.hash_one(key);
         let epoch = self.epoch;
-        let (k, slot) = self.map.get_key_value_mut(key)?;
+        let (k, slot) = self.segments[segment_of(hash)]
+            .own()
+            .find_mut(hash, |(k, _)| k.borrow() == key)?;
         if slot.epoch != epoch {
             slot.epoch = epoch;
-            self.changed.push(k.clone());
+            if self.changed.len() < self.list_limit {
+                self.changed.push(k.clone());
+            }
         }
         Some(&mut slot.value)
     }
@@ -145,18 +286,27 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
     /// Sets `key` to `value`; returns the old value.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let hash = self.hasher.hash_one(&key);
         let epoch = self.epoch;
-        match self.map.get_mut(&key) {
-            Some(slot) => {
+        let hasher = &self.hasher;
+        let table = self.segments[segment_of(hash)].own();
+        match table.entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => {
+                let slot = &mut e.get_mut().1;
                 if slot.epoch != epoch {
                     slot.epoch = epoch;
-                    self.changed.push(key);
+                    if self.changed.len() < self.list_limit {
+                        self.changed.push(key);
+                    }
                 }
                 Some(std::mem::replace(&mut slot.value, value))
             }
-            None => {
-                self.changed.push(key.clone());
-                self.map.insert(key, Slot { value, epoch });
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                if self.changed.len() < self.list_limit {
+                    self.changed.push(key.clone());
+                }
+                e.insert((key, Slot { value, epoch }));
+                self.len += 1;
                 None
             }
         }
@@ -168,81 +318,229 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (k, slot) = self.map.remove_entry(key)?;
+        let hash = self.hasher.hash_one(key);
+        let entry = self.segments[segment_of(hash)]
+            .own()
+            .find_entry(hash, |(k, _)| k.borrow() == key)
+            .ok()?;
+        let ((k, slot), _) = entry.remove();
+        self.len -= 1;
         self.removed.push(k);
         Some(slot.value)
     }
 
     /// How many keys are set.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter().map(|(k, s)| (k, &s.value))
+        self.segments
+            .iter()
+            .flat_map(|s| s.table().iter())
+            .map(|(k, s)| (k, &s.value))
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
-        self.map.clear();
+        for s in self.segments.iter_mut() {
+            *s = Segment::Own(Table::new());
+        }
+        self.len = 0;
         self.changed.clear();
         self.removed.clear();
         self.chain = None;
     }
 
-    /// The entries to write now, and whether they are the whole state. Starts a new epoch.
-    fn take_changes(&mut self, force_whole: bool) -> (Vec<(K, Option<V>)>, bool) {
+    /// Sets a restored entry (not noted as changed: the next snapshot is whole), combining it
+    /// with a value already there by `merge(old, new)`.
+    fn restore_entry(&mut self, key: K, value: V, merge: &mut impl FnMut(V, V) -> V) {
+        let hash = self.hasher.hash_one(&key);
+        let hasher = &self.hasher;
+        let table = self.segments[segment_of(hash)].own();
+        match table.entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                let ((key, old), vacant) = e.remove();
+                let value = merge(old.value, value);
+                vacant.insert((key, Slot { value, epoch: 0 }));
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert((key, Slot { value, epoch: 0 }));
+                self.len += 1;
+            }
+        }
+    }
+
+    /// What to write now, and whether it is the whole state. Starts a new epoch.
+    fn take_changes(&mut self, force_whole: bool) -> (Changes<K, V>, bool) {
         let whole = force_whole || self.chain.is_none_or(|n| n >= MAX_CHAIN);
+        self.chain = if whole {
+            Some(0)
+        } else {
+            self.chain.map(|n| n + 1)
+        };
         let removed = std::mem::take(&mut self.removed);
         let changed = std::mem::take(&mut self.changed);
-        let out = if whole {
-            self.chain = Some(0);
-            self.map
-                .iter()
-                .map(|(k, s)| (k.clone(), Some(s.value.clone())))
-                .collect()
+        let epoch = self.epoch;
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        let entries = if whole {
+            self.len
         } else {
-            self.chain = self.chain.map(|n| n + 1);
-            let mut out = Vec::with_capacity(changed.len() + removed.len());
+            changed.len() + removed.len()
+        };
+        // Copying also walks (or drops) the key lists on the task.
+        let work = entries.max(changed.len() + removed.len());
+        let limit = self.copy_limit;
+        // Every changed key is listed (else a copy could miss some).
+        let listed = changed.len() < self.list_limit;
+        if !listed || (work > limit && (work >= self.list_limit || 8 * work > self.len)) {
+            // Share the segments: the writer picks the entries (and drops the key lists).
+            let segments = self.segments.iter_mut().map(Segment::share).collect();
+            let shared = SharedChanges {
+                hasher: self.hasher.clone(),
+                segments,
+                epoch: (!whole).then_some(epoch),
+                changed,
+                listed,
+                removed,
+            };
+            return (Changes::Shared(shared), whole);
+        }
+        let mut out = Vec::with_capacity(entries);
+        if whole {
+            out.extend(self.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+        } else {
             // Removed keys not set again since.
             for k in removed {
-                if !self.map.contains_key(&k) {
+                if self.get(&k).is_none() {
                     out.push((k, None));
                 }
             }
-            if changed.len() * 4 > self.map.len() {
-                // Many changes: one pass over the entries changed in this epoch beats a lookup
-                // per key (a quarter of a 1 M-key map: ~3x less pause).
-                let epoch = self.epoch;
-                out.extend(
-                    self.map
-                        .iter()
-                        .filter(|(_, s)| s.epoch == epoch)
-                        .map(|(k, s)| (k.clone(), Some(s.value.clone()))),
-                );
-            } else {
-                for k in changed {
-                    if let Some(s) = self.map.get(&k) {
-                        out.push((k, Some(s.value.clone())));
-                    }
+            for k in changed {
+                if let Some(v) = self.get(&k) {
+                    let v = v.clone();
+                    out.push((k, Some(v)));
                 }
             }
-            out
-        };
-        self.epoch = self.epoch.wrapping_add(1).max(1);
-        (out, whole)
+        }
+        (Changes::Copied(out), whole)
     }
 
     /// The next snapshot must be whole (after a restore, or a failed write).
     fn reset_chain(&mut self) {
         self.chain = None;
     }
+}
+
+/// What a snapshot writes of a keyed state, taken on the task and serialized off it.
+enum Changes<K, V> {
+    /// Entries copied on the task (`None`: removed).
+    Copied(Vec<(K, Option<V>)>),
+    /// The state's segments, shared with the task.
+    Shared(SharedChanges<K, V>),
+}
+
+/// A snapshot of a keyed state by its segments: every entry (a whole snapshot), or those
+/// changed in `epoch` and the removed keys.
+struct SharedChanges<K, V> {
+    hasher: Hasher,
+    segments: Vec<Arc<Table<K, V>>>,
+    /// `None`: every entry; else the entries changed in this epoch.
+    epoch: Option<u32>,
+    /// The keys changed in `epoch` (when few, they are looked up rather than every entry
+    /// scanned).
+    changed: Vec<K>,
+    /// Whether `changed` lists every changed key (else the entries are found by their epoch).
+    listed: bool,
+    /// Keys removed in `epoch` (written unless set again since).
+    removed: Vec<K>,
+}
+
+impl<K: StateKey, V: StateValue> Changes<K, V> {
+    /// The keyed file's bytes.
+    fn encode(self, groups: u32) -> Result<Vec<u8>, String> {
+        match self {
+            Changes::Copied(entries) => {
+                let mut out = Vec::with_capacity(KEYED_MAGIC.len() + entries.len() * 16);
+                out.extend_from_slice(KEYED_MAGIC);
+                for (k, v) in &entries {
+                    out = put_record(out, groups, k, v.as_ref())?;
+                }
+                Ok(out)
+            }
+            Changes::Shared(s) => s.encode(groups),
+        }
+    }
+}
+
+impl<K: StateKey, V: StateValue> SharedChanges<K, V> {
+    /// The keyed file's bytes; each segment is let go as soon as it is written (the task then
+    /// takes it back without a copy).
+    fn encode(self, groups: u32) -> Result<Vec<u8>, String> {
+        let SharedChanges {
+            hasher,
+            segments,
+            epoch,
+            changed,
+            listed,
+            removed,
+        } = self;
+        let total: usize = segments.iter().map(|s| s.len()).sum();
+        let find = |k: &K| {
+            let hash = hasher.hash_one(k);
+            segments[segment_of(hash)].find(hash, |(x, _)| x == k)
+        };
+        let records = if epoch.is_none() || !listed {
+            total
+        } else {
+            changed.len()
+        };
+        let mut out = Vec::with_capacity(KEYED_MAGIC.len() + (records + removed.len()) * 16);
+        out.extend_from_slice(KEYED_MAGIC);
+        // Removed keys not set again since.
+        for k in &removed {
+            if find(k).is_none() {
+                out = put_record::<K, V>(out, groups, k, None)?;
+            }
+        }
+        match epoch {
+            Some(_) if listed && changed.len() * 4 <= total => {
+                // Few changes: a lookup each beats a pass over every entry.
+                for k in &changed {
+                    if let Some((k, slot)) = find(k) {
+                        out = put_record(out, groups, k, Some(&slot.value))?;
+                    }
+                }
+            }
+            _ => {
+                for segment in segments {
+                    for (k, slot) in segment.iter() {
+                        if epoch.is_none_or(|e| slot.epoch == e) {
+                            out = put_record(out, groups, k, Some(&slot.value))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Appends one record of a keyed file: `(key group, key, value or none)`.
+fn put_record<K: StateKey, V: StateValue>(
+    out: Vec<u8>,
+    groups: u32,
+    k: &K,
+    v: Option<&V>,
+) -> Result<Vec<u8>, String> {
+    let group = key_group(k.key_hash(), groups);
+    postcard::to_extend(&(group, k, v), out).map_err(|e| e.to_string())
 }
 
 /// What a snapshot part becomes on disk: its bytes are made off the task.
@@ -314,7 +612,9 @@ impl Snapshot {
     }
 
     /// Writes a keyed state: the entries changed since its last snapshot, or every entry when a
-    /// new chain starts (the first time, after a restore, and every few checkpoints).
+    /// new chain starts (the first time, after a restore, and every few checkpoints). Few are
+    /// copied here; a large state's segments are shared with the writer instead (see
+    /// [`KeyedState`]), so this returns within a few milliseconds at any size.
     pub fn put_keyed<K: StateKey, V: StateValue>(
         &mut self,
         name: &str,
@@ -323,13 +623,13 @@ impl Snapshot {
         if !self.check_name(name) {
             return;
         }
-        let (entries, whole) = state.take_changes(self.force_whole);
+        let (changes, whole) = state.take_changes(self.force_whole);
         let groups = self.key_groups;
         self.parts.push(PartData {
             name: name.into(),
             kind: PartKind::Keyed,
             whole,
-            encode: Box::new(move || encode_keyed(&entries, groups)),
+            encode: Box::new(move || changes.encode(groups)),
         });
     }
 }
@@ -401,22 +701,9 @@ pub(crate) fn write_parts(
     Ok(task)
 }
 
-/// The start of every keyed state file.
+/// The start of every keyed state file. A keyed file: the magic, then `(key group, key, value
+/// or none)` records, postcard each ([`put_record`]).
 const KEYED_MAGIC: &[u8] = b"topo-keyed-1\n";
-
-/// A keyed file: the magic, then `(key group, key, value or none)` records, postcard each.
-fn encode_keyed<K: StateKey, V: StateValue>(
-    entries: &[(K, Option<V>)],
-    groups: u32,
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(KEYED_MAGIC.len() + entries.len() * 16);
-    out.extend_from_slice(KEYED_MAGIC);
-    for (k, v) in entries {
-        let group = key_group(k.key_hash(), groups);
-        out = postcard::to_extend(&(group, k, v), out).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
 
 /// Applies a keyed file's records whose key group `keep` accepts.
 fn decode_keyed<K: StateKey, V: StateValue>(
@@ -584,12 +871,9 @@ impl Restore {
                 })?;
             }
             for (k, v) in entries {
-                let Some(v) = v else { continue };
-                let v = match state.map.remove(&k) {
-                    Some(old) => merge(old.value, v),
-                    None => v,
-                };
-                state.map.insert(k, Slot { value: v, epoch: 0 });
+                if let Some(v) = v {
+                    state.restore_entry(k, v, &mut merge);
+                }
             }
         }
         state.changed.clear();
@@ -702,6 +986,197 @@ mod tests {
         want.retain(|k, v| union.get(k) == Some(v));
         assert_eq!(union.len(), want.len());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    /// `n` random changes to keys `k0..k{space}` of both `s` and `model`: mostly adds (a new
+    /// key set to 1), some removals and some overwrites.
+    fn churn(
+        s: &mut KeyedState<SmolStr, i64>,
+        model: &mut HashMap<SmolStr, i64>,
+        rng: &mut Rng,
+        n: usize,
+        space: u64,
+    ) {
+        for _ in 0..n {
+            let key: SmolStr = format!("k{}", rng.below(space)).into();
+            match rng.below(10) {
+                0 => {
+                    assert_eq!(s.remove(&key), model.remove(&key));
+                }
+                1 => {
+                    let v = rng.below(1000) as i64;
+                    assert_eq!(s.insert(key.clone(), v), model.insert(key, v));
+                }
+                _ => match s.get_mut(&key) {
+                    Some(v) => {
+                        *v += 1;
+                        *model.get_mut(&key).expect("in the model") += 1;
+                    }
+                    None => {
+                        assert!(!model.contains_key(&key));
+                        s.insert(key.clone(), 1);
+                        model.insert(key, 1);
+                    }
+                },
+            }
+        }
+        assert_eq!(s.len(), model.len());
+    }
+
+    fn restored(src: &Arc<RestoreSource>) -> HashMap<SmolStr, i64> {
+        let mut back: KeyedState<SmolStr, i64> = KeyedState::new();
+        Restore {
+            source: src.clone(),
+            index: 0,
+            parallelism: 1,
+        }
+        .keyed("counts", &mut back)
+        .expect("restore");
+        back.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    // Guards the snapshots that share the state's segments with the writer (copy-on-write):
+    // whatever the task does after a snapshot and before the writer serializes it — changes,
+    // removals, new keys, in the same segments — the file holds the state as of the snapshot,
+    // and the chain restores it. Covers each way a snapshot is taken: a whole one shared, a
+    // delta of many changes (shared, every entry scanned), of fewer (shared, changed keys
+    // looked up), of more than the task lists (shared, by epoch), of few or of an eighth of the
+    // state (copied on the task); and the writer lets every segment go.
+    #[test]
+    fn shared_snapshots_hold_the_state_as_of_the_snapshot() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let storage = LocalDir::new(dir.path());
+        let mut s: KeyedState<SmolStr, i64> = KeyedState::new();
+        let mut model = HashMap::new();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut files = Vec::new();
+        let mut rebuilt = HashMap::new();
+        let mut pending: Option<(Changes<SmolStr, i64>, HashMap<SmolStr, i64>)> = None;
+        // (changes before the snapshot, key space, whether it is shared)
+        // Sizes against a lower copy limit (a debug build's maps are slow).
+        s.copy_limit = 1_000;
+        s.list_limit = 4_000;
+        let phases: [(usize, u64, bool); 7] = [
+            (6_000, 4_000, true),   // whole, 2,800 keys
+            (3_000, 4_000, true),   // many changes: a scan
+            (7_000, 20_000, true),  // more keys, more than listed: by epoch
+            (2_000, 20_000, true),  // fewer changes than a quarter: lookups
+            (200, 20_000, false),   // few: copied
+            (12_000, 40_000, true), // more keys, more than listed: by epoch
+            (1_500, 40_000, false), // over the limit, but an eighth of the state: copied
+        ];
+        for (i, (n, space, shared)) in phases.into_iter().enumerate() {
+            churn(&mut s, &mut model, &mut rng, n, space);
+            let (changes, whole) = s.take_changes(false);
+            assert_eq!(whole, i == 0);
+            assert_eq!(matches!(changes, Changes::Shared(_)), shared, "phase {i}");
+            if let Changes::Shared(c) = &changes
+                && i == 1
+            {
+                let total: usize = c.segments.iter().map(|s| s.len()).sum();
+                assert!(c.changed.len() * 4 > total, "phase 1 scans");
+            }
+            if let Changes::Shared(c) = &changes {
+                assert_eq!(
+                    c.listed,
+                    i != 2 && i != 5,
+                    "phase {i}: 2 and 5 overflow the list"
+                );
+            }
+            if let Changes::Shared(c) = &changes
+                && i == 3
+            {
+                let total: usize = c.segments.iter().map(|s| s.len()).sum();
+                assert!(c.changed.len() * 4 <= total, "phase 3 looks keys up");
+            }
+            // The previous snapshot is written only now, after this phase's changes; applied
+            // over the files before it, it gives the state as of that snapshot.
+            if let Some((c, want)) = pending.take() {
+                let bytes = c.encode(16).expect("encode");
+                apply(&mut rebuilt, &bytes);
+                assert_eq!(rebuilt, want, "after phase {}", i - 1);
+                files.push(format!("part-{i}"));
+                storage.put(&files[i - 1], &bytes).expect("write");
+            }
+            pending = Some((changes, model.clone()));
+        }
+        churn(&mut s, &mut model, &mut rng, 1_000, 40_000);
+        let (c, want) = pending.take().expect("the last snapshot");
+        files.push("part-last".into());
+        storage
+            .put("part-last", &c.encode(16).expect("encode"))
+            .expect("write");
+        // The whole chain, restored as a task does.
+        let src = source(LocalDir::new(dir.path()), vec![files]);
+        assert_eq!(restored(&src), want, "after the last phase");
+        // Every segment is the task's alone again: taken back without a copy.
+        for seg in s.segments.iter() {
+            if let Segment::Shared(t) = seg {
+                assert_eq!(Arc::strong_count(t), 1);
+            }
+        }
+        // The keys spread over the segments (no segment over twice its share).
+        let most = s.segments.iter().map(|t| t.table().len()).max();
+        assert!(most.is_some_and(|m| m < 2 * s.len() / SEGMENTS), "{most:?}");
+    }
+
+    // Guards the cap on the list of changed keys: with more changes than listed, few against the
+    // state (the writer would look them up), the snapshot is shared and the writer finds the
+    // changed entries by their epoch instead of the partial list — no change is lost.
+    #[test]
+    fn changes_past_the_list_are_found_by_their_epoch() {
+        let mut s: KeyedState<SmolStr, i64> = KeyedState::new();
+        s.copy_limit = 100;
+        s.list_limit = 400;
+        for i in 0..10_000 {
+            s.insert(format!("k{i}").into(), i);
+        }
+        let mut rebuilt = HashMap::new();
+        let (c, whole) = s.take_changes(false);
+        assert!(whole);
+        apply(&mut rebuilt, &c.encode(16).expect("encode"));
+        // 1,000 changes: more than the 400 listed, a tenth of the state.
+        for i in 0..1_000 {
+            *s.get_mut(format!("k{}", i * 7).as_str()).expect("a key") += 1;
+        }
+        let (c, whole) = s.take_changes(false);
+        assert!(!whole);
+        assert!(
+            matches!(&c, Changes::Shared(sh) if !sh.listed && sh.changed.len() == 400),
+            "shared, the list marked partial"
+        );
+        apply(&mut rebuilt, &c.encode(16).expect("encode"));
+        let want: HashMap<SmolStr, i64> = s.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(rebuilt, want);
+        assert_eq!(rebuilt.get("k6993"), Some(&6994));
+    }
+
+    /// Applies a keyed file's records to `map`.
+    fn apply(map: &mut HashMap<SmolStr, i64>, bytes: &[u8]) {
+        decode_keyed::<SmolStr, i64>(
+            bytes,
+            |_| true,
+            |k, v| match v {
+                Some(v) => {
+                    map.insert(k, v);
+                }
+                None => {
+                    map.remove(&k);
+                }
+            },
+        )
+        .expect("a keyed file");
     }
 
     #[test]
