@@ -949,16 +949,8 @@ mod tests {
         let f3 = write(&storage, "3", part);
 
         let src = source(storage, vec![vec![f1, f2, f3]]);
-        let mut back: KeyedState<SmolStr, i64> = KeyedState::new();
-        Restore {
-            source: src.clone(),
-            index: 0,
-            parallelism: 1,
-        }
-        .keyed("counts", &mut back)
-        .expect("restore");
         let mut want: HashMap<SmolStr, i64> = s.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        let got: HashMap<SmolStr, i64> = back.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let got = restored(&src);
         assert_eq!(got, want);
         assert_eq!(got.get("k1"), Some(&11));
         assert_eq!(got.get("k3"), Some(&-3));

@@ -680,6 +680,20 @@ fn commits_of(db: &Db, table: &str) -> Vec<(i32, i64)> {
     rows
 }
 
+/// A sink writing (word, n) into `t` in batches of 2, with its own commits table (dropped at
+/// the end): the setup of the exactly-once tests.
+fn exactly_once_sink<'a>(t: &Table<'a>) -> (Table<'a>, PostgresSink) {
+    let commits = Table {
+        db: t.db,
+        name: format!("{}_commits", t.name),
+    };
+    let sink = sink(&format!(
+        "url = \"{URL}\"\ntable = \"{}\"\ncolumns = [\"word\", \"n\"]\ncommits_table = \"{}\"\nbatch = {{ max_records = 2, interval = \"1h\" }}",
+        t.name, commits.name
+    ));
+    (commits, sink)
+}
+
 // Guards: under exactly-once a checkpoint's rows reach the table only when it completes, in one
 // transaction with its row in the commits table (created by the sink); a task restored from a
 // checkpoint whose rows were committed before the crash does not write them again, and one
@@ -688,14 +702,7 @@ fn commits_of(db: &Db, table: &str) -> Vec<(i32, i64)> {
 fn exactly_once_commits_each_checkpoint_once_across_crashes() {
     let db = Db::connect();
     let t = Table::create(&db, "word text NOT NULL, n bigint NOT NULL");
-    let commits = Table {
-        db: &db,
-        name: format!("{}_commits", t.name),
-    };
-    let sink = sink(&format!(
-        "url = \"{URL}\"\ntable = \"{}\"\ncolumns = [\"word\", \"n\"]\ncommits_table = \"{}\"\nbatch = {{ max_records = 2, interval = \"1h\" }}",
-        t.name, commits.name
-    ));
+    let (commits, sink) = exactly_once_sink(&t);
     let make = {
         let sink = sink.clone();
         move || sink.bolt()
@@ -761,14 +768,7 @@ fn exactly_once_commits_each_checkpoint_once_across_crashes() {
 fn exactly_once_refused_rows_go_to_error_at_the_commit() {
     let db = Db::connect();
     let t = Table::create(&db, "word text NOT NULL, n bigint CHECK (n >= 0)");
-    let commits = Table {
-        db: &db,
-        name: format!("{}_commits", t.name),
-    };
-    let sink = sink(&format!(
-        "url = \"{URL}\"\ntable = \"{}\"\ncolumns = [\"word\", \"n\"]\ncommits_table = \"{}\"\nbatch = {{ max_records = 2, interval = \"1h\" }}",
-        t.name, commits.name
-    ));
+    let (commits, sink) = exactly_once_sink(&t);
     let mut tester =
         BoltTester::full_with(move || sink.bolt(), ["word", "n"], exactly_once(), None);
     tester.execute_all([
