@@ -3,15 +3,27 @@
 //! - `split` turns a text field into one tuple per token: whitespace-separated, or matches of a
 //!   regular expression; optionally lowercased, with stop words dropped. A tuple whose field is
 //!   missing or not text fails with the reason.
-//! - `count` keeps a running count per key and emits `(key, count)` on every update; fields-group
-//!   its input on the key so each key is counted by one task.
+//! - `count` keeps a running count per key; fields-group its input on the key so each key is
+//!   counted by one task. It emits `(key, count)` on every update (`emit = "update"`, the
+//!   default), every `emit_every` for the keys changed since the last time (`emit = "tick"`), or
+//!   once per key when the input ends (`emit = "finish"`): a final map of millions of words then
+//!   costs one tuple per distinct word, not one per word.
+//!
+//! ```text
+//! (word) ──► count ──► emit = "update": (word, n) per input
+//!             │         emit = "tick":   (word, n) per changed word, every emit_every
+//!             │         emit = "finish": (word, n) per word, at the end of input
+//!             └─ counts (and, for "tick", the words not yet emitted) in every checkpoint
+//! ```
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{
-    BasicBolt, BasicCollector, BoxError, KeyedState, OutputDeclarer, Restore, Snapshot, Tuple,
-    values,
+    BasicBolt, BasicCollector, BoxError, Field, KeyedState, OutputDeclarer, Restore, Snapshot,
+    Tuple, Value, values,
 };
 
 /// Options of the `split` bolt.
@@ -54,7 +66,7 @@ pub fn kinds() -> Vec<Kind> {
         .with_example(SPLIT_EXAMPLE),
         Kind::basic_bolt(
             "count",
-            "running count per key; emits (key, count) on every update",
+            "running count per key; emits (key, count) on every update, every tick for the changed keys, or at the end of input",
             |o: &CountOptions| Count::new(o.clone()),
         )
         .with_example(COUNT_EXAMPLE),
@@ -77,6 +89,7 @@ const COUNT_EXAMPLE: &str = r#"
 [bolts.counts]
 kind = "count"
 field = "word"
+emit = "update"           # (word, count) per input; "tick": changed words every emit_every; "finish": each word once, at the end
 parallelism = 2
 inputs = [{ from = "words", grouping = { fields = ["word"] } }]
 "#;
@@ -102,6 +115,8 @@ pub struct Split {
     /// The compiled `pattern`, once.
     pattern: Option<regex::Regex>,
     stop_words: std::collections::HashSet<String>,
+    /// The text field, found by position per stream.
+    field: Field,
 }
 
 impl Split {
@@ -117,23 +132,56 @@ impl Split {
             };
         let stop_words = opts.stop_words.iter().cloned().collect();
         Ok(Split {
+            field: Field::new(opts.field.as_str()),
             opts,
             pattern,
             stop_words,
         })
     }
 
+    #[inline]
     fn emit_token(&self, token: &str, out: &mut BasicCollector<'_>) {
-        if self.opts.lowercase && token.chars().any(char::is_uppercase) {
-            let lower = token.to_lowercase();
-            if !self.stop_words.contains(&lower) {
-                out.emit(values![lower]);
+        if !self.opts.lowercase {
+            if self.stop_words.is_empty() || !self.stop_words.contains(token) {
+                out.emit(values![token]);
             }
-        } else if !self.stop_words.contains(token) {
-            out.emit(values![token]);
+            return;
+        }
+        let bytes = token.as_bytes();
+        if bytes.is_ascii() {
+            if !bytes.iter().any(u8::is_ascii_uppercase) {
+                if self.stop_words.is_empty() || !self.stop_words.contains(token) {
+                    out.emit(values![token]);
+                }
+                return;
+            }
+            // ASCII with capitals: lowercased on the stack when it fits an inline string.
+            let mut buf = [0u8; INLINE_WORD];
+            if let Some(buf) = buf.get_mut(..bytes.len()) {
+                buf.copy_from_slice(bytes);
+                buf.make_ascii_lowercase();
+                let lower = std::str::from_utf8(buf).expect("ASCII is UTF-8");
+                if self.stop_words.is_empty() || !self.stop_words.contains(lower) {
+                    out.emit(values![lower]);
+                }
+                return;
+            }
+        } else if !token.chars().any(char::is_uppercase) {
+            if self.stop_words.is_empty() || !self.stop_words.contains(token) {
+                out.emit(values![token]);
+            }
+            return;
+        }
+        let lower = token.to_lowercase();
+        if self.stop_words.is_empty() || !self.stop_words.contains(&lower) {
+            out.emit(values![lower]);
         }
     }
 }
+
+/// The longest word `split` lowercases without a heap step: the longest string a [`Value`]
+/// holds inline.
+const INLINE_WORD: usize = 23;
 
 impl BasicBolt for Split {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
@@ -141,7 +189,7 @@ impl BasicBolt for Split {
     }
 
     fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
-        let text = input.str_field(&self.opts.field)?;
+        let text = self.field.str(input)?;
         match &self.pattern {
             Some(p) => {
                 for m in p.find_iter(text) {
@@ -158,18 +206,43 @@ impl BasicBolt for Split {
     }
 }
 
+/// When the `count` bolt emits its counts.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CountEmit {
+    /// `(key, count)` for every input, with the key's new count.
+    #[default]
+    Update,
+    /// Every `emit_every`, `(key, count)` for each key counted since the last tick (and at the
+    /// end of input, for those counted since the last tick).
+    Tick,
+    /// Once per key, `(key, count)`, when the input ends.
+    Finish,
+}
+
 /// Options of the `count` bolt.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CountOptions {
     /// the field counted; also the first output field
     pub field: String,
+    /// when counts are emitted: `update` (every input), `tick` (the keys counted since the last
+    /// tick, every `emit_every`) or `finish` (every key once, at the end of input)
+    pub emit: CountEmit,
+    /// how often `emit = "tick"` emits
+    #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
+    pub emit_every: Duration,
 }
 
 impl Default for CountOptions {
     fn default() -> Self {
         CountOptions {
             field: "word".into(),
+            emit: CountEmit::Update,
+            emit_every: Duration::from_secs(1),
         }
     }
 }
@@ -179,16 +252,32 @@ impl Default for CountOptions {
 /// parallelism).
 pub struct Count {
     opts: CountOptions,
+    field: Field,
     counts: KeyedState<SmolStr, i64>,
+    /// `emit = "tick"`: the keys counted since the last tick, checkpointed with the counts (a
+    /// resumed run emits them at its first tick).
+    unsent: KeyedState<SmolStr, ()>,
 }
 
 impl Count {
     /// A count bolt with these options.
     pub fn new(opts: CountOptions) -> Count {
         Count {
+            field: Field::new(opts.field.as_str()),
             opts,
             counts: KeyedState::new(),
+            unsent: KeyedState::new(),
         }
+    }
+
+    /// Emits `(key, count)` for every key counted since the last call, and forgets them.
+    fn emit_unsent(&mut self, out: &mut BasicCollector<'_>) {
+        for (key, ()) in self.unsent.iter() {
+            if let Some(n) = self.counts.get(key) {
+                out.emit(values![key.clone(), *n]);
+            }
+        }
+        self.unsent.clear();
     }
 }
 
@@ -203,31 +292,68 @@ impl BasicBolt for Count {
 
     fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
         snap.put_keyed("counts", &mut self.counts);
+        if self.opts.emit == CountEmit::Tick {
+            snap.put_keyed("unsent", &mut self.unsent);
+        }
         Ok(())
     }
 
     fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
         // A key counted by two old tasks (an input not grouped by the field) adds up.
-        from.keyed_merge("counts", &mut self.counts, |a, b| a + b)
+        from.keyed_merge("counts", &mut self.counts, |a, b| a + b)?;
+        if self.opts.emit == CountEmit::Tick {
+            from.keyed_merge("unsent", &mut self.unsent, |(), ()| ())?;
+        }
+        Ok(())
     }
 
     fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
-        let value = input.field(&self.opts.field)?;
-        let key: SmolStr = match value.as_str() {
-            Some(s) => s.into(),
-            None => value.to_string().into(),
-        };
-        let n = match self.counts.get_mut(&key) {
-            Some(n) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                self.counts.insert(key.clone(), 1);
-                1
+        let value = self.field.get(input)?;
+        let text;
+        let key = match value {
+            Value::Str(s) => s.as_str(),
+            other => {
+                text = other.to_string();
+                text.as_str()
             }
         };
-        out.emit(values![key, n]);
+        // Looked up by `&str`: a known key (most inputs) builds no `SmolStr`.
+        let (stored, n) = self
+            .counts
+            .get_or_insert_with(key, |k| (SmolStr::new(k), 0));
+        *n += 1;
+        match self.opts.emit {
+            CountEmit::Update => out.emit(values![stored.clone(), *n]),
+            CountEmit::Tick => {
+                self.unsent
+                    .get_or_insert_with(key, |_| (stored.clone(), ()));
+            }
+            CountEmit::Finish => {}
+        }
+        Ok(())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        (self.opts.emit == CountEmit::Tick).then_some(self.opts.emit_every)
+    }
+
+    fn tick(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        if self.opts.emit == CountEmit::Tick {
+            self.emit_unsent(out);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
+        match self.opts.emit {
+            CountEmit::Update => {}
+            CountEmit::Tick => self.emit_unsent(out),
+            CountEmit::Finish => {
+                for (key, n) in self.counts.iter() {
+                    out.emit(values![key.clone(), *n]);
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -327,5 +453,114 @@ mod tests {
                 values!["a", 2].to_vec()
             ]
         );
+    }
+
+    fn emitted(run: &topo_runtime::testing::Executed) -> Vec<(String, i64)> {
+        let mut out: Vec<_> = run
+            .emitted
+            .iter()
+            .map(|e| {
+                (
+                    e.values[0].to_string(),
+                    e.values[1].as_i64().expect("a count"),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn counted(words: &[(&str, i64)]) -> Vec<(String, i64)> {
+        words.iter().map(|(w, n)| (w.to_string(), *n)).collect()
+    }
+
+    // Guards `emit = "finish"`: nothing per input, every key once with its total at the end.
+    #[test]
+    fn count_emits_each_key_once_at_finish() {
+        let opts = CountOptions {
+            emit: CountEmit::Finish,
+            ..Default::default()
+        };
+        let mut t = BoltTester::basic(move || Count::new(opts.clone()), ["word"]);
+        for w in ["a", "b", "a", "c", "a"] {
+            let run = t.execute(values![w]);
+            assert!(run.acked && run.emitted.is_empty());
+        }
+        assert!(t.tick().emitted.is_empty(), "no ticks in this mode");
+        let end = t.finish();
+        assert_eq!(emitted(&end), counted(&[("a", 3), ("b", 1), ("c", 1)]));
+    }
+
+    // Guards `emit = "tick"`: each tick emits the keys counted since the last one, with their
+    // running totals; a checkpoint keeps the keys not yet emitted, so a resumed run emits them.
+    #[test]
+    fn count_emits_changed_keys_per_tick_and_keeps_them_across_a_restore() {
+        let opts = CountOptions {
+            emit: CountEmit::Tick,
+            emit_every: Duration::from_millis(250),
+            ..Default::default()
+        };
+        let make = move || Count::new(opts.clone());
+        assert_eq!(make().tick_interval(), Some(Duration::from_millis(250)));
+        let mut t = BoltTester::basic(make.clone(), ["word"]);
+        for w in ["a", "b", "a"] {
+            assert!(t.execute(values![w]).emitted.is_empty());
+        }
+        assert_eq!(emitted(&t.tick()), counted(&[("a", 2), ("b", 1)]));
+        assert!(t.tick().emitted.is_empty(), "nothing counted since");
+        t.execute(values!["b"]);
+        t.execute(values!["c"]);
+        let (chk, _) = t.checkpoint().expect("a checkpoint");
+        drop(t);
+        let mut back = BoltTester::restore_basic(make, ["word"], &chk);
+        back.execute(values!["a"]);
+        assert_eq!(
+            emitted(&back.tick()),
+            counted(&[("a", 3), ("b", 2), ("c", 1)])
+        );
+        back.execute(values!["c"]);
+        assert_eq!(emitted(&back.finish()), counted(&[("c", 2)]));
+    }
+
+    // Guards split's lowercasing: ASCII on the stack (short words), long and non-ASCII words
+    // through `to_lowercase`, unchanged words as they are; stop words match the lowercased word.
+    #[test]
+    fn split_lowercases_every_kind_of_word() {
+        let long = "Pneumonoultramicroscopicsilicovolcanoconiosis";
+        let opts = SplitOptions {
+            lowercase: true,
+            stop_words: vec!["the".into(), "straße".into()],
+            ..Default::default()
+        };
+        let split = Split::new(opts).expect("valid options");
+        let mut t = BoltTester::basic(move || split.clone(), ["sentence"]);
+        let line = format!("THE Cow ÉTÉ été {long} STRASSE Straße word\u{2003}Ünïcode");
+        let run = t.execute(values![line]);
+        let words: Vec<_> = run
+            .emitted
+            .iter()
+            .map(|e| e.values[0].to_string())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "cow".to_string(),
+                "été".into(),
+                "été".into(),
+                long.to_lowercase(),
+                "strasse".into(),
+                "word".into(),
+                "ünïcode".into(),
+            ]
+        );
+        let same = Split::new(SplitOptions::default()).expect("valid options");
+        let mut t = BoltTester::basic(move || same.clone(), ["sentence"]);
+        let run = t.execute(values!["Keep THE Case"]);
+        let words: Vec<_> = run
+            .emitted
+            .iter()
+            .map(|e| e.values[0].to_string())
+            .collect();
+        assert_eq!(words, ["Keep", "THE", "Case"]);
     }
 }

@@ -951,7 +951,7 @@ fn build_emitter(
                     .map(|t| {
                         *slot_of.entry(*t).or_insert_with(|| {
                             targets.push(Target {
-                                buf: Vec::with_capacity(batch),
+                                buf: crate::collector::batch_buffer(batch),
                                 tx: bolt_tx[t].clone(),
                                 gauge: metrics[t.0 as usize].queue.clone(),
                             });
@@ -991,7 +991,7 @@ fn build_emitter(
     let acker_links = ackers
         .iter()
         .map(|(t, tx, _)| AckerLink {
-            buf: Vec::with_capacity(batch),
+            buf: crate::collector::batch_buffer(batch),
             tx: tx.clone(),
             gauge: metrics[t.0 as usize].queue.clone(),
         })

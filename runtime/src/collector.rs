@@ -425,24 +425,31 @@ async fn send<T, M: From<Vec<T>>>(
     gauge: &QueueGauge,
     batch: usize,
 ) -> std::time::Duration {
-    let n = buf.len();
-    if n > batch {
-        // A burst (a tick or `finish` emitting a whole window) goes out in batches, so a
-        // queue's capacity in batches still bounds the tuples it holds.
-        let mut waited = std::time::Duration::ZERO;
-        let mut rest = std::mem::replace(buf, Vec::with_capacity(batch)).into_iter();
-        loop {
-            let mut chunk: Vec<T> = rest.by_ref().take(batch).collect();
-            if chunk.is_empty() {
-                return waited;
-            }
-            waited += send_one(tx, &mut chunk, gauge, batch).await;
-        }
+    if buf.len() <= 2 * batch {
+        // A batch overfilled by the last call's emits (a line split into words) goes out whole:
+        // splitting it would move every tuple once more.
+        return send_one(tx, buf, gauge, batch).await;
     }
-    send_one(tx, buf, gauge, batch).await
+    // A burst (a tick or `finish` emitting a whole window) goes out in batches, so a queue's
+    // capacity in batches still bounds the tuples it holds.
+    let mut waited = std::time::Duration::ZERO;
+    let mut rest = std::mem::replace(buf, batch_buffer(batch)).into_iter();
+    loop {
+        let mut chunk: Vec<T> = rest.by_ref().take(batch).collect();
+        if chunk.is_empty() {
+            return waited;
+        }
+        waited += send_one(tx, &mut chunk, gauge, batch).await;
+    }
 }
 
-/// Sends `buf` (at most one batch) as one message; see [`send`].
+/// An empty buffer for one batch, with room for the emits of the call that fills it (a line's
+/// words), so the call that crosses `batch` does not grow it by a copy.
+pub(crate) fn batch_buffer<T>(batch: usize) -> Vec<T> {
+    Vec::with_capacity(batch + batch / 4)
+}
+
+/// Sends `buf` (at most a couple of batches) as one message; see [`send`].
 async fn send_one<T, M: From<Vec<T>>>(
     tx: &flume::Sender<M>,
     buf: &mut Vec<T>,
@@ -450,7 +457,7 @@ async fn send_one<T, M: From<Vec<T>>>(
     batch: usize,
 ) -> std::time::Duration {
     let n = buf.len();
-    let full = std::mem::replace(buf, Vec::with_capacity(batch));
+    let full = std::mem::replace(buf, batch_buffer(batch));
     gauge.add(n);
     match tx.try_send(M::from(full)) {
         Ok(()) => std::time::Duration::ZERO,

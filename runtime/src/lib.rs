@@ -103,5 +103,5 @@ pub use topology::{
     BoltFactory, ComponentFactory, ComponentSpec, InputSpec, SpoutFactory, Topology, TopologySpec,
     ValidationError, ValidationErrors,
 };
-pub use tuple::{DEFAULT_STREAM, ERROR_STREAM, FieldError, StreamSchema, TaskId, Tuple};
+pub use tuple::{DEFAULT_STREAM, ERROR_STREAM, Field, FieldError, StreamSchema, TaskId, Tuple};
 pub use value::{Value, Values};

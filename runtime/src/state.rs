@@ -269,6 +269,18 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.get_key_value_mut(key).map(|(_, v)| v)
+    }
+
+    /// The stored key and the value of `key`, to change in place; the key is noted as changed.
+    /// Where the value goes out with its key (a count emitted as `(word, n)`), the stored key is
+    /// cloned instead of a new one built from `key`.
+    #[inline]
+    pub fn get_key_value_mut<Q>(&mut self, key: &Q) -> Option<(&K, &mut V)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.hasher.hash_one(key);
         let epoch = self.epoch;
         let (k, slot) = self.segments[segment_of(hash)]
@@ -280,7 +292,52 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
                 self.changed.push(k.clone());
             }
         }
-        Some(&mut slot.value)
+        Some((k, &mut slot.value))
+    }
+
+    /// The stored key and the value of `key`, inserting `make(key)` first when it is missing: one
+    /// lookup either way. The key is noted as changed.
+    #[inline]
+    pub fn get_or_insert_with<Q>(
+        &mut self,
+        key: &Q,
+        make: impl FnOnce(&Q) -> (K, V),
+    ) -> (&K, &mut V)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let epoch = self.epoch;
+        let hasher = &self.hasher;
+        let table = self.segments[segment_of(hash)].own();
+        let listed = self.changed.len() < self.list_limit;
+        let (k, slot) = match table.entry(
+            hash,
+            |(k, _)| k.borrow() == key,
+            |(k, _)| hasher.hash_one(k),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                let (k, slot) = e.into_mut();
+                if slot.epoch != epoch {
+                    slot.epoch = epoch;
+                    if listed {
+                        self.changed.push(k.clone());
+                    }
+                }
+                (&*k, slot)
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let (k, value) = make(key);
+                if listed {
+                    self.changed.push(k.clone());
+                }
+                self.len += 1;
+                let (k, slot) = e.insert((k, Slot { value, epoch })).into_mut();
+                (&*k, slot)
+            }
+        };
+        (k, &mut slot.value)
     }
 
     /// Sets `key` to `value`; returns the old value.

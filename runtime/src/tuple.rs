@@ -296,6 +296,73 @@ impl Tuple {
     }
 }
 
+/// A field named once and found by position: the name is looked up the first time a tuple of a
+/// stream comes, and that stream's position is kept for the tuples after it (streams are
+/// interned, so telling them apart is one pointer compare). Components keep one per field they
+/// read, instead of a name lookup per tuple.
+///
+/// ```
+/// # use topo_runtime::{Field, StreamSchema, TaskId, Tuple, values};
+/// let schema = StreamSchema::intern("words", "default", &["word".into(), "n".into()], false);
+/// let mut n = Field::new("n");
+/// let t = Tuple::new(schema, TaskId(0), values!["a", 2]);
+/// assert_eq!(n.get(&t).unwrap().as_i64(), Some(2));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Field {
+    name: SmolStr,
+    /// The last stream seen and the field's position in it (`None`: it has no such field).
+    seen: Option<(&'static StreamSchema, Option<usize>)>,
+}
+
+impl Field {
+    /// The field named `name`.
+    pub fn new(name: impl Into<SmolStr>) -> Field {
+        Field {
+            name: name.into(),
+            seen: None,
+        }
+    }
+
+    /// The field's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its position in `schema`, if the stream has it.
+    #[inline]
+    pub fn index_in(&mut self, schema: &'static StreamSchema) -> Option<usize> {
+        match self.seen {
+            Some((s, i)) if std::ptr::eq(s, schema) => i,
+            _ => {
+                let i = schema.index_of(&self.name);
+                self.seen = Some((schema, i));
+                i
+            }
+        }
+    }
+
+    /// Its value in `tuple`; the error of [`Tuple::field`] if the stream has no such field.
+    #[inline]
+    pub fn get<'t>(&mut self, tuple: &'t Tuple) -> Result<&'t Value, FieldError> {
+        match self
+            .index_in(tuple.schema)
+            .and_then(|i| tuple.values.get(i))
+        {
+            Some(v) => Ok(v),
+            None => tuple.field(&self.name),
+        }
+    }
+
+    /// Its text in `tuple`; the error of [`Tuple::str_field`] if it is missing or not a string.
+    #[inline]
+    pub fn str<'t>(&mut self, tuple: &'t Tuple) -> Result<&'t str, FieldError> {
+        let v = self.get(tuple)?;
+        v.as_str()
+            .ok_or_else(|| tuple.wrong_type(&self.name, "string", v))
+    }
+}
+
 impl fmt::Debug for Tuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
@@ -339,6 +406,22 @@ mod tests {
         assert_eq!(
             t.int_field("word").unwrap_err().to_string(),
             "field `word` of stream `default` of `c` is string, expected int"
+        );
+        let mut n = Field::new("n");
+        let mut missing = Field::new("count");
+        assert_eq!(n.get(&t), Ok(&Value::Int(2)));
+        assert_eq!(missing.get(&t), Err(t.field("count").unwrap_err()));
+        let other = StreamSchema::intern("c", "other", &["n".into()], false);
+        let u = Tuple::new(other, TaskId(3), values![5]);
+        assert_eq!(
+            n.get(&u),
+            Ok(&Value::Int(5)),
+            "another stream: found by name again"
+        );
+        assert_eq!(n.get(&t), Ok(&Value::Int(2)));
+        assert_eq!(
+            Field::new("word").str(&u).unwrap_err().to_string(),
+            "stream `other` of `c` has no field `word` (its fields: n)"
         );
         assert_eq!(
             format!("{t:?}"),

@@ -153,7 +153,11 @@ pub fn decode_payload<P: PayloadBytes, F: AsRef<str>>(
     fields: &[F],
 ) -> Result<(Value, Vec<Value>), PayloadError> {
     let value = match format {
-        PayloadFormat::Utf8 => Value::Str(SmolStr::new(String::from_utf8_lossy(data.as_slice()))),
+        // Valid text (nearly all) takes the faster check; the lossy pass only repairs bad bytes.
+        PayloadFormat::Utf8 => match std::str::from_utf8(data.as_slice()) {
+            Ok(s) => Value::Str(SmolStr::new(s)),
+            Err(_) => Value::Str(SmolStr::new(String::from_utf8_lossy(data.as_slice()))),
+        },
         PayloadFormat::Strict => match std::str::from_utf8(data.as_slice()) {
             Ok(s) => Value::Str(SmolStr::new(s)),
             Err(e) => {
