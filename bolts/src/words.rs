@@ -139,42 +139,33 @@ impl Split {
         })
     }
 
+    /// Emits `token` (lowercased when asked), unless it is a stop word.
     #[inline]
-    fn emit_token(&self, token: &str, out: &mut BasicCollector<'_>) {
-        if !self.opts.lowercase {
-            if self.stop_words.is_empty() || !self.stop_words.contains(token) {
-                out.emit(values![token]);
-            }
-            return;
+    fn emit_token(&self, token: &str, shape: Shape, out: &mut BasicCollector<'_>) {
+        if !self.opts.lowercase || !(shape.upper_ascii || shape.non_ascii) {
+            return self.emit_word(token, out);
         }
-        let bytes = token.as_bytes();
-        if bytes.is_ascii() {
-            if !bytes.iter().any(u8::is_ascii_uppercase) {
-                if self.stop_words.is_empty() || !self.stop_words.contains(token) {
-                    out.emit(values![token]);
-                }
-                return;
-            }
+        if !shape.non_ascii {
             // ASCII with capitals: lowercased on the stack when it fits an inline string.
             let mut buf = [0u8; INLINE_WORD];
-            if let Some(buf) = buf.get_mut(..bytes.len()) {
-                buf.copy_from_slice(bytes);
+            if let Some(buf) = buf.get_mut(..token.len()) {
+                buf.copy_from_slice(token.as_bytes());
                 buf.make_ascii_lowercase();
-                let lower = std::str::from_utf8(buf).expect("ASCII is UTF-8");
-                if self.stop_words.is_empty() || !self.stop_words.contains(lower) {
-                    out.emit(values![lower]);
-                }
-                return;
+                return self.emit_word(std::str::from_utf8(buf).expect("ASCII is UTF-8"), out);
             }
-        } else if !token.chars().any(char::is_uppercase) {
-            if self.stop_words.is_empty() || !self.stop_words.contains(token) {
-                out.emit(values![token]);
-            }
-            return;
+            return self.emit_word(&token.to_ascii_lowercase(), out);
         }
-        let lower = token.to_lowercase();
-        if self.stop_words.is_empty() || !self.stop_words.contains(&lower) {
-            out.emit(values![lower]);
+        if token.chars().any(char::is_uppercase) {
+            self.emit_word(&token.to_lowercase(), out);
+        } else {
+            self.emit_word(token, out);
+        }
+    }
+
+    #[inline]
+    fn emit_word(&self, word: &str, out: &mut BasicCollector<'_>) {
+        if self.stop_words.is_empty() || !self.stop_words.contains(word) {
+            out.emit(values![word]);
         }
     }
 }
@@ -182,6 +173,85 @@ impl Split {
 /// The longest word `split` lowercases without a heap step: the longest string a [`Value`]
 /// holds inline.
 const INLINE_WORD: usize = 23;
+
+/// What a token holds, as far as lowercasing it goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Shape {
+    /// An ASCII capital letter.
+    upper_ascii: bool,
+    /// A character beyond ASCII.
+    non_ascii: bool,
+}
+
+impl Shape {
+    fn of(token: &str) -> Shape {
+        Shape {
+            upper_ascii: token.bytes().any(|b| b.is_ascii_uppercase()),
+            non_ascii: !token.is_ascii(),
+        }
+    }
+}
+
+/// The class of each byte for [`split_whitespace`]: 0 a byte of a word, [`SPACE`] ASCII
+/// whitespace, [`UPPER`] an ASCII capital, [`HIGH`] a byte beyond ASCII.
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => SPACE,
+            b'A'..=b'Z' => UPPER,
+            0x80..=0xff => HIGH,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+const SPACE: u8 = 1;
+const UPPER: u8 = 2;
+const HIGH: u8 = 3;
+
+/// Calls `f` with each token of `text` separated by whitespace, and its [`Shape`]: the tokens of
+/// [`str::split_whitespace`] (Unicode whitespace), in one pass over the bytes that also notes
+/// what lowercasing needs.
+#[inline]
+fn split_whitespace(text: &str, mut f: impl FnMut(&str, Shape)) {
+    let bytes = text.as_bytes();
+    let mut start = None;
+    let mut shape = Shape::default();
+    let mut i = 0;
+    while i < bytes.len() {
+        let (space, len) = match BYTE_CLASS[bytes[i] as usize] {
+            0 => (false, 1),
+            SPACE => (true, 1),
+            UPPER => {
+                shape.upper_ascii = true;
+                (false, 1)
+            }
+            _ => {
+                let c = text[i..].chars().next().expect("a char starts here");
+                if !c.is_whitespace() {
+                    shape.non_ascii = true;
+                }
+                (c.is_whitespace(), c.len_utf8())
+            }
+        };
+        match (space, start) {
+            (true, Some(s)) => {
+                f(&text[s..i], shape);
+                start = None;
+                shape = Shape::default();
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+        i += len;
+    }
+    if let Some(s) = start {
+        f(&text[s..], shape);
+    }
+}
 
 impl BasicBolt for Split {
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
@@ -193,13 +263,11 @@ impl BasicBolt for Split {
         match &self.pattern {
             Some(p) => {
                 for m in p.find_iter(text) {
-                    self.emit_token(m.as_str(), out);
+                    self.emit_token(m.as_str(), Shape::of(m.as_str()), out);
                 }
             }
             None => {
-                for token in text.split_whitespace() {
-                    self.emit_token(token, out);
-                }
+                split_whitespace(text, |token, shape| self.emit_token(token, shape, out));
             }
         }
         Ok(())
@@ -562,5 +630,30 @@ mod tests {
             .map(|e| e.values[0].to_string())
             .collect();
         assert_eq!(words, ["Keep", "THE", "Case"]);
+    }
+
+    // Guards the one-pass splitter: the same tokens as `str::split_whitespace` on every kind of
+    // whitespace and text, and the shape of each.
+    #[test]
+    fn the_splitter_cuts_where_split_whitespace_does() {
+        let texts = [
+            "",
+            "   ",
+            "one",
+            " lead and trail ",
+            "tab\tnew\nline\r\nvt\x0bff\x0c",
+            "nbsp\u{a0}nel\u{85}ideo\u{3000}em\u{2003}line\u{2028}end",
+            "Ünïcode ÉTÉ été naïve MiXeD straße ß 日本語 テキスト",
+            "zero\u{200b}width is not space",
+        ];
+        for text in texts {
+            let mut got = Vec::new();
+            split_whitespace(text, |t, shape| {
+                assert_eq!(shape, Shape::of(t), "shape of {t:?}");
+                got.push(t.to_string());
+            });
+            let want: Vec<_> = text.split_whitespace().map(str::to_string).collect();
+            assert_eq!(got, want, "tokens of {text:?}");
+        }
     }
 }

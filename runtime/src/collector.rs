@@ -567,6 +567,14 @@ impl<M> SpoutCollector<'_, M> {
         self.pending.len()
     }
 
+    /// Whether an emit with a message id starts a tracked tree (acking is on). When it does not
+    /// (no ackers, or exactly-once), the message is acked right after this call whatever
+    /// happens downstream, so a spout may count it done at once and emit it without an id,
+    /// sparing the bookkeeping of a pending message.
+    pub fn tracking(&self) -> bool {
+        self.emitter.acking()
+    }
+
     fn emit_inner(
         &mut self,
         stream: Option<&str>,

@@ -9,7 +9,7 @@
 //!  ack [10,25) ───────────────────────────────► committed() = 50, waiting() = 0
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 /// The end of the longest acked prefix of a source's positions, from acks in any order.
 ///
@@ -20,8 +20,10 @@ use std::collections::BTreeMap;
 pub struct AckedPrefix {
     /// Every byte before this is acked.
     committed: u64,
-    /// Acked ranges after a gap: start -> end.
-    ahead: BTreeMap<u64, u64>,
+    /// Acked ranges after a gap, `(start, end)`, ascending by start. Acks come nearly in
+    /// order (trees complete about as they were emitted), so a new range goes at or near the
+    /// back and the prefix takes ranges off the front: no tree to rebalance per ack.
+    ahead: VecDeque<(u64, u64)>,
 }
 
 impl AckedPrefix {
@@ -29,7 +31,7 @@ impl AckedPrefix {
     pub fn new(start: u64) -> AckedPrefix {
         AckedPrefix {
             committed: start,
-            ahead: BTreeMap::new(),
+            ahead: VecDeque::new(),
         }
     }
 
@@ -39,19 +41,21 @@ impl AckedPrefix {
             return;
         }
         if start > self.committed {
-            self.ahead.insert(start, end);
+            // After a gap: kept in order of start, a range acked twice once.
+            let at = self.ahead.partition_point(|&(s, _)| s < start);
+            match self.ahead.get_mut(at) {
+                Some(r) if r.0 == start => r.1 = end,
+                _ => self.ahead.insert(at, (start, end)),
+            }
             return;
         }
         self.committed = end;
-        while let Some(e) = self.ahead.remove(&self.committed) {
-            self.committed = e;
-        }
-        // Ranges that the prefix overtook (none when ranges follow one another) are dropped.
-        while let Some((&s, &e)) = self.ahead.first_key_value() {
-            if s >= self.committed {
+        // The ranges the prefix now reaches (or overlaps) join it.
+        while let Some(&(s, e)) = self.ahead.front() {
+            if s > self.committed {
                 break;
             }
-            self.ahead.remove(&s);
+            self.ahead.pop_front();
             self.committed = self.committed.max(e);
         }
     }
@@ -68,7 +72,7 @@ impl AckedPrefix {
 
     /// How many positions the acked ranges after a gap cover.
     pub fn ahead_len(&self) -> u64 {
-        self.ahead.iter().map(|(s, e)| e - s).sum()
+        self.ahead.iter().map(|&(s, e)| e - s).sum()
     }
 }
 

@@ -309,6 +309,10 @@ impl Entry {
 /// The open files of a task, as the checkpoint writer sees them.
 type Entries = Arc<Mutex<HashMap<FileId, Arc<Entry>>>>;
 
+/// The maps a task touches per line (pending lines, the files they come from): a fast hash,
+/// as their keys are the spout's own ids.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What a file yielded.
 enum Rec {
     /// A line `[start, end)`, without its `\n` (and `\r`): a value, or (reason, raw) when it is
@@ -528,11 +532,11 @@ struct TaskState {
     state_file: PathBuf,
     /// Checkpoints read at open, by file.
     saved: HashMap<FileId, Saved>,
-    files: HashMap<FileId, Watched>,
+    files: FastMap<FileId, Watched>,
     /// Read order (round robin).
     order: Vec<FileId>,
     cursor: usize,
-    pending: HashMap<u64, Pending>,
+    pending: FastMap<u64, Pending>,
     replay: VecDeque<u64>,
     next_id: u64,
     next_generation: u64,
@@ -1002,7 +1006,7 @@ fn handle_record(
     rec: Rec,
     w: &mut Watched,
     id: u64,
-    pending: &mut HashMap<u64, Pending>,
+    pending: &mut FastMap<u64, Pending>,
     out: &mut SpoutCollector<'_, u64>,
     counters: &FileCounters,
     oversize_reason: &SmolStr,
@@ -1021,6 +1025,12 @@ fn handle_record(
             } else {
                 values![v]
             };
+            if !out.tracking() {
+                // Acked once emitted (acking off, or exactly-once): no pending entry to keep.
+                w.ack(start, end);
+                out.emit(values, None);
+                return 1;
+            }
             pending.insert(
                 id,
                 Pending {
@@ -1234,10 +1244,10 @@ impl Spout for FileSpout {
             parallelism: ctx.parallelism(),
             state_file,
             saved,
-            files: HashMap::new(),
+            files: FastMap::default(),
             order: Vec::new(),
             cursor: 0,
-            pending: HashMap::new(),
+            pending: FastMap::default(),
             replay: VecDeque::new(),
             // A random start: ids the runtime fails to a restarted instance (the old instance's)
             // do not name this instance's lines.
