@@ -1098,6 +1098,12 @@ fn feed(
         std::thread::sleep(Duration::from_millis(1));
     }
     let fed_lines_per_s = lines as f64 / from.elapsed().as_secs_f64();
+    if !text[..written_bytes].ends_with('\n') {
+        // The spout holds a last line without `\n` until the file is finished, which a tailed
+        // file never is.
+        file.write_all(b"\n")
+            .map_err(|e| format!("writing the input: {e}"))?;
+    }
     drop(file);
 
     let deadline = Instant::now() + Duration::from_secs(120);
