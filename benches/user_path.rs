@@ -16,7 +16,8 @@
 //! ```text
 //! cargo bench -p topo --bench user_path                        # 5 runs of each mode, the table
 //! cargo bench -p topo --bench user_path -- --runs 3 --modes timely,toml-eo,api-eo
-//! cargo bench -p topo --bench user_path -- --rate 100000       # adds the paced mode (p99 latency)
+//! cargo bench -p topo --bench user_path -- --rate 50000        # adds the paced mode (p99 latency)
+//! cargo bench -p topo --bench user_path -- --wait-idle          # each run on an idle machine
 //! cargo bench -p topo --bench user_path -- --help
 //! ```
 //!
@@ -110,6 +111,7 @@ OPTIONS
   --lines N            use only the first N lines of the corpus
   --rate LINES_PER_S   the paced mode: at_least_once fed at this many lines a second
   --paced-secs S       how long the paced mode feeds lines           (default 10)
+  --wait-idle          before each run, wait (up to 2 min) until the machine's CPUs are 90% idle
   --help
 
 Without any argument (as `cargo test --benches` runs it): a quick check of every mode on 2000 lines.
@@ -234,6 +236,7 @@ struct Opts {
     lines: Option<usize>,
     rate: Option<f64>,
     paced_secs: f64,
+    wait_idle: bool,
 }
 
 /// A child run: `--child MODE --corpus PATH --out PATH`.
@@ -258,6 +261,7 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         lines: None,
         rate: None,
         paced_secs: 10.0,
+        wait_idle: false,
     };
     let mut child = None;
     let mut out = None;
@@ -294,6 +298,7 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
             "--lines" => o.lines = Some(num(&a, it.next())?),
             "--rate" => o.rate = Some(num(&a, it.next())?),
             "--paced-secs" => o.paced_secs = num(&a, it.next())?,
+            "--wait-idle" => o.wait_idle = true,
             "--child" => {
                 let m = value(&a, it.next())?;
                 child =
@@ -670,6 +675,27 @@ fn machine_busy_ticks() -> u64 {
 
 /// Clock ticks per second of `/proc/stat` (`USER_HZ`).
 const TICKS_PER_S: f64 = 100.0;
+
+/// Waits (up to two minutes) until the machine's CPUs are at least 90% idle over half a second.
+fn wait_until_idle() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let start = Instant::now();
+    loop {
+        let before = machine_busy_ticks();
+        std::thread::sleep(Duration::from_millis(500));
+        let busy = machine_busy_ticks().saturating_sub(before) as f64 / TICKS_PER_S / 0.5 / cpus;
+        if busy < 0.10 || start.elapsed() > Duration::from_secs(120) {
+            if start.elapsed() > Duration::from_secs(1) {
+                eprintln!(
+                    "waited {:.0} s for the machine to be idle (now {:.0}% busy)",
+                    start.elapsed().as_secs_f64(),
+                    busy * 100.0
+                );
+            }
+            return;
+        }
+    }
+}
 
 /// How a child process ended, as `wait4` tells.
 struct Ended {
@@ -1378,6 +1404,9 @@ fn bench(o: &Opts) -> Result<(), String> {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); o.modes.len()];
     for run in 1..=o.runs {
         for (i, &mode) in o.modes.iter().enumerate() {
+            if o.wait_idle {
+                wait_until_idle();
+            }
             let dir = tempfile::tempdir_in(scratch.path()).map_err(|e| e.to_string())?;
             let out = match mode {
                 Mode::Loop | Mode::Timely => dir.path().join("counts.txt"),
