@@ -549,6 +549,7 @@ async fn throughput_kafka_spout_to_count_to_kafka_sink() {
         BoltFactory::basic(|| {
             Count::new(CountOptions {
                 field: "key".into(),
+                ..Default::default()
             })
         }),
         2,
@@ -600,6 +601,7 @@ async fn throughput_kafka_spout_alone() {
         BoltFactory::basic(|| {
             Count::new(CountOptions {
                 field: "key".into(),
+                ..Default::default()
             })
         }),
         2,

@@ -49,7 +49,7 @@ pub use sentiment::{Sentiment, SentimentOptions};
 pub use stdout::{Stdout, StdoutFormat, StdoutOptions};
 pub use throttle::{Throttle, ThrottleOptions};
 pub use window::{AggregateOptions, Anchoring, Extent, TimeMode, Window, WindowOptions};
-pub use words::{Count, CountOptions, Split, SplitOptions};
+pub use words::{Count, CountEmit, CountOptions, Split, SplitOptions};
 
 /// Every processing kind of this crate, in the order `topo components` lists them: add them to
 /// a [`topo_dsl::Registry`] with [`Registry::add`](topo_dsl::Registry::add).

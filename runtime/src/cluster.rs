@@ -950,11 +950,11 @@ fn build_emitter(
                     .iter()
                     .map(|t| {
                         *slot_of.entry(*t).or_insert_with(|| {
-                            targets.push(Target {
-                                buf: crate::collector::batch_buffer(batch),
-                                tx: bolt_tx[t].clone(),
-                                gauge: metrics[t.0 as usize].queue.clone(),
-                            });
+                            targets.push(Target::new(
+                                bolt_tx[t].clone(),
+                                metrics[t.0 as usize].queue.clone(),
+                                batch,
+                            ));
                             targets.len() - 1
                         })
                     })

@@ -1,16 +1,18 @@
 //! Collectors: where components emit, and where emitted tuples are routed, anchored and batched.
 //!
 //! ```text
-//! component ── emit ──► collector ── Router::route ──► per-target batch ── flush ──► target queue
+//! component ── emit ──► collector ── Router::route ──► per-target batch ─┬─ whole: try_send ──► target queue
+//!                          │                                              └─ queue full: ready ── flush ──┘
 //!                          │ (anchors: new random edge ids, XORed into the input's ack value)
 //!                          └── ack / fail / init ──► per-acker batch ── flush ──► acker queue
 //! ```
 //!
-//! A component only ever pushes into buffers its task owns (`Emitter`); it never touches a
-//! channel. The task flushes the buffers between calls into the component: a buffer is sent when
-//! it holds a whole batch, and every buffer is sent when the task's input runs dry (or a
-//! millisecond has passed), so batching costs no latency when the topology is idle. Sending to a
-//! full queue waits — that wait is backpressure.
+//! A component only ever pushes into buffers its task owns (`Emitter`) and never waits on a
+//! channel. A batch that becomes whole goes into its target's queue at once if the queue has
+//! room, else it waits, in order, for the task's next flush, before the next input: the flush
+//! waits for room, and that wait is backpressure. The task also sends every partial batch when
+//! its input runs dry (or a millisecond has passed), so batching costs no latency when the
+//! topology is idle.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -87,11 +89,54 @@ pub(crate) struct Subscription {
     pub(crate) edge: Arc<AtomicU64>,
 }
 
-/// A downstream task this task sends to: its batch being filled and its queue.
+/// A downstream task this task sends to: its batch being filled, whole batches waiting for room
+/// in its queue, and the queue.
 pub(crate) struct Target {
     pub(crate) buf: Vec<Tuple>,
+    /// Whole batches its full queue could not take yet, oldest first; sent before `buf`.
+    pub(crate) ready: std::collections::VecDeque<Vec<Tuple>>,
     pub(crate) tx: flume::Sender<Inbound>,
     pub(crate) gauge: Arc<QueueGauge>,
+}
+
+impl Target {
+    /// A target sending into `tx`, whose queue length `gauge` shows.
+    pub(crate) fn new(tx: flume::Sender<Inbound>, gauge: Arc<QueueGauge>, batch: usize) -> Target {
+        Target {
+            buf: batch_buffer(batch),
+            ready: std::collections::VecDeque::new(),
+            tx,
+            gauge,
+        }
+    }
+
+    /// `buf` holds a whole batch: it goes into the queue now if the queue has room and nothing
+    /// waits before it, else it waits in `ready` (in order) for the next flush. A batch is
+    /// never copied, however many a call emits (a window fired, a count's final map). Returns
+    /// whether a batch waits.
+    #[inline]
+    fn seal(&mut self, batch: usize) -> bool {
+        let full = std::mem::replace(&mut self.buf, batch_buffer(batch));
+        if !self.ready.is_empty() {
+            self.ready.push_back(full);
+            return true;
+        }
+        let n = full.len();
+        self.gauge.add(n);
+        match self.tx.try_send(Inbound::Tuples(full)) {
+            Ok(()) => false,
+            Err(flume::TrySendError::Full(Inbound::Tuples(full))) => {
+                self.gauge.sub(n);
+                self.ready.push_back(full);
+                true
+            }
+            // A queue whose receiver is gone (the topology is being torn down) drops the batch.
+            Err(_) => {
+                self.gauge.sub(n);
+                false
+            }
+        }
+    }
 }
 
 /// An acker task this task reports to.
@@ -116,8 +161,8 @@ pub(crate) struct Emitter {
     pub(crate) error: Option<EmitError>,
     /// When the oldest tuple still buffered was buffered (for the time-based flush).
     pub(crate) oldest_buffered: Option<Instant>,
-    /// A target's buffer holds a whole batch: send it before executing more input, so batches
-    /// stay at `batch_size` and queue capacity counts tuples.
+    /// Whole batches wait for room in a full queue: send them (waiting: backpressure) before
+    /// executing more input, so a queue's capacity bounds what a task has in flight.
     pub(crate) has_full_batch: bool,
     /// This task's taps (see [`crate::tap`]); off unless someone watches.
     pub(crate) taps: TaskTaps,
@@ -263,25 +308,31 @@ impl Emitter {
             self.oldest_buffered = Some(Instant::now());
         }
         let batch = self.batch_size;
-        let mut full = false;
+        let mut waiting = false;
         if let Some((&last, rest)) = self.deliveries.split_last() {
             for &slot in rest {
                 let anchors = anchor(&mut self.rng);
-                let buf = &mut self.targets[slot].buf;
-                buf.push(Tuple::with_anchors(
+                let target = &mut self.targets[slot];
+                target.buf.push(Tuple::with_anchors(
                     schema,
                     self.task,
                     values.clone(),
                     anchors,
                 ));
-                full |= buf.len() >= batch;
+                if target.buf.len() >= batch {
+                    waiting |= target.seal(batch);
+                }
             }
             let anchors = anchor(&mut self.rng);
-            let buf = &mut self.targets[last].buf;
-            buf.push(Tuple::with_anchors(schema, self.task, values, anchors));
-            full |= buf.len() >= batch;
+            let target = &mut self.targets[last];
+            target
+                .buf
+                .push(Tuple::with_anchors(schema, self.task, values, anchors));
+            if target.buf.len() >= batch {
+                waiting |= target.seal(batch);
+            }
         }
-        self.has_full_batch |= full;
+        self.has_full_batch |= waiting;
         Some(n)
     }
 
@@ -377,6 +428,9 @@ impl Emitter {
         }
         self.has_full_batch = false;
         for t in &mut self.targets {
+            while let Some(mut full) = t.ready.pop_front() {
+                waited += send_one(&t.tx, &mut full, &t.gauge, batch).await;
+            }
             if !t.buf.is_empty() {
                 if all || t.buf.len() >= batch {
                     waited += send(&t.tx, &mut t.buf, &t.gauge, batch).await;
@@ -425,9 +479,7 @@ async fn send<T, M: From<Vec<T>>>(
     gauge: &QueueGauge,
     batch: usize,
 ) -> std::time::Duration {
-    if buf.len() <= 2 * batch {
-        // A batch overfilled by the last call's emits (a line split into words) goes out whole:
-        // splitting it would move every tuple once more.
+    if buf.len() <= batch {
         return send_one(tx, buf, gauge, batch).await;
     }
     // A burst (a tick or `finish` emitting a whole window) goes out in batches, so a queue's
@@ -443,13 +495,13 @@ async fn send<T, M: From<Vec<T>>>(
     }
 }
 
-/// An empty buffer for one batch, with room for the emits of the call that fills it (a line's
-/// words), so the call that crosses `batch` does not grow it by a copy.
+/// An empty buffer for one batch, with room for the emits of the call that fills it (an acker
+/// link's messages are batched by the flush), so crossing `batch` does not grow it by a copy.
 pub(crate) fn batch_buffer<T>(batch: usize) -> Vec<T> {
     Vec::with_capacity(batch + batch / 4)
 }
 
-/// Sends `buf` (at most a couple of batches) as one message; see [`send`].
+/// Sends `buf` (at most one batch) as one message; see [`send`].
 async fn send_one<T, M: From<Vec<T>>>(
     tx: &flume::Sender<M>,
     buf: &mut Vec<T>,

@@ -375,11 +375,7 @@ impl BoltTester {
         let mut streams = Vec::new();
         for d in &outputs {
             let (tx, rx) = flume::unbounded();
-            targets.push(Target {
-                buf: Vec::new(),
-                tx,
-                gauge: Arc::new(QueueGauge::default()),
-            });
+            targets.push(Target::new(tx, Arc::new(QueueGauge::default()), 1024));
             captured.push((d.name.clone(), rx));
             let slot = targets.len() - 1;
             let grouping = if d.direct {
