@@ -334,14 +334,20 @@ fn components_describes_one_kind() {
         .assert()
         .success()
         .stdout(
-            "count (bolt): running count per key; emits (key, count) on every update
+            "count (bolt): running count per key; emits (key, count) on every update, every tick for the changed keys, or at the end of input
   field : string = \"word\"
       the field counted; also the first output field
+  emit : \"update\" | \"tick\" | \"finish\" = \"update\"
+      when counts are emitted: `update` (every input), `tick` (the keys counted since the last
+      tick, every `emit_every`) or `finish` (every key once, at the end of input)
+  emit_every : duration = \"1s\"
+      how often `emit = \"tick\"` emits
 
 example:
   [bolts.counts]
   kind = \"count\"
   field = \"word\"
+  emit = \"update\"           # per input; \"tick\": changed words every emit_every; \"finish\": at the end
   parallelism = 2
   inputs = [{ from = \"words\", grouping = { fields = [\"word\"] } }]
 ",

@@ -89,7 +89,7 @@ const COUNT_EXAMPLE: &str = r#"
 [bolts.counts]
 kind = "count"
 field = "word"
-emit = "update"           # (word, count) per input; "tick": changed words every emit_every; "finish": each word once, at the end
+emit = "update"           # per input; "tick": changed words every emit_every; "finish": at the end
 parallelism = 2
 inputs = [{ from = "words", grouping = { fields = ["word"] } }]
 "#;
