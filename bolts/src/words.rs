@@ -325,6 +325,8 @@ pub struct Count {
     /// `emit = "tick"`: the keys counted since the last tick, checkpointed with the counts (a
     /// resumed run emits them at its first tick).
     unsent: KeyedState<SmolStr, ()>,
+    /// `emit = "finish"`: the next part of the counts to emit at the end.
+    next_part: usize,
 }
 
 impl Count {
@@ -335,6 +337,7 @@ impl Count {
             opts,
             counts: KeyedState::new(),
             unsent: KeyedState::new(),
+            next_part: 0,
         }
     }
 
@@ -416,13 +419,21 @@ impl BasicBolt for Count {
         match self.opts.emit {
             CountEmit::Update => {}
             CountEmit::Tick => self.emit_unsent(out),
-            CountEmit::Finish => {
-                for (key, n) in self.counts.iter() {
-                    out.emit(values![key.clone(), *n]);
-                }
-            }
+            // A part at a time, in `finish_next`.
+            CountEmit::Finish => {}
         }
         Ok(())
+    }
+
+    fn finish_next(&mut self, out: &mut BasicCollector<'_>) -> Result<bool, BoxError> {
+        if self.opts.emit != CountEmit::Finish {
+            return Ok(false);
+        }
+        for (key, n) in self.counts.iter_part(self.next_part) {
+            out.emit(values![key.clone(), *n]);
+        }
+        self.next_part += 1;
+        Ok(self.next_part < self.counts.parts())
     }
 }
 
@@ -557,6 +568,19 @@ mod tests {
         assert!(t.tick().emitted.is_empty(), "no ticks in this mode");
         let end = t.finish();
         assert_eq!(emitted(&end), counted(&[("a", 3), ("b", 1), ("c", 1)]));
+
+        // Many keys go out a part at a time: each once, with its count.
+        let opts = CountOptions {
+            emit: CountEmit::Finish,
+            ..Default::default()
+        };
+        let mut t = BoltTester::basic(move || Count::new(opts.clone()), ["word"]);
+        for i in 0..3000 {
+            t.execute(values![format!("w{}", i % 1000)]);
+        }
+        let mut want: Vec<_> = (0..1000).map(|i| (format!("w{i}"), 3)).collect();
+        want.sort();
+        assert_eq!(emitted(&t.finish()), want);
     }
 
     // Guards `emit = "tick"`: each tick emits the keys counted since the last one, with their

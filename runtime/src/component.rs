@@ -462,6 +462,17 @@ pub trait BasicBolt: Send + 'static {
         Ok(())
     }
 
+    /// After [`finish`](BasicBolt::finish): emits the next part of what the bolt still has to
+    /// emit at the end and returns whether more is left. It is called again, each time after
+    /// what the previous call emitted went into the downstream queues (waiting for room there:
+    /// backpressure), until it returns `false` (or fails). A bolt with a large final output (a
+    /// count's whole map) emits it here a part at a time, so its task holds one part in memory
+    /// rather than all of it. Tuples emitted here are not anchored. Default: nothing more.
+    fn finish_next(&mut self, out: &mut BasicCollector<'_>) -> Result<bool, BoxError> {
+        let _ = out;
+        Ok(false)
+    }
+
     /// Releases resources when the task ends.
     fn cleanup(&mut self) {}
 }

@@ -404,6 +404,23 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
             .map(|(k, s)| (k, &s.value))
     }
 
+    /// How many parts [`iter_part`](KeyedState::iter_part) splits the entries into.
+    pub fn parts(&self) -> usize {
+        SEGMENTS
+    }
+
+    /// The entries of part `part` (of [`parts`](KeyedState::parts)), in no particular order:
+    /// the parts together hold every entry once. For going through a large state a part at a
+    /// time (a count emitting its whole map at the end, see
+    /// [`BasicBolt::finish_next`](crate::BasicBolt::finish_next)). Empty past the last part.
+    pub fn iter_part(&self, part: usize) -> impl Iterator<Item = (&K, &V)> {
+        self.segments
+            .get(part)
+            .into_iter()
+            .flat_map(|s| s.table().iter())
+            .map(|(k, s)| (k, &s.value))
+    }
+
     /// Removes every entry.
     pub fn clear(&mut self) {
         for s in self.segments.iter_mut() {

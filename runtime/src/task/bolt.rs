@@ -605,6 +605,18 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
         // A panic drops the instance, as anywhere else: what it held is lost (see
         // `TaskEnv::instance_lost`), and the final checkpoint cannot take its state.
         self.call_unanchored(env, "bolt finish failed", |b, out| b.finish(out));
+        loop {
+            // What the last call emitted goes out first, waiting for room downstream.
+            env.emitter.flush(false).await;
+            let mut more = false;
+            self.call_unanchored(env, "bolt finish failed", |b, out| {
+                more = b.finish_next(out)?;
+                Ok(())
+            });
+            if !more {
+                break;
+            }
+        }
     }
 
     async fn cleanup(&mut self, env: &mut TaskEnv) {
