@@ -995,7 +995,8 @@ fn spout_figures(body: &str) -> Result<SpoutFigures, String> {
 
 /// The paced run: `topo run` tails `input`, which this bench writes `text` to at `rate` lines a
 /// second; once every line is acked, the spout's complete latency is read and `topo` is
-/// stopped with SIGINT (a graceful stop). The counts land in `out`.
+/// stopped with SIGINT (a graceful stop). `count` emits every update, so the latency covers the
+/// sink's durable write of each word's count; the counts land in `out`.
 fn run_paced(
     launcher: &mut Launcher,
     text: &str,
@@ -1018,6 +1019,10 @@ fn run_paced(
             "spouts.lines.until_eof=false",
             "--set",
             "spouts.lines.poll_interval=5ms",
+            // The input never ends (SIGINT stops it, with a savepoint that keeps the counts for
+            // a resumed run): each count goes to the sink as it changes.
+            "--set",
+            "bolts.count.emit=update",
         ]
         .map(String::from)
         .to_vec(),
