@@ -107,6 +107,12 @@ impl BasicBolt for Sum {
     }
     fn finish(&mut self, _out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         self.finished.inc();
+        // The final sums, also when the input ended before this run (a resumed run whose
+        // checkpoint already holds every number has nothing to execute).
+        let mut seen = lock(&self.seen);
+        for (k, sum) in self.sums.iter() {
+            seen.insert(*k, *sum);
+        }
         Ok(())
     }
 }
