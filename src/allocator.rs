@@ -20,27 +20,31 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc 3's option numbers (`mi_option_e` in its `include/mimalloc.h`; the constants of
-/// `libmimalloc-sys` follow mimalloc 2's numbering).
-const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// The options, set by an ELF constructor (on other systems mimalloc keeps its defaults).
+#[cfg(target_os = "linux")]
+mod options {
+    /// mimalloc 3's option numbers (`mi_option_e` in its `include/mimalloc.h`; the constants of
+    /// `libmimalloc-sys` follow mimalloc 2's numbering).
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-extern "C" fn set_options() {
-    for (option, variable) in [
-        (ARENA_EAGER_COMMIT, c"MIMALLOC_ARENA_EAGER_COMMIT"),
-        (PURGE_DELAY, c"MIMALLOC_PURGE_DELAY"),
-    ] {
-        // SAFETY: `getenv` reads the environment without allocating; `mi_option_set` stores into
-        // mimalloc's option table. Before `main`, no other thread runs.
-        unsafe {
-            if libc::getenv(variable.as_ptr()).is_null() {
-                libmimalloc_sys::mi_option_set(option, 0);
+    extern "C" fn set_options() {
+        for (option, variable) in [
+            (ARENA_EAGER_COMMIT, c"MIMALLOC_ARENA_EAGER_COMMIT"),
+            (PURGE_DELAY, c"MIMALLOC_PURGE_DELAY"),
+        ] {
+            // SAFETY: `getenv` reads the environment without allocating; `mi_option_set` stores
+            // into mimalloc's option table. Before `main`, no other thread runs.
+            unsafe {
+                if libc::getenv(variable.as_ptr()).is_null() {
+                    libmimalloc_sys::mi_option_set(option, 0);
+                }
             }
         }
     }
-}
 
-/// Runs [`set_options`] as the process starts, before `main` and the first allocation.
-#[used]
-#[unsafe(link_section = ".init_array.00099")]
-static SET_OPTIONS: extern "C" fn() = set_options;
+    /// Runs [`set_options`] as the process starts, before `main` and the first allocation.
+    #[used]
+    #[unsafe(link_section = ".init_array.00099")]
+    static SET_OPTIONS: extern "C" fn() = set_options;
+}

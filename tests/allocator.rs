@@ -1,5 +1,6 @@
 //! The `topo` binary's allocator options (src/allocator.rs): mimalloc reports them under their
 //! names, so the option numbers set are the options meant, and the environment still wins.
+#![cfg(target_os = "linux")]
 
 use std::process::Command;
 

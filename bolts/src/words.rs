@@ -481,11 +481,7 @@ mod tests {
         let mut t = BoltTester::basic(move || split.clone(), ["sentence"]);
         let run = t.execute(values!["The cow  jumped"]);
         assert!(run.acked);
-        let words: Vec<_> = run
-            .emitted
-            .iter()
-            .map(|e| e.values[0].to_string())
-            .collect();
+        let words = words_of(&run);
         assert_eq!(words, ["the", "cow", "jumped"]);
         assert!(run.emitted.iter().all(|e| e.anchored));
         let bad = t.execute(values![42]);
@@ -503,11 +499,7 @@ mod tests {
         let split = Split::new(opts).expect("valid options");
         let mut t = BoltTester::basic(move || split.clone(), ["sentence"]);
         let run = t.execute(values!["The cow's moon, a (big) one!"]);
-        let words: Vec<_> = run
-            .emitted
-            .iter()
-            .map(|e| e.values[0].to_string())
-            .collect();
+        let words = words_of(&run);
         assert_eq!(words, ["cow's", "moon", "big", "one"]);
         let bad = Split::new(SplitOptions {
             pattern: Some("(".into()),
@@ -532,6 +524,14 @@ mod tests {
                 values!["a", 2].to_vec()
             ]
         );
+    }
+
+    /// The words a run of `split` emitted, in order.
+    fn words_of(run: &topo_runtime::testing::Executed) -> Vec<String> {
+        run.emitted
+            .iter()
+            .map(|e| e.values[0].to_string())
+            .collect()
     }
 
     fn emitted(run: &topo_runtime::testing::Executed) -> Vec<(String, i64)> {
@@ -628,11 +628,7 @@ mod tests {
         let mut t = BoltTester::basic(move || split.clone(), ["sentence"]);
         let line = format!("THE Cow ÉTÉ été {long} STRASSE Straße word\u{2003}Ünïcode");
         let run = t.execute(values![line]);
-        let words: Vec<_> = run
-            .emitted
-            .iter()
-            .map(|e| e.values[0].to_string())
-            .collect();
+        let words = words_of(&run);
         assert_eq!(
             words,
             [
@@ -648,11 +644,7 @@ mod tests {
         let same = Split::new(SplitOptions::default()).expect("valid options");
         let mut t = BoltTester::basic(move || same.clone(), ["sentence"]);
         let run = t.execute(values!["Keep THE Case"]);
-        let words: Vec<_> = run
-            .emitted
-            .iter()
-            .map(|e| e.values[0].to_string())
-            .collect();
+        let words = words_of(&run);
         assert_eq!(words, ["Keep", "THE", "Case"]);
     }
 

@@ -199,6 +199,10 @@ fn parse_args() -> Result<Opts, String> {
 /// The builder of the corpus, shared with the `user_path` bench of `topo`.
 #[path = "../../benches/corpus.rs"]
 mod corpus;
+/// The machine's CPU figures, shared with the `user_path` bench.
+#[path = "../../benches/machine.rs"]
+mod machine;
+use machine::{TICKS_PER_S, machine_busy_ticks, wait_until_idle};
 
 /// The corpus, from the cache or built (and cached). Leaked: it lives as long as the process, so
 /// the spout can hand out `'static` views of its lines.
@@ -411,22 +415,6 @@ impl BasicBolt for Count {
 // ------------------------------------------------------------------------------------------------
 // Running
 
-/// CPU time used by every process of the machine (`/proc/stat`), in clock ticks.
-fn machine_busy_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().next() else {
-        return 0;
-    };
-    // user nice system idle iowait irq softirq steal ...
-    cpu.split_whitespace()
-        .skip(1)
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .sum()
-}
-
 /// CPU time used by this process (`/proc/self/stat` utime + stime), in clock ticks.
 fn own_busy_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -439,9 +427,6 @@ fn own_busy_ticks() -> u64 {
         .filter_map(|v| v.parse::<u64>().ok())
         .sum()
 }
-
-/// Clock ticks per second of `/proc` CPU times (`USER_HZ`, 100 on Linux).
-const TICKS_PER_S: f64 = 100.0;
 
 /// The process's peak resident set size (`VmHWM`), in KiB.
 fn vm_hwm_kib() -> u64 {
@@ -847,27 +832,6 @@ fn run_many(runs: usize, wait_idle: bool) -> Result<(), Box<dyn std::error::Erro
     println!("{out}");
     std::io::stdout().flush()?;
     Ok(())
-}
-
-/// Waits (up to two minutes) until the machine's CPUs are at least 90% idle over half a second.
-fn wait_until_idle() {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let start = Instant::now();
-    loop {
-        let before = machine_busy_ticks();
-        std::thread::sleep(Duration::from_millis(500));
-        let busy = (machine_busy_ticks() - before) as f64 / TICKS_PER_S / 0.5 / cpus;
-        if busy < 0.10 || start.elapsed() > Duration::from_secs(120) {
-            if start.elapsed() > Duration::from_secs(1) {
-                eprintln!(
-                    "waited {:.0} s for the machine to be idle (now {:.0}% busy)",
-                    start.elapsed().as_secs_f64(),
-                    busy * 100.0
-                );
-            }
-            return;
-        }
-    }
 }
 
 fn fmt_num(v: f64) -> String {

@@ -991,7 +991,7 @@ fn build_emitter(
     let acker_links = ackers
         .iter()
         .map(|(t, tx, _)| AckerLink {
-            buf: crate::collector::batch_buffer(batch),
+            buf: Vec::with_capacity(batch),
             tx: tx.clone(),
             gauge: metrics[t.0 as usize].queue.clone(),
         })

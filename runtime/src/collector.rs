@@ -103,7 +103,7 @@ impl Target {
     /// A target sending into `tx`, whose queue length `gauge` shows.
     pub(crate) fn new(tx: flume::Sender<Inbound>, gauge: Arc<QueueGauge>, batch: usize) -> Target {
         Target {
-            buf: batch_buffer(batch),
+            buf: Vec::with_capacity(batch),
             ready: std::collections::VecDeque::new(),
             tx,
             gauge,
@@ -116,7 +116,7 @@ impl Target {
     /// whether a batch waits.
     #[inline]
     fn seal(&mut self, batch: usize) -> bool {
-        let full = std::mem::replace(&mut self.buf, batch_buffer(batch));
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(batch));
         if !self.ready.is_empty() {
             self.ready.push_back(full);
             return true;
@@ -482,10 +482,11 @@ async fn send<T, M: From<Vec<T>>>(
     if buf.len() <= batch {
         return send_one(tx, buf, gauge, batch).await;
     }
-    // A burst (a tick or `finish` emitting a whole window) goes out in batches, so a queue's
-    // capacity in batches still bounds the tuples it holds.
+    // A burst (an acker link's messages of a tick or `finish` that acked many inputs) goes out
+    // in batches, so a queue's capacity in batches still bounds what it holds. A target's
+    // buffer never gets here: `Target::seal` cuts it at each whole batch.
     let mut waited = std::time::Duration::ZERO;
-    let mut rest = std::mem::replace(buf, batch_buffer(batch)).into_iter();
+    let mut rest = std::mem::replace(buf, Vec::with_capacity(batch)).into_iter();
     loop {
         let mut chunk: Vec<T> = rest.by_ref().take(batch).collect();
         if chunk.is_empty() {
@@ -493,12 +494,6 @@ async fn send<T, M: From<Vec<T>>>(
         }
         waited += send_one(tx, &mut chunk, gauge, batch).await;
     }
-}
-
-/// An empty buffer for one batch, with room for the emits of the call that fills it (an acker
-/// link's messages are batched by the flush), so crossing `batch` does not grow it by a copy.
-pub(crate) fn batch_buffer<T>(batch: usize) -> Vec<T> {
-    Vec::with_capacity(batch + batch / 4)
 }
 
 /// Sends `buf` (at most one batch) as one message; see [`send`].
@@ -509,7 +504,7 @@ async fn send_one<T, M: From<Vec<T>>>(
     batch: usize,
 ) -> std::time::Duration {
     let n = buf.len();
-    let full = std::mem::replace(buf, batch_buffer(batch));
+    let full = std::mem::replace(buf, Vec::with_capacity(batch));
     gauge.add(n);
     match tx.try_send(M::from(full)) {
         Ok(()) => std::time::Duration::ZERO,
@@ -827,6 +822,64 @@ impl OutputCollector<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Guards the copy-free batching: a call that emits far more than its target's queue holds
+    // leaves whole batches waiting in order; the flush sends them as the (slow) receiver makes
+    // room, and every tuple arrives once, in order, in batches of `batch`.
+    #[test]
+    fn whole_batches_wait_in_order_for_a_full_queue() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let batch = 4;
+        let (tx, rx) = flume::bounded(2);
+        let gauge = Arc::new(QueueGauge::default());
+        let schema = StreamSchema::intern("burst", crate::DEFAULT_STREAM, &["n".into()], false);
+        let stream = OutStream {
+            schema,
+            subs: vec![Subscription {
+                router: Router::new(
+                    &crate::grouping::Grouping::Global,
+                    SmallVec::new(),
+                    &[TaskId(1)],
+                    &"sink".into(),
+                    0,
+                    1,
+                ),
+                tasks: vec![TaskId(1)],
+                slots: vec![0],
+                loads: vec![gauge.clone()],
+                sent: 0,
+                edge: Arc::new(AtomicU64::new(0)),
+            }],
+        };
+        let targets = vec![Target::new(tx, gauge.clone(), batch)];
+        let metrics = Arc::new(TaskMetrics::new(0));
+        let mut e = Emitter::new(TaskId(0), vec![stream], targets, Vec::new(), batch, metrics);
+        let n = 1000;
+        for i in 0..n {
+            e.emit_with(None, None, crate::values![i], |_| Anchors::new())
+                .expect("emitted");
+        }
+        assert!(e.has_full_batch, "batches wait for the flush");
+        assert_eq!(rx.len(), 2, "the queue took what it had room for");
+        let receiver = rt.spawn(async move {
+            let mut got = Vec::new();
+            while let Ok(m) = rx.recv_async().await {
+                let Inbound::Tuples(b) = m else { continue };
+                assert!(b.len() <= batch, "a batch of {}", b.len());
+                got.extend(b.iter().map(|t| t.values()[0].as_i64().expect("an int")));
+                tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+            }
+            got
+        });
+        rt.block_on(e.flush(true));
+        drop(e);
+        let got = rt.block_on(receiver).expect("the receiver");
+        assert_eq!(got, (0..n).collect::<Vec<i64>>());
+    }
 
     #[test]
     fn a_burst_goes_out_in_batches() {

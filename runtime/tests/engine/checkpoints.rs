@@ -24,11 +24,29 @@ use topo_runtime::{
 
 use crate::util::{Counter, config, lock, wait_for, wait_idle};
 
-/// Emits 0, 1, ... below `end`; its position is its next number.
+/// Emits 0, 1, ... below `end`, and only below what the test allows so far (`allowed`), so a
+/// run can be stopped before its input ends; its position is its next number.
 #[derive(Clone)]
 struct Numbers {
     next: i64,
     end: i64,
+    allowed: Arc<AtomicI64>,
+}
+
+impl Numbers {
+    /// 0, 1, ... below `end`, all allowed.
+    fn upto(end: i64) -> Numbers {
+        Numbers::gated(end, &Arc::new(AtomicI64::new(i64::MAX)))
+    }
+
+    /// 0, 1, ... below `end` and below `allowed`.
+    fn gated(end: i64, allowed: &Arc<AtomicI64>) -> Numbers {
+        Numbers {
+            next: 0,
+            end,
+            allowed: allowed.clone(),
+        }
+    }
 }
 
 impl Spout for Numbers {
@@ -37,8 +55,9 @@ impl Spout for Numbers {
         out.declare(["k", "n"]);
     }
     async fn next_tuple(&mut self, out: &mut SpoutCollector<'_, i64>) -> Result<(), BoxError> {
+        let until = self.end.min(self.allowed.load(SeqCst));
         for _ in 0..64 {
-            if self.next >= self.end {
+            if self.next >= until {
                 break;
             }
             out.emit(values![self.next % 10, self.next], self.next);
@@ -136,7 +155,7 @@ fn topology_panicking(
         checkpoint_dir: Some(dir.to_path_buf()),
         ..config()
     });
-    b.set_spout("numbers", || Numbers { next: 0, end: END }, 1);
+    b.set_spout("numbers", || Numbers::upto(END), 1);
     let seen = seen.clone();
     b.set_bolt(
         "sum",
@@ -289,7 +308,7 @@ async fn a_checkpoint_of_a_removed_component_is_refused_unless_allowed() {
             checkpoint_dir: Some(dir.path().to_path_buf()),
             ..config()
         });
-        b.set_spout("numbers", || Numbers { next: 0, end: END }, 1);
+        b.set_spout("numbers", || Numbers::upto(END), 1);
         let seen = seen.clone();
         b.set_bolt(
             "total",
@@ -321,49 +340,6 @@ async fn a_checkpoint_of_a_removed_component_is_refused_unless_allowed() {
 }
 
 // ------------------------------------------------ stop with a savepoint, drained stops
-
-/// Emits 0, 1, ... below `end`, but only below what the test allows so far (`allowed`), so a
-/// run can be stopped before its input ends; its position is its next number.
-#[derive(Clone)]
-struct Gated {
-    next: i64,
-    end: i64,
-    allowed: Arc<AtomicI64>,
-}
-
-impl Spout for Gated {
-    type MessageId = i64;
-    fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        out.declare(["k", "n"]);
-    }
-    async fn next_tuple(&mut self, out: &mut SpoutCollector<'_, i64>) -> Result<(), BoxError> {
-        let until = self.end.min(self.allowed.load(SeqCst));
-        for _ in 0..64 {
-            if self.next >= until {
-                break;
-            }
-            out.emit(values![self.next % 10, self.next], self.next);
-            self.next += 1;
-        }
-        Ok(())
-    }
-    fn is_exhausted(&self) -> bool {
-        self.next >= self.end
-    }
-    fn rewinds(&self) -> bool {
-        true
-    }
-    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
-        snap.put("next", &self.next);
-        Ok(())
-    }
-    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
-        if let Some(next) = from.get::<i64>("next")? {
-            self.next = next;
-        }
-        Ok(())
-    }
-}
 
 /// What a [`Totals`] task did, in order: what the test checks against the checkpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -477,15 +453,7 @@ fn totals_topology(dir: &Path, allowed: &Arc<AtomicI64>, seen: &Seen) -> Topolog
         ..config()
     });
     let allowed = allowed.clone();
-    b.set_spout(
-        "gated",
-        move || Gated {
-            next: 0,
-            end: GATED_END,
-            allowed: allowed.clone(),
-        },
-        1,
-    );
+    b.set_spout("gated", move || Numbers::gated(GATED_END, &allowed), 1);
     let s = seen.clone();
     b.set_bolt(
         "totals",
@@ -711,7 +679,7 @@ fn relay_topology(
         checkpoint_dir: Some(dir.to_path_buf()),
         ..config()
     });
-    b.set_spout("numbers", || Numbers { next: 0, end: END }, 1);
+    b.set_spout("numbers", || Numbers::upto(END), 1);
     b.set_bolt(
         "relay",
         move || Relay {
@@ -893,15 +861,7 @@ async fn under_at_least_once_a_stop_with_a_savepoint_lets_ticks_complete_held_tr
         ..config()
     });
     let a = allowed.clone();
-    b.set_spout(
-        "gated",
-        move || Gated {
-            next: 0,
-            end: GATED_END,
-            allowed: a.clone(),
-        },
-        1,
-    );
+    b.set_spout("gated", move || Numbers::gated(GATED_END, &a), 1);
     b.set_bolt("hold", || HoldUntilTick { held: Vec::new() }, 2)
         .fields_grouping("gated", ["k"]);
     let handle =
