@@ -108,11 +108,7 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
         secret_access_key: Some("test".into()),
         partition_key_field: "partition_key".into(),
         data_field: Some("data".into()),
-        batch: BatchOptions {
-            max_records: 100,
-            max_bytes: 1 << 20,
-            interval: Duration::from_millis(50),
-        },
+        batch: BatchOptions::new(100, 1 << 20, Duration::from_millis(50)),
         retry: RetryOptions {
             attempts: Some(5),
             max_retries: None,

@@ -79,7 +79,9 @@ pub mod stdin;
 pub use connector::acked::AckedPrefix;
 pub use connector::encoding::{Encoding, PayloadFormat};
 pub use connector::retry::RetryOptions;
-pub use connector::sink::{BatchOptions, BatchSink, BatchWriter, WriteError};
+pub use connector::sink::{
+    BatchDefaults, BatchOptions, BatchSink, BatchWriter, StandardBatch, WriteError,
+};
 pub use connector::state::STATE_DIR_ENV;
 #[cfg(feature = "feed")]
 pub use feed::{FeedCounters, FeedListing, FeedOptions, FeedSpout, OAuthOptions};

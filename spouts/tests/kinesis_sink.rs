@@ -55,11 +55,7 @@ fn options(stream: &str) -> KinesisSinkOptions {
         secret_access_key: Some("test".into()),
         partition_key_field: "device".into(),
         data_field: Some("data".into()),
-        batch: BatchOptions {
-            max_records: 500,
-            max_bytes: 1 << 20,
-            interval: Duration::from_millis(50),
-        },
+        batch: BatchOptions::new(500, 1 << 20, Duration::from_millis(50)),
         retry: RetryOptions {
             attempts: Some(3),
             max_retries: None,
@@ -258,20 +254,14 @@ fn bad_options_name_the_option() {
         ),
         (
             KinesisSinkOptions {
-                batch: BatchOptions {
-                    max_records: 501,
-                    ..base.batch.clone()
-                },
+                batch: BatchOptions::new(501, base.batch.max_bytes, base.batch.interval),
                 ..base.clone()
             },
             "option `batch.max_records` = 501",
         ),
         (
             KinesisSinkOptions {
-                batch: BatchOptions {
-                    max_bytes: 6 << 20,
-                    ..base.batch.clone()
-                },
+                batch: BatchOptions::new(base.batch.max_records, 6 << 20, base.batch.interval),
                 ..base.clone()
             },
             "option `batch.max_bytes`",

@@ -47,7 +47,7 @@
 //!
 //! ```toml
 //! [bolts.out.batch]
-//! max_records = 500      # write when this many records are pending
+//! max_records = 500      # write when this many records are pending (`file`: 10000)
 //! max_bytes = 1048576    # ... or when their encoded size reaches this
 //! interval = "1s"        # ... or when the oldest pending record is this old
 //!                        # (and always when no more input is waiting)
@@ -110,9 +110,13 @@ pub fn exactly_once(ctx: &TaskContext) -> bool {
 
 /// When a sink writes its pending batch, besides whenever its input runs dry and at the end of
 /// input (see the [module docs](self)).
+///
+/// `D` gives the sink's own default for `max_records`, which a `batch` table that leaves it out
+/// gets: 500 for most sinks ([`StandardBatch`]; Kinesis allows at most 500 records per put), and
+/// 10,000 for the `file` sink, whose unit cost is an fsync ([`crate::file::sink::FileBatch`]).
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BatchOptions {
+#[serde(default, deny_unknown_fields, bound = "")]
+pub struct BatchOptions<D: BatchDefaults = StandardBatch> {
     /// Write when this many records are pending (at least 1).
     pub max_records: usize,
     /// Write when the pending records' encoded size reaches this many bytes.
@@ -121,19 +125,45 @@ pub struct BatchOptions {
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub interval: Duration,
+    #[serde(skip)]
+    #[schemars(skip)]
+    defaults: std::marker::PhantomData<D>,
 }
 
-impl Default for BatchOptions {
+/// A sink's own defaults for its [`BatchOptions`].
+pub trait BatchDefaults:
+    Clone + std::fmt::Debug + PartialEq + JsonSchema + Send + Sync + 'static
+{
+    /// The default `max_records`.
+    const MAX_RECORDS: usize;
+}
+
+/// The batch defaults of most sinks: 500 records, 1 MiB, 1 s.
+#[derive(Clone, Debug, PartialEq, JsonSchema)]
+pub struct StandardBatch;
+
+impl BatchDefaults for StandardBatch {
+    const MAX_RECORDS: usize = 500;
+}
+
+impl<D: BatchDefaults> Default for BatchOptions<D> {
     fn default() -> Self {
-        BatchOptions {
-            max_records: 500,
-            max_bytes: 1 << 20,
-            interval: Duration::from_secs(1),
-        }
+        BatchOptions::new(D::MAX_RECORDS, 1 << 20, Duration::from_secs(1))
     }
 }
 
-impl BatchOptions {
+impl<D: BatchDefaults> BatchOptions<D> {
+    /// Write at `max_records` records, `max_bytes` encoded bytes, or when the oldest has waited
+    /// `interval`.
+    pub fn new(max_records: usize, max_bytes: usize, interval: Duration) -> Self {
+        BatchOptions {
+            max_records,
+            max_bytes,
+            interval,
+            defaults: std::marker::PhantomData,
+        }
+    }
+
     /// Checks the values; the error names the option.
     pub fn check(&self) -> Result<(), String> {
         if self.max_records == 0 {
@@ -146,6 +176,11 @@ impl BatchOptions {
             return Err("option `batch.interval` must be longer than 0s".into());
         }
         Ok(())
+    }
+
+    /// The same limits, whatever defaults they were read with.
+    pub fn limits(&self) -> BatchOptions {
+        BatchOptions::new(self.max_records, self.max_bytes, self.interval)
     }
 }
 
@@ -275,10 +310,14 @@ pub struct BatchSink<W> {
 impl<W: BatchWriter> BatchSink<W> {
     /// A sink writing through `writer` with these batch and retry settings (checked by the
     /// caller with [`BatchOptions::check`] and [`RetryOptions::check`]).
-    pub fn new(writer: W, batch: BatchOptions, retry: RetryOptions) -> BatchSink<W> {
+    pub fn new<D: BatchDefaults>(
+        writer: W,
+        batch: BatchOptions<D>,
+        retry: RetryOptions,
+    ) -> BatchSink<W> {
         BatchSink {
             writer,
-            batch,
+            batch: batch.limits(),
             retry,
             held: Vec::new(),
             rejected: Vec::new(),
