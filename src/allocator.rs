@@ -1,5 +1,4 @@
-//! The `topo` binary's memory allocator: mimalloc, set to commit memory on demand and return freed
-//! memory after 2 ms.
+//! The `topo` binary's memory allocator: mimalloc, set to return freed memory at once.
 //!
 //! Tuples are built on one thread and dropped on another (a word emitted by a `split` task is
 //! freed by a `count` task). mimalloc frees across threads without the locks and list walks of
@@ -8,13 +7,13 @@
 //!
 //! Its defaults keep memory the process freed for a second, and commit an arena's memory
 //! eagerly, which with transparent huge pages makes whole 2 MiB pages resident: the word count's
-//! peak RSS went from 70 MB to up to 150 MB. Committing on demand and purging freed memory after
-//! 2 ms brings it back to the system allocator's (about 80 MB). Purging at once instead cost the
-//! word count with acking half again as many page faults (67–73 k against 47–56 k, each a trap and
-//! a zeroed page: 0.1–0.2 s of system time in a 2 s run); a delay of 5 or 10 ms saved a few more
-//! faults but took peak RSS past 100 MB. The options are set in a constructor, before the first
-//! allocation creates an arena, unless the environment sets them (`MIMALLOC_PURGE_DELAY`,
-//! `MIMALLOC_ARENA_EAGER_COMMIT`; `MIMALLOC_VERBOSE=1` prints every option at start).
+//! peak RSS went from 70 MB to up to 150 MB. Purging at once and committing on demand brings it
+//! back to the system allocator's (about 80 MB) at no measurable cost in throughput. (A purge
+//! delay of 2–10 ms saved 15–35% of the page faults but raised the peak by 5–15 MB, past 100 MB
+//! in some runs with acking, for no throughput that rose above the noise.) The options
+//! are set in a constructor, before the first allocation creates an arena, unless the environment
+//! sets them (`MIMALLOC_PURGE_DELAY`, `MIMALLOC_ARENA_EAGER_COMMIT`; `MIMALLOC_VERBOSE=1` prints
+//! every option at start).
 //!
 //! A program embedding topo through the Rust API picks its own allocator; the same two lines
 //! (`#[global_allocator] static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;`) give it
@@ -32,16 +31,15 @@ mod options {
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
     extern "C" fn set_options() {
-        for (option, variable, value) in [
-            (ARENA_EAGER_COMMIT, c"MIMALLOC_ARENA_EAGER_COMMIT", 0),
-            // Milliseconds.
-            (PURGE_DELAY, c"MIMALLOC_PURGE_DELAY", 2),
+        for (option, variable) in [
+            (ARENA_EAGER_COMMIT, c"MIMALLOC_ARENA_EAGER_COMMIT"),
+            (PURGE_DELAY, c"MIMALLOC_PURGE_DELAY"),
         ] {
             // SAFETY: `getenv` reads the environment without allocating; `mi_option_set` stores
             // into mimalloc's option table. Before `main`, no other thread runs.
             unsafe {
                 if libc::getenv(variable.as_ptr()).is_null() {
-                    libmimalloc_sys::mi_option_set(option, value);
+                    libmimalloc_sys::mi_option_set(option, 0);
                 }
             }
         }

@@ -381,17 +381,18 @@ impl BasicBolt for Count {
     fn execute(&mut self, input: &Tuple, out: &mut BasicCollector<'_>) -> Result<(), BoxError> {
         let value = self.field.get(input)?;
         let text;
-        let key = match value {
-            Value::Str(s) => s.as_str(),
+        let (key, input_str) = match value {
+            Value::Str(s) => (s.as_str(), Some(s)),
             other => {
                 text = other.to_string();
-                text.as_str()
+                (text.as_str(), None)
             }
         };
-        // Looked up by `&str`: a known key (most inputs) builds no `SmolStr`.
-        let (stored, n) = self
-            .counts
-            .get_or_insert_with(key, |k| (SmolStr::new(k), 0));
+        // Looked up by `&str`: a known key (most inputs) builds no `SmolStr`; a new one keeps the
+        // input's (a long word's text is shared, not copied).
+        let (stored, n) = self.counts.get_or_insert_with(key, |k| {
+            (input_str.cloned().unwrap_or_else(|| SmolStr::new(k)), 0)
+        });
         *n += 1;
         match self.opts.emit {
             CountEmit::Update => out.emit(values![stored.clone(), *n]),
