@@ -145,13 +145,13 @@ pub trait StateKey:
 
 impl StateKey for SmolStr {
     fn key_hash(&self) -> u64 {
-        key_hash_of(&[Value::Str(self.clone())])
+        Value::str_stable_hash(self, crate::grouping::KEY_SEED)
     }
 }
 
 impl StateKey for String {
     fn key_hash(&self) -> u64 {
-        key_hash_of(&[Value::Str(self.as_str().into())])
+        Value::str_stable_hash(self, crate::grouping::KEY_SEED)
     }
 }
 
@@ -962,6 +962,21 @@ mod tests {
     use super::*;
 
     use crate::checkpoint::storage::LocalDir;
+
+    #[test]
+    fn string_keys_hash_as_the_fields_grouping_routes_them() {
+        for word in [
+            "",
+            "a",
+            "word",
+            "a word longer than twenty-three bytes, shared",
+        ] {
+            let routed = key_hash_of(&[Value::from(word)]);
+            assert_eq!(SmolStr::new(word).key_hash(), routed, "{word:?}");
+            assert_eq!(word.to_string().key_hash(), routed, "{word:?}");
+        }
+        assert_ne!(SmolStr::new("a").key_hash(), SmolStr::new("b").key_hash());
+    }
 
     fn write(storage: &LocalDir, name: &str, part: PartData) -> String {
         storage

@@ -126,6 +126,13 @@ impl Value {
         }
     }
 
+    /// The [`stable_hash`](Value::stable_hash) of a [`Value::Str`] holding `s`, without building
+    /// one (keyed state hashes its string keys so, at every snapshot).
+    #[inline]
+    pub fn str_stable_hash(s: &str, seed: u64) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), seed ^ 0x04)
+    }
+
     /// A hash of this value that is the same in every process and every run, used by the fields
     /// and partial-key groupings so that one key always reaches the same task.
     ///
@@ -147,7 +154,7 @@ impl Value {
                 };
                 h(&bits.to_le_bytes(), seed ^ 0x03)
             }
-            Value::Str(s) => h(s.as_bytes(), seed ^ 0x04),
+            Value::Str(s) => Value::str_stable_hash(s, seed),
             Value::Bytes(b) => h(b.as_ref(), seed ^ 0x05),
             Value::List(l) => l
                 .iter()
