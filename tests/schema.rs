@@ -149,3 +149,31 @@ fn every_kind_is_in_the_union_with_its_options() {
         }
     }
 }
+
+// Guards that each sink's batch options show its own default for `max_records`, down to the
+// shared definition an editor shows for the key itself.
+#[test]
+fn each_sink_shows_its_own_batch_default() {
+    let schema = schema();
+    let bolts = schema["definitions"]["bolt"]["allOf"].as_array().unwrap();
+    let batch_of = |kind: &str| {
+        let alt = bolts
+            .iter()
+            .map(|case| &case["then"])
+            .find(|a| a["properties"]["kind"]["const"] == kind)
+            .unwrap_or_else(|| panic!("bolt {kind} missing"));
+        let batch = &alt["properties"]["batch"];
+        let def = batch["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/definitions/"))
+            .unwrap_or_else(|| panic!("{kind}: batch is not a reference: {batch}"));
+        (
+            batch["default"]["max_records"].clone(),
+            schema["definitions"][def]["properties"]["max_records"]["default"].clone(),
+        )
+    };
+    assert_eq!(batch_of("file"), (10_000.into(), 10_000.into()));
+    for kind in ["http", "kinesis", "postgres", "redis"] {
+        assert_eq!(batch_of(kind), (500.into(), 500.into()), "{kind}");
+    }
+}

@@ -116,6 +116,8 @@ pub fn exactly_once(ctx: &TaskContext) -> bool {
 /// 10,000 for the `file` sink, whose unit cost is an fsync ([`crate::file::sink::FileBatch`]).
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(default, deny_unknown_fields, bound = "")]
+// One schema definition per sink default: their `max_records` defaults differ.
+#[schemars(rename = "BatchOptions_for_{D}")]
 pub struct BatchOptions<D: BatchDefaults = StandardBatch> {
     /// Write when this many records are pending (at least 1).
     pub max_records: usize,
