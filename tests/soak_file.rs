@@ -5,7 +5,8 @@
 //! state directory each time; a last run reads to the end (`--until-idle`, `until_eof`). The
 //! sink's files, read by the test, must hold every line at least once, each with the offset it was
 //! written at; the duplicates must stay within the lines output beyond the checkpoints read back
-//! after each kill (what a restart reads again).
+//! after each kill (what a restart reads again). It runs twice: with small bounds (many more
+//! batches and waits), and with the defaults a user gets.
 //!
 //! Seed: printed; `TOPO_SOAK_SEED=<seed> cargo test -p topo --test soak_file` reproduces the kill
 //! and rotation points.
@@ -19,8 +20,9 @@ use std::time::Duration;
 
 use topo_test_support::soak::{SinkOutput, Soak, kill_points};
 
-/// Lines written: far past max_spout_pending (200), the spout's 256 lines per call and 64 KiB
-/// reads, the sink's batches (100) and many checkpoint intervals.
+/// Lines written: far past max_spout_pending (200; by default 1,000), the spout's 256 lines per
+/// call and 64 KiB reads, the sink's batches (100; by default 10,000) and many checkpoint
+/// intervals.
 const N: usize = 100_000;
 /// SIGKILLs during the run.
 const KILLS: usize = 10;
@@ -33,13 +35,22 @@ const CHUNK: usize = 500;
 /// The longest the whole soak may take.
 const BUDGET: Duration = Duration::from_secs(90);
 
-fn topology(input: &Path, out: &Path) -> String {
+/// The small bounds of the first soak: far more batches, checkpoints and pending waits.
+const SMALL_BOUNDS: (&str, &str) = (
+    "max_spout_pending = 200",
+    r#"batch = { max_records = 100, interval = "10ms" }"#,
+);
+/// The second soak's: the defaults (1,000 lines pending; the sink's batches of 10,000 records,
+/// which the pending lines never fill, so each is written when the sink's input runs dry).
+const DEFAULT_BOUNDS: (&str, &str) = ("", "");
+
+fn topology(input: &Path, out: &Path, (config, batch): (&str, &str)) -> String {
     format!(
         r#"
 name = "soak-file"
 
 [config]
-max_spout_pending = 200
+{config}
 message_timeout = "300s"
 
 [spouts.lines]
@@ -54,7 +65,7 @@ checkpoint_interval = "50ms"
 kind = "file"
 dir = "{out}"
 prefix = "soak"
-batch = {{ max_records = 100, interval = "10ms" }}
+{batch}
 inputs = [{{ from = "lines" }}]
 "#,
         input = input.display(),
@@ -166,13 +177,23 @@ fn checkpoint(state: &Path) -> HashMap<u64, u64> {
 // comes out at least once, duplicates only from what the checkpoints left to read again.
 #[test]
 fn file_spout_loses_nothing_across_rotations_and_kills() {
+    soak("soak_file", SMALL_BOUNDS);
+}
+
+// The same with the bounds a user gets by default.
+#[test]
+fn file_spout_with_default_bounds_loses_nothing_across_rotations_and_kills() {
+    soak("soak_file", DEFAULT_BOUNDS);
+}
+
+fn soak(test: &str, bounds: (&str, &str)) {
     let mut soak = Soak::new(
-        "soak_file",
+        test,
         Path::new(env!("CARGO_BIN_EXE_topo")),
         BUDGET,
         KILLS,
         N,
-        |dir| topology(&dir.join("in"), &dir.join("out")),
+        |dir| topology(&dir.join("in"), &dir.join("out"), bounds),
     );
     let input = soak.dir().join("in");
     std::fs::create_dir(&input).expect("input dir");
