@@ -114,8 +114,6 @@ pub(crate) type Targets = SmallVec<[usize; 4]>;
 /// How many picks a shuffle makes before it re-reads the queue loads.
 const SHUFFLE_REFRESH: u32 = 1024;
 const SEED_1: u64 = 0x9e37_79b9_7f4a_7c15;
-/// The seed of [`key_hash_of`].
-pub(crate) const KEY_SEED: u64 = SEED_1;
 const SEED_2: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
 /// One emitting task's routing state for one subscription.
@@ -318,6 +316,12 @@ impl Shuffle {
 /// receives that key.
 pub fn key_hash_of(key: &[Value]) -> u64 {
     key.iter().fold(SEED_1, |acc, v| v.stable_hash(acc))
+}
+
+/// [`key_hash_of`] a key of one string, without building its [`Value`].
+#[inline]
+pub(crate) fn key_hash_of_str(key: &str) -> u64 {
+    Value::str_stable_hash(key, SEED_1)
 }
 
 /// The key group of a key's hash: one of `key_groups` (the topology's

@@ -145,13 +145,13 @@ pub trait StateKey:
 
 impl StateKey for SmolStr {
     fn key_hash(&self) -> u64 {
-        Value::str_stable_hash(self, crate::grouping::KEY_SEED)
+        crate::grouping::key_hash_of_str(self)
     }
 }
 
 impl StateKey for String {
     fn key_hash(&self) -> u64 {
-        Value::str_stable_hash(self, crate::grouping::KEY_SEED)
+        crate::grouping::key_hash_of_str(self)
     }
 }
 

@@ -127,6 +127,7 @@ pub struct BatchOptions<D: BatchDefaults = StandardBatch> {
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub interval: Duration,
+    /// The sink's defaults, a type only: nothing is stored or read.
     #[serde(skip)]
     #[schemars(skip)]
     defaults: std::marker::PhantomData<D>,
