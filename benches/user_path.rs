@@ -45,10 +45,10 @@
 //!   does.
 //! - `paced` (with `--rate`): `toml-alo` fed at a steady rate. The bench appends the corpus's
 //!   first `rate × --paced-secs` lines to a file at `--rate` lines a second while the `file` spout
-//!   tails it (`until_eof = false`, `poll_interval = 5ms`); `topo run --http 127.0.0.1:0` serves
-//!   `/api/metrics`, which the bench polls until every line is acked, then takes the spout's
-//!   complete latency (emit to tree acked, over the whole run: p50, p99, max) and stops `topo`
-//!   with SIGINT. Words/s is then the rate, not a limit.
+//!   tails it (`until_eof = false`; woken by the file's change events, its default); `topo run
+//!   --http 127.0.0.1:0` serves `/api/metrics`, which the bench polls until every line is acked,
+//!   then takes the spout's complete latency (emit to tree acked, over the whole run: p50, p99,
+//!   max) and stops `topo` with SIGINT. Words/s is then the rate, not a limit.
 //!
 //! The default modes are `loop,timely,toml-off,toml-alo,toml-eo,api-alo`, plus `paced` with
 //! `--rate`. The `loop`, `timely` and `api` runs use mimalloc, as the `topo` binary does.
@@ -979,8 +979,6 @@ fn run_paced(
             "127.0.0.1:0",
             "--set",
             "spouts.lines.until_eof=false",
-            "--set",
-            "spouts.lines.poll_interval=5ms",
             // The input never ends (SIGINT stops it, with a savepoint that keeps the counts for
             // a resumed run): each count goes to the sink as it changes.
             "--set",

@@ -346,6 +346,61 @@ async fn new_files_in_a_watched_directory_are_read_except_excluded() {
     handle.stop(Duration::from_secs(5)).await;
 }
 
+// Guards `watch`: with polling once an hour, an append, a new file, a file in a subdirectory of
+// a `**` glob and a rotation by rename are all read, through the file system's change events
+// alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_events_wake_the_spout_between_polls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    let deep = dir.path().join("deep/a/b");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    let log = logs.join("app.log");
+    let (mut want, text) = numbered("start", 0..10);
+    append(&log, &text);
+    let mut opts = options(dir.path(), &["logs/*.log*", "deep/**/*.log"]);
+    opts.poll_interval = Duration::from_secs(3600);
+    assert!(opts.watch, "watching is the default");
+    let spout = FileSpout::new(opts).expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&spout, &sink, 1);
+    until("the lines there at start-up", || sink.len() >= 10).await;
+
+    let mut step = |what: &str, lines: Vec<String>| {
+        want.extend(lines);
+        (what.to_string(), want.len())
+    };
+    let (l, text) = numbered("appended", 0..10);
+    append(&log, &text);
+    let (what, n) = step("the appended lines", l);
+    until(&what, || sink.len() >= n).await;
+
+    let (l, text) = numbered("new file", 0..5);
+    std::fs::write(logs.join("new.log"), text).expect("write");
+    let (what, n) = step("a new file's lines", l);
+    until(&what, || sink.len() >= n).await;
+
+    let (l, text) = numbered("deep", 0..5);
+    std::fs::write(deep.join("x.log"), text).expect("write");
+    let (what, n) = step("a subdirectory's file", l);
+    until(&what, || sink.len() >= n).await;
+
+    // Rotation: the old file, still written to after its rename, and the new one.
+    std::fs::rename(&log, logs.join("app.log.1")).expect("rename");
+    let (mut l, text) = numbered("late in the old file", 0..3);
+    append(&logs.join("app.log.1"), &text);
+    let (l2, text) = numbered("rotated", 0..5);
+    append(&log, &text);
+    l.extend(l2);
+    let (what, n) = step("both sides of a rotation", l);
+    until(&what, || sink.len() >= n).await;
+
+    assert_eq!(sorted(lines(&sink, "default")), sorted(want));
+    assert_eq!(spout.counters().files_opened(), 4);
+    handle.stop(Duration::from_secs(5)).await;
+}
+
 // Guards `start_at = "end"`: a file present at start-up without checkpoint is read only from
 // its end; a fresh file from its start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 
 pub mod sink;
 pub mod source;
+mod watch;
 
 pub use sink::*;
 pub use source::*;

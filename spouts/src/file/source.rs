@@ -3,7 +3,8 @@
 //! restarted process resume without loss.
 //!
 //! ```text
-//!  every poll_interval: glob `paths` (minus `exclude`) ─► stat ─► (device, inode)
+//!  every poll_interval, and at once on a change event (`watch`, inotify: see the `watch` module):
+//!  glob `paths` (minus `exclude`) ─► stat ─► (device, inode)
 //!        │  hash(device, inode) % parallelism == this task?  new file: open, start at its
 //!        │  checkpoint (if its fingerprint matches), else at 0 (or the end, `start_at = "end"`)
 //!        ▼
@@ -28,6 +29,7 @@
 //! exclude = ["**/*.gz"]           # globs of paths to leave alone
 //! start_at = "beginning"          # or "end": where a file found at start-up without checkpoint begins
 //! poll_interval = "250ms"         # how often the globs are expanded and files checked for growth
+//! watch = true                    # also wake on the file system's change events (inotify): appends read at once
 //! checkpoint_interval = "1s"      # how often acked offsets are written (and at close)
 //! # state_dir = "/var/lib/topo/logs"  # default: $TOPO_STATE_DIR (or .topo/state)/<topology>/<component>
 //! max_line_bytes = 1048576        # longer lines go to the `error` stream
@@ -91,7 +93,11 @@
 //! Otherwise it follows the files forever.
 //!
 //! # Known limits
-//! - Polling: appends and new files are seen within `poll_interval`; no inotify.
+//! - Appends and new files are seen at the spout's next call (within a millisecond when idle)
+//!   through the file system's change events (`watch = true`, the default), else within
+//!   `poll_interval`. A file system that reports no events (NFS, some FUSE and container
+//!   mounts) is polled only; so is every directory when the watches cannot be set up (the
+//!   limit `fs.inotify.max_user_watches`, a warning says so).
 //! - Files are read on the spout's task with ordinary (blocking) reads of at most 64 KiB per
 //!   file per call; on local disks these take microseconds, on a stalled network file system
 //!   they hold a runtime worker thread.
@@ -122,6 +128,7 @@ use topo_runtime::{
     values,
 };
 
+use super::watch::Seen;
 pub use crate::connector::acked::AckedPrefix;
 use crate::connector::counters;
 use crate::connector::encoding::decode_line;
@@ -165,10 +172,15 @@ pub struct FileOptions {
     pub exclude: Vec<String>,
     /// Where a file found at start-up without a checkpoint begins (files found later begin at 0).
     pub start_at: StartAt,
-    /// How often the globs are expanded and open files checked for new data.
+    /// How often the globs are expanded and open files checked for new data (also with `watch`,
+    /// which makes most changes seen at once).
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "topo_dsl::schema::duration")]
     pub poll_interval: Duration,
+    /// Wake on the file system's change events (inotify on Linux): appends and new files are
+    /// read at once instead of at the next poll. Polling goes on beside it, for file systems
+    /// that report nothing (NFS, some FUSE and container mounts).
+    pub watch: bool,
     /// How often acked offsets are written to the state directory.
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "topo_dsl::schema::duration")]
@@ -195,6 +207,7 @@ impl Default for FileOptions {
             exclude: Vec::new(),
             start_at: StartAt::Beginning,
             poll_interval: Duration::from_millis(250),
+            watch: true,
             checkpoint_interval: Duration::from_secs(1),
             state_dir: None,
             max_line_bytes: 1 << 20,
@@ -558,6 +571,8 @@ struct TaskState {
     at_checkpoints: crate::connector::state::PendingPositions<Vec<Saved>>,
     /// The last write of a completed checkpoint's offsets.
     last_save: Option<JoinHandle<()>>,
+    /// The change events of the watched directories (`watch`); `None`: polling only.
+    watch: Option<super::watch::FileWatch>,
 }
 
 /// State shared by a spout and its clones (every task of a topology-file component).
@@ -708,6 +723,24 @@ impl FileSpout {
         found
     }
 
+    /// The change events of the directories to read, when `watch` is on (not with `until_eof`,
+    /// which reads what is there); `None` with a warning when the system has no watcher to give.
+    fn watch(&self) -> Option<super::watch::FileWatch> {
+        if !self.opts.watch || self.opts.until_eof {
+            return None;
+        }
+        match super::watch::FileWatch::new() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch for file changes ({e}); polling every {}",
+                    humantime::format_duration(self.opts.poll_interval)
+                );
+                None
+            }
+        }
+    }
+
     fn consider(
         &self,
         path: PathBuf,
@@ -738,6 +771,14 @@ impl FileSpout {
         let Some(st) = self.state.as_mut() else {
             return;
         };
+        if let Some(watch) = st.watch.as_mut() {
+            let failed = watch.update(&self.opts.paths, found.iter().map(|(p, _)| p.as_path()));
+            for (dir, e) in failed {
+                if self.shared.counters.may_warn() {
+                    tracing::warn!(component = %st.component, dir = %dir.display(), "cannot watch for changes ({e}); polling it every {}", humantime::format_duration(self.opts.poll_interval));
+                }
+            }
+        }
         let first = st.last_scan.is_none();
         st.last_scan = Some(Instant::now());
         let mut present = HashSet::new();
@@ -1263,6 +1304,7 @@ impl Spout for FileSpout {
             checkpointed: ctx.checkpointed(),
             at_checkpoints: Default::default(),
             last_save: None,
+            watch: self.watch(),
         });
         tracing::info!(component = %ctx.component_id(), task_index = ctx.task_index(), state_dir = %dir.display(), "file spout open");
         Ok(())
@@ -1272,9 +1314,25 @@ impl Spout for FileSpout {
         let Some(st) = &self.state else {
             return Ok(());
         };
-        let scan_due = st
+        let mut scan_due = st
             .last_scan
             .is_none_or(|t| t.elapsed() >= self.opts.poll_interval);
+        if let Some(st) = self.state.as_mut()
+            && let Some(watch) = st.watch.as_mut()
+        {
+            match watch.take() {
+                Seen::Nothing => {}
+                Seen::Rescan => scan_due = true,
+                Seen::Written(paths) => {
+                    // Read on from where each was left; a file of another task is not here.
+                    for w in st.files.values_mut() {
+                        if paths.contains(&w.path) {
+                            w.at_eof = false;
+                        }
+                    }
+                }
+            }
+        }
         if scan_due {
             self.scan();
         }
@@ -1407,7 +1465,7 @@ kind = "file"
 paths = ["/var/log/app/*.log", "/var/log/app/*.log.1"]   # globs; keep rotated names matched
 exclude = ["**/debug*"]
 start_at = "beginning"    # or "end": skip what a file found at start-up already holds
-poll_interval = "250ms"
+poll_interval = "250ms"   # besides the change events (`watch = true`): appends read at once
 checkpoint_interval = "1s"   # acked offsets per file under state_dir (default .topo/state/<topology>/<component>)
 include_path = true       # fields: line, path, offset
 # until_eof = true        # read what is there, then end (`topo run --until-idle`)
