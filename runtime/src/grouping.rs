@@ -328,14 +328,25 @@ pub(crate) fn key_hash_of_str(key: &str) -> u64 {
 /// [`max_parallelism`](crate::Config::max_parallelism)) fixed buckets keyed state is split into.
 #[inline]
 pub fn key_group(hash: u64, key_groups: u32) -> u32 {
-    (hash % key_groups.max(1) as u64) as u32
+    if key_groups.is_power_of_two() {
+        // The same as `%` (the default of 128 groups takes this way): a mask, not a division.
+        (hash & (key_groups as u64 - 1)) as u32
+    } else {
+        (hash % key_groups.max(1) as u64) as u32
+    }
 }
 
 /// The index of the task, among `parallelism`, that owns a key group: groups are dealt out in
 /// contiguous ranges (Flink's assignment), so a change of parallelism moves whole groups.
 #[inline]
 pub fn task_of_key_group(group: u32, key_groups: u32, parallelism: usize) -> usize {
-    (group as u64 * parallelism as u64 / key_groups.max(1) as u64) as usize
+    let scaled = group as u64 * parallelism as u64;
+    if key_groups.is_power_of_two() {
+        // The same as `/`: a shift, not a division.
+        (scaled >> key_groups.trailing_zeros()) as usize
+    } else {
+        (scaled / key_groups.max(1) as u64) as usize
+    }
 }
 
 /// The key groups task `index` of `parallelism` owns: the inverse of [`task_of_key_group`].
@@ -378,6 +389,26 @@ mod tests {
         let mut out = Targets::new();
         r.route(v, loads, &mut out);
         out
+    }
+
+    // Guards the mask and shift taken for a power-of-two number of key groups: the same group
+    // and task as the division for every count of groups and tasks.
+    #[test]
+    fn key_groups_by_mask_match_the_division() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for groups in [1u32, 2, 3, 64, 100, 128, 1000, 1 << 15] {
+            for _ in 0..2000 {
+                let hash = rng.u64(..);
+                let group = key_group(hash, groups);
+                assert_eq!(group as u64, hash % groups as u64);
+                for parallelism in [1usize, 2, 3, 7, 128] {
+                    assert_eq!(
+                        task_of_key_group(group, groups, parallelism) as u64,
+                        group as u64 * parallelism as u64 / groups as u64
+                    );
+                }
+            }
+        }
     }
 
     #[test]
