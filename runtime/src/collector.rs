@@ -313,21 +313,14 @@ impl Emitter {
             for &slot in rest {
                 let anchors = anchor(&mut self.rng);
                 let target = &mut self.targets[slot];
-                target.buf.push(Tuple::with_anchors(
-                    schema,
-                    self.task,
-                    values.clone(),
-                    anchors,
-                ));
+                Tuple::push_new(&mut target.buf, schema, self.task, values.clone(), anchors);
                 if target.buf.len() >= batch {
                     waiting |= target.seal(batch);
                 }
             }
             let anchors = anchor(&mut self.rng);
             let target = &mut self.targets[last];
-            target
-                .buf
-                .push(Tuple::with_anchors(schema, self.task, values, anchors));
+            Tuple::push_new(&mut target.buf, schema, self.task, values, anchors);
             if target.buf.len() >= batch {
                 waiting |= target.seal(batch);
             }

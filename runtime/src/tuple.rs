@@ -172,18 +172,29 @@ impl Tuple {
         }
     }
 
-    pub(crate) fn with_anchors(
+    /// Appends the tuple made of these parts to `buf`, written straight into its spare room: the
+    /// values move once, with no whole tuple built on the stack and copied in (the emit path's
+    /// per-tuple cost).
+    #[inline(always)]
+    pub(crate) fn push_new(
+        buf: &mut Vec<Tuple>,
         schema: &'static StreamSchema,
         source_task: TaskId,
         values: Values,
         anchors: Anchors,
-    ) -> Tuple {
-        Tuple {
-            values,
-            schema,
-            source_task,
-            anchors,
-            seq: 0,
+    ) {
+        buf.reserve(1);
+        let len = buf.len();
+        let slot = buf.spare_capacity_mut()[0].as_mut_ptr();
+        // SAFETY: `slot` points into the room reserved above, valid for writes and aligned; every
+        // field is written before the length grows to cover it, and nothing reads it before.
+        unsafe {
+            std::ptr::addr_of_mut!((*slot).values).write(values);
+            std::ptr::addr_of_mut!((*slot).schema).write(schema);
+            std::ptr::addr_of_mut!((*slot).source_task).write(source_task);
+            std::ptr::addr_of_mut!((*slot).anchors).write(anchors);
+            std::ptr::addr_of_mut!((*slot).seq).write(0);
+            buf.set_len(len + 1);
         }
     }
 
