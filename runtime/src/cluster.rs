@@ -24,7 +24,7 @@ use crate::acker::{self, Acker};
 use crate::checkpoint::manifest::{Checkpoints, Manifest};
 use crate::checkpoint::storage::LocalDir;
 use crate::checkpoint::{CheckpointId, Command, Coordinator, Inbound, TaskCheckpoints};
-use crate::collector::{AckerLink, Emitter, OutStream, Subscription, Target};
+use crate::collector::{AckerLink, BatchPool, Emitter, OutStream, Subscription, Target};
 use crate::component::{ContextShared, TaskContext};
 use crate::config::Guarantee;
 use crate::grouping::Router;
@@ -611,7 +611,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
             match c.spec.factory {
                 ComponentFactory::Bolt(_) => {
                     let (tx, rx) = flume::bounded(slots);
-                    bolt_tx.insert(t, tx);
+                    bolt_tx.insert(t, (tx, BatchPool::new()));
                     bolt_rx.insert(t, rx);
                 }
                 ComponentFactory::Spout(_) => {
@@ -834,6 +834,7 @@ pub fn try_submit(topology: Topology, options: &RunOptions) -> Result<TopologyHa
                 }),
                 fatal: fatal.clone(),
                 stop: stop.clone(),
+                batch_pool: bolt_tx.get(&task).map(|(_, pool)| pool.clone()),
             };
             let fut = match &c.spec.factory {
                 ComponentFactory::Spout(f) => {
@@ -918,7 +919,7 @@ fn build_emitter(
     task: TaskId,
     index: usize,
     tasks_of: &HashMap<&str, Vec<TaskId>>,
-    bolt_tx: &HashMap<TaskId, flume::Sender<Inbound>>,
+    bolt_tx: &HashMap<TaskId, (flume::Sender<Inbound>, BatchPool)>,
     metrics: &[Arc<TaskMetrics>],
     ackers: &[AckerQueue],
     edges: &HashMap<(&str, usize), Arc<AtomicU64>>,
@@ -951,9 +952,10 @@ fn build_emitter(
                     .map(|t| {
                         *slot_of.entry(*t).or_insert_with(|| {
                             targets.push(Target::new(
-                                bolt_tx[t].clone(),
+                                bolt_tx[t].0.clone(),
                                 metrics[t.0 as usize].queue.clone(),
                                 batch,
+                                bolt_tx[t].1.clone(),
                             ));
                             targets.len() - 1
                         })

@@ -89,6 +89,49 @@ pub(crate) struct Subscription {
     pub(crate) edge: Arc<AtomicU64>,
 }
 
+/// How many emptied batch buffers a bolt task's [`BatchPool`] keeps at most.
+const POOLED_BATCHES: usize = 4;
+
+/// The emptied batch buffers of one bolt task, on their way back to the tasks that send to it.
+///
+/// ```text
+///  sender: take a buffer (or allocate) ─► fill ─► queue ─► bolt task: execute, empty ─► give back
+/// ```
+///
+/// A batch's buffer (`batch_size` tuples, tens of KiB) is used again instead of being freed by the
+/// receiving thread and allocated anew by the sending one: no allocator round trip across threads,
+/// and no fresh pages to fault in after the allocator returned them to the system. Bounded: a
+/// buffer given back to a full pool is freed.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchPool {
+    tx: flume::Sender<Vec<Tuple>>,
+    rx: flume::Receiver<Vec<Tuple>>,
+}
+
+impl BatchPool {
+    /// An empty pool.
+    pub(crate) fn new() -> BatchPool {
+        let (tx, rx) = flume::bounded(POOLED_BATCHES);
+        BatchPool { tx, rx }
+    }
+
+    /// An empty buffer with room for `batch` tuples: a pooled one if there is one.
+    #[inline]
+    pub(crate) fn take(&self, batch: usize) -> Vec<Tuple> {
+        match self.rx.try_recv() {
+            Ok(v) if v.capacity() >= batch => v,
+            _ => Vec::with_capacity(batch),
+        }
+    }
+
+    /// Empties `buf` (its tuples are dropped here) and keeps it for a sender, if there is room.
+    #[inline]
+    pub(crate) fn give(&self, mut buf: Vec<Tuple>) {
+        buf.clear();
+        let _ = self.tx.try_send(buf);
+    }
+}
+
 /// A downstream task this task sends to: its batch being filled, whole batches waiting for room
 /// in its queue, and the queue.
 pub(crate) struct Target {
@@ -97,16 +140,25 @@ pub(crate) struct Target {
     pub(crate) ready: std::collections::VecDeque<Vec<Tuple>>,
     pub(crate) tx: flume::Sender<Inbound>,
     pub(crate) gauge: Arc<QueueGauge>,
+    /// Where the next batch's buffer comes from: the receiving task gives its emptied ones back.
+    pool: BatchPool,
 }
 
 impl Target {
-    /// A target sending into `tx`, whose queue length `gauge` shows.
-    pub(crate) fn new(tx: flume::Sender<Inbound>, gauge: Arc<QueueGauge>, batch: usize) -> Target {
+    /// A target sending into `tx`, whose queue length `gauge` shows, taking its buffers from the
+    /// receiver's `pool`.
+    pub(crate) fn new(
+        tx: flume::Sender<Inbound>,
+        gauge: Arc<QueueGauge>,
+        batch: usize,
+        pool: BatchPool,
+    ) -> Target {
         Target {
-            buf: Vec::with_capacity(batch),
+            buf: pool.take(batch),
             ready: std::collections::VecDeque::new(),
             tx,
             gauge,
+            pool,
         }
     }
 
@@ -116,7 +168,7 @@ impl Target {
     /// whether a batch waits.
     #[inline]
     fn seal(&mut self, batch: usize) -> bool {
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(batch));
+        let full = std::mem::replace(&mut self.buf, self.pool.take(batch));
         if !self.ready.is_empty() {
             self.ready.push_back(full);
             return true;
@@ -848,7 +900,7 @@ mod tests {
                 edge: Arc::new(AtomicU64::new(0)),
             }],
         };
-        let targets = vec![Target::new(tx, gauge.clone(), batch)];
+        let targets = vec![Target::new(tx, gauge.clone(), batch, BatchPool::new())];
         let metrics = Arc::new(TaskMetrics::new(0));
         let mut e = Emitter::new(TaskId(0), vec![stream], targets, Vec::new(), batch, metrics);
         let n = 1000;

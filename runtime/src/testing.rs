@@ -126,10 +126,10 @@ impl<D: BoltDriver> DynDriver for D {
     }
     fn execute<'a>(
         &'a mut self,
-        batch: Vec<Tuple>,
+        mut batch: Vec<Tuple>,
         env: &'a mut TaskEnv,
     ) -> futures_util::future::BoxFuture<'a, ()> {
-        Box::pin(self.execute_batch(batch, env))
+        Box::pin(async move { self.execute_batch(&mut batch, env).await })
     }
     fn tick<'a>(&'a mut self, env: &'a mut TaskEnv) -> futures_util::future::BoxFuture<'a, ()> {
         Box::pin(BoltDriver::tick(self, env))
@@ -375,7 +375,12 @@ impl BoltTester {
         let mut streams = Vec::new();
         for d in &outputs {
             let (tx, rx) = flume::unbounded();
-            targets.push(Target::new(tx, Arc::new(QueueGauge::default()), 1024));
+            targets.push(Target::new(
+                tx,
+                Arc::new(QueueGauge::default()),
+                1024,
+                crate::collector::BatchPool::new(),
+            ));
             captured.push((d.name.clone(), rx));
             let slot = targets.len() - 1;
             let grouping = if d.direct {
@@ -452,6 +457,7 @@ impl BoltTester {
             restore: None,
             fatal: Default::default(),
             stop: Default::default(),
+            batch_pool: None,
         };
         let mut driver = driver;
         env.restore = restore.map(|c| Restore {

@@ -33,10 +33,10 @@ pub(crate) trait BoltDriver: Send + 'static {
     fn start(&mut self, env: &mut TaskEnv) -> impl std::future::Future<Output = ()> + Send;
     /// The bolt keeps state (`has_state`, read off the first instance).
     fn has_state(&self) -> bool;
-    /// Executes a batch of inputs.
+    /// Executes a batch of inputs; the buffer may be left holding them (the caller empties it).
     fn execute_batch(
         &mut self,
-        batch: Vec<Tuple>,
+        batch: &mut Vec<Tuple>,
         env: &mut TaskEnv,
     ) -> impl std::future::Future<Output = ()> + Send;
     /// Delivers a tick.
@@ -165,7 +165,13 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
             continue;
         }
         env.emitter.taps.executing(&batch);
-        driver.execute_batch(batch, &mut env).await;
+        let mut batch = batch;
+        driver.execute_batch(&mut batch, &mut env).await;
+        // The emptied buffer goes back to the senders, to carry another batch.
+        match &env.batch_pool {
+            Some(pool) => pool.give(batch),
+            None => drop(batch),
+        }
         drained_due = true;
         // A task whose queue never runs dry never waits: let the worker run others now and then.
         tokio::task::coop::consume_budget().await;
@@ -538,10 +544,10 @@ impl<B: BasicBolt> BoltDriver for BasicDriver<B> {
         });
     }
 
-    async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
+    async fn execute_batch(&mut self, batch: &mut Vec<Tuple>, env: &mut TaskEnv) {
         let n = batch.len() as u64;
         let start = Instant::now();
-        for input in &batch {
+        for input in batch.iter() {
             if env.emitter.has_full_batch {
                 env.emitter.flush(false).await;
             }
@@ -745,10 +751,10 @@ impl<B: Bolt> BoltDriver for FullDriver<B> {
         self.settle(env, "bolt checkpoint_complete failed", result, 0);
     }
 
-    async fn execute_batch(&mut self, batch: Vec<Tuple>, env: &mut TaskEnv) {
+    async fn execute_batch(&mut self, batch: &mut Vec<Tuple>, env: &mut TaskEnv) {
         let n = batch.len() as u64;
         let start = Instant::now();
-        for mut input in batch {
+        for mut input in batch.drain(..) {
             if env.emitter.has_full_batch {
                 env.emitter.flush(false).await;
             }
@@ -951,6 +957,7 @@ mod tests {
             restore: None,
             fatal: Default::default(),
             stop: Default::default(),
+            batch_pool: None,
         }
     }
 

@@ -74,6 +74,8 @@ pub(crate) struct TaskEnv {
     pub(crate) fatal: Arc<std::sync::OnceLock<Fatal>>,
     /// How the topology's stop went, as far as the tasks must know.
     pub(crate) stop: Arc<StopState>,
+    /// A bolt task's emptied input batches go back to its senders through this.
+    pub(crate) batch_pool: Option<crate::collector::BatchPool>,
 }
 
 /// What the handle tells the tasks about a stop that takes a savepoint (Flink's stop with a
