@@ -144,6 +144,10 @@ const CHUNK: usize = 64 * 1024;
 /// How many tuples `next_tuple` emits at most per call.
 const EMIT_PER_CALL: usize = 256;
 
+/// The shortest time between two scans asked for by change events (files created, renamed or
+/// removed): a directory where files come and go all the time costs at most this many globs.
+const MIN_EVENT_SCAN_GAP: Duration = Duration::from_millis(10);
+
 /// How many leading bytes of a file its fingerprint covers.
 const FINGERPRINT_BYTES: u64 = 256;
 
@@ -573,6 +577,9 @@ struct TaskState {
     last_save: Option<JoinHandle<()>>,
     /// The change events of the watched directories (`watch`); `None`: polling only.
     watch: Option<super::watch::FileWatch>,
+    /// A change event asked for a scan, not done yet (scans are at least
+    /// [`MIN_EVENT_SCAN_GAP`] apart).
+    rescan_due: bool,
 }
 
 /// State shared by a spout and its clones (every task of a topology-file component).
@@ -781,6 +788,7 @@ impl FileSpout {
         }
         let first = st.last_scan.is_none();
         st.last_scan = Some(Instant::now());
+        st.rescan_due = false;
         let mut present = HashSet::new();
         for (path, meta) in found {
             let id = FileId::of(&meta);
@@ -1305,6 +1313,7 @@ impl Spout for FileSpout {
             at_checkpoints: Default::default(),
             last_save: None,
             watch: self.watch(),
+            rescan_due: false,
         });
         tracing::info!(component = %ctx.component_id(), task_index = ctx.task_index(), state_dir = %dir.display(), "file spout open");
         Ok(())
@@ -1322,7 +1331,7 @@ impl Spout for FileSpout {
         {
             match watch.take() {
                 Seen::Nothing => {}
-                Seen::Rescan => scan_due = true,
+                Seen::Rescan => st.rescan_due = true,
                 Seen::Written(paths) => {
                     // Read on from where each was left; a file of another task is not here.
                     for w in st.files.values_mut() {
@@ -1332,6 +1341,14 @@ impl Spout for FileSpout {
                     }
                 }
             }
+        }
+        if let Some(st) = &self.state
+            && st.rescan_due
+            && st
+                .last_scan
+                .is_none_or(|t| t.elapsed() >= MIN_EVENT_SCAN_GAP)
+        {
+            scan_due = true;
         }
         if scan_due {
             self.scan();

@@ -11,7 +11,7 @@
 //!          │  one atomic flag says "something is noted"
 //!          ▼
 //!  spout's next_tuple: take what is noted ─► the noted files are read again; a rescan expands
-//!                                            the globs at once
+//!                                            the globs (at once, or 10 ms after the last scan)
 //! ```
 //!
 //! Polling stays on: a file system that reports nothing (NFS, some FUSE and container mounts)
