@@ -482,6 +482,9 @@ struct Flaky {
     fail_from: usize,
     failed: Arc<Mutex<HashSet<String>>>,
     delivered: Arc<Mutex<Vec<String>>>,
+    /// Each delivery's other fields, when the spout adds them (`include_path`): the line, its
+    /// path and its offset.
+    places: Arc<Mutex<Vec<(String, Value, Value)>>>,
 }
 
 impl Flaky {
@@ -491,6 +494,7 @@ impl Flaky {
             fail_from,
             failed: Arc::default(),
             delivered: Arc::default(),
+            places: Arc::default(),
         }
     }
     fn delivered(&self) -> Vec<String> {
@@ -512,6 +516,12 @@ impl BasicBolt for Flaky {
         let i = number(&line);
         if i >= self.fail_from {
             return Err(format!("{line} is blocked").into());
+        }
+        if let [_, path, offset] = input.values() {
+            self.places
+                .lock()
+                .expect("lock")
+                .push((line.clone(), path.clone(), offset.clone()));
         }
         if i.is_multiple_of(self.every) && self.failed.lock().expect("lock").insert(line.clone()) {
             return Err(format!("first delivery of {line} fails").into());
@@ -542,7 +552,8 @@ fn run_flaky(spout: &FileSpout, bolt: &Flaky) -> TopologyHandle {
 }
 
 // Guards replay under injected bolt failures: every 7th line fails its first delivery; every
-// line is delivered, each acked once, and the checkpoint ends at the end of the file.
+// line is delivered, each acked once, a replayed line carries the same path and offset as its
+// first delivery, and the checkpoint ends at the end of the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_lines_are_replayed_until_every_line_is_acked() {
     const N: usize = 2000;
@@ -552,6 +563,7 @@ async fn failed_lines_are_replayed_until_every_line_is_acked() {
     append(&log, &text);
     let mut opts = options(dir.path(), &["app.log"]);
     opts.until_eof = true;
+    opts.include_path = true;
     let spout = FileSpout::new(opts).expect("valid options");
     let bolt = Flaky::new(7, usize::MAX);
     let handle = run_flaky(&spout, &bolt);
@@ -565,7 +577,26 @@ async fn failed_lines_are_replayed_until_every_line_is_acked() {
         N as u64 + failures,
         "failed lines emitted again"
     );
-    assert_eq!(sorted(bolt.delivered()), sorted(sent));
+    assert_eq!(sorted(bolt.delivered()), sorted(sent.clone()));
+    // Every delivery, first or replayed, names the file and the line's first byte.
+    let starts: BTreeMap<String, i64> = sent
+        .iter()
+        .scan(0i64, |at, l| {
+            let start = *at;
+            *at += l.len() as i64 + 1;
+            Some((l.clone(), start))
+        })
+        .collect();
+    let places = bolt.places.lock().expect("lock").clone();
+    assert_eq!(
+        places.len(),
+        N + failures as usize,
+        "every delivery has its place"
+    );
+    for (line, path, offset) in places {
+        assert_eq!(path, Value::from(key(&log)), "{line}'s path");
+        assert_eq!(offset, Value::Int(starts[&line]), "{line}'s offset");
+    }
     handle.stop(Duration::from_secs(5)).await;
     assert_eq!(
         checkpoints(&dir.path().join("state")).get(&key(&log)),
