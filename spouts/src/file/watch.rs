@@ -104,6 +104,12 @@ impl std::fmt::Debug for FileWatch {
 }
 
 impl FileWatch {
+    /// The directories watched, and whether below them too.
+    #[cfg(test)]
+    fn watched(&self) -> &HashSet<(PathBuf, bool)> {
+        &self.watched
+    }
+
     /// A watch on nothing yet ([`FileWatch::update`] says what to watch).
     pub(super) fn new() -> notify::Result<FileWatch> {
         let inbox = Arc::new(Inbox::default());
@@ -146,6 +152,13 @@ impl FileWatch {
         files: impl IntoIterator<Item = &'a Path>,
     ) -> Vec<(PathBuf, notify::Error)> {
         let mut want: HashSet<(PathBuf, bool)> = patterns.iter().map(|p| root(p)).collect();
+        // A directory below a recursive watch is covered by it (and a second watch on it would
+        // be the same inotify watch: taking it away would end the recursive one's there too).
+        let recursive: Vec<PathBuf> = want
+            .iter()
+            .filter(|(_, r)| *r)
+            .map(|(d, _)| d.clone())
+            .collect();
         for f in files {
             if let Some(dir) = f.parent() {
                 let dir = if dir.as_os_str().is_empty() {
@@ -153,7 +166,7 @@ impl FileWatch {
                 } else {
                     dir.to_path_buf()
                 };
-                if !want.contains(&(dir.clone(), true)) {
+                if !recursive.iter().any(|r| dir.starts_with(r)) {
                     want.insert((dir, false));
                 }
             }
@@ -265,6 +278,32 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    // Guards the set of watches: a file's directory is watched unless a recursive watch covers
+    // it, and a directory no longer wanted is let go.
+    #[test]
+    fn a_recursive_watch_covers_the_directories_below_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("deep/a")).expect("mkdir");
+        std::fs::create_dir_all(d.join("flat")).expect("mkdir");
+        let deep_file = d.join("deep/a/x.log");
+        let flat_file = d.join("flat/y.log");
+        let s = |p: &str| d.join(p).to_string_lossy().into_owned();
+        let mut w = FileWatch::new().expect("a watcher");
+        let patterns = [s("deep/**/*.log"), s("flat/*.log")];
+        assert!(
+            w.update(&patterns, [deep_file.as_path(), flat_file.as_path()])
+                .is_empty()
+        );
+        let want: HashSet<(PathBuf, bool)> =
+            [(d.join("deep"), true), (d.join("flat"), false)].into();
+        assert_eq!(w.watched(), &want);
+        // `flat` no longer matched: its watch goes.
+        assert!(w.update(&patterns[..1], [deep_file.as_path()]).is_empty());
+        let want: HashSet<(PathBuf, bool)> = [(d.join("deep"), true)].into();
+        assert_eq!(w.watched(), &want);
     }
 
     // Guards the events: a write to a watched file is reported as that file written; a new
