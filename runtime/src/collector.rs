@@ -381,9 +381,16 @@ impl Emitter {
         Some(n)
     }
 
+    #[inline]
     fn acker_for(&mut self, root: u64) -> &mut AckerLink {
-        let n = self.ackers.len();
-        &mut self.ackers[(root % n as u64) as usize]
+        let n = self.ackers.len() as u64;
+        // One acker (the default) or a power of two: a mask, not a division per message.
+        let i = if n.is_power_of_two() {
+            root & (n - 1)
+        } else {
+            root % n
+        };
+        &mut self.ackers[i as usize]
     }
 
     /// Registers a new spout tree with its acker.
@@ -753,7 +760,11 @@ impl BasicCollector<'_> {
         self.emitter.emit_with(stream, direct, values, |rng| {
             let edge = new_id(rng);
             *ack_val ^= edge;
-            anchors.iter().map(|&(root, _)| (root, edge)).collect()
+            match anchors.as_slice() {
+                // One tree (most inputs): no iterator to collect.
+                [(root, _)] => smallvec::smallvec![(*root, edge)],
+                _ => anchors.iter().map(|&(root, _)| (root, edge)).collect(),
+            }
         });
     }
 }

@@ -41,7 +41,12 @@ impl AckedPrefix {
             return;
         }
         if start > self.committed {
-            // After a gap: kept in order of start, a range acked twice once.
+            // After a gap: kept in order of start, a range acked twice once. Acks come mostly
+            // in order: a range after every waiting one goes to the back without a search.
+            if self.ahead.back().is_none_or(|&(s, _)| s < start) {
+                self.ahead.push_back((start, end));
+                return;
+            }
             let at = self.ahead.partition_point(|&(s, _)| s < start);
             match self.ahead.get_mut(at) {
                 Some(r) if r.0 == start => r.1 = end,
