@@ -879,6 +879,32 @@ impl OutputCollector<'_> {
 mod tests {
     use super::*;
 
+    // Guards the batch pool: a buffer given back is emptied and taken again (the same
+    // allocation), a smaller one is not used for a larger batch, and the pool keeps at most
+    // `POOLED_BATCHES` buffers.
+    #[test]
+    fn emptied_batches_are_taken_again_up_to_the_pool_size() {
+        let schema = StreamSchema::intern("pool", crate::DEFAULT_STREAM, &["n".into()], false);
+        let pool = BatchPool::new();
+        let mut buf = pool.take(8);
+        assert!(buf.capacity() >= 8);
+        buf.push(Tuple::new(schema, TaskId(0), crate::values![1]));
+        let at = buf.as_ptr();
+        pool.give(buf);
+        let again = pool.take(8);
+        assert!(again.is_empty(), "given back empty");
+        assert_eq!(again.as_ptr(), at, "the same buffer again");
+        pool.give(again);
+        assert!(
+            pool.take(1000).capacity() >= 1000,
+            "too small a buffer is not used"
+        );
+        for _ in 0..POOLED_BATCHES + 3 {
+            pool.give(Vec::with_capacity(8));
+        }
+        assert_eq!(pool.rx.len(), POOLED_BATCHES);
+    }
+
     // Guards the copy-free batching: a call that emits far more than its target's queue holds
     // leaves whole batches waiting in order; the flush sends them as the (slow) receiver makes
     // room, and every tuple arrives once, in order, in batches of `batch`.
