@@ -384,13 +384,7 @@ impl Emitter {
     #[inline]
     fn acker_for(&mut self, root: u64) -> &mut AckerLink {
         let n = self.ackers.len() as u64;
-        // One acker (the default) or a power of two: a mask, not a division per message.
-        let i = if n.is_power_of_two() {
-            root & (n - 1)
-        } else {
-            root % n
-        };
-        &mut self.ackers[i as usize]
+        &mut self.ackers[crate::grouping::modulo(root, n) as usize]
     }
 
     /// Registers a new spout tree with its acker.

@@ -144,7 +144,7 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
                 }
             },
         };
-        let batch = match msg {
+        let mut batch = match msg {
             Inbound::Tuples(batch) => batch,
             Inbound::Barrier(b) => {
                 if let Some(a) = align.as_mut() {
@@ -165,7 +165,6 @@ pub(crate) async fn run_bolt<D: BoltDriver>(
             continue;
         }
         env.emitter.taps.executing(&batch);
-        let mut batch = batch;
         driver.execute_batch(&mut batch, &mut env).await;
         // The emptied buffer goes back to the senders, to carry another batch.
         match &env.batch_pool {

@@ -1320,15 +1320,10 @@ impl Spout for FileSpout {
     }
 
     async fn next_tuple(&mut self, out: &mut SpoutCollector<'_, u64>) -> Result<(), BoxError> {
-        let Some(st) = &self.state else {
+        let Some(st) = self.state.as_mut() else {
             return Ok(());
         };
-        let mut scan_due = st
-            .last_scan
-            .is_none_or(|t| t.elapsed() >= self.opts.poll_interval);
-        if let Some(st) = self.state.as_mut()
-            && let Some(watch) = st.watch.as_mut()
-        {
+        if let Some(watch) = st.watch.as_mut() {
             match watch.take() {
                 Seen::Nothing => {}
                 Seen::Rescan => st.rescan_due = true,
@@ -1342,14 +1337,10 @@ impl Spout for FileSpout {
                 }
             }
         }
-        if let Some(st) = &self.state
-            && st.rescan_due
-            && st
-                .last_scan
-                .is_none_or(|t| t.elapsed() >= MIN_EVENT_SCAN_GAP)
-        {
-            scan_due = true;
-        }
+        // Polling, or a change event's scan (at most every MIN_EVENT_SCAN_GAP).
+        let scan_due = st.last_scan.map(|t| t.elapsed()).is_none_or(|since| {
+            since >= self.opts.poll_interval || (st.rescan_due && since >= MIN_EVENT_SCAN_GAP)
+        });
         if scan_due {
             self.scan();
         }
