@@ -208,6 +208,9 @@ fn soak(test: &str, bounds: (&str, &str)) {
     let mut output = SinkOutput::new(&soak.out(), "line");
     // Output records beyond the checkpoint at each kill: what a restart may output again.
     let mut may_repeat = 0;
+    // Per kill: the output so far, the checkpoint read back and what lies beyond it (a failure
+    // prints them).
+    let mut history = Vec::new();
     soak.start();
     while soak.killing() || writer.written < N {
         let produced = output.poll();
@@ -221,12 +224,20 @@ fn soak(test: &str, bounds: (&str, &str)) {
         if soak.kill_if_due(produced, 20) {
             output.poll();
             let cp = checkpoint(&soak.state());
-            may_repeat += output
+            let beyond = output
                 .keys()
                 .iter()
                 .filter_map(|line| writer.at.get(line))
                 .filter(|(ino, off)| *off >= cp.get(ino).copied().unwrap_or(0))
                 .count();
+            may_repeat += beyond;
+            let mut offsets: Vec<_> = cp.into_iter().collect();
+            offsets.sort_unstable();
+            history.push(format!(
+                "kill {}: {} records output, checkpoint (inode, offset) {offsets:?}, {beyond} beyond it",
+                soak.killed(),
+                output.records().len()
+            ));
             // Sometimes the log moves on while nothing reads it.
             if soak.rng.bool() {
                 writer.step(&rotations);
@@ -250,7 +261,22 @@ fn soak(test: &str, bounds: (&str, &str)) {
         }
     }
     let tally = output.tally(&input_lines);
-    let context = soak.context(format_args!("{tally:?}"));
+    // Repeated lines by file: how many, and the range of their offsets.
+    let mut times: HashMap<&str, usize> = HashMap::new();
+    for r in output.records() {
+        *times.entry(output.key_of(r)).or_default() += 1;
+    }
+    let mut repeated: HashMap<u64, (usize, u64, u64)> = HashMap::new();
+    for (line, n) in times.into_iter().filter(|(_, n)| *n > 1) {
+        if let Some(&(ino, off)) = writer.at.get(line) {
+            let e = repeated.entry(ino).or_insert((0, u64::MAX, 0));
+            *e = (e.0 + n - 1, e.1.min(off), e.2.max(off));
+        }
+    }
+    let context = soak.context(format_args!(
+        "{tally:?}\n{}\nrepeats by inode (repeats, first offset, last offset): {repeated:?}",
+        history.join("\n")
+    ));
     tally.assert_nothing_lost(&context);
     tally.assert_duplicates_within(
         may_repeat,

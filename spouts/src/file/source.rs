@@ -58,7 +58,10 @@
 //! (`copytruncate`) is noticed when a file is smaller than the read position: it is read again
 //! from 0, with a warning and a count; lines written after the last read and before the
 //! truncation are lost, as with any tail. Each file is read by one task: the one whose index is
-//! the hash of (device, inode) modulo the parallelism.
+//! the hash of (device, inode) modulo the parallelism. A file is opened only if the open file is
+//! the one the glob's listing found there: a path renamed away and replaced between the listing
+//! and the open (a rotation under way) is left for the next scan, so the new file is never read
+//! as the old one (which would read it twice and leave the old one's tail unread).
 //!
 //! # Checkpoints and delivery guarantee
 //! Every emitted line has a message id standing for (file, first byte, end). A file's
@@ -277,6 +280,14 @@ impl FileId {
         key[8..].copy_from_slice(&self.ino.to_le_bytes());
         (xxhash_rust::xxh3::xxh3_64(&key) % parallelism.max(1) as u64) as usize
     }
+}
+
+/// Opens `path`, where a listing found the file `id`, with its metadata; `Ok(None)` when the
+/// path names another file by now (the one listed was renamed away and maybe replaced since).
+fn open_as(path: &Path, id: FileId) -> io::Result<Option<(File, std::fs::Metadata)>> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    Ok((FileId::of(&meta) == id).then_some((file, meta)))
 }
 
 /// One file's entry in a checkpoint file.
@@ -812,8 +823,19 @@ impl FileSpout {
             if self.opts.until_eof && st.scanned_once {
                 continue;
             }
-            let file = match File::open(&path) {
-                Ok(f) => f,
+            let (file, meta) = match open_as(&path, id) {
+                Ok(Some(opened)) => opened,
+                // Renamed away (and maybe replaced) since the listing, as a rotation does: the
+                // next scan finds each file under its own identity. Reading the new file as the
+                // old one would read it twice and lose the rest of the old one.
+                Ok(None) => {
+                    st.rescan_due = true;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    st.rescan_due = true;
+                    continue;
+                }
                 Err(e) => {
                     if self.shared.counters.may_warn() {
                         tracing::warn!(path = %path.display(), "cannot open: {e}");
@@ -1521,6 +1543,30 @@ mod tests {
             finished: false,
             drained: false,
         }
+    }
+
+    // Guards the rotation race of a scan: a path listed as one file and renamed away (and
+    // replaced) before the open is not read as that file.
+    #[test]
+    fn a_path_replaced_after_the_listing_is_not_opened_as_the_file_listed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "old\n").expect("write");
+        let listed = FileId::of(&std::fs::metadata(&path).expect("stat"));
+        let (_, meta) = open_as(&path, listed)
+            .expect("open")
+            .expect("the same file");
+        assert_eq!(meta.len(), 4);
+
+        std::fs::rename(&path, dir.path().join("app.log.1")).expect("rotate");
+        assert_eq!(
+            open_as(&path, listed).map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::NotFound)
+        );
+        std::fs::write(&path, "new\n").expect("write the new file");
+        assert!(open_as(&path, listed).expect("open").is_none());
+        let new = FileId::of(&std::fs::metadata(&path).expect("stat"));
+        assert!(open_as(&path, new).expect("open").is_some());
     }
 
     // Guards line splitting: offsets of each line, `\r\n`, an oversize line longer than one
