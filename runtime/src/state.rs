@@ -69,11 +69,38 @@ const COPY_LIMIT: usize = 16_384;
 /// change).
 const LIST_LIMIT: usize = 4 * COPY_LIMIT;
 
-/// The segment of a key's hash: bits 48..56, which the segments' tables leave alone (they take a
-/// bucket from the low bits and a tag from the top 7).
+/// A key's hash as a keyed state uses it: its segment (bits 48..56) and the low 32 bits, which
+/// its slot keeps. The segment's table hash is made from those 32 bits ([`table_hash`]), so a
+/// growing table moves its entries without hashing any key again, and a lookup compares keys
+/// only where the 32 bits match.
+#[derive(Clone, Copy)]
+struct KeyHash {
+    segment: usize,
+    short: u32,
+}
+
+impl KeyHash {
+    #[inline]
+    fn of<Q: Hash + ?Sized>(hasher: &Hasher, key: &Q) -> KeyHash {
+        let hash = hasher.hash_one(key);
+        KeyHash {
+            segment: (hash >> 48) as usize & (SEGMENTS - 1),
+            short: hash as u32,
+        }
+    }
+
+    /// The hash of the key in its segment's table.
+    #[inline]
+    fn table(self) -> u64 {
+        table_hash(self.short)
+    }
+}
+
+/// A table hash from a slot's 32 bits: the low bits (the bucket) are those bits times an odd
+/// number (a bijection, so as evenly spread), the top 7 (the table's tag) mix all 32.
 #[inline]
-fn segment_of(hash: u64) -> usize {
-    (hash >> 48) as usize & (SEGMENTS - 1)
+fn table_hash(short: u32) -> u64 {
+    u64::from(short).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// The hasher of a keyed state's tables (fast, seeded per state).
@@ -171,6 +198,8 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue
 struct Slot<V> {
     value: V,
     epoch: u32,
+    /// The low 32 bits of the key's hash ([`KeyHash`]).
+    hash: u32,
 }
 
 /// A map whose checkpoints write only the entries changed since the last one, and cost the task
@@ -255,10 +284,10 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
-        self.segments[segment_of(hash)]
+        let h = KeyHash::of(&self.hasher, key);
+        self.segments[h.segment]
             .table()
-            .find(hash, |(k, _)| k.borrow() == key)
+            .find(h.table(), |(k, s)| s.hash == h.short && k.borrow() == key)
             .map(|(_, s)| &s.value)
     }
 
@@ -281,11 +310,11 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
+        let h = KeyHash::of(&self.hasher, key);
         let epoch = self.epoch;
-        let (k, slot) = self.segments[segment_of(hash)]
+        let (k, slot) = self.segments[h.segment]
             .own()
-            .find_mut(hash, |(k, _)| k.borrow() == key)?;
+            .find_mut(h.table(), |(k, s)| s.hash == h.short && k.borrow() == key)?;
         if slot.epoch != epoch {
             slot.epoch = epoch;
             if self.changed.len() < self.list_limit {
@@ -307,15 +336,14 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
+        let h = KeyHash::of(&self.hasher, key);
         let epoch = self.epoch;
-        let hasher = &self.hasher;
-        let table = self.segments[segment_of(hash)].own();
+        let table = self.segments[h.segment].own();
         let listed = self.changed.len() < self.list_limit;
         let (k, slot) = match table.entry(
-            hash,
-            |(k, _)| k.borrow() == key,
-            |(k, _)| hasher.hash_one(k),
+            h.table(),
+            |(k, s)| s.hash == h.short && k.borrow() == key,
+            |(_, s)| table_hash(s.hash),
         ) {
             hashbrown::hash_table::Entry::Occupied(e) => {
                 let (k, slot) = e.into_mut();
@@ -333,7 +361,16 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
                     self.changed.push(k.clone());
                 }
                 self.len += 1;
-                let (k, slot) = e.insert((k, Slot { value, epoch })).into_mut();
+                let (k, slot) = e
+                    .insert((
+                        k,
+                        Slot {
+                            value,
+                            epoch,
+                            hash: h.short,
+                        },
+                    ))
+                    .into_mut();
                 (&*k, slot)
             }
         };
@@ -343,11 +380,14 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
     /// Sets `key` to `value`; returns the old value.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let hash = self.hasher.hash_one(&key);
+        let h = KeyHash::of(&self.hasher, &key);
         let epoch = self.epoch;
-        let hasher = &self.hasher;
-        let table = self.segments[segment_of(hash)].own();
-        match table.entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+        let table = self.segments[h.segment].own();
+        match table.entry(
+            h.table(),
+            |(k, s)| s.hash == h.short && *k == key,
+            |(_, s)| table_hash(s.hash),
+        ) {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
                 let slot = &mut e.get_mut().1;
                 if slot.epoch != epoch {
@@ -362,7 +402,14 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
                 if self.changed.len() < self.list_limit {
                     self.changed.push(key.clone());
                 }
-                e.insert((key, Slot { value, epoch }));
+                e.insert((
+                    key,
+                    Slot {
+                        value,
+                        epoch,
+                        hash: h.short,
+                    },
+                ));
                 self.len += 1;
                 None
             }
@@ -375,10 +422,10 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
-        let entry = self.segments[segment_of(hash)]
+        let h = KeyHash::of(&self.hasher, key);
+        let entry = self.segments[h.segment]
             .own()
-            .find_entry(hash, |(k, _)| k.borrow() == key)
+            .find_entry(h.table(), |(k, s)| s.hash == h.short && k.borrow() == key)
             .ok()?;
         let ((k, slot), _) = entry.remove();
         self.len -= 1;
@@ -435,17 +482,25 @@ impl<K: StateKey, V: StateValue> KeyedState<K, V> {
     /// Sets a restored entry (not noted as changed: the next snapshot is whole), combining it
     /// with a value already there by `merge(old, new)`.
     fn restore_entry(&mut self, key: K, value: V, merge: &mut impl FnMut(V, V) -> V) {
-        let hash = self.hasher.hash_one(&key);
-        let hasher = &self.hasher;
-        let table = self.segments[segment_of(hash)].own();
-        match table.entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+        let h = KeyHash::of(&self.hasher, &key);
+        let table = self.segments[h.segment].own();
+        let slot = |value| Slot {
+            value,
+            epoch: 0,
+            hash: h.short,
+        };
+        match table.entry(
+            h.table(),
+            |(k, s)| s.hash == h.short && *k == key,
+            |(_, s)| table_hash(s.hash),
+        ) {
             hashbrown::hash_table::Entry::Occupied(e) => {
                 let ((key, old), vacant) = e.remove();
                 let value = merge(old.value, value);
-                vacant.insert((key, Slot { value, epoch: 0 }));
+                vacant.insert((key, slot(value)));
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert((key, Slot { value, epoch: 0 }));
+                e.insert((key, slot(value)));
                 self.len += 1;
             }
         }
@@ -567,8 +622,8 @@ impl<K: StateKey, V: StateValue> SharedChanges<K, V> {
         } = self;
         let total: usize = segments.iter().map(|s| s.len()).sum();
         let find = |k: &K| {
-            let hash = hasher.hash_one(k);
-            segments[segment_of(hash)].find(hash, |(x, _)| x == k)
+            let h = KeyHash::of(&hasher, k);
+            segments[h.segment].find(h.table(), |(x, s)| s.hash == h.short && x == k)
         };
         let records = if epoch.is_none() || !listed {
             total
