@@ -401,6 +401,44 @@ async fn change_events_wake_the_spout_between_polls() {
     handle.stop(Duration::from_secs(5)).await;
 }
 
+// Guards the rotation race: a scan lists `app.log` and opens it a moment later; rotated in
+// between, the path names the next file by then. Hundreds of rotations as fast as the writer can
+// make them, with scans every millisecond and on every change event: each file is opened once and
+// each line comes out exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_rotations_read_every_line_once() {
+    const ROTATIONS: usize = 300;
+    const LINES: usize = 20;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let mut opts = options(dir.path(), &["logs/app.log*"]);
+    opts.poll_interval = Duration::from_millis(1);
+    let spout = FileSpout::new(opts).expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&spout, &sink, 1);
+
+    let writer = std::thread::spawn(move || {
+        let mut want = Vec::new();
+        for r in 0..ROTATIONS {
+            let (lines, text) = numbered(&format!("file {r} line"), 0..LINES);
+            append(&logs.join("app.log"), &text);
+            want.extend(lines);
+            std::fs::rename(logs.join("app.log"), logs.join(format!("app.log.{r}")))
+                .expect("rotate");
+        }
+        want
+    });
+    let want = tokio::task::spawn_blocking(move || writer.join().expect("the writer"))
+        .await
+        .expect("join");
+    until("every line", || sink.len() >= want.len()).await;
+    handle.stop(Duration::from_secs(5)).await;
+
+    assert_eq!(sorted(lines(&sink, "default")), sorted(want));
+    assert_eq!(spout.counters().files_opened(), ROTATIONS as u64);
+}
+
 // Guards `start_at = "end"`: a file present at start-up without checkpoint is read only from
 // its end; a fresh file from its start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
