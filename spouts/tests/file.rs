@@ -401,6 +401,43 @@ async fn change_events_wake_the_spout_between_polls() {
     handle.stop(Duration::from_secs(5)).await;
 }
 
+/// `path` (absolute) relative to the current directory: `../..` up to the root, then `path`.
+fn relative(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().expect("the current directory");
+    let mut rel: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+    rel.push(path.strip_prefix("/").expect("an absolute path"));
+    rel
+}
+
+// Guards the change events of a relative glob: the events name files by absolute paths, the
+// glob by relative ones; an append to a file found through `../../tmp/...` is read at once all
+// the same (polling is once an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_events_wake_the_spout_for_a_relative_glob() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    let (mut want, text) = numbered("start", 0..5);
+    append(&log, &text);
+    let mut opts = options(dir.path(), &[]);
+    opts.paths = vec![
+        relative(&dir.path().join("*.log"))
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    opts.poll_interval = Duration::from_secs(3600);
+    let spout = FileSpout::new(opts).expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&spout, &sink, 1);
+    until("the lines there at start-up", || sink.len() >= 5).await;
+
+    let (l, text) = numbered("appended", 0..5);
+    append(&log, &text);
+    want.extend(l);
+    until("the appended lines", || sink.len() >= want.len()).await;
+    assert_eq!(sorted(lines(&sink, "default")), sorted(want));
+    handle.stop(Duration::from_secs(5)).await;
+}
+
 // Guards the rotation race: a scan lists `app.log` and opens it a moment later; rotated in
 // between, the path names the next file by then. Hundreds of rotations as fast as the writer can
 // make them, with scans every millisecond and on every change event: each file is opened once and

@@ -365,6 +365,8 @@ struct Watched {
     id: FileId,
     file: File,
     path: PathBuf,
+    /// `path` as the change events name it (absolute), see [`super::watch::event_path`].
+    event_path: PathBuf,
     path_value: Value,
     /// File offset of `buf[0]`.
     buf_off: u64,
@@ -816,6 +818,7 @@ impl FileSpout {
                 if w.path != path {
                     w.path_value = Value::from(path.to_string_lossy().into_owned());
                     lock(&w.entry.meta).2 = path.to_string_lossy().into_owned();
+                    w.event_path = super::watch::event_path(&path);
                     w.path = path;
                 }
                 continue;
@@ -884,6 +887,7 @@ impl FileSpout {
                     id,
                     file,
                     path_value: Value::from(path.to_string_lossy().into_owned()),
+                    event_path: super::watch::event_path(&path),
                     path,
                     buf_off: start,
                     buf: Vec::new(),
@@ -1352,7 +1356,7 @@ impl Spout for FileSpout {
                 Seen::Written(paths) => {
                     // Read on from where each was left; a file of another task is not here.
                     for w in st.files.values_mut() {
-                        if paths.contains(&w.path) {
+                        if paths.contains(&w.event_path) {
                             w.at_eof = false;
                         }
                     }
@@ -1528,6 +1532,7 @@ mod tests {
             id: FileId::of(&meta),
             file,
             path_value: Value::from("f.log"),
+            event_path: super::super::watch::event_path(&path),
             path,
             buf_off: 0,
             buf: Vec::new(),

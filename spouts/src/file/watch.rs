@@ -60,7 +60,7 @@ impl Inbox {
                     if n.written.len() + ev.paths.len() > MAX_NOTED {
                         n.rescan = true;
                     } else {
-                        n.written.extend(ev.paths);
+                        n.written.extend(ev.paths.iter().map(|p| normal(p)));
                     }
                 }
                 _ => {
@@ -74,6 +74,22 @@ impl Inbox {
         }
         self.any.store(true, Ordering::Release);
     }
+}
+
+/// `path` (as a glob gives it, maybe relative) as the change events name it: absolute, without
+/// `.` components. An event names a file by the watched directory made absolute, joined with
+/// the file's name (`/cwd/./app.log` for a watch on `.`); comparing the two needs both in this
+/// form.
+pub(super) fn event_path(path: &Path) -> PathBuf {
+    normal(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// `path` without its `.` components (`Path::components` drops those inside a path, not a
+/// leading one).
+fn normal(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
 }
 
 /// What happened since the last look.
