@@ -283,9 +283,14 @@ impl FileId {
 }
 
 /// Opens `path`, where a listing found the file `id`, with its metadata; `Ok(None)` when the
-/// path names another file by now (the one listed was renamed away and maybe replaced since).
+/// path names another file by now, or none (the one listed was renamed away, and maybe
+/// replaced, since).
 fn open_as(path: &Path, id: FileId) -> io::Result<Option<(File, std::fs::Metadata)>> {
-    let file = File::open(path)?;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let meta = file.metadata()?;
     Ok((FileId::of(&meta) == id).then_some((file, meta)))
 }
@@ -832,10 +837,6 @@ impl FileSpout {
                 // next scan finds each file under its own identity. Reading the new file as the
                 // old one would read it twice and lose the rest of the old one.
                 Ok(None) => {
-                    st.rescan_due = true;
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     st.rescan_due = true;
                     continue;
                 }
@@ -1564,10 +1565,7 @@ mod tests {
         assert_eq!(meta.len(), 4);
 
         std::fs::rename(&path, dir.path().join("app.log.1")).expect("rotate");
-        assert_eq!(
-            open_as(&path, listed).map_err(|e| e.kind()).err(),
-            Some(io::ErrorKind::NotFound)
-        );
+        assert!(open_as(&path, listed).expect("no error").is_none());
         std::fs::write(&path, "new\n").expect("write the new file");
         assert!(open_as(&path, listed).expect("open").is_none());
         let new = FileId::of(&std::fs::metadata(&path).expect("stat"));
