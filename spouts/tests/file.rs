@@ -455,7 +455,7 @@ async fn rapid_rotations_read_every_line_once() {
     let sink = CaptureBolt::new();
     let handle = run(&spout, &sink, 1);
 
-    let writer = std::thread::spawn(move || {
+    let want = tokio::task::spawn_blocking(move || {
         let mut want = Vec::new();
         for r in 0..ROTATIONS {
             let (lines, text) = numbered(&format!("file {r} line"), 0..LINES);
@@ -465,10 +465,9 @@ async fn rapid_rotations_read_every_line_once() {
                 .expect("rotate");
         }
         want
-    });
-    let want = tokio::task::spawn_blocking(move || writer.join().expect("the writer"))
-        .await
-        .expect("join");
+    })
+    .await
+    .expect("the writer");
     until("every line", || sink.len() >= want.len()).await;
     handle.stop(Duration::from_secs(5)).await;
 
