@@ -456,20 +456,20 @@ impl Emitter {
             .is_some_and(|t| now.duration_since(t).as_micros() >= 1000)
     }
 
-    /// Sends buffered batches: all of them if `all`, else only full ones. Waits while a target
-    /// queue is full (backpressure), and counts the time waited.
+    /// Sends buffered batches: every acker message, and all tuple batches if `all`, else only
+    /// full ones. Waits while a target queue is full (backpressure), and counts the time waited.
     pub(crate) async fn flush(&mut self, all: bool) {
         let batch = self.batch_size;
         let mut waited = std::time::Duration::ZERO;
         let mut pending = false;
         // Acker messages first, so a tree's init reaches its acker before any ack of it can.
+        // They go out at every flush (a bolt flushes after each input batch, a spout after each
+        // round of calls), never waiting to fill a batch: a tree completes, and its spout may
+        // emit more, as soon as the last task of the tree is done with it. Combined acks of
+        // shared trees are few per input batch and would otherwise wait for the time-based flush.
         for a in &mut self.ackers {
             if !a.buf.is_empty() {
-                if all || a.buf.len() >= batch {
-                    waited += send(&a.tx, &mut a.buf, &a.gauge, batch).await;
-                } else {
-                    pending = true;
-                }
+                waited += send(&a.tx, &mut a.buf, &a.gauge, batch).await;
             }
         }
         self.has_full_batch = false;
@@ -606,10 +606,20 @@ fn put_xor_indexed(anchors: &mut Anchors, index: &mut RootIndex, root: u64, id: 
     }
 }
 
-/// What a spout task remembers of one pending tree.
+/// What a spout task remembers of one pending tree: its spout message, or the messages that
+/// share it (see [`SpoutCollector::emit_shared`]).
 pub(crate) struct PendingTree<M> {
-    pub(crate) msg_id: M,
+    pub(crate) msgs: SmallVec<[M; 1]>,
     pub(crate) emitted_at: Instant,
+}
+
+/// The tree that this call's shared emits go into, until the call returns.
+pub(crate) struct SharedTree<M> {
+    root: u64,
+    /// XOR of the ids of the tuples sent in it.
+    seed: u64,
+    /// Its messages that reached at least one task (others are acked after the call).
+    msgs: SmallVec<[M; 1]>,
 }
 
 /// Where a spout emits. Given to [`Spout::next_tuple`](crate::Spout::next_tuple).
@@ -619,6 +629,12 @@ pub(crate) struct PendingTree<M> {
 pub struct SpoutCollector<'a, M> {
     pub(crate) emitter: &'a mut Emitter,
     pub(crate) pending: &'a mut IdMap<PendingTree<M>>,
+    /// Messages in `pending` (a shared tree holds several).
+    pub(crate) pending_msgs: &'a mut usize,
+    /// The tree of this call's shared emits, registered when the call returns.
+    pub(crate) shared: Option<SharedTree<M>>,
+    /// The most messages one shared tree takes; past it, the next shared emit starts another.
+    pub(crate) shared_limit: usize,
     /// When this call first emitted a tracked tuple (read once per call, only when needed).
     pub(crate) now: Option<Instant>,
     /// Messages to ack right after this call (acking off, or a tree with no receivers).
@@ -650,14 +666,86 @@ impl<M> SpoutCollector<'_, M> {
         self.emit_inner(Some(stream), Some(task), values, msg_id.into());
     }
 
+    /// Emits a tracked tuple on the `default` stream in the tree this call shares: the
+    /// messages emitted with `emit_shared` during one `next_tuple` call are one tuple tree for
+    /// the acker and the spout task (a call that emits more than a quarter of
+    /// `max_spout_pending` starts another tree there). Each message still gets exactly one
+    /// `ack` or `fail`, but together: when every tuple of the tree is acked, each message is
+    /// acked; when one fails or the tree times out, each message is failed.
+    ///
+    /// That spares the per-message bookkeeping of acking (one acker entry, one pending entry
+    /// and, as a bolt's consecutive acks of one tree are combined, far fewer ack messages per
+    /// call instead of per message), at the price of replaying a whole call's messages when
+    /// one of them fails. A spout that counts retries should emit its replays with
+    /// [`emit`](Self::emit), so that a message that keeps failing fails alone. Untracked
+    /// (acking off, exactly-once), it is [`emit`](Self::emit).
+    pub fn emit_shared(&mut self, values: Values, msg_id: M) {
+        if !self.emitter.acking() {
+            return self.emit_inner(None, None, values, Some(msg_id));
+        }
+        if self
+            .shared
+            .as_ref()
+            .is_some_and(|t| t.msgs.len() >= self.shared_limit)
+        {
+            self.close_shared();
+        }
+        let root = match &self.shared {
+            Some(tree) => tree.root,
+            None => self.emitter.new_id(),
+        };
+        let mut seed = 0u64;
+        let sent = self.emitter.emit_with(None, None, values, |rng| {
+            let edge = new_id(rng);
+            seed ^= edge;
+            smallvec::smallvec![(root, edge)]
+        });
+        match sent {
+            None => self.fail_now.push(msg_id),
+            Some(0) => {
+                self.emitted += 1;
+                self.ack_now.push(msg_id);
+            }
+            Some(_) => {
+                self.emitted += 1;
+                *self.pending_msgs += 1;
+                self.now.get_or_insert_with(Instant::now);
+                let tree = self.shared.get_or_insert_with(|| SharedTree {
+                    root,
+                    seed: 0,
+                    msgs: SmallVec::new(),
+                });
+                tree.seed ^= seed;
+                tree.msgs.push(msg_id);
+            }
+        }
+    }
+
+    /// Registers this call's shared tree, if it has one; the task calls it when the call
+    /// returns.
+    pub(crate) fn close_shared(&mut self) {
+        let Some(tree) = self.shared.take() else {
+            return;
+        };
+        self.emitter.ack_init(tree.root, tree.seed);
+        self.pending.insert(
+            tree.root,
+            PendingTree {
+                msgs: tree.msgs,
+                emitted_at: *self.now.get_or_insert_with(Instant::now),
+            },
+        );
+    }
+
     /// How many tuples have been emitted in this call so far.
     pub fn emitted(&self) -> usize {
         self.emitted
     }
 
-    /// How many trees this spout task has pending (emitted, not yet acked or failed).
+    /// How many messages this spout task has pending (emitted with an id, not yet acked or
+    /// failed), those of this call included.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        *self.pending_msgs
     }
 
     /// Whether an emit with a message id starts a tracked tree (acking is on). When it does not
@@ -707,10 +795,11 @@ impl<M> SpoutCollector<'_, M> {
             Some(_) => {
                 self.emitted += 1;
                 self.emitter.ack_init(root, seed);
+                *self.pending_msgs += 1;
                 self.pending.insert(
                     root,
                     PendingTree {
-                        msg_id: id,
+                        msgs: smallvec::smallvec![id],
                         emitted_at: *self.now.get_or_insert_with(Instant::now),
                     },
                 );
@@ -974,7 +1063,7 @@ mod tests {
     }
 
     #[test]
-    fn buffered_acks_make_a_time_based_flush_due() {
+    fn buffered_acks_make_a_flush_due_and_go_out_at_any_flush() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -992,11 +1081,9 @@ mod tests {
         e.ack(&anchors, 0);
         e.fail(&smallvec::smallvec![(8, 3)]);
         assert!(e.flush_due(Instant::now() + std::time::Duration::from_millis(2)));
-        // A partial flush keeps them (and the flush still due); a full one sends them.
+        // Even a partial flush (the one after each input batch) sends them, not waiting to fill
+        // a batch: a tree completes as soon as its last task is done with it.
         rt.block_on(e.flush(false));
-        assert!(rx.try_recv().is_err());
-        assert!(e.flush_due(Instant::now() + std::time::Duration::from_millis(2)));
-        rt.block_on(e.flush(true));
         assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(2));
         assert!(!e.flush_due(Instant::now() + std::time::Duration::from_millis(5)));
     }

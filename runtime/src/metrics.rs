@@ -54,7 +54,7 @@ pub struct TaskMetrics {
     pub(crate) backpressure_ns: AtomicU64,
     /// Spout tasks: the spout is exhausted and has no pending tree.
     pub(crate) idle: AtomicBool,
-    /// Spout tasks: trees still pending when a stop's deadline passed (failed then).
+    /// Spout tasks: messages still pending when a stop's deadline passed (failed then).
     pub(crate) abandoned_at_stop: AtomicU64,
     pub(crate) queue: Arc<QueueGauge>,
     pub(crate) queue_capacity: usize,
@@ -212,17 +212,17 @@ pub struct TaskSnapshot {
     pub transferred: u64,
     /// Input tuples executed (bolts).
     pub executed: u64,
-    /// Bolts: inputs acked. Spouts: trees completed (`Spout::ack` called).
+    /// Bolts: inputs acked. Spouts: messages whose tree completed (`Spout::ack` called).
     pub acked: u64,
-    /// Bolts: inputs failed. Spouts: trees failed explicitly or by a task failure.
+    /// Bolts: inputs failed. Spouts: messages whose tree failed explicitly or by a task failure.
     pub failed: u64,
-    /// Spouts: trees failed because they did not complete within the message timeout.
+    /// Spouts: messages failed because their tree did not complete within the message timeout.
     pub timed_out: u64,
     /// Errors returned or panics raised by the component.
     pub errors: u64,
     /// Times the component was re-created after a panic or failed start.
     pub restarts: u64,
-    /// Spouts: trees emitted and not yet acked or failed.
+    /// Spouts: messages emitted with an id and not yet acked or failed.
     pub pending: u64,
     /// Time spent in the component's own code (execute, next_tuple, ...).
     pub busy: Duration,
@@ -329,7 +329,7 @@ impl ComponentSnapshot {
     pub fn restarts(&self) -> u64 {
         self.sum(|t| t.restarts)
     }
-    /// Pending trees, over all tasks.
+    /// Pending spout messages, over all tasks.
     pub fn pending(&self) -> u64 {
         self.sum(|t| t.pending)
     }

@@ -784,6 +784,8 @@ struct VecSpoutState {
     emitted: AtomicU64,
     replay: bool,
     tracked: bool,
+    /// Fresh messages emitted per call into one shared tree (0: one per call, each its own).
+    shared: usize,
 }
 
 /// An in-memory spout: emits each of a list of tuples with its index as message id, replays
@@ -812,6 +814,7 @@ impl VecSpout {
                 emitted: AtomicU64::new(0),
                 replay: true,
                 tracked: true,
+                shared: 0,
             }),
         }
     }
@@ -829,6 +832,13 @@ impl VecSpout {
     /// Emit without message ids (untracked).
     pub fn untracked(self) -> VecSpout {
         self.with(|s| s.tracked = false)
+    }
+
+    /// Emit up to `per_call` fresh messages per call into the call's shared tree
+    /// ([`SpoutCollector::emit_shared`]); a replay (a message failed before) is emitted alone,
+    /// in a tree of its own.
+    pub fn shared_trees(self, per_call: usize) -> VecSpout {
+        self.with(|s| s.shared = per_call.max(1))
     }
 
     /// A factory for the builder's `set_spout`.
@@ -873,11 +883,26 @@ impl Spout for VecSpoutTask {
     }
 
     async fn next_tuple(&mut self, out: &mut SpoutCollector<'_, u64>) -> Result<(), BoxError> {
-        let next = lock(&self.state.queue).pop_front();
-        if let Some(i) = next {
-            self.state.emitted.fetch_add(1, Relaxed);
-            let values = self.state.values[i as usize].clone();
-            out.emit(values, self.state.tracked.then_some(i));
+        let st = &self.state;
+        for _ in 0..st.shared.max(1) {
+            let mut queue = lock(&st.queue);
+            let Some(&i) = queue.front() else { break };
+            let replay = lock(&st.failed)[i as usize] > 0;
+            if st.shared > 0 && replay && out.emitted() > 0 {
+                break; // a replay goes alone, in the next call
+            }
+            queue.pop_front();
+            drop(queue);
+            st.emitted.fetch_add(1, Relaxed);
+            let values = st.values[i as usize].clone();
+            if st.shared > 0 && st.tracked && !replay {
+                out.emit_shared(values, i);
+            } else {
+                out.emit(values, st.tracked.then_some(i));
+            }
+            if st.shared > 0 && replay {
+                break;
+            }
         }
         Ok(())
     }

@@ -31,6 +31,8 @@ struct SpoutTask<S: Spout> {
     factory: Arc<dyn Fn() -> S + Send + Sync>,
     spout: S,
     pending: IdMap<PendingTree<S::MessageId>>,
+    /// Messages in `pending` (a shared tree holds several); what `max_spout_pending` bounds.
+    pending_msgs: usize,
     ack_now: Vec<S::MessageId>,
     fail_now: Vec<S::MessageId>,
     env: TaskEnv,
@@ -98,6 +100,7 @@ pub(crate) async fn run_spout<S: Spout>(
         factory,
         spout,
         pending: IdMap::default(),
+        pending_msgs: 0,
         ack_now: Vec::new(),
         fail_now: Vec::new(),
         env,
@@ -171,7 +174,7 @@ pub(crate) async fn run_spout<S: Spout>(
             }
             continue;
         }
-        let room = t.max_pending.is_none_or(|m| t.pending.len() < m);
+        let room = t.max_pending.is_none_or(|m| t.pending_msgs < m);
         // A control change not yet seen is taken first: a stop deactivates the spouts before
         // it asks for its savepoint, so a spout that has just sent that savepoint's barrier
         // sees the deactivation here and emits nothing after it.
@@ -181,7 +184,7 @@ pub(crate) async fn run_spout<S: Spout>(
             for _ in 0..CALLS_PER_ROUND {
                 let n = t.next_tuple().await;
                 emitted += n;
-                let full = t.max_pending.is_some_and(|m| t.pending.len() >= m);
+                let full = t.max_pending.is_some_and(|m| t.pending_msgs >= m);
                 if n == 0 || full || t.restart_pending || t.env.emitter.has_full_batch {
                     break;
                 }
@@ -355,6 +358,11 @@ impl<S: Spout> SpoutTask<S> {
         let mut out = SpoutCollector {
             emitter: &mut self.env.emitter,
             pending: &mut self.pending,
+            pending_msgs: &mut self.pending_msgs,
+            shared: None,
+            // At least four trees fill `max_spout_pending`: the spout emits again as soon as
+            // one of them completes, not only when all of the window has.
+            shared_limit: self.max_pending.map_or(usize::MAX, |m| (m / 4).max(1)),
             now: None,
             ack_now: &mut self.ack_now,
             fail_now: &mut self.fail_now,
@@ -363,6 +371,7 @@ impl<S: Spout> SpoutTask<S> {
         let result = AssertUnwindSafe(self.spout.next_tuple(&mut out))
             .catch_unwind()
             .await;
+        out.close_shared();
         let emitted = out.emitted;
         if let Some(e) = self.env.emitter.take_error() {
             self.errors
@@ -409,7 +418,8 @@ impl<S: Spout> SpoutTask<S> {
             .await,
         );
         drop(old);
-        let orphans: Vec<_> = self.pending.drain().map(|(_, p)| p.msg_id).collect();
+        self.pending_msgs = 0;
+        let orphans: Vec<_> = self.pending.drain().flat_map(|(_, p)| p.msgs).collect();
         TaskMetrics::add(&self.env.metrics.failed, orphans.len() as u64);
         for id in orphans {
             self.call_sync(|s| s.fail(id));
@@ -425,15 +435,22 @@ impl<S: Spout> SpoutTask<S> {
             match n {
                 SpoutNotice::Complete(root) => {
                     if let Some(p) = self.pending.remove(&root) {
-                        latencies.push(now.saturating_duration_since(p.emitted_at));
-                        acked += 1;
-                        self.call_sync(|s| s.ack(p.msg_id));
+                        let latency = now.saturating_duration_since(p.emitted_at);
+                        self.pending_msgs -= p.msgs.len();
+                        acked += p.msgs.len() as u64;
+                        for id in p.msgs {
+                            latencies.push(latency);
+                            self.call_sync(|s| s.ack(id));
+                        }
                     }
                 }
                 SpoutNotice::Failed(root) => {
                     if let Some(p) = self.pending.remove(&root) {
-                        failed += 1;
-                        self.call_sync(|s| s.fail(p.msg_id));
+                        self.pending_msgs -= p.msgs.len();
+                        failed += p.msgs.len() as u64;
+                        for id in p.msgs {
+                            self.call_sync(|s| s.fail(id));
+                        }
                     }
                 }
             }
@@ -458,10 +475,13 @@ impl<S: Spout> SpoutTask<S> {
         if expired.is_empty() {
             return;
         }
-        TaskMetrics::add(&self.env.metrics.timed_out, expired.len() as u64);
         for root in expired {
             if let Some(p) = self.pending.remove(&root) {
-                self.call_sync(|s| s.fail(p.msg_id));
+                self.pending_msgs -= p.msgs.len();
+                TaskMetrics::add(&self.env.metrics.timed_out, p.msgs.len() as u64);
+                for id in p.msgs {
+                    self.call_sync(|s| s.fail(id));
+                }
             }
         }
     }
@@ -470,7 +490,7 @@ impl<S: Spout> SpoutTask<S> {
         self.env
             .metrics
             .pending
-            .store(self.pending.len() as u64, Relaxed);
+            .store(self.pending_msgs as u64, Relaxed);
         let mut exhausted = false;
         if self.pending.is_empty() && !self.restart_pending {
             self.call_sync(|s| exhausted = s.is_exhausted());
@@ -484,13 +504,14 @@ impl<S: Spout> SpoutTask<S> {
     /// The end: trees still pending are failed (the spout may persist them for a later replay),
     /// then the spout is closed and the last batches are sent.
     async fn close(mut self) {
-        let left: Vec<_> = self.pending.drain().map(|(_, p)| p.msg_id).collect();
+        self.pending_msgs = 0;
+        let left: Vec<_> = self.pending.drain().flat_map(|(_, p)| p.msgs).collect();
         if !left.is_empty() {
             tracing::warn!(
                 component = self.env.ctx.component_id(),
                 task = self.env.ctx.task_index(),
-                trees = left.len(),
-                "stop deadline reached with trees pending; failing them"
+                messages = left.len(),
+                "stop deadline reached with messages pending; failing them"
             );
             TaskMetrics::add(&self.env.metrics.failed, left.len() as u64);
             TaskMetrics::add(&self.env.metrics.abandoned_at_stop, left.len() as u64);

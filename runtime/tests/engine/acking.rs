@@ -1,6 +1,8 @@
 //! Acking, end to end: a spout's tree completes exactly when every tuple in it is acked, fails at
 //! once on an explicit fail, times out when a tuple is dropped, and with acking off is acked at
-//! once. A property test replays random failures until every message is acked exactly once.
+//! once; a shared tree acks or fails its messages together. A property test replays random
+//! failures, with trees of one message and shared ones, until every message is acked exactly
+//! once.
 //!
 //! To show that a tree has *not* completed, some tests send a probe message after it through the
 //! same single tasks and the single acker: each task sends its acker messages in order, and
@@ -83,6 +85,139 @@ async fn a_fan_out_tree_completes_only_when_every_leaf_is_acked() {
     assert_eq!(spout.failed(), [0, 0]);
     let s = report.metrics.component("spout").expect("spout");
     assert_eq!((s.acked(), s.failed(), s.timed_out()), (2, 0, 0));
+}
+
+// Guards: the messages of a shared tree are acked together, only once every tuple of the tree is acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_tree_completes_only_when_every_leaf_of_every_message_is_acked() {
+    // Messages 0-3 share the first call's tree; message 4, in the next call, is the probe.
+    let spout = VecSpout::new(["msg"], (0..5).map(|i| values![i]).collect()).shared_trees(4);
+    let release = Gate::default();
+    let received = Counter::default();
+    let mut b = TopologyBuilder::new("shared-tree");
+    b.config(config());
+    b.set_spout("spout", spout.factory(), 1);
+    b.set_bolt("fan", || Fan { fanout: 5 }, 1)
+        .shuffle_grouping("spout");
+    let hold_one_leaf = |t: &Tuple| int(t, 0) == 1 && int(t, 1) == 3;
+    b.set_bolt(
+        "sink",
+        Holder::factory(hold_one_leaf, &release, &received),
+        1,
+    )
+    .shuffle_grouping("fan")
+    .tick_interval(Duration::from_millis(5));
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+
+    wait_for(&handle, "the probe's tree completes", |m| {
+        spout.acked()[4] == 1 && m.component("sink").is_some_and(|s| s.acked() == 24)
+    })
+    .await;
+    assert_eq!(received.get(), 25, "every tree reached the sink");
+    assert_eq!(
+        spout.acked(),
+        [0, 0, 0, 0, 1],
+        "the shared tree completed with a leaf held"
+    );
+    let pending = handle
+        .metrics()
+        .component("spout")
+        .expect("spout")
+        .pending();
+    assert_eq!(pending, 4, "pending counts the shared tree's messages");
+
+    release.open();
+    wait_for(
+        &handle,
+        "the shared tree completes once its leaf is acked",
+        |_| spout.acked() == [1; 5],
+    )
+    .await;
+    let report = handle.stop(Duration::from_secs(5)).await;
+    assert!(report.drained);
+    assert_eq!(spout.failed(), [0; 5]);
+    assert_eq!(spout.emitted(), 5);
+    let s = report.metrics.component("spout").expect("spout");
+    assert_eq!((s.acked(), s.failed(), s.timed_out()), (5, 0, 0));
+}
+
+/// Fails the first attempt of one message and acks everything else.
+struct FailFirst {
+    msg: i64,
+    failed: Arc<Mutex<bool>>,
+}
+
+impl Bolt for FailFirst {
+    async fn execute(
+        &mut self,
+        input: Tuple,
+        out: &mut OutputCollector<'_>,
+    ) -> Result<(), BoxError> {
+        let mut failed = lock(&self.failed);
+        if int(&input, 0) == self.msg && !*failed {
+            *failed = true;
+            out.fail(&input);
+        } else {
+            out.ack(&input);
+        }
+        Ok(())
+    }
+}
+
+/// Runs 8 messages through a bolt that fails message 2 once, `per_call` fresh messages a call
+/// in shared trees; returns the spout's `(failed, acked, emitted)` and its metrics' `(acked,
+/// failed, timed out)`.
+fn fail_one_in_shared_trees(per_call: usize, config: Config) -> (Vec<u32>, u64, (u64, u64, u64)) {
+    let spout = VecSpout::new(["msg"], (0..8).map(|i| values![i]).collect()).shared_trees(per_call);
+    let failed = Arc::new(Mutex::new(false));
+    let mut b = TopologyBuilder::new("shared-tree-fails");
+    b.config(config);
+    b.set_spout("spout", spout.factory(), 1);
+    b.set_bolt(
+        "fail-first",
+        move || FailFirst {
+            msg: 2,
+            failed: failed.clone(),
+        },
+        2,
+    )
+    .shuffle_grouping("spout");
+    let cluster = LocalCluster::new(2).expect("a runtime");
+    let report = cluster.block_on(run_until_idle(b.build().expect("a valid topology")));
+    assert_eq!(spout.acked(), [1; 8], "every message acked once in the end");
+    let s = report.metrics.component("spout").expect("spout");
+    (
+        spout.failed(),
+        spout.emitted(),
+        (s.acked(), s.failed(), s.timed_out()),
+    )
+}
+
+// Guards: one failed tuple fails every message of its shared tree and no other; they are replayed each in a tree of its own and acked once.
+#[test]
+fn a_failure_in_a_shared_tree_fails_its_messages_and_they_are_replayed() {
+    // Calls of 4: messages 0-3 share a tree, 4-7 another; message 2 fails once.
+    let (failed, emitted, metrics) = fail_one_in_shared_trees(4, config());
+    assert_eq!(failed, [1, 1, 1, 1, 0, 0, 0, 0]);
+    assert_eq!(
+        emitted, 12,
+        "the failed tree's 4 messages were emitted again"
+    );
+    assert_eq!(metrics, (8, 4, 0));
+}
+
+// Guards: a shared tree takes at most a quarter of max_spout_pending; a call's further messages go into further trees.
+#[test]
+fn a_shared_tree_takes_at_most_a_quarter_of_max_spout_pending() {
+    // One call of 8 with max_spout_pending 8: trees of 2, so message 2 fails only 3 with it.
+    let config = Config {
+        max_spout_pending: Some(8),
+        ..config()
+    };
+    let (failed, emitted, metrics) = fail_one_in_shared_trees(8, config);
+    assert_eq!(failed, [0, 0, 1, 1, 0, 0, 0, 0]);
+    assert_eq!(emitted, 10);
+    assert_eq!(metrics, (8, 2, 0));
 }
 
 /// A full bolt that fails the inputs `fail` selects (explicitly) and acks the rest.
@@ -415,10 +550,13 @@ proptest! {
         messages in 1i64..40,
         max_fanout in 0u64..4,
         fail_percent in 0u64..40,
+        shared in 0usize..=3,
     ) {
         let chaos = Chaos { seed, max_fanout, fail_percent };
         let record: Arc<Mutex<Record>> = Arc::default();
         let spout = VecSpout::new(["msg"], (0..messages).map(|m| values![m]).collect());
+        // 1-3: fresh messages share a tree per call of up to that many.
+        let spout = if shared > 0 { spout.shared_trees(shared) } else { spout };
         let mut b = TopologyBuilder::new("chaos");
         b.config(config());
         b.set_spout("spout", spout.factory(), spouts);
