@@ -1,5 +1,5 @@
 //! The one-line status of a running topology: per component its rate since the last line, its
-//! acked / failed / timed-out counts (spouts), pending trees and queue fill.
+//! acked / failed / timed-out counts (spouts), pending messages and queue fill.
 //!
 //! ```text
 //! 12s sentences 98.1k/s acked 1.2M failed 0 timeout 0 pending 1000 | split 98.0k/s q 3% | count 640k/s q 0%

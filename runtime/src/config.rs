@@ -45,8 +45,9 @@ pub struct Config {
     /// counted as timed out. Default 30 s.
     #[serde(with = "duration_secs")]
     pub message_timeout: Duration,
-    /// The most un-acked trees one spout task may have; the spout is not asked for more tuples
-    /// until some complete. `None` = no limit (queues still bound memory). Default `Some(1000)`.
+    /// The most un-acked messages one spout task may have (the messages of a shared tree count
+    /// one each); the spout is not asked for more tuples until some complete. `None` = no
+    /// limit (queues still bound memory). Default `Some(1000)`.
     pub max_spout_pending: Option<usize>,
     /// Threads of the runtime that runs the tasks ([`LocalCluster`](crate::LocalCluster)).
     /// Default: the number of cores.

@@ -436,7 +436,7 @@ fn config_schema() -> Value {
             "max_spout_pending": {
                 "anyOf": [ { "type": "integer", "minimum": 0 }, { "const": "none" } ],
                 "default": 1000,
-                "description": "un-acked trees per spout task before the spout is paused; \"none\": no limit" },
+                "description": "un-acked messages per spout task before the spout is paused; \"none\": no limit" },
             "worker_threads": { "type": "integer", "minimum": 1,
                 "description": "threads running the tasks (default: the number of cores)" },
             "queue_capacity": { "type": "integer", "minimum": 1, "default": 8192,

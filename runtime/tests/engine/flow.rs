@@ -68,7 +68,7 @@ impl Bolt for Slow {
     }
 }
 
-// Guards: no spout task ever has more than max_spout_pending trees pending, and the limit is reached (so the bound is what holds the spout back).
+// Guards: no spout task ever has more than max_spout_pending messages pending, and the limit is reached (so the bound is what holds the spout back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_spout_pending_is_never_exceeded() {
     const MAX: u64 = 8;
