@@ -668,7 +668,7 @@ impl<M> SpoutCollector<'_, M> {
 
     /// Emits a tracked tuple on the `default` stream in the tree this call shares: the
     /// messages emitted with `emit_shared` during one `next_tuple` call are one tuple tree for
-    /// the acker and the spout task (a call that emits more than a quarter of
+    /// the acker and the spout task (a call that emits more than a sixteenth of
     /// `max_spout_pending` starts another tree there). Each message still gets exactly one
     /// `ack` or `fail`, but together: when every tuple of the tree is acked, each message is
     /// acked; when one fails or the tree times out, each message is failed.

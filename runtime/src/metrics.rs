@@ -102,11 +102,12 @@ impl TaskMetrics {
         }
     }
 
-    /// Records complete latencies of spout trees.
-    pub(crate) fn record_complete(&self, latencies: impl Iterator<Item = Duration>) {
+    /// Records complete latencies of spout messages: each tree's latency, once for each of its
+    /// messages.
+    pub(crate) fn record_complete(&self, latencies: impl Iterator<Item = (Duration, u64)>) {
         if let Ok(mut h) = self.complete_latency.lock() {
-            for l in latencies {
-                h.saturating_record((l.as_micros() as u64).max(1));
+            for (l, messages) in latencies {
+                h.saturating_record_n((l.as_micros() as u64).max(1), messages);
             }
         }
     }

@@ -360,9 +360,9 @@ impl<S: Spout> SpoutTask<S> {
             pending: &mut self.pending,
             pending_msgs: &mut self.pending_msgs,
             shared: None,
-            // At least four trees fill `max_spout_pending`: the spout emits again as soon as
-            // one of them completes, not only when all of the window has.
-            shared_limit: self.max_pending.map_or(usize::MAX, |m| (m / 4).max(1)),
+            // Sixteen trees or more fill `max_spout_pending`: as each completes, the spout
+            // emits again, so the window refills in small steps, not all at once.
+            shared_limit: self.max_pending.map_or(usize::MAX, |m| (m / 16).max(1)),
             now: None,
             ack_now: &mut self.ack_now,
             fail_now: &mut self.fail_now,
@@ -438,8 +438,8 @@ impl<S: Spout> SpoutTask<S> {
                         let latency = now.saturating_duration_since(p.emitted_at);
                         self.pending_msgs -= p.msgs.len();
                         acked += p.msgs.len() as u64;
+                        latencies.push((latency, p.msgs.len() as u64));
                         for id in p.msgs {
-                            latencies.push(latency);
                             self.call_sync(|s| s.ack(id));
                         }
                     }

@@ -68,9 +68,10 @@
 //! checkpoint is the end of its longest acked prefix: a line acked before earlier ones is held
 //! in a map of acked ranges until the gap closes. Emitted lines are kept in memory until acked
 //! and emitted again on fail or timeout (at most `max_spout_pending` per task). The new lines
-//! of one call (up to 256) share one tuple tree (`SpoutCollector::emit_shared`): the acker and
-//! the task track one tree per call instead of one per line; if any of its tuples fails or the
-//! tree times out, all of its lines are emitted again, each in a tree of its own. A task of its
+//! of one call (up to 256, and up to a sixteenth of `max_spout_pending`) share one tuple tree
+//! (`SpoutCollector::emit_shared`): the acker and the task track one tree per call instead of
+//! one per line; if any of its tuples fails or the tree times out, all of its lines are emitted
+//! again, each in a tree of its own. A task of its
 //! own writes the checkpoints every `checkpoint_interval` when they changed (also while the
 //! spout is held back at `max_spout_pending`) and the spout writes them once more at close, per
 //! task to `<state_dir>/task-<i>.json`
