@@ -694,29 +694,51 @@ impl<M> SpoutCollector<'_, M> {
             Some(tree) => tree.root,
             None => self.emitter.new_id(),
         };
+        let Some((msg_id, seed)) = self.emit_in_tree(None, None, values, root, msg_id) else {
+            return;
+        };
+        self.now.get_or_insert_with(Instant::now);
+        let tree = self.shared.get_or_insert_with(|| SharedTree {
+            root,
+            seed: 0,
+            msgs: SmallVec::new(),
+        });
+        tree.seed ^= seed;
+        tree.msgs.push(msg_id);
+    }
+
+    /// Emits `values` as a tuple of the tree `root` for message `id`. If it reached a task,
+    /// returns the message and the XOR of the ids sent, counted pending, for the caller to
+    /// register; else settles the message after the call (failed if refused, acked if no task
+    /// subscribes).
+    fn emit_in_tree(
+        &mut self,
+        stream: Option<&str>,
+        direct: Option<TaskId>,
+        values: Values,
+        root: u64,
+        id: M,
+    ) -> Option<(M, u64)> {
         let mut seed = 0u64;
-        let sent = self.emitter.emit_with(None, None, values, |rng| {
+        let sent = self.emitter.emit_with(stream, direct, values, |rng| {
             let edge = new_id(rng);
             seed ^= edge;
             smallvec::smallvec![(root, edge)]
         });
         match sent {
-            None => self.fail_now.push(msg_id),
+            None => {
+                self.fail_now.push(id);
+                None
+            }
             Some(0) => {
                 self.emitted += 1;
-                self.ack_now.push(msg_id);
+                self.ack_now.push(id);
+                None
             }
             Some(_) => {
                 self.emitted += 1;
                 *self.pending_msgs += 1;
-                self.now.get_or_insert_with(Instant::now);
-                let tree = self.shared.get_or_insert_with(|| SharedTree {
-                    root,
-                    seed: 0,
-                    msgs: SmallVec::new(),
-                });
-                tree.seed ^= seed;
-                tree.msgs.push(msg_id);
+                Some((id, seed))
             }
         }
     }
@@ -780,31 +802,17 @@ impl<M> SpoutCollector<'_, M> {
         }
         let Some(id) = msg_id else { return };
         let root = self.emitter.new_id();
-        let mut seed = 0u64;
-        let sent = self.emitter.emit_with(stream, direct, values, |rng| {
-            let edge = new_id(rng);
-            seed ^= edge;
-            smallvec::smallvec![(root, edge)]
-        });
-        match sent {
-            None => self.fail_now.push(id),
-            Some(0) => {
-                self.emitted += 1;
-                self.ack_now.push(id);
-            }
-            Some(_) => {
-                self.emitted += 1;
-                self.emitter.ack_init(root, seed);
-                *self.pending_msgs += 1;
-                self.pending.insert(
-                    root,
-                    PendingTree {
-                        msgs: smallvec::smallvec![id],
-                        emitted_at: *self.now.get_or_insert_with(Instant::now),
-                    },
-                );
-            }
-        }
+        let Some((id, seed)) = self.emit_in_tree(stream, direct, values, root, id) else {
+            return;
+        };
+        self.emitter.ack_init(root, seed);
+        self.pending.insert(
+            root,
+            PendingTree {
+                msgs: smallvec::smallvec![id],
+                emitted_at: *self.now.get_or_insert_with(Instant::now),
+            },
+        );
     }
 }
 

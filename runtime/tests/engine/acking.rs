@@ -44,6 +44,25 @@ impl BasicBolt for Fan {
     }
 }
 
+/// Submits spout -> fan (5 children a message) -> a sink that holds what `hold` selects until
+/// `release` opens, counting what it receives.
+fn fan_out_holding(
+    spout: &VecSpout,
+    hold: fn(&Tuple) -> bool,
+    release: &Gate,
+    received: &Counter,
+) -> topo_runtime::TopologyHandle {
+    let mut b = TopologyBuilder::new("fan-out");
+    b.config(config());
+    b.set_spout("spout", spout.factory(), 1);
+    b.set_bolt("fan", || Fan { fanout: 5 }, 1)
+        .shuffle_grouping("spout");
+    b.set_bolt("sink", Holder::factory(hold, release, received), 1)
+        .shuffle_grouping("fan")
+        .tick_interval(Duration::from_millis(5));
+    topo_runtime::submit(b.build().expect("a valid topology"))
+}
+
 // Guards: a fan-out tree completes only when its last leaf is acked, and then at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_tree_completes_only_when_every_leaf_is_acked() {
@@ -51,20 +70,8 @@ async fn a_fan_out_tree_completes_only_when_every_leaf_is_acked() {
     let spout = VecSpout::new(["msg"], vec![values![0], values![1]]);
     let release = Gate::default();
     let received = Counter::default();
-    let mut b = TopologyBuilder::new("fan-out");
-    b.config(config());
-    b.set_spout("spout", spout.factory(), 1);
-    b.set_bolt("fan", || Fan { fanout: 5 }, 1)
-        .shuffle_grouping("spout");
     let hold_one_leaf = |t: &Tuple| int(t, 0) == 0 && int(t, 1) == 3;
-    b.set_bolt(
-        "sink",
-        Holder::factory(hold_one_leaf, &release, &received),
-        1,
-    )
-    .shuffle_grouping("fan")
-    .tick_interval(Duration::from_millis(5));
-    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+    let handle = fan_out_holding(&spout, hold_one_leaf, &release, &received);
 
     // The sink publishes its ack count after sending the acks, so wait for that too.
     wait_for(&handle, "the probe's tree completes", |m| {
@@ -94,20 +101,8 @@ async fn a_shared_tree_completes_only_when_every_leaf_of_every_message_is_acked(
     let spout = VecSpout::new(["msg"], (0..5).map(|i| values![i]).collect()).shared_trees(4);
     let release = Gate::default();
     let received = Counter::default();
-    let mut b = TopologyBuilder::new("shared-tree");
-    b.config(config());
-    b.set_spout("spout", spout.factory(), 1);
-    b.set_bolt("fan", || Fan { fanout: 5 }, 1)
-        .shuffle_grouping("spout");
     let hold_one_leaf = |t: &Tuple| int(t, 0) == 1 && int(t, 1) == 3;
-    b.set_bolt(
-        "sink",
-        Holder::factory(hold_one_leaf, &release, &received),
-        1,
-    )
-    .shuffle_grouping("fan")
-    .tick_interval(Duration::from_millis(5));
-    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+    let handle = fan_out_holding(&spout, hold_one_leaf, &release, &received);
 
     wait_for(&handle, "the probe's tree completes", |m| {
         spout.acked()[4] == 1 && m.component("sink").is_some_and(|s| s.acked() == 24)
