@@ -389,19 +389,23 @@ fn top_names_the_bottleneck_the_endpoint_names() {
             .as_str()
             .map(str::to_string)
     };
-    // The throttle saturates within a few seconds; until then there may be no bottleneck.
+    // The throttle saturates within a few seconds. Until then there may be no bottleneck, or a
+    // passing one: on a loaded machine one run named the acker, whose queue was over half full
+    // in that first window. Once the throttle is busy, its capacity comes before any queue.
     let start = Instant::now();
-    let by_endpoint = loop {
-        if let Some(id) = named("1s") {
-            break id;
+    let mut seen = Vec::new();
+    loop {
+        let id = named("1s");
+        if id.as_deref() == Some("to_api") {
+            break;
         }
+        seen.extend(id);
         assert!(
             start.elapsed() < WAIT,
-            "the endpoint named no bottleneck within {WAIT:?}"
+            "the endpoint did not name the throttle within {WAIT:?}; it named {seen:?}"
         );
         std::thread::sleep(Duration::from_millis(250));
-    };
-    assert_eq!(by_endpoint, "to_api");
+    }
     let out = topo(&["top", &t.addr, "--once", "--interval", "1s"]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -410,7 +414,7 @@ fn top_names_the_bottleneck_the_endpoint_names() {
         .filter(|l| l.ends_with("<- bottleneck"))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(marked, [by_endpoint.as_str()], "{text}");
+    assert_eq!(marked, ["to_api"], "{text}");
 }
 
 #[test]
