@@ -280,8 +280,34 @@ async fn an_explicit_fail_reaches_the_spout_long_before_the_timeout() {
 // Guards: a tuple a bolt never acks fails at the spout after the message timeout (not before), counted as timed out, not failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_tuple_times_out_and_counts_as_timed_out() {
-    let timeout = Duration::from_millis(500);
     let spout = VecSpout::new(["msg"], (0..4).map(|i| values![i]).collect()).without_replay();
+    let (failed, acked, metrics) = hold_message_1_past_the_timeout(&spout, 1).await;
+    assert_eq!(failed, [0, 1, 0, 0]);
+    assert_eq!(acked, [1, 0, 1, 1]);
+    assert_eq!(metrics, (3, 0, 1));
+}
+
+// Guards: a dropped tuple times out its whole shared tree: each of its messages is failed and counted as timed out, the other tree is acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_tuple_times_out_every_message_of_its_shared_tree() {
+    // Calls of 2: messages 0-1 share a tree, 2-3 another.
+    let spout = VecSpout::new(["msg"], (0..4).map(|i| values![i]).collect())
+        .without_replay()
+        .shared_trees(2);
+    let (failed, acked, metrics) = hold_message_1_past_the_timeout(&spout, 2).await;
+    assert_eq!(failed, [1, 1, 0, 0]);
+    assert_eq!(acked, [0, 0, 1, 1]);
+    assert_eq!(metrics, (2, 0, 2));
+}
+
+/// Runs the spout into a sink that never acks message 1, with a 500 ms message timeout, until
+/// `timed_out` messages timed out (not before the timeout) and the run is idle; returns the
+/// spout's fails and acks per message and its metrics' `(acked, failed, timed out)`.
+async fn hold_message_1_past_the_timeout(
+    spout: &VecSpout,
+    timed_out: u64,
+) -> (Vec<u32>, Vec<u32>, (u64, u64, u64)) {
+    let timeout = Duration::from_millis(500);
     let never = Gate::default();
     let received = Counter::default();
     let mut b = TopologyBuilder::new("timeout");
@@ -299,7 +325,8 @@ async fn a_dropped_tuple_times_out_and_counts_as_timed_out() {
     let start = Instant::now();
     let handle = topo_runtime::submit(b.build().expect("a valid topology"));
     wait_for(&handle, "message 1 times out", |m| {
-        m.component("spout").is_some_and(|s| s.timed_out() == 1)
+        m.component("spout")
+            .is_some_and(|s| s.timed_out() == timed_out)
     })
     .await;
     assert!(
@@ -309,10 +336,12 @@ async fn a_dropped_tuple_times_out_and_counts_as_timed_out() {
     );
     wait_idle(&handle).await;
     let report = handle.stop(Duration::from_secs(5)).await;
-    assert_eq!(spout.failed(), [0, 1, 0, 0]);
-    assert_eq!(spout.acked(), [1, 0, 1, 1]);
     let s = report.metrics.component("spout").expect("spout");
-    assert_eq!((s.acked(), s.failed(), s.timed_out()), (3, 0, 1));
+    (
+        spout.failed(),
+        spout.acked(),
+        (s.acked(), s.failed(), s.timed_out()),
+    )
 }
 
 /// Joins `a` and `b`: holds the first to arrive; when both are in, emits one `ab` anchored to both
