@@ -252,9 +252,12 @@ impl TaskContext {
 /// # Delivery
 /// A tuple emitted with a message id is tracked: exactly one of `ack(id)` (the whole tree was
 /// processed) or `fail(id)` (a bolt failed it, it timed out, or a task failed) follows. Replaying
-/// a failed message is the spout's choice. With acking off, `ack` follows every tracked emit at
-/// once. If the spout panics or returns an error, the instance is dropped, a new one is created
-/// and opened, and every tree the old one had pending is failed to the new one (so it can replay).
+/// a failed message is the spout's choice. Messages emitted with
+/// [`SpoutCollector::emit_shared`](crate::SpoutCollector::emit_shared) in one call share a tree:
+/// each still gets one `ack` or `fail`, all of them together. With acking off, `ack` follows
+/// every tracked emit at once. If the spout panics or returns an error, the instance is dropped,
+/// a new one is created and opened, and every message the old one had pending is failed to the
+/// new one (so it can replay).
 pub trait Spout: Send + 'static {
     /// What identifies an emitted message to this spout in `ack`/`fail` (an offset, a key, ...).
     type MessageId: Send + 'static;
