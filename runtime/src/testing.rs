@@ -887,21 +887,22 @@ impl Spout for VecSpoutTask {
         for _ in 0..st.shared.max(1) {
             let mut queue = lock(&st.queue);
             let Some(&i) = queue.front() else { break };
-            let replay = lock(&st.failed)[i as usize] > 0;
-            if st.shared > 0 && replay && out.emitted() > 0 {
-                break; // a replay goes alone, in the next call
+            // Without shared trees every message, with them a replay, goes in a call of its own.
+            let alone = st.shared == 0 || lock(&st.failed)[i as usize] > 0;
+            if alone && out.emitted() > 0 {
+                break;
             }
             queue.pop_front();
             drop(queue);
             st.emitted.fetch_add(1, Relaxed);
             let values = st.values[i as usize].clone();
-            if st.shared > 0 && st.tracked && !replay {
-                out.emit_shared(values, i);
-            } else {
+            if alone || !st.tracked {
                 out.emit(values, st.tracked.then_some(i));
-            }
-            if st.shared > 0 && replay {
-                break;
+                if alone {
+                    break;
+                }
+            } else {
+                out.emit_shared(values, i);
             }
         }
         Ok(())
