@@ -115,6 +115,7 @@ async fn spout_to_failing_bolt_to_sink_delivers_every_record_at_least_once() {
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
         },
+        ..KinesisSinkOptions::default()
     };
     sink_opts.check().expect("valid sink options");
     let writer = KinesisWriter::new(sink_opts);

@@ -287,7 +287,7 @@ async fn undecodable_json_goes_to_the_error_stream() {
     let good: Vec<String> = tuples
         .iter()
         .filter(|t| t.stream == "default")
-        .map(|t| t.values[4].as_str().unwrap_or("").to_string())
+        .map(|t| t.values[5].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(good, ["d1", "d2"]);
     let errors: Vec<String> = tuples

@@ -62,6 +62,7 @@ fn options(stream: &str) -> KinesisSinkOptions {
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
         },
+        ..KinesisSinkOptions::default()
     }
 }
 

@@ -104,6 +104,29 @@ pub async fn put(c: &Client, stream: &str, records: &[(String, String)]) -> Vec<
     out
 }
 
+/// Puts records (partition key, explicit hash key, data) one by one with PutRecord; returns
+/// each one's (shard, sequence number).
+pub async fn put_raw(
+    c: &Client,
+    stream: &str,
+    records: &[(String, Option<String>, Vec<u8>)],
+) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(records.len());
+    for (key, hash_key, data) in records {
+        let r = c
+            .put_record()
+            .stream_name(stream)
+            .partition_key(key)
+            .set_explicit_hash_key(hash_key.clone())
+            .data(Blob::new(data.clone()))
+            .send()
+            .await
+            .expect("put a record");
+        out.push((r.shard_id().to_string(), r.sequence_number().to_string()));
+    }
+    out
+}
+
 /// Puts `records` (partition key, data) with PutRecords, 500 a call; panics if the server
 /// refuses any.
 pub async fn put_batched(c: &Client, stream: &str, records: &[(String, String)]) {
@@ -153,6 +176,32 @@ pub async fn shards(c: &Client, stream: &str) -> Vec<Shard> {
 
 /// Every record of every shard, shard by shard in stream order.
 pub async fn read_all(c: &Client, stream: &str) -> Vec<Record> {
+    read_raw(c, stream)
+        .await
+        .into_iter()
+        .map(|r| Record {
+            shard: r.shard,
+            partition_key: r.partition_key,
+            data: String::from_utf8_lossy(&r.data).into_owned(),
+        })
+        .collect()
+}
+
+/// One record of a stream, as it is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The shard it is in.
+    pub shard: String,
+    /// Its sequence number.
+    pub sequence: String,
+    /// Its partition key.
+    pub partition_key: String,
+    /// Its data.
+    pub data: Vec<u8>,
+}
+
+/// Every record of every shard as stored, shard by shard in stream order.
+pub async fn read_raw(c: &Client, stream: &str) -> Vec<RawRecord> {
     let mut out = Vec::new();
     for s in shards(c, stream).await {
         let mut it = c
@@ -173,10 +222,11 @@ pub async fn read_all(c: &Client, stream: &str) -> Vec<Record> {
                 .await
                 .expect("get records");
             for rec in r.records() {
-                out.push(Record {
+                out.push(RawRecord {
                     shard: s.shard_id().to_string(),
+                    sequence: rec.sequence_number().to_string(),
                     partition_key: rec.partition_key().to_string(),
-                    data: String::from_utf8_lossy(rec.data().as_ref()).into_owned(),
+                    data: rec.data().as_ref().to_vec(),
                 });
             }
             if r.records().is_empty() {

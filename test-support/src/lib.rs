@@ -4,12 +4,14 @@
 //!
 //! ```text
 //!  spouts/tests, bolts/tests, tests/  ──►  topo-test-support  ──►  tansu (TOPO_KAFKA_BROKERS)
-//!                                                            └─►  kinesalite (TOPO_KINESIS_ENDPOINT)
+//!                                                            ├─►  kinesalite (TOPO_KINESIS_ENDPOINT)
+//!                                                            └─►  aws-kinesis-agg (Python, kpl)
 //! ```
 
 pub mod cpu;
 pub mod kafka;
 pub mod kinesis;
+pub mod kpl;
 pub mod soak;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

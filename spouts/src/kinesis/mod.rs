@@ -4,7 +4,8 @@
 //! structs) and the client built from them ([`kinesis_client`]).
 //!
 //! ```text
-//!  Kinesis stream ──► KinesisSpout (shards leased among workers, checkpoints) ──► bolts
+//!  Kinesis stream ──► KinesisSpout (shards leased among workers, checkpoints,
+//!                     KPL aggregates taken apart: kpl) ──► bolts
 //!  bolts ──► KinesisWriter in a BatchSink (PutRecords, refused entries retried) ──► Kinesis stream
 //!            both: KinesisConnection ──► kinesis_client (region, endpoint, credentials)
 //! ```
@@ -15,6 +16,7 @@
 //! five fields (with their docs) into each options struct, and
 //! [`connection`](KinesisOptions::connection) hands them to the shared checks and client.
 
+pub mod kpl;
 mod lease;
 pub mod sink;
 pub mod source;

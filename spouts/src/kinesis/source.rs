@@ -14,13 +14,15 @@
 //!    │ GetShardIterator (checkpoint: AFTER_SEQUENCE_NUMBER, else `start_at`)
 //!    │ GetRecords every `poll_interval` (≥ 200 ms: 5 reads/s per shard), back-off on
 //!    ▼ throttling and errors, expired iterators renewed after the last record read
-//!  reader task per shard ──► bounded channel (full: readers wait) ──► next_tuple drains ≤ 64
+//!  reader task per shard: a KPL aggregate is taken apart into its user records (kpl.rs)
+//!    ──► bounded channel (full: readers wait) ──► next_tuple drains ≤ 64
 //!                                                                          │
-//!  spout ──emit (shard, sequence, partition_key, data[, fields..]) id (shard, n)──► bolts
+//!  spout ──emit (shard, sequence, sub_sequence, partition_key, data[, fields..]) id (shard, n)──► bolts
 //!    │   pending: id -> tuple; fail -> emitted again; ack -> per-shard acked prefix
 //!    ├──emit_to "error" (reason, raw), unanchored (undecodable record, counted)
 //!    └─ every `checkpoint_interval`: <state_dir>/shard-<shard id>.json  (last acked sequence
-//!       number of the contiguous acked prefix, `ended` once SHARD_END is reached and acked;
+//!       number of the contiguous acked prefix (and its sub-sequence number when it ends inside
+//!       a KPL aggregate), `ended` once SHARD_END is reached and acked;
 //!       written to a temporary file, fsynced, renamed)
 //! ```
 //!
@@ -46,15 +48,31 @@
 //! retry = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
 //! stop_at_end = false             # true: each shard is read up to its current end, then the
 //!                                 # spout is exhausted once all is acked (tests, `--until-idle`)
+//! deaggregate = true              # KPL aggregated records -> one tuple per user record
 //! ```
 //! Without `access_key_id`/`secret_access_key`, credentials come from the SDK's default chain (environment `AWS_ACCESS_KEY_ID` /
 //! `AWS_SECRET_ACCESS_KEY`, profiles, instance roles).
 //!
 //! # Output
-//! The `default` stream carries (`shard`, `sequence`, `partition_key`, `data`), then with
-//! `payload = "json"` one field per name in `fields`. `data` is, by `payload`: `utf8` text
+//! The `default` stream carries (`shard`, `sequence`, `sub_sequence`, `partition_key`, `data`),
+//! then with `payload = "json"` one field per name in `fields`. `data` is, by `payload`: `utf8` text
 //! (invalid UTF-8 replaced by U+FFFD), `strict` text (not UTF-8: `error`), `bytes` (a Bytes
 //! value) or `json` (the parsed document; with `fields`, an object is required).
+//!
+//! # KPL aggregated records
+//! Producers using the Kinesis Producer Library (or the Kinesis Agent, or `kinesis` sinks with
+//! `aggregation = true`) pack many user records into one Kinesis record (see `kpl.rs` for the
+//! format). With `deaggregate = true` (the default, as in the KCL) the spout emits one tuple per
+//! user record: its own `partition_key`, the Kinesis record's `sequence`, and its index in the
+//! aggregate as `sub_sequence` (0 for a record that is not an aggregate). A record without the
+//! format's magic bytes passes through as it is. A corrupt aggregate (its MD5 checksum does not
+//! match, its protobuf does not decode, a table index points nowhere, or it holds no user
+//! records) goes to the `error` stream whole, with the reason. Each user record is acked,
+//! failed and replayed on its own. A checkpoint may fall inside an aggregate (the sequence
+//! number and the sub-sequence number of its last acked user record, as the KCL's extended
+//! sequence numbers): a restart then reads the aggregate again (AT_SEQUENCE_NUMBER) and skips
+//! the user records the checkpoint covers. With `deaggregate = false` an aggregate is emitted
+//! as one opaque record (`data`, `sub_sequence` 0).
 //!
 //! The `error` stream carries (`reason`, `raw`) for records that cannot be decoded (`raw`: the
 //! first KiB, invalid UTF-8 replaced). Such a record counts as handled for the checkpoint, is
@@ -107,8 +125,9 @@
 //!   time) but never handed back during the run, so a shard's records are never read by two
 //!   tasks between two checkpoints. Workers are not counted. Several processes sharing one
 //!   stream's shards in one run is not supported in this mode.
-//! - **Snapshot**: each task writes the shards it took (state part `shards`): the sequence
-//!   number of the last record whose tuple the checkpoint covers — under exactly-once (acking
+//! - **Snapshot**: each task writes the shards it took (state part `positions`; checkpoints of
+//!   earlier versions, without sub-sequence numbers, hold `shards` and are read too): the
+//!   sequence number (and sub-sequence number) of the last record whose tuple the checkpoint covers — under exactly-once (acking
 //!   off) the last record emitted, under at-least-once the end of the contiguous acked prefix —
 //!   and `ended` once the shard's SHARD_END is covered.
 //! - **Restore**: every task makes the shards' files the checkpoint's before its coordinator
@@ -153,7 +172,7 @@ use topo_runtime::{
     TaskContext, Value, Values, values,
 };
 
-use super::{describe, kinesis_options, lease};
+use super::{describe, kinesis_options, kpl, lease};
 use crate::connector::acked::AckedPrefix;
 use crate::connector::counters;
 use crate::connector::encoding::PayloadFormat;
@@ -223,6 +242,8 @@ pub struct KinesisOptions {
     pub retry: RetryOptions,
     /// Read each shard to its current end, then stop (the spout becomes exhausted).
     pub stop_at_end: bool,
+    /// Take KPL aggregated records apart into their user records (as the KCL does).
+    pub deaggregate: bool,
 }
 }
 
@@ -246,6 +267,7 @@ impl Default for KinesisOptions {
             state_dir: None,
             retry: RetryOptions::default(),
             stop_at_end: false,
+            deaggregate: true,
         }
     }
 }
@@ -253,8 +275,11 @@ impl Default for KinesisOptions {
 counters! {
     /// Counts shared by every task of a spout (and its clones).
 pub struct KinesisCounters {
-        /// Records read and passed on as tuples (replays not counted).
+        /// Records read and passed on as tuples (replays not counted); a KPL aggregate counts
+        /// its user records.
         records,
+        /// KPL aggregated records taken apart into their user records.
+        aggregates,
         /// Records that could not be decoded, sent to the `error` stream.
         malformed,
         /// GetRecords calls that succeeded.
@@ -299,8 +324,33 @@ struct Saved {
     shard: String,
     /// The last sequence number of the acked prefix (none: nothing acked yet).
     sequence: Option<String>,
+    /// Set when the prefix ends inside a KPL aggregate: the index of its last acked user
+    /// record; the aggregate's later user records are not acked yet.
+    #[serde(default)]
+    sub_sequence: Option<u64>,
     /// SHARD_END reached and every record acked.
     ended: bool,
+}
+
+/// A shard's position as checkpoints taken before sub-sequence numbers held it (state part
+/// `shards`; postcard has no optional fields, so the new layout is a part of its own,
+/// `positions`): read when restoring such a checkpoint.
+#[derive(Clone, Debug, Deserialize)]
+struct SavedBefore {
+    shard: String,
+    sequence: Option<String>,
+    ended: bool,
+}
+
+impl From<SavedBefore> for Saved {
+    fn from(s: SavedBefore) -> Saved {
+        Saved {
+            shard: s.shard,
+            sequence: s.sequence,
+            sub_sequence: None,
+            ended: s.ended,
+        }
+    }
 }
 
 /// The checkpoint state of one task, shared by the spout, the coordinator and the writer.
@@ -310,16 +360,29 @@ struct Store {
     dirty: HashSet<String>,
 }
 
+/// Where a record (or a user record of a KPL aggregate) sits in its shard: what a checkpoint
+/// after it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Position {
+    sequence: SmolStr,
+    /// A user record of an aggregate other than its last: its index (resume inside the
+    /// aggregate, after it). `None`: the whole Kinesis record is covered.
+    sub: Option<u64>,
+}
+
+/// Where a reader starts: after `sequence`, or inside its aggregate after user record `sub`.
+type ResumeAt = Option<(String, Option<u64>)>;
+
 /// What the readers hand to the spout.
 enum Item {
     Record {
         shard: u32,
-        sequence: SmolStr,
+        at: Position,
         values: Values,
     },
     Error {
         shard: u32,
-        sequence: SmolStr,
+        at: Position,
         values: Values,
     },
     /// The shard reached SHARD_END: every record of it was sent before this.
@@ -334,8 +397,8 @@ struct Track {
     id: String,
     next: u64,
     prefix: AckedPrefix,
-    /// Sequence numbers of emitted records from ordinal `prefix.committed()` on.
-    sequences: VecDeque<SmolStr>,
+    /// Positions of emitted records from ordinal `prefix.committed()` on.
+    sequences: VecDeque<Position>,
     ended: bool,
     /// Handed to another worker: its acks no longer move the checkpoint.
     released: bool,
@@ -503,11 +566,12 @@ impl KinesisSpout {
         let mut seen = HashSet::new();
         for f in &opts.fields {
             if f.is_empty()
-                || ["shard", "sequence", "partition_key", "data"].contains(&f.as_str())
+                || ["shard", "sequence", "sub_sequence", "partition_key", "data"]
+                    .contains(&f.as_str())
                 || !seen.insert(f.as_str())
             {
                 return Err(format!(
-                    "option `fields`: {f:?} is empty, repeated, or one of the fields shard, sequence, partition_key, data"
+                    "option `fields`: {f:?} is empty, repeated, or one of the fields shard, sequence, sub_sequence, partition_key, data"
                 ));
             }
         }
@@ -877,13 +941,14 @@ async fn coordinate(
                 names.push(id.to_string());
                 (names.len() - 1) as u32
             };
-            let after = saved.as_ref().and_then(|s| s.sequence.clone());
+            let after: ResumeAt = saved
+                .as_ref()
+                .and_then(|s| s.sequence.clone().map(|q| (q, s.sub_sequence)));
             lock(&shared.store).shards.insert(
                 id.to_string(),
                 saved.unwrap_or(Saved {
                     shard: id.to_string(),
-                    sequence: None,
-                    ended: false,
+                    ..Saved::default()
                 }),
             );
             lock(&shared.leases).insert(id.to_string(), lease);
@@ -947,8 +1012,13 @@ async fn coordinate(
     }
 }
 
-/// The iterator of a shard: after `after`, else at `start_at`.
-async fn get_iterator(shared: &Shared, shard: &str, after: Option<&str>) -> Result<String, String> {
+/// The iterator of a shard: after `after` (at it when the position is inside an aggregate:
+/// the reader skips the user records already covered), else at `start_at`.
+async fn get_iterator(
+    shared: &Shared,
+    shard: &str,
+    after: Option<(&str, Option<u64>)>,
+) -> Result<String, String> {
     let o = &shared.opts;
     let mut req = shared
         .client
@@ -956,8 +1026,11 @@ async fn get_iterator(shared: &Shared, shard: &str, after: Option<&str>) -> Resu
         .stream_name(&o.stream)
         .shard_id(shard);
     req = match after {
-        Some(seq) => req
+        Some((seq, None)) => req
             .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(seq),
+        Some((seq, Some(_))) => req
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
             .starting_sequence_number(seq),
         None => match o.start_at {
             KinesisStart::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
@@ -998,7 +1071,7 @@ async fn get_iterator(shared: &Shared, shard: &str, after: Option<&str>) -> Resu
 }
 
 /// Reads one shard until SHARD_END (or its current end with `stop_at_end`).
-async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: Option<String>) {
+async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: ResumeAt) {
     let o = shared.opts.clone();
     let counters = &shared.counters;
     let mut failures = 0u32;
@@ -1019,7 +1092,13 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
         };
         let it = match &iterator {
             Some(it) => it.clone(),
-            None => match get_iterator(&shared, &shard, after.as_deref()).await {
+            None => match get_iterator(
+                &shared,
+                &shard,
+                after.as_ref().map(|(q, sub)| (q.as_str(), *sub)),
+            )
+            .await
+            {
                 Ok(it) => it,
                 Err(e) => {
                     if !fail(e, &mut failures) || !shared.sleep(backoff).await {
@@ -1042,7 +1121,7 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
             .limit(o.max_records)
             .send()
             .await;
-        let out = match result {
+        let mut out = match result {
             Ok(out) => out,
             Err(e) => {
                 let service = e.as_service_error();
@@ -1080,24 +1159,61 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
         failures = 0;
         backoff = o.retry.backoff;
         counters.get_records_calls.fetch_add(1, Relaxed);
-        let records = out.records();
+        let records = std::mem::take(&mut out.records);
+        let read = records.len();
         for r in records {
             let sequence = SmolStr::new(r.sequence_number());
-            let item = decode(
+            // Resuming inside an aggregate: its user records up to `sub` are covered.
+            let covered = match &after {
+                Some((q, Some(sub))) if *q == r.sequence_number => Some(*sub),
+                _ => None,
+            };
+            let key = SmolStr::new(r.partition_key());
+            let data = bytes::Bytes::from(r.data.into_inner());
+            let d = Decoder {
                 index,
-                &shard,
-                sequence.clone(),
-                r.partition_key(),
-                r.data().as_ref(),
-                &o,
+                shard: &shard,
+                opts: &o,
                 counters,
-                &shared.component,
-            );
-            tokio::select! {
-                _ = shared.cancel.cancelled() => return,
-                res = shared.tx.send_async(item) => if res.is_err() { return },
+                component: &shared.component,
+            };
+            let items = match o.deaggregate.then(|| kpl::deaggregate(&data)) {
+                None | Some(Ok(None)) => vec![d.decode(sequence.clone(), None, 0, key, &data)],
+                Some(Err(reason)) => vec![d.error(
+                    Position {
+                        sequence: sequence.clone(),
+                        sub: None,
+                    },
+                    format!("record {sequence} of shard {shard} {reason}"),
+                    &data,
+                )],
+                Some(Ok(Some(users))) => {
+                    counters.aggregates.fetch_add(1, Relaxed);
+                    let last = users.len() as u64 - 1;
+                    users
+                        .into_iter()
+                        .zip(0u64..)
+                        .filter(|(_, i)| covered.is_none_or(|c| *i > c))
+                        .map(|(u, i)| {
+                            let sub = (i < last).then_some(i);
+                            d.decode(
+                                sequence.clone(),
+                                sub,
+                                i,
+                                SmolStr::new(&u.partition_key),
+                                &u.data,
+                            )
+                        })
+                        .collect()
+                }
+            };
+            for item in items {
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => return,
+                    res = shared.tx.send_async(item) => if res.is_err() { return },
+                }
             }
-            after = Some(sequence.to_string());
+            after = Some((sequence.to_string(), None));
         }
         match out.next_shard_iterator() {
             None => {
@@ -1106,52 +1222,79 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: O
             }
             Some(next) => iterator = Some(next.to_string()),
         }
-        if o.stop_at_end && records.is_empty() && out.millis_behind_latest().unwrap_or(0) == 0 {
+        if o.stop_at_end && read == 0 && out.millis_behind_latest().unwrap_or(0) == 0 {
             return;
         }
     }
 }
 
-/// Turns a record into an item.
-#[allow(clippy::too_many_arguments)]
-fn decode(
+/// Turns records into items: what a reader knows of its shard and the spout's options.
+struct Decoder<'a> {
     index: u32,
-    shard: &str,
-    sequence: SmolStr,
-    key: &str,
-    data: &[u8],
-    opts: &KinesisOptions,
-    counters: &KinesisCounters,
-    component: &str,
-) -> Item {
-    let error = |reason: String| {
-        counters.malformed.fetch_add(1, Relaxed);
-        if counters.log.warn.allow() {
-            tracing::warn!(component, shard, %reason, "record sent to the `error` stream");
+    shard: &'a str,
+    opts: &'a KinesisOptions,
+    counters: &'a KinesisCounters,
+    component: &'a str,
+}
+
+impl Decoder<'_> {
+    /// The item of a record (or a user record of an aggregate: `sub` is its position when it
+    /// is not the aggregate's last, `sub_sequence` its index).
+    fn decode(
+        &self,
+        sequence: SmolStr,
+        sub: Option<u64>,
+        sub_sequence: u64,
+        key: SmolStr,
+        data: &[u8],
+    ) -> Item {
+        let at = Position {
+            sequence: sequence.clone(),
+            sub,
+        };
+        let mut values = values![
+            Value::Str(SmolStr::new(self.shard)),
+            Value::Str(sequence.clone()),
+            Value::Int(sub_sequence as i64),
+            Value::Str(key)
+        ];
+        match decode_payload(self.opts.payload, data, &self.opts.fields) {
+            Ok((value, extracted)) => {
+                values.push(value);
+                values.extend(extracted);
+            }
+            Err(e) => {
+                let whose = if sub.is_some() || sub_sequence > 0 {
+                    format!("user record {sub_sequence} of ")
+                } else {
+                    String::new()
+                };
+                return self.error(
+                    at,
+                    format!("{whose}record {sequence} of shard {} {e}", self.shard),
+                    data,
+                );
+            }
+        }
+        self.counters.records.fetch_add(1, Relaxed);
+        Item::Record {
+            shard: self.index,
+            at,
+            values,
+        }
+    }
+
+    /// The item of a record that cannot be decoded: to the `error` stream, counted and logged.
+    fn error(&self, at: Position, reason: String, data: &[u8]) -> Item {
+        self.counters.malformed.fetch_add(1, Relaxed);
+        if self.counters.log.warn.allow() {
+            tracing::warn!(component = self.component, shard = self.shard, %reason, "record sent to the `error` stream");
         }
         Item::Error {
-            shard: index,
-            sequence: sequence.clone(),
+            shard: self.index,
+            at,
             values: values![reason, raw_prefix(data)],
         }
-    };
-    let mut values = values![
-        Value::Str(SmolStr::new(shard)),
-        Value::Str(sequence.clone()),
-        Value::Str(SmolStr::new(key))
-    ];
-    match decode_payload(opts.payload, data, &opts.fields) {
-        Ok((value, extracted)) => {
-            values.push(value);
-            values.extend(extracted);
-        }
-        Err(e) => return error(format!("record {sequence} of shard {shard} {e}")),
-    }
-    counters.records.fetch_add(1, Relaxed);
-    Item::Record {
-        shard: index,
-        sequence,
-        values,
     }
 }
 
@@ -1199,8 +1342,9 @@ impl Running {
             shard: id.clone(),
             ..Saved::default()
         });
-        if let Some(seq) = last {
-            saved.sequence = Some(seq.to_string());
+        if let Some(p) = last {
+            saved.sequence = Some(p.sequence.to_string());
+            saved.sub_sequence = p.sub;
         }
         if t.ended && after == t.next && !saved.ended {
             saved.ended = true;
@@ -1222,28 +1366,20 @@ impl Running {
         }
         while n < DRAIN_PER_CALL && out.pending() < self.max_pending {
             match self.rx.try_recv() {
-                Ok(Item::Record {
-                    shard,
-                    sequence,
-                    values,
-                }) => {
+                Ok(Item::Record { shard, at, values }) => {
                     let Some(t) = self.track(shard) else { continue };
                     let id = (shard, t.next);
                     t.next += 1;
-                    t.sequences.push_back(sequence);
+                    t.sequences.push_back(at);
                     self.pending.insert(id, values.clone());
                     out.emit(values, id);
                 }
-                Ok(Item::Error {
-                    shard,
-                    sequence,
-                    values,
-                }) => {
+                Ok(Item::Error { shard, at, values }) => {
                     out.emit_to(ERROR_STREAM, values, None);
                     let Some(t) = self.track(shard) else { continue };
                     let ord = t.next;
                     t.next += 1;
-                    t.sequences.push_back(sequence);
+                    t.sequences.push_back(at);
                     self.acked(shard, ord, counters);
                 }
                 Ok(Item::End { shard }) => {
@@ -1337,7 +1473,7 @@ impl Spout for KinesisSpout {
     type MessageId = (u32, u64);
 
     fn declare_outputs(&self, out: &mut OutputDeclarer) {
-        let mut fields = vec!["shard", "sequence", "partition_key", "data"];
+        let mut fields = vec!["shard", "sequence", "sub_sequence", "partition_key", "data"];
         fields.extend(self.opts.fields.iter().map(String::as_str));
         out.declare(fields);
         out.declare_stream(ERROR_STREAM, SOURCE_ERROR_FIELDS);
@@ -1503,14 +1639,15 @@ impl Spout for KinesisSpout {
                     ..Saved::default()
                 });
                 if let Some(last) = t.sequences.back() {
-                    s.sequence = Some(last.to_string());
+                    s.sequence = Some(last.sequence.to_string());
+                    s.sub_sequence = last.sub;
                 }
                 s.ended |= t.ended;
             }
         }
         let mut saved: Vec<Saved> = shards.into_values().collect();
         saved.sort_by(|a, b| a.shard.cmp(&b.shard));
-        snap.put("shards", &saved);
+        snap.put("positions", &saved);
         ck.pending.taken(snap.checkpoint_id(), saved);
         Ok(())
     }
@@ -1526,7 +1663,15 @@ impl Spout for KinesisSpout {
         // before any coordinator reads them: every shard of every old task, and no file of a
         // shard the checkpoint does not hold (read from `start_at`, as new).
         let mut saved: HashMap<String, Saved> = HashMap::new();
-        for list in from.get_all::<Vec<Saved>>("shards")? {
+        let mut lists = from.get_all::<Vec<Saved>>("positions")?;
+        if lists.is_empty() {
+            lists = from
+                .get_all::<Vec<SavedBefore>>("shards")?
+                .into_iter()
+                .map(|l| l.into_iter().map(Saved::from).collect())
+                .collect();
+        }
+        for list in lists {
             for s in list {
                 let e = saved.entry(s.shard.clone()).or_insert_with(|| s.clone());
                 if s.ended || (!e.ended && e.sequence.is_none()) {
@@ -1643,7 +1788,7 @@ pub fn kinds() -> Vec<Kind> {
     vec![
         Kind::spout(
             "kinesis",
-            "records of an Amazon Kinesis stream (every shard, resharding followed), each shard's acked sequence number checkpointed and resumed from; throttling backed off; bad records to `error`",
+            "records of an Amazon Kinesis stream (every shard, resharding followed; KPL aggregates taken apart into user records), each shard's acked sequence number checkpointed and resumed from; throttling backed off; bad records to `error`",
             KinesisSpout::clone,
         )
         .with_example(EXAMPLE),
@@ -1659,10 +1804,11 @@ endpoint = "http://127.0.0.1:4567"   # a Kinesis-compatible server; unset = AWS 
 region = "us-east-1"
 start_at = "trim_horizon" # without a checkpoint; or "latest", "at_timestamp" (+ timestamp), ...
 payload = "json"          # or "utf8", "strict", "bytes"
-fields = ["device_id", "temperature"]   # output: shard, sequence, partition_key, data, device_id, temperature
+fields = ["device_id", "temperature"]   # output: shard, sequence, sub_sequence, partition_key, data, device_id, temperature
 checkpoint_interval = "1s"   # acked sequence number per shard under state_dir (default .topo/state/<topology>/<component>)
 retry = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
 # stop_at_end = true      # read to the current end, then end (`topo run --until-idle`)
+# deaggregate = true      # KPL aggregated records: one tuple per user record (sub_sequence: its index)
 
 # undecodable records, with the reason, to a sink of their own:
 # [bolts.rejects]  kind = "stdout"  inputs = [{ from = "readings", stream = "error" }]
