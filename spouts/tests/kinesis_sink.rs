@@ -457,6 +457,19 @@ async fn entries_refused_inside_a_reply_are_retried_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn throughput() {
+    measure_throughput(false).await;
+}
+
+// The same with `aggregation = true` (batches of up to 5,000 records packed per shard into
+// aggregates of the default 51,200 bytes).
+// Run: cargo test --release -p topo-spouts --test kinesis_sink -- --ignored --nocapture throughput
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn throughput_aggregated() {
+    measure_throughput(true).await;
+}
+
+async fn measure_throughput(aggregation: bool) {
     const N: usize = 50_000;
     let c = client().await;
     let stream = unique("bench");
@@ -466,14 +479,20 @@ async fn throughput() {
         .collect();
     let mut opts = options(&stream);
     opts.batch.interval = Duration::from_millis(200);
+    if aggregation {
+        opts.aggregation = true;
+        opts.batch.max_records = 5000;
+    }
     let start = std::time::Instant::now();
-    let (spout, errors, _) = run(opts, inputs, true).await;
+    let (spout, errors, counters) = run(opts, inputs, true).await;
     let secs = start.elapsed().as_secs_f64();
     assert!(spout.acked().iter().all(|&n| n == 1));
     assert!(errors.tuples().is_empty());
+    let stored = read_all(&c, &stream).await.len();
     println!(
-        "kinesis sink: {N} records put and acked in {secs:.2}s: {:.0} records/s",
-        N as f64 / secs
+        "kinesis sink (aggregation {aggregation}): {N} records put and acked in {secs:.2}s: {:.0} records/s; {stored} Kinesis records stored ({} aggregates)",
+        N as f64 / secs,
+        counters.aggregates()
     );
     delete_stream(&c, &stream).await;
 }
