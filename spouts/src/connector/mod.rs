@@ -11,6 +11,7 @@
 //! - [`acked`]: the acked-prefix tracker of the sources that resume from a position.
 //! - [`counters`]: the counters struct of a connector (the crate-internal `counters!` macro).
 //! - [`encoding`]: line encodings and payload formats, bytes to a value or the reason not.
+//! - [`records`]: tuples as JSON lines or CSV rows (the `file` and `s3` sinks).
 //! - [`retry`]: retries and back-off, one set of options.
 //! - [`sink`]: what every durable sink shares — batching, ack after the write, retries, the
 //!   `record` of an `error` tuple and the JSON encoding of a tuple.
@@ -20,6 +21,7 @@
 pub mod acked;
 pub mod counters;
 pub mod encoding;
+pub mod records;
 pub mod retry;
 pub mod sink;
 pub mod state;

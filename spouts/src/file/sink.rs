@@ -131,39 +131,16 @@ use std::time::Duration;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
-use smol_str::SmolStr;
 use tokio::time::Instant;
 use topo_dsl::{FromOptions, Kind};
-use topo_runtime::{
-    BoxError, CheckpointId, Restore, Snapshot, StreamSchema, TaskContext, Tuple, Value, clock,
-};
+use topo_runtime::{BoxError, CheckpointId, Restore, Snapshot, TaskContext, Tuple, clock};
 
+pub use crate::connector::records::FileFormat;
+use crate::connector::records::{RecordEncoder, check_fields};
+use crate::connector::sink::exactly_once;
 use crate::connector::sink::{
     BatchDefaults, BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError,
 };
-use crate::connector::sink::{encode_json, exactly_once};
-
-/// How the `file` sink encodes records.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    /// One JSON object per line, keyed by field name (`.jsonl`).
-    #[default]
-    Jsonl,
-    /// Comma-separated values with a header line per file (`.csv`).
-    Csv,
-}
-
-impl FileFormat {
-    fn extension(self) -> &'static str {
-        match self {
-            FileFormat::Jsonl => "jsonl",
-            FileFormat::Csv => "csv",
-        }
-    }
-}
 
 /// When the `file` sink starts a new file.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -247,28 +224,14 @@ impl FileSinkOptions {
     }
 }
 
-/// Which values of a tuple are written, resolved once per input stream.
-struct Resolved {
-    schema: &'static StreamSchema,
-    /// Index in the tuple of each written column, or why this stream's records cannot be written.
-    indices: Result<Vec<usize>, String>,
-}
-
 /// The [`BatchWriter`] of the `file` sink: encodes records into a batch buffer and appends
 /// batches to the current file. Wrap it with [`FileWriter::into_sink`].
 pub struct FileWriter {
     opts: Arc<FileSinkOptions>,
-    /// The written columns when fixed (`fields`, or a csv file's first record).
-    columns: Option<Vec<SmolStr>>,
-    /// The csv header line of `columns` (empty for jsonl).
-    header: Arc<Vec<u8>>,
-    resolved: Option<Resolved>,
+    /// Encodes records (JSON lines or CSV).
+    records: RecordEncoder,
     /// Encoded records of the pending batch.
     buf: Vec<u8>,
-    /// Scratch space for one csv cell.
-    scratch: Vec<u8>,
-    /// Quotes csv cells (RFC 4180) into its buffer, which is moved to `buf` per record.
-    csv: CsvOut,
     /// The file side; `None` only while a write runs on the blocking thread.
     disk: Option<Disk>,
 }
@@ -299,14 +262,7 @@ impl FileWriter {
                 opts.prefix
             ));
         }
-        for (i, f) in opts.fields.iter().enumerate() {
-            if f.is_empty() {
-                return Err("option `fields` has an empty field name".into());
-            }
-            if opts.fields[..i].contains(f) {
-                return Err(format!("option `fields` names {f:?} twice"));
-            }
-        }
+        check_fields(&opts.fields)?;
         if opts.rotate.max_bytes == 0 {
             return Err("option `rotate.max_bytes` must be at least 1, got 0".into());
         }
@@ -317,13 +273,9 @@ impl FileWriter {
     }
 
     fn from_checked(opts: Arc<FileSinkOptions>) -> FileWriter {
-        let mut w = FileWriter {
-            columns: None,
-            header: Arc::new(Vec::new()),
-            resolved: None,
+        FileWriter {
+            records: RecordEncoder::new(opts.format, &opts.fields),
             buf: Vec::new(),
-            scratch: Vec::new(),
-            csv: CsvOut::new(),
             disk: Some(Disk {
                 dir: opts.dir.clone(),
                 task: 0,
@@ -333,11 +285,7 @@ impl FileWriter {
                 two_phase: None,
             }),
             opts,
-        };
-        if !w.opts.fields.is_empty() {
-            w.set_columns(w.opts.fields.iter().map(SmolStr::new).collect());
         }
-        w
     }
 
     /// The options.
@@ -355,63 +303,6 @@ impl FileWriter {
     /// The path of the file being written (with its `.part` suffix), if one is open.
     pub fn current_file(&self) -> Option<&Path> {
         self.disk.as_ref()?.file.as_ref().map(|f| f.part.as_path())
-    }
-
-    fn set_columns(&mut self, columns: Vec<SmolStr>) {
-        if self.opts.format == FileFormat::Csv {
-            let mut header = Vec::new();
-            let mut out = CsvOut::new();
-            for (i, c) in columns.iter().enumerate() {
-                out.cell(&mut header, i == 0, c.as_bytes());
-            }
-            out.end(&mut header);
-            self.header = Arc::new(header);
-        }
-        self.columns = Some(columns);
-    }
-
-    /// The column indices for this input's stream, cached per stream.
-    fn resolve(&mut self, input: &Tuple) -> Result<(), String> {
-        let schema = input.schema();
-        if self
-            .resolved
-            .as_ref()
-            .is_some_and(|r| std::ptr::eq(r.schema, schema))
-        {
-            return Ok(());
-        }
-        if self.columns.is_none() && self.opts.format == FileFormat::Csv {
-            self.set_columns(schema.fields().to_vec());
-        }
-        let indices = match &self.columns {
-            None => Ok((0..schema.fields().len()).collect()),
-            Some(cols) => {
-                let found: Result<Vec<usize>, String> = cols
-                    .iter()
-                    .map(|c| {
-                        schema.index_of(c).ok_or_else(|| {
-                            format!(
-                                "the record has no field `{c}` (its fields: {}; written: {})",
-                                schema.fields().join(", "),
-                                cols.join(", ")
-                            )
-                        })
-                    })
-                    .collect();
-                match found {
-                    Ok(_) if self.opts.fields.is_empty() && schema.fields().len() != cols.len() => {
-                        Err(format!(
-                            "the record's fields ({}) differ from the file's columns ({})",
-                            schema.fields().join(", "),
-                            cols.join(", ")
-                        ))
-                    }
-                    other => other,
-                }
-            }
-        };
-        self.resolved = Some(Resolved { schema, indices });
-        Ok(())
     }
 }
 
@@ -438,39 +329,7 @@ impl BatchWriter for FileWriter {
     }
 
     fn encode(&mut self, input: &Tuple) -> Result<usize, String> {
-        self.resolve(input)?;
-        let Some(Resolved {
-            indices: Ok(indices),
-            ..
-        }) = &self.resolved
-        else {
-            return Err(match &self.resolved {
-                Some(Resolved {
-                    indices: Err(e), ..
-                }) => e.clone(),
-                _ => "the record's fields could not be resolved".into(),
-            });
-        };
-        let start = self.buf.len();
-        let result = match self.opts.format {
-            FileFormat::Jsonl => {
-                encode_json(&mut self.buf, input, Some(indices), self.columns.as_deref())
-            }
-            FileFormat::Csv => encode_csv(
-                &mut self.buf,
-                &mut self.scratch,
-                &mut self.csv,
-                input,
-                indices,
-            ),
-        };
-        match result {
-            Ok(()) => Ok(self.buf.len() - start),
-            Err(e) => {
-                self.buf.truncate(start);
-                Err(e)
-            }
-        }
+        self.records.encode(&mut self.buf, input)
     }
 
     async fn write(&mut self) -> Result<(), WriteError> {
@@ -482,7 +341,7 @@ impl BatchWriter for FileWriter {
         };
         let buf = std::mem::take(&mut self.buf);
         let opts = self.opts.clone();
-        let header = self.header.clone();
+        let header = self.records.header().clone();
         let now = Instant::now();
         let wall = clock::now_millis();
         let joined = tokio::task::spawn_blocking(move || {
@@ -1000,94 +859,6 @@ fn is_stamp_seq_ext(s: &str) -> bool {
         && matches!(ext, ".jsonl" | ".csv" | ".jsonl.gz" | ".csv.gz")
 }
 
-/// Writes csv straight into a byte buffer, with the `csv-core` writer: `,` between cells, `\n`
-/// after each record, a cell quoted only when it needs it (RFC 4180). No allocation per record.
-#[derive(Clone, Debug)]
-struct CsvOut(csv_core::Writer);
-
-impl CsvOut {
-    fn new() -> CsvOut {
-        CsvOut(
-            csv_core::WriterBuilder::new()
-                .terminator(csv_core::Terminator::Any(b'\n'))
-                .build(),
-        )
-    }
-
-    /// Appends one cell; `first` for the first cell of a record.
-    fn cell(&mut self, buf: &mut Vec<u8>, first: bool, cell: &[u8]) {
-        let start = buf.len();
-        // The most it can take: the previous cell's closing quote, a delimiter, two quotes and
-        // every byte doubled.
-        buf.resize(start + 2 * cell.len() + 4, 0);
-        let mut n = 0;
-        if !first {
-            n += self.0.delimiter(&mut buf[start..]).1;
-        }
-        n += self.0.field(cell, &mut buf[start + n..]).2;
-        buf.truncate(start + n);
-    }
-
-    /// Ends the record.
-    fn end(&mut self, buf: &mut Vec<u8>) {
-        let start = buf.len();
-        buf.resize(start + 4, 0);
-        let n = self.0.terminator(&mut buf[start..]).1;
-        buf.truncate(start + n);
-    }
-}
-
-/// Appends one CSV row of the values at `indices` (all of it, or nothing on an error).
-fn encode_csv(
-    buf: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-    csv: &mut CsvOut,
-    input: &Tuple,
-    indices: &[usize],
-) -> Result<(), String> {
-    let values = input.values();
-    let start = buf.len();
-    for (k, &i) in indices.iter().enumerate() {
-        scratch.clear();
-        // Writing to a Vec cannot fail.
-        match &values[i] {
-            Value::Null => {}
-            Value::Bool(b) => scratch.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Value::Int(n) => {
-                let _ = write!(scratch, "{n}");
-            }
-            Value::Float(x) => {
-                let _ = write!(scratch, "{x}");
-            }
-            Value::Str(s) => scratch.extend_from_slice(s.as_bytes()),
-            Value::Bytes(b) => {
-                if std::str::from_utf8(b).is_err() {
-                    *csv = CsvOut::new();
-                    buf.truncate(start);
-                    return Err(format!(
-                        "field `{}` holds bytes that are not UTF-8 text",
-                        input.fields()[i]
-                    ));
-                }
-                scratch.extend_from_slice(b);
-            }
-            v @ (Value::List(_) | Value::Map(_)) => {
-                if let Err(e) = serde_json::to_writer(&mut *scratch, v) {
-                    *csv = CsvOut::new();
-                    buf.truncate(start);
-                    return Err(format!(
-                        "field `{}` cannot be written as JSON: {e}",
-                        input.fields()[i]
-                    ));
-                }
-            }
-        }
-        csv.cell(buf, k == 0, scratch);
-    }
-    csv.end(buf);
-    Ok(())
-}
-
 /// The `file` kind, for the registry.
 pub fn kinds() -> Vec<Kind> {
     vec![
@@ -1147,18 +918,5 @@ mod tests {
         assert!(!is_stamp_seq_ext("20261124T171500-.jsonl"));
         assert!(!is_stamp_seq_ext("0-20261124T171500-1.jsonl"));
         assert!(!is_stamp_seq_ext("20261124T171500-1.txt"));
-    }
-
-    #[test]
-    fn csv_quoting() {
-        let mut out = CsvOut::new();
-        let mut b = Vec::new();
-        out.cell(&mut b, true, b"plain");
-        out.cell(&mut b, false, b"a,\"b\"\nc");
-        out.cell(&mut b, false, b"");
-        out.end(&mut b);
-        out.cell(&mut b, true, b"x y");
-        out.end(&mut b);
-        assert_eq!(b, b"plain,\"a,\"\"b\"\"\nc\",\nx y\n");
     }
 }
