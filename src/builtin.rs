@@ -1,6 +1,6 @@
 //! The built-in component kinds: each is declared beside its code (`kinds()` of its module in
 //! `topo-spouts` or `topo-bolts`), and this registry adds them all, sources first. A kind whose
-//! Cargo feature is off (`kafka`, `kinesis`, `mqtt`, `postgres`, `redis`, `http`, `feed`) is not
+//! Cargo feature is off (`kafka`, `kinesis`, `mqtt`, `postgres`, `redis`, `http`, `feed`, `s3`) is not
 //! built and not listed.
 
 use topo_dsl::registry::Registry;

@@ -173,6 +173,7 @@ fn each_sink_shows_its_own_batch_default() {
         )
     };
     assert_eq!(batch_of("file"), (10_000.into(), 10_000.into()));
+    assert_eq!(batch_of("s3"), (100_000.into(), 100_000.into()));
     for kind in ["http", "kinesis", "postgres", "redis"] {
         assert_eq!(batch_of(kind), (500.into(), 500.into()), "{kind}");
     }

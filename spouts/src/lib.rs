@@ -40,6 +40,8 @@
 //!   transaction each; inputs acked after the commit, bad rows to `error`.
 //! - [`mod@redis`]: the `redis` sink, batches of sorted-set, hash, string or list updates in one
 //!   `MULTI`/`EXEC`; inputs acked after the server's reply.
+//! - [`s3`]: the `s3` sink, objects of JSON lines or CSV (gzip, zstd) under time partitions
+//!   in S3 or an S3-compatible store; inputs acked once their object is stored.
 //! - [`socket`]: lines over TCP, as a client (reconnecting with backoff) or a server of many
 //!   clients; at-least-once while the process lives (unacked lines kept in memory).
 //! - [`stdin`]: the lines of standard input; exhausted at end of input once every line is acked.
@@ -50,7 +52,7 @@
 //! ## Cargo features
 //!
 //! One per external system, all on by default: `kafka`, `kinesis`, `mqtt`, `postgres`, `redis`,
-//! `http` (ingest spout and sink), `feed`. Each brings its connectors and their heavy
+//! `http` (ingest spout and sink), `feed`, `s3`. Each brings its connectors and their heavy
 //! dependencies (librdkafka, the AWS SDK, ...); files, sockets, standard input, the generator
 //! and the connector layer are always there.
 
@@ -73,6 +75,8 @@ pub mod mqtt;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod socket;
 pub mod stdin;
 
@@ -110,6 +114,8 @@ pub use mqtt::{MqttCounters, MqttOptions, MqttSpout};
 pub use postgres::{PostgresColumns, PostgresMode, PostgresOptions, PostgresSink, PostgresWriter};
 #[cfg(feature = "redis")]
 pub use redis::{RedisCommand, RedisOptions, RedisSink, RedisWriter};
+#[cfg(feature = "s3")]
+pub use s3::{S3Compression, S3Connection, S3Sink, S3SinkCounters, S3SinkOptions, S3Writer};
 pub use socket::{LineCounters, ReconnectOptions, SocketMode, SocketOptions, SocketSpout};
 pub use stdin::{StdinOptions, StdinSpout};
 
@@ -135,5 +141,7 @@ pub fn kinds() -> Vec<topo_dsl::Kind> {
     kinds.extend(postgres::kinds());
     #[cfg(feature = "redis")]
     kinds.extend(redis::kinds());
+    #[cfg(feature = "s3")]
+    kinds.extend(s3::kinds());
     kinds
 }

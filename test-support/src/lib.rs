@@ -5,13 +5,15 @@
 //! ```text
 //!  spouts/tests, bolts/tests, tests/  ──►  topo-test-support  ──►  tansu (TOPO_KAFKA_BROKERS)
 //!                                                            ├─►  kinesalite (TOPO_KINESIS_ENDPOINT)
-//!                                                            └─►  aws-kinesis-agg (Python, kpl)
+//!                                                            ├─►  aws-kinesis-agg (Python, kpl)
+//!                                                            └─►  moto, read with boto3 (s3)
 //! ```
 
 pub mod cpu;
 pub mod kafka;
 pub mod kinesis;
 pub mod kpl;
+pub mod s3;
 pub mod soak;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -139,6 +139,10 @@ pub trait BatchDefaults:
 {
     /// The default `max_records`.
     const MAX_RECORDS: usize;
+    /// The default `max_bytes`: 1 MiB unless the sink says otherwise.
+    const MAX_BYTES: usize = 1 << 20;
+    /// The default `interval`, in milliseconds: 1 s unless the sink says otherwise.
+    const INTERVAL_MS: u64 = 1000;
 }
 
 /// The batch defaults of most sinks: 500 records, 1 MiB, 1 s.
@@ -151,7 +155,11 @@ impl BatchDefaults for StandardBatch {
 
 impl<D: BatchDefaults> Default for BatchOptions<D> {
     fn default() -> Self {
-        BatchOptions::new(D::MAX_RECORDS, 1 << 20, Duration::from_secs(1))
+        BatchOptions::new(
+            D::MAX_RECORDS,
+            D::MAX_BYTES,
+            Duration::from_millis(D::INTERVAL_MS),
+        )
     }
 }
 
