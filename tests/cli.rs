@@ -707,7 +707,11 @@ inputs = [{ from = "parse" }, { from = "parse", stream = "error" }]
 }
 
 /// Examples run by the connector tests instead, each against a stream or topic of its own.
-const CONNECTOR_EXAMPLES: &[&str] = &["kafka_word_count.toml", "kinesis_sensors.toml"];
+const CONNECTOR_EXAMPLES: &[&str] = &[
+    "kafka_word_count.toml",
+    "kinesis_sensors.toml",
+    "sensors_archive.toml",
+];
 
 // Guards that every example topology in `examples/` runs to the end with the built-in kinds:
 // each is run with `COUNT` set small (examples read their message counts as `${COUNT:-...}`).
@@ -718,8 +722,8 @@ fn every_example_topology_runs() {
         .expect("examples/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        // These need a stream or topic of their own on a broker: their own tests run them
-        // (tests/cli_kafka.rs, tests/cli_kinesis.rs).
+        // These need a stream, topic or bucket of their own: their own tests run them
+        // (tests/cli_kafka.rs, tests/cli_kinesis.rs, tests/cli_s3.rs).
         .filter(|p| !CONNECTOR_EXAMPLES.iter().any(|name| p.ends_with(name)))
         .collect();
     files.sort();

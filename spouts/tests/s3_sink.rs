@@ -387,3 +387,64 @@ fn bad_options_name_the_option() {
         assert!(e.contains(want), "{want:?} not in {e:?}");
     }
 }
+
+// Measures the sink against the local server: 200,000 readings (~80 bytes of JSON each) through
+// 2 sink tasks with `max_spout_pending` 20,000, each input acked once its object is stored;
+// prints records/s, the objects stored and their mean size. The figure goes in BENCHMARKS.md.
+// Run: cargo test --release -p topo-spouts --test s3_sink -- --ignored --nocapture throughput
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn throughput() {
+    for compression in [
+        S3Compression::Gzip,
+        S3Compression::Zstd,
+        S3Compression::None,
+    ] {
+        const N: usize = 200_000;
+        let bucket = unique_bucket("s3-bench");
+        create_bucket(&bucket);
+        let t0: i64 = 1_796_583_540_000;
+        let inputs: Vec<Values> = (0..N)
+            .map(|i| {
+                values![
+                    format!("sensor-{:04}", i % 10),
+                    20.0 + (i % 97) as f64 / 10.0,
+                    t0 + i as i64
+                ]
+            })
+            .collect();
+        let mut opts = options(&bucket);
+        opts.compression = compression;
+        opts.time_field = Some("ts".into());
+        opts.batch = BatchOptions::new(100_000, 64 << 20, Duration::from_secs(5));
+        let writer = S3Writer::new(opts.clone()).expect("valid options");
+        let counters = writer.counters().clone();
+        let spout = VecSpout::new(["device", "temperature", "ts"], inputs);
+        let mut b = TopologyBuilder::new("s3-bench");
+        b.config_mut().max_spout_pending = Some(20_000);
+        b.set_spout("in", spout.factory(), 1);
+        let (batch, retry) = (opts.batch.clone(), opts.retry.clone());
+        b.set_bolt(
+            "archive",
+            BoltFactory::full(move || BatchSink::new(writer.fresh(), batch.clone(), retry.clone())),
+            2,
+        )
+        .shuffle_grouping("in");
+        let start = std::time::Instant::now();
+        let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+        while !spout.all_acked() {
+            assert!(start.elapsed() < WAIT * 2, "timed out");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        handle.stop(Duration::from_secs(5)).await;
+        assert_eq!(counters.records(), N as u64);
+        println!(
+            "s3 sink ({compression:?}): {N} records stored and acked in {secs:.2}s: {:.0} records/s; {} objects, {:.0} records and {:.1} KiB each on average",
+            N as f64 / secs,
+            counters.objects(),
+            N as f64 / counters.objects() as f64,
+            counters.bytes() as f64 / counters.objects() as f64 / 1024.0
+        );
+    }
+}
