@@ -323,17 +323,11 @@ async fn a_missing_bucket_fails_the_inputs_until_it_exists() {
         "{error}"
     );
     assert!(spout.acked().iter().all(|&n| n == 1));
-    let mut ns: Vec<i64> = objects(&bucket, "raw/")
-        .iter()
-        .flat_map(lines)
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(&l).expect("json")["n"]
-                .as_i64()
-                .expect("n")
-        })
-        .collect();
-    ns.sort();
-    assert_eq!(ns, (0..50).collect::<Vec<i64>>(), "each input stored once");
+    assert_eq!(
+        stored_numbers(&bucket),
+        (0..50).collect::<Vec<i64>>(),
+        "each input stored once"
+    );
 }
 
 // Guards an unreachable endpoint: the inputs are failed for replay, and the error names the
@@ -447,4 +441,78 @@ async fn throughput() {
             counters.bytes() as f64 / counters.objects() as f64 / 1024.0
         );
     }
+}
+
+/// The numbers (field `n`) of every record stored under `raw/`, sorted.
+fn stored_numbers(bucket: &str) -> Vec<i64> {
+    let mut ns: Vec<i64> = objects(bucket, "raw/")
+        .iter()
+        .flat_map(lines)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(&l).expect("json")["n"]
+                .as_i64()
+                .expect("n")
+        })
+        .collect();
+    ns.sort();
+    ns
+}
+
+// Guards exactly-once: objects written before a barrier are staged (multipart uploads not
+// completed: invisible) and appear only when their checkpoint completes; a task restored from a
+// checkpoint whose objects were completed before the crash does not make them again, and one
+// restored from a checkpoint whose completion the crash prevented completes them once, however
+// often it is restored.
+#[test]
+fn exactly_once_objects_appear_with_their_checkpoint_and_once() {
+    use topo_runtime::testing::BoltTester;
+    let bucket = unique_bucket("s3-eo");
+    create_bucket(&bucket);
+    let mut opts = options(&bucket);
+    opts.batch = BatchOptions::new(2, 1 << 20, Duration::from_secs(3600));
+    let writer = S3Writer::new(opts.clone()).expect("valid options");
+    let make = move || BatchSink::new(writer.fresh(), opts.batch.clone(), opts.retry.clone());
+    let config = topo_runtime::Config {
+        guarantee: topo_runtime::Guarantee::ExactlyOnce,
+        ..topo_runtime::Config::default()
+    };
+
+    let mut first = BoltTester::full_with(make.clone(), ["n"], config.clone(), None);
+    first.execute_all([values![1i64], values![2i64], values![3i64]]);
+    assert!(
+        stored_numbers(&bucket).is_empty(),
+        "a full batch is staged, not visible"
+    );
+    let (one, _) = first.checkpoint().expect("checkpoint 1");
+    assert!(
+        stored_numbers(&bucket).is_empty(),
+        "visible only once the checkpoint completes"
+    );
+    first.execute_all([values![4i64]]);
+    let done = first.checkpoint_complete(one.id());
+    assert_eq!(done.errors, 0);
+    assert_eq!(
+        stored_numbers(&bucket),
+        [1, 2, 3],
+        "checkpoint 1's records, not the one after"
+    );
+
+    // A crash after checkpoint 1 completed: the restored task completes nothing twice.
+    let mut second = BoltTester::full_with(make.clone(), ["n"], config.clone(), Some(&one));
+    assert_eq!(second.tick().errors, 0);
+    assert_eq!(stored_numbers(&bucket), [1, 2, 3]);
+    // The spout replays 4; checkpoint 2 is taken and the process dies before it completes.
+    second.execute_all([values![4i64], values![5i64]]);
+    let (two, _) = second.checkpoint().expect("checkpoint 2");
+    drop(second);
+    assert_eq!(stored_numbers(&bucket), [1, 2, 3]);
+
+    // Restored from checkpoint 2 (complete, its objects staged): completed at the first idle
+    // moment, once; restored from it again, nothing is added.
+    let mut third = BoltTester::full_with(make.clone(), ["n"], config.clone(), Some(&two));
+    assert_eq!(third.tick().errors, 0);
+    assert_eq!(stored_numbers(&bucket), [1, 2, 3, 4, 5]);
+    let mut fourth = BoltTester::full_with(make, ["n"], config, Some(&two));
+    assert_eq!(fourth.tick().errors, 0);
+    assert_eq!(stored_numbers(&bucket), [1, 2, 3, 4, 5], "each record once");
 }

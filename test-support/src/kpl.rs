@@ -12,17 +12,7 @@ const VERSION: &str = "1.2.3";
 
 /// The Python interpreter of the virtual environment holding `aws-kinesis-agg`.
 pub fn python() -> PathBuf {
-    let tools = std::env::var_os("TOPO_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("topo").join("tools")
-        });
-    let python = tools
+    let python = crate::tools_dir()
         .join(format!("kinesis-agg-{VERSION}"))
         .join("bin")
         .join("python");

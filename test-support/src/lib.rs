@@ -16,7 +16,22 @@ pub mod kpl;
 pub mod s3;
 pub mod soak;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Where `scripts/services` installs the tools and servers: `$TOPO_TOOLS`, else
+/// `$XDG_CACHE_HOME/topo/tools`, else `~/.cache/topo/tools`.
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TOPO_TOOLS") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        });
+    cache.join("topo").join("tools")
+}
 
 /// A name no other test (of this run or another) uses: `topo-<what>-<pid>-<nanos>-<n>`.
 pub fn unique(what: &str) -> String {

@@ -16,17 +16,7 @@ pub fn endpoint() -> String {
 
 /// The Python of moto's virtual environment (it holds boto3).
 fn python() -> PathBuf {
-    let tools = std::env::var_os("TOPO_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("topo").join("tools")
-        });
-    let python = tools
+    let python = crate::tools_dir()
         .join(format!("moto-{MOTO_VERSION}"))
         .join("bin")
         .join("python");

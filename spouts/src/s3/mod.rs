@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  bolts ──► S3Writer in a BatchSink (objects per batch and time partition, multipart when large)
-//!              └─ S3Connection::store ──► Arc<dyn ObjectStore> ──► S3 / an S3-compatible server
+//!              └─ S3Connection::store ──► Arc<AmazonS3> (ObjectStore, MultipartStore) ──► S3 / compatible
 //! ```
 //!
 //! `object_store` (Apache Arrow's) does the HTTP, the signing (SigV4), the multipart protocol
@@ -19,8 +19,7 @@ pub mod sink;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, RetryConfig};
 
@@ -111,10 +110,12 @@ impl S3Connection<'_> {
         Ok(())
     }
 
-    /// A client of the bucket. With `endpoint` requests use the path style
+    /// A client of the bucket (an [`object_store::ObjectStore`], and an
+    /// [`object_store::multipart::MultipartStore`] for uploads completed later). With `endpoint`
+    /// requests use the path style
     /// (`http://host/bucket/key`, what S3-compatible servers expect) and may use plain HTTP.
     /// The client's own retries are off: callers retry and count what failed.
-    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, String> {
+    pub fn store(&self) -> Result<Arc<AmazonS3>, String> {
         let BucketPrefix { bucket, .. } = self.bucket_prefix()?;
         let region = self
             .region
@@ -143,7 +144,7 @@ impl S3Connection<'_> {
             b = b.with_access_key_id(id).with_secret_access_key(secret);
         }
         b.build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            .map(Arc::new)
             .map_err(|e| format!("cannot build the S3 client for {}: {e}", self.url))
     }
 

@@ -15,6 +15,8 @@
 //!              │    ├─ a failure: the objects not stored yet are put again (same names)     │
 //!              │    │  after the back-off of `retry`                                        │
 //!              │    └─ every try failed ────────────────► fail held (replay)                │
+//!              │  exactly_once: staged (multipart, not completed) ── snapshot holds them    │
+//!              │                completed when the checkpoint completes: visible once       │
 //!              └────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -56,6 +58,19 @@
 //! names, so a retried object replaces itself instead of being stored twice. When every try
 //! fails the batch's inputs are failed and replayed by their spouts, into new objects.
 //!
+//! # Exactly-once (`guarantee = "exactly_once"`)
+//! Objects are published per checkpoint, in two phases, as the `file` sink's files are. A batch
+//! written before a barrier is **staged**: each of its objects is uploaded as a multipart upload
+//! whose parts are stored but which is not completed, so nothing is visible. The snapshot holds
+//! the staged uploads (key, upload id, part ids). When the checkpoint completes, their uploads
+//! are completed and the objects appear, each whole. A run restored from a checkpoint completes
+//! the uploads that checkpoint holds (at its first idle moment); an upload completed before the
+//! crash is recognised by its object and not made twice. Uploads staged after the checkpoint a
+//! run resumes from are never completed: their records are sent again by the spouts (which
+//! rewind to the checkpoint) into new objects, so a replay never makes a second visible copy.
+//! Their parts stay in the bucket, invisible, until the bucket's lifecycle rule
+//! `AbortIncompleteMultipartUpload` removes them: set one (a day is usual).
+//!
 //! With acking on, an object holds at most what the spouts keep in flight: a spout stops at
 //! `max_spout_pending` unacked trees, and the sink writes when its input runs dry. For larger
 //! objects raise `max_spout_pending` (and keep `batch.interval` plus the retries under
@@ -63,18 +78,24 @@
 
 use std::sync::Arc;
 
+use std::collections::VecDeque;
+
+use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use topo_dsl::{FromOptions, Kind};
-use topo_runtime::{BoxError, StreamSchema, TaskContext, Tuple, Value, clock};
+use topo_runtime::{
+    BoxError, CheckpointId, Restore, Snapshot, StreamSchema, TaskContext, Tuple, Value, clock,
+};
 
 use super::{S3Connection, describe};
 use crate::connector::counters;
 use crate::connector::records::{FileFormat, RecordEncoder, check_fields};
 use crate::connector::sink::{
-    BatchDefaults, BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError,
+    BatchDefaults, BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, exactly_once,
 };
 
 /// The least size of a multipart upload's part (all but the last), S3's limit.
@@ -291,11 +312,55 @@ struct PendingObject {
     ready: Option<(ObjectPath, bytes::Bytes)>,
 }
 
+/// An object uploaded but not completed yet (exactly-once): a multipart upload whose parts are
+/// stored, made visible when the checkpoint covering it completes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Staged {
+    key: String,
+    upload: String,
+    parts: Vec<String>,
+    records: u64,
+    bytes: u64,
+}
+
+/// What a checkpoint holds of one task: its staged objects by the checkpoint that covers them.
+#[derive(Debug, Serialize, Deserialize)]
+struct StagedObjects {
+    task: u64,
+    epochs: Vec<(CheckpointId, Vec<Staged>)>,
+}
+
+/// The name of the sink's part in a checkpoint.
+const STAGED_PART: &str = "staged_objects";
+
+/// The exactly-once side of a writer: objects staged since the last barrier, staged objects by
+/// checkpoint, and those a restore found to complete.
+#[derive(Debug, Default)]
+struct TwoPhase {
+    task: usize,
+    parallelism: usize,
+    sealed: Vec<Staged>,
+    epochs: VecDeque<(CheckpointId, Vec<Staged>)>,
+    /// Covered by the checkpoint restored: completed at the first chance (idle, a write, a
+    /// completed checkpoint), and kept in every snapshot until then.
+    restored: Vec<Staged>,
+}
+
+/// What storing an object did.
+enum Stored {
+    /// Put (in one request, or `multipart`), visible.
+    Put { multipart: bool },
+    /// Staged (exactly-once): its upload id and part ids.
+    Staged(String, Vec<String>),
+}
+
 /// The [`BatchWriter`] of the `s3` sink. Wrap it with [`S3Writer::into_sink`].
 pub struct S3Writer {
     opts: Arc<S3SinkOptions>,
     counters: Arc<S3SinkCounters>,
-    store: Option<Arc<dyn ObjectStore>>,
+    store: Option<Arc<AmazonS3>>,
+    /// Exactly-once: objects are staged at the barrier, completed with their checkpoint.
+    two_phase: Option<TwoPhase>,
     prefix: String,
     records: RecordEncoder,
     /// The pending batch's objects, in the order their partitions first appeared.
@@ -324,6 +389,7 @@ impl S3Writer {
             opts: Arc::new(opts),
             counters: Arc::default(),
             store: None,
+            two_phase: None,
             prefix,
             objects: Vec::new(),
             last: None,
@@ -345,6 +411,7 @@ impl S3Writer {
             opts: self.opts.clone(),
             counters: self.counters.clone(),
             store: None,
+            two_phase: None,
             prefix: self.prefix.clone(),
             records: RecordEncoder::new(self.opts.format, &self.opts.fields),
             objects: Vec::new(),
@@ -453,6 +520,108 @@ impl S3Writer {
         Ok(())
     }
 
+    /// Stages one object (exactly-once): a multipart upload of its parts, not completed.
+    async fn stage(
+        store: &AmazonS3,
+        path: &ObjectPath,
+        body: bytes::Bytes,
+        part_size: usize,
+    ) -> object_store::Result<(String, Vec<String>)> {
+        let upload = store.create_multipart(path).await?;
+        let mut parts = Vec::new();
+        for (i, start) in (0..body.len().max(1)).step_by(part_size).enumerate() {
+            let part = body.slice(start..(start + part_size).min(body.len()));
+            match store
+                .put_part(path, &upload, i, PutPayload::from(part))
+                .await
+            {
+                Ok(p) => parts.push(p.content_id),
+                Err(e) => {
+                    let _ = store.abort_multipart(path, &upload).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok((upload, parts))
+    }
+
+    /// Makes staged objects visible (completes their uploads). An upload the store no longer
+    /// knows was completed before (by a run that died before its next snapshot) when its
+    /// object exists. Stops at the first failure and returns the objects not completed.
+    async fn complete(&self, staged: Vec<Staged>) -> Result<(), (Vec<Staged>, String)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(store) = self.store.clone() else {
+            return Err((staged, "the sink is not open".into()));
+        };
+        let mut rest = staged.into_iter();
+        while let Some(s) = rest.next() {
+            let path = ObjectPath::from(s.key.as_str());
+            let parts = s
+                .parts
+                .iter()
+                .map(|p| PartId {
+                    content_id: p.clone(),
+                })
+                .collect();
+            let done = match store.complete_multipart(&path, &s.upload, parts).await {
+                Ok(_) => Ok(()),
+                Err(e) => match store.head(&path).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(e),
+                },
+            };
+            match done {
+                Ok(()) => {
+                    self.counters.objects.fetch_add(1, Relaxed);
+                    self.counters.records.fetch_add(s.records, Relaxed);
+                    self.counters.bytes.fetch_add(s.bytes, Relaxed);
+                    if s.parts.len() > 1 {
+                        self.counters.multipart.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    let conn = self.opts.connection();
+                    let msg = self.failure(format!(
+                        "completing the upload of {} failed: {}",
+                        conn.locate(&s.key),
+                        describe(&e, &conn)
+                    ));
+                    let mut left = vec![s];
+                    left.extend(rest);
+                    return Err((left, msg));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed call and keeps its text as the last error; returns the text.
+    fn failure(&self, msg: String) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counters.failures.fetch_add(1, Relaxed);
+        *self
+            .counters
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+        msg
+    }
+
+    /// Completes the objects a restore found, if any.
+    async fn complete_restored(&mut self) -> Result<(), BoxError> {
+        let restored = match self.two_phase.as_mut() {
+            Some(tp) if !tp.restored.is_empty() => std::mem::take(&mut tp.restored),
+            _ => return Ok(()),
+        };
+        if let Err((left, msg)) = self.complete(restored).await {
+            if let Some(tp) = self.two_phase.as_mut() {
+                tp.restored = left;
+            }
+            return Err(msg.into());
+        }
+        Ok(())
+    }
+
     /// Stores one object: one PUT, or a multipart upload when it is larger than a part.
     async fn put(
         store: &dyn ObjectStore,
@@ -504,6 +673,11 @@ pub fn s3_sink(opts: S3SinkOptions) -> Result<S3Sink, String> {
 impl BatchWriter for S3Writer {
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
         self.store = Some(self.opts.connection().store()?);
+        self.two_phase = exactly_once(ctx).then(|| TwoPhase {
+            task: ctx.task_index(),
+            parallelism: ctx.parallelism(),
+            ..TwoPhase::default()
+        });
         self.name = format!("{}-{}", ctx.component_id(), ctx.task_index());
         self.run = format!("{:08x}", fastrand::u32(..));
         self.seq = 0;
@@ -534,33 +708,50 @@ impl BatchWriter for S3Writer {
             let Some((path, body)) = &o.ready else {
                 break;
             };
-            match S3Writer::put(store.as_ref(), path, body.clone(), self.opts.part_size).await {
-                Ok(multipart) => {
+            let part_size = self.opts.part_size;
+            let (verb, result) = if self.two_phase.is_some() {
+                let staged = S3Writer::stage(&store, path, body.clone(), part_size).await;
+                (
+                    "staging",
+                    staged.map(|(upload, parts)| Stored::Staged(upload, parts)),
+                )
+            } else {
+                let put = S3Writer::put(store.as_ref(), path, body.clone(), part_size).await;
+                ("storing", put.map(|multipart| Stored::Put { multipart }))
+            };
+            match result {
+                Ok(Stored::Staged(upload, parts)) => {
+                    let staged = Staged {
+                        key: path.to_string(),
+                        upload,
+                        parts,
+                        records: o.records,
+                        bytes: body.len() as u64,
+                    };
+                    if let Some(tp) = self.two_phase.as_mut() {
+                        tp.sealed.push(staged);
+                    }
+                }
+                Ok(Stored::Put { multipart }) => {
                     self.counters.objects.fetch_add(1, Relaxed);
                     self.counters.records.fetch_add(o.records, Relaxed);
                     self.counters.bytes.fetch_add(body.len() as u64, Relaxed);
                     if multipart {
                         self.counters.multipart.fetch_add(1, Relaxed);
                     }
-                    self.objects.remove(0);
                 }
                 Err(e) => {
-                    self.counters.failures.fetch_add(1, Relaxed);
                     let conn = self.opts.connection();
-                    let msg = format!(
-                        "storing {} ({} records) failed: {}",
+                    let msg = self.failure(format!(
+                        "{verb} {} ({} records) failed: {}",
                         conn.locate(path.as_ref()),
                         o.records,
                         describe(&e, &conn)
-                    );
-                    *self
-                        .counters
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                    ));
                     return Err(WriteError::Retry(msg.into()));
                 }
             }
+            self.objects.remove(0);
         }
         Ok(())
     }
@@ -568,6 +759,72 @@ impl BatchWriter for S3Writer {
     fn discard(&mut self) {
         self.objects.clear();
         self.last = None;
+    }
+
+    async fn idle(&mut self) -> Result<(), BoxError> {
+        self.complete_restored().await
+    }
+
+    fn snapshot(&mut self, snap: &mut Snapshot) -> Result<(), BoxError> {
+        let Some(tp) = self.two_phase.as_mut() else {
+            return Ok(());
+        };
+        let id = snap.checkpoint_id();
+        if !tp.sealed.is_empty() {
+            tp.epochs.push_back((id, std::mem::take(&mut tp.sealed)));
+        }
+        // Objects found at the restore and not completed yet are still this task's to complete.
+        let mut epochs: Vec<(CheckpointId, Vec<Staged>)> = Vec::new();
+        if !tp.restored.is_empty() {
+            epochs.push((0, tp.restored.clone()));
+        }
+        epochs.extend(tp.epochs.iter().cloned());
+        snap.put(
+            STAGED_PART,
+            &StagedObjects {
+                task: tp.task as u64,
+                epochs,
+            },
+        );
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &Restore) -> Result<(), BoxError> {
+        let Some(tp) = self.two_phase.as_mut() else {
+            return Ok(());
+        };
+        // Every old task's objects: with another parallelism, this task completes those of the
+        // old tasks whose index modulo the parallelism is its own.
+        for s in from.get_all::<StagedObjects>(STAGED_PART)? {
+            if s.task as usize % tp.parallelism.max(1) == tp.task {
+                tp.restored
+                    .extend(s.epochs.into_iter().flat_map(|(_, staged)| staged));
+            }
+        }
+        Ok(())
+    }
+
+    async fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+        self.complete_restored().await?;
+        let mut due = Vec::new();
+        if let Some(tp) = self.two_phase.as_mut() {
+            while tp.epochs.front().is_some_and(|(c, _)| *c <= id) {
+                if let Some((_, staged)) = tp.epochs.pop_front() {
+                    due.extend(staged);
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        if let Err((left, msg)) = self.complete(due).await {
+            // Tried again at the next completed checkpoint (or at a restore).
+            if let Some(tp) = self.two_phase.as_mut() {
+                tp.epochs.push_front((id, left));
+            }
+            return Err(msg.into());
+        }
+        Ok(())
     }
 }
 
