@@ -116,6 +116,22 @@ enum Command {
         /// `/api/topology`, `/api/tap` (`topo tap`, `topo top`).
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+        /// A bearer token the endpoint asks for on every route but `/health` and the
+        /// dashboard's page (`topo tap` and `topo top` send it with `--token`; open the
+        /// dashboard as `http://<address>/#token=<token>`).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "TOPO_HTTP_TOKEN",
+            hide_env_values = true
+        )]
+        http_token: Option<String>,
+        /// Read the endpoint's token from this file (its first line).
+        #[arg(long, value_name = "PATH", conflicts_with = "http_token")]
+        http_token_file: Option<PathBuf>,
+        /// Do not serve `/api/tap` (sampled copies of the tuples themselves) on the endpoint.
+        #[arg(long)]
+        no_tap: bool,
     },
     /// List a topology's checkpoints, or describe one (what `topo run` resumes from).
     Checkpoints {
@@ -170,6 +186,14 @@ enum Command {
         /// Print the endpoint's JSON lines as they come (a tuple a line, and `{"skipped": n}`).
         #[arg(long)]
         json: bool,
+        /// The endpoint's token, if `topo run` was given one (`--http-token`).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "TOPO_HTTP_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
     /// A live table of every component of a running topology: rates, failures, p99 latency,
     /// queues, capacity, and the bottleneck. `q` quits. Needs `topo run --http ADDR`.
@@ -182,6 +206,14 @@ enum Command {
         /// How often the table refreshes; with --once, the interval the figures cover.
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
         interval: Duration,
+        /// The endpoint's token, if `topo run` was given one (`--http-token`).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "TOPO_HTTP_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
 }
 
@@ -296,6 +328,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             rate,
             limit,
             json,
+            token,
         } => crate::tap::run(crate::tap::TapArgs {
             url,
             component,
@@ -307,15 +340,18 @@ pub fn main_with(registry: Registry) -> ExitCode {
             rate,
             limit,
             json,
+            token,
         }),
         Command::Top {
             url,
             once,
             interval,
+            token,
         } => crate::top::run(crate::top::TopArgs {
             url,
             once,
             interval,
+            token,
         }),
         Command::Run {
             file,
@@ -329,8 +365,22 @@ pub fn main_with(registry: Registry) -> ExitCode {
             allow_missing_state,
             status_interval,
             http,
-        } => match load(&registry, &file, &overrides) {
-            Ok(t) => run(
+            http_token,
+            http_token_file,
+            no_tap,
+        } => match (
+            load(&registry, &file, &overrides),
+            endpoint_token(http_token, http_token_file.as_deref()),
+        ) {
+            (Err(d), _) => {
+                eprintln!("{d}");
+                ExitCode::from(2)
+            }
+            (_, Err(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+            (Ok(t), Ok(token)) => run(
                 t,
                 RunOptions {
                     run_for,
@@ -339,6 +389,10 @@ pub fn main_with(registry: Registry) -> ExitCode {
                     drain,
                     status_interval,
                     http,
+                    access: crate::http::Access {
+                        token,
+                        tap: !no_tap,
+                    },
                     quiet: cli.quiet,
                     errors,
                     start: topo_runtime::RunOptions {
@@ -348,11 +402,32 @@ pub fn main_with(registry: Registry) -> ExitCode {
                     },
                 },
             ),
-            Err(d) => {
-                eprintln!("{d}");
-                ExitCode::from(2)
-            }
         },
+    }
+}
+
+/// The endpoint's token: `--http-token` (or `TOPO_HTTP_TOKEN`), else the first line of
+/// `--http-token-file`; an empty one is an error (it would let anyone in while looking set).
+fn endpoint_token(
+    token: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<str>>, String> {
+    let token = match (token, file) {
+        (Some(t), _) => Some((t, "--http-token (or TOPO_HTTP_TOKEN)".to_string())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --http-token-file {}: {e}", path.display()))?;
+            let first = text.lines().next().unwrap_or("").trim().to_string();
+            Some((first, format!("--http-token-file {}", path.display())))
+        }
+        (None, None) => None,
+    };
+    match token {
+        None => Ok(None),
+        Some((t, from)) if t.trim().is_empty() => Err(format!(
+            "the endpoint's token from {from} is empty: give a token, or leave the option out"
+        )),
+        Some((t, _)) => Ok(Some(t.into())),
     }
 }
 
@@ -518,6 +593,8 @@ struct RunOptions {
     drain: bool,
     status_interval: Duration,
     http: Option<std::net::SocketAddr>,
+    /// Who may read the endpoint.
+    access: crate::http::Access,
     quiet: bool,
     /// The recent warnings and errors, served with the figures.
     errors: RecentErrors,
@@ -534,6 +611,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         drain,
         status_interval,
         http,
+        access,
         quiet,
         errors,
         start,
@@ -581,15 +659,34 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
     // before the process ends.
     let mut server = None;
     if let Some(listener) = listener {
-        let app = crate::http::router(reader.clone(), info, errors);
+        let open = access.token.is_none();
+        let tap = access.tap;
+        let app = crate::http::router(reader.clone(), info, errors, access);
         let addr = listener
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
         tracing::info!(address = %addr, "serving /metrics, /api/metrics and /api/topology");
         if !quiet {
+            let token = if open {
+                ""
+            } else {
+                " (add #token=<token> to its address)"
+            };
             eprintln!(
-                "live figures: http://{addr}/metrics (Prometheus), http://{addr}/api/metrics, dashboard http://{addr}/"
+                "live figures: http://{addr}/metrics (Prometheus), http://{addr}/api/metrics, dashboard http://{addr}/{token}"
             );
+            let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+            if open && !loopback {
+                let what = if tap {
+                    "the live figures and sampled copies of the data (/api/tap)"
+                } else {
+                    "the live figures"
+                };
+                eprintln!(
+                    "warning: the endpoint serves {what} to anyone who can reach {addr}: set --http-token (or TOPO_HTTP_TOKEN){}",
+                    if tap { ", and --no-tap" } else { "" }
+                );
+            }
         }
         let (done, shutdown) = tokio::sync::oneshot::channel::<()>();
         let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();

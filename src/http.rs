@@ -16,6 +16,11 @@
 //!   GET /health         200 "ok"
 //!   GET /               the live dashboard (see crate::dashboard)
 //! ```
+//!
+//! With a token (`topo run --http-token`, `TOPO_HTTP_TOKEN` or `--http-token-file`) every route
+//! but `/health` and the dashboard's own files (which hold no data: the page sends the token with
+//! its requests) answers `401` without `Authorization: Bearer <token>`. With `--no-tap`
+//! `/api/tap` answers `403`: no copy of the data itself leaves the process.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -163,9 +168,63 @@ struct AppState {
     history: Arc<Mutex<History>>,
 }
 
+/// Who may read the endpoint: the bearer token its data routes ask for (none: anyone who can
+/// reach the address), and whether `/api/tap` serves sampled tuples.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The token every route but `/health` and the dashboard's files asks for.
+    pub token: Option<Arc<str>>,
+    /// Whether `/api/tap` is served.
+    pub tap: bool,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            token: None,
+            tap: true,
+        }
+    }
+}
+
+/// What a request without the right token gets.
+const NEEDS_TOKEN: &str = "this endpoint needs its token: send `Authorization: Bearer <token>` (topo tap and topo top: --token or TOPO_HTTP_TOKEN; the dashboard: open it as http://<address>/#token=<token>)";
+
+/// Refuses a request without `Authorization: Bearer <token>` (compared in constant time).
+async fn require_token(
+    State(token): State<Arc<str>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use subtle::ConstantTimeEq;
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            axum::http::header::WWW_AUTHENTICATE,
+            "Bearer realm=\"topo\"",
+        )],
+        Json(serde_json::json!({ "error": NEEDS_TOKEN })),
+    )
+        .into_response()
+}
+
 /// The routes above, reading the figures from `handle` (a topology whose shape is `info`) and
-/// the recent warnings and errors from `errors`.
-pub fn router(handle: MetricsReader, info: TopologyInfo, errors: RecentErrors) -> axum::Router {
+/// the recent warnings and errors from `errors`, open to whom `access` says.
+pub fn router(
+    handle: MetricsReader,
+    info: TopologyInfo,
+    errors: RecentErrors,
+    access: Access,
+) -> axum::Router {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(TaskCollector {
         handle: handle.clone(),
@@ -178,12 +237,27 @@ pub fn router(handle: MetricsReader, info: TopologyInfo, errors: RecentErrors) -
         errors,
         history: Arc::default(),
     };
-    axum::Router::new()
+    let tap = if access.tap {
+        crate::tap::route(state.handle.clone())
+    } else {
+        get(|| async {
+            (
+                StatusCode::FORBIDDEN,
+                Json(serde_json::json!({
+                    "error": "the tap is turned off on this endpoint (topo run --no-tap)"
+                })),
+            )
+        })
+    };
+    let mut data = axum::Router::new()
         .route("/metrics", get(metrics_text))
         .route("/api/metrics", get(metrics_json))
         .route("/api/topology", get(topology_json))
-        .route("/api/tap", crate::tap::route(state.handle.clone()))
-        .route("/health", get(|| async { "ok" }))
+        .route("/api/tap", tap);
+    if let Some(token) = access.token {
+        data = data.layer(axum::middleware::from_fn_with_state(token, require_token));
+    }
+    data.route("/health", get(|| async { "ok" }))
         .merge(crate::dashboard::routes())
         .with_state(state)
 }

@@ -304,6 +304,32 @@ pub struct TapArgs {
     pub limit: Option<u64>,
     /// Print the endpoint's JSON lines as they are.
     pub json: bool,
+    /// The endpoint's bearer token, if it asks for one.
+    pub token: Option<String>,
+}
+
+/// An HTTP client of the endpoint: sends `token` as a bearer token with every request (marked
+/// sensitive, so it is never printed), gives up connecting after 5 s, and a whole request
+/// after `timeout` when one is given.
+pub(crate) fn client(
+    token: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| "the token holds characters an HTTP header cannot carry".to_string())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .default_headers(headers);
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b.build()
+        .map_err(|e| format!("cannot make an HTTP client: {}", chain(&e)))
 }
 
 /// How a tap run ended badly: the message, and the exit code (1 the endpoint or the connection,
@@ -374,10 +400,7 @@ async fn stream(args: &TapArgs) -> Result<End, Failure> {
         .append_pair("component", &args.component)
         .append_pair("direction", args.direction.as_str())
         .append_pair("rate", &args.rate.to_string());
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| Failure(format!("cannot make an HTTP client: {}", chain(&e)), 1))?;
+    let client = client(args.token.as_deref(), None).map_err(|e| Failure(e, 1))?;
     let mut response = client.get(url.clone()).send().await.map_err(|e| {
         Failure(
             format!(

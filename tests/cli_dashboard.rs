@@ -44,13 +44,17 @@ impl Drop for Killed {
     }
 }
 
-/// Starts `topo run --http ADDR examples/dashboard.toml`; returns it with the address it serves.
-fn start_topo(http: &str) -> (Killed, String) {
+/// Starts `topo run --http ADDR EXTRA examples/dashboard.toml` with its state (checkpoints)
+/// under `state`; returns it with the address it serves.
+fn start_topo(http: &str, extra: &[&str], state: &Path) -> (Killed, String) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dashboard.toml");
     let child = Command::new(assert_cmd::cargo::cargo_bin("topo"))
         .env_remove("RUST_LOG")
         .env_remove("SENTENCES")
+        .env_remove("TOPO_HTTP_TOKEN")
+        .env("TOPO_STATE_DIR", state)
         .args(["run", "--for", "600s", "--http", http])
+        .args(extra)
         .arg(example)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -418,14 +422,19 @@ fn uptime_secs(v: &Value) -> Option<u64> {
 
 /// The topology goes away and comes back on the same address: the page says so, then recovers
 /// by itself (a new graph, counters from zero).
-async fn reconnects(client: &Client, topo: Killed, addr: &str) -> Result<Killed, String> {
+async fn reconnects(
+    client: &Client,
+    topo: Killed,
+    addr: &str,
+    state: &Path,
+) -> Result<Killed, String> {
     let old = uptime_secs(&read(client).await?["uptime"]).ok_or("no uptime shown")?;
     drop(topo);
     until(client, "\"disconnected, retrying\"", |p| {
         p["connection"] == "disconnected, retrying"
     })
     .await?;
-    let (topo, again) = start_topo(addr);
+    let (topo, again) = start_topo(addr, &[], state);
     if again != addr {
         return Err(format!("restarted on {again}, expected {addr}"));
     }
@@ -457,7 +466,8 @@ fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
              chromium-driver (the dashboard's browser test needs both)"
         );
     }
-    let (topo, addr) = start_topo("127.0.0.1:0");
+    let state = tempfile::tempdir().expect("a state directory");
+    let (topo, addr) = start_topo("127.0.0.1:0", &[], state.path());
     let (_driver, port) = start_chromedriver();
     let profile = tempfile::tempdir().expect("a browser profile directory");
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -469,7 +479,7 @@ fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
         let client = open_browser(port, profile.path()).await;
         let checks = async {
             drive(&client, &addr, &shot).await?;
-            reconnects(&client, topo, &addr).await
+            reconnects(&client, topo, &addr, state.path()).await
         };
         let result = AssertUnwindSafe(checks).catch_unwind().await;
         // Close the session, and so the browser, whatever happened: chromedriver does not take
@@ -488,5 +498,69 @@ fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
         std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
         println!("updated {}", docs.display());
+    }
+}
+
+/// The token of [`the_dashboard_sends_the_token_given_in_its_address`].
+const TOKEN: &str = "dash-Token-4417";
+
+/// Against an endpoint with a token: opened without it the page says how to give it; opened as
+/// `/#token=...` it goes live (drawing every component) and takes the token out of the address.
+async fn token_flow(client: &Client, addr: &str) -> Result<(), String> {
+    client
+        .goto(&format!("http://{addr}/"))
+        .await
+        .map_err(|e| format!("opening the dashboard: {e}"))?;
+    until(client, "the page asks for the token", |p| {
+        p["connection"]
+            .as_str()
+            .is_some_and(|c| c.contains("needs its token") && c.contains("#token="))
+    })
+    .await?;
+    client
+        .goto(&format!("http://{addr}/#token={TOKEN}"))
+        .await
+        .map_err(|e| format!("opening the dashboard with its token: {e}"))?;
+    until(client, "the page is live with the token", |p| {
+        p["connection"] == "live" && nodes(p).len() == LAYERS.len()
+    })
+    .await?;
+    let href = client
+        .execute("return location.href", Vec::new())
+        .await
+        .map_err(|e| format!("reading the address: {e}"))?;
+    if href.as_str().is_none_or(|h| h.contains(TOKEN)) {
+        return Err(format!("the token stayed in the address: {href}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_dashboard_sends_the_token_given_in_its_address() {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: run `scripts/services start`"
+        );
+    }
+    let state = tempfile::tempdir().expect("a state directory");
+    let (_topo, addr) = start_topo("127.0.0.1:0", &["--http-token", TOKEN], state.path());
+    let (_driver, port) = start_chromedriver();
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let outcome = rt.block_on(async {
+        let client = open_browser(port, profile.path()).await;
+        let result = AssertUnwindSafe(token_flow(&client, &addr))
+            .catch_unwind()
+            .await;
+        if let Err(e) = client.close().await {
+            eprintln!("closing the browser: {e}");
+        }
+        result
+    });
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }

@@ -110,11 +110,31 @@ function capClass(cap) {
   return "cap-low";
 }
 
+// The endpoint's token (`topo run --http-token`): given once in the address as `#token=...`,
+// kept for this tab in sessionStorage and taken out of the address bar, sent as a bearer token.
+const TOKEN_KEY = "topo-token";
+
+function token() {
+  if (typeof location === "undefined") return null;
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem(TOKEN_KEY, fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+/** A request the endpoint refused for want of its token: the page says what to do. */
+class NeedsToken extends Error {}
+
 async function getJson(path) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+  const t = token();
+  const headers = t ? { Authorization: `Bearer ${t}` } : {};
   try {
-    const r = await fetch(path, { cache: "no-store", signal: ctl.signal });
+    const r = await fetch(path, { cache: "no-store", signal: ctl.signal, headers });
+    if (r.status === 401) throw new NeedsToken(`${path}: HTTP 401`);
     if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
     return await r.json();
   } finally {
@@ -696,7 +716,14 @@ async function poll() {
     }
     setConnection("live", "live");
   } catch (e) {
-    setConnection("disconnected", "disconnected, retrying");
+    if (e instanceof NeedsToken) {
+      setConnection(
+        "disconnected",
+        "this endpoint needs its token: open the dashboard as http://<address>/#token=<token>",
+      );
+    } else {
+      setConnection("disconnected", "disconnected, retrying");
+    }
     console.warn("dashboard poll failed:", e);
   } finally {
     const spent = performance.now() - started;
