@@ -719,7 +719,7 @@ async function poll() {
     if (e instanceof NeedsToken) {
       setConnection(
         "disconnected",
-        "this endpoint needs its token: open the dashboard as http://<address>/#token=<token>",
+        "this endpoint needs its token: add #token=<token> to this page's address",
       );
     } else {
       setConnection("disconnected", "disconnected, retrying");
