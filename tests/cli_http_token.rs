@@ -209,19 +209,22 @@ fn the_token_comes_from_the_environment_or_a_file_and_is_never_printed() {
     let path = dir.path().join("token");
     std::fs::write(&path, format!("{TOKEN}\n")).expect("write the token");
     let file = topology();
-    let out = topo(
-        &[
-            "run",
-            "--for",
-            "1s",
-            "--http",
-            "127.0.0.1:0",
-            "--http-token-file",
-            path.to_str().expect("utf-8"),
-            file.path().to_str().expect("utf-8"),
-        ],
-        &[],
-    );
+    let run_with_file = || {
+        topo(
+            &[
+                "run",
+                "--for",
+                "1s",
+                "--http",
+                "127.0.0.1:0",
+                "--http-token-file",
+                path.to_str().expect("utf-8"),
+                file.path().to_str().expect("utf-8"),
+            ],
+            &[],
+        )
+    };
+    let out = run_with_file();
     assert!(
         out.status.success(),
         "{}",
@@ -236,19 +239,7 @@ fn the_token_comes_from_the_environment_or_a_file_and_is_never_printed() {
     );
 
     std::fs::write(&path, "\n").expect("write an empty token");
-    let out = topo(
-        &[
-            "run",
-            "--for",
-            "1s",
-            "--http",
-            "127.0.0.1:0",
-            "--http-token-file",
-            path.to_str().expect("utf-8"),
-            file.path().to_str().expect("utf-8"),
-        ],
-        &[],
-    );
+    let out = run_with_file();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
 }
