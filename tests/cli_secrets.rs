@@ -1,7 +1,8 @@
 //! Secrets stay secret: a password planted in a `postgres` URL, a `redis` URL, the `kinesis` and
 //! `s3` sinks' secret keys and the endpoint's token is in none of what topo prints or serves —
 //! `topo validate`, `topo graph`, the logs of a run at `-vv` (whose connections all fail, so their
-//! errors are logged), `/api/topology`, `/api/metrics` and `/metrics`.
+//! errors are logged), `/api/topology`, `/api/metrics` and `/metrics`; nor in the errors of
+//! options that echo an address holding it.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -148,4 +149,55 @@ fn a_planted_secret_is_never_printed_or_served() {
     );
     assert!(!said.contains(SECRET), "the logs hold the secret");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+}
+
+// Guards option errors that echo an address: an MQTT broker, an HTTP sink URL, a Redis URL and a
+// feed's base URL with credentials in them are refused or reported with the credentials shown as
+// `***`.
+#[test]
+fn option_errors_do_not_echo_credentials() {
+    let file = temp_topology(&format!(
+        r#"
+name = "secret-options"
+
+[spouts.m]
+kind = "mqtt"
+broker = "mqtt://u:{SECRET}@127.0.0.1:1883"
+topics = ["a/b"]
+
+[spouts.f]
+kind = "feed"
+subreddits = ["news"]
+user_agent = "test"
+base = "ftp://u:{SECRET}@example.org/"
+
+[bolts.h]
+kind = "http"
+url = "ftp://u:{SECRET}@example.org/in"
+inputs = [{{ from = "m" }}]
+
+[bolts.r]
+kind = "redis"
+url = "redis://:{SECRET}@127.0.0.1:notaport/0"
+command = "set"
+key = "k"
+value = "topic"
+inputs = [{{ from = "m" }}]
+"#
+    ));
+    let out = Command::new(assert_cmd::cargo::cargo_bin("topo"))
+        .args(["validate", file.path().to_str().expect("utf-8")])
+        .output()
+        .expect("run topo validate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for component in ["spouts.m", "spouts.f", "bolts.h", "bolts.r"] {
+        assert!(err.contains(component), "{component} not reported:\n{err}");
+    }
+    assert!(err.contains("`username` and `password`"), "{err}");
+    assert!(err.contains("***@"), "{err}");
+    assert!(
+        !err.contains(SECRET),
+        "an option error printed the secret:\n{err}"
+    );
 }

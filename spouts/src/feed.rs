@@ -474,8 +474,9 @@ impl Clone for FeedSpout {
 }
 
 /// Checks an `http(s)://` URL option.
-fn check_url(option: &str, url: &str) -> Result<(), String> {
-    match reqwest::Url::parse(url) {
+fn check_url(option: &str, address: &str) -> Result<(), String> {
+    let url = crate::connector::redact(address);
+    match reqwest::Url::parse(address) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
         Ok(_) => Err(format!(
             "option `{option}` = {url:?}: expected an http:// or https:// URL"

@@ -280,8 +280,12 @@ impl RedisSink {
         if options.url.is_empty() {
             return Err("option `url` is required (e.g. \"redis://127.0.0.1:6379/0\")".into());
         }
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|e| format!("option `url` = {:?}: not a Redis URL: {e}", options.url))?;
+        let client = redis::Client::open(options.url.as_str()).map_err(|e| {
+            format!(
+                "option `url` = {:?}: not a Redis URL: {e}",
+                crate::connector::redact(&options.url)
+            )
+        })?;
         let info = client.get_connection_info();
         let target = format!("{}/{}", info.addr, info.redis.db);
         if options.key.is_empty() {

@@ -30,9 +30,39 @@ pub(crate) mod warn;
 pub(crate) use counters::counters;
 pub use topo_runtime::ERROR_STREAM;
 
+/// An address as it may be shown in a message: the user information of `scheme://user:password@host/...`
+/// replaced by `***`, so that a password (or a token given as a user name) is never printed.
+/// Anything without `://` and `@` in its authority comes back as it is.
+pub fn redact(address: &str) -> String {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return address.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => address.to_string(),
+    }
+}
+
 /// The fields of a source's `error` stream: why the input was refused, and the first KiB of it.
 pub const SOURCE_ERROR_FIELDS: [&str; 2] = ["reason", "raw"];
 
 /// The fields of a sink's `error` stream: why the input can never be written, and the input as
 /// a map of field name to value ([`sink::record`]).
 pub const SINK_ERROR_FIELDS: [&str; 2] = ["reason", "record"];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_user_information_only() {
+        use super::redact;
+        assert_eq!(redact("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("mqtt://u:pw@h:1883"), "mqtt://***@h:1883");
+        assert_eq!(
+            redact("https://token@api.example/x?a=b@c"),
+            "https://***@api.example/x?a=b@c"
+        );
+        assert_eq!(redact("http://h:80/p@q"), "http://h:80/p@q");
+        assert_eq!(redact("127.0.0.1:1883"), "127.0.0.1:1883");
+    }
+}

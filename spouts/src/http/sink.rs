@@ -174,12 +174,16 @@ impl HttpWriter {
     pub fn new(opts: HttpSinkOptions) -> Result<HttpWriter, String> {
         opts.batch.check()?;
         opts.retry.check_sink("retry")?;
-        let url = reqwest::Url::parse(&opts.url)
-            .map_err(|e| format!("option `url` is not a valid URL ({e}): {:?}", opts.url))?;
+        let url = reqwest::Url::parse(&opts.url).map_err(|e| {
+            format!(
+                "option `url` is not a valid URL ({e}): {:?}",
+                crate::connector::redact(&opts.url)
+            )
+        })?;
         if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
             return Err(format!(
                 "option `url` must be an http:// or https:// address with a host, got {:?}",
-                opts.url
+                crate::connector::redact(&opts.url)
             ));
         }
         let mut headers = HeaderMap::new();

@@ -284,6 +284,12 @@ struct Pending {
 
 /// The broker address as (host, port), or what is wrong with it.
 fn parse_broker(broker: &str) -> Result<(String, u16), String> {
+    let shown = crate::connector::redact(broker);
+    if shown != broker {
+        return Err(format!(
+            "option `broker` = {shown:?}: credentials do not go in the address; give them as `username` and `password` (e.g. password = \"${{MQTT_PASSWORD}}\")"
+        ));
+    }
     let bad = || {
         format!(
             "option `broker` = {broker:?}: expected \"host:port\" or \"mqtt://host[:port]\" (e.g. \"127.0.0.1:1883\")"
