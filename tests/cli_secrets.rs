@@ -1,8 +1,8 @@
 //! Secrets stay secret: a password planted in a `postgres` URL, a `redis` URL, the `kinesis` and
-//! `s3` sinks' secret keys and the endpoint's token is in none of what topo prints or serves —
-//! `topo validate`, `topo graph`, the logs of a run at `-vv` (whose connections all fail, so their
-//! errors are logged), `/api/topology`, `/api/metrics` and `/metrics`; nor in the errors of
-//! options that echo an address holding it.
+//! `s3` sinks' secret keys, the `kafka` sink's SASL password and the endpoint's token is in none
+//! of what topo prints or serves — `topo validate`, `topo graph`, the logs of a run at `-vv`
+//! (whose connections all fail, so their errors are logged), `/api/topology`, `/api/metrics` and
+//! `/metrics`; nor in the errors of options that echo an address holding it.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -43,6 +43,13 @@ region = "us-east-1"
 access_key_id = "AKIATEST"
 secret_access_key = "{SECRET}"
 partition_key_field = "sentence"
+inputs = [{{ from = "s" }}]
+
+[bolts.produce]
+kind = "kafka"
+brokers = "127.0.0.1:1"
+topic = "t"
+properties = {{ "security.protocol" = "sasl_plaintext", "sasl.mechanisms" = "PLAIN", "sasl.username" = "u", "sasl.password" = "{SECRET}" }}
 inputs = [{{ from = "s" }}]
 
 [bolts.archive]
