@@ -1177,37 +1177,47 @@ async fn read_shard(shared: Arc<Shared>, index: u32, shard: String, mut after: R
                 counters,
                 component: &shared.component,
             };
-            let items = match o.deaggregate.then(|| kpl::deaggregate(&data)) {
-                None | Some(Ok(None)) => vec![d.decode(sequence.clone(), None, 0, key, &data)],
-                Some(Err(reason)) => vec![d.error(
-                    Position {
-                        sequence: sequence.clone(),
-                        sub: None,
-                    },
-                    format!("record {sequence} of shard {shard} {reason}"),
-                    &data,
-                )],
-                Some(Ok(Some(users))) => {
-                    counters.aggregates.fetch_add(1, Relaxed);
-                    let last = users.len() as u64 - 1;
-                    users
-                        .into_iter()
-                        .zip(0u64..)
-                        .filter(|(_, i)| covered.is_none_or(|c| *i > c))
-                        .map(|(u, i)| {
-                            let sub = (i < last).then_some(i);
-                            d.decode(
-                                sequence.clone(),
-                                sub,
-                                i,
-                                SmolStr::new(&u.partition_key),
-                                &u.data,
-                            )
-                        })
-                        .collect()
-                }
-            };
-            for item in items {
+            // A plain record (or a corrupt aggregate) is one item, with no Vec to allocate; an
+            // aggregate's user records are many.
+            let (one, many): (Option<Item>, Vec<Item>) =
+                match o.deaggregate.then(|| kpl::deaggregate(&data)) {
+                    None | Some(Ok(None)) => (
+                        Some(d.decode(sequence.clone(), None, 0, key, &data)),
+                        Vec::new(),
+                    ),
+                    Some(Err(reason)) => (
+                        Some(d.error(
+                            Position {
+                                sequence: sequence.clone(),
+                                sub: None,
+                            },
+                            format!("record {sequence} of shard {shard} {reason}"),
+                            &data,
+                        )),
+                        Vec::new(),
+                    ),
+                    Some(Ok(Some(users))) => {
+                        counters.aggregates.fetch_add(1, Relaxed);
+                        let last = users.len() as u64 - 1;
+                        let many = users
+                            .into_iter()
+                            .zip(0u64..)
+                            .filter(|(_, i)| covered.is_none_or(|c| *i > c))
+                            .map(|(u, i)| {
+                                let sub = (i < last).then_some(i);
+                                d.decode(
+                                    sequence.clone(),
+                                    sub,
+                                    i,
+                                    SmolStr::new(&u.partition_key),
+                                    &u.data,
+                                )
+                            })
+                            .collect();
+                        (None, many)
+                    }
+                };
+            for item in one.into_iter().chain(many) {
                 tokio::select! {
                     _ = shared.cancel.cancelled() => return,
                     res = shared.tx.send_async(item) => if res.is_err() { return },

@@ -125,20 +125,26 @@ impl S3Compression {
         }
     }
 
-    /// `body` compressed (a copy).
-    fn compress(self, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// `header` and then `body`, compressed (copied as they are with `None`).
+    fn compress(self, header: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
         use std::io::Write;
         match self {
-            S3Compression::None => Ok(body.to_vec()),
+            S3Compression::None => Ok([header, body].concat()),
             S3Compression::Gzip => {
                 let mut e = flate2::write::GzEncoder::new(
                     Vec::with_capacity(body.len() / 4),
                     flate2::Compression::default(),
                 );
+                e.write_all(header)?;
                 e.write_all(body)?;
                 e.finish()
             }
-            S3Compression::Zstd => zstd::encode_all(body, 3),
+            S3Compression::Zstd => {
+                let mut e = zstd::stream::Encoder::new(Vec::with_capacity(body.len() / 4), 3)?;
+                e.write_all(header)?;
+                e.write_all(body)?;
+                e.finish()
+            }
         }
     }
 }
@@ -506,16 +512,29 @@ impl S3Writer {
             self.seq += 1;
             let path = ObjectPath::parse(&key)
                 .map_err(|e| WriteError::Reject(format!("object key {key:?}: {e}")))?;
-            let mut body = Vec::with_capacity(header.len() + o.buf.len());
-            body.extend_from_slice(&header);
-            body.extend_from_slice(&o.buf);
-            let compression = self.opts.compression;
-            let compressed = tokio::task::spawn_blocking(move || compression.compress(&body))
-                .await
-                .map_err(|e| WriteError::Retry(format!("compressing: {e}").into()))?
-                .map_err(|e| WriteError::Retry(format!("compressing: {e}").into()))?;
+            let compressed = match self.opts.compression {
+                // Uncompressed and without a header line: the records as they are, no copy.
+                S3Compression::None if header.is_empty() => std::mem::take(&mut o.buf),
+                compression => {
+                    // Compressed off the task's thread; the records come back with the result,
+                    // so a failure leaves them pending for the next try.
+                    let (buf, header) = (std::mem::take(&mut o.buf), header.clone());
+                    let (buf, result) = tokio::task::spawn_blocking(move || {
+                        let result = compression.compress(&header, &buf);
+                        (buf, result)
+                    })
+                    .await
+                    .map_err(|e| WriteError::Retry(format!("compressing: {e}").into()))?;
+                    match result {
+                        Ok(c) => c,
+                        Err(e) => {
+                            o.buf = buf;
+                            return Err(WriteError::Retry(format!("compressing: {e}").into()));
+                        }
+                    }
+                }
+            };
             o.ready = Some((path, bytes::Bytes::from(compressed)));
-            o.buf = Vec::new();
         }
         Ok(())
     }
@@ -955,7 +974,7 @@ mod tests {
             S3Compression::Gzip,
             S3Compression::Zstd,
         ] {
-            let packed = c.compress(&body).unwrap();
+            let packed = c.compress(b"", &body).unwrap();
             let back = match c {
                 S3Compression::None => packed.clone(),
                 S3Compression::Gzip => {
