@@ -192,8 +192,8 @@ impl Shape {
     }
 }
 
-/// The class of each byte for [`split_whitespace`]: 0 a byte of a word, [`SPACE`] ASCII
-/// whitespace, [`UPPER`] an ASCII capital, [`HIGH`] a byte beyond ASCII.
+/// The class of each byte for [`split_whitespace`], as bits: 0 a byte of a word, [`SPACE`]
+/// ASCII whitespace, [`UPPER`] an ASCII capital, [`HIGH`] a byte beyond ASCII.
 static BYTE_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
@@ -210,46 +210,64 @@ static BYTE_CLASS: [u8; 256] = {
 };
 const SPACE: u8 = 1;
 const UPPER: u8 = 2;
-const HIGH: u8 = 3;
+const HIGH: u8 = 4;
+
+/// The character beyond ASCII starting at byte `i` of `text` (a character boundary): whether it
+/// is whitespace, and its length in bytes.
+#[cold]
+fn char_beyond_ascii(text: &str, i: usize) -> (bool, usize) {
+    let c = text[i..].chars().next().expect("a char starts here");
+    (c.is_whitespace(), c.len_utf8())
+}
 
 /// Calls `f` with each token of `text` separated by whitespace, and its [`Shape`]: the tokens of
 /// [`str::split_whitespace`] (Unicode whitespace), in one pass over the bytes that also notes
-/// what lowercasing needs.
+/// what lowercasing needs. ASCII bytes take one table lookup each; a byte beyond ASCII decodes
+/// its character to tell whether it is whitespace.
 #[inline]
 fn split_whitespace(text: &str, mut f: impl FnMut(&str, Shape)) {
     let bytes = text.as_bytes();
-    let mut start = None;
-    let mut shape = Shape::default();
+    let n = bytes.len();
     let mut i = 0;
-    while i < bytes.len() {
-        let (space, len) = match BYTE_CLASS[bytes[i] as usize] {
-            0 => (false, 1),
-            SPACE => (true, 1),
-            UPPER => {
-                shape.upper_ascii = true;
-                (false, 1)
-            }
-            _ => {
-                let c = text[i..].chars().next().expect("a char starts here");
-                if !c.is_whitespace() {
-                    shape.non_ascii = true;
-                }
-                (c.is_whitespace(), c.len_utf8())
+    'tokens: loop {
+        // Skip whitespace to the token's first byte.
+        let start = loop {
+            let Some(&b) = bytes.get(i) else {
+                break 'tokens;
+            };
+            match BYTE_CLASS[b as usize] {
+                SPACE => i += 1,
+                HIGH => match char_beyond_ascii(text, i) {
+                    (true, len) => i += len,
+                    (false, _) => break i,
+                },
+                _ => break i,
             }
         };
-        match (space, start) {
-            (true, Some(s)) => {
-                f(&text[s..i], shape);
-                start = None;
-                shape = Shape::default();
+        // The token's bytes, to the next whitespace; `seen` gathers their classes.
+        let mut seen = 0u8;
+        while i < n {
+            let class = BYTE_CLASS[bytes[i] as usize];
+            if class & (SPACE | HIGH) == 0 {
+                seen |= class;
+                i += 1;
+            } else if class == SPACE {
+                break;
+            } else {
+                match char_beyond_ascii(text, i) {
+                    (true, _) => break,
+                    (false, len) => {
+                        seen |= HIGH;
+                        i += len;
+                    }
+                }
             }
-            (false, None) => start = Some(i),
-            _ => {}
         }
-        i += len;
-    }
-    if let Some(s) = start {
-        f(&text[s..], shape);
+        let shape = Shape {
+            upper_ascii: seen & UPPER != 0,
+            non_ascii: seen & HIGH != 0,
+        };
+        f(&text[start..i], shape);
     }
 }
 
@@ -662,6 +680,9 @@ mod tests {
             "nbsp\u{a0}nel\u{85}ideo\u{3000}em\u{2003}line\u{2028}end",
             "Ünïcode ÉTÉ été naïve MiXeD straße ß 日本語 テキスト",
             "zero\u{200b}width is not space",
+            "\u{3000}lead\u{a0}\u{a0}trail\u{2029}",
+            "é\u{85}É a\u{1680}B \u{202f}",
+            "UPPER lower Mixed123 \x1c\x1f are not spaces",
         ];
         for text in texts {
             let mut got = Vec::new();

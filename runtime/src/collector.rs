@@ -325,6 +325,22 @@ impl Emitter {
             return None;
         }
 
+        // The common case: one subscription whose router picks one target. No list of targets
+        // is built and the values move once, into the target's batch.
+        if direct.is_none()
+            && let [sub] = out.subs.as_mut_slice()
+            && let Some(pos) = sub.router.route_one(&values, &sub.loads)
+        {
+            sub.sent += 1;
+            let slot = sub.slots[pos];
+            self.taps.emitted(schema, &values);
+            self.emitted += 1;
+            self.transferred += 1;
+            let anchors = anchor(&mut self.rng);
+            self.deliver(slot, schema, values, anchors);
+            return Some(1);
+        }
+
         // Choose every target first, so the last copy can take the values without a clone.
         self.deliveries.clear();
         for sub in &mut out.subs {
@@ -356,29 +372,36 @@ impl Emitter {
         self.emitted += 1;
         let n = self.deliveries.len();
         self.transferred += n as u64;
-        if n > 0 && self.oldest_buffered.is_none() {
+        for i in 0..n.saturating_sub(1) {
+            let anchors = anchor(&mut self.rng);
+            self.deliver(self.deliveries[i], schema, values.clone(), anchors);
+        }
+        if let Some(&last) = self.deliveries.last() {
+            let anchors = anchor(&mut self.rng);
+            self.deliver(last, schema, values, anchors);
+        }
+        Some(n)
+    }
+
+    /// Appends one copy of a tuple to the batch of the target at `slot`, and seals the batch
+    /// when it is whole.
+    #[inline(always)]
+    fn deliver(
+        &mut self,
+        slot: usize,
+        schema: &'static StreamSchema,
+        values: Values,
+        anchors: Anchors,
+    ) {
+        if self.oldest_buffered.is_none() {
             self.oldest_buffered = Some(Instant::now());
         }
         let batch = self.batch_size;
-        let mut waiting = false;
-        if let Some((&last, rest)) = self.deliveries.split_last() {
-            for &slot in rest {
-                let anchors = anchor(&mut self.rng);
-                let target = &mut self.targets[slot];
-                Tuple::push_new(&mut target.buf, schema, self.task, values.clone(), anchors);
-                if target.buf.len() >= batch {
-                    waiting |= target.seal(batch);
-                }
-            }
-            let anchors = anchor(&mut self.rng);
-            let target = &mut self.targets[last];
-            Tuple::push_new(&mut target.buf, schema, self.task, values, anchors);
-            if target.buf.len() >= batch {
-                waiting |= target.seal(batch);
-            }
+        let target = &mut self.targets[slot];
+        Tuple::push_new(&mut target.buf, schema, self.task, values, anchors);
+        if target.buf.len() >= batch {
+            self.has_full_batch |= target.seal(batch);
         }
-        self.has_full_batch |= waiting;
-        Some(n)
     }
 
     #[inline]

@@ -192,16 +192,32 @@ impl Router {
         }
     }
 
-    /// Chooses the target positions (indices into the subscription's targets) for one tuple.
-    /// `loads` are the receive queues of those targets, for load-aware choices.
-    pub(crate) fn route(&mut self, values: &[Value], loads: &[Arc<QueueGauge>], out: &mut Targets) {
+    /// The one target position (an index into the subscription's targets) of a router that
+    /// always picks exactly one: shuffle, fields, partial key, global. `None` for the others
+    /// (all, direct, custom), which [`route`](Router::route) handles. The emit path's common
+    /// case: a stream with one subscription routes here, with no list of targets built.
+    #[inline(always)]
+    pub(crate) fn route_one(
+        &mut self,
+        values: &[Value],
+        loads: &[Arc<QueueGauge>],
+    ) -> Option<usize> {
         let n = loads.len();
         match self {
-            Router::Shuffle(s) => out.push(s.pick(loads)),
             Router::Fields { fields, key_groups } => {
-                let group = key_group(key_hash(values, fields, SEED_1), *key_groups);
-                out.push(task_of_key_group(group, *key_groups, n));
+                let hash = match fields.as_slice() {
+                    // One grouping field (most groupings): no fold over the fields.
+                    [i] => match values.get(*i) {
+                        // Text (most keys): the string hash, without the match over types.
+                        Some(Value::Str(s)) => Value::str_stable_hash(s, SEED_1),
+                        v => v.unwrap_or(&Value::Null).stable_hash(SEED_1),
+                    },
+                    several => key_hash(values, several, SEED_1),
+                };
+                let group = key_group(hash, *key_groups);
+                Some(task_of_key_group(group, *key_groups, n))
             }
+            Router::Shuffle(s) => Some(s.pick(loads)),
             Router::PartialKey { fields, sent } => {
                 let first = (key_hash(values, fields, SEED_1) % n as u64) as usize;
                 let chosen = if n < 2 {
@@ -217,10 +233,27 @@ impl Router {
                     }
                 };
                 sent[chosen] += 1;
-                out.push(chosen);
+                Some(chosen)
             }
+            Router::Global(i) => Some(*i),
+            Router::All | Router::Direct | Router::Custom { .. } => None,
+        }
+    }
+
+    /// Chooses the target positions (indices into the subscription's targets) for one tuple.
+    /// `loads` are the receive queues of those targets, for load-aware choices.
+    pub(crate) fn route(&mut self, values: &[Value], loads: &[Arc<QueueGauge>], out: &mut Targets) {
+        if let Some(i) = self.route_one(values, loads) {
+            out.push(i);
+            return;
+        }
+        let n = loads.len();
+        match self {
+            Router::Shuffle(_)
+            | Router::Fields { .. }
+            | Router::PartialKey { .. }
+            | Router::Global(_) => {}
             Router::All => out.extend(0..n),
-            Router::Global(i) => out.push(*i),
             // Direct tuples are placed by `emit_direct`, never routed by value.
             Router::Direct => {}
             Router::Custom {
@@ -445,6 +478,60 @@ mod tests {
             used.insert(x[0]);
         }
         assert_eq!(used.len(), 5, "50 keys should reach all 5 tasks");
+    }
+
+    // Guards the one-field shortcut of `route_one` (text keys hashed without the match over
+    // types): every kind of key, on one field or two, reaches the task that owns the key group
+    // of `key_hash_of(key)`, where keyed state stored under that key is restored.
+    #[test]
+    fn fields_routes_every_key_to_the_task_owning_its_key_group() {
+        let keys = [
+            Value::from("word"),
+            Value::from("a text longer than twenty-three bytes"),
+            Value::from(""),
+            Value::Int(-7),
+            Value::Float(2.5),
+            Value::Bool(true),
+            Value::Null,
+            Value::from(bytes::Bytes::from_static(b"\x01\x02")),
+        ];
+        for p in [1u32, 2, 3, 5] {
+            let loads = gauges(&vec![0; p as usize]);
+            for groups in [128usize, 100] {
+                let router = |fields: SmallVec<[usize; 2]>| {
+                    let names = fields
+                        .iter()
+                        .map(|i| SmolStr::new(format!("f{i}")))
+                        .collect();
+                    Router::new(
+                        &Grouping::Fields(names),
+                        fields,
+                        &tasks(p),
+                        &"c".into(),
+                        0,
+                        groups,
+                    )
+                };
+                let mut one = router(smallvec::smallvec![1]);
+                let mut two = router(smallvec::smallvec![1, 0]);
+                for (i, key) in keys.iter().enumerate() {
+                    let values = [keys[(i + 1) % keys.len()].clone(), key.clone()];
+                    let owner = |hash| {
+                        task_of_key_group(key_group(hash, groups as u32), groups as u32, p as usize)
+                    };
+                    let want = owner(key_hash_of(&values[1..]));
+                    assert_eq!(one.route_one(&values, &loads), Some(want), "{key:?}, p={p}");
+                    assert_eq!(route_once(&mut one, &values, &loads).as_slice(), [want]);
+                    let pair = [values[1].clone(), values[0].clone()];
+                    let want = owner(key_hash_of(&pair));
+                    assert_eq!(
+                        two.route_one(&values, &loads),
+                        Some(want),
+                        "{pair:?}, p={p}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
