@@ -28,6 +28,9 @@
 //! [bolts.store]
 //! kind = "postgres"
 //! url = "postgres://postgres@127.0.0.1:5432/test"  # libpq-style URL or key=value string
+//! sslmode = "verify-full"            # disable | prefer (default) | require | verify-ca | verify-full
+//! tls = { ca = "root.pem" }          # the server's CA (unset: the system's roots); cert, key: a
+//!                                    # client certificate
 //! table = "word_counts"              # or "schema.table"; each part quoted as an identifier
 //! columns = ["word", "count"]        # tuple field -> column of the same name
 //! # columns = { word = "token", count = "n" }      # or column = "field"
@@ -126,7 +129,10 @@
 //!   (retried, then replayed) until its tasks are restarted.
 //! - A batch holding a bad row costs one statement per row (the row-by-row pass); with upsert,
 //!   the inputs merged into a refused row (same key, same batch) all go to `error`.
-//! - Without TLS (`NoTls`): for servers on a trusted network or loopback.
+//! - TLS as libpq's `sslmode` (the option, else the URL's, else `prefer`): `prefer` and
+//!   `require` encrypt without authenticating the server unless `tls.ca` is given (then its chain
+//!   is verified), `verify-ca` verifies the chain, `verify-full` the chain and the host name.
+//!   A client certificate (`tls.cert`, `tls.key`) is sent when the server asks for one.
 //! - A table name containing a `.` cannot be given (the first `.` separates the schema).
 
 use std::collections::{HashMap, VecDeque};
@@ -142,12 +148,14 @@ use smallvec::SmallVec;
 use smol_str::{SmolStr, format_smolstr};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use topo_dsl::{FromOptions, Kind};
 use topo_runtime::{BoxError, CheckpointId, Restore, Snapshot, TaskContext, Tuple, Value};
 
 use crate::connector::sink::{
     BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, exactly_once,
 };
+use crate::connector::tls::{TlsOptions, Verify};
 
 /// How each batch is written.
 #[derive(
@@ -178,6 +186,24 @@ impl Default for PostgresColumns {
     }
 }
 
+/// TLS of the sink's connections, as libpq's `sslmode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresSslMode {
+    /// Plain connections only.
+    Disable,
+    /// TLS when the server offers it, else plain; the server is not authenticated (unless `tls.ca`
+    /// is given: then its chain is verified).
+    Prefer,
+    /// TLS or no connection; the server is not authenticated (unless `tls.ca` is given: then its
+    /// chain is verified).
+    Require,
+    /// TLS, the server's chain verified against `tls.ca` (or the system's roots), any host name.
+    VerifyCa,
+    /// TLS, the server's chain verified and its certificate issued for the host connected to.
+    VerifyFull,
+}
+
 /// Options of the `postgres` sink; see the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -185,6 +211,12 @@ impl Default for PostgresColumns {
 pub struct PostgresOptions {
     /// Connection string: a `postgres://` URL or libpq `key=value` pairs (required).
     pub url: String,
+    /// TLS: `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (libpq's meanings); unset =
+    /// the URL's `sslmode`, else `prefer`.
+    pub sslmode: Option<PostgresSslMode>,
+    /// TLS files: `ca` (PEM; unset = the system's roots), `cert` and `key` (a client
+    /// certificate, for servers that ask for one or authenticate by it).
+    pub tls: TlsOptions,
     /// The table, optionally `schema.table` (required).
     pub table: String,
     /// The columns written and the fields they come from (required, at least one).
@@ -212,6 +244,8 @@ impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
             url: String::new(),
+            sslmode: None,
+            tls: TlsOptions::default(),
             table: String::new(),
             columns: PostgresColumns::default(),
             mode: PostgresMode::Insert,
@@ -238,6 +272,8 @@ pub struct PostgresSink {
 #[derive(Debug)]
 struct Shared {
     config: tokio_postgres::Config,
+    /// The TLS connector; `None` = plain (`sslmode = "disable"`).
+    tls: Option<Tls>,
     /// `host:port/dbname`, for error messages (no password).
     target: String,
     schema: Option<String>,
@@ -253,6 +289,56 @@ struct Shared {
     timeout: Duration,
     /// Exactly-once: the quoted (schema.)table of commits.
     quoted_commits: String,
+}
+
+/// The TLS connector of a sink's connections.
+#[derive(Clone)]
+struct Tls(MakeRustlsConnect);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+/// The TLS of a sink's connections: `sslmode` (the option, else the URL's, else `prefer`) set on
+/// `config` as tokio-postgres knows it (disable, prefer, require), and the connector checking the
+/// server as the mode says. `None` = plain connections.
+fn postgres_tls(
+    config: &mut tokio_postgres::Config,
+    sslmode: Option<PostgresSslMode>,
+    files: &TlsOptions,
+) -> Result<Option<Tls>, String> {
+    use tokio_postgres::config::SslMode;
+    let mode = sslmode.unwrap_or(match config.get_ssl_mode() {
+        SslMode::Disable => PostgresSslMode::Disable,
+        SslMode::Require => PostgresSslMode::Require,
+        _ => PostgresSslMode::Prefer,
+    });
+    if mode == PostgresSslMode::Disable {
+        if files.is_set() {
+            return Err(
+                "option `tls` is given, and `sslmode` is \"disable\": no TLS is used (set sslmode to \"verify-full\", or drop `tls`)"
+                    .into(),
+            );
+        }
+        config.ssl_mode(SslMode::Disable);
+        return Ok(None);
+    }
+    let loaded = files.load("tls")?;
+    let verify = match mode {
+        PostgresSslMode::VerifyFull => Verify::Full,
+        PostgresSslMode::VerifyCa => Verify::ChainOnly,
+        // As libpq with a root certificate file: the chain is verified when a CA is given.
+        _ if files.ca.is_some() => Verify::ChainOnly,
+        _ => Verify::Nothing,
+    };
+    config.ssl_mode(match mode {
+        PostgresSslMode::Prefer => SslMode::Prefer,
+        _ => SslMode::Require,
+    });
+    let client = loaded.client_config(verify)?;
+    Ok(Some(Tls(MakeRustlsConnect::new(client))))
 }
 
 /// Quotes a name as an SQL identifier.
@@ -271,10 +357,16 @@ impl PostgresSink {
                     .into(),
             );
         }
-        let config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|e| format!("option `url`: not a PostgreSQL connection string: {e}"))?;
+        let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| {
+            let mut why = format!("option `url`: not a PostgreSQL connection string: {e}");
+            if options.url.contains("sslmode=verify") {
+                why.push_str(
+                    " (give verify-ca or verify-full as the option `sslmode`, not in the URL)",
+                );
+            }
+            why
+        })?;
+        let tls = postgres_tls(&mut config, options.sslmode, &options.tls)?;
         if options.table.is_empty() {
             return Err("option `table` is required".into());
         }
@@ -374,6 +466,7 @@ impl PostgresSink {
         Ok(PostgresSink {
             shared: Arc::new(Shared {
                 config,
+                tls,
                 target,
                 schema,
                 table,
@@ -1062,7 +1155,18 @@ impl PostgresWriter {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(s.timeout);
         }
-        let connecting = config.connect(NoTls);
+        let connecting = async {
+            match &s.tls {
+                None => config
+                    .connect(NoTls)
+                    .await
+                    .map(|(c, conn)| (c, futures_util::FutureExt::boxed(conn))),
+                Some(tls) => {
+                    let (c, conn) = config.connect(tls.0.clone()).await?;
+                    Ok((c, futures_util::FutureExt::boxed(conn)))
+                }
+            }
+        };
         let (client, connection) = match tokio::time::timeout(s.timeout, connecting).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

@@ -27,7 +27,9 @@
 //! ```toml
 //! [bolts.board]
 //! kind = "redis"
-//! url = "redis://127.0.0.1:6379/0"   # redis://[user:password@]host:port/db
+//! url = "redis://127.0.0.1:6379/0"   # redis://[user:password@]host:port/db; rediss:// for TLS
+//! # tls = { ca = "ca.pem", cert = "client.pem", key = "client.key" }   # rediss://: the CA (unset:
+//! #                                  # the system's roots) and an optional client certificate
 //! command = "zadd"                   # zadd | zincrby | hset | hincrby | set | incrby | rpush
 //! key = "leaderboard:{region}"       # key template: {field} is that field's value; {{ and }} are braces
 //! member = "word"                    # zadd/zincrby: the member; hset/hincrby: the hash field
@@ -94,6 +96,7 @@ use topo_runtime::{BoxError, TaskContext, Tuple, Value};
 use crate::connector::sink::{
     BatchOptions, BatchSink, BatchWriter, RetryOptions, WriteError, record,
 };
+use crate::connector::tls::TlsOptions;
 
 /// The command applied per record.
 #[derive(
@@ -148,8 +151,11 @@ impl RedisCommand {
 #[serde(default, deny_unknown_fields)]
 #[schemars(transform = redis_required)]
 pub struct RedisOptions {
-    /// The server: `redis://[user:password@]host:port/db` (required).
+    /// The server: `redis://[user:password@]host:port/db`, or `rediss://...` for TLS (required).
     pub url: String,
+    /// TLS of a `rediss://` server: `ca` (PEM; unset = the system's roots), `cert` and `key` (a
+    /// client certificate, for servers that ask for one).
+    pub tls: TlsOptions,
     /// The command applied per record.
     pub command: RedisCommand,
     /// The key template, e.g. `"leaderboard:{region}"` (required).
@@ -181,6 +187,7 @@ impl Default for RedisOptions {
             member: None,
             value: None,
             ttl: None,
+            tls: TlsOptions::default(),
             timeout: Duration::from_secs(5),
             batch: BatchOptions::default(),
             retry: RetryOptions::default(),
@@ -250,6 +257,8 @@ pub struct RedisSink {
 
 struct RedisShared {
     client: redis::Client,
+    /// The connection is TLS (`rediss://`).
+    tls: bool,
     target: String,
     command: RedisCommand,
     key: Vec<Part>,
@@ -280,12 +289,37 @@ impl RedisSink {
         if options.url.is_empty() {
             return Err("option `url` is required (e.g. \"redis://127.0.0.1:6379/0\")".into());
         }
-        let client = redis::Client::open(options.url.as_str()).map_err(|e| {
+        let not_redis = |e: redis::RedisError| {
             format!(
                 "option `url` = {:?}: not a Redis URL: {e}",
                 crate::connector::redact(&options.url)
             )
-        })?;
+        };
+        let client = if options.url.starts_with("rediss://") {
+            let files = options.tls.load("tls")?;
+            // The client builds its TLS configuration with the process's crypto provider.
+            crate::connector::tls::provider();
+            redis::Client::build_with_tls(
+                options.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: files.client_pem.map(|(client_cert, client_key)| {
+                        redis::ClientTlsConfig {
+                            client_cert,
+                            client_key,
+                        }
+                    }),
+                    root_cert: files.ca_pem,
+                },
+            )
+            .map_err(not_redis)?
+        } else if options.tls.is_set() {
+            return Err(format!(
+                "option `tls` is for a TLS server, and `url` = {:?} is plain: write `rediss://`",
+                crate::connector::redact(&options.url)
+            ));
+        } else {
+            redis::Client::open(options.url.as_str()).map_err(not_redis)?
+        };
         let info = client.get_connection_info();
         let target = format!("{}/{}", info.addr, info.redis.db);
         if options.key.is_empty() {
@@ -361,6 +395,7 @@ impl RedisSink {
             shared: Arc::new(RedisShared {
                 client,
                 target,
+                tls: options.url.starts_with("rediss://"),
                 command,
                 key,
                 member: options.member.map(SmolStr::from),
@@ -537,7 +572,15 @@ impl RedisWriter {
                 humantime::format_duration(s.timeout)
             )
         })?
-        .map_err(|e| format!("cannot connect to Redis at {}: {e}", s.target))?;
+        .map_err(|e| {
+            // A TLS server drops a plain client's first bytes: say what that usually means.
+            let hint = if !s.tls && e.kind() == redis::ErrorKind::IoError {
+                " (if the server speaks TLS, write `rediss://` in `url`)"
+            } else {
+                ""
+            };
+            format!("cannot connect to Redis at {}: {e}{hint}", s.target)
+        })?;
         self.conn = Some(manager);
         Ok(())
     }

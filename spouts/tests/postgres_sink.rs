@@ -794,3 +794,199 @@ fn exactly_once_refused_rows_go_to_error_at_the_commit() {
     );
     assert_eq!(commits_of(&db, &commits.name), vec![(0, 1)]);
 }
+
+/// Runs SQL on the `hostssl`-only server through `psql` (an independent client) as `topo`,
+/// verifying the server with the test CA; its output, unaligned, without headers.
+fn psql_tls(sql: &str) -> String {
+    use topo_test_support::tls;
+    let conninfo = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} dbname=topo user={} sslmode=verify-full sslrootcert={}",
+        tls::postgres_port(),
+        tls::USER,
+        tls::file("ca.crt").display()
+    );
+    let out = std::process::Command::new("psql")
+        .args([conninfo.as_str(), "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        .env("PGPASSWORD", tls::PASSWORD)
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What `check` says of a sink whose connection must be refused; refused quickly, not hung.
+fn check_error(s: &PostgresSink) -> String {
+    let started = std::time::Instant::now();
+    let result = runtime().block_on(s.check());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "check took {:?}: a refused connection must not hang",
+        started.elapsed()
+    );
+    match result {
+        Ok(()) => panic!("the connection was accepted"),
+        Err(e) => {
+            eprintln!("refused: {e}");
+            e.to_string()
+        }
+    }
+}
+
+// Guards TLS against the `hostssl`-only server of `scripts/services`: rows are written with
+// `verify-full` and the test CA (by password, and by client certificate alone), read back by
+// `psql`; `verify-ca` accepts a certificate for another name where `verify-full` refuses it; a
+// plain connection, a certificate of an unknown CA, a client certificate of an unknown CA and a
+// wrong password are each refused quickly with an error naming PostgreSQL and why.
+#[test]
+fn sslmode_writes_over_tls_and_refuses_wrong_certificates_plain_text_and_wrong_passwords() {
+    use topo_test_support::tls;
+    let table = format!("topo_tls_{}", std::process::id());
+    psql_tls(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (word text NOT NULL, n bigint NOT NULL); GRANT ALL ON {table} TO topo_cert"
+    ));
+    let port = tls::postgres_port();
+    let ca = tls::file("ca.crt");
+    let (client_crt, client_key) = (tls::file("client.crt"), tls::file("client.key"));
+    let sink_of = |conninfo: &str, sslmode: &str, tls_table: &str| {
+        let text = format!(
+            "url = \"{conninfo} port={port} dbname=topo connect_timeout=3\"\n{sslmode}\ntls = {tls_table}\n\
+             table = \"{table}\"\ncolumns = [\"word\", \"n\"]\ntimeout = \"3s\"\nbatch = {{ max_records = 2 }}",
+        );
+        sink(&text)
+    };
+    let by_password = format!(
+        "host=localhost hostaddr=127.0.0.1 user=topo password={}",
+        tls::PASSWORD
+    );
+    let ca_only = format!("{{ ca = \"{}\" }}", ca.display());
+    let with_client = format!(
+        "{{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}",
+        ca.display(),
+        client_crt.display(),
+        client_key.display()
+    );
+    let cases = [
+        (
+            by_password.clone(),
+            "sslmode = \"verify-full\"",
+            ca_only.clone(),
+            "full",
+        ),
+        (
+            by_password.clone(),
+            "sslmode = \"require\"",
+            "{}".to_string(),
+            "require",
+        ),
+        (
+            "host=localhost hostaddr=127.0.0.1 user=topo_cert".to_string(),
+            "sslmode = \"verify-full\"",
+            with_client.clone(),
+            "cert",
+        ),
+        (
+            format!(
+                "host=db.example hostaddr=127.0.0.1 user=topo password={}",
+                tls::PASSWORD
+            ),
+            "sslmode = \"verify-ca\"",
+            ca_only.clone(),
+            "ca",
+        ),
+    ];
+    for (conninfo, mode, tls_table, word) in &cases {
+        let s = sink_of(conninfo, mode, tls_table);
+        runtime()
+            .block_on(s.check())
+            .unwrap_or_else(|e| panic!("{mode} {conninfo}: {e}"));
+        let mut t = tester(&s, &["word", "n"]);
+        let runs = t.execute_all([values![*word, 1], values![*word, 2]]);
+        assert_eq!(runs[1].acked_inputs, vec![0, 1], "{mode}");
+    }
+    assert_eq!(
+        psql_tls(&format!(
+            "SELECT word || ':' || sum(n) FROM {table} GROUP BY word ORDER BY word"
+        )),
+        "ca:3\ncert:3\nfull:3\nrequire:3"
+    );
+    // The session really was encrypted: the server says so of the sink's own connections.
+    assert_eq!(
+        psql_tls(
+            "SELECT count(*) > 0 FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND usename = 'topo'"
+        ),
+        "t"
+    );
+
+    let wrong_name = format!(
+        "host=db.example hostaddr=127.0.0.1 user=topo password={}",
+        tls::PASSWORD
+    );
+    let e = check_error(&sink_of(&wrong_name, "sslmode = \"verify-full\"", &ca_only));
+    assert!(
+        e.contains("PostgreSQL") && e.contains("certificate"),
+        "another name: {e}"
+    );
+    let other_ca = format!("{{ ca = \"{}\" }}", tls::file("other-ca.crt").display());
+    let e = check_error(&sink_of(
+        &by_password,
+        "sslmode = \"verify-full\"",
+        &other_ca,
+    ));
+    assert!(
+        e.contains("PostgreSQL") && e.contains("certificate"),
+        "an unknown CA: {e}"
+    );
+    let e = check_error(&sink_of(&by_password, "sslmode = \"disable\"", "{}"));
+    assert!(
+        e.contains("PostgreSQL") && e.contains("no encryption"),
+        "plain text to a hostssl-only server: {e}"
+    );
+    let other_client = format!(
+        "{{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}",
+        ca.display(),
+        tls::file("other-client.crt").display(),
+        tls::file("other-client.key").display()
+    );
+    let e = check_error(&sink_of(
+        "host=localhost hostaddr=127.0.0.1 user=topo_cert",
+        "sslmode = \"verify-full\"",
+        &other_client,
+    ));
+    assert!(
+        e.contains("PostgreSQL"),
+        "a client certificate of an unknown CA: {e}"
+    );
+    let wrong = "host=localhost hostaddr=127.0.0.1 user=topo password=not-the-password";
+    let e = check_error(&sink_of(wrong, "sslmode = \"verify-full\"", &ca_only));
+    assert!(
+        e.contains("PostgreSQL") && e.contains("password authentication failed"),
+        "a wrong password: {e}"
+    );
+    assert!(
+        !e.contains("not-the-password"),
+        "the password is shown: {e}"
+    );
+    psql_tls(&format!("DROP TABLE {table}"));
+}
+
+// Guards the `sslmode` options' checks: `verify-*` in the URL points to the option, and TLS files
+// with TLS off are refused.
+#[test]
+fn sslmode_options_are_checked_naming_the_option() {
+    let base = "table = \"t\"\ncolumns = [\"a\"]";
+    let refused = |extra: &str| {
+        PostgresSink::new(options(&format!("{base}\n{extra}")))
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {extra}"))
+    };
+    let e = refused("url = \"postgres://u@127.0.0.1/db?sslmode=verify-full\"");
+    assert!(e.contains("option `sslmode`"), "{e}");
+    let e = refused(&format!(
+        "url = \"{URL}\"\nsslmode = \"disable\"\ntls = {{ ca = \"x.pem\" }}"
+    ));
+    assert!(e.contains("`tls`") && e.contains("disable"), "{e}");
+    let e = refused(&format!(
+        "url = \"{URL}\"\nsslmode = \"verify-full\"\ntls = {{ ca = \"/no/such.pem\" }}"
+    ));
+    assert!(e.contains("`tls.ca`") && e.contains("/no/such.pem"), "{e}");
+}

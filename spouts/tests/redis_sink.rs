@@ -533,3 +533,168 @@ fn a_big_batch_with_a_long_interval_is_written_when_the_input_runs_dry() {
     let expected: BTreeMap<String, f64> = (0..total).map(|i| (format!("w{i}"), i as f64)).collect();
     assert!(r.zscores(&key) == expected, "the board holds every record");
 }
+
+/// `GET key` on the TLS-only server through `redis-cli` (an independent client), with the test
+/// CA and the `topo` user.
+fn tls_get(key: &str) -> String {
+    use topo_test_support::tls;
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls::redis_port().to_string(),
+            "--tls",
+        ])
+        .arg("--cacert")
+        .arg(tls::file("ca.crt"))
+        .args([
+            "--user",
+            tls::USER,
+            "--pass",
+            tls::PASSWORD,
+            "--no-auth-warning",
+        ])
+        .args(["GET", key])
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What `check` (a connection and a `PING`, as each task does at start) says of a sink.
+fn check_error(s: &RedisSink) -> String {
+    let started = std::time::Instant::now();
+    let result = runtime().block_on(s.check());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "check took {:?}: a refused connection must not hang",
+        started.elapsed()
+    );
+    match result {
+        Ok(()) => panic!("the connection was accepted"),
+        Err(e) => {
+            eprintln!("refused: {e}");
+            e.to_string()
+        }
+    }
+}
+
+// Guards TLS (`rediss://`) against the TLS-only server of `scripts/services`: records are written
+// with the test CA, with and without a client certificate (read back by `redis-cli --tls`); a
+// server certificate from a CA not given, a plain connection to the TLS port and a wrong password
+// are each refused quickly with an error naming Redis, the server and why.
+#[test]
+fn rediss_writes_over_tls_and_refuses_wrong_certificates_plain_text_and_wrong_passwords() {
+    use topo_test_support::tls;
+    let r = Redis::connect();
+    let port = tls::redis_port();
+    let ca = tls::file("ca.crt");
+    let url = format!(
+        "rediss://{}:{}@localhost:{port}/0",
+        tls::USER,
+        tls::PASSWORD
+    );
+    let set = |url: &str, tls_table: &str| {
+        format!(
+            "url = \"{url}\"\ncommand = \"set\"\nkey = \"{}tls:{{word}}\"\nvalue = \"n\"\ntimeout = \"2s\"\n\
+             tls = {tls_table}\nbatch = {{ max_records = 2 }}\nretry = {{ attempts = 1 }}",
+            r.prefix
+        )
+    };
+    let plain_ca = format!("{{ ca = \"{}\" }}", ca.display());
+    let with_client = format!(
+        "{{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}",
+        ca.display(),
+        tls::file("client.crt").display(),
+        tls::file("client.key").display()
+    );
+    for (table, word) in [(&plain_ca, "a"), (&with_client, "b")] {
+        let s = sink(&set(&url, table));
+        runtime()
+            .block_on(s.check())
+            .unwrap_or_else(|e| panic!("TLS with {table}: {e}"));
+        let mut t = tester(&s, &["word", "n"]);
+        let runs = t.execute_all([values![word, 1], values![format!("{word}2"), 2]]);
+        assert_eq!(runs[1].acked_inputs, vec![0, 1], "with {table}");
+        assert_eq!(tls_get(&format!("{}tls:{word}", r.prefix)), "1");
+        assert_eq!(tls_get(&format!("{}tls:{word}2", r.prefix)), "2");
+    }
+    // Written over TLS only: the keys are not on the plain server of the other tests.
+    let plain: Option<String> = r.run(redis::cmd("GET").arg(r.key("tls:a")));
+    assert_eq!(plain, None);
+
+    let other_ca = format!("{{ ca = \"{}\" }}", tls::file("other-ca.crt").display());
+    let e = check_error(&sink(&set(&url, &other_ca)));
+    assert!(
+        e.contains("Redis")
+            && e.contains(&format!("localhost:{port}"))
+            && e.contains("certificate"),
+        "a server certificate of an unknown CA: {e}"
+    );
+    let e = check_error(&sink(&set(&url, "{}")));
+    assert!(
+        e.contains("Redis") && e.contains("certificate"),
+        "the system's roots do not know the test CA: {e}"
+    );
+    let plain_url = format!("redis://{}:{}@127.0.0.1:{port}/0", tls::USER, tls::PASSWORD);
+    let e = check_error(&sink(&set(&plain_url, "{}")));
+    assert!(
+        e.contains("Redis") && e.contains(&format!("127.0.0.1:{port}")) && e.contains("rediss://"),
+        "plain text to the TLS port: {e}"
+    );
+    let wrong = format!("rediss://{}:not-the-password@localhost:{port}/0", tls::USER);
+    let e = check_error(&sink(&set(&wrong, &plain_ca)));
+    assert!(
+        e.contains("Redis") && e.to_lowercase().contains("password"),
+        "a wrong password: {e}"
+    );
+    assert!(
+        !e.contains("not-the-password"),
+        "the password is shown: {e}"
+    );
+}
+
+// Guards the TLS options' checks: each names the option, the file and what is wrong.
+#[test]
+fn tls_options_are_checked_naming_the_option_and_the_file() {
+    use topo_test_support::tls;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello\n").expect("written");
+    let base = "command = \"set\"\nkey = \"k\"\nvalue = \"v\"";
+    let refused = |extra: &str| {
+        RedisSink::new(options(&format!("{base}\n{extra}")))
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {extra}"))
+    };
+    let e = refused(&format!(
+        "url = \"redis://127.0.0.1:6379/0\"\ntls = {{ ca = \"{}\" }}",
+        tls::file("ca.crt").display()
+    ));
+    assert!(e.contains("`tls`") && e.contains("rediss://"), "{e}");
+    let e = refused("url = \"rediss://127.0.0.1:6390/0\"\ntls = { ca = \"/no/such/ca.pem\" }");
+    assert!(
+        e.contains("`tls.ca`") && e.contains("/no/such/ca.pem"),
+        "{e}"
+    );
+    let e = refused(&format!(
+        "url = \"rediss://127.0.0.1:6390/0\"\ntls = {{ ca = \"{}\" }}",
+        not_pem.display()
+    ));
+    assert!(
+        e.contains("`tls.ca`") && e.contains("no PEM certificate"),
+        "{e}"
+    );
+    let e = refused(&format!(
+        "url = \"rediss://127.0.0.1:6390/0\"\ntls = {{ cert = \"{}\" }}",
+        tls::file("client.crt").display()
+    ));
+    assert!(e.contains("`tls.cert` needs `tls.key`"), "{e}");
+    let e = refused(&format!(
+        "url = \"rediss://127.0.0.1:6390/0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
+        tls::file("client.crt").display(),
+        tls::file("other-client.key").display()
+    ));
+    assert!(e.contains("the key is not the certificate's"), "{e}");
+}

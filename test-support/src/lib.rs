@@ -15,6 +15,7 @@ pub mod kinesis;
 pub mod kpl;
 pub mod s3;
 pub mod soak;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

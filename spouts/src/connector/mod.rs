@@ -5,7 +5,8 @@
 //!              └─ undecodable ──► ERROR_STREAM (SOURCE_ERROR_FIELDS: reason, raw)
 //!  sink:    input ──► sink::BatchSink<W> ──write──► ack        failed write ──► retry::RetryOptions
 //!              └─ never writable ──► ERROR_STREAM (SINK_ERROR_FIELDS: reason, record)
-//!  both:    counters! (atomic counters + getters), warn (one warning a second, errors kept)
+//!  both:    counters! (atomic counters + getters), warn (one warning a second, errors kept),
+//!           tls::TlsOptions ──load──► TlsFiles ──► rustls::ClientConfig (or PEM for the client)
 //! ```
 //!
 //! - [`acked`]: the acked-prefix tracker of the sources that resume from a position.
@@ -16,6 +17,8 @@
 //! - [`sink`]: what every durable sink shares — batching, ack after the write, retries, the
 //!   `record` of an `error` tuple and the JSON encoding of a tuple.
 //! - [`state`]: the state directory of a component.
+//! - `tls` (with a system that uses it): the TLS options of client connections, read once, and
+//!   the client configuration they make.
 //! - `warn`: the warning limiter and the error log (crate-internal).
 
 pub mod acked;
@@ -25,6 +28,8 @@ pub mod records;
 pub mod retry;
 pub mod sink;
 pub mod state;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub(crate) mod warn;
 
 pub(crate) use counters::counters;

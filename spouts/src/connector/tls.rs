@@ -1,0 +1,321 @@
+//! TLS of the connectors' client connections: one set of options, read and checked once per
+//! component, turned into the configuration each client library takes.
+//!
+//! ```text
+//!  tls = { ca = "ca.pem", cert = "client.pem", key = "client.key" }
+//!    ca          ──► the roots that verify the server (unset: the system's roots)
+//!    cert + key  ──► the client certificate, for servers that ask for one
+//!        │
+//!        ▼  TlsOptions::load (every file read and parsed at validation: errors name option and file)
+//!    TlsFiles ──► client_config(Verify)  ──► rustls::ClientConfig (postgres, ...)
+//!             └─► PEM bytes              ──► clients that build their own (redis)
+//! ```
+//!
+//! The crypto is rustls with its `ring` provider, installed as the process default the first time
+//! a configuration is made (client libraries that build their own configuration use it too).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::{Deserialize, Serialize};
+
+/// TLS options of a client connection (`tls = { ca = ..., cert = ..., key = ... }`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsOptions {
+    /// PEM file of the certificate authorities that verify the server; unset = the system's
+    /// roots.
+    pub ca: Option<PathBuf>,
+    /// PEM file of the client certificate (and its chain), sent when the server asks for one;
+    /// needs `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1); needs `cert`.
+    pub key: Option<PathBuf>,
+}
+
+/// How a server's certificate is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// The chain up to a trusted root, and the name connected to (the default of every client).
+    Full,
+    /// The chain only, whatever name it was issued for (PostgreSQL's `verify-ca`).
+    ChainOnly,
+    /// Nothing but the handshake's own signatures: encryption without authentication
+    /// (PostgreSQL's `require` and `prefer`, as libpq does them).
+    Nothing,
+}
+
+/// The files of [`TlsOptions`], read and parsed.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// The `ca` file as it was read (PEM).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The `cert` and `key` files as they were read (PEM).
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+    roots: Option<Vec<CertificateDer<'static>>>,
+    client: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+}
+
+impl TlsOptions {
+    /// Whether any TLS file is given.
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    /// Reads and parses the files. An error names the option (`{at}.ca`, ...), the file and what
+    /// is wrong with it.
+    pub fn load(&self, at: &str) -> Result<TlsFiles, String> {
+        let mut files = TlsFiles::default();
+        if let Some(path) = &self.ca {
+            let pem = read(at, "ca", path)?;
+            let certs = certificates(&pem).map_err(|e| bad(at, "ca", path, &e))?;
+            if certs.is_empty() {
+                return Err(bad(at, "ca", path, "it holds no PEM certificate"));
+            }
+            let mut store = RootCertStore::empty();
+            for cert in &certs {
+                store
+                    .add(cert.clone())
+                    .map_err(|e| bad(at, "ca", path, &format!("not a CA certificate: {e}")))?;
+            }
+            files.ca_pem = Some(pem);
+            files.roots = Some(certs);
+        }
+        match (&self.cert, &self.key) {
+            (None, None) => {}
+            (Some(_), None) => return Err(format!("option `{at}.cert` needs `{at}.key`")),
+            (None, Some(_)) => return Err(format!("option `{at}.key` needs `{at}.cert`")),
+            (Some(cert_path), Some(key_path)) => {
+                let cert_pem = read(at, "cert", cert_path)?;
+                let chain = certificates(&cert_pem).map_err(|e| bad(at, "cert", cert_path, &e))?;
+                if chain.is_empty() {
+                    return Err(bad(at, "cert", cert_path, "it holds no PEM certificate"));
+                }
+                let key_pem = read(at, "key", key_path)?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                    bad(
+                        at,
+                        "key",
+                        key_path,
+                        &format!("no PEM private key in it ({e})"),
+                    )
+                })?;
+                // A key that does not go with the certificate is refused here, not at the
+                // first handshake.
+                let signing = provider()
+                    .key_provider
+                    .load_private_key(key.clone_key())
+                    .map_err(|e| bad(at, "key", key_path, &format!("unusable key: {e}")))?;
+                let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing);
+                if let Err(e) = certified.keys_match() {
+                    return Err(format!(
+                        "options `{at}.cert` = {} and `{at}.key` = {}: the key is not the certificate's ({e})",
+                        cert_path.display(),
+                        key_path.display()
+                    ));
+                }
+                files.client_pem = Some((cert_pem, key_pem));
+                files.client = Some((chain, Arc::new(key)));
+            }
+        }
+        Ok(files)
+    }
+}
+
+impl TlsFiles {
+    /// A client configuration checking the server as `verify` says, with the client
+    /// certificate if one is given.
+    pub fn client_config(&self, verify: Verify) -> Result<rustls::ClientConfig, String> {
+        let provider = provider();
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let roots = Arc::new(self.root_store()?);
+        let builder = match verify {
+            Verify::Full => builder.with_root_certificates(roots),
+            Verify::ChainOnly => {
+                let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                    .build()
+                    .map_err(|e| format!("TLS: {e}"))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
+            }
+            Verify::Nothing => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified { provider })),
+        };
+        match &self.client {
+            None => Ok(builder.with_no_client_auth()),
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(|e| format!("TLS client certificate: {e}")),
+        }
+    }
+
+    /// The `ca` roots, or the system's.
+    fn root_store(&self) -> Result<RootCertStore, String> {
+        let mut store = RootCertStore::empty();
+        match &self.roots {
+            Some(roots) => {
+                for cert in roots {
+                    store.add(cert.clone()).map_err(|e| format!("TLS: {e}"))?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _) = store.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why = found
+                        .errors
+                        .first()
+                        .map_or_else(|| "none found".to_string(), ToString::to_string);
+                    return Err(format!(
+                        "TLS: the system's certificate authorities could not be read ({why}); give the server's CA as `tls.ca`"
+                    ));
+                }
+            }
+        }
+        Ok(store)
+    }
+}
+
+/// The crypto provider of every TLS connection of the connectors (rustls' `ring`), also
+/// installed as the process default for client libraries that build their own configuration.
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            let ring = Arc::new(rustls::crypto::ring::default_provider());
+            // Another part of the process may have installed one first: that one stays.
+            let _ = CryptoProvider::install_default((*ring).clone());
+            ring
+        })
+        .clone()
+}
+
+fn read(at: &str, option: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("option `{at}.{option}` = {}: {e}", path.display()))
+}
+
+fn bad(at: &str, option: &str, path: &Path, why: &str) -> String {
+    format!("option `{at}.{option}` = {}: {why}", path.display())
+}
+
+/// Every PEM certificate of a file.
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM certificates: {e}"))
+}
+
+/// Verifies the chain, not the name (`verify-ca`).
+#[derive(Debug)]
+struct ChainOnly {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Accepts any certificate; still checks the handshake's signatures with it.
+#[derive(Debug)]
+struct Unverified {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
