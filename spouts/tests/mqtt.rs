@@ -667,3 +667,140 @@ async fn without_a_shared_group_every_task_gets_every_message() {
     assert_eq!(payloads, want);
     handle.stop(Duration::from_secs(5)).await;
 }
+
+/// Publishes `messages` (QoS 1) to `topic` on the TLS listener with `mosquitto_pub` (an
+/// independent client), with the test CA, the client certificate and the `topo` user.
+fn publish_over_tls(topic: &str, messages: &[String]) {
+    use topo_test_support::tls;
+    for m in messages {
+        let out = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "localhost", "-p", &tls::mqtt_port().to_string()])
+            .arg("--cafile")
+            .arg(tls::file("ca.crt"))
+            .arg("--cert")
+            .arg(tls::file("client.crt"))
+            .arg("--key")
+            .arg(tls::file("client.key"))
+            .args([
+                "-u",
+                tls::USER,
+                "-P",
+                tls::PASSWORD,
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-m",
+                m,
+            ])
+            .output()
+            .expect("mosquitto_pub runs");
+        assert!(out.status.success(), "mosquitto_pub: {out:?}");
+    }
+}
+
+/// The test's options for the TLS listener: `mqtts://`, the `topo` user with `password`, and the
+/// `tls` table given (parsed from TOML, as a topology file gives it).
+fn tls_options(topic: &str, tls_table: &str, password: &str) -> MqttOptions {
+    use topo_test_support::tls;
+    let text = format!(
+        "broker = \"mqtts://localhost:{}\"\nusername = \"{}\"\npassword = \"{password}\"\ntls = {tls_table}",
+        tls::mqtt_port(),
+        tls::USER,
+    );
+    let parsed: MqttOptions = toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    MqttOptions {
+        broker: parsed.broker,
+        username: parsed.username,
+        password: parsed.password,
+        tls: parsed.tls,
+        ..options(&[topic.to_string()])
+    }
+}
+
+// Guards TLS (`mqtts://`) against the broker's listener that requires client certificates (as
+// AWS IoT Core does): with the test CA and the client certificate, QoS 1 messages published by
+// `mosquitto_pub` arrive; a server certificate of an unknown CA, a client certificate of an
+// unknown CA and a wrong password are each refused (connection errors counted, no connection
+// accepted, nothing received) within a bounded wait, not hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_client_certificate_receives_and_wrong_certificates_are_refused() {
+    use topo_test_support::tls;
+    let topic = unique("tls");
+    let file = |name: &str| tls::file(name).display().to_string();
+    let good = format!(
+        "{{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}",
+        file("ca.crt"),
+        file("client.crt"),
+        file("client.key")
+    );
+    let spout = MqttSpout::new(tls_options(&topic, &good, tls::PASSWORD)).expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&spout, 1, sink.factory());
+    until("the subscription over TLS", || {
+        spout.counters().subscribed() == 1
+    })
+    .await;
+    let want: Vec<String> = (0..10).map(|i| format!("reading {i}")).collect();
+    let published = want.clone();
+    let t = topic.clone();
+    tokio::task::spawn_blocking(move || publish_over_tls(&t, &published))
+        .await
+        .expect("published");
+    until("10 messages over TLS", || sink.len() >= 10).await;
+    assert_eq!(set(field(&sink, "default", 1)), set(want));
+    handle.stop(Duration::from_secs(5)).await;
+
+    let wrong = [
+        (
+            format!(
+                "{{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}",
+                file("other-ca.crt"),
+                file("client.crt"),
+                file("client.key")
+            ),
+            tls::PASSWORD,
+            "a server certificate of an unknown CA",
+        ),
+        (
+            format!(
+                "{{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}",
+                file("ca.crt"),
+                file("other-client.crt"),
+                file("other-client.key")
+            ),
+            tls::PASSWORD,
+            "a client certificate of an unknown CA",
+        ),
+        (good.clone(), "not-the-password", "a wrong password"),
+    ];
+    for (table, password, what) in wrong {
+        let spout = MqttSpout::new(tls_options(&topic, &table, password)).expect("valid options");
+        let sink = CaptureBolt::new();
+        let handle = run(&spout, 1, sink.factory());
+        until(what, || spout.counters().connection_errors() >= 2).await;
+        assert_eq!(
+            spout.counters().connections(),
+            0,
+            "{what}: a connection was accepted"
+        );
+        assert_eq!(sink.len(), 0, "{what}");
+        handle.stop(Duration::from_secs(5)).await;
+    }
+}
+
+// Guards the TLS options' checks: `tls` with a plain broker, and a missing CA file, name the
+// option.
+#[test]
+fn tls_options_need_an_mqtts_broker_and_readable_files() {
+    let mut o = options(&["a/b".to_string()]);
+    o.tls.ca = Some("/no/such/ca.pem".into());
+    let e = MqttSpout::new(o.clone()).err().expect("refused");
+    assert!(e.contains("`tls`") && e.contains("mqtts://"), "{e}");
+    o.broker = "mqtts://localhost:8883".into();
+    let e = MqttSpout::new(o).err().expect("refused");
+    assert!(
+        e.contains("`tls.ca`") && e.contains("/no/such/ca.pem"),
+        "{e}"
+    );
+}

@@ -26,7 +26,7 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use serde::{Deserialize, Serialize};
 
 /// TLS options of a client connection (`tls = { ca = ..., cert = ..., key = ... }`).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsOptions {
     /// PEM file of the certificate authorities that verify the server; unset = the system's

@@ -21,7 +21,9 @@
 //! ```toml
 //! [spouts.readings]
 //! kind = "mqtt"
-//! broker = "127.0.0.1:1883"        # host:port, or mqtt://host[:port] / tcp://host[:port]
+//! broker = "127.0.0.1:1883"        # host:port, or mqtt://host[:port] / tcp://host[:port];
+//!                                  # mqtts://host[:port] for TLS (8883 by default)
+//! # tls = { ca = "AmazonRootCA1.pem", cert = "device.pem.crt", key = "private.pem.key" }
 //! topics = ["sensors/+/reading", "alerts/#"]
 //! qos = 1                          # 0: at most once from the broker; 1: acked after the tree
 //! # client_id = "ingest"           # default "topo-<topology>-<component>-<task>"
@@ -140,6 +142,7 @@ pub use crate::connector::encoding::PayloadFormat;
 use crate::connector::encoding::decode_payload;
 use crate::connector::encoding::raw_prefix;
 use crate::connector::retry::RetryOptions;
+use crate::connector::tls::{TlsOptions, Verify};
 use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use crate::socket::check_address;
 
@@ -159,8 +162,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 #[serde(default, deny_unknown_fields)]
 #[schemars(transform = mqtt_required)]
 pub struct MqttOptions {
-    /// `host:port`, or `mqtt://host[:port]` / `tcp://host[:port]` (port 1883 by default).
+    /// `host:port`, or `mqtt://host[:port]` / `tcp://host[:port]` (port 1883 by default), or
+    /// `mqtts://host[:port]` / `ssl://host[:port]` for TLS (port 8883 by default).
     pub broker: String,
+    /// TLS of an `mqtts://` broker: `ca` (PEM; unset = the system's roots), `cert` and `key` (a
+    /// client certificate, as AWS IoT Core and brokers with `require_certificate` want).
+    pub tls: TlsOptions,
     /// Topic filters to subscribe to; `+` matches one level, `#` the rest.
     pub topics: Vec<String>,
     /// 0 or 1.
@@ -193,6 +200,7 @@ impl Default for MqttOptions {
     fn default() -> Self {
         MqttOptions {
             broker: String::new(),
+            tls: TlsOptions::default(),
             topics: Vec::new(),
             qos: 1,
             client_id: None,
@@ -282,8 +290,8 @@ struct Pending {
     generation: u64,
 }
 
-/// The broker address as (host, port), or what is wrong with it.
-fn parse_broker(broker: &str) -> Result<(String, u16), String> {
+/// The broker address as (host, port, whether over TLS), or what is wrong with it.
+fn parse_broker(broker: &str) -> Result<(String, u16, bool), String> {
     let shown = crate::connector::redact(broker);
     if shown != broker {
         return Err(format!(
@@ -292,15 +300,17 @@ fn parse_broker(broker: &str) -> Result<(String, u16), String> {
     }
     let bad = || {
         format!(
-            "option `broker` = {broker:?}: expected \"host:port\" or \"mqtt://host[:port]\" (e.g. \"127.0.0.1:1883\")"
+            "option `broker` = {broker:?}: expected \"host:port\", \"mqtt://host[:port]\" or \"mqtts://host[:port]\" (e.g. \"127.0.0.1:1883\")"
         )
     };
+    let mut tls = false;
     let rest = if let Some((scheme, rest)) = broker.split_once("://") {
         match scheme {
             "mqtt" | "tcp" => {}
-            "mqtts" | "ssl" | "ws" | "wss" => {
+            "mqtts" | "ssl" => tls = true,
+            "ws" | "wss" => {
                 return Err(format!(
-                    "option `broker` = {broker:?}: {scheme}:// is not supported (plain TCP only: mqtt:// or tcp://)"
+                    "option `broker` = {broker:?}: {scheme}:// is not supported (TCP only: mqtt:// or mqtts://)"
                 ));
             }
             _ => return Err(bad()),
@@ -309,8 +319,9 @@ fn parse_broker(broker: &str) -> Result<(String, u16), String> {
         if rest.contains('/') || rest.contains('@') || rest.is_empty() {
             return Err(bad());
         }
-        if rest.rsplit_once(':').is_none() {
-            return Ok((rest.to_string(), 1883));
+        if rest.rsplit_once(':').is_none() || rest.ends_with(']') {
+            let host = rest.trim_start_matches('[').trim_end_matches(']');
+            return Ok((host.to_string(), if tls { 8883 } else { 1883 }, tls));
         }
         rest
     } else {
@@ -320,7 +331,7 @@ fn parse_broker(broker: &str) -> Result<(String, u16), String> {
     let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse::<u16>().map_err(|_| bad())?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_string(), port))
+    Ok((host.to_string(), port, tls))
 }
 
 /// Checks a topic filter (MQTT 3.1.1 §4.7).
@@ -355,6 +366,8 @@ pub struct MqttSpout {
     opts: Arc<MqttOptions>,
     host: Arc<str>,
     port: u16,
+    /// The TLS configuration of an `mqtts://` broker.
+    tls: Option<Arc<rustls::ClientConfig>>,
     qos: QoS,
     counters: Arc<MqttCounters>,
     conn: Option<Connection>,
@@ -383,6 +396,7 @@ impl Clone for MqttSpout {
             opts: self.opts.clone(),
             host: self.host.clone(),
             port: self.port,
+            tls: self.tls.clone(),
             qos: self.qos,
             counters: self.counters.clone(),
             conn: None,
@@ -393,7 +407,17 @@ impl Clone for MqttSpout {
 impl MqttSpout {
     /// An MQTT spout with these options, or what is wrong with them.
     pub fn new(opts: MqttOptions) -> Result<MqttSpout, String> {
-        let (host, port) = parse_broker(&opts.broker)?;
+        let (host, port, over_tls) = parse_broker(&opts.broker)?;
+        let tls = match (over_tls, opts.tls.is_set()) {
+            (true, _) => Some(Arc::new(opts.tls.load("tls")?.client_config(Verify::Full)?)),
+            (false, true) => {
+                return Err(format!(
+                    "option `tls` is for a TLS broker, and `broker` = {:?} is plain: write `mqtts://host:port`",
+                    opts.broker
+                ));
+            }
+            (false, false) => None,
+        };
         if opts.topics.is_empty() {
             return Err(
                 "option `topics` is empty: give at least one topic filter (e.g. [\"sensors/#\"])"
@@ -456,6 +480,7 @@ impl MqttSpout {
             opts: Arc::new(opts),
             host: host.into(),
             port,
+            tls,
             qos,
             counters: Arc::default(),
             conn: None,
@@ -777,6 +802,11 @@ impl Spout for MqttSpout {
         if let Some(u) = &self.opts.username {
             mo.set_credentials(u.clone(), self.opts.password.clone().unwrap_or_default());
         }
+        if let Some(config) = &self.tls {
+            mo.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config.clone()),
+            ));
+        }
         let (client, eventloop) = AsyncClient::new(mo, REQUEST_CAPACITY);
         let filters: Vec<SubscribeFilter> = self
             .opts
@@ -944,13 +974,22 @@ mod tests {
     fn broker_addresses() {
         assert_eq!(
             parse_broker("127.0.0.1:1883"),
-            Ok(("127.0.0.1".into(), 1883))
+            Ok(("127.0.0.1".into(), 1883, false))
         );
         assert_eq!(
             parse_broker("mqtt://broker.local"),
-            Ok(("broker.local".into(), 1883))
+            Ok(("broker.local".into(), 1883, false))
         );
-        assert_eq!(parse_broker("tcp://h:1884/"), Ok(("h".into(), 1884)));
+        assert_eq!(parse_broker("tcp://h:1884/"), Ok(("h".into(), 1884, false)));
+        assert_eq!(
+            parse_broker("mqtts://iot.example"),
+            Ok(("iot.example".into(), 8883, true))
+        );
+        assert_eq!(parse_broker("ssl://h:8884"), Ok(("h".into(), 8884, true)));
+        assert_eq!(
+            parse_broker("mqtts://[::1]"),
+            Ok(("::1".into(), 8883, true))
+        );
         for bad in [
             "",
             "localhost",
@@ -962,7 +1001,7 @@ mod tests {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }
         assert!(
-            parse_broker("mqtts://h:8883")
+            parse_broker("wss://h:443")
                 .unwrap_err()
                 .contains("not supported")
         );
