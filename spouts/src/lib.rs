@@ -101,7 +101,7 @@ pub use http::{
 #[cfg(feature = "kafka")]
 pub use kafka::{
     Assignment, FirstPoll, KafkaCounters, KafkaOptions, KafkaProperty, KafkaRetry, KafkaSink,
-    KafkaSinkCounters, KafkaSinkOptions, KafkaSpout, PropertyValue,
+    KafkaSinkCounters, KafkaSinkOptions, KafkaSpout, PropertyValue, SaslMechanism, SaslOptions,
 };
 #[cfg(feature = "kinesis")]
 pub use kinesis::{

@@ -232,3 +232,104 @@ async fn records_are_sent_when_the_input_runs_dry_whatever_the_linger() {
     want.sort();
     assert_eq!(got, want, "every record in the topic, once");
 }
+
+// Guards TLS to the brokers (`tls = { ca, cert, key }`), against the Kafka endpoint that requires
+// client certificates: the sink produces every input over TLS (read back by a consumer configured
+// by hand, not by topo's options), and the `kafka` spout reads them over TLS; a server
+// certificate of an unknown CA and a plain connection to the TLS port fail the inputs with an
+// error naming the brokers, within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_brokers_with_a_client_certificate() {
+    use topo_spouts::KafkaOptions;
+    use topo_test_support::tls;
+    let topic = unique("tls");
+    let brokers = tls_brokers();
+    create_topic_at(&brokers, &tls_settings(), &topic, 2).await;
+    let tls_of = |ca: &str| {
+        Some(topo_spouts::connector::tls::TlsOptions {
+            ca: Some(tls::file(ca)),
+            cert: Some(tls::file("client.crt")),
+            key: Some(tls::file("client.key")),
+        })
+    };
+    let inputs: Vec<Values> = (0..200)
+        .map(|i| values![format!("dev-{}", i % 7), format!("reading {i}"), ""])
+        .collect();
+    let opts = KafkaSinkOptions {
+        brokers: brokers.clone(),
+        tls: tls_of("ca.crt"),
+        ..options(&topic)
+    };
+    let (spout, _, counters) = run(opts, inputs.clone(), Until::Acked).await;
+    assert!(
+        spout.acked().iter().all(|&n| n == 1),
+        "each input acked once"
+    );
+    assert_eq!(counters.delivered(), 200);
+    let settings = tls_settings();
+    let read = tokio::task::spawn_blocking({
+        let (b, t) = (brokers.clone(), topic.clone());
+        move || read_all_at(&b, &settings, &t, 2)
+    })
+    .await
+    .expect("read back");
+    let mut got: Vec<String> = read.into_iter().map(|r| r.value).collect();
+    got.sort();
+    let mut want: Vec<String> = inputs
+        .iter()
+        .map(|v| v[1].as_str().unwrap_or("").to_string())
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // The spout over TLS, to the end of the topic.
+    let source = topo_spouts::KafkaSpout::new(KafkaOptions {
+        brokers: brokers.clone(),
+        topics: vec![topic.clone()],
+        group: Some(unique("tls-group")),
+        stop_at_end: true,
+        tls: tls_of("ca.crt"),
+        ..KafkaOptions::default()
+    })
+    .expect("valid options");
+    let sink = CaptureBolt::new();
+    let mut b = TopologyBuilder::new("kafka-tls-read");
+    b.set_spout("in", move || source.clone(), 1);
+    b.set_bolt("out", sink.factory(), 1).shuffle_grouping("in");
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+    let start = std::time::Instant::now();
+    while sink.len() < 200 {
+        assert!(
+            start.elapsed() < WAIT,
+            "{} of 200 read over TLS",
+            sink.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.stop(Duration::from_secs(10)).await;
+
+    // A server certificate of an unknown CA; a plain connection to the TLS port: the client's
+    // error (it keeps trying) names the brokers and says why.
+    let unreachable: &'static str =
+        Box::leak(format!("brokers {brokers} unreachable").into_boxed_str());
+    for (tls_options, why) in [
+        (tls_of("other-ca.crt"), "certificate verify failed"),
+        (None, unreachable),
+    ] {
+        let opts = KafkaSinkOptions {
+            brokers: brokers.clone(),
+            tls: tls_options,
+            topic: None,
+            topic_field: Some("dest".into()),
+            ..options(&topic)
+        };
+        let inputs = vec![values!["d1", "x", topic.clone()]];
+        let (spout, _, counters) = run(opts, inputs, Until::Error(why)).await;
+        assert!(
+            spout.acked().iter().all(|&n| n == 0),
+            "{why}: nothing acked"
+        );
+        let error = counters.last_error().unwrap_or_default();
+        assert!(error.contains(&format!("brokers {brokers}")), "{error}");
+    }
+}

@@ -22,11 +22,50 @@ pub fn brokers() -> String {
     std::env::var("TOPO_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// The Kafka endpoint over TLS of `scripts/services` (`socat-kafka-tls` in front of a second
+/// broker, `tansu-tls`): `localhost:$TOPO_KAFKA_TLS_PORT` (9093), mutual TLS with the test
+/// certificates of [`crate::tls`].
+pub fn tls_brokers() -> String {
+    let port = std::env::var("TOPO_KAFKA_TLS_PORT").unwrap_or_else(|_| "9093".into());
+    format!("localhost:{port}")
+}
+
+/// librdkafka's settings for [`tls_brokers`], written here by hand (not by topo's options): TLS
+/// with the test CA and the client certificate.
+pub fn tls_settings() -> Vec<(&'static str, String)> {
+    let file = |n: &str| crate::tls::file(n).display().to_string();
+    vec![
+        ("security.protocol", "ssl".to_string()),
+        ("ssl.ca.location", file("ca.crt")),
+        ("ssl.certificate.location", file("client.crt")),
+        ("ssl.key.location", file("client.key")),
+    ]
+}
+
+/// A client configuration for `brokers` with `settings`.
+fn config_at(brokers: &str, settings: &[(&str, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in settings {
+        c.set(*k, v);
+    }
+    c
+}
+
 /// Creates a topic of `partitions` partitions with the admin API; fails clearly when the broker
 /// is not there.
 pub async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+    create_topic_at(&brokers(), &[], name, partitions).await
+}
+
+/// [`create_topic`] on other brokers, with client settings (e.g. [`tls_settings`]).
+pub async fn create_topic_at(
+    brokers: &str,
+    settings: &[(&str, String)],
+    name: &str,
+    partitions: i32,
+) {
+    let admin: AdminClient<DefaultClientContext> = config_at(brokers, settings)
         .create()
         .expect("an admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -35,18 +74,17 @@ pub async fn create_topic(name: &str, partitions: i32) {
         .await
         .unwrap_or_else(|_| {
             panic!(
-                "no Kafka broker answered at {} within 30 s: run `scripts/services start` (tansu) or set TOPO_KAFKA_BROKERS",
-                brokers()
+                "no Kafka broker answered at {brokers} within 30 s: run `scripts/services start` (tansu) or set TOPO_KAFKA_BROKERS"
             )
         })
-        .unwrap_or_else(|e| panic!("cannot create topic {name} at {}: {e}", brokers()));
+        .unwrap_or_else(|e| panic!("cannot create topic {name} at {brokers}: {e}"));
     for r in res {
         if let Err((t, e)) = r {
             panic!("cannot create topic {t}: {e}");
         }
     }
     // Wait until the metadata shows every partition.
-    let c = consumer(None);
+    let c: BaseConsumer = config_at(brokers, settings).create().expect("a consumer");
     let start = Instant::now();
     loop {
         let ok = c
@@ -254,9 +292,18 @@ pub struct Read {
 /// This does not rely on the broker's ListOffsets answer ([`end_offsets`]), which tansu 0.6
 /// gives lagging behind batches of several records.
 pub fn read_all(topic: &str, partitions: i32) -> Vec<Read> {
-    let mut config = ClientConfig::new();
+    read_all_at(&brokers(), &[], topic, partitions)
+}
+
+/// [`read_all`] from other brokers, with client settings (e.g. [`tls_settings`]).
+pub fn read_all_at(
+    brokers: &str,
+    settings: &[(&str, String)],
+    topic: &str,
+    partitions: i32,
+) -> Vec<Read> {
+    let mut config = config_at(brokers, settings);
     config
-        .set("bootstrap.servers", brokers())
         .set("group.id", "topo-test-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");

@@ -49,6 +49,21 @@ pub fn redact(address: &str) -> String {
     }
 }
 
+/// A secret kept in a file (a `*_file` option: a mounted Kubernetes or Docker secret): its first
+/// line, without the line end. The error names the option and the file, never the content.
+pub fn secret_file(option: &str, path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("option `{option}` = {}: {e}", path.display()))?;
+    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        return Err(format!(
+            "option `{option}` = {}: the file's first line is empty",
+            path.display()
+        ));
+    }
+    Ok(first.to_string())
+}
+
 /// The fields of a source's `error` stream: why the input was refused, and the first KiB of it.
 pub const SOURCE_ERROR_FIELDS: [&str; 2] = ["reason", "raw"];
 

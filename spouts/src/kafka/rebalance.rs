@@ -21,9 +21,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use smol_str::SmolStr;
 
+use super::forward_log;
 use super::offsets::{Part, Parts};
 use super::source::{FirstPoll, KafkaCounters};
-use super::{describe_client_error, forward_log};
 use crate::connector::warn::lock;
 
 /// The consumer's context: rebalances (commit on revoke, a queue of its own per assigned
@@ -36,10 +36,13 @@ pub(super) struct SpoutContext {
     pub(super) counters: Arc<KafkaCounters>,
     pub(super) component: SmolStr,
     pub(super) brokers: String,
+    /// What explains the client's errors.
+    pub(super) failures: super::Failures,
 }
 
 impl ClientContext for SpoutContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.failures.note(fac, log_message);
         forward_log(&self.component, level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
@@ -51,7 +54,7 @@ impl ClientContext for SpoutContext {
         }
         self.counters.error(
             &self.component,
-            describe_client_error(&self.brokers, &error, reason),
+            self.failures.describe(&self.brokers, &error, reason),
         );
     }
 }

@@ -173,6 +173,11 @@ pub struct KafkaSinkOptions {
     pub transactions: bool,
     /// librdkafka settings passed through.
     pub properties: BTreeMap<String, KafkaProperty>,
+    /// TLS to the brokers: `tls = {}` verifies them with the system's roots; `{ ca, cert, key }`
+    /// with a CA file and a client certificate.
+    pub tls: Option<crate::connector::tls::TlsOptions>,
+    /// SASL authentication (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); over TLS with `tls`.
+    pub sasl: Option<crate::kafka::SaslOptions>,
 }
 
 impl Default for KafkaSinkOptions {
@@ -191,6 +196,8 @@ impl Default for KafkaSinkOptions {
             max_in_flight: 10_000,
             transactions: false,
             properties: BTreeMap::new(),
+            tls: None,
+            sasl: None,
         }
     }
 }
@@ -272,7 +279,17 @@ impl KafkaSinkOptions {
         if self.transactions {
             return Err(TRANSACTIONS_UNAVAILABLE.into());
         }
-        super::check_properties(&self.properties, &OWNED_PROPERTIES)
+        super::check_properties(&self.properties, &OWNED_PROPERTIES)?;
+        self.security().map(drop)
+    }
+
+    /// The librdkafka settings of `tls` and `sasl` (see [`super::security_settings`]).
+    pub fn security(&self) -> Result<Vec<(&'static str, String)>, String> {
+        super::security_settings(
+            self.tls.as_ref(),
+            self.sasl.as_ref(),
+            &[("properties", &self.properties)],
+        )
     }
 }
 
@@ -322,10 +339,13 @@ struct SinkContext {
     counters: Arc<KafkaSinkCounters>,
     component: SmolStr,
     brokers: String,
+    /// What explains the client's errors.
+    failures: super::Failures,
 }
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        self.failures.note(fac, msg);
         let component = self.component.as_str();
         match level {
             RDKafkaLogLevel::Emerg
@@ -340,19 +360,7 @@ impl ClientContext for SinkContext {
         }
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        let unreachable = matches!(
-            error.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::AllBrokersDown
-                    | RDKafkaErrorCode::BrokerTransportFailure
-                    | RDKafkaErrorCode::Resolve
-            )
-        );
-        let msg = if unreachable {
-            format!("brokers {} unreachable: {reason}", self.brokers)
-        } else {
-            format!("kafka client error ({error}): {reason}")
-        };
+        let msg = self.failures.describe(&self.brokers, &error, reason);
         self.counters.error(&self.component, msg);
     }
 }
@@ -565,6 +573,7 @@ impl Bolt for KafkaSink {
             counters: self.counters.clone(),
             component: component.clone(),
             brokers: o.brokers.clone(),
+            failures: super::Failures::new(o.tls.is_some()),
         };
         let mut config = ClientConfig::new();
         config
@@ -581,6 +590,7 @@ impl Bolt for KafkaSink {
                 o.delivery_timeout.as_millis().to_string(),
             );
         crate::kafka::apply_properties(&mut config, &o.properties);
+        crate::kafka::apply_settings(&mut config, &o.security()?);
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;

@@ -223,14 +223,15 @@ use topo_runtime::{
 use super::offsets::{Held, Part, Parts, RawRecord};
 use super::rebalance::SpoutContext;
 use super::{
-    PropertyValue, apply_properties, check_brokers, check_properties, check_topic,
-    check_topics_exist,
+    PropertyValue, SaslOptions, apply_properties, apply_settings, check_brokers, check_properties,
+    check_topic, check_topics_exist, security_settings,
 };
 use crate::connector::counters;
 use crate::connector::encoding::PayloadFormat;
 use crate::connector::encoding::decode_payload;
 use crate::connector::encoding::raw_prefix;
 use crate::connector::retry::RetryOptions;
+use crate::connector::tls::TlsOptions;
 use crate::connector::warn::lock;
 use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 
@@ -384,6 +385,12 @@ pub struct KafkaOptions {
     pub stop_at_end: bool,
     /// librdkafka settings passed through (`"session.timeout.ms" = 10000`).
     pub properties: BTreeMap<String, PropertyValue>,
+    /// TLS to the brokers (the consumer's and the dead-letter producer's connections):
+    /// `tls = {}` verifies them with the system's roots; `{ ca, cert, key }` with a CA file and
+    /// a client certificate.
+    pub tls: Option<TlsOptions>,
+    /// SASL authentication (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); over TLS with `tls`.
+    pub sasl: Option<SaslOptions>,
 }
 
 impl Default for KafkaOptions {
@@ -406,6 +413,8 @@ impl Default for KafkaOptions {
             dead_letter_properties: BTreeMap::new(),
             stop_at_end: false,
             properties: BTreeMap::new(),
+            tls: None,
+            sasl: None,
         }
     }
 }
@@ -499,6 +508,8 @@ fn watermarks<C: ConsumerContext>(
 /// options that shares the counters.
 pub struct KafkaSpout {
     opts: Arc<KafkaOptions>,
+    /// The librdkafka settings of `tls` and `sasl`.
+    security: Arc<[(&'static str, String)]>,
     counters: Arc<KafkaCounters>,
     run: Option<Running>,
 }
@@ -507,6 +518,7 @@ impl Clone for KafkaSpout {
     fn clone(&self) -> Self {
         KafkaSpout {
             opts: self.opts.clone(),
+            security: self.security.clone(),
             counters: self.counters.clone(),
             run: None,
         }
@@ -682,7 +694,16 @@ impl KafkaSpout {
                 "option `dead_letter_properties` applies only with `dead_letter_topic`".into(),
             );
         }
+        let security = security_settings(
+            opts.tls.as_ref(),
+            opts.sasl.as_ref(),
+            &[
+                ("properties", &opts.properties),
+                ("dead_letter_properties", &opts.dead_letter_properties),
+            ],
+        )?;
         Ok(KafkaSpout {
+            security: security.into(),
             opts: Arc::new(opts),
             counters: Arc::default(),
             run: None,
@@ -1333,6 +1354,7 @@ impl Spout for KafkaSpout {
             counters: self.counters.clone(),
             component: component.clone(),
             brokers: o.brokers.clone(),
+            failures: super::Failures::new(o.tls.is_some()),
         };
         let mut config = ClientConfig::new();
         config
@@ -1369,6 +1391,7 @@ impl Spout for KafkaSpout {
             // limits would stall a partition after every cap).
             .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string());
         apply_properties(&mut config, &o.properties);
+        apply_settings(&mut config, &self.security);
         let consumer: BaseConsumer<SpoutContext> = config
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
@@ -1451,6 +1474,7 @@ impl Spout for KafkaSpout {
                 pc.set("bootstrap.servers", &o.brokers)
                     .set("enable.idempotence", "true");
                 apply_properties(&mut pc, &o.dead_letter_properties);
+                apply_settings(&mut pc, &self.security);
                 Some(
                     pc.create::<FutureProducer>()
                         .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?,
