@@ -734,7 +734,15 @@ async fn mqtts_with_a_client_certificate_receives_and_wrong_certificates_are_ref
         file("client.crt"),
         file("client.key")
     );
-    let spout = MqttSpout::new(tls_options(&topic, &good, tls::PASSWORD)).expect("valid options");
+    // The password from a file (a mounted secret), as `password_file` reads it.
+    let secret = tempfile::NamedTempFile::new().expect("a temp file");
+    std::fs::write(secret.path(), format!("{}\n", tls::PASSWORD)).expect("written");
+    let spout = MqttSpout::new(MqttOptions {
+        password: None,
+        password_file: Some(secret.path().to_path_buf()),
+        ..tls_options(&topic, &good, "unused")
+    })
+    .expect("valid options");
     let sink = CaptureBolt::new();
     let handle = run(&spout, 1, sink.factory());
     until("the subscription over TLS", || {

@@ -29,7 +29,7 @@
 //! # client_id = "ingest"           # default "topo-<topology>-<component>-<task>"
 //! # clean_session = false          # default: false with qos 1, true with qos 0
 //! keep_alive = "30s"
-//! # username = "u"  password = "${MQTT_PASSWORD}"
+//! # username = "u"  password = "${MQTT_PASSWORD}"   # or password_file = "/run/secrets/mqtt"
 //! payload = "utf8"                 # "strict" | "bytes" | "json"
 //! # fields = ["device_id", "temperature"]   # json: keys of the object, as fields
 //! max_payload_bytes = 1048576      # larger messages go to the `error` stream
@@ -182,8 +182,10 @@ pub struct MqttOptions {
     pub keep_alive: Duration,
     /// User name, if the broker wants one.
     pub username: Option<String>,
-    /// Password, with `username`.
+    /// Password, with `username` (write `"${VAR}"` to take it from the environment).
     pub password: Option<String>,
+    /// A file whose first line is the password (a mounted secret); or `password`.
+    pub password_file: Option<std::path::PathBuf>,
     /// How a payload becomes a value.
     pub payload: PayloadFormat,
     /// With `payload = "json"`: keys of the object emitted as fields after `payload`.
@@ -208,6 +210,7 @@ impl Default for MqttOptions {
             keep_alive: Duration::from_secs(30),
             username: None,
             password: None,
+            password_file: None,
             payload: PayloadFormat::Utf8,
             fields: Vec::new(),
             max_payload_bytes: 1 << 20,
@@ -448,8 +451,15 @@ impl MqttSpout {
                 humantime::format_duration(opts.keep_alive).to_string()
             ));
         }
-        if opts.password.is_some() && opts.username.is_none() {
+        if (opts.password.is_some() || opts.password_file.is_some()) && opts.username.is_none() {
             return Err("option `password` needs `username`".to_string());
+        }
+        let mut opts = opts;
+        if let Some(file) = &opts.password_file {
+            if opts.password.is_some() {
+                return Err("options `password` and `password_file`: give one".to_string());
+            }
+            opts.password = Some(crate::connector::secret_file("password_file", file)?);
         }
         if opts.max_payload_bytes == 0 || opts.max_payload_bytes > MAX_MQTT_PACKET {
             return Err(format!(
