@@ -1,5 +1,6 @@
 //! Helpers shared by the sink tests that run a topology against a live server: a gate that holds
-//! tuples back until the test opens it, a bounded wait, and a run of word records to the end.
+//! tuples back until the test opens it, a bounded wait, a run of word records to the end, and a
+//! connection check that must be refused quickly.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -113,4 +114,25 @@ pub fn run_words_until_idle<M>(name: &str, id: &str, total: usize, bolt: impl In
         assert!(report.drained, "{report:#?}");
     });
     assert_eq!(spout.acked(), vec![1; total], "every message acked once");
+}
+
+/// What a connection check that must be refused says: refused within 8 s (not hung), its error
+/// as text (printed, for the test's log).
+pub fn refused_quickly<E: std::fmt::Display>(
+    check: impl std::future::Future<Output = Result<(), E>>,
+) -> String {
+    let started = std::time::Instant::now();
+    let result = runtime().block_on(check);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the check took {:?}: a refused connection must not hang",
+        started.elapsed()
+    );
+    match result {
+        Ok(()) => panic!("the connection was accepted"),
+        Err(e) => {
+            eprintln!("refused: {e}");
+            e.to_string()
+        }
+    }
 }
