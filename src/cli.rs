@@ -132,6 +132,12 @@ enum Command {
         /// Do not serve `/api/tap` (sampled copies of the tuples themselves) on the endpoint.
         #[arg(long)]
         no_tap: bool,
+        /// Serve the endpoint over TLS (https://) with this certificate (PEM, with its chain).
+        #[arg(long, value_name = "PATH", requires = "http_tls_key")]
+        http_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of `--http-tls-cert`.
+        #[arg(long, value_name = "PATH", requires = "http_tls_cert")]
+        http_tls_key: Option<PathBuf>,
     },
     /// List a topology's checkpoints, or describe one (what `topo run` resumes from).
     Checkpoints {
@@ -194,6 +200,10 @@ enum Command {
             hide_env_values = true
         )]
         token: Option<String>,
+        /// The certificate authority (PEM) of an https:// endpoint whose certificate the
+        /// system does not know (`topo run --http-tls-cert`).
+        #[arg(long, value_name = "PATH")]
+        ca: Option<PathBuf>,
     },
     /// A live table of every component of a running topology: rates, failures, p99 latency,
     /// queues, capacity, and the bottleneck. `q` quits. Needs `topo run --http ADDR`.
@@ -214,6 +224,10 @@ enum Command {
             hide_env_values = true
         )]
         token: Option<String>,
+        /// The certificate authority (PEM) of an https:// endpoint whose certificate the
+        /// system does not know (`topo run --http-tls-cert`).
+        #[arg(long, value_name = "PATH")]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -329,6 +343,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             limit,
             json,
             token,
+            ca,
         } => crate::tap::run(crate::tap::TapArgs {
             url,
             component,
@@ -341,17 +356,20 @@ pub fn main_with(registry: Registry) -> ExitCode {
             limit,
             json,
             token,
+            ca,
         }),
         Command::Top {
             url,
             once,
             interval,
             token,
+            ca,
         } => crate::top::run(crate::top::TopArgs {
             url,
             once,
             interval,
             token,
+            ca,
         }),
         Command::Run {
             file,
@@ -368,19 +386,22 @@ pub fn main_with(registry: Registry) -> ExitCode {
             http_token,
             http_token_file,
             no_tap,
+            http_tls_cert,
+            http_tls_key,
         } => match (
             load(&registry, &file, &overrides),
             endpoint_token(http_token, http_token_file.as_deref()),
+            endpoint_tls(http_tls_cert.as_deref(), http_tls_key.as_deref()),
         ) {
-            (Err(d), _) => {
+            (Err(d), _, _) => {
                 eprintln!("{d}");
                 ExitCode::from(2)
             }
-            (_, Err(e)) => {
+            (_, Err(e), _) | (_, _, Err(e)) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
             }
-            (Ok(t), Ok(token)) => run(
+            (Ok(t), Ok(token), Ok(tls)) => run(
                 t,
                 RunOptions {
                     run_for,
@@ -389,6 +410,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
                     drain,
                     status_interval,
                     http,
+                    tls,
                     access: crate::http::Access {
                         token,
                         tap: !no_tap,
@@ -404,6 +426,22 @@ pub fn main_with(registry: Registry) -> ExitCode {
             ),
         },
     }
+}
+
+/// The endpoint's TLS configuration, from `--http-tls-cert` and `--http-tls-key` (read and checked
+/// before the topology starts: an error names the option and the file).
+fn endpoint_tls(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<tokio_rustls::rustls::ServerConfig>, String> {
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Ok(None);
+    };
+    let identity = topo_spouts::connector::tls::Identity::load(
+        ("--http-tls-cert", cert),
+        ("--http-tls-key", key),
+    )?;
+    identity.server_config().map(Some)
 }
 
 /// The endpoint's token: `--http-token` (or `TOPO_HTTP_TOKEN`), else the first line of
@@ -593,6 +631,8 @@ struct RunOptions {
     drain: bool,
     status_interval: Duration,
     http: Option<std::net::SocketAddr>,
+    /// The endpoint's TLS configuration (`--http-tls-cert`), if it serves https://.
+    tls: Option<tokio_rustls::rustls::ServerConfig>,
     /// Who may read the endpoint.
     access: crate::http::Access,
     quiet: bool,
@@ -611,6 +651,7 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         drain,
         status_interval,
         http,
+        tls,
         access,
         quiet,
         errors,
@@ -672,8 +713,9 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
             } else {
                 " (add #token=<token> to its address)"
             };
+            let scheme = if tls.is_some() { "https" } else { "http" };
             eprintln!(
-                "live figures: http://{addr}/metrics (Prometheus), http://{addr}/api/metrics, dashboard http://{addr}/{token}"
+                "live figures: {scheme}://{addr}/metrics (Prometheus), {scheme}://{addr}/api/metrics, dashboard {scheme}://{addr}/{token}"
             );
             let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
             if open && !loopback {
@@ -692,10 +734,23 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
         let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
         cluster.block_on(async move {
             tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let stop = async {
                     let _ = shutdown.await;
-                });
-                if let Err(e) = serve.await {
+                };
+                let served = match tls {
+                    None => {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
+                    Some(config) => {
+                        let listener = crate::tls_listener::TlsListener::new(listener, config);
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::error!("the HTTP endpoint stopped: {e}");
                 }
                 let _ = ended_tx.send(());

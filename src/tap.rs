@@ -306,13 +306,17 @@ pub struct TapArgs {
     pub json: bool,
     /// The endpoint's bearer token, if it asks for one.
     pub token: Option<String>,
+    /// The certificate authority (PEM) of an https:// endpoint, beside the system's.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// An HTTP client of the endpoint: sends `token` as a bearer token with every request (marked
-/// sensitive, so it is never printed), gives up connecting after 5 s, and a whole request
-/// after `timeout` when one is given.
+/// sensitive, so it is never printed), trusts `ca` (PEM) beside the system's authorities for an
+/// https:// endpoint, gives up connecting after 5 s, and a whole request after `timeout` when
+/// one is given.
 pub(crate) fn client(
     token: Option<&str>,
+    ca: Option<&std::path::Path>,
     timeout: Option<Duration>,
 ) -> Result<reqwest::Client, String> {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -327,6 +331,20 @@ pub(crate) fn client(
         .default_headers(headers);
     if let Some(t) = timeout {
         b = b.timeout(t);
+    }
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).map_err(|e| format!("--ca {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--ca {}: not PEM certificates: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "--ca {}: it holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            b = b.add_root_certificate(cert);
+        }
     }
     b.build()
         .map_err(|e| format!("cannot make an HTTP client: {}", chain(&e)))
@@ -400,7 +418,8 @@ async fn stream(args: &TapArgs) -> Result<End, Failure> {
         .append_pair("component", &args.component)
         .append_pair("direction", args.direction.as_str())
         .append_pair("rate", &args.rate.to_string());
-    let client = client(args.token.as_deref(), None).map_err(|e| Failure(e, 1))?;
+    let client =
+        client(args.token.as_deref(), args.ca.as_deref(), None).map_err(|e| Failure(e, 1))?;
     let mut response = client.get(url.clone()).send().await.map_err(|e| {
         Failure(
             format!(

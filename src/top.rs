@@ -61,6 +61,8 @@ pub struct TopArgs {
     pub interval: Duration,
     /// The endpoint's bearer token, if it asks for one.
     pub token: Option<String>,
+    /// The certificate authority (PEM) of an https:// endpoint, beside the system's.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// The parts of `/api/metrics` the table uses (other fields are ignored).
@@ -186,8 +188,14 @@ struct Endpoint {
 
 impl Endpoint {
     /// The endpoint at `base`, asked for figures over `window` (at most [`KEPT`]).
-    fn new(base: &str, window: Duration, token: Option<&str>) -> Result<Endpoint, (String, u8)> {
-        let http = crate::tap::client(token, Some(Duration::from_secs(5))).map_err(|e| (e, 1))?;
+    fn new(
+        base: &str,
+        window: Duration,
+        token: Option<&str>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Endpoint, (String, u8)> {
+        let http =
+            crate::tap::client(token, ca, Some(Duration::from_secs(5))).map_err(|e| (e, 1))?;
         let mut metrics = endpoint(base, "/api/metrics").map_err(|e| (e, 2))?;
         let window = window.clamp(Duration::from_millis(1), KEPT);
         metrics
@@ -240,7 +248,12 @@ pub fn run(args: TopArgs) -> ExitCode {
     };
     let plain = args.once || !std::io::stdout().is_terminal();
     match rt.block_on(async {
-        let ep = Endpoint::new(&args.url, args.interval, args.token.as_deref())?;
+        let ep = Endpoint::new(
+            &args.url,
+            args.interval,
+            args.token.as_deref(),
+            args.ca.as_deref(),
+        )?;
         let shape: Shape = ep.get(&ep.topology).await.map_err(|e| (e, 1))?;
         // The first answer also leaves the endpoint a snapshot to start the next window from.
         let first = ep.figures().await.map_err(|e| (e, 1))?;

@@ -63,7 +63,7 @@ pub fn temp_topology(text: &str) -> tempfile::NamedTempFile {
 }
 
 /// The address a `topo run --http ...` child serves on, read from its piped stderr (the line
-/// `live figures: http://ADDR/...`); the rest of its stderr is then drained in the background so
+/// `live figures: http://ADDR/...`, or `https://` over TLS); the rest of its stderr is then drained in the background so
 /// the child never blocks writing status lines. Panics with what the child said if it ends first.
 pub fn http_address(child: &mut std::process::Child) -> String {
     use std::io::{BufRead, BufReader};
@@ -80,7 +80,10 @@ pub fn http_address(child: &mut std::process::Child) -> String {
         let line = line.expect("read the child's stderr");
         said.push_str(&line);
         said.push('\n');
-        if let Some(rest) = line.strip_prefix("live figures: http://") {
+        if let Some(rest) = line
+            .strip_prefix("live figures: http://")
+            .or_else(|| line.strip_prefix("live figures: https://"))
+        {
             break rest.split('/').next().unwrap_or_default().to_string();
         }
     };

@@ -92,39 +92,80 @@ impl TlsOptions {
             (Some(_), None) => return Err(format!("option `{at}.cert` needs `{at}.key`")),
             (None, Some(_)) => return Err(format!("option `{at}.key` needs `{at}.cert`")),
             (Some(cert_path), Some(key_path)) => {
-                let cert_pem = read(at, "cert", cert_path)?;
-                let chain = certificates(&cert_pem).map_err(|e| bad(at, "cert", cert_path, &e))?;
-                if chain.is_empty() {
-                    return Err(bad(at, "cert", cert_path, "it holds no PEM certificate"));
-                }
-                let key_pem = read(at, "key", key_path)?;
-                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                    bad(
-                        at,
-                        "key",
-                        key_path,
-                        &format!("no PEM private key in it ({e})"),
-                    )
-                })?;
-                // A key that does not go with the certificate is refused here, not at the
-                // first handshake.
-                let signing = provider()
-                    .key_provider
-                    .load_private_key(key.clone_key())
-                    .map_err(|e| bad(at, "key", key_path, &format!("unusable key: {e}")))?;
-                let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing);
-                if let Err(e) = certified.keys_match() {
-                    return Err(format!(
-                        "options `{at}.cert` = {} and `{at}.key` = {}: the key is not the certificate's ({e})",
-                        cert_path.display(),
-                        key_path.display()
-                    ));
-                }
-                files.client_pem = Some((cert_pem, key_pem));
-                files.client = Some((chain, Arc::new(key)));
+                let (cert, key) = (format!("{at}.cert"), format!("{at}.key"));
+                let identity = Identity::load((&cert, cert_path), (&key, key_path))?;
+                files.client = Some((identity.chain, Arc::new(identity.key)));
+                files.client_pem = Some((identity.cert_pem, identity.key_pem));
             }
         }
         Ok(files)
+    }
+}
+
+/// A certificate chain and its private key, read from PEM files and checked to belong together.
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+impl Identity {
+    /// Reads `cert` and `key`, each given as (the option that names it, its path): an error
+    /// names the option, the file and what is wrong, including a key that is not the
+    /// certificate's (refused here, not at the first handshake).
+    pub fn load(cert: (&str, &Path), key: (&str, &Path)) -> Result<Identity, String> {
+        let ((cert_option, cert_path), (key_option, key_path)) = (cert, key);
+        let bad = |option: &str, path: &Path, why: &str| {
+            format!("option `{option}` = {}: {why}", path.display())
+        };
+        let read = |option: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| bad(option, path, &e.to_string()))
+        };
+        let cert_pem = read(cert_option, cert_path)?;
+        let chain = certificates(&cert_pem).map_err(|e| bad(cert_option, cert_path, &e))?;
+        if chain.is_empty() {
+            return Err(bad(cert_option, cert_path, "it holds no PEM certificate"));
+        }
+        let key_pem = read(key_option, key_path)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            bad(
+                key_option,
+                key_path,
+                &format!("no PEM private key in it ({e})"),
+            )
+        })?;
+        let signing = provider()
+            .key_provider
+            .load_private_key(key.clone_key())
+            .map_err(|e| bad(key_option, key_path, &format!("unusable key: {e}")))?;
+        let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing);
+        if let Err(e) = certified.keys_match() {
+            return Err(format!(
+                "options `{cert_option}` = {} and `{key_option}` = {}: the key is not the certificate's ({e})",
+                cert_path.display(),
+                key_path.display()
+            ));
+        }
+        Ok(Identity {
+            chain,
+            key,
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    /// A server configuration presenting this certificate (HTTP/1.1; no client certificate
+    /// asked for).
+    pub fn server_config(self) -> Result<rustls::ServerConfig, String> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(self.chain, self.key)
+            .map_err(|e| format!("TLS: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
     }
 }
 
