@@ -433,7 +433,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
 fn endpoint_tls(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
-) -> Result<Option<tokio_rustls::rustls::ServerConfig>, String> {
+) -> Result<Option<topo_spouts::connector::tls::ServerConfig>, String> {
     let (Some(cert), Some(key)) = (cert, key) else {
         return Ok(None);
     };
@@ -632,7 +632,7 @@ struct RunOptions {
     status_interval: Duration,
     http: Option<std::net::SocketAddr>,
     /// The endpoint's TLS configuration (`--http-tls-cert`), if it serves https://.
-    tls: Option<tokio_rustls::rustls::ServerConfig>,
+    tls: Option<topo_spouts::connector::tls::ServerConfig>,
     /// Who may read the endpoint.
     access: crate::http::Access,
     quiet: bool,
@@ -744,7 +744,8 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
                             .await
                     }
                     Some(config) => {
-                        let listener = crate::tls_listener::TlsListener::new(listener, config);
+                        let listener =
+                            topo_spouts::connector::tls::TlsListener::new(listener, config);
                         axum::serve(listener, app)
                             .with_graceful_shutdown(stop)
                             .await

@@ -29,7 +29,6 @@ pub mod logs;
 pub mod process;
 pub mod status;
 pub mod tap;
-pub mod tls_listener;
 pub mod top;
 
 pub use builtin::builtin_registry;

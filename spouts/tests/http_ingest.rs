@@ -1166,3 +1166,103 @@ async fn a_large_body_is_parsed_whole() {
     );
     r.handle.stop(Duration::from_secs(5)).await;
 }
+
+// Guards HTTPS (`tls_cert`, `tls_key`): the spout serves its certificate to a client trusting
+// the test CA, and records POSTed over TLS are emitted; plain HTTP to the port and a client
+// without the CA are refused (errors, not hangs); the `http` sink with `tls = { ca }` delivers
+// its batches to it over TLS (sink to spout, end to end); a key that is not the certificate's
+// is refused at validation, naming both options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_certificate_serves_tls_only() {
+    use topo_test_support::tls;
+    let sink = CaptureBolt::new();
+    let spout = HttpSpout::new(HttpOptions {
+        tls_cert: Some(tls::file("server.crt")),
+        tls_key: Some(tls::file("server.key")),
+        ..options()
+    })
+    .expect("valid options");
+    let mut b = TopologyBuilder::new("https");
+    let s = spout.clone();
+    b.set_spout("ingest", move || s.clone(), 1);
+    b.set_bolt("sink", sink.factory(), 1)
+        .shuffle_grouping("ingest");
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+    until("the server to listen", || spout.local_addr().is_some()).await;
+    let port = spout.local_addr().expect("listening").port();
+    let pem = std::fs::read(tls::file("ca.crt")).expect("the CA");
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    let url = format!("https://localhost:{port}");
+    let start = Instant::now();
+    loop {
+        let ok = trusting.get(format!("{url}/health")).send().await;
+        if ok.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "/health over TLS");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = trusting
+        .post(format!("{url}/ingest"))
+        .header("content-type", "application/x-ndjson")
+        .body("{\"n\":1}\n{\"n\":2}\n")
+        .send()
+        .await
+        .expect("a response over TLS");
+    assert_eq!(r.status(), StatusCode::OK);
+    until("2 records over TLS", || sink.len() >= 2).await;
+
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP to the TLS port: {plain:?}");
+    let untrusted = reqwest::Client::new()
+        .get(format!("{url}/health"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(untrusted.is_err(), "a client without the CA");
+
+    // The http sink, trusting the test CA, to the spout over TLS.
+    let mut o = topo_spouts::HttpSinkOptions::new(format!("{url}/ingest"));
+    o.tls.ca = Some(tls::file("ca.crt"));
+    let writer = topo_spouts::HttpWriter::new(o).expect("valid options");
+    // The tester runs a runtime of its own: off this test's runtime.
+    let acked = tokio::task::spawn_blocking(move || {
+        let mut t =
+            topo_runtime::testing::BoltTester::full(move || writer.clone().into_sink(), ["n"]);
+        let runs = t.execute_all((3..6).map(|n| topo_runtime::values![n]));
+        let fin = t.finish();
+        runs.iter()
+            .chain([&fin])
+            .flat_map(|r| r.acked_inputs.clone())
+            .collect::<Vec<usize>>()
+    })
+    .await
+    .expect("the sink ran");
+    assert_eq!(acked.len(), 3, "every record delivered over TLS and acked");
+    until("5 records", || sink.len() >= 5).await;
+    handle.stop(Duration::from_secs(5)).await;
+
+    let e = HttpSpout::new(HttpOptions {
+        tls_cert: Some(tls::file("server.crt")),
+        tls_key: Some(tls::file("client.key")),
+        ..options()
+    })
+    .err()
+    .expect("refused");
+    assert!(
+        e.contains("`tls_cert`") && e.contains("`tls_key`") && e.contains("not the certificate's"),
+        "{e}"
+    );
+    let mut o = topo_spouts::HttpSinkOptions::new("http://127.0.0.1:1/x");
+    o.tls.ca = Some(tls::file("ca.crt"));
+    let e = topo_spouts::HttpWriter::new(o).err().expect("refused");
+    assert!(e.contains("`tls`") && e.contains("https://"), "{e}");
+}

@@ -11,11 +11,18 @@
 //!             └─► PEM bytes              ──► clients that build their own (redis)
 //! ```
 //!
+//! Servers (topo's endpoint, the `http` spout) present a certificate and its key
+//! ([`Identity::server_config`]) through [`TlsListener`], which accepts TCP connections for
+//! `axum::serve` and completes their handshakes side by side, so a client that never finishes
+//! its handshake holds up nobody.
+//!
 //! The crypto is rustls with its `ring` provider, installed as the process default the first time
 //! a configuration is made (client libraries that build their own configuration use it too).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -24,6 +31,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+pub use rustls::ServerConfig;
 
 /// TLS options of a client connection (`tls = { ca = ..., cert = ..., key = ... }`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -37,6 +50,72 @@ pub struct TlsOptions {
     pub cert: Option<PathBuf>,
     /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1); needs `cert`.
     pub key: Option<PathBuf>,
+}
+
+/// How long a client may take over its handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// A TCP listener whose connections are served over TLS.
+pub struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+}
+
+impl TlsListener {
+    /// Serves the connections of `tcp` with `config` (see [`Identity::server_config`]).
+    pub fn new(tcp: TcpListener, config: rustls::ServerConfig) -> TlsListener {
+        TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            handshakes: JoinSet::new(),
+        }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let acceptor = self.acceptor.clone();
+                        self.handshakes.spawn(async move {
+                            match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => Some((tls, peer)),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                    None
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "no TLS handshake within 10 s");
+                                    None
+                                }
+                            }
+                        });
+                    }
+                    // Out of file descriptors and the like: wait a little, as axum does.
+                    Err(e) => {
+                        tracing::warn!("cannot accept a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(connection)) = done {
+                        return connection;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
 }
 
 /// How a server's certificate is checked.

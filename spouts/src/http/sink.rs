@@ -119,6 +119,10 @@ pub struct HttpSinkOptions {
     /// How a failed request is retried.
     #[serde(default)]
     pub retry: RetryOptions,
+    /// TLS of an `https://` address: `ca` (PEM; unset = the system's roots), `cert` and `key` (a
+    /// client certificate, sent when the server asks for one).
+    #[serde(default)]
+    pub tls: crate::connector::tls::TlsOptions,
 }
 
 fn default_timeout() -> Duration {
@@ -136,6 +140,7 @@ impl HttpSinkOptions {
             gzip: false,
             batch: BatchOptions::default(),
             retry: RetryOptions::default(),
+            tls: crate::connector::tls::TlsOptions::default(),
         }
     }
 }
@@ -198,8 +203,22 @@ impl HttpWriter {
         if opts.timeout.is_zero() {
             return Err("option `timeout` must be longer than 0s".into());
         }
-        let client = reqwest::Client::builder()
-            .timeout(opts.timeout)
+        let mut builder = reqwest::Client::builder().timeout(opts.timeout);
+        if opts.tls.is_set() {
+            if url.scheme() != "https" {
+                return Err(format!(
+                    "option `tls` is for an https:// address, and `url` = {:?} is plain",
+                    crate::connector::redact(&opts.url)
+                ));
+            }
+            let mut config = opts
+                .tls
+                .load("tls")?
+                .client_config(crate::connector::tls::Verify::Full)?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder = builder.use_preconfigured_tls(config);
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok(HttpWriter {

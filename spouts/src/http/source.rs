@@ -30,6 +30,7 @@
 //! max_pending_records = 10000     # records accepted and not yet acked; more: 503 + Retry-After
 //! ack_timeout = "10s"             # then 503: the client retries (duplicates possible, no loss)
 //! auth_token = "${INGEST_TOKEN}"  # require `Authorization: Bearer <token>`, else 401
+//! # tls_cert = "server.pem"  tls_key = "server.key"   # serve HTTPS (PEM files)
 //! ```
 //!
 //! With `format = "auto"` the body's `Content-Type` decides: `application/json` is one JSON
@@ -102,7 +103,7 @@
 //!   the new instance listens again (with port 0: on a new port).
 //! - The spout is never exhausted: `topo run --until-idle` does not end by itself; stop it
 //!   with Ctrl-C (it drains) or `--for`.
-//! - HTTP/1.1 only, no TLS (put a TLS-terminating proxy in front); no per-record metadata
+//! - HTTP/1.1 only; HTTPS with `tls_cert` and `tls_key`; no per-record metadata
 //!   (headers, peer address) in the output.
 //! - A body is held in memory whole while it is parsed (`max_body_bytes` bounds it); bodies
 //!   over 256 KiB are parsed on a blocking thread so the server keeps answering.
@@ -193,6 +194,10 @@ pub struct HttpOptions {
     pub ack_timeout: Duration,
     /// When set, requests need `Authorization: Bearer <auth_token>`.
     pub auth_token: Option<String>,
+    /// Serve HTTPS with this certificate (PEM, with its chain); needs `tls_key`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -206,6 +211,8 @@ impl Default for HttpOptions {
             max_pending_records: 10_000,
             ack_timeout: Duration::from_secs(10),
             auth_token: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -1030,6 +1037,8 @@ impl Drop for Ingest {
 /// options that shares the counters and the bound address.
 pub struct HttpSpout {
     opts: Arc<HttpOptions>,
+    /// The server's TLS configuration (`tls_cert`, `tls_key`), if it serves HTTPS.
+    tls: Option<Arc<crate::connector::tls::ServerConfig>>,
     shape: Arc<Shape>,
     shared: Arc<Shared>,
     ingest: Option<Ingest>,
@@ -1041,6 +1050,7 @@ impl Clone for HttpSpout {
     fn clone(&self) -> Self {
         HttpSpout {
             opts: self.opts.clone(),
+            tls: self.tls.clone(),
             shape: self.shape.clone(),
             shared: self.shared.clone(),
             ingest: None,
@@ -1110,7 +1120,17 @@ impl HttpSpout {
                 }
             }
         }
+        let tls = match (&opts.tls_cert, &opts.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(Arc::new(
+                crate::connector::tls::Identity::load(("tls_cert", cert), ("tls_key", key))?
+                    .server_config()?,
+            )),
+            (Some(_), None) => return Err("option `tls_cert` needs `tls_key`".to_string()),
+            (None, Some(_)) => return Err("option `tls_key` needs `tls_cert`".to_string()),
+        };
         Ok(HttpSpout {
+            tls,
             shape: Arc::new(Shape {
                 format: opts.format,
                 fields: opts
@@ -1197,12 +1217,26 @@ impl Spout for HttpSpout {
             .with_state(server);
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let tls = self.tls.clone();
         crate::connector::warn::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = serve.await {
+            let served = match tls {
+                None => {
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                }
+                Some(config) => {
+                    let listener =
+                        crate::connector::tls::TlsListener::new(listener, (*config).clone());
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(component = %source, "http server failed: {e}");
             }
         });
