@@ -4,45 +4,12 @@
 //! with `--ca`; a certificate and key that do not belong together, or a missing file, stop the
 //! run before it starts, naming the option.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use topo_test_support::{temp_topology, tls};
+use topo_test_support::{RunningTopo, tls};
 
 const TOKEN: &str = "tls-Token-4417";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A running `topo run --http 127.0.0.1:0` over TLS with a token, killed when dropped.
-struct Running {
-    child: Child,
-    port: String,
-    _file: tempfile::NamedTempFile,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn topology() -> tempfile::NamedTempFile {
-    temp_topology(
-        r#"
-name = "tls-check"
-
-[spouts.sentences]
-kind = "generator"
-rate = 1000
-sentences = ["the cow jumped over the moon"]
-
-[bolts.split]
-kind = "split"
-field = "sentence"
-inputs = [{ from = "sentences" }]
-"#,
-    )
-}
 
 fn run_args(cert: &str, key: &str) -> Vec<String> {
     vec![
@@ -60,25 +27,13 @@ fn run_args(cert: &str, key: &str) -> Vec<String> {
     ]
 }
 
-fn start() -> Running {
-    let file = topology();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("topo"))
-        .env_remove("RUST_LOG")
-        .env_remove("TOPO_HTTP_TOKEN")
-        .args(run_args("server.crt", "server.key"))
-        .arg(file.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn topo run");
-    let addr = topo_test_support::http_address(&mut child);
-    let port = addr.rsplit(':').next().unwrap_or_default().to_string();
-    Running {
-        child,
-        port,
-        _file: file,
-    }
+/// A running `topo run --http 127.0.0.1:0` over TLS with a token, killed when dropped; its port.
+fn start() -> (RunningTopo, String) {
+    let args = run_args("server.crt", "server.key");
+    let args: Vec<&str> = args[5..].iter().map(String::as_str).collect();
+    let run = RunningTopo::start(&assert_cmd::cargo::cargo_bin("topo"), &args, &[]);
+    let port = run.addr.rsplit(':').next().unwrap_or_default().to_string();
+    (run, port)
 }
 
 /// GET `url` with the token, trusting the test CA when `trust`: the status, or the error.
@@ -125,12 +80,12 @@ fn topo(args: &[&str]) -> std::process::Output {
 // and `topo tap` through it with `--ca` and the token, and a clear error without `--ca`.
 #[test]
 fn the_endpoint_serves_https_and_the_clients_reach_it_with_their_ca() {
-    let run = start();
-    let base = format!("https://localhost:{}", run.port);
+    let (_run, port) = start();
+    let base = format!("https://localhost:{port}");
     for path in ["/health", "/api/metrics", "/metrics", "/"] {
         assert_eq!(get(&format!("{base}{path}"), true), Ok(200), "{path}");
     }
-    let plain = get(&format!("http://127.0.0.1:{}/health", run.port), true);
+    let plain = get(&format!("http://127.0.0.1:{port}/health"), true);
     assert!(plain.is_err(), "plain HTTP to the TLS port: {plain:?}");
     let untrusted = get(&format!("{base}/health"), false).expect_err("a certificate not trusted");
     assert!(untrusted.contains("certificate"), "{untrusted}");
@@ -165,7 +120,7 @@ fn the_endpoint_serves_https_and_the_clients_reach_it_with_their_ca() {
 // run before it starts with an error naming the option; one option without the other is refused.
 #[test]
 fn a_bad_certificate_or_key_stops_the_run_naming_the_option() {
-    let file = topology();
+    let file = topo_test_support::sentences_topology("tls-check");
     let path = file.path().display().to_string();
     let mut args = run_args("server.crt", "other-client.key");
     args.push(path.clone());

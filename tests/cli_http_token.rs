@@ -3,67 +3,16 @@
 //! `--token`, `--no-tap` turns `/api/tap` off, an endpoint open to other hosts without a token is
 //! warned about at start-up, and the token itself is never printed.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use topo_test_support::temp_topology;
+use topo_test_support::RunningTopo;
 
 const TOKEN: &str = "s3cret-Token-8861";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn topology() -> tempfile::NamedTempFile {
-    temp_topology(
-        r#"
-name = "token-check"
-
-[spouts.sentences]
-kind = "generator"
-rate = 1000
-sentences = ["the cow jumped over the moon"]
-
-[bolts.split]
-kind = "split"
-field = "sentence"
-inputs = [{ from = "sentences" }]
-"#,
-    )
-}
-
 /// A running `topo run --http 127.0.0.1:0 EXTRA`, killed when dropped.
-struct Running {
-    child: Child,
-    addr: String,
-    _file: tempfile::NamedTempFile,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(extra: &[&str], env: &[(&str, &str)]) -> Running {
-    let file = topology();
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("topo"));
-    cmd.env_remove("RUST_LOG")
-        .env_remove("TOPO_HTTP_TOKEN")
-        .args(["run", "--for", "120s", "--http", "127.0.0.1:0"])
-        .args(extra)
-        .arg(file.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn topo run");
-    let addr = topo_test_support::http_address(&mut child);
-    Running {
-        child,
-        addr,
-        _file: file,
-    }
+fn start(extra: &[&str], env: &[(&str, &str)]) -> RunningTopo {
+    RunningTopo::start(&assert_cmd::cargo::cargo_bin("topo"), extra, env)
 }
 
 /// GET `path` of `addr` with an optional bearer token: (status, body).
@@ -208,7 +157,7 @@ fn the_token_comes_from_the_environment_or_a_file_and_is_never_printed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("token");
     std::fs::write(&path, format!("{TOKEN}\n")).expect("write the token");
-    let file = topology();
+    let file = topo_test_support::sentences_topology("token-check");
     let run_with_file = || {
         topo(
             &[
@@ -248,7 +197,7 @@ fn the_token_comes_from_the_environment_or_a_file_and_is_never_printed() {
 // anyone who can reach it sees the figures and the data; with a token it does not.
 #[test]
 fn an_open_endpoint_on_every_address_is_warned_about() {
-    let file = topology();
+    let file = topo_test_support::sentences_topology("token-check");
     let path = file.path().to_str().expect("utf-8");
     let out = topo(&["run", "--for", "1s", "--http", "0.0.0.0:0", path], &[]);
     assert!(

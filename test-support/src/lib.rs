@@ -90,3 +90,68 @@ pub fn http_address(child: &mut std::process::Child) -> String {
     std::thread::spawn(move || for _ in lines {});
     addr
 }
+
+/// A topology for tests of `topo run`'s endpoint: a generator of 1,000 sentences a second into
+/// `split`, named `name`.
+pub fn sentences_topology(name: &str) -> tempfile::NamedTempFile {
+    temp_topology(&format!(
+        r#"
+name = "{name}"
+
+[spouts.sentences]
+kind = "generator"
+rate = 1000
+sentences = ["the cow jumped over the moon"]
+
+[bolts.split]
+kind = "split"
+field = "sentence"
+inputs = [{{ from = "sentences" }}]
+"#
+    ))
+}
+
+/// A running `topo run --for 120s --http 127.0.0.1:0 EXTRA FILE` of [`sentences_topology`]
+/// (`RUST_LOG` and `TOPO_HTTP_TOKEN` unset, then `env` set), its endpoint's address read from
+/// its stderr; killed when dropped.
+pub struct RunningTopo {
+    /// The `topo run` process.
+    pub child: std::process::Child,
+    /// The endpoint's `host:port`.
+    pub addr: String,
+    _file: tempfile::NamedTempFile,
+}
+
+impl RunningTopo {
+    /// Starts `topo` (the binary at `topo`) so.
+    pub fn start(topo: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> RunningTopo {
+        use std::process::{Command, Stdio};
+        let file = sentences_topology("endpoint-check");
+        let mut cmd = Command::new(topo);
+        cmd.env_remove("RUST_LOG")
+            .env_remove("TOPO_HTTP_TOKEN")
+            .args(["run", "--for", "120s", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .arg(file.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn topo run");
+        let addr = http_address(&mut child);
+        RunningTopo {
+            child,
+            addr,
+            _file: file,
+        }
+    }
+}
+
+impl Drop for RunningTopo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
