@@ -192,18 +192,8 @@ enum Command {
         /// Print the endpoint's JSON lines as they come (a tuple a line, and `{"skipped": n}`).
         #[arg(long)]
         json: bool,
-        /// The endpoint's token, if `topo run` was given one (`--http-token`).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "TOPO_HTTP_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// The certificate authority (PEM) of an https:// endpoint whose certificate the
-        /// system does not know (`topo run --http-tls-cert`).
-        #[arg(long, value_name = "PATH")]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        client: EndpointClient,
     },
     /// A live table of every component of a running topology: rates, failures, p99 latency,
     /// queues, capacity, and the bottleneck. `q` quits. Needs `topo run --http ADDR`.
@@ -216,19 +206,26 @@ enum Command {
         /// How often the table refreshes; with --once, the interval the figures cover.
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
         interval: Duration,
-        /// The endpoint's token, if `topo run` was given one (`--http-token`).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "TOPO_HTTP_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
-        /// The certificate authority (PEM) of an https:// endpoint whose certificate the
-        /// system does not know (`topo run --http-tls-cert`).
-        #[arg(long, value_name = "PATH")]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        client: EndpointClient,
     },
+}
+
+/// How `topo tap` and `topo top` reach the endpoint of `topo run --http`.
+#[derive(clap::Args, Debug)]
+struct EndpointClient {
+    /// The endpoint's token, if `topo run` was given one (`--http-token`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TOPO_HTTP_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// The certificate authority (PEM) of an https:// endpoint whose certificate the
+    /// system does not know (`topo run --http-tls-cert`).
+    #[arg(long, value_name = "PATH")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -342,8 +339,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             rate,
             limit,
             json,
-            token,
-            ca,
+            client: EndpointClient { token, ca },
         } => crate::tap::run(crate::tap::TapArgs {
             url,
             component,
@@ -362,8 +358,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             url,
             once,
             interval,
-            token,
-            ca,
+            client: EndpointClient { token, ca },
         } => crate::top::run(crate::top::TopArgs {
             url,
             once,
