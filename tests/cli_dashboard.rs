@@ -2,7 +2,9 @@
 //! headless Chromium (driven over WebDriver by chromedriver and `fantoccini`) loads `/`, and the
 //! page must draw every component of the topology in its layer, show rates that move, mark the
 //! throttled bolt — and only it — as the bottleneck, say "disconnected, retrying" when the
-//! topology goes away and recover by itself when it is back.
+//! topology goes away and recover by itself when it is back. Against an endpoint with a token
+//! (`--http-token`), over plain HTTP and over TLS (`--http-tls-cert`, the browser trusting the
+//! test certificate), the page asks for the token, then goes live with `/#token=...`.
 //!
 //! ```text
 //!  topo run --http 127.0.0.1:0 examples/dashboard.toml ◄── GET /, /api/* ── Chromium (headless)
@@ -98,7 +100,13 @@ fn start_chromedriver() -> (Killed, u16) {
 /// The browser, headless, with a profile of its own and its background traffic off (the
 /// network here is closed: left on, it would keep trying to reach Google's services).
 async fn open_browser(port: u16, profile: &Path) -> Client {
-    let args = vec![
+    open_browser_trusting(port, profile, None).await
+}
+
+/// [`open_browser`], trusting the server certificate whose public key hash is `spki` (as a
+/// browser trusts a certificate installed for one site).
+async fn open_browser_trusting(port: u16, profile: &Path, spki: Option<&str>) -> Client {
+    let mut args = vec![
         "--headless".to_string(),
         "--no-sandbox".to_string(),
         "--disable-gpu".to_string(),
@@ -112,6 +120,9 @@ async fn open_browser(port: u16, profile: &Path) -> Client {
         "--window-size=1440,1250".to_string(),
         format!("--user-data-dir={}", profile.display()),
     ];
+    if let Some(spki) = spki {
+        args.push(format!("--ignore-certificate-errors-spki-list={spki}"));
+    }
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_string(),
@@ -504,11 +515,12 @@ fn the_dashboard_draws_the_topology_and_marks_the_throttle_as_the_bottleneck() {
 /// The token of [`the_dashboard_sends_the_token_given_in_its_address`].
 const TOKEN: &str = "dash-Token-4417";
 
-/// Against an endpoint with a token: opened without it the page says how to give it; opened as
-/// `/#token=...` it goes live (drawing every component) and takes the token out of the address.
-async fn token_flow(client: &Client, addr: &str) -> Result<(), String> {
+/// Against an endpoint with a token, at `base` (`http://ADDR` or `https://localhost:PORT`):
+/// opened without it the page says how to give it; opened as `/#token=...` it goes live
+/// (drawing every component) and takes the token out of the address.
+async fn token_flow(client: &Client, base: &str) -> Result<(), String> {
     client
-        .goto(&format!("http://{addr}/"))
+        .goto(&format!("{base}/"))
         .await
         .map_err(|e| format!("opening the dashboard: {e}"))?;
     until(client, "the page asks for the token", |p| {
@@ -518,7 +530,7 @@ async fn token_flow(client: &Client, addr: &str) -> Result<(), String> {
     })
     .await?;
     client
-        .goto(&format!("http://{addr}/#token={TOKEN}"))
+        .goto(&format!("{base}/#token={TOKEN}"))
         .await
         .map_err(|e| format!("opening the dashboard with its token: {e}"))?;
     until(client, "the page is live with the token", |p| {
@@ -532,25 +544,20 @@ async fn token_flow(client: &Client, addr: &str) -> Result<(), String> {
     if href.as_str().is_none_or(|h| h.contains(TOKEN)) {
         return Err(format!("the token stayed in the address: {href}"));
     }
+    if !href.as_str().is_some_and(|h| h.starts_with(base)) {
+        return Err(format!("the page left {base}: {href}"));
+    }
     Ok(())
 }
 
-#[test]
-fn the_dashboard_sends_the_token_given_in_its_address() {
-    for bin in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} is missing: run `scripts/services start`"
-        );
-    }
-    let state = tempfile::tempdir().expect("a state directory");
-    let (_topo, addr) = start_topo("127.0.0.1:0", &["--http-token", TOKEN], state.path());
+/// Runs [`token_flow`] in a browser trusting `trusted` (see [`open_browser`]) against `base`.
+fn run_token_flow(base: &str, trusted: Option<&str>) {
     let (_driver, port) = start_chromedriver();
     let profile = tempfile::tempdir().expect("a browser profile directory");
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let outcome = rt.block_on(async {
-        let client = open_browser(port, profile.path()).await;
-        let result = AssertUnwindSafe(token_flow(&client, &addr))
+        let client = open_browser_trusting(port, profile.path(), trusted).await;
+        let result = AssertUnwindSafe(token_flow(&client, base))
             .catch_unwind()
             .await;
         if let Err(e) = client.close().await {
@@ -563,4 +570,69 @@ fn the_dashboard_sends_the_token_given_in_its_address() {
         Ok(Err(e)) => panic!("{e}"),
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+fn browser_is_installed() {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: run `scripts/services start`"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_sends_the_token_given_in_its_address() {
+    browser_is_installed();
+    let state = tempfile::tempdir().expect("a state directory");
+    let (_topo, addr) = start_topo("127.0.0.1:0", &["--http-token", TOKEN], state.path());
+    run_token_flow(&format!("http://{addr}"), None);
+}
+
+/// The base64 SHA-256 of `cert`'s public key (SubjectPublicKeyInfo), as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it, computed with `openssl`.
+fn spki_hash(cert: &Path) -> String {
+    let script = format!(
+        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+        cert.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("base64")
+        .trim()
+        .to_string()
+}
+
+// Guards the dashboard over TLS with a token (`--http-tls-cert`, `--http-tls-key`,
+// `--http-token`): Chromium, trusting the test server's certificate, loads the page over
+// https://, which asks for the token, then goes live with it, its API calls over TLS too.
+#[test]
+fn the_dashboard_over_tls_sends_its_token() {
+    use topo_test_support::tls;
+    browser_is_installed();
+    let state = tempfile::tempdir().expect("a state directory");
+    let (cert, key) = (tls::file("server.crt"), tls::file("server.key"));
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let extra = [
+        "--http-token",
+        TOKEN,
+        "--http-tls-cert",
+        &cert_arg,
+        "--http-tls-key",
+        &key_arg,
+    ];
+    let (_topo, addr) = start_topo("127.0.0.1:0", &extra, state.path());
+    let port = addr.rsplit(':').next().expect("a port");
+    run_token_flow(
+        &format!("https://localhost:{port}"),
+        Some(&spki_hash(&cert)),
+    );
 }

@@ -1,6 +1,6 @@
 //! Secrets stay secret: a password planted in a `postgres` URL, a `redis` URL, the `kinesis` and
-//! `s3` sinks' secret keys, the `kafka` sink's SASL password (in `properties` and in `sasl`), the
-//! `mqtt` spout's password and the endpoint's token is in none
+//! `s3` sinks' secret keys, the `kafka` sink's SASL password (in `properties` and in `sasl`) and
+//! OAUTHBEARER client secret, the `mqtt` spout's password and the endpoint's token is in none
 //! of what topo prints or serves — `topo validate`, `topo graph`, the logs of a run at `-vv`
 //! (whose connections all fail, so their errors are logged), `/api/topology`, `/api/metrics` and
 //! `/metrics`; nor in the errors of options that echo an address holding it.
@@ -58,6 +58,13 @@ kind = "kafka"
 brokers = "127.0.0.1:1"
 topic = "t"
 sasl = {{ mechanism = "SCRAM-SHA-512", username = "u", password = "{SECRET}" }}
+inputs = [{{ from = "s" }}]
+
+[bolts.produce_oauth]
+kind = "kafka"
+brokers = "127.0.0.1:1"
+topic = "t"
+sasl = {{ mechanism = "OAUTHBEARER", token_endpoint = "http://127.0.0.1:1/token", client_id = "app", client_secret = "{SECRET}" }}
 inputs = [{{ from = "s" }}]
 
 [spouts.mq]

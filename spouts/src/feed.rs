@@ -177,7 +177,7 @@ use crate::connector::encoding::RAW_PREFIX;
 use crate::connector::state::state_dir;
 use crate::connector::{ERROR_STREAM, SOURCE_ERROR_FIELDS};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use tokio::task::JoinHandle;
@@ -928,57 +928,23 @@ async fn bearer(shared: &Shared, oauth: &OAuthOptions, force: bool) -> Result<St
     }
     *token = None;
     shared.counters.token_requests.fetch_add(1, Relaxed);
-    let url = &oauth.token_url;
-    let retry = |reason: String, wait: Option<Duration>| Fetched::Retry {
-        cause: Transient::Token,
-        reason,
-        wait,
+    let credentials = crate::connector::oauth::ClientCredentials {
+        token_url: &oauth.token_url,
+        client_id: &oauth.client_id,
+        client_secret: &oauth.client_secret,
+        scope: None,
+        option: "oauth",
     };
-    let resp = shared
-        .client
-        .post(url)
-        .basic_auth(&oauth.client_id, Some(&oauth.client_secret))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
-        .send()
+    let t = crate::connector::oauth::fetch_token(&shared.client, credentials)
         .await
-        .map_err(|e| retry(format!("token request to {url} failed: {e}"), None))?;
-    let status = resp.status();
-    let wait = resp
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
-        .map(secs);
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| retry(format!("token response from {url} failed: {e}"), None))?;
-    if !status.is_success() {
-        return Err(retry(
-            format!(
-                "token request to {url}: HTTP {status} (check oauth.client_id and oauth.client_secret): {}",
-                prefix(&body)
-            ),
-            wait,
-        ));
-    }
-    #[derive(Deserialize)]
-    struct TokenResponse {
-        access_token: String,
-        expires_in: Option<f64>,
-    }
-    let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-        retry(
-            format!(
-                "token response from {url}: {e}; expected {{\"access_token\": .., \"expires_in\": ..}}: {}",
-                prefix(&body)
-            ),
-            None,
-        )
-    })?;
-    let life = secs(t.expires_in.unwrap_or(3600.0));
+        .map_err(|e| Fetched::Retry {
+            cause: Transient::Token,
+            reason: e.reason,
+            wait: e.retry_after,
+        })?;
+    let life = t.lifetime;
     let margin = (life / 10).min(Duration::from_secs(60));
-    let access = t.access_token;
+    let access = t.access;
     *token = Some(Token {
         access: access.clone(),
         refresh_at: Instant::now() + life - margin,

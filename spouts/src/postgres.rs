@@ -1705,6 +1705,8 @@ const EXAMPLE: &str = r#"
 [bolts.store]
 kind = "postgres"
 url = "postgres://postgres@127.0.0.1:5432/test"
+# sslmode = "verify-full"   # disable, prefer (the default), require, verify-ca, verify-full
+# tls = { ca = "rds-ca.pem" }   # the server's CA; cert, key for a client certificate
 table = "word_counts"     # must exist: CREATE TABLE word_counts (word text PRIMARY KEY, count bigint)
 columns = ["word", "count"]
 mode = "upsert"           # or "insert"

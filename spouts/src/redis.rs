@@ -78,7 +78,7 @@
 //!   from it. `zadd`, `hset` and `set` of absolute values then end in the exact state;
 //!   `*incrby` and `rpush` apply those batches twice.
 //!
-//! Known limits: no TLS, no Redis Cluster (one server, its `db`); a whole batch goes to one
+//! Known limits: no Redis Cluster (one server, its `db`); a whole batch goes to one
 //! server connection, so very large batches delay other clients of that server while `EXEC`
 //! runs. Each command is built as a `redis::Cmd` (two small allocations per record); `rpush`
 //! also builds the record's JSON.
@@ -821,7 +821,8 @@ pub fn kinds() -> Vec<Kind> {
 const EXAMPLE: &str = r#"
 [bolts.board]
 kind = "redis"
-url = "redis://127.0.0.1:6379/0"
+url = "redis://127.0.0.1:6379/0"   # TLS: rediss://user:${REDIS_PASSWORD}@host:6379/0
+# tls = { ca = "redis-ca.pem" }   # with rediss://: the CA (unset: the system's roots), cert, key
 command = "zadd"          # zincrby, hset, hincrby, set, incrby, rpush
 key = "leaderboard:{region}"   # {field} takes the tuple's value
 member = "word"

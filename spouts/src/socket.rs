@@ -27,7 +27,20 @@
 //! reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # client mode; 0 = forever
 //! # until_eof = true              # client mode: end when the first connection closes
 //! # max_clients = 256             # server mode
+//! # tls = { ca = "ca.pem", cert = "client.pem", key = "client.key" }   # client mode over TLS
+//! # tls_cert = "server.pem"  tls_key = "server.key"   # server mode over TLS
+//! # tls_client_ca = "clients-ca.pem"                  # server mode: require client certificates
 //! ```
+//!
+//! # TLS
+//! In client mode, `tls` connects over TLS: the server's certificate must be signed by `tls.ca`
+//! (unset, as in `tls = {}`: the system's certificate authorities) and issued for the host of
+//! `address`; `tls.cert` and `tls.key` are presented to a server that asks for a client
+//! certificate. In server mode, `tls_cert` and `tls_key` make every connection TLS, and
+//! `tls_client_ca` makes each client present a certificate signed by it. A handshake has 10 s.
+//! A client whose handshake fails (an untrusted certificate, a plain-text peer) is refused and
+//! counted (`tls_refused`), with a warning naming the component and the peer; in client mode a
+//! failed handshake counts as a failed connection attempt (`reconnect`).
 //!
 //! # Output
 //! The `default` stream carries (`line`) in client mode and (`line`, `peer`) in server mode,
@@ -59,7 +72,8 @@
 //!   tasks emit nothing. In client mode every task opens its own connection.
 //! - When `max_clients` connections are open, further clients wait in the listen backlog until
 //!   one closes.
-//! - No TLS, no UDP.
+//! - No UDP. In server mode over TLS, the `peer` field is the client's address, not the name
+//!   in its certificate.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -133,6 +147,20 @@ pub struct SocketOptions {
     pub max_clients: usize,
     /// Client mode: end (no reconnection) when the first connection closes.
     pub until_eof: bool,
+    /// Client mode: connect over TLS, verifying the server with `ca` (unset: the system's
+    /// roots) and presenting `cert` and `key` when asked for a client certificate.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::connector::tls::TlsOptions>,
+    /// Server mode: serve TLS with this certificate (PEM, with its chain); needs `tls_key`.
+    #[cfg(feature = "tls")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Server mode: the private key (PEM) of `tls_cert`.
+    #[cfg(feature = "tls")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Server mode, with `tls_cert`: clients must present a certificate signed by one of these
+    /// authorities (PEM).
+    #[cfg(feature = "tls")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for SocketOptions {
@@ -146,6 +174,14 @@ impl Default for SocketOptions {
             reconnect: ReconnectOptions::default(),
             max_clients: 256,
             until_eof: false,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_cert: None,
+            #[cfg(feature = "tls")]
+            tls_key: None,
+            #[cfg(feature = "tls")]
+            tls_client_ca: None,
         }
     }
 }
@@ -159,8 +195,12 @@ pub struct LineCounters {
         oversize,
         /// Lines that were not UTF-8 (`encoding = "strict"`), sent to the `error` stream.
         invalid_utf8,
-        /// Connections established (client) or accepted (server).
+        /// Connections established (client) or accepted (server); over TLS, once the handshake
+        /// succeeded.
         connections,
+        /// TLS handshakes that failed (an untrusted certificate, a plain-text peer, no answer
+        /// within 10 s).
+        tls_refused,
         ;
         /// One warning a second at most.
         warn: crate::connector::warn::WarnLimit,
@@ -396,10 +436,11 @@ impl LineQueue {
 }
 
 /// State shared by a spout and its clones (every task of a topology-file component).
-#[derive(Debug, Default)]
 struct Shared {
     counters: LineCounters,
     local_addr: OnceLock<SocketAddr>,
+    /// How connections are secured.
+    tls: Tls,
 }
 
 /// The `socket` spout (see the module docs). Cloning gives a fresh, unopened spout with the same
@@ -468,10 +509,15 @@ impl SocketSpout {
             }
             SocketMode::Client => {}
         }
+        let tls = Tls::new(&opts)?;
         Ok(SocketSpout {
             format: LineFormat::new(opts.max_line_bytes, opts.encoding),
             opts: Arc::new(opts),
-            shared: Arc::default(),
+            shared: Arc::new(Shared {
+                counters: LineCounters::default(),
+                local_addr: OnceLock::new(),
+                tls,
+            }),
             queue: None,
             stop: None,
         })
@@ -580,6 +626,128 @@ impl Spout for SocketSpout {
     }
 }
 
+/// The TLS side of a socket spout's connections: none, a client's or a server's.
+#[derive(Clone)]
+enum Tls {
+    /// Plain TCP.
+    Plain,
+    /// Client mode over TLS: the configuration and the name the server's certificate must hold.
+    #[cfg(feature = "tls")]
+    Client {
+        connector: tokio_rustls::TlsConnector,
+        name: rustls::pki_types::ServerName<'static>,
+    },
+    /// Server mode over TLS.
+    #[cfg(feature = "tls")]
+    Server(tokio_rustls::TlsAcceptor),
+}
+
+/// A connection's bytes, read plain or through TLS.
+type Input = Box<dyn AsyncRead + Send + Unpin>;
+
+impl Tls {
+    /// The TLS of `opts` (`tls` in client mode; `tls_cert`, `tls_key`, `tls_client_ca` in server
+    /// mode), with every file read and checked now.
+    fn new(opts: &SocketOptions) -> Result<Tls, String> {
+        #[cfg(feature = "tls")]
+        {
+            use crate::connector::tls;
+            match opts.mode {
+                SocketMode::Client => {
+                    if opts.tls_cert.is_some()
+                        || opts.tls_key.is_some()
+                        || opts.tls_client_ca.is_some()
+                    {
+                        return Err("options `tls_cert`, `tls_key` and `tls_client_ca` are for mode = \"server\"; a client takes `tls = { ca = ..., cert = ..., key = ... }`".to_string());
+                    }
+                    if let Some(options) = &opts.tls {
+                        let config = options.load("tls")?.client_config(tls::Verify::Full)?;
+                        let host = host_of(&opts.address);
+                        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                            .map_err(|e| {
+                                format!(
+                                    "option `address` = {:?}: {host:?} is not a host name or address a certificate can be checked against ({e})",
+                                    opts.address
+                                )
+                            })?;
+                        return Ok(Tls::Client {
+                            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                            name,
+                        });
+                    }
+                }
+                SocketMode::Server => {
+                    if opts.tls.is_some() {
+                        return Err("option `tls` is for mode = \"client\"; a server takes `tls_cert` and `tls_key` (and `tls_client_ca` to require client certificates)".to_string());
+                    }
+                    let config = tls::server_options(
+                        opts.tls_cert.as_deref(),
+                        opts.tls_key.as_deref(),
+                        opts.tls_client_ca.as_deref(),
+                        &[],
+                    )?;
+                    if let Some(config) = config {
+                        return Ok(Tls::Server(tokio_rustls::TlsAcceptor::from(Arc::new(
+                            config,
+                        ))));
+                    }
+                }
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = opts;
+        Ok(Tls::Plain)
+    }
+
+    /// `tcp` as a connection's input: as it is, or once its TLS handshake is done (within
+    /// 10 s); the error says why the handshake failed.
+    async fn secure(&self, tcp: TcpStream) -> Result<Input, String> {
+        match self {
+            Tls::Plain => Ok(Box::new(tcp)),
+            #[cfg(feature = "tls")]
+            Tls::Client { connector, name } => {
+                handshake(connector.connect(name.clone(), tcp)).await
+            }
+            #[cfg(feature = "tls")]
+            Tls::Server(acceptor) => handshake(acceptor.accept(tcp)).await,
+        }
+    }
+
+    /// A read error, with what it usually means over TLS.
+    fn explain(&self, e: &io::Error) -> String {
+        match self {
+            Tls::Plain => e.to_string(),
+            #[cfg(feature = "tls")]
+            _ => crate::connector::tls::explain(e),
+        }
+    }
+}
+
+/// Waits for a TLS handshake, at most [`crate::connector::tls::HANDSHAKE`].
+#[cfg(feature = "tls")]
+async fn handshake<S: AsyncRead + Send + Unpin + 'static>(
+    handshake: impl Future<Output = io::Result<S>>,
+) -> Result<Input, String> {
+    use crate::connector::tls::{HANDSHAKE, explain};
+    match tokio::time::timeout(HANDSHAKE, handshake).await {
+        Ok(Ok(stream)) => Ok(Box::new(stream)),
+        Ok(Err(e)) => Err(explain(&e)),
+        Err(_) => Err(format!(
+            "no TLS handshake within {} (does the other side speak TLS?)",
+            humantime::format_duration(HANDSHAKE)
+        )),
+    }
+}
+
+/// The host of a `host:port` address, without the brackets of an IPv6 address.
+#[cfg(feature = "tls")]
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 /// Client mode: connect, read until the connection ends, wait, reconnect.
 async fn run_client(
     opts: Arc<SocketOptions>,
@@ -595,6 +763,16 @@ async fn run_client(
         let conn = tokio::select! {
             _ = cancel.cancelled() => return,
             c = TcpStream::connect(opts.address.as_str()) => c,
+        };
+        let conn = match conn {
+            Ok(stream) => tokio::select! {
+                _ = cancel.cancelled() => return,
+                secured = shared.tls.secure(stream) => secured.map_err(|e| {
+                    shared.counters.tls_refused.fetch_add(1, Relaxed);
+                    format!("TLS handshake failed: {e}")
+                }),
+            },
+            Err(e) => Err(e.to_string()),
         };
         match conn {
             Ok(stream) => {
@@ -612,7 +790,7 @@ async fn run_client(
                     }
                     Err(ReadStop::Closed) => return,
                     Err(ReadStop::Io(e)) => {
-                        tracing::warn!(component = %source, address = %opts.address, "connection lost: {e}")
+                        tracing::warn!(component = %source, address = %opts.address, "connection lost: {}", shared.tls.explain(&e))
                     }
                 }
                 if opts.until_eof {
@@ -687,7 +865,6 @@ async fn run_server(
                 continue;
             }
         };
-        shared.counters.connections.fetch_add(1, Relaxed);
         let (format, shared, tx, cancel, source) = (
             format.clone(),
             shared.clone(),
@@ -698,11 +875,26 @@ async fn run_server(
         crate::connector::warn::spawn(async move {
             let _permit = permit;
             let peer_value = Value::from(peer.to_string());
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => return,
+                s = shared.tls.secure(stream) => s,
+            };
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    shared.counters.tls_refused.fetch_add(1, Relaxed);
+                    if shared.counters.may_warn() {
+                        tracing::warn!(component = %source, %peer, "TLS handshake with a client failed, connection refused: {e}");
+                    }
+                    return;
+                }
+            };
+            shared.counters.connections.fetch_add(1, Relaxed);
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 r = read_lines(stream, &format, Some(&peer_value), &tx, &shared.counters, &source) => {
                     if let Err(ReadStop::Io(e)) = r {
-                        tracing::debug!(component = %source, %peer, "client connection lost: {e}");
+                        tracing::debug!(component = %source, %peer, "client connection lost: {}", shared.tls.explain(&e));
                     }
                 }
             }
@@ -731,6 +923,8 @@ address = "127.0.0.1:9999"
 max_line_bytes = 1048576  # longer lines go to the `error` stream (reason, raw)
 encoding = "lossy"        # or "strict" (bad UTF-8 to `error`) or "bytes"
 reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
+# tls = { ca = "ca.pem" }   # client over TLS; + cert, key for a server asking for a client certificate
+# server over TLS: tls_cert = "server.pem"  tls_key = "server.key"  tls_client_ca = "clients-ca.pem"
 
 # bad lines, with the reason, to a sink of their own:
 # [bolts.rejects]  kind = "stdout"  inputs = [{ from = "lines", stream = "error" }]

@@ -1266,3 +1266,98 @@ async fn https_with_a_certificate_serves_tls_only() {
     let e = topo_spouts::HttpWriter::new(o).err().expect("refused");
     assert!(e.contains("`tls`") && e.contains("https://"), "{e}");
 }
+
+// Guards client certificates over HTTPS (`tls_client_ca` on the spout; `tls.cert`, `tls.key` on
+// the `http` sink): the sink presenting a certificate of the CA delivers its batches and they are
+// acked; a client without a certificate and a sink whose certificate another CA signed are
+// refused (errors, not hangs), and the refused sink fails its inputs for replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_client_certificates_admits_only_certified_clients() {
+    use topo_test_support::tls;
+    let sink = CaptureBolt::new();
+    let spout = HttpSpout::new(HttpOptions {
+        tls_cert: Some(tls::file("server.crt")),
+        tls_key: Some(tls::file("server.key")),
+        tls_client_ca: Some(tls::file("ca.crt")),
+        ..options()
+    })
+    .expect("valid options");
+    let mut b = TopologyBuilder::new("mtls");
+    let s = spout.clone();
+    b.set_spout("ingest", move || s.clone(), 1);
+    b.set_bolt("sink", sink.factory(), 1)
+        .shuffle_grouping("ingest");
+    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
+    until("the server to listen", || spout.local_addr().is_some()).await;
+    let url = format!(
+        "https://localhost:{}/ingest",
+        spout.local_addr().expect("listening").port()
+    );
+
+    let pem = std::fs::read(tls::file("ca.crt")).expect("the CA");
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    let refused = anonymous
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body("{\"n\":0}\n")
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate: {refused:?}"
+    );
+
+    // Delivers 3 records through an http sink with `cert` and `key`; the acked and failed inputs.
+    let deliver = |cert: &str, key: &str| {
+        let mut o = topo_spouts::HttpSinkOptions::new(url.clone());
+        o.tls.ca = Some(tls::file("ca.crt"));
+        o.tls.cert = Some(tls::file(cert));
+        o.tls.key = Some(tls::file(key));
+        o.retry.attempts = Some(2);
+        o.retry.backoff = Duration::from_millis(10);
+        let writer = topo_spouts::HttpWriter::new(o).expect("valid options");
+        // The tester runs a runtime of its own: off this test's runtime.
+        tokio::task::spawn_blocking(move || {
+            let mut t =
+                topo_runtime::testing::BoltTester::full(move || writer.clone().into_sink(), ["n"]);
+            let runs = t.execute_all((1..4).map(|n| topo_runtime::values![n]));
+            let fin = t.finish();
+            let all = || runs.iter().chain([&fin]);
+            let acked: Vec<usize> = all().flat_map(|r| r.acked_inputs.clone()).collect();
+            let failed: Vec<usize> = all().flat_map(|r| r.failed_inputs.clone()).collect();
+            (acked.len(), failed.len())
+        })
+    };
+    let (acked, failed) = deliver("client.crt", "client.key")
+        .await
+        .expect("the sink ran");
+    assert_eq!(
+        (acked, failed),
+        (3, 0),
+        "delivered with the CA's client certificate"
+    );
+    until("3 records", || sink.len() >= 3).await;
+
+    let (acked, failed) = deliver("other-client.crt", "other-client.key")
+        .await
+        .expect("the sink ran");
+    assert_eq!(
+        (acked, failed),
+        (0, 3),
+        "a certificate of another CA is refused"
+    );
+    assert_eq!(sink.len(), 3, "nothing more emitted");
+    handle.stop(Duration::from_secs(5)).await;
+
+    let e = HttpSpout::new(HttpOptions {
+        tls_client_ca: Some(tls::file("ca.crt")),
+        ..options()
+    })
+    .err()
+    .expect("refused");
+    assert!(e.contains("`tls_client_ca` needs `tls_cert`"), "{e}");
+}

@@ -364,3 +364,279 @@ async fn client_gives_up_after_the_attempts_and_ends() {
     assert!(sink.is_empty());
     handle.stop(Duration::from_secs(5)).await;
 }
+
+#[cfg(feature = "tls")]
+/// TLS streams of the tests' own peers, with the test certificates.
+mod peer {
+    use std::sync::Arc;
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::rustls::pki_types::ServerName;
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+    use topo_spouts::connector::tls::{Identity, Roots, TlsOptions, Verify};
+    use topo_test_support::tls;
+
+    /// A client trusting `ca`, presenting `cert` (and its key) when given.
+    pub fn connector(ca: &str, cert: Option<(&str, &str)>) -> TlsConnector {
+        let options = TlsOptions {
+            ca: Some(tls::file(ca)),
+            cert: cert.map(|(c, _)| tls::file(c)),
+            key: cert.map(|(_, k)| tls::file(k)),
+        };
+        let config = options
+            .load("tls")
+            .expect("the test certificates")
+            .client_config(Verify::Full)
+            .expect("a client configuration");
+        TlsConnector::from(Arc::new(config))
+    }
+
+    /// Connects to `addr` with `connector` and writes `text`; the handshake's or the write's
+    /// error, if any.
+    pub async fn send(
+        connector: &TlsConnector,
+        addr: std::net::SocketAddr,
+        text: &str,
+    ) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from("localhost").expect("a name");
+        let mut stream = connector.connect(name, tcp).await?;
+        stream.write_all(text.as_bytes()).await?;
+        stream.shutdown().await
+    }
+
+    /// A TLS server with the test server certificate, asking clients for a certificate signed
+    /// by the test CA when `client_ca` is true.
+    pub async fn server(client_ca: bool) -> (TcpListener, TlsAcceptor) {
+        let identity = Identity::load(
+            ("cert", &tls::file("server.crt")),
+            ("key", &tls::file("server.key")),
+        )
+        .expect("the server certificate");
+        let roots = client_ca.then(|| Roots::load("ca", &tls::file("ca.crt")).expect("the CA"));
+        let config = identity
+            .server_config_with(roots.as_ref(), &[])
+            .expect("a server configuration");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        (listener, TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+// Guards the server mode over TLS with client certificates (`tls_cert`, `tls_key`,
+// `tls_client_ca`): a client with a certificate signed by the CA is read; a plain-text client,
+// a client without a certificate and a client whose certificate another CA signed are each
+// refused and counted, their bytes never emitted; the server goes on accepting.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_server_reads_certified_clients_and_refuses_the_others() {
+    use topo_test_support::tls;
+    let spout = SocketSpout::new(SocketOptions {
+        mode: SocketMode::Server,
+        address: "127.0.0.1:0".into(),
+        tls_cert: Some(tls::file("server.crt")),
+        tls_key: Some(tls::file("server.key")),
+        tls_client_ca: Some(tls::file("ca.crt")),
+        ..SocketOptions::default()
+    })
+    .expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&spout, &sink);
+    until("listening", || spout.local_addr().is_some()).await;
+    let addr = spout.local_addr().expect("addr");
+
+    let trusted = peer::connector("ca.crt", Some(("client.crt", "client.key")));
+    peer::send(&trusted, addr, "first\nsecond\n")
+        .await
+        .expect("a client with a certificate of the CA");
+    until("2 lines", || sink.len() >= 2).await;
+
+    let mut plain = TcpStream::connect(addr).await.expect("connect");
+    plain.write_all(b"plain text\n").await.expect("write");
+    until("the plain client refused", || {
+        spout.counters().tls_refused() >= 1
+    })
+    .await;
+
+    // TLS 1.3: the client's handshake ends before the server has checked its certificate, so
+    // the refusal shows on the server's side (and in the client's next read).
+    let anonymous = peer::connector("ca.crt", None);
+    let _ = peer::send(&anonymous, addr, "no certificate\n").await;
+    until("the client without a certificate refused", || {
+        spout.counters().tls_refused() >= 2
+    })
+    .await;
+    let stranger = peer::connector("ca.crt", Some(("other-client.crt", "other-client.key")));
+    let _ = peer::send(&stranger, addr, "other CA\n").await;
+    until("the client of another CA refused", || {
+        spout.counters().tls_refused() >= 3
+    })
+    .await;
+
+    peer::send(&trusted, addr, "third\n")
+        .await
+        .expect("still serving");
+    until("3 lines", || sink.len() >= 3).await;
+    assert_eq!(
+        sorted(lines(&sink, "default")),
+        ["first", "second", "third"],
+        "only the certified clients' lines"
+    );
+    assert_eq!(spout.counters().connections(), 2);
+    assert_eq!(spout.counters().tls_refused(), 3);
+    handle.stop(Duration::from_secs(5)).await;
+}
+
+// Guards the client mode over TLS (`tls = { ca, cert, key }`): the spout verifies the server
+// with the CA, presents its client certificate to a server that requires one, and reads the
+// lines; a spout trusting only the system's authorities refuses the server (each attempt counted,
+// then it gives up and ends), as does a TLS spout whose server speaks plain text.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_verifies_the_server_and_presents_its_certificate() {
+    use topo_spouts::connector::tls::TlsOptions;
+    use topo_test_support::tls;
+    let (listener, acceptor) = peer::server(true).await;
+    let addr = listener.local_addr().expect("addr");
+    let mut opts = client_options(format!("localhost:{}", addr.port()));
+    opts.tls = Some(TlsOptions {
+        ca: Some(tls::file("ca.crt")),
+        cert: Some(tls::file("client.crt")),
+        key: Some(tls::file("client.key")),
+    });
+    let spout = SocketSpout::new(opts).expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&spout, &sink);
+    let (tcp, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("a connection")
+        .expect("accept");
+    let mut stream = tokio::time::timeout(WAIT, acceptor.accept(tcp))
+        .await
+        .expect("a handshake in time")
+        .expect("the spout's certificate accepted");
+    stream.write_all(b"over\ntls\n").await.expect("write");
+    until("2 lines", || sink.len() >= 2).await;
+    assert_eq!(sorted(lines(&sink, "default")), ["over", "tls"]);
+    assert_eq!(spout.counters().connections(), 1);
+    assert_eq!(spout.counters().tls_refused(), 0);
+    handle.stop(Duration::from_secs(5)).await;
+
+    // The system's authorities do not know the test CA: every attempt fails, then the spout
+    // gives up and ends.
+    let mut opts = client_options(format!("127.0.0.1:{}", addr.port()));
+    opts.tls = Some(TlsOptions::default());
+    opts.reconnect.attempts = Some(2);
+    let untrusting = SocketSpout::new(opts).expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&untrusting, &sink);
+    let refuse = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            assert!(acceptor.accept(tcp).await.is_err(), "the client refuses");
+        }
+    });
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    tokio::time::timeout(WAIT, refuse)
+        .await
+        .expect("both attempts")
+        .expect("the server's side");
+    assert_eq!(untrusting.counters().tls_refused(), 2);
+    assert_eq!(untrusting.counters().connections(), 0);
+    assert!(sink.is_empty());
+    handle.stop(Duration::from_secs(5)).await;
+
+    // A plain-text server: its lines are not TLS records, the handshake fails at once.
+    let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut opts = client_options(plain.local_addr().expect("addr").to_string());
+    opts.tls = Some(TlsOptions {
+        ca: Some(tls::file("ca.crt")),
+        ..TlsOptions::default()
+    });
+    opts.reconnect.attempts = Some(1);
+    let spout = SocketSpout::new(opts).expect("valid options");
+    let sink = CaptureBolt::new();
+    let handle = run(&spout, &sink);
+    let (mut tcp, _) = tokio::time::timeout(WAIT, plain.accept())
+        .await
+        .expect("a connection")
+        .expect("accept");
+    let _ = tcp.write_all(b"plain line\n").await;
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    assert_eq!(spout.counters().tls_refused(), 1);
+    assert!(sink.is_empty());
+    handle.stop(Duration::from_secs(5)).await;
+}
+
+// Guards that TLS options in the wrong mode, a missing key and unreadable files are refused
+// with a message naming the option (and the file).
+#[cfg(feature = "tls")]
+#[test]
+fn bad_tls_options_are_named() {
+    use topo_spouts::connector::tls::TlsOptions;
+    use topo_test_support::tls;
+    let server = |f: fn(&mut SocketOptions)| {
+        let mut o = SocketOptions {
+            mode: SocketMode::Server,
+            address: "127.0.0.1:0".into(),
+            ..SocketOptions::default()
+        };
+        f(&mut o);
+        o
+    };
+    let bad = [
+        (
+            server(|o| o.tls = Some(TlsOptions::default())),
+            "option `tls` is for mode = \"client\"".to_string(),
+        ),
+        (
+            server(|o| o.tls_cert = Some(tls::file("server.crt"))),
+            "`tls_cert` needs `tls_key`".to_string(),
+        ),
+        (
+            server(|o| o.tls_client_ca = Some(tls::file("ca.crt"))),
+            "`tls_client_ca` needs `tls_cert` and `tls_key`".to_string(),
+        ),
+        (
+            server(|o| {
+                o.tls_cert = Some(tls::file("server.crt"));
+                o.tls_key = Some(tls::file("client.key"));
+            }),
+            "not the certificate's".to_string(),
+        ),
+        (
+            server(|o| {
+                o.tls_cert = Some(tls::file("server.crt"));
+                o.tls_key = Some(tls::file("server.key"));
+                o.tls_client_ca = Some(tls::file("server.key"));
+            }),
+            format!(
+                "option `tls_client_ca` = {}: it holds no PEM certificate",
+                tls::file("server.key").display()
+            ),
+        ),
+        (
+            SocketOptions {
+                address: "127.0.0.1:1".into(),
+                tls_cert: Some(tls::file("server.crt")),
+                ..SocketOptions::default()
+            },
+            "are for mode = \"server\"".to_string(),
+        ),
+        (
+            SocketOptions {
+                address: "127.0.0.1:1".into(),
+                tls: Some(TlsOptions {
+                    ca: Some("/nonexistent/ca.pem".into()),
+                    ..TlsOptions::default()
+                }),
+                ..SocketOptions::default()
+            },
+            "option `tls.ca` = /nonexistent/ca.pem".to_string(),
+        ),
+    ];
+    for (opts, want) in bad {
+        let err = SocketSpout::new(opts).err().expect("refused");
+        assert!(err.contains(&want), "{err:?} should say {want}");
+    }
+}

@@ -12,6 +12,7 @@
 //! - [`acked`]: the acked-prefix tracker of the sources that resume from a position.
 //! - [`counters`]: the counters struct of a connector (the crate-internal `counters!` macro).
 //! - [`encoding`]: line encodings and payload formats, bytes to a value or the reason not.
+//! - `oauth` (with `feed` or `kafka`): the OAuth 2 client credentials token request.
 //! - [`records`]: tuples as JSON lines or CSV rows (the `file` and `s3` sinks).
 //! - [`retry`]: retries and back-off, one set of options.
 //! - [`sink`]: what every durable sink shares — batching, ack after the write, retries, the
@@ -24,6 +25,8 @@
 pub mod acked;
 pub mod counters;
 pub mod encoding;
+#[cfg(any(feature = "feed", feature = "kafka"))]
+pub mod oauth;
 pub mod records;
 pub mod retry;
 pub mod sink;

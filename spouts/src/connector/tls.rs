@@ -11,10 +11,11 @@
 //!             └─► PEM bytes              ──► clients that build their own (redis)
 //! ```
 //!
-//! Servers (topo's endpoint, the `http` spout) present a certificate and its key
-//! ([`Identity::server_config`]) through [`TlsListener`], which accepts TCP connections for
-//! `axum::serve` and completes their handshakes side by side, so a client that never finishes
-//! its handshake holds up nobody.
+//! Servers (topo's endpoint, the `http` and `socket` spouts) present a certificate and its key
+//! (`tls_cert`, `tls_key`: [`server_options`], [`Identity::server_config`]) and may require
+//! clients to present certificates signed by `tls_client_ca`. HTTP servers take them through
+//! [`TlsListener`], which accepts TCP connections for `axum::serve` and completes their
+//! handshakes side by side, so a client that never finishes its handshake holds up nobody.
 //!
 //! The crypto is rustls with its `ring` provider, installed as the process default the first time
 //! a configuration is made (client libraries that build their own configuration use it too).
@@ -29,6 +30,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
@@ -52,8 +54,8 @@ pub struct TlsOptions {
     pub key: Option<PathBuf>,
 }
 
-/// How long a client may take over its handshake.
-const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take, on either side.
+pub const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// A TCP listener whose connections are served over TLS.
 pub struct TlsListener {
@@ -152,19 +154,9 @@ impl TlsOptions {
     pub fn load(&self, at: &str) -> Result<TlsFiles, String> {
         let mut files = TlsFiles::default();
         if let Some(path) = &self.ca {
-            let pem = read(at, "ca", path)?;
-            let certs = certificates(&pem).map_err(|e| bad(at, "ca", path, &e))?;
-            if certs.is_empty() {
-                return Err(bad(at, "ca", path, "it holds no PEM certificate"));
-            }
-            let mut store = RootCertStore::empty();
-            for cert in &certs {
-                store
-                    .add(cert.clone())
-                    .map_err(|e| bad(at, "ca", path, &format!("not a CA certificate: {e}")))?;
-            }
-            files.ca_pem = Some(pem);
-            files.roots = Some(certs);
+            let roots = Roots::load(&format!("{at}.ca"), path)?;
+            files.ca_pem = Some(roots.pem);
+            files.roots = Some(roots.certs);
         }
         match (&self.cert, &self.key) {
             (None, None) => {}
@@ -179,6 +171,94 @@ impl TlsOptions {
         }
         Ok(files)
     }
+}
+
+/// Certificate authorities read from a PEM file: the roots that verify the other side of a
+/// connection.
+pub struct Roots {
+    certs: Vec<CertificateDer<'static>>,
+    pem: Vec<u8>,
+}
+
+impl Roots {
+    /// Reads the certificates of `path`, named `option` in errors; each must be usable as a
+    /// root.
+    pub fn load(option: &str, path: &Path) -> Result<Roots, String> {
+        let bad = |why: &str| format!("option `{option}` = {}: {why}", path.display());
+        let pem = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+        let certs = certificates(&pem).map_err(|e| bad(&e))?;
+        if certs.is_empty() {
+            return Err(bad("it holds no PEM certificate"));
+        }
+        store(&certs).map_err(|e| bad(&format!("not a CA certificate: {e}")))?;
+        Ok(Roots { certs, pem })
+    }
+}
+
+/// A root store of `certs`.
+fn store(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, rustls::Error> {
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store.add(cert.clone())?;
+    }
+    Ok(store)
+}
+
+/// A server configuration from a component's `tls_cert`, `tls_key` and `tls_client_ca` options
+/// (`None` when none is set: the server speaks plain text), offering `alpn` (e.g.
+/// `http/1.1`; empty for none). With `tls_client_ca`, a client must present a certificate
+/// signed by one of its authorities.
+pub fn server_options(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    client_ca: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<Option<ServerConfig>, String> {
+    let identity = match (cert, key) {
+        (None, None) if client_ca.is_some() => {
+            return Err("option `tls_client_ca` needs `tls_cert` and `tls_key`".to_string());
+        }
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => Identity::load(("tls_cert", cert), ("tls_key", key))?,
+        (Some(_), None) => return Err("option `tls_cert` needs `tls_key`".to_string()),
+        (None, Some(_)) => return Err("option `tls_key` needs `tls_cert`".to_string()),
+    };
+    let clients = client_ca
+        .map(|path| Roots::load("tls_client_ca", path))
+        .transpose()?;
+    identity
+        .server_config_with(clients.as_ref(), alpn)
+        .map(Some)
+}
+
+/// What a failed TLS handshake or read means, for an error message: the error and, for the
+/// usual mistakes, what to check.
+pub fn explain(e: &std::io::Error) -> String {
+    let hint = match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            " (the certificate is not signed by an authority this side trusts: check the CA option)"
+        }
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => " (the certificate is not issued for the host name connected to)",
+        Some(rustls::Error::InvalidMessage(_)) => {
+            " (the other side does not speak TLS: a plain-text port?)"
+        }
+        Some(rustls::Error::NoCertificatesPresented) => {
+            " (the client sent no certificate, and this server requires one)"
+        }
+        Some(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)) => {
+            " (the server requires a client certificate: set `tls.cert` and `tls.key`)"
+        }
+        _ if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            " (the other side closed the connection during the handshake: a plain-text port, or a certificate it refused?)"
+        }
+        _ => "",
+    };
+    format!("{e}{hint}")
 }
 
 /// A certificate chain and its private key, read from PEM files and checked to belong together.
@@ -237,13 +317,34 @@ impl Identity {
     /// A server configuration presenting this certificate (HTTP/1.1; no client certificate
     /// asked for).
     pub fn server_config(self) -> Result<rustls::ServerConfig, String> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        self.server_config_with(None, &[b"http/1.1"])
+    }
+
+    /// A server configuration presenting this certificate and offering `alpn`; with
+    /// `clients`, a client must present a certificate signed by one of them.
+    pub fn server_config_with(
+        self,
+        clients: Option<&Roots>,
+        alpn: &[&[u8]],
+    ) -> Result<rustls::ServerConfig, String> {
+        let provider = provider();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .with_no_client_auth()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = match clients {
+            None => builder.with_no_client_auth(),
+            Some(roots) => {
+                let roots = Arc::new(store(&roots.certs).map_err(|e| format!("TLS: {e}"))?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| format!("TLS: {e}"))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
             .with_single_cert(self.chain, self.key)
             .map_err(|e| format!("TLS: {e}"))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
 }
@@ -286,9 +387,7 @@ impl TlsFiles {
         let mut store = RootCertStore::empty();
         match &self.roots {
             Some(roots) => {
-                for cert in roots {
-                    store.add(cert.clone()).map_err(|e| format!("TLS: {e}"))?;
-                }
+                store = self::store(roots).map_err(|e| format!("TLS: {e}"))?;
             }
             None => {
                 let found = rustls_native_certs::load_native_certs();
@@ -320,14 +419,6 @@ pub fn provider() -> Arc<CryptoProvider> {
             ring
         })
         .clone()
-}
-
-fn read(at: &str, option: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("option `{at}.{option}` = {}: {e}", path.display()))
-}
-
-fn bad(at: &str, option: &str, path: &Path, why: &str) -> String {
-    format!("option `{at}.{option}` = {}: {why}", path.display())
 }
 
 /// Every PEM certificate of a file.

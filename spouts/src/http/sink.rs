@@ -60,8 +60,9 @@
 //!   sent again; an endpoint that must not store duplicates needs a key in the records.
 //! - The whole batch is refused or accepted together: one bad record in a batch answered 400
 //!   sends the whole batch to `error`. Keep batches small if the endpoint validates per record.
-//! - TLS uses rustls with the Mozilla root certificates built in (no system OpenSSL); a private
-//!   certificate authority is not configurable here.
+//! - TLS uses rustls (no system OpenSSL). Without `tls` the Mozilla root certificates built in
+//!   verify the server; with `tls`, its `ca` (or the system's roots when unset), and `cert` and
+//!   `key` are sent to a server that asks for a client certificate.
 //! - Redirects are followed (up to 10); a POST redirected with 301/302/303 becomes a GET, as in
 //!   browsers, so point `url` at the final address.
 
@@ -391,6 +392,7 @@ encoding = "ndjson"       # or "json": one array per batch
 headers = { Authorization = "Bearer ${INGEST_TOKEN:-dev}" }
 timeout = "10s"
 retry = { attempts = 5, backoff = "100ms", max_backoff = "10s" }   # 408/429/5xx retried; other 4xx to `error`
+# tls = { ca = "ca.pem", cert = "client.pem", key = "client.key" }   # https://: the CA, a client certificate
 inputs = [{ from = "shaped" }]
 "#;
 

@@ -31,6 +31,7 @@
 //! ack_timeout = "10s"             # then 503: the client retries (duplicates possible, no loss)
 //! auth_token = "${INGEST_TOKEN}"  # require `Authorization: Bearer <token>`, else 401
 //! # tls_cert = "server.pem"  tls_key = "server.key"   # serve HTTPS (PEM files)
+//! # tls_client_ca = "clients-ca.pem"  # and require client certificates signed by this CA
 //! ```
 //!
 //! With `format = "auto"` the body's `Content-Type` decides: `application/json` is one JSON
@@ -103,7 +104,8 @@
 //!   the new instance listens again (with port 0: on a new port).
 //! - The spout is never exhausted: `topo run --until-idle` does not end by itself; stop it
 //!   with Ctrl-C (it drains) or `--for`.
-//! - HTTP/1.1 only; HTTPS with `tls_cert` and `tls_key`; no per-record metadata
+//! - HTTP/1.1 only; HTTPS with `tls_cert` and `tls_key` (client certificates with
+//!   `tls_client_ca`); no per-record metadata
 //!   (headers, peer address) in the output.
 //! - A body is held in memory whole while it is parsed (`max_body_bytes` bounds it); bodies
 //!   over 256 KiB are parsed on a blocking thread so the server keeps answering.
@@ -198,6 +200,9 @@ pub struct HttpOptions {
     pub tls_cert: Option<std::path::PathBuf>,
     /// The private key (PEM) of `tls_cert`.
     pub tls_key: Option<std::path::PathBuf>,
+    /// With `tls_cert`: clients must present a certificate signed by one of these authorities
+    /// (PEM), as well as any `auth_token`.
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -213,6 +218,7 @@ impl Default for HttpOptions {
             auth_token: None,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -1037,7 +1043,8 @@ impl Drop for Ingest {
 /// options that shares the counters and the bound address.
 pub struct HttpSpout {
     opts: Arc<HttpOptions>,
-    /// The server's TLS configuration (`tls_cert`, `tls_key`), if it serves HTTPS.
+    /// The server's TLS configuration (`tls_cert`, `tls_key`, `tls_client_ca`), if it serves
+    /// HTTPS.
     tls: Option<Arc<crate::connector::tls::ServerConfig>>,
     shape: Arc<Shape>,
     shared: Arc<Shared>,
@@ -1120,15 +1127,13 @@ impl HttpSpout {
                 }
             }
         }
-        let tls = match (&opts.tls_cert, &opts.tls_key) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(Arc::new(
-                crate::connector::tls::Identity::load(("tls_cert", cert), ("tls_key", key))?
-                    .server_config()?,
-            )),
-            (Some(_), None) => return Err("option `tls_cert` needs `tls_key`".to_string()),
-            (None, Some(_)) => return Err("option `tls_key` needs `tls_cert`".to_string()),
-        };
+        let tls = crate::connector::tls::server_options(
+            opts.tls_cert.as_deref(),
+            opts.tls_key.as_deref(),
+            opts.tls_client_ca.as_deref(),
+            &[b"http/1.1"],
+        )?
+        .map(Arc::new);
         Ok(HttpSpout {
             tls,
             shape: Arc::new(Shape {
@@ -1310,6 +1315,9 @@ max_body_bytes = 10485760 # larger: 413
 max_pending_records = 10000   # more in flight: 503 + Retry-After
 ack_timeout = "10s"       # 200 only once every record is acked; after this, 503 (the client retries)
 auth_token = "${INGEST_TOKEN:-dev}"   # Authorization: Bearer <token>, else 401
+# tls_cert = "server.pem"   # serve HTTPS: the certificate (PEM, with its chain) and its key
+# tls_key = "server.key"
+# tls_client_ca = "clients-ca.pem"   # and require client certificates signed by this CA
 
 # refused bodies (400, 413), with the reason, to a sink of their own:
 # [bolts.rejects]  kind = "stdout"  inputs = [{ from = "ingest", stream = "error" }]

@@ -38,9 +38,20 @@ pub(super) struct SpoutContext {
     pub(super) brokers: String,
     /// What explains the client's errors.
     pub(super) failures: super::Failures,
+    /// The `OAUTHBEARER` login, if `sasl` asks for it.
+    pub(super) oauth: Option<Arc<super::OAuthLogin>>,
 }
 
 impl ClientContext for SpoutContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        super::oauth_token(self.oauth.as_deref())
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         self.failures.note(fac, log_message);
         forward_log(&self.component, level, fac, log_message);

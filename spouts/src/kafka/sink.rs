@@ -176,7 +176,8 @@ pub struct KafkaSinkOptions {
     /// TLS to the brokers: `tls = {}` verifies them with the system's roots; `{ ca, cert, key }`
     /// with a CA file and a client certificate.
     pub tls: Option<crate::connector::tls::TlsOptions>,
-    /// SASL authentication (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); over TLS with `tls`.
+    /// SASL authentication (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`); over TLS
+    /// with `tls`.
     pub sasl: Option<crate::kafka::SaslOptions>,
 }
 
@@ -341,9 +342,20 @@ struct SinkContext {
     brokers: String,
     /// What explains the client's errors.
     failures: super::Failures,
+    /// The `OAUTHBEARER` login, if `sasl` asks for it.
+    oauth: Option<Arc<super::OAuthLogin>>,
 }
 
 impl ClientContext for SinkContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        super::oauth_token(self.oauth.as_deref())
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         self.failures.note(fac, msg);
         let component = self.component.as_str();
@@ -574,6 +586,7 @@ impl Bolt for KafkaSink {
             component: component.clone(),
             brokers: o.brokers.clone(),
             failures: super::Failures::new(o.tls.is_some()),
+            oauth: super::OAuthLogin::of(o.sasl.as_ref())?,
         };
         let mut config = ClientConfig::new();
         config
@@ -871,6 +884,7 @@ linger = "5ms"
 batch_size = 10000
 delivery_timeout = "30s"     # then the record's input is failed (and replayed)
 properties = { "compression.type" = "lz4" }
+# tls = { ca = "ca.pem" }    # and sasl = { mechanism, username, password }, as the kafka spout
 inputs = [{ from = "lines" }]
 "#;
 

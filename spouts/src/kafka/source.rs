@@ -389,7 +389,8 @@ pub struct KafkaOptions {
     /// `tls = {}` verifies them with the system's roots; `{ ca, cert, key }` with a CA file and
     /// a client certificate.
     pub tls: Option<TlsOptions>,
-    /// SASL authentication (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); over TLS with `tls`.
+    /// SASL authentication (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`); over TLS
+    /// with `tls`.
     pub sasl: Option<SaslOptions>,
 }
 
@@ -528,7 +529,7 @@ impl Clone for KafkaSpout {
 struct Running {
     consumer: Arc<BaseConsumer<SpoutContext>>,
     parts: Arc<Mutex<Parts>>,
-    dlq: Option<FutureProducer>,
+    dlq: Option<FutureProducer<super::LoginContext>>,
     /// Dead-letter deliveries under way: (slot, offset, delivery).
     dlq_pending: Vec<(u32, u64, DeliveryFuture)>,
     /// Records given up on (no dead-letter topic), to emit on the `error` stream.
@@ -1347,7 +1348,10 @@ impl Spout for KafkaSpout {
         let component = SmolStr::from(ctx.component_id());
         let group = self.group_for(ctx.topology(), ctx.component_id());
         let parts = Arc::new(Mutex::new(Parts::default()));
+        let oauth = super::OAuthLogin::of(o.sasl.as_ref())?;
+        let oauth_login = oauth.clone();
         let context = SpoutContext {
+            oauth: oauth.clone(),
             parts: parts.clone(),
             consumer: OnceLock::new(),
             first_poll: o.first_poll,
@@ -1397,6 +1401,19 @@ impl Spout for KafkaSpout {
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
         let consumer = Arc::new(consumer);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+        if let Some(login) = oauth_login {
+            // A consumer answers librdkafka's token refresh when it is polled: the first token,
+            // without which nothing reaches a broker, is fetched now.
+            let c = consumer.clone();
+            tokio::task::spawn_blocking(move || {
+                let start = Instant::now();
+                while login.requests() == 0 && start.elapsed() < Duration::from_secs(15) {
+                    let _ = c.poll(Duration::from_millis(100));
+                }
+            })
+            .await
+            .map_err(|e| format!("OAUTHBEARER login: {e}"))?;
+        }
         // The topics must exist: a missing one is named (and the open retried).
         let topics = o.topic_list();
         {
@@ -1476,7 +1493,7 @@ impl Spout for KafkaSpout {
                 apply_properties(&mut pc, &o.dead_letter_properties);
                 apply_settings(&mut pc, &self.security);
                 Some(
-                    pc.create::<FutureProducer>()
+                    pc.create_with_context(super::LoginContext { oauth })
                         .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?,
                 )
             }
@@ -1911,6 +1928,9 @@ retry = { backoff = "100ms", max_backoff = "10s", max_retries = 5 }
 dead_letter_topic = "lines-dlt"   # records failed 5 times go there (unset: the `error` stream)
 # stop_at_end = true         # read every partition to its end, then end (`topo run --until-idle`)
 properties = { "session.timeout.ms" = 10000 }   # any librdkafka setting
+# tls = {}                   # TLS with the system's roots; or { ca = "ca.pem", cert = "client.pem", key = "client.key" }
+# sasl = { mechanism = "SCRAM-SHA-512", username = "app", password = "${KAFKA_PASSWORD}" }   # or PLAIN, SCRAM-SHA-256
+# sasl = { mechanism = "OAUTHBEARER", token_endpoint = "https://idp/oauth2/token", client_id = "app", client_secret = "${KAFKA_CLIENT_SECRET}", scope = "kafka" }
 # output: topic, partition, offset, key, value, timestamp, headers
 
 # undecodable records, with the reason, to a sink of their own:

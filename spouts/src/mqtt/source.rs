@@ -91,7 +91,7 @@
 //! it every task receives every message (a warning says so when the parallelism is above 1).
 //!
 //! # Known limits
-//! - MQTT 3.1.1 over plain TCP only: no TLS, no WebSocket, no MQTT 5 properties. QoS 2 is
+//! - MQTT 3.1.1 over TCP or TLS (`mqtts://`); no WebSocket, no MQTT 5 properties. QoS 2 is
 //!   refused (use 1: the topology's acking already gives at-least-once).
 //! - The broker bounds the QoS 1 messages in flight to one client (Mosquitto's
 //!   `max_inflight_messages`, 20 by default); since a message stays in flight until its tree is
@@ -958,6 +958,9 @@ fields = ["device_id", "temperature"]   # output: topic, payload, device_id, tem
 max_payload_bytes = 65536 # larger ones to the `error` stream (reason, raw)
 reconnect = { backoff = "100ms", max_backoff = "10s", attempts = 0 }   # 0 = retry forever
 # shared_group = "ingest" # parallelism > 1: each message to one task
+# TLS with a client certificate (AWS IoT Core): broker = "mqtts://<endpoint>:8883" and
+# tls = { ca = "AmazonRootCA1.pem", cert = "device.pem.crt", key = "private.pem.key" }
+# username = "ingest"  password_file = "/run/secrets/mqtt"   # or password = "${MQTT_PASSWORD}"
 
 # bad payloads, with the reason, to a sink of their own:
 # [bolts.rejects]  kind = "stdout"  inputs = [{ from = "readings", stream = "error" }]
