@@ -1167,18 +1167,16 @@ async fn a_large_body_is_parsed_whole() {
     r.handle.stop(Duration::from_secs(5)).await;
 }
 
-// Guards HTTPS (`tls_cert`, `tls_key`): the spout serves its certificate to a client trusting
-// the test CA, and records POSTed over TLS are emitted; plain HTTP to the port and a client
-// without the CA are refused (errors, not hangs); the `http` sink with `tls = { ca }` delivers
-// its batches to it over TLS (sink to spout, end to end); a key that is not the certificate's
-// is refused at validation, naming both options.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_with_a_certificate_serves_tls_only() {
+/// An `http` spout serving HTTPS with the test server certificate (and requiring client
+/// certificates of the test CA when `client_ca`), into a capture: the capture, the running
+/// topology and the port.
+async fn serve_https(client_ca: bool) -> (CaptureBolt, TopologyHandle, u16) {
     use topo_test_support::tls;
     let sink = CaptureBolt::new();
     let spout = HttpSpout::new(HttpOptions {
         tls_cert: Some(tls::file("server.crt")),
         tls_key: Some(tls::file("server.key")),
+        tls_client_ca: client_ca.then(|| tls::file("ca.crt")),
         ..options()
     })
     .expect("valid options");
@@ -1190,12 +1188,50 @@ async fn https_with_a_certificate_serves_tls_only() {
     let handle = topo_runtime::submit(b.build().expect("a valid topology"));
     until("the server to listen", || spout.local_addr().is_some()).await;
     let port = spout.local_addr().expect("listening").port();
-    let pem = std::fs::read(tls::file("ca.crt")).expect("the CA");
-    let trusting = reqwest::Client::builder()
+    (sink, handle, port)
+}
+
+/// A client trusting the test CA, presenting no certificate.
+fn trusting_client() -> reqwest::Client {
+    let pem = std::fs::read(topo_test_support::tls::file("ca.crt")).expect("the CA");
+    reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
         .timeout(Duration::from_secs(10))
         .build()
-        .expect("a client");
+        .expect("a client")
+}
+
+/// Sends `records` (one field `n`) through an `http` sink with `opts`, off the caller's runtime
+/// (the tester runs one of its own): how many inputs were acked, and how many failed.
+async fn deliver(
+    opts: topo_spouts::HttpSinkOptions,
+    records: std::ops::Range<i64>,
+) -> (usize, usize) {
+    let writer = topo_spouts::HttpWriter::new(opts).expect("valid options");
+    tokio::task::spawn_blocking(move || {
+        let mut t =
+            topo_runtime::testing::BoltTester::full(move || writer.clone().into_sink(), ["n"]);
+        let runs = t.execute_all(records.map(|n| topo_runtime::values![n]));
+        let fin = t.finish();
+        let all = || runs.iter().chain([&fin]);
+        let acked = all().map(|r| r.acked_inputs.len()).sum();
+        let failed = all().map(|r| r.failed_inputs.len()).sum();
+        (acked, failed)
+    })
+    .await
+    .expect("the sink ran")
+}
+
+// Guards HTTPS (`tls_cert`, `tls_key`): the spout serves its certificate to a client trusting
+// the test CA, and records POSTed over TLS are emitted; plain HTTP to the port and a client
+// without the CA are refused (errors, not hangs); the `http` sink with `tls = { ca }` delivers
+// its batches to it over TLS (sink to spout, end to end); a key that is not the certificate's
+// is refused at validation, naming both options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_certificate_serves_tls_only() {
+    use topo_test_support::tls;
+    let (sink, handle, port) = serve_https(false).await;
+    let trusting = trusting_client();
     let url = format!("https://localhost:{port}");
     let start = Instant::now();
     loop {
@@ -1232,21 +1268,8 @@ async fn https_with_a_certificate_serves_tls_only() {
     // The http sink, trusting the test CA, to the spout over TLS.
     let mut o = topo_spouts::HttpSinkOptions::new(format!("{url}/ingest"));
     o.tls.ca = Some(tls::file("ca.crt"));
-    let writer = topo_spouts::HttpWriter::new(o).expect("valid options");
-    // The tester runs a runtime of its own: off this test's runtime.
-    let acked = tokio::task::spawn_blocking(move || {
-        let mut t =
-            topo_runtime::testing::BoltTester::full(move || writer.clone().into_sink(), ["n"]);
-        let runs = t.execute_all((3..6).map(|n| topo_runtime::values![n]));
-        let fin = t.finish();
-        runs.iter()
-            .chain([&fin])
-            .flat_map(|r| r.acked_inputs.clone())
-            .collect::<Vec<usize>>()
-    })
-    .await
-    .expect("the sink ran");
-    assert_eq!(acked.len(), 3, "every record delivered over TLS and acked");
+    let (acked, _) = deliver(o, 3..6).await;
+    assert_eq!(acked, 3, "every record delivered over TLS and acked");
     until("5 records", || sink.len() >= 5).await;
     handle.stop(Duration::from_secs(5)).await;
 
@@ -1274,33 +1297,9 @@ async fn https_with_a_certificate_serves_tls_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_client_certificates_admits_only_certified_clients() {
     use topo_test_support::tls;
-    let sink = CaptureBolt::new();
-    let spout = HttpSpout::new(HttpOptions {
-        tls_cert: Some(tls::file("server.crt")),
-        tls_key: Some(tls::file("server.key")),
-        tls_client_ca: Some(tls::file("ca.crt")),
-        ..options()
-    })
-    .expect("valid options");
-    let mut b = TopologyBuilder::new("mtls");
-    let s = spout.clone();
-    b.set_spout("ingest", move || s.clone(), 1);
-    b.set_bolt("sink", sink.factory(), 1)
-        .shuffle_grouping("ingest");
-    let handle = topo_runtime::submit(b.build().expect("a valid topology"));
-    until("the server to listen", || spout.local_addr().is_some()).await;
-    let url = format!(
-        "https://localhost:{}/ingest",
-        spout.local_addr().expect("listening").port()
-    );
-
-    let pem = std::fs::read(tls::file("ca.crt")).expect("the CA");
-    let anonymous = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("a client");
-    let refused = anonymous
+    let (sink, handle, port) = serve_https(true).await;
+    let url = format!("https://localhost:{port}/ingest");
+    let refused = trusting_client()
         .post(&url)
         .header("content-type", "application/x-ndjson")
         .body("{\"n\":0}\n")
@@ -1311,30 +1310,17 @@ async fn https_with_client_certificates_admits_only_certified_clients() {
         "a client without a certificate: {refused:?}"
     );
 
-    // Delivers 3 records through an http sink with `cert` and `key`; the acked and failed inputs.
-    let deliver = |cert: &str, key: &str| {
+    // 3 records through an http sink presenting `cert` and `key`.
+    let with_certificate = |cert: &str, key: &str| {
         let mut o = topo_spouts::HttpSinkOptions::new(url.clone());
         o.tls.ca = Some(tls::file("ca.crt"));
         o.tls.cert = Some(tls::file(cert));
         o.tls.key = Some(tls::file(key));
         o.retry.attempts = Some(2);
         o.retry.backoff = Duration::from_millis(10);
-        let writer = topo_spouts::HttpWriter::new(o).expect("valid options");
-        // The tester runs a runtime of its own: off this test's runtime.
-        tokio::task::spawn_blocking(move || {
-            let mut t =
-                topo_runtime::testing::BoltTester::full(move || writer.clone().into_sink(), ["n"]);
-            let runs = t.execute_all((1..4).map(|n| topo_runtime::values![n]));
-            let fin = t.finish();
-            let all = || runs.iter().chain([&fin]);
-            let acked: Vec<usize> = all().flat_map(|r| r.acked_inputs.clone()).collect();
-            let failed: Vec<usize> = all().flat_map(|r| r.failed_inputs.clone()).collect();
-            (acked.len(), failed.len())
-        })
+        deliver(o, 1..4)
     };
-    let (acked, failed) = deliver("client.crt", "client.key")
-        .await
-        .expect("the sink ran");
+    let (acked, failed) = with_certificate("client.crt", "client.key").await;
     assert_eq!(
         (acked, failed),
         (3, 0),
@@ -1342,9 +1328,7 @@ async fn https_with_client_certificates_admits_only_certified_clients() {
     );
     until("3 records", || sink.len() >= 3).await;
 
-    let (acked, failed) = deliver("other-client.crt", "other-client.key")
-        .await
-        .expect("the sink ran");
+    let (acked, failed) = with_certificate("other-client.crt", "other-client.key").await;
     assert_eq!(
         (acked, failed),
         (0, 3),

@@ -615,6 +615,22 @@ pub(crate) fn oauth_token(
     }
 }
 
+/// In a `ClientContext` impl whose context has a field `oauth: Option<Arc<OAuthLogin>>`:
+/// librdkafka's token refreshes answered by that login.
+macro_rules! answer_token_refreshes {
+    () => {
+        const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+        fn generate_oauth_token(
+            &self,
+            _config: Option<&str>,
+        ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+            crate::kafka::oauth_token(self.oauth.as_deref())
+        }
+    };
+}
+pub(crate) use answer_token_refreshes;
+
 /// The context of a client that needs nothing but its `OAUTHBEARER` login (the `kafka` spout's
 /// dead-letter producer).
 #[derive(Clone, Default)]
@@ -624,14 +640,7 @@ pub struct LoginContext {
 }
 
 impl ClientContext for LoginContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        oauth_token(self.oauth.as_deref())
-    }
+    answer_token_refreshes!();
 }
 
 /// Sets `settings` on a librdkafka configuration.

@@ -347,14 +347,7 @@ struct SinkContext {
 }
 
 impl ClientContext for SinkContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        super::oauth_token(self.oauth.as_deref())
-    }
+    super::answer_token_refreshes!();
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         self.failures.note(fac, msg);
