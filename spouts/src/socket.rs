@@ -942,3 +942,73 @@ impl FromOptions for SocketSpout {
 fn socket_required(schema: &mut schemars::Schema) {
     topo_dsl::schema::require(schema, &["address"]);
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+    use crate::connector::tls::{Identity, TlsOptions};
+    use topo_test_support::tls;
+
+    /// A client-mode `Tls` to `addr` trusting `ca`.
+    fn client(addr: SocketAddr, ca: &str) -> Tls {
+        Tls::new(&SocketOptions {
+            address: format!("localhost:{}", addr.port()),
+            tls: Some(TlsOptions {
+                ca: Some(tls::file(ca)),
+                ..TlsOptions::default()
+            }),
+            ..SocketOptions::default()
+        })
+        .expect("valid options")
+    }
+
+    /// The error of a client handshake with the first connection of `listener`, served by
+    /// `serve`.
+    async fn refused<F>(
+        tls: Tls,
+        listener: TcpListener,
+        serve: impl FnOnce(TcpStream) -> F + Send + 'static,
+    ) -> String
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            serve(tcp).await;
+        });
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let e = tls.secure(tcp).await.err().expect("the handshake fails");
+        server.await.expect("the server side");
+        e
+    }
+
+    // Guards the words of a failed handshake: a plain-text server and a certificate of an
+    // authority the client does not trust are each named for what they are.
+    #[tokio::test]
+    async fn failed_handshakes_say_why() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let tls_client = client(listener.local_addr().expect("addr"), "ca.crt");
+        let e = refused(tls_client, listener, |mut tcp| async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = tcp.write_all(b"plain text line\n").await;
+        })
+        .await;
+        assert!(e.contains("does not speak TLS"), "{e}");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let untrusting = client(listener.local_addr().expect("addr"), "other-ca.crt");
+        let config = Identity::load(
+            ("cert", &tls::file("server.crt")),
+            ("key", &tls::file("server.key")),
+        )
+        .and_then(|i| i.server_config_with(None, &[]))
+        .expect("a server configuration");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let e = refused(untrusting, listener, |tcp| async move {
+            let _ = acceptor.accept(tcp).await;
+        })
+        .await;
+        assert!(e.contains("not signed by an authority"), "{e}");
+    }
+}
