@@ -295,6 +295,53 @@ async fn records_failing_every_try_go_to_the_dead_letter_topic() {
     assert_eq!(committed(&group, &topic, 2), ends(&topic, 2));
 }
 
+// Guards the dead-letter producer over TLS: with `tls` (the test CA and client certificate)
+// the spout reads from the TLS broker and its dead-letter producer, which takes the same
+// settings, delivers the record failing every try there; an independent reader over TLS finds
+// it in the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_go_over_tls_too() {
+    use topo_test_support::tls;
+    let (brokers, settings) = (tls_brokers(), tls_settings());
+    let topic = unique("dlq-tls-in");
+    let dlt = unique("dlq-tls");
+    create_topic_at(&brokers, &settings, &topic, 1).await;
+    create_topic_at(&brokers, &settings, &dlt, 1).await;
+    let mut input = records("ok", 0..20);
+    input.push(("key-a".into(), "poison-1".into()));
+    produce_at(&brokers, &settings, &topic, &input).await;
+    let spout = KafkaSpout::new(KafkaOptions {
+        brokers: brokers.clone(),
+        tls: Some(topo_spouts::connector::tls::TlsOptions {
+            ca: Some(tls::file("ca.crt")),
+            cert: Some(tls::file("client.crt")),
+            key: Some(tls::file("client.key")),
+        }),
+        dead_letter_topic: Some(dlt.clone()),
+        retry: KafkaRetry {
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            max_retries: Some(1),
+            attempts: None,
+        },
+        ..options(&topic, &unique("group"))
+    })
+    .expect("valid options");
+    let bolt = Flaky::new(0, 0);
+    let (handle, _) = run(&spout, 1, &bolt);
+    handle.wait_until_idle(WAIT).await.expect("idle");
+    handle.stop(Duration::from_secs(10)).await;
+    assert_eq!(bolt.values().len(), 20);
+    assert_eq!(spout.counters().dead_lettered(), 1);
+    let dead = tokio::task::spawn_blocking(move || read_all_at(&brokers, &settings, &dlt, 1))
+        .await
+        .expect("read back");
+    assert_eq!(
+        dead.iter().map(|r| r.value.as_str()).collect::<Vec<_>>(),
+        ["poison-1"]
+    );
+}
+
 // Guards the uncommitted cap: with `max_uncommitted = 20` and a bolt that fails one record
 // several times, the partition is paused (counted) and everything still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,8 +123,12 @@ pub fn consumer(group: Option<&str>) -> BaseConsumer {
 /// batch would see no records), so test input is written as batches of one record, and every
 /// offset a spout commits or resumes from is the start of a batch.
 pub fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+    producer_at(&brokers(), &[])
+}
+
+/// [`producer`] for other brokers, with client settings (e.g. [`tls_settings`]).
+fn producer_at(brokers: &str, settings: &[(&str, String)]) -> FutureProducer {
+    config_at(brokers, settings)
         .set("linger.ms", "0")
         .set("batch.num.messages", "1")
         .set("queue.buffering.max.messages", "1000000")
@@ -135,6 +139,16 @@ pub fn producer() -> FutureProducer {
 /// Produces `(key, value)` records (keys hash to partitions) and waits for every delivery.
 pub async fn produce(topic: &str, records: &[(String, String)]) {
     send_all(&producer(), topic, None, records).await;
+}
+
+/// [`produce`] to other brokers, with client settings (e.g. [`tls_settings`]).
+pub async fn produce_at(
+    brokers: &str,
+    settings: &[(&str, String)],
+    topic: &str,
+    records: &[(String, String)],
+) {
+    send_all(&producer_at(brokers, settings), topic, None, records).await;
 }
 
 /// Sends `records` with `p` (to `partition` when given, else by key) and waits for every
