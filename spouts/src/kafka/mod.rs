@@ -280,7 +280,8 @@ pub enum SaslMechanism {
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
     /// OAuth 2 bearer tokens, fetched from `token_endpoint` with the client credentials grant
-    /// (OIDC) whenever librdkafka asks for one (at start, and before a token expires).
+    /// (OIDC) whenever librdkafka asks for one (at start, and before a token expires). No SASL
+    /// extensions are sent (rdkafka's token hook has none).
     #[serde(rename = "OAUTHBEARER")]
     OAuthBearer,
 }
