@@ -780,13 +780,22 @@ async fn run_client(
                 backoff = opts.reconnect.backoff;
                 failures = 0;
                 tracing::info!(component = %source, address = %opts.address, "connected");
+                let lines_before = shared.counters.lines();
                 let read = tokio::select! {
                     _ = cancel.cancelled() => return,
                     r = read_lines(stream, &format, None, &tx, &shared.counters, &source) => r,
                 };
                 match read {
                     Ok(()) => {
-                        tracing::info!(component = %source, address = %opts.address, "connection closed by the server")
+                        // A TLS server closes a plain client that never sent its hello.
+                        let hint = if matches!(shared.tls, Tls::Plain)
+                            && shared.counters.lines() == lines_before
+                        {
+                            " before sending a line (if it speaks TLS, set the option `tls`)"
+                        } else {
+                            ""
+                        };
+                        tracing::info!(component = %source, address = %opts.address, "connection closed by the server{hint}")
                     }
                     Err(ReadStop::Closed) => return,
                     Err(ReadStop::Io(e)) => {
