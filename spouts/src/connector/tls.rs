@@ -57,12 +57,18 @@ pub struct TlsOptions {
 /// How long a TLS handshake may take, on either side.
 pub const HANDSHAKE: Duration = Duration::from_secs(10);
 
-/// A TCP listener whose connections are served over TLS.
+/// A TCP listener whose connections are served over TLS. A failed handshake (an untrusted or
+/// missing client certificate, a plain-text client, none within 10 s) is logged as a warning, at
+/// most one a second, in the span of the server's task (which names its component).
 pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
-    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+    handshakes: JoinSet<Handshake>,
+    warn: crate::connector::warn::WarnLimit,
 }
+
+/// A handshake's outcome: the connection and its peer, or the peer and why it failed.
+type Handshake = Result<(TlsStream<TcpStream>, SocketAddr), (SocketAddr, String)>;
 
 impl TlsListener {
     /// Serves the connections of `tcp` with `config` (see [`Identity::server_config`]).
@@ -71,6 +77,7 @@ impl TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(Arc::new(config)),
             handshakes: JoinSet::new(),
+            warn: Default::default(),
         }
     }
 }
@@ -88,15 +95,9 @@ impl axum::serve::Listener for TlsListener {
                         let acceptor = self.acceptor.clone();
                         self.handshakes.spawn(async move {
                             match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => Some((tls, peer)),
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                    None
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "no TLS handshake within 10 s");
-                                    None
-                                }
+                                Ok(Ok(tls)) => Ok((tls, peer)),
+                                Ok(Err(e)) => Err((peer, explain(&e))),
+                                Err(_) => Err((peer, "no TLS handshake within 10 s".to_string())),
                             }
                         });
                     }
@@ -107,8 +108,12 @@ impl axum::serve::Listener for TlsListener {
                     }
                 },
                 Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
-                    if let Ok(Some(connection)) = done {
-                        return connection;
+                    match done {
+                        Ok(Ok(connection)) => return connection,
+                        Ok(Err((peer, why))) if self.warn.allow() => {
+                            tracing::warn!(%peer, "TLS handshake with a client failed, connection refused: {why}");
+                        }
+                        _ => {}
                     }
                 }
             }
