@@ -29,6 +29,8 @@ fn options(dir: &Path, paths: &[&str]) -> FileOptions {
             .collect(),
         poll_interval: Duration::from_millis(10),
         checkpoint_interval: Duration::from_millis(20),
+        // Long enough for a test's write right after a rename to land in the followed file.
+        rotate_wait: Duration::from_millis(500),
         state_dir: Some(dir.join("state")),
         ..FileOptions::default()
     }
@@ -177,16 +179,19 @@ async fn appended_lines_are_followed_with_path_and_offset() {
     assert_eq!(spout.counters().files_opened(), 1);
 }
 
-// Guards rotation by rename: the old file is read to its end (including lines written to it
-// after the rename), the new file at the same path from its start, each line once, and the old
-// file is released once it no longer matches and is read and acked.
+// Guards rotation by rename: the old file is read to its end, including lines its writer
+// appends after the spout has seen the rename and opened the new file (within `rotate_wait`),
+// the new file at the same path from its start, each line once; the old file is released once
+// it no longer matches, `rotate_wait` has passed, and it is read and acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_by_rename_reads_old_file_to_its_end_and_new_one_from_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("app.log");
     let (before, text) = numbered("before", 0..50);
     append(&log, &text);
-    let spout = FileSpout::new(options(dir.path(), &["*.log"])).expect("valid options");
+    let mut opts = options(dir.path(), &["*.log"]);
+    opts.rotate_wait = Duration::from_secs(2);
+    let spout = FileSpout::new(opts).expect("valid options");
     let sink = CaptureBolt::new();
     let handle = run(&spout, &sink, 1);
     until("the first lines", || sink.len() >= 50).await;
@@ -194,11 +199,16 @@ async fn rotation_by_rename_reads_old_file_to_its_end_and_new_one_from_start() {
     // The writer keeps its handle across the rename (as a logger does until it reopens).
     let mut old = OpenOptions::new().append(true).open(&log).expect("open");
     std::fs::rename(&log, dir.path().join("app.log.1")).expect("rename");
+    let (after, text) = numbered("after", 0..50);
+    append(&log, &text);
+    // The spout has scanned since the rename: the old file no longer matches.
+    until("the new file opened", || {
+        spout.counters().files_opened() == 2
+    })
+    .await;
     let (late, text) = numbered("late in old file", 0..20);
     old.write_all(text.as_bytes()).expect("write");
     drop(old);
-    let (after, text) = numbered("after", 0..50);
-    append(&log, &text);
 
     until("every line", || sink.len() >= 120).await;
     until("the old file released", || {

@@ -37,6 +37,7 @@
 //! field = "line"
 //! include_path = false            # true: add fields `path` (text) and `offset` (int, the line's first byte)
 //! until_eof = false               # true: read the files found at start-up to their end, then end
+//! rotate_wait = "5s"              # a file renamed away (rotated) or deleted is still followed this long
 //! ```
 //!
 //! # Output
@@ -44,7 +45,7 @@
 //! the path the file had when it was last found, and the byte offset of the line's start. A line
 //! ends at `\n`; a `\r` before it is dropped. A last line without `\n` is held until it is
 //! completed, and emitted as it is only once the file is finished (`until_eof`, or the file was
-//! renamed away or deleted and read to its end). The `error` stream carries (`reason`, `raw`): a
+//! renamed away or deleted `rotate_wait` ago and read to its end). The `error` stream carries (`reason`, `raw`): a
 //! line longer than `max_line_bytes` (the rest of it is skipped) or, with `encoding = "strict"`, a
 //! line that is not UTF-8; `raw` is its first KiB (lossy). Error tuples carry no message id: they
 //! count as handled at once, so the checkpoint moves past them. Each is counted
@@ -53,8 +54,10 @@
 //! # Files, rotation, truncation
 //! A file is known by its device and inode, so a rename does not make it a new file. Rotation by
 //! rename (`app.log` → `app.log.1`, new `app.log`): the open old file is read to its end, the new
-//! one from its start. A file no glob matches any more (renamed away, deleted) is read to its end
-//! and released once every line of it is acked; its checkpoint is then dropped. Truncation
+//! one from its start. A file no glob matches any more (renamed away, deleted) is still followed
+//! for `rotate_wait` (5 s; the lines a writer appends until it reopens its log are read, as
+//! Fluent Bit's `Rotate_Wait` does), then read to its end and released once every line of it is
+//! acked; its checkpoint is then dropped. Truncation
 //! (`copytruncate`) is noticed when a file is smaller than the read position: it is read again
 //! from 0, with a warning and a count; lines written after the last read and before the
 //! truncation are lost, as with any tail. Each file is read by one task: the one whose index is
@@ -209,6 +212,12 @@ pub struct FileOptions {
     pub include_path: bool,
     /// Read the files found at start-up to their end, then end (exhausted once all is acked).
     pub until_eof: bool,
+    /// How long a file no glob matches any more (renamed away by a rotation, deleted) is still
+    /// followed before it is finished: a writer appends to it until it reopens its log, and
+    /// those lines are read too. Then it is read to its end and released once acked.
+    #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "topo_dsl::schema::duration")]
+    pub rotate_wait: Duration,
 }
 
 impl Default for FileOptions {
@@ -226,6 +235,7 @@ impl Default for FileOptions {
             field: "line".to_string(),
             include_path: false,
             until_eof: false,
+            rotate_wait: Duration::from_secs(5),
         }
     }
 }
@@ -397,9 +407,11 @@ struct Watched {
     at_eof: bool,
     /// The last read found the end: check for truncation.
     hit_eof: bool,
-    /// No glob matches the file any more (or `until_eof`): its last partial line is emitted at
-    /// the end, and it is released once acked.
+    /// No glob has matched the file for `rotate_wait` (or `until_eof`): its last partial line is
+    /// emitted at the end, and it is released once acked.
     finished: bool,
+    /// Since when no glob matches the file (it is still followed until `rotate_wait` passed).
+    gone_since: Option<Instant>,
     /// Its partial last line was emitted (or it had none) after `finished`.
     drained: bool,
 }
@@ -824,6 +836,7 @@ impl FileSpout {
                     w.finished = false;
                     w.drained = false;
                 }
+                w.gone_since = None;
                 if w.path != path {
                     w.path_value = Value::from(path.to_string_lossy().into_owned());
                     lock(&w.entry.meta).2 = path.to_string_lossy().into_owned();
@@ -906,6 +919,7 @@ impl FileSpout {
                     at_eof: false,
                     hit_eof: false,
                     finished: self.opts.until_eof,
+                    gone_since: None,
                     drained: false,
                 },
             );
@@ -914,6 +928,7 @@ impl FileSpout {
         st.scanned_once = true;
         let mut released = false;
         if !self.opts.until_eof {
+            let rotate_wait = self.opts.rotate_wait;
             let counters = &self.shared.counters;
             let component = &st.component;
             let mut entries = lock(&st.entries);
@@ -927,9 +942,12 @@ impl FileSpout {
                 }
                 !done
             });
+            let now = Instant::now();
             for w in st.files.values_mut() {
                 w.at_eof = false;
-                if !present.contains(&w.id) {
+                if present.contains(&w.id) {
+                    w.gone_since = None;
+                } else if now.duration_since(*w.gone_since.get_or_insert(now)) >= rotate_wait {
                     w.finished = true;
                 }
             }
@@ -1507,6 +1525,7 @@ start_at = "beginning"    # or "end": skip what a file found at start-up already
 poll_interval = "250ms"   # besides the change events (`watch = true`): appends read at once
 checkpoint_interval = "1s"   # acked offsets per file under state_dir (default .topo/state/<topology>/<component>)
 include_path = true       # fields: line, path, offset
+rotate_wait = "5s"        # a file rotated out of the globs is still followed this long (late appends)
 # until_eof = true        # read what is there, then end (`topo run --until-idle`)
 "#;
 
@@ -1551,6 +1570,7 @@ mod tests {
             at_eof: false,
             hit_eof: false,
             finished: false,
+            gone_since: None,
             drained: false,
         }
     }
