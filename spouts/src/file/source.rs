@@ -115,9 +115,11 @@
 //!   a file that grew (as by `tail -F`).
 //! - Unix only (device and inode numbers). Compressed files are not decompressed.
 //! - A partial last line emitted at the end of a finished file and completed later (a writer
-//!   still appending to a renamed file) comes out as two lines.
+//!   still appending to a renamed file more than `rotate_wait` after the rename) comes out as
+//!   two lines; lines appended after the file was released are not read.
 //! - Rotated files must stay matched by `paths` (e.g. `app.log*`) for their un-acked lines to be
-//!   read again after a crash; a file renamed out of the globs is released once read and acked.
+//!   read again after a crash; a file renamed out of the globs is released `rotate_wait` after
+//!   the rename, once read and acked.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
