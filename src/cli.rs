@@ -732,20 +732,13 @@ fn run(topology: Topology, o: RunOptions) -> ExitCode {
                 let stop = async {
                     let _ = shutdown.await;
                 };
-                let served = match tls {
-                    None => {
-                        axum::serve(listener, app)
-                            .with_graceful_shutdown(stop)
-                            .await
-                    }
-                    Some(config) => {
-                        let listener =
-                            topo_spouts::connector::tls::TlsListener::new(listener, config);
-                        axum::serve(listener, app)
-                            .with_graceful_shutdown(stop)
-                            .await
-                    }
-                };
+                let served = topo_spouts::connector::tls::serve(
+                    listener,
+                    app,
+                    tls.map(std::sync::Arc::new),
+                    stop,
+                )
+                .await;
                 if let Err(e) = served {
                     tracing::error!("the HTTP endpoint stopped: {e}");
                 }

@@ -72,10 +72,10 @@ type Handshake = Result<(TlsStream<TcpStream>, SocketAddr), (SocketAddr, String)
 
 impl TlsListener {
     /// Serves the connections of `tcp` with `config` (see [`Identity::server_config`]).
-    pub fn new(tcp: TcpListener, config: rustls::ServerConfig) -> TlsListener {
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
         TlsListener {
             tcp,
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: TlsAcceptor::from(config),
             handshakes: JoinSet::new(),
             warn: Default::default(),
         }
@@ -122,6 +122,33 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+}
+
+/// Serves `app` on `listener` until `stop` completes: plain HTTP, or HTTPS with `tls` (through
+/// a [`TlsListener`]); every connection with `TCP_NODELAY`. The one place the HTTP servers
+/// (topo's endpoint, the `http` spout) choose between the two.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    match tls {
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config), app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
     }
 }
 

@@ -127,7 +127,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -1224,23 +1223,8 @@ impl Spout for HttpSpout {
         let stop = cancel.clone();
         let tls = self.tls.clone();
         crate::connector::warn::spawn(async move {
-            let served = match tls {
-                None => {
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                }
-                Some(config) => {
-                    let listener =
-                        crate::connector::tls::TlsListener::new(listener, (*config).clone());
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                }
-            };
+            let served =
+                crate::connector::tls::serve(listener, app, tls, stop.cancelled_owned()).await;
             if let Err(e) = served {
                 tracing::error!(component = %source, "http server failed: {e}");
             }
