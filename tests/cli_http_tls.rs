@@ -75,6 +75,14 @@ fn topo(args: &[&str]) -> std::process::Output {
         .expect("run topo")
 }
 
+/// `topo ARGS`, which must stop before running with exit code 2 (clap's, or topo's own refusal):
+/// what it said.
+fn refused(args: &[&str]) -> String {
+    let out = topo(args);
+    assert_eq!(out.status.code(), Some(2), "topo {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 // Guards the endpoint over TLS: https:// with the given certificate for a client trusting the
 // test CA; plain HTTP and a client without the CA refused (an error, not a hang); `topo top`
 // and `topo tap` through it with `--ca` and the token, and a clear error without `--ca`.
@@ -125,14 +133,12 @@ fn a_bad_certificate_or_key_stops_the_run_naming_the_option() {
     let mut args = run_args("server.crt", "other-client.key");
     args.push(path.clone());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = topo(&args);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&args);
     assert!(
         err.contains("--http-tls-cert") && err.contains("the key is not the certificate's"),
         "{err}"
     );
-    let out = topo(&[
+    let err = refused(&[
         "run",
         "--http",
         "127.0.0.1:0",
@@ -142,13 +148,11 @@ fn a_bad_certificate_or_key_stops_the_run_naming_the_option() {
         "/no/such/key.pem",
         &path,
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--http-tls-cert") && err.contains("/no/such/cert.pem"),
         "{err}"
     );
-    let out = topo(&[
+    let err = refused(&[
         "run",
         "--http",
         "127.0.0.1:0",
@@ -156,6 +160,5 @@ fn a_bad_certificate_or_key_stops_the_run_naming_the_option() {
         "x.pem",
         &path,
     ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--http-tls-key"));
+    assert!(err.contains("--http-tls-key"), "{err}");
 }

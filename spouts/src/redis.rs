@@ -257,8 +257,6 @@ pub struct RedisSink {
 
 struct RedisShared {
     client: redis::Client,
-    /// The connection is TLS (`rediss://`).
-    tls: bool,
     target: String,
     command: RedisCommand,
     key: Vec<Part>,
@@ -395,7 +393,6 @@ impl RedisSink {
             shared: Arc::new(RedisShared {
                 client,
                 target,
-                tls: options.url.starts_with("rediss://"),
                 command,
                 key,
                 member: options.member.map(SmolStr::from),
@@ -574,7 +571,11 @@ impl RedisWriter {
         })?
         .map_err(|e| {
             // A TLS server drops a plain client's first bytes: say what that usually means.
-            let hint = if !s.tls && e.kind() == redis::ErrorKind::IoError {
+            let tls = matches!(
+                s.client.get_connection_info().addr,
+                redis::ConnectionAddr::TcpTls { .. }
+            );
+            let hint = if !tls && e.kind() == redis::ErrorKind::IoError {
                 " (if the server speaks TLS, write `rediss://` in `url`)"
             } else {
                 ""

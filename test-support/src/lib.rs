@@ -63,8 +63,9 @@ pub fn temp_topology(text: &str) -> tempfile::NamedTempFile {
 }
 
 /// The address a `topo run --http ...` child serves on, read from its piped stderr (the line
-/// `live figures: http://ADDR/...`, or `https://` over TLS); the rest of its stderr is then drained in the background so
-/// the child never blocks writing status lines. Panics with what the child said if it ends first.
+/// `live figures: http://ADDR/...`, or `https://` over TLS); the rest of its stderr is then
+/// drained in the background so the child never blocks writing status lines. Panics with what
+/// the child said if it ends first.
 pub fn http_address(child: &mut std::process::Child) -> String {
     use std::io::{BufRead, BufReader};
     let stderr = child
