@@ -448,9 +448,9 @@ fn endpoint_token(
     let token = match (token, file) {
         (Some(t), _) => Some((t, "--http-token (or TOPO_HTTP_TOKEN)".to_string())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --http-token-file {}: {e}", path.display()))?;
-            let first = text.lines().next().unwrap_or("").trim().to_string();
+            let first = topo_spouts::connector::secret_file("--http-token-file", path)?
+                .trim()
+                .to_string();
             Some((first, format!("--http-token-file {}", path.display())))
         }
         (None, None) => None,
