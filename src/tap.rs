@@ -333,16 +333,10 @@ pub(crate) fn client(
         b = b.timeout(t);
     }
     if let Some(path) = ca {
-        let pem = std::fs::read(path).map_err(|e| format!("--ca {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("--ca {}: not PEM certificates: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "--ca {}: it holds no PEM certificate",
-                path.display()
-            ));
-        }
-        for cert in certs {
+        let roots = topo_spouts::connector::tls::Roots::load("--ca", path)?;
+        for der in roots.der() {
+            let cert = reqwest::Certificate::from_der(der)
+                .map_err(|e| format!("--ca {}: {e}", path.display()))?;
             b = b.add_root_certificate(cert);
         }
     }

@@ -225,6 +225,11 @@ impl Roots {
         store(&certs).map_err(|e| bad(&format!("not a CA certificate: {e}")))?;
         Ok(Roots { certs, pem })
     }
+
+    /// Each certificate, DER-encoded (for clients that take certificates one by one).
+    pub fn der(&self) -> impl Iterator<Item = &[u8]> {
+        self.certs.iter().map(|c| c.as_ref())
+    }
 }
 
 /// A root store of `certs`.
