@@ -351,18 +351,7 @@ impl ClientContext for SinkContext {
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         self.failures.note(fac, msg);
-        let component = self.component.as_str();
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(component, fac, "librdkafka: {msg}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(component, fac, "librdkafka: {msg}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(component, fac, "librdkafka: {msg}")
-            }
-            RDKafkaLogLevel::Debug => tracing::debug!(component, fac, "librdkafka: {msg}"),
-        }
+        super::forward_log(&self.component, level, fac, msg);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         let msg = self.failures.describe(&self.brokers, &error, reason);
